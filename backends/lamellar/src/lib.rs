@@ -1,0 +1,1 @@
+//! Lamellar backend for distarray (in progress).

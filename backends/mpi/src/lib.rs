@@ -1,0 +1,1 @@
+//! MPI RMA backend for distarray (in progress).

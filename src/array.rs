@@ -1,0 +1,452 @@
+//! [`DistArray`]: an N-dimensional array distributed over the ranks of a
+//! [`OneSidedComm`], each rank's part stored row-major directly in window
+//! memory.
+//!
+//! Constructors, `fill`, `sum`, `similar`, `sync`, `from_fn` and `Drop` are
+//! **collective**: every rank must call them, in the same order. Element
+//! access ([`DistArray::get`] / [`DistArray::set`]), local views and
+//! [`DistArray::to_vec`] are one-sided: a rank calls them alone.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::comm::{Element, LockKind, OneSidedComm, Window};
+use crate::error::{Error, Result};
+use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
+
+/// An N-dimensional array of `T` distributed over the ranks of `C`.
+///
+/// ```
+/// use distarray::{threaded, DistArray, OneSidedComm};
+/// threaded::run(2, |comm| {
+///     // 4 x 3 matrix, rows split over the 2 ranks
+///     let a = DistArray::<i64, _, 2>::from_fn(comm.clone(), [4, 3], |[i, j]| (10 * i + j) as i64)?;
+///     assert_eq!(a.local_indices(comm.rank())?, [2 * comm.rank()..2 * comm.rank() + 2, 0..3]);
+///     assert_eq!(a.get([3, 1])?, 31); // one-sided read, maybe remote
+///     a.sync()?;
+///     if comm.rank() == 0 {
+///         a.set([3, 1], -1)?; // one-sided write into rank 1's part
+///     }
+///     a.sync()?;
+///     assert_eq!(a.sum()?, (0..4).flat_map(|i| (0..3).map(move |j| 10 * i + j)).sum::<i64>() - 32);
+///     Ok::<_, distarray::Error>(())
+/// })
+/// .unwrap()
+/// .into_iter()
+/// .collect::<Result<Vec<_>, _>>()
+/// .unwrap();
+/// ```
+pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {
+    comm: C,
+    win: C::Window<T>,
+    part: Arc<ContinuousPartitioning<N>>,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
+    /// Collective: a zero-filled array with the given partitioning, which
+    /// must have one part per rank.
+    pub fn with_partitioning(comm: C, part: ContinuousPartitioning<N>) -> Result<Self> {
+        part.check_nparts(comm.size())?;
+        let win = comm.create_window::<T>(part.part_len(comm.rank())?)?;
+        Ok(DistArray {
+            comm,
+            win,
+            part: Arc::new(part),
+        })
+    }
+
+    /// Collective: a zero-filled array, the first dimension split evenly
+    /// over all ranks (the remainder to the first ranks).
+    pub fn new(comm: C, shape: [usize; N]) -> Result<Self> {
+        let part = ContinuousPartitioning::uniform(shape, comm.size())?;
+        Self::with_partitioning(comm, part)
+    }
+
+    /// Collective: a zero-filled array over a process grid, dimension `d`
+    /// split evenly into `grid[d]` parts; the grid's product must be the
+    /// number of ranks.
+    pub fn with_grid(comm: C, grid: [usize; N], shape: [usize; N]) -> Result<Self> {
+        let part = ContinuousPartitioning::with_grid(shape, grid)?;
+        Self::with_partitioning(comm, part)
+    }
+
+    /// Collective: a zero-filled array with explicit part sizes per
+    /// dimension (e.g. `[vec![7, 3], vec![10]]`: rows split 7 + 3, columns
+    /// whole); the shape is their sums.
+    pub fn with_part_sizes(comm: C, sizes: [Vec<usize>; N]) -> Result<Self> {
+        let part = ContinuousPartitioning::from_part_sizes(sizes)?;
+        Self::with_partitioning(comm, part)
+    }
+
+    /// Collective: like [`DistArray::with_part_sizes`], but checks the sizes
+    /// sum to `shape` in every dimension.
+    pub fn with_part_sizes_checked(comm: C, shape: [usize; N], sizes: [Vec<usize>; N]) -> Result<Self> {
+        let part = ContinuousPartitioning::from_part_sizes(sizes)?;
+        if part.shape() != shape {
+            return Err(Error::InvalidPartition(format!(
+                "part sizes sum to shape {:?}, expected {shape:?}",
+                part.shape()
+            )));
+        }
+        Self::with_partitioning(comm, part)
+    }
+
+    /// Collective: an array assembled from every rank's local part.
+    /// `grid` is the process grid; `local_shape` and `data` (row-major,
+    /// `data.len()` = product of `local_shape`) are this rank's part. The
+    /// part sizes are gathered with `allgather`; parts in the same grid
+    /// slab must agree on their extent in that dimension.
+    pub fn from_local_parts(comm: C, grid: [usize; N], local_shape: [usize; N], data: &[T]) -> Result<Self> {
+        let local_len: usize = local_shape.iter().product();
+        if data.len() != local_len {
+            return Err(Error::ShapeMismatch {
+                expected: vec![local_len],
+                found: vec![data.len()],
+            });
+        }
+        let grid_part = ContinuousPartitioning::with_grid([0; N], grid)?;
+        grid_part.check_nparts(comm.size())?;
+        let shapes = comm.allgather(&local_shape.map(|x| x as u64))?;
+        let mut sizes: [Vec<Option<usize>>; N] = std::array::from_fn(|d| vec![None; grid[d]]);
+        for (rank, s) in shapes.iter().enumerate() {
+            let g = grid_part.grid_index(rank)?;
+            for d in 0..N {
+                let n = s[d] as usize;
+                match sizes[d][g[d]] {
+                    None => sizes[d][g[d]] = Some(n),
+                    Some(m) if m == n => {}
+                    Some(m) => {
+                        return Err(Error::InvalidPartition(format!(
+                            "local parts disagree in dimension {d} at grid slab {}: {m} vs {n} (rank {rank})",
+                            g[d]
+                        )))
+                    }
+                }
+            }
+        }
+        let sizes = sizes.map(|v| v.into_iter().map(|x| x.unwrap_or(0)).collect());
+        let a = Self::with_part_sizes(comm, sizes)?;
+        a.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(data))?;
+        a.sync()?;
+        Ok(a)
+    }
+
+    /// Collective: an array of `shape` split over the first dimension, every
+    /// element set to `f(global index)` by its owner.
+    pub fn from_fn(comm: C, shape: [usize; N], f: impl Fn([usize; N]) -> T) -> Result<Self> {
+        let a = Self::new(comm, shape)?;
+        a.with_local_mut(|mut l| l.fill_with(&f))?;
+        a.sync()?;
+        Ok(a)
+    }
+
+    /// The communicator.
+    pub fn comm(&self) -> &C {
+        &self.comm
+    }
+
+    /// The window holding the local parts (offsets are row-major offsets
+    /// into each rank's part): the escape hatch for raw RMA.
+    pub fn window(&self) -> &C::Window<T> {
+        &self.win
+    }
+
+    /// The global shape.
+    pub fn shape(&self) -> [usize; N] {
+        self.part.shape()
+    }
+
+    /// Total number of elements.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// `true` if the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The partitioning.
+    pub fn partitioning(&self) -> &ContinuousPartitioning<N> {
+        &self.part
+    }
+
+    pub(crate) fn partitioning_arc(&self) -> Arc<ContinuousPartitioning<N>> {
+        self.part.clone()
+    }
+
+    /// The global index ranges owned by `rank`.
+    pub fn local_indices(&self, rank: usize) -> Result<[Range<usize>; N]> {
+        self.part.part_range(rank)
+    }
+
+    /// The shape of this rank's part.
+    pub fn local_shape(&self) -> [usize; N] {
+        self.part.part_shape(self.comm.rank()).expect("own rank is in range")
+    }
+
+    /// Collective: a barrier. Every one-sided operation any rank completed
+    /// (epoch closed) before it is visible to every rank after it.
+    pub fn sync(&self) -> Result<()> {
+        self.comm.barrier()
+    }
+
+    /// Runs `f` inside a passive-target epoch on `target` (lock, `f`,
+    /// unlock). The lock is released even when `f` fails.
+    pub fn with_epoch<R>(
+        &self,
+        target: usize,
+        kind: LockKind,
+        f: impl FnOnce(&C::Window<T>) -> Result<R>,
+    ) -> Result<R> {
+        self.win.lock(target, kind)?;
+        let out = f(&self.win);
+        let unlocked = self.win.unlock(target);
+        let out = out?;
+        unlocked?;
+        Ok(out)
+    }
+
+    /// Reads one element by global index: lock, get, unlock. One-sided and
+    /// correct, but one round trip per element: the slow path. Use blocks
+    /// ([`crate::Block`]) or local views for bulk access.
+    pub fn get(&self, index: [usize; N]) -> Result<T> {
+        let (rank, offset) = self.part.owner(index)?;
+        let mut v = [T::default()];
+        self.with_epoch(rank, LockKind::Shared, |w| w.get(rank, offset, &mut v))?;
+        Ok(v[0])
+    }
+
+    /// Writes one element by global index: exclusive lock, put, unlock. The
+    /// slow path, like [`DistArray::get`].
+    pub fn set(&self, index: [usize; N], value: T) -> Result<()> {
+        let (rank, offset) = self.part.owner(index)?;
+        self.with_epoch(rank, LockKind::Exclusive, |w| w.put(rank, offset, &[value]))
+    }
+
+    /// Runs `f` on a read-only view of this rank's part (shared lock on it).
+    pub fn with_local<R>(&self, f: impl FnOnce(LocalView<'_, T, N>) -> R) -> Result<R> {
+        let me = self.comm.rank();
+        let range = self.part.part_range(me)?;
+        self.with_epoch(me, LockKind::Shared, |w| {
+            w.with_local(|data| f(LocalView { data, range }))
+        })
+    }
+
+    /// Runs `f` on a mutable view of this rank's part (exclusive lock on
+    /// it, so no other rank accesses it meanwhile).
+    pub fn with_local_mut<R>(&self, f: impl FnOnce(LocalViewMut<'_, T, N>) -> R) -> Result<R> {
+        let me = self.comm.rank();
+        let range = self.part.part_range(me)?;
+        self.with_epoch(me, LockKind::Exclusive, |w| {
+            w.with_local_mut(|data| f(LocalViewMut { data, range }))
+        })
+    }
+
+    /// Collective: a zero-filled array of element type `U` with the same
+    /// partitioning.
+    pub fn similar<U: Element>(&self) -> Result<DistArray<U, C, N>> {
+        DistArray::with_partitioning(self.comm.clone(), (*self.part).clone())
+    }
+
+    /// Collective: a zero-filled array of element type `U` and another shape
+    /// on the same communicator, split over its first dimension.
+    pub fn similar_with_shape<U: Element, const M: usize>(&self, shape: [usize; M]) -> Result<DistArray<U, C, M>> {
+        DistArray::new(self.comm.clone(), shape)
+    }
+
+    /// Collective: sets every element to `value`.
+    pub fn fill(&self, value: T) -> Result<()> {
+        self.with_local_mut(|mut l| l.as_mut_slice().fill(value))?;
+        self.sync()
+    }
+
+    /// Collective: applies `f` to every local element, in place.
+    pub fn map_local(&self, f: impl Fn(T) -> T) -> Result<()> {
+        self.with_local_mut(|mut l| l.as_mut_slice().iter_mut().for_each(|x| *x = f(*x)))?;
+        self.sync()
+    }
+
+    /// Collective: reduces the local parts with `local` and combines the
+    /// per-rank results in rank order with `combine` (deterministic: every
+    /// rank gets the same value).
+    pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
+        let mine = self.with_local(|l| local(l.as_slice()))?;
+        let all = self.comm.allgather(&[mine])?;
+        let mut it = all.into_iter().map(|v| v[0]);
+        let first = it.next().expect("at least one rank");
+        Ok(it.fold(first, combine))
+    }
+
+    /// Collective: the sum of all elements (partial sums added in rank
+    /// order, so every rank gets the same value).
+    pub fn sum(&self) -> Result<T> {
+        self.reduce(|l| l.iter().copied().sum(), |a, b| a + b)
+    }
+
+    /// One-sided: the whole array in global row-major order, read with one
+    /// `get` per rank. For small arrays and tests: it copies everything.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let shape = self.shape();
+        let mut out = vec![T::default(); self.len()];
+        for rank in 0..self.comm.size() {
+            let range = self.part.part_range(rank)?;
+            let lshape = range.clone().map(|r| r.len());
+            let n: usize = lshape.iter().product();
+            if n == 0 {
+                continue;
+            }
+            let mut buf = vec![T::default(); n];
+            self.with_epoch(rank, LockKind::Shared, |w| w.get(rank, 0, &mut buf))?;
+            for (k, v) in buf.into_iter().enumerate() {
+                let li = multi_index(&lshape, k);
+                let gi: [usize; N] = std::array::from_fn(|d| range[d].start + li[d]);
+                out[linear_offset(&shape, &gi)] = v;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Elements up to which `Display` prints an array whole.
+const DISPLAY_MAX: usize = 1000;
+
+impl<T: Element, C: OneSidedComm, const N: usize> fmt::Debug for DistArray<T, C, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DistArray")
+            .field("shape", &self.shape())
+            .field("grid", &self.part.grid())
+            .field("backend", &self.comm.backend_name())
+            .field("rank", &self.comm.rank())
+            .finish()
+    }
+}
+
+/// Prints the whole array (read one-sidedly from every rank) when it has at
+/// most 1000 elements, otherwise its shape and partition only. 2-D arrays
+/// print one row per line.
+impl<T: Element, C: OneSidedComm, const N: usize> fmt::Display for DistArray<T, C, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = self.shape();
+        write!(f, "DistArray{shape:?} over grid {:?}", self.part.grid())?;
+        if self.len() > DISPLAY_MAX {
+            return write!(f, " (too large to print)");
+        }
+        let data = self.to_vec().map_err(|_| fmt::Error)?;
+        let join = |xs: &[T]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        match N {
+            2 if shape[1] > 0 => {
+                writeln!(f, ":")?;
+                for row in data.chunks(shape[1]) {
+                    writeln!(f, "  [{}]", join(row))?;
+                }
+                Ok(())
+            }
+            _ => write!(f, ": [{}]", join(&data)),
+        }
+    }
+}
+
+/// A read-only view of one rank's part, addressed locally or globally.
+pub struct LocalView<'a, T, const N: usize> {
+    data: &'a [T],
+    range: [Range<usize>; N],
+}
+
+/// A mutable view of one rank's part, addressed locally or globally.
+pub struct LocalViewMut<'a, T, const N: usize> {
+    data: &'a mut [T],
+    range: [Range<usize>; N],
+}
+
+macro_rules! view_common {
+    ($ty:ident) => {
+        impl<'a, T: Copy, const N: usize> $ty<'a, T, N> {
+            /// The part's elements, row-major.
+            pub fn as_slice(&self) -> &[T] {
+                self.data
+            }
+
+            /// The part's shape.
+            pub fn shape(&self) -> [usize; N] {
+                self.range.clone().map(|r| r.len())
+            }
+
+            /// The global index ranges of the part.
+            pub fn global_range(&self) -> [Range<usize>; N] {
+                self.range.clone()
+            }
+
+            /// The part as an `ndarray` view (dynamic dimension).
+            pub fn view(&self) -> ArrayViewD<'_, T> {
+                ArrayViewD::from_shape(IxDyn(&self.shape()), self.data).expect("shape matches length")
+            }
+
+            /// The global index of local row-major `offset`.
+            pub fn global_index(&self, offset: usize) -> [usize; N] {
+                let li = multi_index(&self.shape(), offset);
+                std::array::from_fn(|d| self.range[d].start + li[d])
+            }
+
+            /// Local offset of a global index, if this part owns it.
+            pub fn local_offset(&self, index: [usize; N]) -> Option<usize> {
+                if (0..N).all(|d| self.range[d].contains(&index[d])) {
+                    let li: [usize; N] = std::array::from_fn(|d| index[d] - self.range[d].start);
+                    Some(linear_offset(&self.shape(), &li))
+                } else {
+                    None
+                }
+            }
+
+            /// The element at a global index, if this part owns it.
+            pub fn get(&self, index: [usize; N]) -> Option<T> {
+                self.local_offset(index).map(|o| self.data[o])
+            }
+
+            /// Iterates `(global index, value)` over the part in row-major order.
+            pub fn iter_global(&self) -> impl Iterator<Item = ([usize; N], T)> + '_ {
+                self.data.iter().enumerate().map(|(k, &v)| (self.global_index(k), v))
+            }
+        }
+    };
+}
+view_common!(LocalView);
+view_common!(LocalViewMut);
+
+impl<T: Copy, const N: usize> LocalViewMut<'_, T, N> {
+    /// The part's elements, row-major, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.data
+    }
+
+    /// The part as a mutable `ndarray` view (dynamic dimension).
+    pub fn view_mut(&mut self) -> ArrayViewMutD<'_, T> {
+        let shape = self.shape();
+        ArrayViewMutD::from_shape(IxDyn(&shape), self.data).expect("shape matches length")
+    }
+
+    /// Sets the element at a global index; `Err` if this part does not own it.
+    pub fn set(&mut self, index: [usize; N], value: T) -> Result<()> {
+        match self.local_offset(index) {
+            Some(o) => {
+                self.data[o] = value;
+                Ok(())
+            }
+            None => Err(Error::IndexOutOfBounds {
+                index: index.to_vec(),
+                shape: self.range.iter().map(|r| r.end).collect(),
+            }),
+        }
+    }
+
+    /// Sets every element to `f(global index)`.
+    pub fn fill_with(&mut self, f: impl Fn([usize; N]) -> T) {
+        for k in 0..self.data.len() {
+            let g = self.global_index(k);
+            self.data[k] = f(g);
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The communication contract: [`OneSidedComm`], [`Window`] and the
+//! [`Element`] types that can live in a window.
+//!
+//! Everything above this module (arrays, blocks, ghosts, linear algebra) is
+//! written once against these traits. Backends (the in-process
+//! [`threaded`](crate::threaded) one, MPI, Lamellar) implement them and
+//! nothing else; the [`conformance`](crate::conformance) suite (feature
+//! `conformance`) checks that they honour the semantics documented here.
+//!
+//! # The model
+//!
+//! A communicator has `size()` ranks. A [`Window`] is created collectively:
+//! every rank exposes a part of `local_len` elements (lengths may differ
+//! between ranks). Any rank may then read ([`Window::get`]), write
+//! ([`Window::put`]) or combine ([`Window::accumulate`]) elements of any
+//! rank's part, *one-sidedly*: the target does not take part.
+//!
+//! Accesses must happen inside an **access epoch** on the target:
+//!
+//! * *passive target*: [`Window::lock`] / [`Window::unlock`] on one target.
+//!   A [`LockKind::Shared`] lock admits other shared lockers, an
+//!   [`LockKind::Exclusive`] lock excludes every other rank. A rank may hold
+//!   locks on several targets at once, but at most one on each.
+//! * *active target*: [`Window::fence`] (collective) opens an epoch on all
+//!   targets at once; the next `fence` completes every operation issued
+//!   since, and [`Window::fence_end`] closes the fence epoch.
+//!
+//! Passive and active synchronisation must not be mixed on one window.
+//!
+//! # Completion
+//!
+//! The safe API is *blocking at the origin*: when `get` returns, the
+//! destination buffer holds the data; when `put` / `accumulate` return, the
+//! source buffer may be reused. Remote completion (visibility at the target
+//! for other ranks) is guaranteed at [`Window::unlock`], [`Window::flush`] or
+//! the next [`Window::fence`]. The `*_runs` methods batch many contiguous
+//! runs to one target (one RMA operation per run) so that backends can wait
+//! once for the whole batch.
+//!
+//! # Errors instead of undefined behaviour
+//!
+//! A target rank `>= size()`, an access outside the target's part, a buffer
+//! whose length does not match, an operation outside an epoch, a second lock
+//! on the same target and an unlock without a lock all return an
+//! [`Error`](crate::Error) *before* anything is sent, on every backend.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{Add, Mul, Sub};
+
+use crate::error::Result;
+
+/// The primitive type behind an [`Element`]; backends map it to their own
+/// datatypes (e.g. `MPI_DOUBLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum ElementKind {
+    I8,
+    I16,
+    I32,
+    I64,
+    Isize,
+    U8,
+    U16,
+    U32,
+    U64,
+    Usize,
+    F32,
+    F64,
+}
+
+impl ElementKind {
+    /// `true` for `F32` and `F64`.
+    pub fn is_float(self) -> bool {
+        matches!(self, ElementKind::F32 | ElementKind::F64)
+    }
+}
+
+/// How [`Window::accumulate`] combines an incoming value with the target's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccumulateOp {
+    /// `target = incoming` (an atomic put).
+    Replace,
+    /// `target = target + incoming` (wrapping for integers).
+    Sum,
+    /// `target = target * incoming` (wrapping for integers).
+    Prod,
+    /// `target = min(target, incoming)`.
+    Min,
+    /// `target = max(target, incoming)`.
+    Max,
+}
+
+/// Kind of a passive-target lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockKind {
+    /// Admits other shared lockers at the same time.
+    Shared,
+    /// Excludes every other rank while held.
+    Exclusive,
+}
+
+/// Element types that can live in a window: the primitive integers and
+/// floats.
+///
+/// # Safety
+///
+/// Backends move elements as raw bytes and hand `KIND` to their runtime as
+/// the datatype. An implementor guarantees that `Self` is a primitive type
+/// whose size and representation are exactly those of `KIND`. distarray
+/// implements it for all primitive integer and float types; there is no
+/// reason to implement it elsewhere.
+pub unsafe trait Element:
+    bytemuck::Pod
+    + Default
+    + PartialOrd
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Sum<Self>
+{
+    /// The primitive kind of `Self`.
+    const KIND: ElementKind;
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+
+    /// The value [`Window::accumulate`] stores when `incoming` is combined
+    /// into `current` with `op`. Backends that apply accumulates in software
+    /// (threaded, Lamellar) use this; MPI uses its own reduction operators,
+    /// which compute the same.
+    fn combine(op: AccumulateOp, current: Self, incoming: Self) -> Self;
+
+    /// Converts to `f64` (for norms, error reports, printing).
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! impl_element_int {
+    ($($t:ty => $k:ident),* $(,)?) => {$(
+        // SAFETY: `$t` is the primitive integer type named by `ElementKind::$k`.
+        unsafe impl Element for $t {
+            const KIND: ElementKind = ElementKind::$k;
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            #[inline]
+            fn combine(op: AccumulateOp, current: Self, incoming: Self) -> Self {
+                match op {
+                    AccumulateOp::Replace => incoming,
+                    AccumulateOp::Sum => current.wrapping_add(incoming),
+                    AccumulateOp::Prod => current.wrapping_mul(incoming),
+                    AccumulateOp::Min => current.min(incoming),
+                    AccumulateOp::Max => current.max(incoming),
+                }
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+
+macro_rules! impl_element_float {
+    ($($t:ty => $k:ident),* $(,)?) => {$(
+        // SAFETY: `$t` is the primitive float type named by `ElementKind::$k`.
+        unsafe impl Element for $t {
+            const KIND: ElementKind = ElementKind::$k;
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline]
+            fn combine(op: AccumulateOp, current: Self, incoming: Self) -> Self {
+                match op {
+                    AccumulateOp::Replace => incoming,
+                    AccumulateOp::Sum => current + incoming,
+                    AccumulateOp::Prod => current * incoming,
+                    AccumulateOp::Min => current.min(incoming),
+                    AccumulateOp::Max => current.max(incoming),
+                }
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+
+impl_element_int!(
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, isize => Isize,
+    u8 => U8, u16 => U16, u32 => U32, u64 => U64, usize => Usize,
+);
+impl_element_float!(f32 => F32, f64 => F64);
+
+/// A communicator with one-sided (RMA) windows.
+///
+/// Handles are cheap to clone; each rank holds its own. Methods marked
+/// *collective* must be called by every rank of the communicator, in the
+/// same order; the others are local.
+pub trait OneSidedComm: Clone + Send + Sync + 'static {
+    /// The window type of this backend.
+    type Window<T: Element>: Window<T>;
+
+    /// This rank, in `0..size()`.
+    fn rank(&self) -> usize;
+
+    /// Number of ranks.
+    fn size(&self) -> usize;
+
+    /// Collective: returns once every rank has entered the barrier.
+    ///
+    /// Returns [`Error::Aborted`](crate::Error::Aborted) instead of blocking
+    /// forever when another rank has failed (where the backend can tell).
+    fn barrier(&self) -> Result<()>;
+
+    /// Collective: every rank contributes `local` (lengths may differ);
+    /// every rank receives all contributions, indexed by rank.
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>>;
+
+    /// Collective: creates a window in which this rank exposes `local_len`
+    /// elements, initialised to `T::default()` (zero). Lengths may differ
+    /// between ranks, and may be zero.
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>>;
+
+    /// A short name of the backend, for reports ("threaded", "mpi", ...).
+    fn backend_name(&self) -> &'static str;
+}
+
+/// One window of a [`OneSidedComm`]: each rank's exposed part plus this
+/// rank's epoch bookkeeping. Dropping it frees it; for backends whose free is
+/// collective (MPI), every rank must drop its handle.
+pub trait Window<T: Element>: Send + Sync {
+    /// This rank.
+    fn rank(&self) -> usize;
+
+    /// Number of ranks.
+    fn size(&self) -> usize;
+
+    /// Length of `target`'s part (every rank knows every length).
+    fn len_of(&self, target: usize) -> Result<usize>;
+
+    /// Length of this rank's own part.
+    fn local_len(&self) -> usize {
+        self.len_of(self.rank()).expect("own rank is in range")
+    }
+
+    /// Opens a passive-target access epoch on `target`. Blocks while the lock
+    /// is incompatible with locks other ranks hold. Errors: bad rank,
+    /// already locked by this rank, a fence epoch open.
+    fn lock(&self, target: usize, kind: LockKind) -> Result<()>;
+
+    /// Closes the epoch on `target`; every operation issued in it is complete
+    /// at the target when this returns. Error: `target` not locked.
+    fn unlock(&self, target: usize) -> Result<()>;
+
+    /// Completes every operation issued to `target` so far, keeping the lock.
+    /// Error: `target` not locked.
+    fn flush(&self, target: usize) -> Result<()>;
+
+    /// Reads `dst.len()` elements of `target`'s part starting at `offset`.
+    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()>;
+
+    /// Writes `src` into `target`'s part starting at `offset`.
+    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()>;
+
+    /// Combines `src` element-wise into `target`'s part starting at `offset`.
+    /// Concurrent accumulates to the same elements (under shared locks or in
+    /// one fence epoch) are element-wise atomic.
+    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()>;
+
+    /// Reads several runs `(offset, len)` of `target` into `dst`, one after
+    /// the other (`dst.len()` must equal the sum of the lengths). One RMA
+    /// operation per run; the backend waits once for all of them.
+    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        crate::checks::check_runs_len(runs, dst.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.get(target, offset, &mut dst[at..at + len])?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Writes consecutive pieces of `src` to the runs `(offset, len)` of
+    /// `target`. One RMA operation per run.
+    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        crate::checks::check_runs_len(runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.put(target, offset, &src[at..at + len])?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Accumulates consecutive pieces of `src` into the runs `(offset, len)`
+    /// of `target`. One RMA operation per run.
+    fn accumulate_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        crate::checks::check_runs_len(runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.accumulate(target, offset, &src[at..at + len], op)?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Collective: completes every operation issued on this window since the
+    /// previous fence and opens (or continues) a fence epoch, in which
+    /// operations on any target need no lock. Error: locks held.
+    fn fence(&self) -> Result<()>;
+
+    /// Collective: completes every operation of the fence epoch and closes
+    /// it. Error: no fence epoch open.
+    fn fence_end(&self) -> Result<()>;
+
+    /// Runs `f` on this rank's part, read-only. Requires a lock (shared or
+    /// exclusive) on this rank, or an open fence epoch. Remote writes to this
+    /// part during `f` are erroneous (the threaded backend reports them as
+    /// [`Error::Conflict`](crate::Error::Conflict)).
+    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R>;
+
+    /// Runs `f` on this rank's part, mutably. Requires an exclusive lock on
+    /// this rank, so that no other rank can access the part meanwhile.
+    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R>;
+}

@@ -1,0 +1,129 @@
+//! The one error type of distarray and its `Result` alias.
+//!
+//! Every backend reports the same variant for the same misuse, so that the
+//! conformance suite can assert on it: a program that fails on the threaded
+//! backend in a unit test fails the same way under MPI, before MPI would
+//! have turned the misuse into undefined behaviour.
+
+use thiserror::Error;
+
+/// Result alias used throughout distarray.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in distarray.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A rank argument is not smaller than the communicator size.
+    #[error("rank {rank} is out of range for a communicator of {size} ranks")]
+    RankOutOfRange {
+        /// The offending rank.
+        rank: usize,
+        /// The communicator size.
+        size: usize,
+    },
+
+    /// An RMA access `offset..offset + len` does not fit in the target's part
+    /// of the window.
+    #[error(
+        "access of {len} element(s) at offset {offset} is out of bounds of rank {target}'s \
+         window part of {window_len} element(s)"
+    )]
+    OutOfBounds {
+        /// Target rank.
+        target: usize,
+        /// First element accessed.
+        offset: usize,
+        /// Number of elements accessed.
+        len: usize,
+        /// Length of the target's window part.
+        window_len: usize,
+    },
+
+    /// An RMA operation on `target` was issued outside an access epoch
+    /// (no lock held on `target` and no fence epoch open).
+    #[error("operation on rank {target} outside an access epoch (lock the target or open a fence epoch first)")]
+    NoEpoch {
+        /// Target rank.
+        target: usize,
+    },
+
+    /// `lock` on a target this rank already holds a lock on (in this window).
+    #[error("rank {target} is already locked by this rank in this window")]
+    AlreadyLocked {
+        /// Target rank.
+        target: usize,
+    },
+
+    /// `unlock` / `flush` on a target this rank holds no lock on.
+    #[error("rank {target} is not locked by this rank in this window")]
+    NotLocked {
+        /// Target rank.
+        target: usize,
+    },
+
+    /// Passive-target and fence (active-target) synchronisation were mixed,
+    /// e.g. a `lock` while a fence epoch is open, or a fence while locks are held.
+    #[error("epoch mismatch: {0}")]
+    EpochMismatch(String),
+
+    /// An access that would race with a local view of the target's memory
+    /// (reported by backends that can detect it, e.g. the threaded one).
+    #[error("conflicting access to rank {target}'s window memory: {reason}")]
+    Conflict {
+        /// Target rank.
+        target: usize,
+        /// What conflicted.
+        reason: String,
+    },
+
+    /// A global index lies outside the array.
+    #[error("index {index:?} is out of bounds for shape {shape:?}")]
+    IndexOutOfBounds {
+        /// The offending index.
+        index: Vec<usize>,
+        /// The array shape.
+        shape: Vec<usize>,
+    },
+
+    /// Shapes or lengths that must agree do not.
+    #[error("shape mismatch: expected {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// What was required.
+        expected: Vec<usize>,
+        /// What was supplied.
+        found: Vec<usize>,
+    },
+
+    /// A partition description is inconsistent (sizes not summing to the
+    /// shape, a grid not matching the number of ranks, ...).
+    #[error("invalid partition: {0}")]
+    InvalidPartition(String),
+
+    /// Any other invalid argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Another rank failed (panicked) and the collective or lock this rank
+    /// was waiting for can never complete.
+    #[error("aborted: rank {rank} failed: {message}")]
+    Aborted {
+        /// The rank that failed first.
+        rank: usize,
+        /// Its panic message.
+        message: String,
+    },
+
+    /// A rank's closure panicked (returned by [`crate::threaded::run`]).
+    #[error("rank {rank} panicked: {message}")]
+    RankPanicked {
+        /// The rank that panicked.
+        rank: usize,
+        /// The panic message.
+        message: String,
+    },
+
+    /// An error reported by the communication runtime (MPI error string, ...).
+    #[error("backend error: {0}")]
+    Backend(String),
+}

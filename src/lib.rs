@@ -1,0 +1,47 @@
+//! # distarray
+//!
+//! Distributed N-dimensional arrays built on one-sided communication (remote
+//! memory access), generic over the communication backend.
+//!
+//! * [`OneSidedComm`] / [`Window`]: the backend contract (rank, size,
+//!   barrier, allgather, windows with passive-target locks, get, put,
+//!   accumulate, fence).
+//! * [`DistArray`]: an array whose parts live in window memory, with
+//!   element access by global index, local views and collective operations.
+//! * [`ContinuousPartitioning`]: the per-dimension cut into one box per rank.
+//! * Backends: [`threaded`] (in process, the embedded default); MPI
+//!   (`distarray-mpi`) and Lamellar (`distarray-lamellar`) live in their own
+//!   crates.
+//!
+//! ```
+//! use distarray::{threaded, DistArray, OneSidedComm};
+//!
+//! // Four ranks as four threads. The same closure runs unchanged on MPI.
+//! let results = threaded::run(4, |comm| -> distarray::Result<f64> {
+//!     // a 6 x 4 matrix on a 2 x 2 process grid, a[i, j] = i + j
+//!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [6, 4])?;
+//!     a.with_local_mut(|mut local| local.fill_with(|[i, j]| (i + j) as f64))?;
+//!     a.sync()?;
+//!     // any rank reads any element one-sidedly
+//!     assert_eq!(a.get([5, 3])?, 8.0);
+//!     a.sum()
+//! })
+//! .unwrap();
+//! assert!(results.iter().all(|s| *s.as_ref().unwrap() == 60.0));
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod array;
+pub mod checks;
+pub mod comm;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+pub mod partition;
+pub mod threaded;
+
+pub use array::{DistArray, LocalView, LocalViewMut};
+pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, Window};
+pub use error::{Error, Result};
+pub use partition::ContinuousPartitioning;

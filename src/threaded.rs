@@ -1,0 +1,598 @@
+//! [`ThreadedComm`]: the in-process backend, `P` ranks as `P` threads of one
+//! process. It is the embedded default for examples and the backend of the
+//! unit tests: deterministic, no system libraries, and **strict** — it
+//! reports every misuse the [`Window`] contract forbids as an `Err`,
+//! including conflicting accesses MPI would silently let through.
+//!
+//! ```
+//! use distarray::{threaded, OneSidedComm};
+//! let ranks = threaded::run(3, |comm| comm.rank() * 10).unwrap();
+//! assert_eq!(ranks, vec![0, 10, 20]);
+//! ```
+//!
+//! # Failure handling
+//!
+//! If a rank panics, or returns while others still wait for it in a
+//! collective or for a lock it holds, every pending and future wait on the
+//! other ranks fails with [`Error::Aborted`] instead of blocking, and
+//! [`run`] returns [`Error::RankPanicked`] naming the first rank that
+//! panicked and its message. A test using this backend never hangs on a
+//! failed rank.
+//!
+//! # Memory model
+//!
+//! Each rank's part of a window is a [`Segment`]: elements in `UnsafeCell`s,
+//! a passive-target lock (shared count / exclusive holder) and a *view
+//! state* behind an `RwLock`. Every RMA copy takes that `RwLock` (read for
+//! `get`, write for `put` / `accumulate`, which makes accumulates atomic)
+//! and checks the view state; local views register in the view state before
+//! handing out a slice. The rules that keep every slice sound:
+//!
+//! * a mutable local view excludes every RMA access and every other view;
+//! * a shared local view excludes every RMA write;
+//!
+//! a violating access returns [`Error::Conflict`] instead of racing.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use crate::checks::{EpochTracker, WindowLayout};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::error::{Error, Result};
+
+/// How often a blocked wait re-checks whether another rank failed.
+const POLL: Duration = Duration::from_millis(5);
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Internal state is only changed in short critical sections that do not
+    // panic; a poisoned mutex (a panic elsewhere) still holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Shared = Arc<dyn Any + Send + Sync>;
+
+#[derive(Default)]
+struct Exchange {
+    generation: u64,
+    slots: Vec<Option<Shared>>,
+    arrived: usize,
+    last: Option<Arc<Vec<Shared>>>,
+}
+
+/// State shared by all ranks of one [`run`].
+struct World {
+    size: usize,
+    exchange: Mutex<Exchange>,
+    exchange_cv: Condvar,
+    /// The first failure: (rank, message).
+    failure: Mutex<Option<(usize, String)>>,
+    failed: AtomicBool,
+    /// `finished[r]`: rank `r`'s closure has returned (or unwound).
+    finished: Vec<AtomicBool>,
+}
+
+impl World {
+    fn new(size: usize) -> Self {
+        World {
+            size,
+            exchange: Mutex::new(Exchange {
+                slots: vec![None; size],
+                ..Exchange::default()
+            }),
+            exchange_cv: Condvar::new(),
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            finished: (0..size).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    fn fail(&self, rank: usize, message: String) {
+        let mut f = relock(&self.failure);
+        if f.is_none() {
+            *f = Some((rank, message));
+        }
+        self.failed.store(true, Ordering::SeqCst);
+        self.exchange_cv.notify_all();
+    }
+
+    /// `Err(Aborted)` if some rank failed.
+    fn check_failed(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            let (rank, message) = relock(&self.failure).clone().unwrap_or_default();
+            return Err(Error::Aborted { rank, message });
+        }
+        Ok(())
+    }
+
+    fn is_finished(&self, rank: usize) -> bool {
+        self.finished[rank].load(Ordering::SeqCst)
+    }
+
+    /// The collective primitive: every rank contributes a value, every rank
+    /// gets all values (index = rank).
+    fn exchange(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
+        self.check_failed()?;
+        let mut ex = relock(&self.exchange);
+        let generation = ex.generation;
+        ex.slots[rank] = Some(value);
+        ex.arrived += 1;
+        if ex.arrived == self.size {
+            let all: Vec<Shared> = ex.slots.iter_mut().map(|s| s.take().expect("arrived")).collect();
+            let all = Arc::new(all);
+            ex.last = Some(all.clone());
+            ex.arrived = 0;
+            ex.generation += 1;
+            self.exchange_cv.notify_all();
+            return Ok(all);
+        }
+        loop {
+            let (guard, _) = self
+                .exchange_cv
+                .wait_timeout(ex, POLL)
+                .unwrap_or_else(|e| e.into_inner());
+            ex = guard;
+            if ex.generation != generation {
+                return Ok(ex.last.clone().expect("completed exchange"));
+            }
+            if let Err(e) = self.check_failed() {
+                ex.slots[rank] = None;
+                ex.arrived -= 1;
+                return Err(e);
+            }
+            if let Some(gone) = (0..self.size).find(|&r| ex.slots[r].is_none() && self.is_finished(r)) {
+                ex.slots[rank] = None;
+                ex.arrived -= 1;
+                return Err(Error::Aborted {
+                    rank: gone,
+                    message: "rank returned without joining this collective".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Runs `f` on `p` ranks, each a thread with its own [`ThreadedComm`], and
+/// returns every rank's result (index = rank).
+///
+/// If a rank panics, the others' pending collectives and lock waits fail
+/// with [`Error::Aborted`] and `run` returns [`Error::RankPanicked`] for the
+/// first rank that panicked.
+///
+/// ```
+/// use distarray::{threaded, DistArray, OneSidedComm};
+/// let sums = threaded::run(4, |comm| {
+///     let a = DistArray::<f64, _, 1>::new(comm, [10])?;
+///     a.fill(1.5)?;
+///     a.sum()
+/// })
+/// .unwrap();
+/// for s in sums {
+///     assert_eq!(s.unwrap(), 15.0);
+/// }
+/// ```
+///
+/// ```
+/// use distarray::{threaded, Error, OneSidedComm};
+/// let r = threaded::run(2, |comm| {
+///     if comm.rank() == 1 {
+///         panic!("boom");
+///     }
+///     comm.barrier() // would wait forever for rank 1; fails instead
+/// });
+/// assert!(matches!(r, Err(Error::RankPanicked { rank: 1, .. })));
+/// ```
+pub fn run<R, F>(p: usize, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> R + Sync,
+{
+    if p == 0 {
+        return Err(Error::InvalidArgument("threaded::run needs at least one rank".into()));
+    }
+    let world = Arc::new(World::new(p));
+    let mut results: Vec<Option<R>> = (0..p).map(|_| None).collect();
+    let mut first_panic: Option<(usize, String)> = None;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..p)
+            .map(|rank| {
+                let comm = ThreadedComm {
+                    world: world.clone(),
+                    rank,
+                };
+                let world = world.clone();
+                let f = &f;
+                std::thread::Builder::new()
+                    .name(format!("rank-{rank}"))
+                    .stack_size(16 << 20)
+                    .spawn_scoped(s, move || {
+                        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(comm)));
+                        if let Err(payload) = &out {
+                            world.fail(rank, panic_message(payload.as_ref()));
+                        }
+                        world.finished[rank].store(true, Ordering::SeqCst);
+                        world.exchange_cv.notify_all();
+                        out
+                    })
+                    .expect("spawn rank thread")
+            })
+            .collect();
+        for (rank, h) in handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(r)) => results[rank] = Some(r),
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+    });
+    if let Some((rank, message)) = relock(&world.failure).take() {
+        first_panic = Some((rank, message));
+    }
+    if let Some((rank, message)) = first_panic {
+        return Err(Error::RankPanicked { rank, message });
+    }
+    Ok(results.into_iter().map(|r| r.expect("every rank returned")).collect())
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// One rank's handle on a threaded communicator (see the [module docs](self)).
+#[derive(Clone)]
+pub struct ThreadedComm {
+    world: Arc<World>,
+    rank: usize,
+}
+
+impl std::fmt::Debug for ThreadedComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ThreadedComm(rank {} of {})", self.rank, self.world.size)
+    }
+}
+
+impl OneSidedComm for ThreadedComm {
+    type Window<T: Element> = ThreadedWindow<T>;
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.world.size
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+    }
+
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        let all = self.world.exchange(self.rank, Arc::new(local.to_vec()))?;
+        Ok(all
+            .iter()
+            .map(|v| v.downcast_ref::<Vec<T>>().expect("same type on every rank").clone())
+            .collect())
+    }
+
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<ThreadedWindow<T>> {
+        // Each rank allocates its own segment; one exchange hands every rank
+        // all segments.
+        let mine: Arc<Segment<T>> = Arc::new(Segment::new(local_len));
+        let all = self.world.exchange(self.rank, mine)?;
+        let segments: Vec<Arc<Segment<T>>> = all
+            .iter()
+            .map(|s| {
+                s.clone()
+                    .downcast::<Segment<T>>()
+                    .expect("same element type on every rank")
+            })
+            .collect();
+        let layout = WindowLayout::new(segments.iter().map(|s| s.len()).collect());
+        Ok(ThreadedWindow {
+            world: self.world.clone(),
+            rank: self.rank,
+            epochs: EpochTracker::new(self.world.size),
+            layout,
+            segments,
+        })
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "threaded"
+    }
+}
+
+/// Passive-target lock state of one segment.
+#[derive(Default)]
+struct PassiveLock {
+    exclusive: Option<usize>,
+    shared: Vec<usize>,
+}
+
+/// Local views currently handed out on one segment.
+#[derive(Default)]
+struct ViewState {
+    shared_views: usize,
+    mut_view: bool,
+}
+
+/// One rank's part of a threaded window.
+struct Segment<T> {
+    data: Box<[UnsafeCell<T>]>,
+    lock: Mutex<PassiveLock>,
+    lock_cv: Condvar,
+    views: RwLock<ViewState>,
+}
+
+// SAFETY: the elements are only touched (1) by RMA copies, which hold
+// `views` (read lock to read, write lock to write) so no two copies race, and
+// which fail while a local view excludes them; (2) through slices handed out
+// by `with_local` / `with_local_mut`, which first register in `views` under
+// its write lock, so no RMA copy that could race with the slice proceeds
+// while it lives. `T: Element` is `Send + Sync` plain data.
+unsafe impl<T: Element> Sync for Segment<T> {}
+// SAFETY: see `Sync`; the segment owns plain-data elements.
+unsafe impl<T: Element> Send for Segment<T> {}
+
+impl<T: Element> Segment<T> {
+    fn new(len: usize) -> Self {
+        Segment {
+            data: (0..len).map(|_| UnsafeCell::new(T::default())).collect(),
+            lock: Mutex::new(PassiveLock::default()),
+            lock_cv: Condvar::new(),
+            views: RwLock::new(ViewState::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn ptr(&self) -> *mut T {
+        // `UnsafeCell<T>` has the layout of `T`.
+        UnsafeCell::raw_get(self.data.as_ptr())
+    }
+}
+
+/// One rank's handle on a threaded window.
+pub struct ThreadedWindow<T: Element> {
+    world: Arc<World>,
+    rank: usize,
+    epochs: EpochTracker,
+    layout: WindowLayout,
+    segments: Vec<Arc<Segment<T>>>,
+}
+
+impl<T: Element> ThreadedWindow<T> {
+    fn conflict(target: usize, reason: &str) -> Error {
+        Error::Conflict {
+            target,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn release(&self, target: usize) {
+        let seg = &self.segments[target];
+        let mut l = relock(&seg.lock);
+        if l.exclusive == Some(self.rank) {
+            l.exclusive = None;
+        } else if let Some(i) = l.shared.iter().position(|&r| r == self.rank) {
+            l.shared.swap_remove(i);
+        }
+        seg.lock_cv.notify_all();
+    }
+
+    /// Blocks until the passive lock on `target` is granted.
+    fn acquire(&self, target: usize, kind: LockKind) -> Result<()> {
+        let seg = &self.segments[target];
+        let mut l = relock(&seg.lock);
+        loop {
+            let free = match kind {
+                LockKind::Shared => l.exclusive.is_none(),
+                LockKind::Exclusive => l.exclusive.is_none() && l.shared.is_empty(),
+            };
+            if free {
+                match kind {
+                    LockKind::Shared => l.shared.push(self.rank),
+                    LockKind::Exclusive => l.exclusive = Some(self.rank),
+                }
+                return Ok(());
+            }
+            self.world.check_failed()?;
+            let holders = l.exclusive.iter().chain(l.shared.iter());
+            if let Some(&gone) = holders.clone().find(|&&r| self.world.is_finished(r)) {
+                return Err(Error::Aborted {
+                    rank: gone,
+                    message: format!("rank {gone} returned while holding a lock on rank {target}"),
+                });
+            }
+            l = seg
+                .lock_cv
+                .wait_timeout(l, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl<T: Element> Window<T> for ThreadedWindow<T> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.layout.size()
+    }
+
+    fn len_of(&self, target: usize) -> Result<usize> {
+        self.layout.len_of(target)
+    }
+
+    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.epochs.begin_lock(target, kind)?;
+        self.acquire(target, kind).inspect_err(|_| self.epochs.abandon_lock(target))
+    }
+
+    fn unlock(&self, target: usize) -> Result<()> {
+        self.epochs.end_lock(target)?;
+        self.release(target);
+        Ok(())
+    }
+
+    fn flush(&self, target: usize) -> Result<()> {
+        // Operations complete when they return.
+        self.epochs.check_locked(target).map(|_| ())
+    }
+
+    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, dst.len())?;
+        let seg = &self.segments[target];
+        let views = seg.views.read().unwrap_or_else(|e| e.into_inner());
+        if views.mut_view {
+            return Err(Self::conflict(target, "read while the owner holds a mutable local view"));
+        }
+        // SAFETY: `offset + dst.len() <= seg.len()` (checked above). We hold
+        // the view read lock and no mutable view exists, so no one writes
+        // these elements meanwhile (writers need the write lock); `dst` is a
+        // separate `&mut` buffer, so the ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(seg.ptr().add(offset), dst.as_mut_ptr(), dst.len());
+        }
+        drop(views);
+        Ok(())
+    }
+
+    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, src.len())?;
+        let seg = &self.segments[target];
+        let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
+        if views.mut_view || views.shared_views > 0 {
+            return Err(Self::conflict(target, "write while the owner holds a local view"));
+        }
+        // SAFETY: in bounds (checked above); we hold the view write lock and
+        // no local view exists, so nothing else reads or writes the segment
+        // meanwhile; `src` is a shared borrow of other memory (it cannot
+        // alias window memory: no slice of it is alive outside a view).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), seg.ptr().add(offset), src.len());
+        }
+        drop(views);
+        Ok(())
+    }
+
+    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, src.len())?;
+        let seg = &self.segments[target];
+        let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
+        if views.mut_view || views.shared_views > 0 {
+            return Err(Self::conflict(target, "accumulate while the owner holds a local view"));
+        }
+        let base = seg.ptr();
+        for (i, &v) in src.iter().enumerate() {
+            // SAFETY: `offset + i < seg.len()` (bounds checked above); the
+            // view write lock makes this the only access to the segment, so
+            // the read-modify-write is atomic with respect to all others.
+            unsafe {
+                let p = base.add(offset + i);
+                *p = T::combine(op, *p, v);
+            }
+        }
+        drop(views);
+        Ok(())
+    }
+
+    fn fence(&self) -> Result<()> {
+        self.epochs.fence()?;
+        // Operations complete when they return: a barrier orders them.
+        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+    }
+
+    fn fence_end(&self) -> Result<()> {
+        self.epochs.fence_end()?;
+        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+    }
+
+    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        self.epochs.check_local_read(self.rank)?;
+        let seg = &self.segments[self.rank];
+        {
+            let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
+            if views.mut_view {
+                return Err(Self::conflict(self.rank, "shared view inside a mutable view"));
+            }
+            views.shared_views += 1;
+        }
+        let _release = ViewRelease { seg, mutable: false };
+        // SAFETY: the shared view is registered, so every RMA write to this
+        // segment fails until `_release` drops (after `f` returns or
+        // unwinds); concurrent readers only read. The pointer covers
+        // `seg.len()` initialised elements.
+        let slice = unsafe { std::slice::from_raw_parts(seg.ptr() as *const T, seg.len()) };
+        Ok(f(slice))
+    }
+
+    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        self.epochs.check_local_write(self.rank)?;
+        let seg = &self.segments[self.rank];
+        {
+            let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
+            if views.mut_view || views.shared_views > 0 {
+                return Err(Self::conflict(self.rank, "mutable view while another view is alive"));
+            }
+            views.mut_view = true;
+        }
+        let _release = ViewRelease { seg, mutable: true };
+        // SAFETY: the mutable view is registered, so every RMA access and
+        // every other view of this segment fails until `_release` drops; the
+        // slice is therefore the only access to these `seg.len()` elements.
+        let slice = unsafe { std::slice::from_raw_parts_mut(seg.ptr(), seg.len()) };
+        Ok(f(slice))
+    }
+}
+
+/// Unregisters a local view when dropped (also on unwind).
+struct ViewRelease<'a, T> {
+    seg: &'a Segment<T>,
+    mutable: bool,
+}
+
+impl<T> Drop for ViewRelease<'_, T> {
+    fn drop(&mut self) {
+        let mut views = self.seg.views.write().unwrap_or_else(|e| e.into_inner());
+        if self.mutable {
+            views.mut_view = false;
+        } else {
+            views.shared_views -= 1;
+        }
+    }
+}
+
+impl<T: Element> Drop for ThreadedWindow<T> {
+    fn drop(&mut self) {
+        // Release the locks this rank still holds so that no other rank
+        // waits for them forever. Memory is freed when the last rank's
+        // handle drops: there is nothing collective to wait for.
+        for t in self.epochs.locked_targets() {
+            self.release(t);
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for ThreadedWindow<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedWindow")
+            .field("rank", &self.rank)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
