@@ -1,1 +1,48 @@
-//! MPI RMA backend for distarray (in progress).
+//! # distarray-mpi
+//!
+//! The MPI backend of [`distarray`]: [`MpiComm`] implements
+//! [`OneSidedComm`](distarray::OneSidedComm) over an MPI communicator, with
+//! RMA windows ([`MpiWindow`]) from `MPI_Win_allocate`, passive-target
+//! locks, `MPI_Get` / `MPI_Put` / `MPI_Accumulate` and fences. The same
+//! generic code that runs on distarray's threaded backend runs here under
+//! `mpirun`:
+//!
+//! ```no_run
+//! use distarray::{DistArray, OneSidedComm};
+//! use distarray_mpi::MpiComm;
+//!
+//! fn main() -> distarray::Result<()> {
+//!     let (_env, comm) = MpiComm::init()?;
+//!     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [8, 8], |[i, j]| (i * 8 + j) as f64)?;
+//!     if comm.rank() == 0 {
+//!         println!("a[7, 7] = {} on {} ranks", a.get([7, 7])?, comm.size());
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Run it with e.g. `mpirun -n 4 ./target/release/examples/...`.
+//!
+//! * [`comm`]: [`MpiComm`] and the [`MpiEnv`] guard (MPI's lifetime,
+//!   threads, the panic hook that aborts the job).
+//! * [`window`]: [`MpiWindow`] (completion, how fence epochs map to MPI,
+//!   local access, collective free).
+//!
+//! Arguments are validated by [`distarray::checks`] before any MPI call, so
+//! misuse gives the same [`Error`](distarray::Error) as on the threaded
+//! backend; MPI's own errors come back as
+//! [`Error::Backend`](distarray::Error::Backend) with the MPI error string.
+//!
+//! Building needs an MPI library (Open MPI; Debian: `libopenmpi-dev
+//! openmpi-bin`) and libclang (`libclang-dev`) for the `mpi` crate's
+//! bindings.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod comm;
+mod raw;
+pub mod window;
+
+pub use comm::{MpiComm, MpiEnv};
+pub use mpi::Threading;
+pub use window::MpiWindow;

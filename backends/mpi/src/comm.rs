@@ -1,0 +1,379 @@
+//! [`MpiComm`]: the [`OneSidedComm`] over an MPI communicator, and
+//! [`MpiEnv`]: the guard that owns MPI's initialisation.
+//!
+//! # Lifetime of MPI
+//!
+//! [`MpiComm::init`] initialises MPI and returns an [`MpiEnv`] guard with a
+//! communicator. Dropping the guard finalises MPI, so it must outlive every
+//! communicator, array and window:
+//!
+//! ```no_run
+//! use distarray::{DistArray, OneSidedComm};
+//! use distarray_mpi::MpiComm;
+//!
+//! fn main() -> distarray::Result<()> {
+//!     let (_env, comm) = MpiComm::init()?; // `_env`, not `_`: keep the guard
+//!     let a = DistArray::<f64, _, 1>::new(comm.clone(), [100])?;
+//!     a.fill(1.0)?;
+//!     assert_eq!(a.sum()?, 100.0);
+//!     Ok(())
+//! } // `a`, then `comm`, then `_env` drop: windows are freed before MPI_Finalize
+//! ```
+//!
+//! Locals drop in reverse order of declaration, so declaring the guard
+//! first is enough. Handles that survive the guard anyway (a clone stored
+//! in a global, say) do not crash at exit: once MPI is finalised, dropping
+//! them frees nothing, and their operations return
+//! [`Error::Backend`](distarray::Error::Backend).
+//!
+//! # Threads
+//!
+//! [`MpiComm::init`] asks for `MPI_THREAD_MULTIPLE`, so handles may be used
+//! from several threads. If MPI provides less (or was initialised by the
+//! application with less), every MPI call of this crate is serialised by a
+//! process-wide lock; the application must then still respect MPI's rules
+//! for its level (e.g. `MPI_THREAD_FUNNELED`: only the main thread calls).
+//!
+//! # Failures
+//!
+//! Constructing an `MpiComm` installs a panic hook (once per process) that
+//! prints the panic and then calls `MPI_Abort(MPI_COMM_WORLD, 1)`, so one
+//! panicking rank ends the whole job instead of leaving the others waiting
+//! in a collective forever. This includes panics that would later be caught
+//! with `catch_unwind`: under MPI, a panic is fatal to the job.
+
+use std::fmt;
+use std::io::Write;
+use std::marker::PhantomData;
+use std::sync::{Arc, Once};
+
+use distarray::{Element, Error, OneSidedComm, Result};
+use mpi::datatype::PartitionMut;
+use mpi::environment::Universe;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::Threading;
+
+use crate::raw::{self, serial};
+use crate::window::MpiWindow;
+
+/// Owns MPI's initialisation: dropping it calls `MPI_Finalize`.
+///
+/// Returned by [`MpiComm::init`]. Keep it alive (bind it to a named
+/// variable such as `_env`, declared before any communicator or array) for
+/// as long as MPI is used. It is deliberately neither `Send` nor `Sync`:
+/// MPI must be finalised by the thread that initialised it.
+pub struct MpiEnv {
+    universe: Option<Universe>,
+    threading: Threading,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl MpiEnv {
+    /// The thread level MPI provides.
+    pub fn threading(&self) -> Threading {
+        self.threading
+    }
+}
+
+impl fmt::Debug for MpiEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpiEnv")
+            .field("threading", &self.threading)
+            .finish()
+    }
+}
+
+impl Drop for MpiEnv {
+    fn drop(&mut self) {
+        let live = crate::window::live_windows();
+        if live > 0 {
+            // Finalising with windows alive is erroneous MPI; say so loudly
+            // (their handles will free nothing after this).
+            eprintln!(
+                "distarray-mpi: MPI_Finalize with {live} window(s) still alive on this rank; \
+                 drop arrays and windows before the MpiEnv guard"
+            );
+        }
+        let _serial = serial();
+        // Dropping the universe calls MPI_Finalize.
+        drop(self.universe.take());
+    }
+}
+
+/// The per-communicator state shared by every clone of an [`MpiComm`] and
+/// by the windows created on it (which keep the communicator alive).
+pub(crate) struct CommInner {
+    comm: Option<SimpleCommunicator>,
+    raw: ffi::MPI_Comm,
+    rank: usize,
+    size: usize,
+}
+
+// SAFETY: an MPI communicator handle is a process-wide object, not tied to
+// the thread that created it. Concurrent use from several threads is
+// allowed by MPI under MPI_THREAD_MULTIPLE; below that level, every MPI call
+// of this crate holds the process-wide lock of `raw::serial`, so calls never
+// overlap. `rank` and `size` are plain data.
+unsafe impl Send for CommInner {}
+// SAFETY: see `Send`; `&CommInner` only gives access to the handle, whose
+// uses are serialised as described there.
+unsafe impl Sync for CommInner {}
+
+impl CommInner {
+    pub(crate) fn raw(&self) -> ffi::MPI_Comm {
+        self.raw
+    }
+
+    pub(crate) fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    fn comm(&self) -> &SimpleCommunicator {
+        self.comm.as_ref().expect("communicator present until drop")
+    }
+
+    /// Collective: `MPI_Barrier`.
+    pub(crate) fn barrier(&self) -> Result<()> {
+        let _serial = serial();
+        self.barrier_serialized()
+    }
+
+    /// [`CommInner::barrier`] for callers that already hold [`serial`].
+    pub(crate) fn barrier_serialized(&self) -> Result<()> {
+        raw::ensure_live()?;
+        self.comm().barrier();
+        Ok(())
+    }
+
+    /// Collective: `MPI_Allgather` of the byte counts, then
+    /// `MPI_Allgatherv` of the bytes.
+    pub(crate) fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        raw::ensure_live()?;
+        let elem = std::mem::size_of::<T>();
+        let too_big = || {
+            Error::InvalidArgument(
+                "allgather of more than 2^31 - 1 bytes per rank or in total".into(),
+            )
+        };
+        let my_bytes = i32::try_from(std::mem::size_of_val(local)).map_err(|_| too_big())?;
+        let comm = self.comm();
+        let mut counts = vec![0i32; self.size];
+        {
+            let _serial = serial();
+            comm.all_gather_into(&my_bytes, &mut counts[..]);
+        }
+        let mut displs = Vec::with_capacity(counts.len());
+        let mut total: i32 = 0;
+        for &c in &counts {
+            displs.push(total);
+            total = total.checked_add(c).ok_or_else(too_big)?;
+        }
+        // Receive into elements of `T` (correctly aligned), viewed as bytes.
+        let mut out: Vec<T> = vec![T::ZERO; total as usize / elem];
+        {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[..]);
+            let send: &[u8] = bytemuck::cast_slice(local);
+            let mut partition = PartitionMut::new(bytes, &counts[..], &displs[..]);
+            let _serial = serial();
+            comm.all_gather_varcount_into(send, &mut partition);
+        }
+        let mut parts = Vec::with_capacity(counts.len());
+        for (&c, &d) in counts.iter().zip(&displs) {
+            let (start, n) = (d as usize / elem, c as usize / elem);
+            parts.push(out[start..start + n].to_vec());
+        }
+        Ok(parts)
+    }
+}
+
+impl Drop for CommInner {
+    fn drop(&mut self) {
+        if let Some(comm) = self.comm.take() {
+            if raw::finalized() {
+                // Freeing a communicator after MPI_Finalize is erroneous;
+                // MPI released everything already.
+                std::mem::forget(comm);
+            } else {
+                let _serial = serial();
+                // MPI_Comm_free for duplicated communicators (a no-op for
+                // MPI_COMM_WORLD).
+                drop(comm);
+            }
+        }
+    }
+}
+
+/// One rank's handle on an MPI communicator with RMA windows (see the
+/// [module docs](self) for MPI's lifetime, threads and failure handling).
+///
+/// Cheap to clone (clones share the communicator). Windows are created with
+/// `MPI_Win_allocate` ([`MpiWindow`]).
+#[derive(Clone)]
+pub struct MpiComm {
+    inner: Arc<CommInner>,
+}
+
+impl fmt::Debug for MpiComm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MpiComm(rank {} of {})",
+            self.inner.rank, self.inner.size
+        )
+    }
+}
+
+impl MpiComm {
+    /// Initialises MPI (asking for `MPI_THREAD_MULTIPLE`) and returns the
+    /// guard that finalises it on drop, with a duplicate of
+    /// `MPI_COMM_WORLD`. Collective over all processes of the job.
+    ///
+    /// Errors if MPI was already initialised (use [`MpiComm::world`] then).
+    pub fn init() -> Result<(MpiEnv, MpiComm)> {
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
+            .ok_or_else(|| {
+                Error::Backend("MPI is already initialised (use MpiComm::world)".into())
+            })?;
+        let env = MpiEnv {
+            universe: Some(universe),
+            threading,
+            _not_send: PhantomData,
+        };
+        let comm = MpiComm::world()?;
+        Ok((env, comm))
+    }
+
+    /// Collective: a handle on a duplicate of `MPI_COMM_WORLD` (so that
+    /// distarray's collectives never interfere with the application's own
+    /// traffic). MPI must be initialised, by [`MpiComm::init`] or by the
+    /// application (then the application finalises it, after dropping
+    /// every handle).
+    pub fn world() -> Result<MpiComm> {
+        raw::ensure_live()?;
+        let dup = {
+            let _serial = serial();
+            SimpleCommunicator::world().duplicate()
+        };
+        MpiComm::from_communicator(dup)
+    }
+
+    /// A handle on `comm` (e.g. a sub-communicator or a duplicate). Window
+    /// creation and the collectives of the returned handle involve exactly
+    /// the processes of `comm`. The communicator is freed when the last
+    /// handle (or window) using it drops.
+    pub fn from_communicator(comm: SimpleCommunicator) -> Result<MpiComm> {
+        raw::ensure_live()?;
+        raw::set_serialize(mpi::environment::threading_support());
+        install_panic_hook();
+        let rank =
+            usize::try_from(comm.rank()).map_err(|_| Error::Backend("negative MPI rank".into()))?;
+        let size =
+            usize::try_from(comm.size()).map_err(|_| Error::Backend("negative MPI size".into()))?;
+        let raw = comm.as_raw();
+        Ok(MpiComm {
+            inner: Arc::new(CommInner {
+                comm: Some(comm),
+                raw,
+                rank,
+                size,
+            }),
+        })
+    }
+
+    /// The underlying rsmpi communicator, for the application's own MPI
+    /// calls. Do not free it.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        self.inner
+            .comm
+            .as_ref()
+            .expect("communicator present until drop")
+    }
+
+    /// Ends the whole job at once (`MPI_Abort` on `MPI_COMM_WORLD`): the way
+    /// for a rank that cannot continue to avoid leaving the others waiting
+    /// in a collective (such as freeing a window).
+    pub fn abort(&self, code: i32) -> ! {
+        abort_world(code)
+    }
+}
+
+impl OneSidedComm for MpiComm {
+    type Window<T: Element> = MpiWindow<T>;
+
+    fn rank(&self) -> usize {
+        self.inner.rank
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.inner.barrier()
+    }
+
+    /// Collective: `MPI_Allgather` of the byte counts, then
+    /// `MPI_Allgatherv` of the bytes.
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        self.inner.allgather(local)
+    }
+
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<MpiWindow<T>> {
+        MpiWindow::new(self.inner.clone(), local_len)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "mpi"
+    }
+}
+
+/// `MPI_Abort(MPI_COMM_WORLD, code)` after flushing stdout and stderr.
+fn abort_world(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: MPI_Abort takes a valid communicator handle (the predefined
+    // MPI_COMM_WORLD) and an int; it may be called from any thread once MPI
+    // is initialised, and does not return (if it did, we exit below). No lock
+    // is taken: the MPI lock may be held by the thread that panicked.
+    unsafe {
+        ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code);
+    }
+    std::process::exit(code)
+}
+
+/// Installs (once per process) the panic hook that aborts the MPI job after
+/// the previous hook printed the panic.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+                let rank = world_rank();
+                eprintln!("distarray-mpi: rank {rank} panicked; calling MPI_Abort to end the job");
+                abort_world(1);
+            }
+        }));
+    });
+}
+
+/// This process's rank in `MPI_COMM_WORLD` (-1 if it cannot be told).
+fn world_rank() -> i32 {
+    let mut rank: std::os::raw::c_int = -1;
+    // SAFETY: MPI is initialised and not finalised (checked by the caller);
+    // MPI_Comm_rank writes one int through the valid out-pointer.
+    let rc = unsafe { ffi::MPI_Comm_rank(ffi::RSMPI_COMM_WORLD, &mut rank) };
+    if rc == ffi::MPI_SUCCESS as std::os::raw::c_int {
+        rank
+    } else {
+        -1
+    }
+}

@@ -1,0 +1,677 @@
+//! [`MpiWindow`]: a [`Window`] on an MPI window from `MPI_Win_allocate`.
+//!
+//! Every method validates its arguments with [`distarray::checks`] first
+//! (rank, bounds, epoch), so misuse returns the same [`Error`] as on the
+//! threaded backend and never reaches MPI. MPI errors that still happen
+//! (the window has `MPI_ERRORS_RETURN`) come back as
+//! [`Error::Backend`] with the MPI error string.
+//!
+//! # Completion
+//!
+//! The safe API is blocking at the origin: `get`, `put` and `accumulate`
+//! issue their MPI operation(s) and then `MPI_Win_flush_local` on the
+//! target, so the buffer is complete (get) or reusable (put, accumulate)
+//! when they return. The `*_runs` variants issue one MPI operation per run
+//! and flush once. Remote completion is at `unlock`, `flush` or `fence`.
+//!
+//! # Fence epochs
+//!
+//! `MPI_Win_flush_local` (and every other way to complete one operation) is
+//! only allowed in passive-target epochs; inside an `MPI_Win_fence` epoch a
+//! `get` would complete only at the next fence, long after the safe API has
+//! handed the destination buffer back to the caller. So the fence epoch is
+//! built from passive-target calls with the same semantics:
+//!
+//! * the first [`Window::fence`]: `MPI_Barrier`, then `MPI_Win_lock_all`
+//!   (a shared lock on every target, held for the whole fence epoch);
+//! * later fences: `MPI_Win_flush_all` (every operation of the epoch is
+//!   complete at its target), `MPI_Win_sync`, `MPI_Barrier`, `MPI_Win_sync`;
+//! * [`Window::fence_end`]: `MPI_Win_unlock_all`, `MPI_Barrier`.
+//!
+//! That is exactly what a fence promises (everything issued before it is
+//! complete and visible everywhere after it), while each operation stays
+//! blocking at the origin. Accumulates in a fence epoch run under shared
+//! locks, so they stay element-wise atomic.
+//!
+//! # Local access
+//!
+//! `with_local` / `with_local_mut` hand out the memory `MPI_Win_allocate`
+//! returned, under a lock on this rank (exclusive for writing) or in a
+//! fence epoch, with `MPI_Win_sync` around the access so the public and
+//! private copies of the window agree. Like the threaded backend, this rank's
+//! own `get`/`put`/`accumulate` on its own part while a local view is
+//! alive return [`Error::Conflict`]; *remote* writes into a part while its
+//! owner reads it under a shared lock are erroneous (the contract forbids
+//! them) but cannot be detected here.
+//!
+//! # Freeing
+//!
+//! Dropping an `MpiWindow` is **collective**: it releases the locks this
+//! rank still holds, closes an open fence epoch and calls `MPI_Win_free`,
+//! which waits for every rank of the communicator to free the window too.
+//! A rank that leaves early (an error return) while others still use the
+//! window therefore waits; a panic does not wait (the panic hook aborts the
+//! job), and a rank that cannot continue should call
+//! [`MpiComm::abort`](crate::MpiComm::abort).
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::raw::{c_int, c_void};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use distarray::checks::{EpochTracker, WindowLayout};
+use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
+use mpi::ffi;
+
+use crate::comm::CommInner;
+use crate::raw::{self, check, serial, MAX_COUNT};
+
+/// Windows alive in this process (for the warning at finalisation).
+static LIVE_WINDOWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of [`MpiWindow`]s currently alive in this process.
+pub(crate) fn live_windows() -> usize {
+    LIVE_WINDOWS.load(Ordering::SeqCst)
+}
+
+/// Local views currently handed out by this rank (see `with_local`).
+#[derive(Default)]
+struct Views {
+    shared: usize,
+    mutable: bool,
+}
+
+/// One rank's handle on an MPI RMA window of `T` (see the
+/// [module docs](self)). Created collectively by
+/// [`OneSidedComm::create_window`](distarray::OneSidedComm::create_window) on an [`MpiComm`](crate::MpiComm); dropping it is
+/// collective too.
+pub struct MpiWindow<T: Element> {
+    comm: Arc<CommInner>,
+    win: ffi::MPI_Win,
+    /// Start of this rank's part (`local_len` elements), from
+    /// `MPI_Win_allocate`; dangling (never dereferenced) when the part is
+    /// empty.
+    base: NonNull<T>,
+    datatype: ffi::MPI_Datatype,
+    layout: WindowLayout,
+    epochs: EpochTracker,
+    /// `MPI_Win_lock_all` is held for a fence epoch.
+    all_locked: AtomicBool,
+    views: Mutex<Views>,
+    /// The elements are shared with other ranks (and MPI) behind `base`.
+    _elements: PhantomData<UnsafeCell<T>>,
+}
+
+// SAFETY: the window handle is a process-wide MPI object, usable from any
+// thread under MPI_THREAD_MULTIPLE, and every MPI call of this crate is
+// serialised by `raw::serial` below that level. `base` points into memory
+// owned by the MPI window (not by a thread); it is only dereferenced in
+// `with_local` / `with_local_mut`, under the `views` bookkeeping that keeps
+// the slices handed out from aliasing mutably. The remaining fields are
+// `Sync` on their own.
+unsafe impl<T: Element> Send for MpiWindow<T> {}
+// SAFETY: see `Send`.
+unsafe impl<T: Element> Sync for MpiWindow<T> {}
+
+impl<T: Element> fmt::Debug for MpiWindow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpiWindow")
+            .field("rank", &self.comm.rank())
+            .field("kind", &T::KIND)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+/// Converts a rank (already checked `< size`, and MPI sizes are `int`s).
+fn rank_c(target: usize) -> c_int {
+    target as c_int
+}
+
+impl<T: Element> MpiWindow<T> {
+    /// Collective: `MPI_Win_allocate` of `local_len` elements on every rank,
+    /// zero-filled, with `MPI_ERRORS_RETURN`; then the lengths are
+    /// allgathered into the window's layout (which also guarantees that no
+    /// rank accesses the window before every rank has zeroed its part).
+    pub(crate) fn new(comm: Arc<CommInner>, local_len: usize) -> Result<Self> {
+        raw::ensure_live()?;
+        let elem = std::mem::size_of::<T>();
+        let bytes = local_len
+            .checked_mul(elem)
+            .and_then(|b| ffi::MPI_Aint::try_from(b).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("window of {local_len} elements is too large"))
+            })?;
+        let mut base: *mut T = std::ptr::null_mut();
+        // SAFETY: reading an extern static that rsmpi's C shim initialises
+        // to MPI_WIN_NULL and never writes again.
+        let mut win = unsafe { ffi::RSMPI_WIN_NULL };
+        {
+            let _serial = serial();
+            // SAFETY: `bytes` and `elem` (disp_unit) are non-negative and
+            // fit their C types; `MPI_INFO_NULL` and the communicator are
+            // valid handles (the communicator is kept alive by `comm`);
+            // `base` and `win` are valid out-pointers, MPI writes a pointer
+            // into `base` (baseptr is `void*` pointing to a `T*`).
+            let rc = unsafe {
+                ffi::MPI_Win_allocate(
+                    bytes,
+                    elem as c_int,
+                    ffi::RSMPI_INFO_NULL,
+                    comm.raw(),
+                    (&mut base as *mut *mut T).cast::<c_void>(),
+                    &mut win,
+                )
+            };
+            check(rc, "MPI_Win_allocate")?;
+        }
+        LIVE_WINDOWS.fetch_add(1, Ordering::SeqCst);
+        let size = comm.size();
+        let mut w = MpiWindow {
+            comm,
+            win,
+            base: NonNull::dangling(),
+            datatype: raw::datatype(T::KIND),
+            layout: WindowLayout::new(vec![0; size]),
+            epochs: EpochTracker::new(size),
+            all_locked: AtomicBool::new(false),
+            views: Mutex::new(Views::default()),
+            _elements: PhantomData,
+        };
+        // From here on, `w`'s Drop frees the window on error.
+        {
+            let _serial = serial();
+            // SAFETY: `win` is the valid window just created;
+            // MPI_ERRORS_RETURN is a predefined error handler.
+            let rc = unsafe { ffi::MPI_Win_set_errhandler(w.win, ffi::RSMPI_ERRORS_RETURN) };
+            check(rc, "MPI_Win_set_errhandler")?;
+        }
+        if local_len > 0 {
+            w.base = NonNull::new(base).ok_or_else(|| {
+                Error::Backend("MPI_Win_allocate returned a null base pointer".into())
+            })?;
+            let me = rank_c(w.comm.rank());
+            let _serial = serial();
+            // SAFETY: valid window and own rank; an exclusive lock on our own
+            // part while we zero it (nobody else can access the window yet).
+            check(
+                unsafe { ffi::MPI_Win_lock(ffi::MPI_LOCK_EXCLUSIVE as c_int, me, 0, w.win) },
+                "MPI_Win_lock",
+            )?;
+            // SAFETY: `base` points to `local_len * size_of::<T>()` bytes
+            // that MPI_Win_allocate allocated for this rank and that no one
+            // else accesses yet; all-zero bytes are a valid `T` (Pod).
+            unsafe { std::ptr::write_bytes(w.base.as_ptr(), 0, local_len) };
+            // SAFETY: we hold the lock taken above.
+            check(unsafe { ffi::MPI_Win_unlock(me, w.win) }, "MPI_Win_unlock")?;
+        }
+        let lens = w.comm.allgather(&[local_len as u64])?;
+        w.layout = WindowLayout::new(lens.into_iter().map(|v| v[0] as usize).collect());
+        Ok(w)
+    }
+
+    /// The raw MPI window handle, for the application's own MPI calls. Do
+    /// not free it, and keep the epoch rules: calls that bypass this type
+    /// also bypass its checks.
+    pub fn raw(&self) -> ffi::MPI_Win {
+        self.win
+    }
+
+    fn me(&self) -> usize {
+        self.comm.rank()
+    }
+
+    /// `MPI_Win_flush_local(target)`: the origin buffers of every operation
+    /// to `target` are complete.
+    fn flush_local(&self, target: usize) -> Result<()> {
+        // SAFETY: valid window, rank checked by the caller, inside an epoch
+        // (lock on target or lock_all).
+        check(
+            unsafe { ffi::MPI_Win_flush_local(rank_c(target), self.win) },
+            "MPI_Win_flush_local",
+        )
+    }
+
+    /// Conflicts of this rank's own RMA on its own part with a local view
+    /// (as the threaded backend reports them).
+    fn check_self_access(&self, target: usize, write: bool) -> Result<()> {
+        if target != self.me() {
+            return Ok(());
+        }
+        let v = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if v.mutable || (write && v.shared > 0) {
+            return Err(Error::Conflict {
+                target,
+                reason: if write {
+                    "write while the owner holds a local view".into()
+                } else {
+                    "read while the owner holds a mutable local view".into()
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
+    /// at most `MAX_COUNT`; no flush.
+    fn raw_get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        for (i, chunk) in dst.chunks_mut(MAX_COUNT).enumerate() {
+            let disp = (offset + i * MAX_COUNT) as ffi::MPI_Aint;
+            // SAFETY: `chunk` is a valid, exclusively borrowed buffer of
+            // `chunk.len()` elements of `self.datatype`; the target range
+            // lies in `target`'s part (bounds checked by the caller); we are
+            // in an epoch on `target` (checked) and the caller completes the
+            // operation with MPI_Win_flush_local before `dst`'s borrow ends.
+            let rc = unsafe {
+                ffi::MPI_Get(
+                    chunk.as_mut_ptr().cast::<c_void>(),
+                    chunk.len() as c_int,
+                    self.datatype,
+                    rank_c(target),
+                    disp,
+                    chunk.len() as c_int,
+                    self.datatype,
+                    self.win,
+                )
+            };
+            check(rc, "MPI_Get")?;
+        }
+        Ok(())
+    }
+
+    /// `MPI_Put` (or `MPI_Accumulate` with `op`) of `src` (validated), in
+    /// chunks; no flush.
+    fn raw_put(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        for (i, chunk) in src.chunks(MAX_COUNT).enumerate() {
+            let disp = (offset + i * MAX_COUNT) as ffi::MPI_Aint;
+            let n = chunk.len() as c_int;
+            let ptr = chunk.as_ptr().cast::<c_void>();
+            let rc = match op {
+                // SAFETY: `chunk` is a valid buffer of `n` elements of
+                // `self.datatype`, borrowed until the caller's
+                // MPI_Win_flush_local completes the operation; the target
+                // range is in bounds and we are in an epoch (checked).
+                None => unsafe {
+                    ffi::MPI_Put(
+                        ptr,
+                        n,
+                        self.datatype,
+                        rank_c(target),
+                        disp,
+                        n,
+                        self.datatype,
+                        self.win,
+                    )
+                },
+                // SAFETY: as for MPI_Put; `raw::op` is a predefined
+                // operation valid for every predefined datatype we use.
+                Some(op) => unsafe {
+                    ffi::MPI_Accumulate(
+                        ptr,
+                        n,
+                        self.datatype,
+                        rank_c(target),
+                        disp,
+                        n,
+                        self.datatype,
+                        raw::op(op),
+                        self.win,
+                    )
+                },
+            };
+            check(
+                rc,
+                if op.is_some() {
+                    "MPI_Accumulate"
+                } else {
+                    "MPI_Put"
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `MPI_Win_sync`: synchronises the public and private copies of this
+    /// rank's part (valid inside a passive-target epoch).
+    fn win_sync(&self) -> Result<()> {
+        // SAFETY: valid window; called only with a lock on self or lock_all.
+        check(unsafe { ffi::MPI_Win_sync(self.win) }, "MPI_Win_sync")
+    }
+
+    /// This rank's part as a raw slice pointer (dangling when empty).
+    fn local_ptr(&self) -> (*mut T, usize) {
+        (
+            self.base.as_ptr(),
+            self.layout.len_of(self.me()).expect("own rank"),
+        )
+    }
+}
+
+impl<T: Element> Window<T> for MpiWindow<T> {
+    fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    fn len_of(&self, target: usize) -> Result<usize> {
+        self.layout.len_of(target)
+    }
+
+    /// `MPI_Win_lock` (`MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
+    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.epochs.begin_lock(target, kind)?;
+        let lock_type = match kind {
+            LockKind::Shared => ffi::MPI_LOCK_SHARED,
+            LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
+        } as c_int;
+        let rc = {
+            let _serial = serial();
+            // SAFETY: valid window; `target < size` (checked by
+            // begin_lock); no epoch on `target` is open on this rank
+            // (checked), so this is a correct MPI_Win_lock.
+            unsafe { ffi::MPI_Win_lock(lock_type, rank_c(target), 0, self.win) }
+        };
+        check(rc, "MPI_Win_lock").inspect_err(|_| self.epochs.abandon_lock(target))
+    }
+
+    /// `MPI_Win_unlock`: completes every operation on `target`.
+    fn unlock(&self, target: usize) -> Result<()> {
+        self.epochs.end_lock(target)?;
+        let _serial = serial();
+        // SAFETY: valid window; this rank held a lock on `target` (checked).
+        check(
+            unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) },
+            "MPI_Win_unlock",
+        )
+    }
+
+    /// `MPI_Win_flush`.
+    fn flush(&self, target: usize) -> Result<()> {
+        self.epochs.check_locked(target)?;
+        let _serial = serial();
+        // SAFETY: valid window; this rank holds a lock on `target` (checked).
+        check(
+            unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) },
+            "MPI_Win_flush",
+        )
+    }
+
+    /// `MPI_Get` + `MPI_Win_flush_local`.
+    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, dst.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.check_self_access(target, false)?;
+        let _serial = serial();
+        self.raw_get(target, offset, dst)?;
+        self.flush_local(target)
+    }
+
+    /// `MPI_Put` + `MPI_Win_flush_local`.
+    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.check_self_access(target, true)?;
+        let _serial = serial();
+        self.raw_put(target, offset, src, None)?;
+        self.flush_local(target)
+    }
+
+    /// `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`, `MPI_MIN`,
+    /// `MPI_MAX`) + `MPI_Win_flush_local`.
+    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check(target, offset, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.check_self_access(target, true)?;
+        let _serial = serial();
+        self.raw_put(target, offset, src, Some(op))?;
+        self.flush_local(target)
+    }
+
+    /// One `MPI_Get` per run, one `MPI_Win_flush_local`.
+    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check_runs(target, runs, dst.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.check_self_access(target, false)?;
+        let _serial = serial();
+        let mut at = 0;
+        let mut issued = Ok(());
+        for &(offset, len) in runs {
+            if len > 0 {
+                issued = self.raw_get(target, offset, &mut dst[at..at + len]);
+                if issued.is_err() {
+                    break;
+                }
+            }
+            at += len;
+        }
+        // Complete what was issued even after an error: `dst` is released
+        // when we return.
+        let flushed = self.flush_local(target);
+        issued.and(flushed)
+    }
+
+    /// One `MPI_Put` per run, one `MPI_Win_flush_local`.
+    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        self.put_or_acc_runs(target, runs, src, None)
+    }
+
+    /// One `MPI_Accumulate` per run, one `MPI_Win_flush_local`.
+    fn accumulate_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        self.put_or_acc_runs(target, runs, src, Some(op))
+    }
+
+    /// Opens or continues the fence epoch (see the module docs for how it
+    /// maps to MPI).
+    fn fence(&self) -> Result<()> {
+        self.epochs.fence()?;
+        let _serial = serial();
+        if self.all_locked.load(Ordering::SeqCst) {
+            // SAFETY: valid window inside the lock_all epoch.
+            check(
+                unsafe { ffi::MPI_Win_flush_all(self.win) },
+                "MPI_Win_flush_all",
+            )?;
+            self.win_sync()?;
+            self.comm.barrier_serialized()?;
+            self.win_sync()
+        } else {
+            // Every rank has closed its passive epochs (checked on each rank
+            // by `epochs.fence`) once it reaches the barrier.
+            self.comm.barrier_serialized()?;
+            // SAFETY: valid window; this rank holds no lock on it (checked).
+            check(
+                unsafe { ffi::MPI_Win_lock_all(0, self.win) },
+                "MPI_Win_lock_all",
+            )?;
+            self.all_locked.store(true, Ordering::SeqCst);
+            self.win_sync()
+        }
+    }
+
+    /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
+    fn fence_end(&self) -> Result<()> {
+        self.epochs.fence_end()?;
+        let _serial = serial();
+        if self.all_locked.swap(false, Ordering::SeqCst) {
+            // SAFETY: valid window; this rank holds lock_all (flag).
+            check(
+                unsafe { ffi::MPI_Win_unlock_all(self.win) },
+                "MPI_Win_unlock_all",
+            )?;
+        }
+        self.comm.barrier_serialized()
+    }
+
+    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        self.epochs.check_local_read(self.me())?;
+        {
+            let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            if v.mutable {
+                return Err(Error::Conflict {
+                    target: self.me(),
+                    reason: "shared view inside a mutable view".into(),
+                });
+            }
+            v.shared += 1;
+        }
+        let _release = ViewRelease {
+            views: &self.views,
+            mutable: false,
+        };
+        {
+            let _serial = serial();
+            self.win_sync()?;
+        }
+        let (ptr, len) = self.local_ptr();
+        // SAFETY: `ptr` is this rank's part of `len` initialised elements
+        // (or dangling with `len == 0`), alive as long as `self`. The shared
+        // view is registered, so this rank's own RMA writes to the part fail
+        // until `_release` drops, and `with_local_mut` cannot create a
+        // mutable slice meanwhile; other ranks may not write the part while
+        // this rank holds the lock on it / in this fence epoch (the
+        // contract; see the module docs).
+        let slice = unsafe { std::slice::from_raw_parts(ptr as *const T, len) };
+        Ok(f(slice))
+    }
+
+    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        self.epochs.check_local_write(self.me())?;
+        {
+            let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            if v.mutable || v.shared > 0 {
+                return Err(Error::Conflict {
+                    target: self.me(),
+                    reason: "mutable view while another view is alive".into(),
+                });
+            }
+            v.mutable = true;
+        }
+        let _release = ViewRelease {
+            views: &self.views,
+            mutable: true,
+        };
+        {
+            let _serial = serial();
+            self.win_sync()?;
+        }
+        let (ptr, len) = self.local_ptr();
+        // SAFETY: as in `with_local`, and the mutable view is registered so
+        // no other view and no RMA access of this rank to its own part
+        // exists while the slice lives; other ranks are excluded by the
+        // exclusive lock this rank holds on its part (checked).
+        let slice = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        let out = f(slice);
+        let _serial = serial();
+        // Make the local stores visible in the public copy.
+        self.win_sync()?;
+        Ok(out)
+    }
+}
+
+impl<T: Element> MpiWindow<T> {
+    fn put_or_acc_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        self.epochs.check_access(target)?;
+        self.layout.check_runs(target, runs, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.check_self_access(target, true)?;
+        let _serial = serial();
+        let mut at = 0;
+        let mut issued = Ok(());
+        for &(offset, len) in runs {
+            if len > 0 {
+                issued = self.raw_put(target, offset, &src[at..at + len], op);
+                if issued.is_err() {
+                    break;
+                }
+            }
+            at += len;
+        }
+        let flushed = self.flush_local(target);
+        issued.and(flushed)
+    }
+}
+
+/// Unregisters a local view when dropped (also on unwind).
+struct ViewRelease<'a> {
+    views: &'a Mutex<Views>,
+    mutable: bool,
+}
+
+impl Drop for ViewRelease<'_> {
+    fn drop(&mut self) {
+        let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if self.mutable {
+            v.mutable = false;
+        } else {
+            v.shared -= 1;
+        }
+    }
+}
+
+impl<T: Element> Drop for MpiWindow<T> {
+    /// Collective: releases this rank's locks, closes a fence epoch and
+    /// calls `MPI_Win_free` (see the module docs).
+    fn drop(&mut self) {
+        LIVE_WINDOWS.fetch_sub(1, Ordering::SeqCst);
+        if raw::finalized() {
+            // MPI_Finalize already released the window; calling MPI now
+            // would be erroneous.
+            return;
+        }
+        let _serial = serial();
+        for t in self.epochs.locked_targets() {
+            // SAFETY: valid window; this rank holds a lock on `t`.
+            let _ = unsafe { ffi::MPI_Win_unlock(rank_c(t), self.win) };
+        }
+        if self.all_locked.swap(false, Ordering::SeqCst) {
+            // SAFETY: valid window; this rank holds lock_all.
+            let _ = unsafe { ffi::MPI_Win_unlock_all(self.win) };
+        }
+        // SAFETY: `win` is a valid window that no other handle refers to
+        // (each rank has one `MpiWindow` per window); every epoch of this
+        // rank is closed above; no slice of its memory outlives `&mut self`.
+        // MPI_Win_free is collective: it returns once every rank freed it.
+        let rc = unsafe { ffi::MPI_Win_free(&mut self.win) };
+        if let Err(e) = check(rc, "MPI_Win_free") {
+            eprintln!("distarray-mpi: {e}");
+        }
+    }
+}
