@@ -8,6 +8,7 @@
 //! [`DistArray::to_vec`] are one-sided: a rank calls them alone.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -48,8 +49,19 @@ pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {
 impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: a zero-filled array with the given partitioning, which
     /// must have one part per rank.
+    ///
+    /// All constructors first agree collectively on their arguments: if any
+    /// rank's arguments are invalid, or ranks disagree on the partition,
+    /// every rank returns an `Err` (no rank is left waiting, no wrong
+    /// answers).
     pub fn with_partitioning(comm: C, part: ContinuousPartitioning<N>) -> Result<Self> {
-        part.check_nparts(comm.size())?;
+        Self::create(comm, Ok(part))
+    }
+
+    /// Collective: builds the array once every rank agreed on `part`.
+    pub(crate) fn create(comm: C, part: Result<ContinuousPartitioning<N>>) -> Result<Self> {
+        let part = part.and_then(|p| p.check_nparts(comm.size()).map(|_| p));
+        let part = agree(&comm, part.map(|p| (fingerprint(&p), p)))?;
         let win = comm.create_window::<T>(part.part_len(comm.rank())?)?;
         Ok(DistArray {
             comm,
@@ -61,37 +73,43 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: a zero-filled array, the first dimension split evenly
     /// over all ranks (the remainder to the first ranks).
     pub fn new(comm: C, shape: [usize; N]) -> Result<Self> {
-        let part = ContinuousPartitioning::uniform(shape, comm.size())?;
-        Self::with_partitioning(comm, part)
+        let part = ContinuousPartitioning::uniform(shape, comm.size());
+        Self::create(comm, part)
     }
 
     /// Collective: a zero-filled array over a process grid, dimension `d`
     /// split evenly into `grid[d]` parts; the grid's product must be the
     /// number of ranks.
     pub fn with_grid(comm: C, grid: [usize; N], shape: [usize; N]) -> Result<Self> {
-        let part = ContinuousPartitioning::with_grid(shape, grid)?;
-        Self::with_partitioning(comm, part)
+        let part = ContinuousPartitioning::with_grid(shape, grid);
+        Self::create(comm, part)
     }
 
     /// Collective: a zero-filled array with explicit part sizes per
     /// dimension (e.g. `[vec![7, 3], vec![10]]`: rows split 7 + 3, columns
     /// whole); the shape is their sums.
     pub fn with_part_sizes(comm: C, sizes: [Vec<usize>; N]) -> Result<Self> {
-        let part = ContinuousPartitioning::from_part_sizes(sizes)?;
-        Self::with_partitioning(comm, part)
+        let part = ContinuousPartitioning::from_part_sizes(sizes);
+        Self::create(comm, part)
     }
 
     /// Collective: like [`DistArray::with_part_sizes`], but checks the sizes
     /// sum to `shape` in every dimension.
-    pub fn with_part_sizes_checked(comm: C, shape: [usize; N], sizes: [Vec<usize>; N]) -> Result<Self> {
-        let part = ContinuousPartitioning::from_part_sizes(sizes)?;
-        if part.shape() != shape {
-            return Err(Error::InvalidPartition(format!(
-                "part sizes sum to shape {:?}, expected {shape:?}",
-                part.shape()
-            )));
-        }
-        Self::with_partitioning(comm, part)
+    pub fn with_part_sizes_checked(
+        comm: C,
+        shape: [usize; N],
+        sizes: [Vec<usize>; N],
+    ) -> Result<Self> {
+        let part = ContinuousPartitioning::from_part_sizes(sizes).and_then(|part| {
+            if part.shape() != shape {
+                return Err(Error::InvalidPartition(format!(
+                    "part sizes sum to shape {:?}, expected {shape:?}",
+                    part.shape()
+                )));
+            }
+            Ok(part)
+        });
+        Self::create(comm, part)
     }
 
     /// Collective: an array assembled from every rank's local part.
@@ -99,16 +117,24 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// `data.len()` = product of `local_shape`) are this rank's part. The
     /// part sizes are gathered with `allgather`; parts in the same grid
     /// slab must agree on their extent in that dimension.
-    pub fn from_local_parts(comm: C, grid: [usize; N], local_shape: [usize; N], data: &[T]) -> Result<Self> {
+    pub fn from_local_parts(
+        comm: C,
+        grid: [usize; N],
+        local_shape: [usize; N],
+        data: &[T],
+    ) -> Result<Self> {
         let local_len: usize = local_shape.iter().product();
-        if data.len() != local_len {
-            return Err(Error::ShapeMismatch {
-                expected: vec![local_len],
-                found: vec![data.len()],
-            });
-        }
-        let grid_part = ContinuousPartitioning::with_grid([0; N], grid)?;
-        grid_part.check_nparts(comm.size())?;
+        let grid_part = ContinuousPartitioning::with_grid([0; N], grid).and_then(|g| {
+            g.check_nparts(comm.size())?;
+            if data.len() != local_len {
+                return Err(Error::ShapeMismatch {
+                    expected: vec![local_len],
+                    found: vec![data.len()],
+                });
+            }
+            Ok(g)
+        });
+        let grid_part = agree(&comm, grid_part.map(|g| (fingerprint(&g), g)))?;
         let shapes = comm.allgather(&local_shape.map(|x| x as u64))?;
         let mut sizes: [Vec<Option<usize>>; N] = std::array::from_fn(|d| vec![None; grid[d]]);
         for (rank, s) in shapes.iter().enumerate() {
@@ -119,10 +145,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                     None => sizes[d][g[d]] = Some(n),
                     Some(m) if m == n => {}
                     Some(m) => {
+                        // every rank sees the same shapes: all return this error
                         return Err(Error::InvalidPartition(format!(
                             "local parts disagree in dimension {d} at grid slab {}: {m} vs {n} (rank {rank})",
                             g[d]
-                        )))
+                        )));
                     }
                 }
             }
@@ -174,10 +201,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         &self.part
     }
 
-    pub(crate) fn partitioning_arc(&self) -> Arc<ContinuousPartitioning<N>> {
-        self.part.clone()
-    }
-
     /// The global index ranges owned by `rank`.
     pub fn local_indices(&self, rank: usize) -> Result<[Range<usize>; N]> {
         self.part.part_range(rank)
@@ -185,7 +208,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// The shape of this rank's part.
     pub fn local_shape(&self) -> [usize; N] {
-        self.part.part_shape(self.comm.rank()).expect("own rank is in range")
+        self.part
+            .part_shape(self.comm.rank())
+            .expect("own rank is in range")
     }
 
     /// Collective: a barrier. Every one-sided operation any rank completed
@@ -254,7 +279,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Collective: a zero-filled array of element type `U` and another shape
     /// on the same communicator, split over its first dimension.
-    pub fn similar_with_shape<U: Element, const M: usize>(&self, shape: [usize; M]) -> Result<DistArray<U, C, M>> {
+    pub fn similar_with_shape<U: Element, const M: usize>(
+        &self,
+        shape: [usize; M],
+    ) -> Result<DistArray<U, C, M>> {
         DistArray::new(self.comm.clone(), shape)
     }
 
@@ -311,6 +339,40 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     }
 }
 
+/// A process-independent fingerprint of a value (same build, same value,
+/// same fingerprint on every rank).
+fn fingerprint<H: Hash>(value: &H) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Collective agreement on constructor arguments: every rank contributes
+/// whether its arguments were valid and a fingerprint of what it will
+/// build. Every rank returns `Err` if any rank's arguments were invalid or
+/// the fingerprints differ, so no rank goes on alone into a collective the
+/// others skipped.
+fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
+    let mine = match &local {
+        Ok((key, _)) => [1, *key],
+        Err(_) => [0, 0],
+    };
+    let all = comm.allgather(&mine)?;
+    let (key, value) = local?;
+    if let Some(r) = all.iter().position(|v| v[0] == 0) {
+        return Err(Error::InvalidPartition(format!(
+            "rank {r} rejected the arguments of this collective call"
+        )));
+    }
+    if let Some(r) = all.iter().position(|v| v[1] != key) {
+        return Err(Error::InvalidPartition(format!(
+            "ranks disagree on the arguments of this collective call (rank {} vs rank {r})",
+            comm.rank()
+        )));
+    }
+    Ok(value)
+}
+
 /// Elements up to which `Display` prints an array whole.
 const DISPLAY_MAX: usize = 1000;
 
@@ -336,7 +398,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> fmt::Display for DistArray<T, 
             return write!(f, " (too large to print)");
         }
         let data = self.to_vec().map_err(|_| fmt::Error)?;
-        let join = |xs: &[T]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        let join = |xs: &[T]| {
+            xs.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match N {
             2 if shape[1] > 0 => {
                 writeln!(f, ":")?;
@@ -382,7 +449,8 @@ macro_rules! view_common {
 
             /// The part as an `ndarray` view (dynamic dimension).
             pub fn view(&self) -> ArrayViewD<'_, T> {
-                ArrayViewD::from_shape(IxDyn(&self.shape()), self.data).expect("shape matches length")
+                ArrayViewD::from_shape(IxDyn(&self.shape()), self.data)
+                    .expect("shape matches length")
             }
 
             /// The global index of local row-major `offset`.
@@ -408,7 +476,10 @@ macro_rules! view_common {
 
             /// Iterates `(global index, value)` over the part in row-major order.
             pub fn iter_global(&self) -> impl Iterator<Item = ([usize; N], T)> + '_ {
-                self.data.iter().enumerate().map(|(k, &v)| (self.global_index(k), v))
+                self.data
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| (self.global_index(k), v))
             }
         }
     };

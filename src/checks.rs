@@ -161,8 +161,7 @@ impl EpochTracker {
 
     /// Checks that `target` is locked (for `flush`).
     pub fn check_locked(&self, target: usize) -> Result<LockKind> {
-        self.lock_kind(target)?
-            .ok_or(Error::NotLocked { target })
+        self.lock_kind(target)?.ok_or(Error::NotLocked { target })
     }
 
     /// Checks that an RMA operation on `target` is inside an epoch.

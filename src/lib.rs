@@ -27,21 +27,27 @@
 //!     a.sum()
 //! })
 //! .unwrap();
-//! assert!(results.iter().all(|s| *s.as_ref().unwrap() == 60.0));
+//! assert!(results.iter().all(|s| *s.as_ref().unwrap() == 96.0));
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod array;
+pub mod block;
 pub mod checks;
 pub mod comm;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod counting;
 pub mod error;
+pub mod ghost;
 pub mod partition;
+pub mod redistribute;
 pub mod threaded;
 
 pub use array::{DistArray, LocalView, LocalViewMut};
+pub use block::{Block, GlobalBlock};
 pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, Window};
 pub use error::{Error, Result};
+pub use ghost::GhostedBlock;
 pub use partition::ContinuousPartitioning;

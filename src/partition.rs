@@ -17,6 +17,10 @@
 //! assert_eq!(p.owner([8, 3]).unwrap(), (rank, 1 * 3 + 1));
 //! ```
 
+// Index arithmetic walks several per-dimension arrays in lockstep: indexed
+// loops read better than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -52,7 +56,9 @@ impl<const N: usize> ContinuousPartitioning<N> {
     /// one part.
     pub fn from_part_sizes(sizes: [Vec<usize>; N]) -> Result<Self> {
         if N == 0 {
-            return Err(Error::InvalidPartition("arrays need at least one dimension".into()));
+            return Err(Error::InvalidPartition(
+                "arrays need at least one dimension".into(),
+            ));
         }
         let mut shape = [0; N];
         let mut grid = [0; N];
@@ -70,10 +76,16 @@ impl<const N: usize> ContinuousPartitioning<N> {
             grid[d] = bounds[d].len() - 1;
             shape[d] = *bounds[d].last().expect("non-empty");
             if grid[d] == 0 {
-                return Err(Error::InvalidPartition(format!("dimension {d} has no parts")));
+                return Err(Error::InvalidPartition(format!(
+                    "dimension {d} has no parts"
+                )));
             }
         }
-        Ok(ContinuousPartitioning { shape, grid, bounds })
+        Ok(ContinuousPartitioning {
+            shape,
+            grid,
+            bounds,
+        })
     }
 
     /// Cuts each dimension `d` evenly into `grid[d]` parts ([`distribute`]).
@@ -168,7 +180,9 @@ impl<const N: usize> ContinuousPartitioning<N> {
     /// The global index ranges owned by `rank`.
     pub fn part_range(&self, rank: usize) -> Result<[Range<usize>; N]> {
         let g = self.grid_index(rank)?;
-        Ok(std::array::from_fn(|d| self.bounds[d][g[d]]..self.bounds[d][g[d] + 1]))
+        Ok(std::array::from_fn(|d| {
+            self.bounds[d][g[d]]..self.bounds[d][g[d] + 1]
+        }))
     }
 
     /// The shape of `rank`'s part.

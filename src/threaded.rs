@@ -60,6 +60,9 @@ struct Exchange {
     slots: Vec<Option<Shared>>,
     arrived: usize,
     last: Option<Arc<Vec<Shared>>>,
+    /// Set once a rank returned while others waited for it in a collective:
+    /// the communicator is broken and every later collective fails too.
+    broken: Option<Error>,
 }
 
 /// State shared by all ranks of one [`run`].
@@ -116,11 +119,18 @@ impl World {
     fn exchange(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
         self.check_failed()?;
         let mut ex = relock(&self.exchange);
+        if let Some(e) = &ex.broken {
+            return Err(e.clone());
+        }
         let generation = ex.generation;
         ex.slots[rank] = Some(value);
         ex.arrived += 1;
         if ex.arrived == self.size {
-            let all: Vec<Shared> = ex.slots.iter_mut().map(|s| s.take().expect("arrived")).collect();
+            let all: Vec<Shared> = ex
+                .slots
+                .iter_mut()
+                .map(|s| s.take().expect("arrived"))
+                .collect();
             let all = Arc::new(all);
             ex.last = Some(all.clone());
             ex.arrived = 0;
@@ -142,13 +152,21 @@ impl World {
                 ex.arrived -= 1;
                 return Err(e);
             }
-            if let Some(gone) = (0..self.size).find(|&r| ex.slots[r].is_none() && self.is_finished(r)) {
+            if ex.broken.is_none() {
+                if let Some(gone) =
+                    (0..self.size).find(|&r| ex.slots[r].is_none() && self.is_finished(r))
+                {
+                    ex.broken = Some(Error::Aborted {
+                        rank: gone,
+                        message: "rank returned without joining a collective the others entered"
+                            .into(),
+                    });
+                }
+            }
+            if let Some(e) = ex.broken.clone() {
                 ex.slots[rank] = None;
                 ex.arrived -= 1;
-                return Err(Error::Aborted {
-                    rank: gone,
-                    message: "rank returned without joining this collective".into(),
-                });
+                return Err(e);
             }
         }
     }
@@ -190,7 +208,9 @@ where
     F: Fn(ThreadedComm) -> R + Sync,
 {
     if p == 0 {
-        return Err(Error::InvalidArgument("threaded::run needs at least one rank".into()));
+        return Err(Error::InvalidArgument(
+            "threaded::run needs at least one rank".into(),
+        ));
     }
     let world = Arc::new(World::new(p));
     let mut results: Vec<Option<R>> = (0..p).map(|_| None).collect();
@@ -208,7 +228,8 @@ where
                     .name(format!("rank-{rank}"))
                     .stack_size(16 << 20)
                     .spawn_scoped(s, move || {
-                        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(comm)));
+                        let out =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(comm)));
                         if let Err(payload) = &out {
                             world.fail(rank, panic_message(payload.as_ref()));
                         }
@@ -220,9 +241,8 @@ where
             })
             .collect();
         for (rank, h) in handles.into_iter().enumerate() {
-            match h.join() {
-                Ok(Ok(r)) => results[rank] = Some(r),
-                Ok(Err(_)) | Err(_) => {}
+            if let Ok(Ok(r)) = h.join() {
+                results[rank] = Some(r);
             }
         }
     });
@@ -232,7 +252,10 @@ where
     if let Some((rank, message)) = first_panic {
         return Err(Error::RankPanicked { rank, message });
     }
-    Ok(results.into_iter().map(|r| r.expect("every rank returned")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every rank returned"))
+        .collect())
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -277,7 +300,11 @@ impl OneSidedComm for ThreadedComm {
         let all = self.world.exchange(self.rank, Arc::new(local.to_vec()))?;
         Ok(all
             .iter()
-            .map(|v| v.downcast_ref::<Vec<T>>().expect("same type on every rank").clone())
+            .map(|v| {
+                v.downcast_ref::<Vec<T>>()
+                    .expect("same type on every rank")
+                    .clone()
+            })
             .collect())
     }
 
@@ -437,7 +464,8 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.epochs.begin_lock(target, kind)?;
-        self.acquire(target, kind).inspect_err(|_| self.epochs.abandon_lock(target))
+        self.acquire(target, kind)
+            .inspect_err(|_| self.epochs.abandon_lock(target))
     }
 
     fn unlock(&self, target: usize) -> Result<()> {
@@ -457,7 +485,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         let seg = &self.segments[target];
         let views = seg.views.read().unwrap_or_else(|e| e.into_inner());
         if views.mut_view {
-            return Err(Self::conflict(target, "read while the owner holds a mutable local view"));
+            return Err(Self::conflict(
+                target,
+                "read while the owner holds a mutable local view",
+            ));
         }
         // SAFETY: `offset + dst.len() <= seg.len()` (checked above). We hold
         // the view read lock and no mutable view exists, so no one writes
@@ -476,7 +507,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         let seg = &self.segments[target];
         let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
         if views.mut_view || views.shared_views > 0 {
-            return Err(Self::conflict(target, "write while the owner holds a local view"));
+            return Err(Self::conflict(
+                target,
+                "write while the owner holds a local view",
+            ));
         }
         // SAFETY: in bounds (checked above); we hold the view write lock and
         // no local view exists, so nothing else reads or writes the segment
@@ -495,7 +529,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         let seg = &self.segments[target];
         let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
         if views.mut_view || views.shared_views > 0 {
-            return Err(Self::conflict(target, "accumulate while the owner holds a local view"));
+            return Err(Self::conflict(
+                target,
+                "accumulate while the owner holds a local view",
+            ));
         }
         let base = seg.ptr();
         for (i, &v) in src.iter().enumerate() {
@@ -528,11 +565,17 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
             if views.mut_view {
-                return Err(Self::conflict(self.rank, "shared view inside a mutable view"));
+                return Err(Self::conflict(
+                    self.rank,
+                    "shared view inside a mutable view",
+                ));
             }
             views.shared_views += 1;
         }
-        let _release = ViewRelease { seg, mutable: false };
+        let _release = ViewRelease {
+            seg,
+            mutable: false,
+        };
         // SAFETY: the shared view is registered, so every RMA write to this
         // segment fails until `_release` drops (after `f` returns or
         // unwinds); concurrent readers only read. The pointer covers
@@ -547,7 +590,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
             if views.mut_view || views.shared_views > 0 {
-                return Err(Self::conflict(self.rank, "mutable view while another view is alive"));
+                return Err(Self::conflict(
+                    self.rank,
+                    "mutable view while another view is alive",
+                ));
             }
             views.mut_view = true;
         }

@@ -1,0 +1,253 @@
+//! Overhead of distarray's MPI backend against raw `mpi::ffi` calls on the
+//! same window, measured in one run:
+//!
+//! * element get: `DistArray::get` (shared lock + `MPI_Get` +
+//!   `MPI_Win_flush_local` + unlock, plus distarray's checks) vs raw
+//!   `MPI_Win_lock` + `MPI_Get` + `MPI_Win_unlock`; also the same through
+//!   the `Window` trait, and element set (`DistArray::set` vs raw
+//!   exclusive lock + `MPI_Put` + unlock);
+//! * bulk get of 64 MiB: `Window::get` in a shared-lock epoch vs raw
+//!   lock + `MPI_Get` + unlock.
+//!
+//! Rank 0 measures against rank 1's part (remote); the other ranks wait in
+//! a barrier. Trials of each variant alternate, and the median trial is
+//! reported.
+//!
+//! ```text
+//! cargo build --release -p distarray-mpi --example bench_rma
+//! mpirun -n 2 target/release/examples/bench_rma
+//! ```
+
+use std::hint::black_box;
+use std::os::raw::{c_int, c_void};
+use std::time::Instant;
+
+use distarray::{DistArray, LockKind, OneSidedComm, Window};
+use distarray_mpi::MpiComm;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::traits::Equivalence;
+
+/// Element gets per trial.
+const ELEM_ITERS: usize = 200_000;
+/// Trials per variant (alternating).
+const TRIALS: usize = 9;
+/// Bulk transfer size.
+const BULK_BYTES: usize = 64 << 20;
+const BULK_TRIALS: usize = 9;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn check(rc: c_int) {
+    assert_eq!(rc, ffi::MPI_SUCCESS as c_int, "MPI call failed");
+}
+
+/// Raw lock + MPI_Get + unlock of one element, `n` times; seconds per call.
+fn raw_elem_get(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, n: usize) -> f64 {
+    let dt = f64::equivalent_datatype().as_raw();
+    let mut v = 0.0f64;
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: valid window and rank, `disp` inside the target's part,
+        // `v` is a valid f64 buffer, and the unlock completes the get
+        // before `v` is read.
+        unsafe {
+            check(ffi::MPI_Win_lock(
+                ffi::MPI_LOCK_SHARED as c_int,
+                target,
+                0,
+                win,
+            ));
+            check(ffi::MPI_Get(
+                (&mut v as *mut f64).cast::<c_void>(),
+                1,
+                dt,
+                target,
+                disp,
+                1,
+                dt,
+                win,
+            ));
+            check(ffi::MPI_Win_unlock(target, win));
+        }
+        black_box(v);
+    }
+    t.elapsed().as_secs_f64() / n as f64
+}
+
+/// Raw exclusive lock + MPI_Put + unlock of one element; seconds per call.
+fn raw_elem_put(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, n: usize) -> f64 {
+    let dt = f64::equivalent_datatype().as_raw();
+    let t = Instant::now();
+    for i in 0..n {
+        let v = i as f64;
+        // SAFETY: as in `raw_elem_get`; the unlock completes the put.
+        unsafe {
+            check(ffi::MPI_Win_lock(
+                ffi::MPI_LOCK_EXCLUSIVE as c_int,
+                target,
+                0,
+                win,
+            ));
+            check(ffi::MPI_Put(
+                (&v as *const f64).cast::<c_void>(),
+                1,
+                dt,
+                target,
+                disp,
+                1,
+                dt,
+                win,
+            ));
+            check(ffi::MPI_Win_unlock(target, win));
+        }
+    }
+    t.elapsed().as_secs_f64() / n as f64
+}
+
+/// Raw lock + one MPI_Get of `buf.len()` f64 + unlock; seconds.
+fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
+    let dt = f64::equivalent_datatype().as_raw();
+    let t = Instant::now();
+    // SAFETY: valid window and rank; the target's part holds `buf.len()`
+    // elements from displacement 0; the unlock completes the get.
+    unsafe {
+        check(ffi::MPI_Win_lock(
+            ffi::MPI_LOCK_SHARED as c_int,
+            target,
+            0,
+            win,
+        ));
+        check(ffi::MPI_Get(
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len() as c_int,
+            dt,
+            target,
+            0,
+            buf.len() as c_int,
+            dt,
+            win,
+        ));
+        check(ffi::MPI_Win_unlock(target, win));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn main() -> distarray::Result<()> {
+    let (_env, comm) = MpiComm::init()?;
+    let (me, p) = (comm.rank(), comm.size());
+    if p < 2 {
+        eprintln!("bench_rma needs at least 2 ranks (mpirun -n 2 ...)");
+        return Ok(());
+    }
+    let target = 1usize;
+
+    // ---- element access: a 1-D array of 1024 f64 per rank ----
+    let per = 1024usize;
+    let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [per * p], |[i]| i as f64)?;
+    let idx = per * target + 17; // owned by `target`, local offset 17
+    let win = a.window().raw();
+    let mut elem = Vec::new();
+    if me == 0 {
+        // warm-up
+        for _ in 0..10_000 {
+            black_box(a.get([idx])?);
+        }
+        raw_elem_get(win, target as c_int, 17, 10_000);
+        let (mut da, mut tr, mut rw) = (vec![], vec![], vec![]);
+        let (mut set_da, mut set_rw) = (vec![], vec![]);
+        for _ in 0..TRIALS {
+            let t = Instant::now();
+            for _ in 0..ELEM_ITERS {
+                black_box(a.get(black_box([idx]))?);
+            }
+            da.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+
+            let w = a.window();
+            let mut v = [0.0f64];
+            let t = Instant::now();
+            for _ in 0..ELEM_ITERS {
+                w.lock(target, LockKind::Shared)?;
+                w.get(target, 17, &mut v)?;
+                w.unlock(target)?;
+                black_box(v);
+            }
+            tr.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+
+            rw.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS));
+
+            let t = Instant::now();
+            for i in 0..ELEM_ITERS / 4 {
+                a.set(black_box([idx]), i as f64)?;
+            }
+            set_da.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
+            set_rw.push(raw_elem_put(win, target as c_int, 17, ELEM_ITERS / 4));
+        }
+        let (da, tr, rw) = (median(da), median(tr), median(rw));
+        let (set_da, set_rw) = (median(set_da), median(set_rw));
+        elem = vec![
+            format!("| element get, `DistArray::get` | {:.3} µs | {:.2}× |", da * 1e6, da / rw),
+            format!("| element get, `Window` lock + get + unlock | {:.3} µs | {:.2}× |", tr * 1e6, tr / rw),
+            format!("| element get, raw `MPI_Win_lock` + `MPI_Get` + `MPI_Win_unlock` | {:.3} µs | 1.00× |", rw * 1e6),
+            format!("| element set, `DistArray::set` | {:.3} µs | {:.2}× |", set_da * 1e6, set_da / set_rw),
+            format!("| element set, raw exclusive lock + `MPI_Put` + unlock | {:.3} µs | 1.00× |", set_rw * 1e6),
+        ];
+    }
+    comm.barrier()?;
+    drop(a);
+
+    // ---- bulk: 64 MiB in `target`'s part ----
+    let n = BULK_BYTES / std::mem::size_of::<f64>();
+    let b = DistArray::<f64, _, 1>::with_part_sizes(
+        comm.clone(),
+        [(0..p).map(|r| if r == target { n } else { 0 }).collect()],
+    )?;
+    if me == target {
+        b.with_local_mut(|mut l| {
+            l.as_mut_slice()
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = i as f64)
+        })?;
+    }
+    b.sync()?;
+    let mut bulk = Vec::new();
+    if me == 0 {
+        let win = b.window().raw();
+        let mut buf = vec![0.0f64; n];
+        // warm-up (also faults the pages of `buf` in)
+        raw_bulk_get(win, target as c_int, &mut buf);
+        let (mut da, mut rw) = (vec![], vec![]);
+        for _ in 0..BULK_TRIALS {
+            let t = Instant::now();
+            b.with_epoch(target, LockKind::Shared, |w| w.get(target, 0, &mut buf))?;
+            da.push(t.elapsed().as_secs_f64());
+            assert_eq!(buf[n - 1], (n - 1) as f64);
+            buf[n - 1] = 0.0;
+            rw.push(raw_bulk_get(win, target as c_int, &mut buf));
+            assert_eq!(buf[n - 1], (n - 1) as f64);
+        }
+        let gib = BULK_BYTES as f64 / (1u64 << 30) as f64;
+        let (da, rw) = (gib / median(da), gib / median(rw));
+        bulk = vec![
+            format!("| bulk get 64 MiB, `Window::get` in a `DistArray::with_epoch` | {da:.2} GiB/s | {:.2}× |", da / rw),
+            format!("| bulk get 64 MiB, raw lock + `MPI_Get` + unlock | {rw:.2} GiB/s | 1.00× |"),
+        ];
+    }
+    b.sync()?;
+    drop(b);
+
+    if me == 0 {
+        println!("distarray-mpi RMA overhead, {p} ranks, rank 0 reading rank {target}'s part (median of {TRIALS} trials)");
+        println!();
+        println!("| operation | time / rate | relative to raw |");
+        println!("| --- | --- | --- |");
+        for l in elem.iter().chain(&bulk) {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}

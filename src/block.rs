@@ -1,0 +1,384 @@
+//! [`Block`]s (global index ranges of an array), their communication plan
+//! (the contiguous runs of window memory they cover on every rank) and
+//! [`GlobalBlock`] (a local copy addressed by global indices).
+//!
+//! [`DistArray::get_block`] and [`DistArray::put_block`] move a block with
+//! **one RMA operation per contiguous run per target rank**, inside one
+//! lock epoch per target; the calling rank's own part is copied locally.
+//!
+//! ```
+//! use distarray::{threaded, AccumulateOp, Block, DistArray};
+//! threaded::run(3, |comm| -> distarray::Result<()> {
+//!     let a = DistArray::<i32, _, 2>::from_fn(comm, [6, 4], |[i, j]| (10 * i + j) as i32)?;
+//!     // rows 1..5 of columns 2..4 span all three ranks
+//!     let mut b = a.get_block(&Block::new([1..5, 2..4]))?;
+//!     assert_eq!(b.get([4, 3])?, 43);
+//!     b.set([1, 2], 100)?;
+//!     a.sync()?;
+//!     a.put_block(&b, AccumulateOp::Sum)?; // every rank adds its copy
+//!     a.sync()?;
+//!     assert_eq!(a.get([1, 2])?, 12 + 3 * (12 + 100));
+//!     Ok(())
+//! })
+//! .unwrap()
+//! .into_iter()
+//! .collect::<distarray::Result<Vec<_>>>()
+//! .unwrap();
+//! ```
+
+use std::ops::Range;
+
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::array::DistArray;
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::error::{Error, Result};
+use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
+
+/// A box of global indices: one half-open range per dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Block<const N: usize> {
+    ranges: [Range<usize>; N],
+}
+
+/// The part of a block that one rank owns, as runs of its window memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRuns<const N: usize> {
+    /// The owning rank.
+    pub rank: usize,
+    /// The intersection of the block with the rank's part.
+    pub intersection: Block<N>,
+    /// Maximal contiguous runs `(offset, len)` of the rank's window part, in
+    /// increasing order; their elements, concatenated, are the intersection
+    /// in row-major order.
+    pub runs: Vec<(usize, usize)>,
+}
+
+impl<const N: usize> Block<N> {
+    /// A block from its ranges (validated when used with an array).
+    pub fn new(ranges: [Range<usize>; N]) -> Self {
+        Block { ranges }
+    }
+
+    /// The whole index space of `shape`.
+    pub fn full(shape: [usize; N]) -> Self {
+        Block {
+            ranges: shape.map(|n| 0..n),
+        }
+    }
+
+    /// The ranges.
+    pub fn ranges(&self) -> &[Range<usize>; N] {
+        &self.ranges
+    }
+
+    /// The block's shape.
+    pub fn shape(&self) -> [usize; N] {
+        self.ranges.clone().map(|r| r.end.saturating_sub(r.start))
+    }
+
+    /// Number of indices in the block.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// `true` if the block has no indices.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `true` if `index` lies in the block.
+    pub fn contains(&self, index: [usize; N]) -> bool {
+        (0..N).all(|d| self.ranges[d].contains(&index[d]))
+    }
+
+    /// Checks the block against an array shape: every range must satisfy
+    /// `start <= end <= shape[d]`.
+    pub fn validate(&self, shape: [usize; N]) -> Result<()> {
+        for d in 0..N {
+            let r = &self.ranges[d];
+            if r.start > r.end || r.end > shape[d] {
+                return Err(Error::IndexOutOfBounds {
+                    index: self.ranges.iter().map(|r| r.end).collect(),
+                    shape: shape.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn intersect(&self, other: &[Range<usize>; N]) -> Option<Block<N>> {
+        let ranges: [Range<usize>; N] = std::array::from_fn(|d| {
+            self.ranges[d].start.max(other[d].start)..self.ranges[d].end.min(other[d].end)
+        });
+        ranges
+            .iter()
+            .all(|r| r.start < r.end)
+            .then_some(Block { ranges })
+    }
+
+    /// The ranks the block touches, each with the runs of its window memory
+    /// that the block covers. Ranks whose part misses the block are left
+    /// out. Errors: the block does not fit the partition's shape.
+    pub fn plan(&self, part: &ContinuousPartitioning<N>) -> Result<Vec<TargetRuns<N>>> {
+        self.validate(part.shape())?;
+        let mut out = Vec::new();
+        if self.is_empty() {
+            return Ok(out);
+        }
+        // only the grid slabs that overlap the block, per dimension
+        let slabs: [Range<usize>; N] = std::array::from_fn(|d| {
+            part.part_in_dim(d, self.ranges[d].start)
+                ..part.part_in_dim(d, self.ranges[d].end - 1) + 1
+        });
+        let counts = slabs.clone().map(|r| r.len());
+        let total: usize = counts.iter().product();
+        for k in 0..total {
+            let rel = multi_index(&counts, k);
+            let g: [usize; N] = std::array::from_fn(|d| slabs[d].start + rel[d]);
+            let rank = part.rank_of(g)?;
+            let prange = part.part_range(rank)?;
+            if let Some(inter) = self.intersect(&prange) {
+                let runs = runs_of(&inter, &prange);
+                out.push(TargetRuns {
+                    rank,
+                    intersection: inter,
+                    runs,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Maximal contiguous runs of a part's row-major memory covered by `inter`
+/// (a box inside the part with ranges `prange`).
+fn runs_of<const N: usize>(inter: &Block<N>, prange: &[Range<usize>; N]) -> Vec<(usize, usize)> {
+    let pshape = prange.clone().map(|r| r.len());
+    let ishape = inter.shape();
+    let row = ishape[N - 1];
+    let nrows: usize = ishape[..N - 1].iter().product();
+    let mut rows_shape = ishape;
+    rows_shape[N - 1] = 1;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for k in 0..nrows {
+        let rel = multi_index(&rows_shape, k);
+        let local: [usize; N] =
+            std::array::from_fn(|d| inter.ranges[d].start - prange[d].start + rel[d]);
+        let off = linear_offset(&pshape, &local);
+        match runs.last_mut() {
+            Some(last) if last.0 + last.1 == off => last.1 += row,
+            _ => runs.push((off, row)),
+        }
+    }
+    runs
+}
+
+/// Copies the intersection `inter` between a buffer laid out as `outer`
+/// (row-major) and a contiguous row-major buffer of the intersection.
+/// `to_outer`: direction of the copy.
+fn copy_box<T: Copy, const N: usize>(
+    outer: &Block<N>,
+    outer_buf: &mut [T],
+    inter: &Block<N>,
+    packed: &mut [T],
+    to_outer: bool,
+) {
+    let oshape = outer.shape();
+    let ishape = inter.shape();
+    let row = ishape[N - 1];
+    let mut rows_shape = ishape;
+    rows_shape[N - 1] = 1;
+    let nrows: usize = ishape[..N - 1].iter().product();
+    for k in 0..nrows {
+        let rel = multi_index(&rows_shape, k);
+        let o: [usize; N] =
+            std::array::from_fn(|d| inter.ranges[d].start - outer.ranges[d].start + rel[d]);
+        let at = linear_offset(&oshape, &o);
+        let (dst, src) = (
+            &mut outer_buf[at..at + row],
+            &mut packed[k * row..(k + 1) * row],
+        );
+        if to_outer {
+            dst.copy_from_slice(src);
+        } else {
+            src.copy_from_slice(dst);
+        }
+    }
+}
+
+/// A local copy of a [`Block`] of a distributed array, addressed by global
+/// indices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalBlock<T, const N: usize> {
+    block: Block<N>,
+    data: Vec<T>,
+}
+
+impl<T: Element, const N: usize> GlobalBlock<T, N> {
+    /// A zero-filled block.
+    pub fn zeros(block: Block<N>) -> Self {
+        let n = block.len();
+        GlobalBlock {
+            block,
+            data: vec![T::default(); n],
+        }
+    }
+
+    /// A block over `data` (row-major, `data.len()` = the block's length).
+    pub fn from_vec(block: Block<N>, data: Vec<T>) -> Result<Self> {
+        if data.len() != block.len() {
+            return Err(Error::ShapeMismatch {
+                expected: block.shape().to_vec(),
+                found: vec![data.len()],
+            });
+        }
+        Ok(GlobalBlock { block, data })
+    }
+
+    /// The block it copies.
+    pub fn block(&self) -> &Block<N> {
+        &self.block
+    }
+
+    /// The values, row-major over the block.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The values, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// The values as an `ndarray` view indexed from 0.
+    pub fn view(&self) -> ArrayViewD<'_, T> {
+        ArrayViewD::from_shape(IxDyn(&self.block.shape()), &self.data).expect("shape matches")
+    }
+
+    /// The values as a mutable `ndarray` view indexed from 0.
+    pub fn view_mut(&mut self) -> ArrayViewMutD<'_, T> {
+        let shape = self.block.shape();
+        ArrayViewMutD::from_shape(IxDyn(&shape), &mut self.data).expect("shape matches")
+    }
+
+    fn offset(&self, index: [usize; N]) -> Result<usize> {
+        if !self.block.contains(index) {
+            return Err(Error::IndexOutOfBounds {
+                index: index.to_vec(),
+                shape: self.block.ranges.iter().map(|r| r.end).collect(),
+            });
+        }
+        let rel: [usize; N] = std::array::from_fn(|d| index[d] - self.block.ranges[d].start);
+        Ok(linear_offset(&self.block.shape(), &rel))
+    }
+
+    /// The value at a global index; `Err` outside the block.
+    pub fn get(&self, index: [usize; N]) -> Result<T> {
+        Ok(self.data[self.offset(index)?])
+    }
+
+    /// Sets the value at a global index; `Err` outside the block.
+    pub fn set(&mut self, index: [usize; N], value: T) -> Result<()> {
+        let o = self.offset(index)?;
+        self.data[o] = value;
+        Ok(())
+    }
+
+    /// Iterates `(global index, value)` in row-major order.
+    pub fn iter(&self) -> impl Iterator<Item = ([usize; N], T)> + '_ {
+        let shape = self.block.shape();
+        self.data.iter().enumerate().map(move |(k, &v)| {
+            let rel = multi_index(&shape, k);
+            (
+                std::array::from_fn(|d| self.block.ranges[d].start + rel[d]),
+                v,
+            )
+        })
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
+    /// One-sided: fetches `block` into a new [`GlobalBlock`]. One `get` per
+    /// contiguous run per remote rank, one shared-lock epoch per rank; the
+    /// own part is copied locally.
+    pub fn get_block(&self, block: &Block<N>) -> Result<GlobalBlock<T, N>> {
+        let mut gb = GlobalBlock::zeros(block.clone());
+        self.get_block_into(block, &mut gb.data)?;
+        Ok(gb)
+    }
+
+    /// One-sided: fetches `block` into `buf` (row-major over the block;
+    /// `Err` unless `buf.len()` equals the block's length).
+    pub fn get_block_into(&self, block: &Block<N>, buf: &mut [T]) -> Result<()> {
+        if buf.len() != block.len() {
+            return Err(Error::ShapeMismatch {
+                expected: block.shape().to_vec(),
+                found: vec![buf.len()],
+            });
+        }
+        let me = self.comm().rank();
+        for t in block.plan(self.partitioning())? {
+            let mut packed = vec![T::default(); t.intersection.len()];
+            if t.rank == me {
+                self.with_local(|l| {
+                    let src = l.as_slice();
+                    let mut at = 0;
+                    for &(off, len) in &t.runs {
+                        packed[at..at + len].copy_from_slice(&src[off..off + len]);
+                        at += len;
+                    }
+                })?;
+            } else {
+                self.with_epoch(t.rank, LockKind::Shared, |w| {
+                    w.get_runs(t.rank, &t.runs, &mut packed)
+                })?;
+            }
+            copy_box(block, buf, &t.intersection, &mut packed, true);
+        }
+        Ok(())
+    }
+
+    /// One-sided: writes a block back. `AccumulateOp::Replace` puts the
+    /// values; any other op accumulates them (element-wise atomic, so many
+    /// ranks may `Sum` overlapping blocks at once). One RMA operation per
+    /// contiguous run per remote rank, one shared-lock epoch per rank; the
+    /// own part is updated locally. Errors: the block does not fit.
+    pub fn put_block(&self, gb: &GlobalBlock<T, N>, op: AccumulateOp) -> Result<()> {
+        self.put_block_from(&gb.block, &gb.data, op)
+    }
+
+    /// Like [`DistArray::put_block`] from a plain row-major buffer.
+    pub fn put_block_from(&self, block: &Block<N>, buf: &[T], op: AccumulateOp) -> Result<()> {
+        if buf.len() != block.len() {
+            return Err(Error::ShapeMismatch {
+                expected: block.shape().to_vec(),
+                found: vec![buf.len()],
+            });
+        }
+        let me = self.comm().rank();
+        let mut scratch = buf.to_vec();
+        for t in block.plan(self.partitioning())? {
+            let mut packed = vec![T::default(); t.intersection.len()];
+            copy_box(block, &mut scratch, &t.intersection, &mut packed, false);
+            if t.rank == me {
+                self.with_local_mut(|mut l| {
+                    let dst = l.as_mut_slice();
+                    let mut at = 0;
+                    for &(off, len) in &t.runs {
+                        for (d, &s) in dst[off..off + len].iter_mut().zip(&packed[at..at + len]) {
+                            *d = T::combine(op, *d, s);
+                        }
+                        at += len;
+                    }
+                })?;
+            } else {
+                self.with_epoch(t.rank, LockKind::Shared, |w| match op {
+                    AccumulateOp::Replace => w.put_runs(t.rank, &t.runs, &packed),
+                    _ => w.accumulate_runs(t.rank, &t.runs, &packed, op),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! [`CountingComm`]: a wrapper backend that counts RMA operations per kind
+//! and per target rank, over any [`OneSidedComm`]. Tests use it to assert
+//! that blocks, ghosts and redistribution use the minimal number of calls.
+//!
+//! ```
+//! use distarray::counting::CountingComm;
+//! use distarray::{threaded, Block, DistArray, OneSidedComm};
+//! threaded::run(2, |comm| {
+//!     let comm = CountingComm::new(comm);
+//!     let a = DistArray::<f64, _, 2>::new(comm.clone(), [4, 5]).unwrap();
+//!     comm.reset();
+//!     // rows 1..3: one contiguous run on each rank; only rank 1's is remote for rank 0
+//!     let _ = a.get_block(&Block::new([1..3, 0..5])).unwrap();
+//!     let c = comm.counts();
+//!     assert_eq!(c.gets_total(), 1);
+//!     assert_eq!(c.gets[1 - comm.rank()], 1);
+//! })
+//! .unwrap();
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::error::Result;
+
+/// Operation counts of one rank, per target (index = target rank). A `*_runs`
+/// call counts one operation per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `get` operations.
+    pub gets: Vec<usize>,
+    /// `put` operations.
+    pub puts: Vec<usize>,
+    /// `accumulate` operations.
+    pub accumulates: Vec<usize>,
+    /// `lock` calls (epochs opened).
+    pub locks: Vec<usize>,
+    /// Elements moved by gets, puts and accumulates.
+    pub elements: usize,
+}
+
+impl Counts {
+    fn new(size: usize) -> Self {
+        Counts {
+            gets: vec![0; size],
+            puts: vec![0; size],
+            accumulates: vec![0; size],
+            locks: vec![0; size],
+            elements: 0,
+        }
+    }
+
+    /// Total gets.
+    pub fn gets_total(&self) -> usize {
+        self.gets.iter().sum()
+    }
+
+    /// Total puts.
+    pub fn puts_total(&self) -> usize {
+        self.puts.iter().sum()
+    }
+
+    /// Total accumulates.
+    pub fn accumulates_total(&self) -> usize {
+        self.accumulates.iter().sum()
+    }
+
+    /// Total lock epochs.
+    pub fn locks_total(&self) -> usize {
+        self.locks.iter().sum()
+    }
+}
+
+/// A communicator that forwards to `C` and counts this rank's RMA calls.
+#[derive(Clone)]
+pub struct CountingComm<C> {
+    inner: C,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl<C: OneSidedComm> CountingComm<C> {
+    /// Wraps `inner` with zeroed counters.
+    pub fn new(inner: C) -> Self {
+        let size = inner.size();
+        CountingComm {
+            inner,
+            counts: Arc::new(Mutex::new(Counts::new(size))),
+        }
+    }
+
+    /// A snapshot of this rank's counts (over all windows of this handle).
+    pub fn counts(&self) -> Counts {
+        self.lock_counts().clone()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset(&self) {
+        let size = self.inner.size();
+        *self.lock_counts() = Counts::new(size);
+    }
+
+    /// The wrapped communicator.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    fn lock_counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
+    type Window<T: Element> = CountingWindow<C::Window<T>>;
+
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.inner.barrier()
+    }
+
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        self.inner.allgather(local)
+    }
+
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>> {
+        Ok(CountingWindow {
+            inner: self.inner.create_window(local_len)?,
+            counts: self.counts.clone(),
+        })
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+}
+
+/// A window that forwards to `W` and counts successful operations.
+pub struct CountingWindow<W> {
+    inner: W,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl<W> CountingWindow<W> {
+    fn record(
+        &self,
+        target: usize,
+        f: impl FnOnce(&mut Counts) -> &mut Vec<usize>,
+        n: usize,
+        elements: usize,
+    ) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.elements += elements;
+        f(&mut c)[target] += n;
+    }
+}
+
+impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn len_of(&self, target: usize) -> Result<usize> {
+        self.inner.len_of(target)
+    }
+    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.inner.lock(target, kind)?;
+        self.record(target, |c| &mut c.locks, 1, 0);
+        Ok(())
+    }
+    fn unlock(&self, target: usize) -> Result<()> {
+        self.inner.unlock(target)
+    }
+    fn flush(&self, target: usize) -> Result<()> {
+        self.inner.flush(target)
+    }
+    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.inner.get(target, offset, dst)?;
+        self.record(target, |c| &mut c.gets, 1, dst.len());
+        Ok(())
+    }
+    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        self.inner.put(target, offset, src)?;
+        self.record(target, |c| &mut c.puts, 1, src.len());
+        Ok(())
+    }
+    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        self.inner.accumulate(target, offset, src, op)?;
+        self.record(target, |c| &mut c.accumulates, 1, src.len());
+        Ok(())
+    }
+    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        self.inner.get_runs(target, runs, dst)?;
+        self.record(target, |c| &mut c.gets, runs.len(), dst.len());
+        Ok(())
+    }
+    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        self.inner.put_runs(target, runs, src)?;
+        self.record(target, |c| &mut c.puts, runs.len(), src.len());
+        Ok(())
+    }
+    fn accumulate_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        self.inner.accumulate_runs(target, runs, src, op)?;
+        self.record(target, |c| &mut c.accumulates, runs.len(), src.len());
+        Ok(())
+    }
+    fn fence(&self) -> Result<()> {
+        self.inner.fence()
+    }
+    fn fence_end(&self) -> Result<()> {
+        self.inner.fence_end()
+    }
+    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        self.inner.with_local(f)
+    }
+    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        self.inner.with_local_mut(f)
+    }
+}

@@ -1,0 +1,94 @@
+//! Changes of partition ([`DistArray::redistribute`] and friends) and
+//! [`DistArray::filter`]. All of them are collective and return a new
+//! array; the source is left unchanged.
+//!
+//! ```
+//! use distarray::{threaded, DistArray};
+//! threaded::run(3, |comm| -> distarray::Result<()> {
+//!     let a = DistArray::<i32, _, 2>::from_fn(comm, [4, 6], |[i, j]| (i * 6 + j) as i32)?;
+//!     // from rows to columns: a 1 x 3 process grid
+//!     let b = a.redistribute_grid([1, 3])?;
+//!     assert_eq!(b.to_vec()?, a.to_vec()?);
+//!     let evens = a.redistribute_default()?;
+//!     assert_eq!(evens.partitioning(), a.partitioning());
+//!     Ok(())
+//! })
+//! .unwrap()
+//! .into_iter()
+//! .collect::<distarray::Result<Vec<_>>>()
+//! .unwrap();
+//! ```
+
+use crate::array::DistArray;
+use crate::block::Block;
+use crate::comm::{Element, OneSidedComm};
+use crate::error::{Error, Result};
+use crate::partition::ContinuousPartitioning;
+
+impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
+    /// Collective: a copy of this array with partitioning `new` (same
+    /// shape, one part per rank). Each rank pulls its new part with
+    /// [`DistArray::get_block_into`]: one `get` per contiguous run per
+    /// source rank.
+    pub fn redistribute(&self, new: ContinuousPartitioning<N>) -> Result<Self> {
+        self.redistribute_result(Ok(new))
+    }
+
+    /// Collective: redistributes to explicit part sizes per dimension.
+    pub fn redistribute_sizes(&self, sizes: [Vec<usize>; N]) -> Result<Self> {
+        let p = ContinuousPartitioning::from_part_sizes(sizes);
+        self.redistribute_result(p)
+    }
+
+    /// Collective: redistributes over a process grid (dimension `d` split
+    /// evenly into `grid[d]` parts).
+    pub fn redistribute_grid(&self, grid: [usize; N]) -> Result<Self> {
+        let p = ContinuousPartitioning::with_grid(self.shape(), grid);
+        self.redistribute_result(p)
+    }
+
+    /// Collective: redistributes to the default partition (the first
+    /// dimension split evenly).
+    pub fn redistribute_default(&self) -> Result<Self> {
+        let p = ContinuousPartitioning::uniform(self.shape(), self.comm().size());
+        self.redistribute_result(p)
+    }
+
+    fn redistribute_result(&self, new: Result<ContinuousPartitioning<N>>) -> Result<Self> {
+        let new = new.and_then(|p| {
+            if p.shape() == self.shape() {
+                Ok(p)
+            } else {
+                Err(Error::ShapeMismatch {
+                    expected: self.shape().to_vec(),
+                    found: p.shape().to_vec(),
+                })
+            }
+        });
+        // `create` agrees on the arguments collectively: a bad partition on
+        // any rank fails on every rank, none is left waiting.
+        let out = Self::create(self.comm().clone(), new)?;
+        // the source parts must be complete everywhere before anyone reads
+        self.sync()?;
+        let block = Block::new(out.local_indices(self.comm().rank())?);
+        out.with_local_mut(|mut l| self.get_block_into(&block, l.as_mut_slice()))??;
+        out.sync()?;
+        Ok(out)
+    }
+}
+
+impl<T: Element, C: OneSidedComm> DistArray<T, C, 1> {
+    /// Collective: the elements for which `keep` is true, in their original
+    /// order, as a new 1-D array whose parts are the survivors of each
+    /// rank's part.
+    pub fn filter(&self, keep: impl Fn(T) -> bool) -> Result<Self> {
+        let kept: Vec<T> =
+            self.with_local(|l| l.as_slice().iter().copied().filter(|&x| keep(x)).collect())?;
+        Self::from_local_parts(
+            self.comm().clone(),
+            [self.comm().size()],
+            [kept.len()],
+            &kept,
+        )
+    }
+}

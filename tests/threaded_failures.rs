@@ -1,0 +1,180 @@
+//! Failure handling and strictness of the threaded backend: a failed rank
+//! never hangs the others, and conflicting accesses are errors.
+
+use std::time::{Duration, Instant};
+
+use distarray::threaded::{self, ThreadedComm};
+use distarray::{DistArray, Error, LockKind, OneSidedComm, Window};
+
+#[test]
+fn panicking_rank_makes_run_return_an_error() {
+    let start = Instant::now();
+    let r = threaded::run(4, |comm| {
+        if comm.rank() == 2 {
+            panic!("rank two gives up");
+        }
+        // the others would wait forever for rank 2 without failure handling
+        comm.barrier()?;
+        comm.barrier()
+    });
+    match r {
+        Err(Error::RankPanicked { rank, message }) => {
+            assert_eq!(rank, 2);
+            assert!(message.contains("rank two gives up"));
+        }
+        other => panic!("expected RankPanicked, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn others_see_aborted_in_barrier() {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let r = threaded::run(3, |comm| {
+        if comm.rank() == 0 {
+            panic!("first");
+        }
+        let e = comm.barrier().unwrap_err();
+        seen.lock().unwrap().push(e);
+    });
+    assert!(matches!(r, Err(Error::RankPanicked { rank: 0, .. })));
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen
+        .iter()
+        .all(|e| matches!(e, Error::Aborted { rank: 0, .. })));
+}
+
+#[test]
+fn panic_while_holding_a_lock_does_not_hang_waiters() {
+    let r = threaded::run(2, |comm: ThreadedComm| {
+        let w = comm.create_window::<f64>(4).unwrap();
+        if comm.rank() == 0 {
+            w.lock(0, LockKind::Exclusive).unwrap();
+            comm.barrier().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            // leak the handle so that unwinding cannot release the lock
+            std::mem::forget(w);
+            panic!("dies holding the lock");
+        }
+        comm.barrier().unwrap();
+        // waits for rank 0's exclusive lock, which is never released
+        let e = w.lock(0, LockKind::Shared).unwrap_err();
+        assert!(matches!(e, Error::Aborted { rank: 0, .. }), "{e:?}");
+    });
+    assert!(matches!(r, Err(Error::RankPanicked { rank: 0, .. })));
+}
+
+#[test]
+fn early_return_does_not_hang_a_collective() {
+    let r = threaded::run(3, |comm| {
+        if comm.rank() == 1 {
+            return Ok(()); // skips the barrier
+        }
+        comm.barrier()
+    })
+    .unwrap();
+    assert!(r[1].is_ok());
+    assert!(matches!(r[0], Err(Error::Aborted { rank: 1, .. })));
+    assert!(matches!(r[2], Err(Error::Aborted { rank: 1, .. })));
+}
+
+#[test]
+fn early_drop_of_an_array_on_one_rank() {
+    // Dropping is not collective on the threaded backend: the others keep
+    // using their handles (memory lives until the last handle drops).
+    let r = threaded::run(2, |comm| -> distarray::Result<f64> {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [8])?;
+        a.fill(1.0)?;
+        if comm.rank() == 0 {
+            drop(a);
+            comm.barrier()?;
+            return Ok(0.0);
+        }
+        comm.barrier()?;
+        let v = a.get([0])?; // rank 0's part, after rank 0 dropped its handle
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(r[1].clone().unwrap(), 1.0);
+}
+
+#[test]
+fn run_rejects_zero_ranks() {
+    assert!(matches!(
+        threaded::run(0, |_| ()),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn remote_write_into_a_shared_local_view_is_a_conflict() {
+    threaded::run(2, |comm| {
+        let w = comm.create_window::<i32>(2).unwrap();
+        if comm.rank() == 0 {
+            w.lock(0, LockKind::Shared).unwrap();
+            w.with_local(|_| {
+                comm.barrier().unwrap(); // rank 1 writes now
+                comm.barrier().unwrap();
+            })
+            .unwrap();
+            w.unlock(0).unwrap();
+        } else {
+            comm.barrier().unwrap();
+            w.lock(0, LockKind::Shared).unwrap();
+            let e = w.put(0, 0, &[5]).unwrap_err();
+            assert!(matches!(e, Error::Conflict { target: 0, .. }), "{e:?}");
+            let mut v = [0];
+            w.get(0, 0, &mut v).unwrap(); // reading alongside is fine
+            w.unlock(0).unwrap();
+            comm.barrier().unwrap();
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn own_rma_inside_a_mutable_view_is_a_conflict() {
+    threaded::run(1, |comm| {
+        let w = comm.create_window::<u8>(3).unwrap();
+        w.lock(0, LockKind::Exclusive).unwrap();
+        w.with_local_mut(|s| {
+            s[0] = 1;
+            let mut v = [0u8];
+            assert!(matches!(w.get(0, 0, &mut v), Err(Error::Conflict { .. })));
+            assert!(matches!(w.put(0, 0, &v), Err(Error::Conflict { .. })));
+            assert!(matches!(w.with_local(|_| ()), Err(Error::Conflict { .. })));
+        })
+        .unwrap();
+        let mut v = [0u8];
+        w.get(0, 0, &mut v).unwrap();
+        assert_eq!(v, [1]);
+        w.unlock(0).unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn exclusive_lock_blocks_until_released() {
+    let order = std::sync::Mutex::new(Vec::new());
+    threaded::run(2, |comm| {
+        let w = comm.create_window::<u64>(1).unwrap();
+        if comm.rank() == 0 {
+            w.lock(0, LockKind::Exclusive).unwrap();
+            comm.barrier().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            order.lock().unwrap().push("rank 0 releases");
+            w.unlock(0).unwrap();
+        } else {
+            comm.barrier().unwrap();
+            w.lock(0, LockKind::Shared).unwrap();
+            order.lock().unwrap().push("rank 1 acquires");
+            w.unlock(0).unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        order.into_inner().unwrap(),
+        vec!["rank 0 releases", "rank 1 acquires"]
+    );
+}
