@@ -274,7 +274,9 @@ impl OneSidedComm for LamellarComm {
                         T::KIND
                     )));
                 }
-                Ok(bytemuck::pod_collect_to_vec::<u8, T>(&bytes))
+                let mut v = vec![T::ZERO; bytes.len() / std::mem::size_of::<T>()];
+                bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+                Ok(v)
             })
             .collect()
     }

@@ -6,10 +6,10 @@
 //! that need an atomic read-modify-write at the target are *executed at the
 //! target* by active messages:
 //!
-//! * [`LockAm`] tries to take the reader/writer lock of the target's part
+//! * [`DistarrayLockAm`] tries to take the reader/writer lock of the target's part
 //!   and answers whether it succeeded; the origin retries with back-off
-//!   until it does ([`acquire`]). [`UnlockAm`] releases it.
-//! * [`AccumulateAm`] carries the origin's values (as bytes) and combines
+//!   until it does ([`acquire`]). [`DistarrayUnlockAm`] releases it.
+//! * [`DistarrayAccumulateAm`] carries the origin's values (as bytes) and combines
 //!   them into the target's part with [`Element::combine`] under the
 //!   target's accumulate mutex, which makes accumulates element-wise atomic
 //!   with respect to each other (the MPI guarantee).
@@ -179,15 +179,18 @@ fn op_from_code(code: u8) -> AccumulateOp {
     }
 }
 
+// Lamellar registers active messages by their bare type name, process-wide
+// (its own `LockAm` / `UnlockAm` exist): hence the prefixed names.
+
 /// Tries to take the lock of the executing PE; answers whether it did.
 #[lamellar::AmData(Clone)]
-pub(crate) struct LockAm {
+pub(crate) struct DistarrayLockAm {
     pub(crate) state: Darc<TargetState>,
     pub(crate) exclusive: bool,
 }
 
 #[lamellar::am]
-impl LamellarAM for LockAm {
+impl LamellarAM for DistarrayLockAm {
     async fn exec(self) -> bool {
         self.state.try_lock(self.exclusive)
     }
@@ -195,21 +198,21 @@ impl LamellarAM for LockAm {
 
 /// Releases a lock on the executing PE.
 #[lamellar::AmData(Clone)]
-pub(crate) struct UnlockAm {
+pub(crate) struct DistarrayUnlockAm {
     pub(crate) state: Darc<TargetState>,
     pub(crate) exclusive: bool,
 }
 
 #[lamellar::am]
-impl LamellarAM for UnlockAm {
+impl LamellarAM for DistarrayUnlockAm {
     async fn exec(self) {
-        self.state.release(self.exclusive)
+        self.state.release(self.exclusive);
     }
 }
 
 /// Accumulates `data` into the executing PE's part.
 #[lamellar::AmData(Clone)]
-pub(crate) struct AccumulateAm {
+pub(crate) struct DistarrayAccumulateAm {
     pub(crate) state: Darc<TargetState>,
     pub(crate) offset: usize,
     pub(crate) op: u8,
@@ -217,10 +220,10 @@ pub(crate) struct AccumulateAm {
 }
 
 #[lamellar::am]
-impl LamellarAM for AccumulateAm {
+impl LamellarAM for DistarrayAccumulateAm {
     async fn exec(self) {
-        self.state
-            .accumulate(self.offset, op_from_code(self.op), &self.data)
+        let op = op_from_code(self.op);
+        self.state.accumulate(self.offset, op, &self.data);
     }
 }
 

@@ -32,7 +32,9 @@ use lamellar::memregion::prelude::*;
 use lamellar::LamellarTask;
 
 use crate::comm::LamellarComm;
-use crate::target::{acquire, op_code, AccumulateAm, LockAm, TargetState, UnlockAm};
+use crate::target::{
+    acquire, op_code, DistarrayAccumulateAm, DistarrayLockAm, DistarrayUnlockAm, TargetState,
+};
 
 /// One window of a [`LamellarComm`].
 pub struct LamellarWindow<T: Element> {
@@ -150,7 +152,7 @@ impl<T: Element> LamellarWindow<T> {
         } else {
             let world = self.comm.world();
             acquire(|| {
-                let am = LockAm {
+                let am = DistarrayLockAm {
                     state: self.state.clone(),
                     exclusive,
                 };
@@ -165,7 +167,7 @@ impl<T: Element> LamellarWindow<T> {
         if target == self.rank {
             self.state.release(exclusive);
         } else {
-            let am = UnlockAm {
+            let am = DistarrayUnlockAm {
                 state: self.state.clone(),
                 exclusive,
             };
@@ -326,7 +328,7 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
             self.check_no_view(true)?;
             self.state.accumulate(offset, op, bytes);
         } else {
-            let am = AccumulateAm {
+            let am = DistarrayAccumulateAm {
                 state: self.state.clone(),
                 offset,
                 op: op_code(op),

@@ -59,12 +59,11 @@ fn parse_args() -> Result<Opts, String> {
     let mut pes = None;
     let mut threads = 1;
     let mut heap = 256 << 20;
-    let mut value =
-        |args: &mut dyn Iterator<Item = OsString>, name: &str| -> Result<String, String> {
-            args.next()
-                .and_then(|v| v.into_string().ok())
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
+    let value = |args: &mut dyn Iterator<Item = OsString>, name: &str| -> Result<String, String> {
+        args.next()
+            .and_then(|v| v.into_string().ok())
+            .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+    };
     loop {
         let Some(arg) = args.next() else {
             return Err(format!("missing `-- program`\n{USAGE}"));
@@ -268,7 +267,6 @@ fn main() {
     let job_id = std::process::id() as u64 * 1_000_000 + (nanos / 1000) as u64 % 1_000_000;
 
     let mut children: Vec<Option<Child>> = Vec::with_capacity(opts.pes);
-    let mut pids = Vec::with_capacity(opts.pes);
     let mut forwarders = Vec::new();
     let mut seen = BTreeSet::new();
     let mut failure: Option<(usize, ExitStatus)> = None;
@@ -306,7 +304,6 @@ fn main() {
                 if let Some(err) = child.stderr.take() {
                     forwarders.push(forward(pe, err, true));
                 }
-                pids.push(child.id());
                 children.push(Some(child));
             }
             Err(e) => {

@@ -1,0 +1,240 @@
+//! Runs the conformance suite on 1..4 PEs through `distarray-lamellar-run`,
+//! and checks that a panicking PE ends the whole job quickly and leaves no
+//! shared-memory files behind.
+//!
+//! Jobs run one at a time (the machine may have few cores), each under a
+//! time limit: a hang fails the test instead of blocking it.
+#![cfg(feature = "conformance")]
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const RUN: &str = env!("CARGO_BIN_EXE_distarray-lamellar-run");
+const CONFORMANCE: &str = env!("CARGO_BIN_EXE_distarray-lamellar-conformance");
+
+/// One job at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs the launcher with `args`; kills it and panics after `limit`.
+fn launch(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(RUN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting distarray-lamellar-run");
+    // Drain the pipes in threads so that a chatty job cannot block.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).ok();
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).ok();
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            // SIGTERM lets the launcher stop its PEs and clean up.
+            // SAFETY: `kill` on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
+            let stderr = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+            panic!("job {args:?} exceeded {limit:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let output = Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    };
+    (output, elapsed)
+}
+
+fn shm_files() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("lamellar_"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `lamellar_*` files mapped by some live process (another job's).
+fn mapped_by_anyone() -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|s| s.parse::<u32>().is_ok())
+        {
+            if let Ok(maps) = std::fs::read_to_string(e.path().join("maps")) {
+                for line in maps.lines() {
+                    if let Some(at) = line.find("/dev/shm/lamellar_") {
+                        let name = line[at + 9..].split_whitespace().next().unwrap_or("");
+                        set.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    set
+}
+
+/// Files that appeared since `before` and that no process uses.
+fn leftovers(before: &BTreeSet<String>) -> Vec<String> {
+    let busy = mapped_by_anyone();
+    shm_files()
+        .into_iter()
+        .filter(|n| !before.contains(n) && !busy.contains(n))
+        .collect()
+}
+
+fn conformance(pes: usize) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = shm_files();
+    let n = pes.to_string();
+    let (out, elapsed) = launch(&["-n", &n, "--", CONFORMANCE], Duration::from_secs(240));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "conformance on {pes} PEs failed: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    let expect = format!("[PE 0] conformance: all checks passed on {pes} ranks");
+    assert!(
+        stdout.contains(&expect),
+        "missing {expect:?} in\n{stdout}\n--- stderr\n{stderr}"
+    );
+    eprintln!("conformance on {pes} PEs: {elapsed:.2?}");
+    let left = leftovers(&before);
+    assert!(left.is_empty(), "shm files left after the job: {left:?}");
+}
+
+#[test]
+fn conformance_1_pe() {
+    conformance(1);
+}
+
+#[test]
+fn conformance_2_pes() {
+    conformance(2);
+}
+
+#[test]
+fn conformance_3_pes() {
+    conformance(3);
+}
+
+#[test]
+fn conformance_4_pes() {
+    conformance(4);
+}
+
+#[test]
+fn panic_on_one_pe_ends_the_job() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = shm_files();
+    let (out, elapsed) = launch(
+        &["-n", "3", "--", CONFORMANCE, "--panic-on", "1"],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the job succeeded despite a panic\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("[PE 1] ") && stderr.contains("deliberate panic on PE 1"),
+        "no panic message:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("PE 1 failed"),
+        "launcher did not report the failed PE:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("passed a barrier"),
+        "a PE passed a barrier the panicked PE never reached:\n{stdout}"
+    );
+    // World start-up is well under a second; the failure must end the job
+    // within a few seconds after it.
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the job took {elapsed:?} to end after a panic"
+    );
+    let left = leftovers(&before);
+    assert!(
+        left.is_empty(),
+        "shm files left after the failed job: {left:?}"
+    );
+}
+
+#[test]
+fn launcher_rejects_bad_arguments() {
+    let out = Command::new(RUN)
+        .args(["-n", "0", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(RUN).args(["-n", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(RUN)
+        .args(["-n", "2", "--", "/nonexistent/program"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn launcher_prefixes_lines_and_propagates_failure() {
+    let out = Command::new(RUN)
+        .args([
+            "-n",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $LAMELLAR_PE_ID of $LAMELLAR_NUM_PES",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[PE 0] hello from 0 of 2"), "{stdout}");
+    assert!(stdout.contains("[PE 1] hello from 1 of 2"), "{stdout}");
+    // PE 1 fails at once, PE 0 would sleep for a minute: the launcher must
+    // stop it and report PE 1's status.
+    let start = Instant::now();
+    let out = Command::new(RUN)
+        .args([
+            "-n",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "if [ $LAMELLAR_PE_ID = 1 ]; then exit 3; fi; sleep 60",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
