@@ -17,7 +17,7 @@
 //!     a.sync()?;
 //!     a.put_block(&b, AccumulateOp::Sum)?; // every rank adds its copy
 //!     a.sync()?;
-//!     assert_eq!(a.get([1, 2])?, 12 + 3 * (12 + 100));
+//!     assert_eq!(a.get([1, 2])?, 12 + 3 * 100);
 //!     Ok(())
 //! })
 //! .unwrap()

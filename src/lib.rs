@@ -32,6 +32,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// The `openblas` convenience feature links system OpenBLAS as the CBLAS
+// provider; with plain `blas` the final binary chooses one.
+#[cfg(feature = "openblas")]
+extern crate blas_src;
+
 pub mod array;
 pub mod block;
 pub mod checks;
@@ -41,6 +46,7 @@ pub mod conformance;
 pub mod counting;
 pub mod error;
 pub mod ghost;
+pub mod linalg;
 pub mod partition;
 pub mod redistribute;
 pub mod threaded;

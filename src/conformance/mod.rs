@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 
 mod array;
 mod blocks;
+mod linalg;
+
+pub use linalg::matvec_distributions;
 mod window;
 
 /// A named check.
@@ -29,6 +32,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     let mut v = window::checks::<C>();
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
+    v.extend(linalg::checks::<C>());
     v
 }
 

@@ -22,8 +22,9 @@ use std::hint::black_box;
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
+use distarray::checks::{EpochTracker, WindowLayout};
 use distarray::{DistArray, LockKind, OneSidedComm, Window};
-use distarray_mpi::MpiComm;
+use distarray_mpi::{MpiComm, Threading};
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::traits::Equivalence;
@@ -45,8 +46,15 @@ fn check(rc: c_int) {
     assert_eq!(rc, ffi::MPI_SUCCESS as c_int, "MPI call failed");
 }
 
-/// Raw lock + MPI_Get + unlock of one element, `n` times; seconds per call.
-fn raw_elem_get(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, n: usize) -> f64 {
+/// Raw lock + MPI_Get (+ MPI_Win_flush_local if `flush_local`) + unlock of
+/// one element, `n` times; seconds per call.
+fn raw_elem_get(
+    win: ffi::MPI_Win,
+    target: c_int,
+    disp: ffi::MPI_Aint,
+    n: usize,
+    flush_local: bool,
+) -> f64 {
     let dt = f64::equivalent_datatype().as_raw();
     let mut v = 0.0f64;
     let t = Instant::now();
@@ -71,6 +79,9 @@ fn raw_elem_get(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, n: usize)
                 dt,
                 win,
             ));
+            if flush_local {
+                check(ffi::MPI_Win_flush_local(target, win));
+            }
             check(ffi::MPI_Win_unlock(target, win));
         }
         black_box(v);
@@ -137,7 +148,15 @@ fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
 }
 
 fn main() -> distarray::Result<()> {
-    let (_env, comm) = MpiComm::init()?;
+    // `bench_rma serialized` (or `funneled`, `single`) asks MPI for a lower
+    // thread level than MPI_THREAD_MULTIPLE.
+    let level = match std::env::args().nth(1).as_deref() {
+        Some("serialized") => Threading::Serialized,
+        Some("funneled") => Threading::Funneled,
+        Some("single") => Threading::Single,
+        _ => Threading::Multiple,
+    };
+    let (env, comm) = MpiComm::init_with_threading(level)?;
     let (me, p) = (comm.rank(), comm.size());
     if p < 2 {
         eprintln!("bench_rma needs at least 2 ranks (mpirun -n 2 ...)");
@@ -156,9 +175,9 @@ fn main() -> distarray::Result<()> {
         for _ in 0..10_000 {
             black_box(a.get([idx])?);
         }
-        raw_elem_get(win, target as c_int, 17, 10_000);
-        let (mut da, mut tr, mut rw) = (vec![], vec![], vec![]);
-        let (mut set_da, mut set_rw) = (vec![], vec![]);
+        raw_elem_get(win, target as c_int, 17, 10_000, false);
+        let (mut da, mut tr, mut fast, mut rw, mut rwf) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut set_da, mut set_rw, mut checks) = (vec![], vec![], vec![]);
         for _ in 0..TRIALS {
             let t = Instant::now();
             for _ in 0..ELEM_ITERS {
@@ -177,7 +196,15 @@ fn main() -> distarray::Result<()> {
             }
             tr.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
 
-            rw.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS));
+            let t = Instant::now();
+            for _ in 0..ELEM_ITERS {
+                w.lock_get_unlock(target, 17, &mut v)?;
+                black_box(v);
+            }
+            fast.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+
+            rw.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS, false));
+            rwf.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS, true));
 
             let t = Instant::now();
             for i in 0..ELEM_ITERS / 4 {
@@ -185,13 +212,46 @@ fn main() -> distarray::Result<()> {
             }
             set_da.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
             set_rw.push(raw_elem_put(win, target as c_int, 17, ELEM_ITERS / 4));
+
+            // the backend-independent checks alone, as `DistArray::get` runs them
+            let tracker = EpochTracker::new(p);
+            let layout = WindowLayout::new(vec![per; p]);
+            let t = Instant::now();
+            for _ in 0..ELEM_ITERS {
+                tracker.begin_lock(black_box(target), LockKind::Shared)?;
+                tracker.check_access(black_box(target))?;
+                layout.check(black_box(target), 17, 1)?;
+                tracker.end_lock(black_box(target))?;
+            }
+            checks.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
         }
-        let (da, tr, rw) = (median(da), median(tr), median(rw));
-        let (set_da, set_rw) = (median(set_da), median(set_rw));
+        let (da, tr, fast, rw, rwf) = (
+            median(da),
+            median(tr),
+            median(fast),
+            median(rw),
+            median(rwf),
+        );
+        let (set_da, set_rw, checks) = (median(set_da), median(set_rw), median(checks));
         elem = vec![
             format!("| element get, `DistArray::get` | {:.3} µs | {:.2}× |", da * 1e6, da / rw),
             format!("| element get, `Window` lock + get + unlock | {:.3} µs | {:.2}× |", tr * 1e6, tr / rw),
             format!("| element get, raw `MPI_Win_lock` + `MPI_Get` + `MPI_Win_unlock` | {:.3} µs | 1.00× |", rw * 1e6),
+            format!(
+                "| element get, `MpiWindow::lock_get_unlock` | {:.3} µs | {:.2}× |",
+                fast * 1e6,
+                fast / rw
+            ),
+            format!(
+                "| element get, raw lock + `MPI_Get` + `MPI_Win_flush_local` + unlock | {:.3} µs | {:.2}× |",
+                rwf * 1e6,
+                rwf / rw
+            ),
+            format!(
+                "| (distarray's checks alone: `EpochTracker` lock + access + unlock, bounds) | {:.3} µs | {:.2}× |",
+                checks * 1e6,
+                checks / rw
+            ),
             format!("| element set, `DistArray::set` | {:.3} µs | {:.2}× |", set_da * 1e6, set_da / set_rw),
             format!("| element set, raw exclusive lock + `MPI_Put` + unlock | {:.3} µs | 1.00× |", set_rw * 1e6),
         ];
@@ -241,7 +301,11 @@ fn main() -> distarray::Result<()> {
     drop(b);
 
     if me == 0 {
-        println!("distarray-mpi RMA overhead, {p} ranks, rank 0 reading rank {target}'s part (median of {TRIALS} trials)");
+        println!(
+            "distarray-mpi RMA overhead, {p} ranks, MPI thread level {:?}, rank 0 reading rank {target}'s part \
+             (median of {TRIALS} trials)",
+            env.threading()
+        );
         println!();
         println!("| operation | time / rate | relative to raw |");
         println!("| --- | --- | --- |");

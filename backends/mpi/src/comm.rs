@@ -237,10 +237,18 @@ impl MpiComm {
     ///
     /// Errors if MPI was already initialised (use [`MpiComm::world`] then).
     pub fn init() -> Result<(MpiEnv, MpiComm)> {
-        let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
-            .ok_or_else(|| {
-                Error::Backend("MPI is already initialised (use MpiComm::world)".into())
-            })?;
+        MpiComm::init_with_threading(Threading::Multiple)
+    }
+
+    /// Like [`MpiComm::init`], asking MPI for the thread level `threading`.
+    /// Below `MPI_THREAD_MULTIPLE`, this crate serialises its MPI calls with
+    /// a process-wide lock (see the [module docs](self)); MPI itself may
+    /// then skip its internal locking, which makes single-threaded ranks
+    /// faster.
+    pub fn init_with_threading(threading: Threading) -> Result<(MpiEnv, MpiComm)> {
+        let (universe, threading) = mpi::initialize_with_threading(threading).ok_or_else(|| {
+            Error::Backend("MPI is already initialised (use MpiComm::world)".into())
+        })?;
         let env = MpiEnv {
             universe: Some(universe),
             threading,

@@ -599,6 +599,46 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 }
 
 impl<T: Element> MpiWindow<T> {
+    /// One-element-style access in its own epoch: shared lock on `target`,
+    /// `MPI_Get`, unlock — the same as `lock` + [`Window::get`] + `unlock`
+    /// but without the `MPI_Win_flush_local` that `get` needs to be
+    /// blocking inside a longer epoch (here the unlock completes the get).
+    /// Errors as for those three calls.
+    pub fn lock_get_unlock(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.layout.check(target, offset, dst.len())?;
+        self.lock(target, LockKind::Shared)?;
+        let issued = if dst.is_empty() {
+            Ok(())
+        } else {
+            self.check_self_access(target, false).and_then(|_| {
+                let _serial = serial();
+                self.raw_get(target, offset, dst)
+            })
+        };
+        // The unlock completes the get (also after an error: `dst` is
+        // released when we return).
+        let unlocked = self.unlock(target);
+        issued.and(unlocked)
+    }
+
+    /// Exclusive lock on `target`, `MPI_Put` of `src`, unlock: `lock` +
+    /// [`Window::put`] + `unlock` without the intermediate
+    /// `MPI_Win_flush_local`.
+    pub fn lock_put_unlock(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        self.layout.check(target, offset, src.len())?;
+        self.lock(target, LockKind::Exclusive)?;
+        let issued = if src.is_empty() {
+            Ok(())
+        } else {
+            self.check_self_access(target, true).and_then(|_| {
+                let _serial = serial();
+                self.raw_put(target, offset, src, None)
+            })
+        };
+        let unlocked = self.unlock(target);
+        issued.and(unlocked)
+    }
+
     fn put_or_acc_runs(
         &self,
         target: usize,

@@ -13,15 +13,17 @@ use distarray_lamellar::LamellarComm;
 
 fn main() {
     let mut panic_on = None;
+    let mut timings = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--timings" => timings = true,
             "--panic-on" => {
                 panic_on = args.next().and_then(|v| v.parse::<usize>().ok());
                 assert!(panic_on.is_some(), "--panic-on needs a rank");
             }
             other => {
-                eprintln!("unknown argument {other:?}; usage: distarray-lamellar-conformance [--panic-on RANK]");
+                eprintln!("unknown argument {other:?}; usage: distarray-lamellar-conformance [--timings] [--panic-on RANK]");
                 std::process::exit(2);
             }
         }
@@ -42,7 +44,22 @@ fn main() {
         return;
     }
     let start = std::time::Instant::now();
-    let n = distarray::conformance::run_all(&comm);
+    let n = if timings {
+        // The same as `run_all`, with the time of every check.
+        let all = distarray::conformance::checks::<LamellarComm>();
+        for (name, check) in &all {
+            comm.barrier().unwrap();
+            let t = std::time::Instant::now();
+            check(&comm);
+            if comm.rank() == 0 {
+                println!("{name}: {:.3} s", t.elapsed().as_secs_f64());
+            }
+        }
+        comm.barrier().unwrap();
+        all.len()
+    } else {
+        distarray::conformance::run_all(&comm)
+    };
     if comm.rank() == 0 {
         println!(
             "conformance: all checks passed on {} ranks ({n} checks, {:.2} s)",

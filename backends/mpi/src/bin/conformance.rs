@@ -1,4 +1,6 @@
-//! Runs distarray's backend-generic conformance suite on [`MpiComm`].
+//! Runs distarray's backend-generic conformance suite on [`MpiComm`], then
+//! a few MPI-specific checks (a sub-communicator, conflicts with local
+//! views, dropping windows with open epochs).
 //!
 //! ```text
 //! mpirun -n 4 target/debug/conformance
@@ -8,8 +10,10 @@
 //! aborts the whole job (non-zero exit). On success rank 0 prints
 //! `conformance: all N checks passed on P ranks (mpi)`.
 
-use distarray::{conformance, OneSidedComm};
+use distarray::{conformance, AccumulateOp, Error, LockKind, OneSidedComm, Window};
 use distarray_mpi::MpiComm;
+use mpi::topology::Color;
+use mpi::traits::Communicator;
 
 fn main() -> distarray::Result<()> {
     let (env, comm) = MpiComm::init()?;
@@ -21,7 +25,8 @@ fn main() -> distarray::Result<()> {
             env.threading()
         );
     }
-    let n = conformance::run_all(&comm);
+    let mut n = conformance::run_all(&comm);
+    n += mpi_checks(&comm);
     if comm.rank() == 0 {
         println!(
             "conformance: all {n} checks passed on {} ranks ({})",
@@ -30,4 +35,148 @@ fn main() -> distarray::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The MPI-specific checks; returns how many ran.
+fn mpi_checks(comm: &MpiComm) -> usize {
+    let checks: [(&str, fn(&MpiComm)); 4] = [
+        ("mpi_sub_communicator", sub_communicator),
+        ("mpi_self_access_conflicts", self_access_conflicts),
+        ("mpi_drop_with_open_epochs", drop_with_open_epochs),
+        ("mpi_lock_get_unlock", lock_get_unlock),
+    ];
+    for (name, check) in checks {
+        comm.barrier()
+            .unwrap_or_else(|e| panic!("barrier before {name}: {e}"));
+        check(comm);
+    }
+    comm.barrier().expect("final barrier");
+    checks.len()
+}
+
+/// The whole generic suite again on the halves of a split communicator
+/// (even and odd ranks), concurrently.
+fn sub_communicator(comm: &MpiComm) {
+    let color = Color::with_value((comm.rank() % 2) as i32);
+    let split = comm
+        .communicator()
+        .split_by_color(color)
+        .expect("every rank has a colour");
+    let expect_size = (comm.size() + 1 - comm.rank() % 2) / 2;
+    assert_eq!(split.size() as usize, expect_size);
+    let sub = MpiComm::from_communicator(split).expect("MpiComm on the split communicator");
+    assert_eq!(sub.rank(), comm.rank() / 2);
+    conformance::run_all(&sub);
+    // windows on the sub-communicator only span its ranks
+    let w = sub
+        .create_window::<u8>(3)
+        .expect("window on the sub-communicator");
+    assert_eq!(w.size(), expect_size);
+    assert!(matches!(
+        w.len_of(expect_size),
+        Err(Error::RankOutOfRange { .. })
+    ));
+}
+
+/// This rank's own RMA on its own part while a local view is alive fails
+/// with `Conflict` (as on the threaded backend) instead of writing under a
+/// live slice.
+fn self_access_conflicts(comm: &MpiComm) {
+    let me = comm.rank();
+    let w = comm.create_window::<i32>(4).expect("create_window");
+    w.lock(me, LockKind::Exclusive).expect("lock");
+    let conflict = |r: distarray::Result<()>| matches!(r, Err(Error::Conflict { .. }));
+    w.with_local(|_| {
+        assert!(conflict(w.put(me, 0, &[1])), "put under a shared view");
+        assert!(
+            conflict(w.accumulate(me, 0, &[1], AccumulateOp::Sum)),
+            "accumulate under a shared view"
+        );
+        assert!(
+            matches!(w.with_local_mut(|_| ()), Err(Error::Conflict { .. })),
+            "mutable view inside a shared view"
+        );
+        let mut v = [0];
+        w.get(me, 0, &mut v)
+            .expect("get under a shared view is fine");
+    })
+    .expect("with_local");
+    w.with_local_mut(|s| {
+        let mut v = [0];
+        assert!(conflict(w.get(me, 0, &mut v)), "get under a mutable view");
+        assert!(
+            conflict(w.put_runs(me, &[(0, 1)], &[1])),
+            "put_runs under a mutable view"
+        );
+        assert!(
+            matches!(w.with_local(|_| ()), Err(Error::Conflict { .. })),
+            "shared view inside a mutable view"
+        );
+        s[0] = 5;
+    })
+    .expect("with_local_mut");
+    // the views are released: RMA on the own part works again
+    w.put(me, 1, &[6]).expect("put after the views");
+    let mut v = [0; 2];
+    w.get(me, 0, &mut v).expect("get after the views");
+    assert_eq!(v, [5, 6]);
+    w.unlock(me).expect("unlock");
+}
+
+/// Dropping windows while this rank still holds locks, or inside a fence
+/// epoch, releases them and frees the windows collectively (no hang, the
+/// other ranks can still lock everything afterwards).
+fn drop_with_open_epochs(comm: &MpiComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let a = comm.create_window::<f64>(2).expect("create_window");
+    a.lock((me + 1) % p, LockKind::Exclusive).expect("lock");
+    a.lock(me, LockKind::Shared)
+        .or_else(|e| if p == 1 { Ok(()) } else { Err(e) })
+        .expect("second lock");
+    drop(a);
+    let b = comm.create_window::<f64>(2).expect("create_window");
+    b.fence().expect("fence");
+    b.put((me + 1) % p, 0, &[1.0]).expect("put in fence epoch");
+    drop(b);
+    let c = comm.create_window::<f64>(1).expect("create_window");
+    for t in 0..p {
+        c.lock(t, LockKind::Exclusive).expect("lock after drops");
+        c.unlock(t).expect("unlock");
+    }
+}
+
+/// `MpiWindow::lock_get_unlock` / `lock_put_unlock`: errors and data as
+/// lock + get/put + unlock.
+fn lock_get_unlock(comm: &MpiComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let w = comm.create_window::<u64>(2).expect("create_window");
+    let t = (me + 1) % p;
+    w.lock_put_unlock(t, 1, &[me as u64 + 10])
+        .expect("lock_put_unlock");
+    comm.barrier().expect("barrier");
+    let prev = (me + p - 1) % p;
+    let mut v = [0u64; 2];
+    w.lock_get_unlock(me, 0, &mut v).expect("lock_get_unlock");
+    assert_eq!(v, [0, prev as u64 + 10]);
+    assert!(matches!(
+        w.lock_get_unlock(t, 1, &mut v),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        w.lock_get_unlock(p, 0, &mut v),
+        Err(Error::RankOutOfRange { .. })
+    ));
+    w.lock(t, LockKind::Shared).expect("lock");
+    assert!(matches!(
+        w.lock_get_unlock(t, 0, &mut v),
+        Err(Error::AlreadyLocked { .. })
+    ));
+    w.unlock(t).expect("unlock");
+    w.fence().expect("fence");
+    assert!(matches!(
+        w.lock_put_unlock(t, 0, &[1]),
+        Err(Error::EpochMismatch(_))
+    ));
+    w.fence_end().expect("fence_end");
+    comm.barrier().expect("barrier");
 }

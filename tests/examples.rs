@@ -1,0 +1,41 @@
+//! The example drivers (matvec, Poisson CG) run on small sizes for P = 1..4:
+//! they check their own results against serial computations and return
+//! `Err` on a mismatch.
+
+#[allow(dead_code)]
+#[path = "../examples/apps/matvec.rs"]
+mod matvec_app;
+#[allow(dead_code)]
+#[path = "../examples/apps/poisson.rs"]
+mod poisson_app;
+
+use distarray::threaded;
+use rstest::rstest;
+
+#[rstest]
+fn matvec_example(#[values(1, 2, 3, 4)] p: usize, #[values(true, false)] rows: bool) {
+    let o = matvec_app::Opts {
+        n: 97,
+        rows,
+        reps: 2,
+        ranks: p,
+    };
+    for r in threaded::run(p, |comm| matvec_app::run(comm, &o)).unwrap() {
+        r.unwrap();
+    }
+}
+
+#[rstest]
+fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
+    let o = poisson_app::Opts {
+        n: 24,
+        tol: 1e-10,
+        ranks: p,
+    };
+    for r in threaded::run(p, |comm| poisson_app::run(comm, &o)).unwrap() {
+        let (iters, resid, err) = r.unwrap();
+        assert!(iters > 0 && iters <= 24 * 24);
+        assert!(resid <= 1e-10);
+        assert!(err < 1e-8, "error against the discrete solution: {err}");
+    }
+}
