@@ -51,6 +51,11 @@ pub mod partition;
 pub mod redistribute;
 pub mod threaded;
 
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, Window};
