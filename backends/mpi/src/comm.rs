@@ -276,6 +276,14 @@ impl MpiComm {
     /// creation and the collectives of the returned handle involve exactly
     /// the processes of `comm`. The communicator is freed when the last
     /// handle (or window) using it drops.
+    ///
+    /// Open MPI 4 caveat: its default one-sided component on one node
+    /// (osc/rdma) names the shared-memory file of a window after the
+    /// communicator id, which the disjoint communicators of one
+    /// `MPI_Comm_split` share; creating windows on two of them at the same
+    /// time can then fail in `MPI_Win_allocate` (Open MPI issue 9492).
+    /// Create such windows one group after the other, or select osc/sm
+    /// (`mpirun --mca osc sm`), which is also faster on one node.
     pub fn from_communicator(comm: SimpleCommunicator) -> Result<MpiComm> {
         raw::ensure_live()?;
         raw::set_serialize(mpi::environment::threading_support());

@@ -45,4 +45,5 @@ pub mod window;
 
 pub use comm::{MpiComm, MpiEnv};
 pub use mpi::Threading;
+pub use raw::check as mpi_result;
 pub use window::MpiWindow;

@@ -20,8 +20,9 @@ use mpi::traits::Equivalence;
 pub(crate) const MAX_COUNT: usize = c_int::MAX as usize;
 
 /// Turns an MPI return code into `Ok` or an [`Error::Backend`] naming the
-/// call and carrying the MPI error string.
-pub(crate) fn check(code: c_int, call: &str) -> Result<()> {
+/// call and carrying the MPI error string (re-exported as
+/// [`crate::mpi_result`] for the application's own `mpi::ffi` calls).
+pub fn check(code: c_int, call: &str) -> Result<()> {
     if code == ffi::MPI_SUCCESS as c_int {
         Ok(())
     } else {
@@ -32,8 +33,13 @@ pub(crate) fn check(code: c_int, call: &str) -> Result<()> {
     }
 }
 
-/// The MPI error string of `code` (`MPI_Error_string`).
+/// The MPI error string of `code` (`MPI_Error_string`), or just the code
+/// outside `MPI_Init`..`MPI_Finalize` (where Open MPI aborts the process
+/// on `MPI_Error_string`).
 pub(crate) fn error_string(code: c_int) -> String {
+    if !mpi::environment::is_initialized() || finalized() {
+        return format!("MPI error code {code}");
+    }
     let mut buf = [0 as c_char; ffi::MPI_MAX_ERROR_STRING as usize + 1];
     let mut len: c_int = 0;
     // SAFETY: `buf` has room for MPI_MAX_ERROR_STRING characters (plus one
@@ -136,4 +142,44 @@ pub(crate) fn ensure_live() -> Result<()> {
         return Err(Error::Backend("MPI has already been finalised".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_become_backend_errors() {
+        assert_eq!(check(ffi::MPI_SUCCESS as c_int, "MPI_Get"), Ok(()));
+        // Before MPI_Init there is no error string, only the code (the
+        // conformance binary checks the string under mpirun).
+        let code = ffi::MPI_ERR_RANK as c_int;
+        assert_eq!(
+            check(code, "MPI_Win_lock"),
+            Err(Error::Backend(format!(
+                "MPI_Win_lock failed: MPI error code {code}"
+            )))
+        );
+    }
+
+    #[test]
+    fn every_kind_and_op_maps_to_a_predefined_handle() {
+        use ElementKind::*;
+        for k in [I8, I16, I32, I64, Isize, U8, U16, U32, U64, Usize, F32, F64] {
+            assert!(!datatype(k).0.is_null(), "{k:?}");
+        }
+        let ops = [
+            AccumulateOp::Replace,
+            AccumulateOp::Sum,
+            AccumulateOp::Prod,
+            AccumulateOp::Min,
+            AccumulateOp::Max,
+        ];
+        for (i, a) in ops.iter().enumerate() {
+            assert!(!op(*a).0.is_null(), "{a:?}");
+            for b in &ops[i + 1..] {
+                assert_ne!(op(*a), op(*b), "{a:?} vs {b:?}");
+            }
+        }
+    }
 }

@@ -14,22 +14,16 @@ use std::time::{Duration, Instant};
 /// One mpirun job at a time.
 static MPIRUN: Mutex<()> = Mutex::new(());
 
-/// Runs `binary` on `ranks` ranks under `timeout <secs> mpirun ...`; returns
-/// the output and the wall time.
-fn mpirun(binary: &str, ranks: usize, timeout_secs: u64) -> (Output, Duration) {
+/// Runs `binary` on `ranks` ranks under `timeout <secs> mpirun ...` (plus
+/// the extra `mca` arguments); returns the output and the wall time.
+fn mpirun(binary: &str, ranks: usize, timeout_secs: u64, mca: &[&str]) -> (Output, Duration) {
     let _one_at_a_time = MPIRUN.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let out = Command::new("timeout")
         .args(["--kill-after=5", &timeout_secs.to_string(), "mpirun"])
-        .args([
-            "--oversubscribe",
-            "--mca",
-            "btl",
-            "self,vader",
-            "-n",
-            &ranks.to_string(),
-            binary,
-        ])
+        .args(["--oversubscribe", "--mca", "btl", "self,vader"])
+        .args(mca)
+        .args(["-n", &ranks.to_string(), binary])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("RUST_BACKTRACE", "0")
@@ -47,11 +41,14 @@ fn describe(out: &Output) -> String {
     )
 }
 
-fn conformance(ranks: usize) {
-    let (out, took) = mpirun(env!("CARGO_BIN_EXE_conformance"), ranks, 300);
+/// The conformance binary passes on `ranks` ranks, rank 0 prints the
+/// success line, and Open MPI reported no shared-memory failure (which
+/// would mean windows of different communicators collided).
+fn conformance(ranks: usize, mca: &[&str]) {
+    let (out, took) = mpirun(env!("CARGO_BIN_EXE_conformance"), ranks, 300, mca);
     assert!(
         out.status.success(),
-        "conformance on {ranks} ranks failed ({took:?}):\n{}",
+        "conformance on {ranks} ranks {mca:?} failed ({took:?}):\n{}",
         describe(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -63,34 +60,48 @@ fn conformance(ranks: usize) {
         "no success line from rank 0:\n{}",
         describe(&out)
     );
-    eprintln!("conformance on {ranks} ranks: ok in {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("system call failed"),
+        "Open MPI reported a failure:\n{}",
+        describe(&out)
+    );
+    eprintln!("conformance on {ranks} ranks {mca:?}: ok in {took:?}");
 }
 
 #[test]
 fn conformance_1_rank() {
-    conformance(1);
+    conformance(1, &[]);
 }
 
 #[test]
 fn conformance_2_ranks() {
-    conformance(2);
+    conformance(2, &[]);
 }
 
 #[test]
 fn conformance_3_ranks() {
-    conformance(3);
+    conformance(3, &[]);
 }
 
 #[test]
 fn conformance_4_ranks() {
-    conformance(4);
+    conformance(4, &[]);
+}
+
+/// The same on Open MPI's osc/sm one-sided component (the faster choice on
+/// one node; the default is osc/rdma).
+#[test]
+fn conformance_2_and_4_ranks_osc_sm() {
+    conformance(2, &["--mca", "osc", "sm"]);
+    conformance(4, &["--mca", "osc", "sm"]);
 }
 
 /// A panic on one rank ends the job within seconds, non-zero (the panic
 /// hook's MPI_Abort); a hang would hit the 60 s timeout (exit 124).
 fn panic_ends_job(ranks: usize) {
     const BOUND: Duration = Duration::from_secs(20);
-    let (out, took) = mpirun(env!("CARGO_BIN_EXE_panic_rank"), ranks, 60);
+    let (out, took) = mpirun(env!("CARGO_BIN_EXE_panic_rank"), ranks, 60, &[]);
     assert_ne!(
         out.status.code(),
         Some(124),
