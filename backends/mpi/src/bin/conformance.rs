@@ -39,7 +39,7 @@ fn main() -> distarray::Result<()> {
 
 /// The MPI-specific checks; returns how many ran.
 fn mpi_checks(comm: &MpiComm) -> usize {
-    let checks: [(&str, fn(&MpiComm)); 5] = [
+    let checks: [conformance::Check<MpiComm>; 5] = [
         ("mpi_errors_return", errors_return),
         ("mpi_sub_communicator", sub_communicator),
         ("mpi_self_access_conflicts", self_access_conflicts),
