@@ -4,10 +4,12 @@
 //! * element get: `DistArray::get` (shared lock + `MPI_Get` +
 //!   `MPI_Win_flush_local` + unlock, plus distarray's checks) vs raw
 //!   `MPI_Win_lock` + `MPI_Get` + `MPI_Win_unlock`; also the same through
-//!   the `Window` trait, and element set (`DistArray::set` vs raw
-//!   exclusive lock + `MPI_Put` + unlock);
-//! * bulk get of 64 MiB: `Window::get` in a shared-lock epoch vs raw
-//!   lock + `MPI_Get` + unlock.
+//!   the `Window` trait, through `MpiWindow::lock_get_unlock` (no
+//!   intermediate flush), raw with the flush, distarray's checks alone, and
+//!   element set (`DistArray::set` vs raw exclusive lock + `MPI_Put` +
+//!   unlock);
+//! * bulk get of 64 MiB: `Window::get` in a `DistArray::with_epoch` and
+//!   `DistArray::get_block_into` vs raw lock + `MPI_Get` + unlock.
 //!
 //! Rank 0 measures against rank 1's part (remote); the other ranks wait in
 //! a barrier. Trials of each variant alternate, and the median trial is
@@ -15,7 +17,7 @@
 //!
 //! ```text
 //! cargo build --release -p distarray-mpi --example bench_rma
-//! mpirun -n 2 target/release/examples/bench_rma
+//! mpirun -n 2 target/release/examples/bench_rma [serialized|funneled|single]
 //! ```
 
 use std::hint::black_box;
@@ -23,7 +25,7 @@ use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
 use distarray::checks::{EpochTracker, WindowLayout};
-use distarray::{DistArray, LockKind, OneSidedComm, Window};
+use distarray::{Block, DistArray, LockKind, OneSidedComm, Window};
 use distarray_mpi::{MpiComm, Threading};
 use mpi::ffi;
 use mpi::raw::AsRaw;
@@ -177,7 +179,7 @@ fn main() -> distarray::Result<()> {
         }
         raw_elem_get(win, target as c_int, 17, 10_000, false);
         let (mut da, mut tr, mut fast, mut rw, mut rwf) = (vec![], vec![], vec![], vec![], vec![]);
-        let (mut set_da, mut set_rw, mut checks) = (vec![], vec![], vec![]);
+        let (mut set_da, mut set_fast, mut set_rw, mut checks) = (vec![], vec![], vec![], vec![]);
         for _ in 0..TRIALS {
             let t = Instant::now();
             for _ in 0..ELEM_ITERS {
@@ -212,6 +214,11 @@ fn main() -> distarray::Result<()> {
             }
             set_da.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
             set_rw.push(raw_elem_put(win, target as c_int, 17, ELEM_ITERS / 4));
+            let t = Instant::now();
+            for i in 0..ELEM_ITERS / 4 {
+                w.lock_put_unlock(target, 17, &[i as f64])?;
+            }
+            set_fast.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
 
             // the backend-independent checks alone, as `DistArray::get` runs them
             let tracker = EpochTracker::new(p);
@@ -232,7 +239,12 @@ fn main() -> distarray::Result<()> {
             median(rw),
             median(rwf),
         );
-        let (set_da, set_rw, checks) = (median(set_da), median(set_rw), median(checks));
+        let (set_da, set_fast, set_rw, checks) = (
+            median(set_da),
+            median(set_fast),
+            median(set_rw),
+            median(checks),
+        );
         elem = vec![
             format!("| element get, `DistArray::get` | {:.3} µs | {:.2}× |", da * 1e6, da / rw),
             format!("| element get, `Window` lock + get + unlock | {:.3} µs | {:.2}× |", tr * 1e6, tr / rw),
@@ -253,6 +265,11 @@ fn main() -> distarray::Result<()> {
                 checks / rw
             ),
             format!("| element set, `DistArray::set` | {:.3} µs | {:.2}× |", set_da * 1e6, set_da / set_rw),
+            format!(
+                "| element set, `MpiWindow::lock_put_unlock` | {:.3} µs | {:.2}× |",
+                set_fast * 1e6,
+                set_fast / set_rw
+            ),
             format!("| element set, raw exclusive lock + `MPI_Put` + unlock | {:.3} µs | 1.00× |", set_rw * 1e6),
         ];
     }
@@ -280,7 +297,8 @@ fn main() -> distarray::Result<()> {
         let mut buf = vec![0.0f64; n];
         // warm-up (also faults the pages of `buf` in)
         raw_bulk_get(win, target as c_int, &mut buf);
-        let (mut da, mut rw) = (vec![], vec![]);
+        let (mut da, mut blk, mut rw) = (vec![], vec![], vec![]);
+        let block = Block::new([0..n]);
         for _ in 0..BULK_TRIALS {
             let t = Instant::now();
             b.with_epoch(target, LockKind::Shared, |w| w.get(target, 0, &mut buf))?;
@@ -289,11 +307,20 @@ fn main() -> distarray::Result<()> {
             buf[n - 1] = 0.0;
             rw.push(raw_bulk_get(win, target as c_int, &mut buf));
             assert_eq!(buf[n - 1], (n - 1) as f64);
+            buf[n - 1] = 0.0;
+            let t = Instant::now();
+            b.get_block_into(&block, &mut buf)?;
+            blk.push(t.elapsed().as_secs_f64());
+            assert_eq!(buf[n - 1], (n - 1) as f64);
         }
         let gib = BULK_BYTES as f64 / (1u64 << 30) as f64;
-        let (da, rw) = (gib / median(da), gib / median(rw));
+        let (da, blk, rw) = (gib / median(da), gib / median(blk), gib / median(rw));
         bulk = vec![
             format!("| bulk get 64 MiB, `Window::get` in a `DistArray::with_epoch` | {da:.2} GiB/s | {:.2}× |", da / rw),
+            format!(
+                "| bulk get 64 MiB, `DistArray::get_block_into` (packs, then copies) | {blk:.2} GiB/s | {:.2}× |",
+                blk / rw
+            ),
             format!("| bulk get 64 MiB, raw lock + `MPI_Get` + unlock | {rw:.2} GiB/s | 1.00× |"),
         ];
     }
