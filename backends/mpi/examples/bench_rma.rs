@@ -298,7 +298,7 @@ fn main() -> distarray::Result<()> {
         // warm-up (also faults the pages of `buf` in)
         raw_bulk_get(win, target as c_int, &mut buf);
         let (mut da, mut blk, mut rw) = (vec![], vec![], vec![]);
-        let block = Block::new([0..n]);
+        let block = Block::full(b.shape()); // all of it lives on `target`
         for _ in 0..BULK_TRIALS {
             let t = Instant::now();
             b.with_epoch(target, LockKind::Shared, |w| w.get(target, 0, &mut buf))?;
