@@ -38,6 +38,7 @@
 //! bindings.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod comm;
 mod raw;

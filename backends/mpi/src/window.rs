@@ -197,10 +197,8 @@ impl<T: Element> MpiWindow<T> {
             let _serial = serial();
             // SAFETY: valid window and own rank; an exclusive lock on our own
             // part while we zero it (nobody else can access the window yet).
-            check(
-                unsafe { ffi::MPI_Win_lock(ffi::MPI_LOCK_EXCLUSIVE as c_int, me, 0, w.win) },
-                "MPI_Win_lock",
-            )?;
+            let rc = unsafe { ffi::MPI_Win_lock(ffi::MPI_LOCK_EXCLUSIVE as c_int, me, 0, w.win) };
+            check(rc, "MPI_Win_lock")?;
             // SAFETY: `base` points to `local_len * size_of::<T>()` bytes
             // that MPI_Win_allocate allocated for this rank and that no one
             // else accesses yet; all-zero bytes are a valid `T` (Pod).
@@ -229,10 +227,8 @@ impl<T: Element> MpiWindow<T> {
     fn flush_local(&self, target: usize) -> Result<()> {
         // SAFETY: valid window, rank checked by the caller, inside an epoch
         // (lock on target or lock_all).
-        check(
-            unsafe { ffi::MPI_Win_flush_local(rank_c(target), self.win) },
-            "MPI_Win_flush_local",
-        )
+        let rc = unsafe { ffi::MPI_Win_flush_local(rank_c(target), self.win) };
+        check(rc, "MPI_Win_flush_local")
     }
 
     /// Conflicts of this rank's own RMA on its own part with a local view
@@ -391,10 +387,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         self.epochs.end_lock(target)?;
         let _serial = serial();
         // SAFETY: valid window; this rank held a lock on `target` (checked).
-        check(
-            unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) },
-            "MPI_Win_unlock",
-        )
+        let rc = unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) };
+        check(rc, "MPI_Win_unlock")
     }
 
     /// `MPI_Win_flush`.
@@ -402,10 +396,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         self.epochs.check_locked(target)?;
         let _serial = serial();
         // SAFETY: valid window; this rank holds a lock on `target` (checked).
-        check(
-            unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) },
-            "MPI_Win_flush",
-        )
+        let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
+        check(rc, "MPI_Win_flush")
     }
 
     /// `MPI_Get` + `MPI_Win_flush_local`.
@@ -497,10 +489,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = serial();
         if self.all_locked.load(Ordering::SeqCst) {
             // SAFETY: valid window inside the lock_all epoch.
-            check(
-                unsafe { ffi::MPI_Win_flush_all(self.win) },
-                "MPI_Win_flush_all",
-            )?;
+            let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
+            check(rc, "MPI_Win_flush_all")?;
             self.win_sync()?;
             self.comm.barrier_serialized()?;
             self.win_sync()
@@ -509,10 +499,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             // by `epochs.fence`) once it reaches the barrier.
             self.comm.barrier_serialized()?;
             // SAFETY: valid window; this rank holds no lock on it (checked).
-            check(
-                unsafe { ffi::MPI_Win_lock_all(0, self.win) },
-                "MPI_Win_lock_all",
-            )?;
+            let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
+            check(rc, "MPI_Win_lock_all")?;
             self.all_locked.store(true, Ordering::SeqCst);
             self.win_sync()
         }
@@ -524,10 +512,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = serial();
         if self.all_locked.swap(false, Ordering::SeqCst) {
             // SAFETY: valid window; this rank holds lock_all (flag).
-            check(
-                unsafe { ffi::MPI_Win_unlock_all(self.win) },
-                "MPI_Win_unlock_all",
-            )?;
+            let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
+            check(rc, "MPI_Win_unlock_all")?;
         }
         self.comm.barrier_serialized()
     }
