@@ -7,7 +7,11 @@
 //! mpirun -n 4 target/release/examples/matvec --n 15000 --dist cols
 //! # CBLAS dgemv as the local kernel (Debian: libopenblas-dev):
 //! cargo build --release -p distarray-mpi --features openblas --example matvec
+//! OPENBLAS_NUM_THREADS=1 mpirun -n 4 target/release/examples/matvec
 //! ```
+//!
+//! With OpenBLAS, keep one BLAS thread per rank (`OPENBLAS_NUM_THREADS=1`):
+//! the ranks already occupy the cores.
 //!
 //! Options: `--n N` (5000), `--dist rows|cols` (rows), `--reps R` (10);
 //! `--ranks` is ignored (mpirun's `-n` decides).
