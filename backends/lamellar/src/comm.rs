@@ -6,6 +6,8 @@
 //! `LAMELLAR_PE_ID` / `LAMELLAR_JOB_ID`; without it a single PE runs on the
 //! `local` lamellae.
 
+use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use distarray::{Element, Error, OneSidedComm, Result};
@@ -13,7 +15,15 @@ use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 use lamellar::Backend;
 
+use crate::target::{backoff_until, CTL_WORDS};
 use crate::window::LamellarWindow;
+
+/// Words per PE of the barrier region: one flag per dissemination round.
+const BAR_WORDS: usize = 64;
+/// At most this many bytes per PE of dropped windows are kept for reuse.
+const CACHE_BYTES: usize = 256 << 20;
+/// At most this many dropped windows are kept for reuse.
+const CACHE_ENTRIES: usize = 64;
 
 /// Bytes per PE that [`OneSidedComm::allgather`] moves through the
 /// persistent scratch region; larger contributions use a temporary region.
@@ -36,11 +46,56 @@ struct CommInner {
     size: usize,
     /// Serialises collectives issued from several threads of one PE.
     coll: Mutex<()>,
+    /// Number of barriers entered so far.
+    epoch: AtomicU64,
+    /// Word `r` of a PE's part: the latest barrier its partner of round `r`
+    /// has reached.
+    bar: SharedMemoryRegion<u64>,
+    /// Regions of dropped windows, for reuse by later windows.
+    cache: Mutex<RegionCache>,
     /// Word 0 of each PE's part: the byte length of its contribution;
     /// words 1.. its bytes (when they fit).
     scratch: SharedMemoryRegion<u64>,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
+}
+
+/// The data and control regions of a window, identified by a sequence
+/// number that is the same on every PE (regions are created collectively).
+pub(crate) struct Regions {
+    pub(crate) id: u64,
+    type_id: TypeId,
+    /// Elements per PE.
+    pub(crate) cap: usize,
+    bytes: usize,
+    /// A `SharedMemoryRegion<T>` for the window's `T`.
+    data: Box<dyn Any + Send + Sync>,
+    pub(crate) ctl: SharedMemoryRegion<u64>,
+}
+
+impl Regions {
+    /// The data region as a region of `T`s.
+    pub(crate) fn data<T: Element>(&self) -> SharedMemoryRegion<T> {
+        self.data
+            .downcast_ref::<SharedMemoryRegion<T>>()
+            .expect("window regions of the right type")
+            .clone()
+    }
+}
+
+/// Windows' regions whose window this PE has dropped.
+///
+/// Allocating a Lamellar region is slow (tens of milliseconds on `shmem`:
+/// new shared-memory segments and internal barriers), so `create_window`
+/// reuses the regions of dropped windows. A region may be reused only once
+/// *every* PE has dropped its window: creation gathers each PE's list of
+/// free region ids and picks one that is free everywhere, so all PEs pick
+/// the same. Every PE's accesses to the old window were complete when it
+/// dropped it, before it entered the collective creation.
+#[derive(Default)]
+struct RegionCache {
+    next_id: u64,
+    free: Vec<Regions>,
 }
 
 /// How the world of a [`LamellarComm`] is built.
@@ -125,12 +180,21 @@ impl LamellarCommBuilder {
             .try_alloc_shared_mem_region::<u64>(SCRATCH_WORDS + 1)
             .block()
             .map_err(|e| Error::Backend(format!("allocating the allgather scratch region: {e}")))?;
+        let bar = world
+            .try_alloc_shared_mem_region::<u64>(BAR_WORDS)
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating the barrier region: {e}")))?;
+        // SAFETY: the region is new; nobody accesses it before the barrier.
+        unsafe { bar.as_mut_slice().fill(0) };
         world.barrier();
         Ok(LamellarComm {
             inner: Arc::new(CommInner {
                 rank: world.my_pe(),
                 size: world.num_pes(),
                 coll: Mutex::new(()),
+                epoch: AtomicU64::new(0),
+                bar,
+                cache: Mutex::new(RegionCache::default()),
                 scratch,
                 world,
             }),
@@ -156,17 +220,112 @@ impl LamellarComm {
         &self.inner.world
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, RegionCache> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Collective: allocates new regions for a window of `need` elements
+    /// per PE (rounded up to a power of two, for reuse, below 1 Mi).
+    fn alloc_regions<T: Element>(&self, need: usize) -> Result<Regions> {
+        let world = &self.inner.world;
+        let cap = if need <= 1 << 20 {
+            need.next_power_of_two()
+        } else {
+            need
+        };
+        let data = world
+            .try_alloc_shared_mem_region::<T>(cap)
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating a window of {cap} elements: {e}")))?;
+        let ctl = world
+            .try_alloc_shared_mem_region::<u64>(CTL_WORDS)
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating a window's control words: {e}")))?;
+        let id = {
+            let mut cache = self.cache();
+            cache.next_id += 1;
+            cache.next_id
+        };
+        Ok(Regions {
+            id,
+            type_id: TypeId::of::<T>(),
+            cap,
+            bytes: cap * std::mem::size_of::<T>(),
+            data: Box::new(data),
+            ctl,
+        })
+    }
+
+    /// Keeps the regions of a window this PE dropped for reuse (or frees
+    /// them, oldest first, beyond the cache limits).
+    pub(crate) fn recycle(&self, regions: Regions) {
+        let mut cache = self.cache();
+        cache.free.push(regions);
+        let mut total: usize = cache.free.iter().map(|r| r.bytes).sum();
+        while cache.free.len() > CACHE_ENTRIES || (total > CACHE_BYTES && cache.free.len() > 1) {
+            let oldest = (0..cache.free.len())
+                .min_by_key(|&i| cache.free[i].id)
+                .expect("non-empty");
+            total -= cache.free[oldest].bytes;
+            cache.free.swap_remove(oldest);
+        }
+    }
+
+    /// Collective barrier for windows (fence); takes the collective guard.
+    pub(crate) fn window_barrier(&self) {
+        let _g = self.coll_guard();
+        self.sync();
+    }
+
+    /// Collective barrier for window creation (the guard is held).
+    pub(crate) fn creation_barrier(&self) {
+        self.sync();
+    }
+
     fn coll_guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner.coll.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Allgather of byte strings (collective).
-    fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+    /// Dissemination barrier over remote atomics (the caller holds the
+    /// collective guard).
+    ///
+    /// Round `r`: tell PE `me + 2^r` that this PE reached barrier `e`, wait
+    /// until PE `me - 2^r` told us the same. Lamellar's own barrier costs
+    /// milliseconds here (its waiting thread runs runtime tasks); this one
+    /// costs a few RDMA atomics per round.
+    fn sync(&self) {
         let inner = &*self.inner;
         let (me, n) = (inner.rank, inner.size);
+        let e = inner.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let mut dist = 1;
+        let mut round = 0;
+        while dist < n {
+            let to = (me + dist) % n;
+            // SAFETY: `round < BAR_WORDS` (2^64 PEs are not possible); word
+            // `round` of a PE is written only by its round-`round` partner,
+            // and only with these atomics.
+            unsafe { inner.bar.atomic_store(to, round, e).block() };
+            // SAFETY: as above, on this PE's own part.
+            backoff_until(|| unsafe { inner.bar.atomic_load(me, round).block() } >= e);
+            dist *= 2;
+            round += 1;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// Allgather of byte strings (collective).
+    fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
         let _g = self.coll_guard();
+        self.allgather_bytes_locked(mine)
+    }
+
+    /// Allgather of byte strings (collective; the caller holds the guard).
+    fn allgather_bytes_locked(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let inner = &*self.inner;
+        let (me, n) = (inner.rank, inner.size);
         // Nobody still reads the scratch region from the previous call.
-        inner.world.barrier();
+        self.sync();
         let fits = mine.len() <= SCRATCH_BYTES;
         // SAFETY: this PE's part of the scratch region is written only here,
         // between two barriers during which no PE reads it; the slice is
@@ -179,8 +338,7 @@ impl LamellarComm {
                 dst[..mine.len()].copy_from_slice(mine);
             }
         }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        inner.world.barrier();
+        self.sync();
         let mut lens = Vec::with_capacity(n);
         for pe in 0..n {
             let len = if pe == me {
@@ -225,8 +383,7 @@ impl LamellarComm {
             let dst: &mut [u8] = bytemuck::cast_slice_mut(big.as_mut_slice());
             dst[..mine.len()].copy_from_slice(mine);
         }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        inner.world.barrier();
+        self.sync();
         for (pe, &len) in lens.iter().enumerate() {
             if pe == me {
                 out.push(mine.to_vec());
@@ -258,7 +415,7 @@ impl OneSidedComm for LamellarComm {
         // A failed PE ends the whole job (exit-on-panic hook + launcher), so
         // a barrier never has to report `Error::Aborted` here.
         let _g = self.coll_guard();
-        self.inner.world.barrier();
+        self.sync();
         Ok(())
     }
 
@@ -282,13 +439,51 @@ impl OneSidedComm for LamellarComm {
     }
 
     fn create_window<T: Element>(&self, local_len: usize) -> Result<LamellarWindow<T>> {
-        let lens: Vec<usize> = self
-            .allgather(&[local_len as u64])?
-            .into_iter()
-            .map(|v| v[0] as usize)
-            .collect();
         let _g = self.coll_guard();
-        LamellarWindow::create(self.clone(), lens)
+        // Contribution: [local_len, ids of this PE's free regions of type T].
+        let mut mine = vec![local_len as u64];
+        {
+            let cache = self.cache();
+            let t = TypeId::of::<T>();
+            mine.extend(cache.free.iter().filter(|r| r.type_id == t).map(|r| r.id));
+        }
+        let parts = self.allgather_bytes_locked(bytemuck::cast_slice(&mine))?;
+        let parts: Vec<Vec<u64>> = parts
+            .iter()
+            .map(|b| {
+                let mut v = vec![0u64; b.len() / 8];
+                bytemuck::cast_slice_mut::<u64, u8>(&mut v).copy_from_slice(b);
+                v
+            })
+            .collect();
+        let lens: Vec<usize> = parts.iter().map(|v| v[0] as usize).collect();
+        // Lamellar regions cannot be empty: at least one element per PE.
+        let need = lens.iter().copied().max().unwrap_or(0).max(1);
+        // Every PE computes the same choice from the same gathered lists
+        // (capacities are the same on every PE for the same id).
+        let regions = {
+            let mut cache = self.cache();
+            let chosen = cache
+                .free
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.type_id == TypeId::of::<T>()
+                        && r.cap >= need
+                        && parts.iter().all(|p| p[1..].contains(&r.id))
+                })
+                .min_by_key(|(_, r)| (r.cap, r.id))
+                .map(|(i, _)| i);
+            match chosen {
+                Some(i) => Some(cache.free.swap_remove(i)),
+                None => None,
+            }
+        };
+        let regions = match regions {
+            Some(r) => r,
+            None => self.alloc_regions::<T>(need)?,
+        };
+        LamellarWindow::create(self.clone(), lens, regions)
     }
 
     fn backend_name(&self) -> &'static str {

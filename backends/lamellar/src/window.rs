@@ -5,36 +5,35 @@
 //!   checked against each PE's *true* length with [`WindowLayout`].
 //! * `get` / `put`: RDMA (`get` / `get_buffer` / `put` / `put_buffer`),
 //!   blocking at the origin; accesses to the calling PE's own part are
-//!   plain copies.
-//! * `lock` / `unlock`: a reader/writer lock per target PE, manipulated at
-//!   the target by active messages (see [`crate::target`]); shared admits
-//!   many, exclusive excludes every other PE. Waiting is polling with
-//!   back-off.
-//! * `accumulate`: an active message applying [`Element::combine`] at the
-//!   target under its accumulate mutex. Remote accumulates are sent without
-//!   waiting; `flush`, `unlock`, `fence` and `fence_end` wait for them.
+//!   plain copies. Every operation is complete when it returns, so `flush`
+//!   and `unlock` have nothing left to wait for.
+//! * `lock` / `unlock`: a reader/writer lock per target PE in a small
+//!   control region, manipulated with remote atomics (see
+//!   [`crate::target`]); shared admits many, exclusive excludes every other
+//!   PE. Waiting is polling with back-off.
+//! * `accumulate`: under the target's accumulate guard (a remote
+//!   test-and-set lock), read the elements, combine them with
+//!   [`Element::combine`] and write them back: element-wise atomic with
+//!   respect to every other accumulate on that target.
 //! * Every operation first runs the backend-independent checks
 //!   ([`EpochTracker`], [`WindowLayout`]), so misuse gives the same `Err`
 //!   as on the other backends, before anything is sent.
 //!
-//! Dropping a window releases the locks this PE still holds and waits for
-//! its accumulates; the memory is freed by Lamellar's distributed reference
-//! count once every PE has dropped its handle. Drop does not block on the
-//! other PEs, so an early drop on one PE cannot hang the rest.
+//! Dropping a window releases the locks this PE still holds and hands its
+//! regions back to the communicator, which reuses them for a later window
+//! once every PE has dropped this one (see `RegionCache` in `comm.rs`), or
+//! releases them; Lamellar's distributed reference count frees the memory
+//! once no PE holds a handle. Drop does not wait for the other PEs, so an
+//! early drop on one PE cannot hang the rest.
 
 use std::sync::Mutex;
 
 use distarray::checks::{EpochTracker, WindowLayout};
-use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
-use lamellar::active_messaging::prelude::*;
-use lamellar::darc::prelude::*;
+use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, Window};
 use lamellar::memregion::prelude::*;
-use lamellar::LamellarTask;
 
-use crate::comm::LamellarComm;
-use crate::target::{
-    acquire, op_code, DistarrayAccumulateAm, DistarrayLockAm, DistarrayUnlockAm, TargetState,
-};
+use crate::comm::{LamellarComm, Regions};
+use crate::target::Ctl;
 
 /// One window of a [`LamellarComm`].
 pub struct LamellarWindow<T: Element> {
@@ -43,9 +42,9 @@ pub struct LamellarWindow<T: Element> {
     layout: WindowLayout,
     epochs: EpochTracker,
     region: SharedMemoryRegion<T>,
-    state: Darc<TargetState>,
-    /// Accumulate messages in flight, per target.
-    pending: Mutex<Vec<Vec<LamellarTask<()>>>>,
+    ctl: Ctl,
+    /// Returned to the communicator's cache on drop.
+    regions: Option<Regions>,
     /// Local views alive (`with_local` / `with_local_mut`).
     views: Mutex<Views>,
 }
@@ -74,110 +73,40 @@ impl<T: Element> Drop for ViewGuard<'_, T> {
 }
 
 impl<T: Element> LamellarWindow<T> {
-    /// Collective: allocates the region and the per-PE state. `lens` holds
-    /// every PE's length (gathered by the caller).
-    pub(crate) fn create(comm: LamellarComm, lens: Vec<usize>) -> Result<Self> {
-        let world = comm.world();
-        let rank = world.my_pe();
-        let size = world.num_pes();
+    /// Collective: sets up a window over `regions` (new or reused, the same
+    /// on every PE). `lens` holds every PE's length.
+    pub(crate) fn create(comm: LamellarComm, lens: Vec<usize>, regions: Regions) -> Result<Self> {
+        let rank = comm.rank();
+        let size = comm.size();
         debug_assert_eq!(lens.len(), size);
-        // Lamellar regions cannot be empty: at least one element per PE.
-        let alloc_len = lens.iter().copied().max().unwrap_or(0).max(1);
-        let region = world
-            .try_alloc_shared_mem_region::<T>(alloc_len)
-            .block()
-            .map_err(|e| {
-                Error::Backend(format!("allocating a window of {alloc_len} elements: {e}"))
-            })?;
-        // SAFETY: the region is new and no other PE accesses it before the
-        // barrier at the end of this function; the slice is this PE's part.
-        let base = unsafe {
-            let local = region.as_mut_slice();
-            local.fill(T::ZERO);
-            local.as_mut_ptr()
-        };
-        // SAFETY: `base` points to this PE's `alloc_len >= lens[rank]`
-        // zeroed, aligned `T`s (the region was allocated with `T`'s
-        // alignment), kept alive by the region clone stored in the state.
-        let state = unsafe {
-            TargetState::new(
-                base as *mut u8,
-                lens[rank],
-                T::KIND,
-                Box::new(region.clone()),
-            )
-        };
-        let state = Darc::new(world, state)
-            .block()
-            .map_err(|e| Error::Backend(format!("creating the window state: {e:?}")))?;
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        world.barrier();
+        let need = lens.iter().copied().max().unwrap_or(0);
+        let region = regions.data::<T>();
+        debug_assert!(region.len() >= need);
+        // SAFETY: no PE accesses this window's regions before the barrier
+        // below (a reused region's previous window was dropped by every PE
+        // before this collective call); the slices are this PE's parts and
+        // die at the end of the block.
+        unsafe {
+            region.as_mut_slice()[..need].fill(T::ZERO);
+            regions.ctl.as_mut_slice().fill(0);
+        }
+        comm.creation_barrier();
         Ok(LamellarWindow {
             rank,
             layout: WindowLayout::new(lens),
             epochs: EpochTracker::new(size),
             region,
-            state,
-            pending: Mutex::new((0..size).map(|_| Vec::new()).collect()),
+            ctl: Ctl::new(regions.ctl.clone()),
             views: Mutex::new(Views::default()),
+            regions: Some(regions),
             comm,
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Vec<LamellarTask<()>>>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits for the accumulates in flight to `target`.
-    fn complete(&self, target: usize) {
-        let tasks = std::mem::take(&mut self.pending()[target]);
-        for t in tasks {
-            t.block();
-        }
-    }
-
-    /// Waits for the accumulates in flight to every target.
-    fn complete_all(&self) {
-        let all: Vec<_> = self.pending().iter_mut().map(std::mem::take).collect();
-        for t in all.into_iter().flatten() {
-            t.block();
-        }
-    }
-
-    /// Takes the runtime lock on `target` (blocking).
-    fn acquire(&self, target: usize, kind: LockKind) {
-        let exclusive = kind == LockKind::Exclusive;
-        if target == self.rank {
-            acquire(|| self.state.try_lock(exclusive));
-        } else {
-            let world = self.comm.world();
-            acquire(|| {
-                let am = DistarrayLockAm {
-                    state: self.state.clone(),
-                    exclusive,
-                };
-                world.exec_am_pe(target, am).block()
-            });
-        }
-    }
-
-    /// Releases the runtime lock on `target`.
-    fn release(&self, target: usize, kind: LockKind) {
-        let exclusive = kind == LockKind::Exclusive;
-        if target == self.rank {
-            self.state.release(exclusive);
-        } else {
-            let am = DistarrayUnlockAm {
-                state: self.state.clone(),
-                exclusive,
-            };
-            self.comm.world().exec_am_pe(target, am).block();
-        }
-    }
-
     /// Pointer to this PE's part (valid for `self.local_len()` elements).
     fn local_ptr(&self) -> *mut T {
-        // SAFETY: only the address is taken; no reference is created.
+        // SAFETY: only the address is taken; the temporary slice is not
+        // used to read or write.
         unsafe { self.region.as_mut_slice().as_mut_ptr() }
     }
 
@@ -216,7 +145,54 @@ impl<T: Element> LamellarWindow<T> {
         Ok(ViewGuard { win: self, mutable })
     }
 
-    /// The region, for benchmarks comparing with raw Lamellar calls.
+    /// Reads `dst.len()` elements of `target` from `offset` (bounds checked
+    /// by the caller).
+    fn read(&self, target: usize, offset: usize, dst: &mut [T]) {
+        if dst.is_empty() {
+        } else if target == self.rank {
+            // SAFETY: `offset + dst.len() <= local_len()` (checked by the
+            // caller) and the part holds that many initialised `T`s; `dst`
+            // is a separate buffer (no reference into window memory escapes
+            // a local view, and none is alive: checked by the caller).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.local_ptr().add(offset),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                );
+            }
+        } else if dst.len() == 1 {
+            // SAFETY: in bounds of `target`'s part (checked by the caller;
+            // the region holds max(len) elements per PE); `block` returns
+            // once the value has arrived.
+            dst[0] = unsafe { self.region.get(target, offset).block() };
+        } else {
+            // SAFETY: as above, for `dst.len()` elements.
+            let data = unsafe { self.region.get_buffer(target, offset, dst.len()).block() };
+            dst.copy_from_slice(&data);
+        }
+    }
+
+    /// Writes `src` to `target` from `offset` (bounds checked by the
+    /// caller).
+    fn write(&self, target: usize, offset: usize, src: &[T]) {
+        if src.is_empty() {
+        } else if target == self.rank {
+            // SAFETY: in bounds of the local part (checked by the caller);
+            // no local view is alive (checked by the caller), so no
+            // reference into the part exists; `copy` tolerates overlap.
+            unsafe { std::ptr::copy(src.as_ptr(), self.local_ptr().add(offset), src.len()) };
+        } else if src.len() == 1 {
+            // SAFETY: in bounds of `target`'s part (checked by the caller);
+            // `block` returns once the transfer is complete.
+            unsafe { self.region.put(target, offset, src[0]).block() };
+        } else {
+            // SAFETY: as above; Lamellar copies the source.
+            unsafe { self.region.put_buffer(target, offset, src).block() };
+        }
+    }
+
+    /// The data region, for benchmarks comparing with raw Lamellar calls.
     #[doc(hidden)]
     pub fn raw_region(&self) -> &SharedMemoryRegion<T> {
         &self.region
@@ -238,123 +214,85 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.epochs.begin_lock(target, kind)?;
-        self.acquire(target, kind);
+        self.ctl.lock(target, kind == LockKind::Exclusive);
         Ok(())
     }
 
     fn unlock(&self, target: usize) -> Result<()> {
         if target == self.rank && self.epochs.lock_kind(target)?.is_some() {
+            // The lock must outlive every local view it protects.
             self.check_no_view(true)?;
         }
         let kind = self.epochs.end_lock(target)?;
-        self.complete(target);
-        self.release(target, kind);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.ctl.unlock(target, kind == LockKind::Exclusive);
         Ok(())
     }
 
     fn flush(&self, target: usize) -> Result<()> {
+        // Operations complete when they return.
         self.epochs.check_locked(target)?;
-        self.complete(target);
         Ok(())
     }
 
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         self.epochs.check_access(target)?;
         self.layout.check(target, offset, dst.len())?;
-        if dst.is_empty() {
-            return Ok(());
-        }
         if target == self.rank {
             self.check_no_view(false)?;
-            // SAFETY: `offset + dst.len() <= local_len()` (checked above),
-            // and the local part holds that many initialised `T`s; `dst` is
-            // a separate buffer, so the ranges do not overlap. Concurrent
-            // writers are excluded by the epoch the caller holds (a race
-            // with a conflicting remote put is the caller's error, as in
-            // MPI).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.local_ptr().add(offset),
-                    dst.as_mut_ptr(),
-                    dst.len(),
-                );
-            }
-        } else if dst.len() == 1 {
-            // SAFETY: in bounds of `target`'s part (checked above, and the
-            // region holds max(len) elements per PE); `block` returns once
-            // the value has arrived.
-            dst[0] = unsafe { self.region.get(target, offset).block() };
-        } else {
-            // SAFETY: as above, for `dst.len()` elements.
-            let data = unsafe { self.region.get_buffer(target, offset, dst.len()).block() };
-            dst.copy_from_slice(&data);
         }
+        self.read(target, offset, dst);
         Ok(())
     }
 
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
         self.epochs.check_access(target)?;
         self.layout.check(target, offset, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
         if target == self.rank {
             self.check_no_view(true)?;
-            // SAFETY: in bounds of the local part (checked above). No local
-            // view is alive (checked), so no reference into the part exists;
-            // `src` is only read and `copy` tolerates overlap anyway.
-            unsafe {
-                std::ptr::copy(src.as_ptr(), self.local_ptr().add(offset), src.len());
-            }
-        } else if src.len() == 1 {
-            // SAFETY: in bounds of `target`'s part (checked above); `block`
-            // returns once the transfer is complete.
-            unsafe { self.region.put(target, offset, src[0]).block() };
-        } else {
-            // SAFETY: as above; the source is copied by Lamellar.
-            unsafe { self.region.put_buffer(target, offset, src).block() };
         }
+        self.write(target, offset, src);
         Ok(())
     }
 
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
         self.epochs.check_access(target)?;
         self.layout.check(target, offset, src.len())?;
+        if target == self.rank {
+            self.check_no_view(true)?;
+        }
         if src.is_empty() {
             return Ok(());
         }
-        let bytes: &[u8] = bytemuck::cast_slice(src);
-        if target == self.rank {
-            self.check_no_view(true)?;
-            self.state.accumulate(offset, op, bytes);
-        } else {
-            let am = DistarrayAccumulateAm {
-                state: self.state.clone(),
-                offset,
-                op: op_code(op),
-                data: bytes.to_vec(),
-            };
-            let task = self.comm.world().exec_am_pe(target, am).spawn();
-            self.pending()[target].push(task);
+        if op == AccumulateOp::Replace && src.len() == 1 {
+            // A single-element replace is one RDMA write: atomic as it is.
+            self.ctl
+                .with_acc_guard(target, || self.write(target, offset, src));
+            return Ok(());
         }
+        let mut cur = vec![T::ZERO; src.len()];
+        self.ctl.with_acc_guard(target, || {
+            self.read(target, offset, &mut cur);
+            for (c, &s) in cur.iter_mut().zip(src) {
+                *c = T::combine(op, *c, s);
+            }
+            self.write(target, offset, &cur);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        });
         Ok(())
     }
 
     fn fence(&self) -> Result<()> {
         self.epochs.fence()?;
         self.check_no_view(true)?;
-        self.complete_all();
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.comm.world().barrier();
+        self.comm.window_barrier();
         Ok(())
     }
 
     fn fence_end(&self) -> Result<()> {
         self.check_no_view(true)?;
         self.epochs.fence_end()?;
-        self.complete_all();
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.comm.world().barrier();
+        self.comm.window_barrier();
         Ok(())
     }
 
@@ -386,11 +324,15 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
 
 impl<T: Element> Drop for LamellarWindow<T> {
     fn drop(&mut self) {
-        self.complete_all();
+        // Release the locks this PE still holds (an early return or `?`
+        // inside an epoch) so that no other PE waits for them forever.
         for t in self.epochs.locked_targets() {
             if let Ok(kind) = self.epochs.end_lock(t) {
-                self.release(t, kind);
+                self.ctl.unlock(t, kind == LockKind::Exclusive);
             }
+        }
+        if let Some(regions) = self.regions.take() {
+            self.comm.recycle(regions);
         }
     }
 }

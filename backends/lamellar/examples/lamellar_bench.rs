@@ -1,0 +1,245 @@
+//! Micro-benchmarks of the Lamellar backend against raw Lamellar calls.
+//!
+//! ```text
+//! cargo build --release -p distarray-lamellar --bins --examples
+//! target/release/distarray-lamellar-run -n 2 -- target/release/examples/lamellar_bench
+//! ```
+//!
+//! Every PE works on its right neighbour ((rank + 1) % P) at the same time;
+//! PE 0 prints its own timings. Figures are medians of `REPS` repetitions.
+
+use std::time::Instant;
+
+use distarray::{AccumulateOp, DistArray, LockKind, OneSidedComm, Window};
+use distarray_lamellar::lamellar::memregion::prelude::*;
+use distarray_lamellar::LamellarComm;
+
+const REPS: usize = 5;
+
+/// Median of `REPS` runs of `f` (each run returns its own elapsed seconds).
+fn median(comm: &LamellarComm, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..REPS)
+        .map(|_| {
+            comm.barrier().unwrap();
+            f()
+        })
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[REPS / 2]
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let comm = LamellarComm::from_env().expect("world");
+    let (me, p) = (comm.rank(), comm.size());
+    let t = (me + 1) % p;
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n_small: usize = if quick { 200 } else { 2000 };
+    let bulk_elems: usize = (8 << 20) / 8; // 8 MiB of f64
+    let report = |what: &str, value: String| {
+        if me == 0 {
+            println!("{what:<58} {value}");
+        }
+    };
+    if me == 0 {
+        println!(
+            "lamellar bench: {p} PEs, {} worker thread(s) per PE",
+            comm.world().num_threads_per_pe()
+        );
+    }
+
+    let s = median(&comm, || {
+        timed(|| {
+            for _ in 0..100 {
+                comm.barrier().unwrap();
+            }
+        })
+    });
+    report("barrier", format!("{:.2} us", s / 100.0 * 1e6));
+    let s = median(&comm, || {
+        timed(|| {
+            for _ in 0..100 {
+                std::hint::black_box(comm.allgather(&[me as u64]).unwrap());
+            }
+        })
+    });
+    report("allgather of one u64", format!("{:.2} us", s / 100.0 * 1e6));
+    let s = median(&comm, || {
+        timed(|| {
+            let r = comm.world().alloc_shared_mem_region::<u64>(1024).block();
+            drop(r);
+        })
+    });
+    report(
+        "raw alloc_shared_mem_region (1024 u64) + drop",
+        format!("{:.3} ms", s * 1e3),
+    );
+
+    // Window creation (collective) + drop.
+    let s = median(&comm, || {
+        timed(|| drop(comm.create_window::<f64>(1024).unwrap()))
+    });
+    report(
+        "create_window (1024 f64) + drop",
+        format!("{:.3} ms", s * 1e3),
+    );
+
+    let w = comm.create_window::<f64>(bulk_elems).unwrap();
+    let region = w.raw_region().clone();
+
+    // Passive-target lock round trips.
+    let s = median(&comm, || {
+        timed(|| {
+            for _ in 0..n_small {
+                w.lock(t, LockKind::Shared).unwrap();
+                w.unlock(t).unwrap();
+            }
+        })
+    });
+    report(
+        "lock(shared)+unlock on neighbour",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
+    // Element get: one epoch per element (what DistArray::get does).
+    let s = median(&comm, || {
+        timed(|| {
+            let mut v = [0.0f64];
+            for i in 0..n_small {
+                w.lock(t, LockKind::Shared).unwrap();
+                w.get(t, i, &mut v).unwrap();
+                w.unlock(t).unwrap();
+            }
+        })
+    });
+    report(
+        "element get, lock+get+unlock (Window)",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
+    // Element get inside one epoch.
+    let s = median(&comm, || {
+        timed(|| {
+            let mut v = [0.0f64];
+            w.lock(t, LockKind::Shared).unwrap();
+            for i in 0..n_small {
+                w.get(t, i, &mut v).unwrap();
+            }
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "element get inside one epoch (Window)",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
+    // Raw Lamellar element get.
+    let s = median(&comm, || {
+        timed(|| {
+            for i in 0..n_small {
+                // SAFETY: in bounds; only read while nobody writes the region.
+                std::hint::black_box(unsafe { region.get(t, i).block() });
+            }
+        })
+    });
+    report(
+        "element get, raw SharedMemoryRegion::get",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
+    // DistArray element get of an element owned by the neighbour.
+    {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [p * 1024]).unwrap();
+        let idx = t * 1024 + 7;
+        let s = median(&comm, || {
+            timed(|| {
+                for _ in 0..n_small {
+                    std::hint::black_box(a.get([idx]).unwrap());
+                }
+            })
+        });
+        report(
+            "element get, DistArray::get (neighbour's element)",
+            format!("{:.2} us", s / n_small as f64 * 1e6),
+        );
+    }
+
+    // Bulk get of 8 MiB.
+    let mut buf = vec![0.0f64; bulk_elems];
+    let bytes = (bulk_elems * 8) as f64;
+    let s = median(&comm, || {
+        timed(|| {
+            w.lock(t, LockKind::Shared).unwrap();
+            w.get(t, 0, &mut buf).unwrap();
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "bulk get 8 MiB (Window, lock+get+unlock)",
+        format!("{:.2} GiB/s", bytes / s / (1u64 << 30) as f64),
+    );
+    let s = median(&comm, || {
+        timed(|| {
+            // SAFETY: in bounds; only read while nobody writes the region.
+            std::hint::black_box(unsafe { region.get_buffer(t, 0, bulk_elems).block() });
+        })
+    });
+    report(
+        "bulk get 8 MiB (raw get_buffer)",
+        format!("{:.2} GiB/s", bytes / s / (1u64 << 30) as f64),
+    );
+    let s = median(&comm, || {
+        timed(|| {
+            w.lock(t, LockKind::Exclusive).unwrap();
+            w.put(t, 0, &buf).unwrap();
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "bulk put 8 MiB (Window, lock+put+unlock)",
+        format!("{:.2} GiB/s", bytes / s / (1u64 << 30) as f64),
+    );
+    drop(buf);
+
+    // Accumulate throughput: every PE adds into its neighbour at once.
+    let s = median(&comm, || {
+        timed(|| {
+            w.lock(t, LockKind::Shared).unwrap();
+            for i in 0..n_small {
+                w.accumulate(t, i % 64, &[1.0], AccumulateOp::Sum).unwrap();
+            }
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "accumulate 1 element, one epoch (per PE)",
+        format!(
+            "{:.2} us/op, {:.0} kop/s",
+            s / n_small as f64 * 1e6,
+            n_small as f64 / s / 1e3
+        ),
+    );
+    let len = 1 << 16;
+    let ones = vec![1.0f64; len];
+    let s = median(&comm, || {
+        timed(|| {
+            w.lock(t, LockKind::Shared).unwrap();
+            w.accumulate(t, 0, &ones, AccumulateOp::Sum).unwrap();
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "accumulate 64 Ki f64 in one call (per PE)",
+        format!(
+            "{:.2} ms, {:.1} M elements/s",
+            s * 1e3,
+            len as f64 / s / 1e6
+        ),
+    );
+    comm.barrier().unwrap();
+}
