@@ -127,7 +127,13 @@ fn install_signal_handlers() {
 }
 
 /// Copies `src` to our stdout or stderr line by line, prefixed with the PE.
-fn forward(pe: usize, src: impl Read + Send + 'static, to_stderr: bool) -> JoinHandle<()> {
+/// Sends on `done` when the stream ends.
+fn forward(
+    pe: usize,
+    src: impl Read + Send + 'static,
+    to_stderr: bool,
+    done: std::sync::mpsc::Sender<()>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(src);
         let mut line = Vec::new();
@@ -151,6 +157,7 @@ fn forward(pe: usize, src: impl Read + Send + 'static, to_stderr: bool) -> JoinH
                 }
             }
         }
+        let _ = done.send(());
     })
 }
 
@@ -268,6 +275,8 @@ fn main() {
 
     let mut children: Vec<Option<Child>> = Vec::with_capacity(opts.pes);
     let mut forwarders = Vec::new();
+    let mut pgids = Vec::new();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let mut seen = BTreeSet::new();
     let mut failure: Option<(usize, ExitStatus)> = None;
     let mut spawn_error = None;
@@ -284,10 +293,14 @@ fn main() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls `prctl` and `getppid`, both async-signal-safe.
+        // calls `setpgid`, `prctl`, `getppid` and `_exit`, all
+        // async-signal-safe.
         unsafe {
             let parent = libc::getpid();
             cmd.pre_exec(move || {
+                // Own process group: stopping the PE also stops whatever it
+                // started (which may hold its output pipes open).
+                libc::setpgid(0, 0);
                 // Die with the launcher, even if it is SIGKILLed.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if libc::getppid() != parent {
@@ -298,11 +311,12 @@ fn main() {
         }
         match cmd.spawn() {
             Ok(mut child) => {
+                pgids.push(child.id());
                 if let Some(out) = child.stdout.take() {
-                    forwarders.push(forward(pe, out, false));
+                    forwarders.push(forward(pe, out, false, done_tx.clone()));
                 }
                 if let Some(err) = child.stderr.take() {
-                    forwarders.push(forward(pe, err, true));
+                    forwarders.push(forward(pe, err, true, done_tx.clone()));
                 }
                 children.push(Some(child));
             }
@@ -356,8 +370,19 @@ fn main() {
     for child in children.iter_mut().flatten() {
         let _ = child.wait();
     }
-    for f in forwarders {
-        let _ = f.join();
+    // Processes the PEs started (same process group) go too.
+    for &pgid in &pgids {
+        // SAFETY: signals the process group we created for a PE.
+        unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+    }
+    // Output still buffered in the pipes is forwarded; a descendant that
+    // escaped its group and keeps a pipe open cannot hold the launcher.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for _ in 0..forwarders.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
     }
     let removed = cleanup(&seen, since);
     if std::env::var_os("DISTARRAY_LAMELLAR_RUN_VERBOSE").is_some() {
