@@ -474,10 +474,7 @@ impl OneSidedComm for LamellarComm {
                 })
                 .min_by_key(|(_, r)| (r.cap, r.id))
                 .map(|(i, _)| i);
-            match chosen {
-                Some(i) => Some(cache.free.swap_remove(i)),
-                None => None,
-            }
+            chosen.map(|i| cache.free.swap_remove(i))
         };
         let regions = match regions {
             Some(r) => r,
