@@ -24,7 +24,7 @@
 //! first is enough. Handles that survive the guard anyway (a clone stored
 //! in a global, say) do not crash at exit: once MPI is finalised, dropping
 //! them frees nothing, and their operations return
-//! [`Error::Backend`](distarray::Error::Backend).
+//! [`Error::Backend`].
 //!
 //! # Threads
 //!
@@ -33,6 +33,10 @@
 //! application with less), every MPI call of this crate is serialised by a
 //! process-wide lock; the application must then still respect MPI's rules
 //! for its level (e.g. `MPI_THREAD_FUNNELED`: only the main thread calls).
+//! Collectives on one communicator (barrier, allgather, window creation,
+//! fences) are ordered by a per-communicator lock, so threads of one rank
+//! never run two of them at once; they still have to be called in the same
+//! order on every rank.
 //!
 //! # Failures
 //!
@@ -45,7 +49,7 @@
 use std::fmt;
 use std::io::Write;
 use std::marker::PhantomData;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use distarray::{Element, Error, OneSidedComm, Result};
 use mpi::datatype::PartitionMut;
@@ -107,6 +111,10 @@ impl Drop for MpiEnv {
 /// by the windows created on it (which keep the communicator alive).
 pub(crate) struct CommInner {
     comm: Option<SimpleCommunicator>,
+    /// Held for the whole of each collective on `comm`, so that threads of
+    /// one rank sharing a handle never run two collectives on it at once
+    /// (MPI requires collectives on a communicator to be ordered).
+    collectives: Mutex<()>,
     raw: ffi::MPI_Comm,
     rank: usize,
     size: usize,
@@ -116,7 +124,8 @@ pub(crate) struct CommInner {
 // the thread that created it. Concurrent use from several threads is
 // allowed by MPI under MPI_THREAD_MULTIPLE; below that level, every MPI call
 // of this crate holds the process-wide lock of `raw::serial`, so calls never
-// overlap. `rank` and `size` are plain data.
+// overlap. Collectives, which MPI requires to be ordered per communicator,
+// hold `collectives` from start to end. `rank` and `size` are plain data.
 unsafe impl Send for CommInner {}
 // SAFETY: see `Send`; `&CommInner` only gives access to the handle, whose
 // uses are serialised as described there.
@@ -139,14 +148,22 @@ impl CommInner {
         self.comm.as_ref().expect("communicator present until drop")
     }
 
-    /// Collective: `MPI_Barrier`.
-    pub(crate) fn barrier(&self) -> Result<()> {
-        let _serial = serial();
-        self.barrier_serialized()
+    /// Takes the lock that orders this rank's collectives on the
+    /// communicator (take it before [`serial`]).
+    pub(crate) fn collective(&self) -> MutexGuard<'_, ()> {
+        self.collectives.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`CommInner::barrier`] for callers that already hold [`serial`].
-    pub(crate) fn barrier_serialized(&self) -> Result<()> {
+    /// Collective: `MPI_Barrier`.
+    pub(crate) fn barrier(&self) -> Result<()> {
+        let _collective = self.collective();
+        let _serial = serial();
+        self.barrier_locked()
+    }
+
+    /// [`CommInner::barrier`] for callers that already hold
+    /// [`CommInner::collective`] and [`serial`].
+    pub(crate) fn barrier_locked(&self) -> Result<()> {
         raw::ensure_live()?;
         self.comm().barrier();
         Ok(())
@@ -155,6 +172,13 @@ impl CommInner {
     /// Collective: `MPI_Allgather` of the byte counts, then
     /// `MPI_Allgatherv` of the bytes.
     pub(crate) fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        let _collective = self.collective();
+        self.allgather_locked(local)
+    }
+
+    /// [`CommInner::allgather`] for callers that already hold
+    /// [`CommInner::collective`] (but not [`serial`]).
+    pub(crate) fn allgather_locked<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
         raw::ensure_live()?;
         let elem = std::mem::size_of::<T>();
         let too_big = || {
@@ -296,6 +320,7 @@ impl MpiComm {
         Ok(MpiComm {
             inner: Arc::new(CommInner {
                 comm: Some(comm),
+                collectives: Mutex::new(()),
                 raw,
                 rank,
                 size,

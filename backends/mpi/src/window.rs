@@ -137,6 +137,9 @@ impl<T: Element> MpiWindow<T> {
     /// allgathered into the window's layout (which also guarantees that no
     /// rank accesses the window before every rank has zeroed its part).
     pub(crate) fn new(comm: Arc<CommInner>, local_len: usize) -> Result<Self> {
+        // The whole creation (allocate + allgather) is one collective.
+        let inner = comm.clone();
+        let _collective = inner.collective();
         raw::ensure_live()?;
         let elem = std::mem::size_of::<T>();
         let bytes = local_len
@@ -206,7 +209,7 @@ impl<T: Element> MpiWindow<T> {
             // SAFETY: we hold the lock taken above.
             check(unsafe { ffi::MPI_Win_unlock(me, w.win) }, "MPI_Win_unlock")?;
         }
-        let lens = w.comm.allgather(&[local_len as u64])?;
+        let lens = w.comm.allgather_locked(&[local_len as u64])?;
         w.layout = WindowLayout::new(lens.into_iter().map(|v| v[0] as usize).collect());
         Ok(w)
     }
@@ -486,18 +489,19 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// maps to MPI).
     fn fence(&self) -> Result<()> {
         self.epochs.fence()?;
+        let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.load(Ordering::SeqCst) {
             // SAFETY: valid window inside the lock_all epoch.
             let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
             check(rc, "MPI_Win_flush_all")?;
             self.win_sync()?;
-            self.comm.barrier_serialized()?;
+            self.comm.barrier_locked()?;
             self.win_sync()
         } else {
             // Every rank has closed its passive epochs (checked on each rank
             // by `epochs.fence`) once it reaches the barrier.
-            self.comm.barrier_serialized()?;
+            self.comm.barrier_locked()?;
             // SAFETY: valid window; this rank holds no lock on it (checked).
             let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
             check(rc, "MPI_Win_lock_all")?;
@@ -509,13 +513,14 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
     fn fence_end(&self) -> Result<()> {
         self.epochs.fence_end()?;
+        let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.swap(false, Ordering::SeqCst) {
             // SAFETY: valid window; this rank holds lock_all (flag).
             let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
             check(rc, "MPI_Win_unlock_all")?;
         }
-        self.comm.barrier_serialized()
+        self.comm.barrier_locked()
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
