@@ -33,6 +33,16 @@
 //! backend; MPI's own errors come back as
 //! [`Error::Backend`](distarray::Error::Backend) with the MPI error string.
 //!
+//! # Failures
+//!
+//! A panic on any rank ends the whole job at once (the panic hook calls
+//! `MPI_Abort`), so no rank is left waiting. Returning an `Err` that only
+//! some ranks see is different: the ranks that return early free their
+//! windows (`MPI_Win_free` is collective) and finalise MPI, and wait there
+//! for the others, which may be waiting for them in a collective. So
+//! errors that are not collective should end the job: panic (e.g.
+//! `.expect(..)`) or call [`MpiComm::abort`].
+//!
 //! Building needs an MPI library (Open MPI; Debian: `libopenmpi-dev
 //! openmpi-bin`) and libclang (`libclang-dev`) for the `mpi` crate's
 //! bindings.
