@@ -35,6 +35,10 @@ use lamellar::memregion::prelude::*;
 use crate::comm::{LamellarComm, Regions};
 use crate::target::Ctl;
 
+/// Bulk transfers move through Lamellar-owned vectors: chunks of this size
+/// keep those copies in cache.
+const CHUNK_BYTES: usize = 64 << 10;
+
 /// One window of a [`LamellarComm`].
 pub struct LamellarWindow<T: Element> {
     comm: LamellarComm,
@@ -167,9 +171,19 @@ impl<T: Element> LamellarWindow<T> {
             // once the value has arrived.
             dst[0] = unsafe { self.region.get(target, offset).block() };
         } else {
-            // SAFETY: as above, for `dst.len()` elements.
-            let data = unsafe { self.region.get_buffer(target, offset, dst.len()).block() };
-            dst.copy_from_slice(&data);
+            // Lamellar returns a fresh vector: fetch in cache-sized chunks
+            // so that the copy into `dst` reads from cache.
+            let chunk = (CHUNK_BYTES / std::mem::size_of::<T>()).max(1);
+            for (i, part) in dst.chunks_mut(chunk).enumerate() {
+                // SAFETY: as above, for `part.len()` elements at
+                // `offset + i * chunk` (inside the checked range).
+                let data = unsafe {
+                    self.region
+                        .get_buffer(target, offset + i * chunk, part.len())
+                        .block()
+                };
+                part.copy_from_slice(&data);
+            }
         }
     }
 
@@ -187,8 +201,18 @@ impl<T: Element> LamellarWindow<T> {
             // `block` returns once the transfer is complete.
             unsafe { self.region.put(target, offset, src[0]).block() };
         } else {
-            // SAFETY: as above; Lamellar copies the source.
-            unsafe { self.region.put_buffer(target, offset, src).block() };
+            // Lamellar copies the source into a vector first: in chunks, so
+            // that the copy stays in cache.
+            let chunk = (CHUNK_BYTES / std::mem::size_of::<T>()).max(1);
+            for (i, part) in src.chunks(chunk).enumerate() {
+                // SAFETY: as above, for `part.len()` elements at
+                // `offset + i * chunk` (inside the checked range).
+                unsafe {
+                    self.region
+                        .put_buffer(target, offset + i * chunk, part)
+                        .block()
+                };
+            }
         }
     }
 

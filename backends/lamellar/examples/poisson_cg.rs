@@ -1,0 +1,19 @@
+//! The 2-D Poisson conjugate-gradient solver of `examples/poisson_cg.rs`
+//! (the same generic driver, `examples/apps/poisson.rs`) on the Lamellar
+//! backend.
+//!
+//! ```text
+//! cargo build --release -p distarray-lamellar --bins --example poisson_cg
+//! target/release/distarray-lamellar-run -n 4 -- target/release/examples/poisson_cg --n 200
+//! ```
+
+#[path = "../../../examples/apps/poisson.rs"]
+mod app;
+
+use distarray_lamellar::LamellarComm;
+
+fn main() -> distarray::Result<()> {
+    let comm = LamellarComm::from_env()?;
+    let opts = app::Opts::from_args();
+    app::run(comm, &opts).map(|_| ())
+}
