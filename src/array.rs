@@ -241,7 +241,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     pub fn get(&self, index: [usize; N]) -> Result<T> {
         let (rank, offset) = self.part.owner(index)?;
         let mut v = [T::default()];
-        self.with_epoch(rank, LockKind::Shared, |w| w.get(rank, offset, &mut v))?;
+        self.win
+            .get_locked(rank, LockKind::Shared, offset, &mut v)?;
         Ok(v[0])
     }
 
@@ -249,7 +250,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// slow path, like [`DistArray::get`].
     pub fn set(&self, index: [usize; N], value: T) -> Result<()> {
         let (rank, offset) = self.part.owner(index)?;
-        self.with_epoch(rank, LockKind::Exclusive, |w| w.put(rank, offset, &[value]))
+        self.win
+            .put_locked(rank, LockKind::Exclusive, offset, &[value])
     }
 
     /// Runs `f` on a read-only view of this rank's part (shared lock on it).

@@ -174,36 +174,66 @@ fn runs_of<const N: usize>(inter: &Block<N>, prange: &[Range<usize>; N]) -> Vec<
     runs
 }
 
-/// Copies the intersection `inter` between a buffer laid out as `outer`
-/// (row-major) and a contiguous row-major buffer of the intersection.
-/// `to_outer`: direction of the copy.
-fn copy_box<T: Copy, const N: usize>(
+/// Row `k` of `inter` (all but the last index fixed) as a range of a
+/// row-major buffer laid out as `outer`.
+fn row_in<const N: usize>(outer: &Block<N>, inter: &Block<N>, k: usize) -> Range<usize> {
+    let ishape = inter.shape();
+    let mut rows_shape = ishape;
+    rows_shape[N - 1] = 1;
+    let rel = multi_index(&rows_shape, k);
+    let o: [usize; N] =
+        std::array::from_fn(|d| inter.ranges[d].start - outer.ranges[d].start + rel[d]);
+    let at = linear_offset(&outer.shape(), &o);
+    at..at + ishape[N - 1]
+}
+
+/// If `inter` (inside `outer`) is one contiguous range of a row-major buffer
+/// laid out as `outer`, that range: the leading dimensions of `inter` have
+/// length 1 up to some dimension `k`, and every dimension after `k` is full.
+fn contiguous_in<const N: usize>(outer: &Block<N>, inter: &Block<N>) -> Option<Range<usize>> {
+    let ishape = inter.shape();
+    let k = (0..N).find(|&d| ishape[d] != 1).unwrap_or(N - 1);
+    if (k + 1..N).all(|d| inter.ranges[d] == outer.ranges[d]) {
+        let first = row_in(outer, inter, 0).start;
+        Some(first..first + inter.len())
+    } else {
+        None
+    }
+}
+
+/// Copies the rows of `inter` from `packed` (row-major over `inter`) into
+/// `outer_buf` (row-major over `outer`).
+fn scatter_box<T: Copy, const N: usize>(
     outer: &Block<N>,
     outer_buf: &mut [T],
     inter: &Block<N>,
-    packed: &mut [T],
-    to_outer: bool,
+    packed: &[T],
 ) {
-    let oshape = outer.shape();
-    let ishape = inter.shape();
-    let row = ishape[N - 1];
-    let mut rows_shape = ishape;
-    rows_shape[N - 1] = 1;
-    let nrows: usize = ishape[..N - 1].iter().product();
-    for k in 0..nrows {
-        let rel = multi_index(&rows_shape, k);
-        let o: [usize; N] =
-            std::array::from_fn(|d| inter.ranges[d].start - outer.ranges[d].start + rel[d]);
-        let at = linear_offset(&oshape, &o);
-        let (dst, src) = (
-            &mut outer_buf[at..at + row],
-            &mut packed[k * row..(k + 1) * row],
-        );
-        if to_outer {
-            dst.copy_from_slice(src);
-        } else {
-            src.copy_from_slice(dst);
-        }
+    let row = inter.shape()[N - 1];
+    for (k, src) in packed.chunks_exact(row.max(1)).enumerate() {
+        outer_buf[row_in(outer, inter, k)].copy_from_slice(src);
+    }
+}
+
+/// Copies the rows of `inter` from `outer_buf` into `packed`.
+fn gather_box<T: Copy, const N: usize>(
+    outer: &Block<N>,
+    outer_buf: &[T],
+    inter: &Block<N>,
+    packed: &mut [T],
+) {
+    let row = inter.shape()[N - 1];
+    for (k, dst) in packed.chunks_exact_mut(row.max(1)).enumerate() {
+        dst.copy_from_slice(&outer_buf[row_in(outer, inter, k)]);
+    }
+}
+
+/// Copies `runs` of `src` one after the other into `dst`.
+fn copy_runs<T: Copy>(src: &[T], runs: &[(usize, usize)], dst: &mut [T]) {
+    let mut at = 0;
+    for &(off, len) in runs {
+        dst[at..at + len].copy_from_slice(&src[off..off + len]);
+        at += len;
     }
 }
 
@@ -318,23 +348,28 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             });
         }
         let me = self.comm().rank();
+        let mut packed = Vec::new();
         for t in block.plan(self.partitioning())? {
-            let mut packed = vec![T::default(); t.intersection.len()];
+            // straight into the caller's buffer when the piece is contiguous
+            // there (always for 1-D arrays and full-width row blocks)
+            let direct = contiguous_in(block, &t.intersection);
+            let dst: &mut [T] = match &direct {
+                Some(r) => &mut buf[r.clone()],
+                None => {
+                    packed.resize(t.intersection.len(), T::default());
+                    &mut packed
+                }
+            };
             if t.rank == me {
-                self.with_local(|l| {
-                    let src = l.as_slice();
-                    let mut at = 0;
-                    for &(off, len) in &t.runs {
-                        packed[at..at + len].copy_from_slice(&src[off..off + len]);
-                        at += len;
-                    }
-                })?;
+                self.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
             } else {
                 self.with_epoch(t.rank, LockKind::Shared, |w| {
-                    w.get_runs(t.rank, &t.runs, &mut packed)
+                    w.get_runs(t.rank, &t.runs, dst)
                 })?;
             }
-            copy_box(block, buf, &t.intersection, &mut packed, true);
+            if direct.is_none() {
+                scatter_box(block, buf, &t.intersection, &packed);
+            }
         }
         Ok(())
     }
@@ -357,16 +392,22 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             });
         }
         let me = self.comm().rank();
-        let mut scratch = buf.to_vec();
+        let mut packed = Vec::new();
         for t in block.plan(self.partitioning())? {
-            let mut packed = vec![T::default(); t.intersection.len()];
-            copy_box(block, &mut scratch, &t.intersection, &mut packed, false);
+            let src: &[T] = match contiguous_in(block, &t.intersection) {
+                Some(r) => &buf[r],
+                None => {
+                    packed.resize(t.intersection.len(), T::default());
+                    gather_box(block, buf, &t.intersection, &mut packed);
+                    &packed
+                }
+            };
             if t.rank == me {
                 self.with_local_mut(|mut l| {
                     let dst = l.as_mut_slice();
                     let mut at = 0;
                     for &(off, len) in &t.runs {
-                        for (d, &s) in dst[off..off + len].iter_mut().zip(&packed[at..at + len]) {
+                        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[at..at + len]) {
                             *d = T::combine(op, *d, s);
                         }
                         at += len;
@@ -374,8 +415,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                 })?;
             } else {
                 self.with_epoch(t.rank, LockKind::Shared, |w| match op {
-                    AccumulateOp::Replace => w.put_runs(t.rank, &t.runs, &packed),
-                    _ => w.accumulate_runs(t.rank, &t.runs, &packed, op),
+                    AccumulateOp::Replace => w.put_runs(t.rank, &t.runs, src),
+                    _ => w.accumulate_runs(t.rank, &t.runs, src, op),
                 })?;
             }
         }

@@ -6,7 +6,7 @@
 //! gives the same [`Error`] everywhere — and never reaches MPI, where it
 //! would be undefined behaviour.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::comm::LockKind;
 use crate::error::{Error, Result};
@@ -77,11 +77,23 @@ pub fn check_runs_len(runs: &[(usize, usize)], buf_len: usize) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug)]
-struct EpochState {
-    locks: Vec<Option<LockKind>>,
-    held: usize,
-    fence_open: bool,
+const UNLOCKED: u8 = 0;
+const SHARED: u8 = 1;
+const EXCLUSIVE: u8 = 2;
+
+fn kind_code(kind: LockKind) -> u8 {
+    match kind {
+        LockKind::Shared => SHARED,
+        LockKind::Exclusive => EXCLUSIVE,
+    }
+}
+
+fn code_kind(code: u8) -> Option<LockKind> {
+    match code {
+        SHARED => Some(LockKind::Shared),
+        EXCLUSIVE => Some(LockKind::Exclusive),
+        _ => None,
+    }
 }
 
 /// One rank's epoch bookkeeping for one window: which targets it has locked
@@ -90,62 +102,69 @@ struct EpochState {
 /// Nested epochs on *different* targets are accepted; a second lock on the
 /// same target, an unlock without a lock and mixing locks with fences are
 /// rejected.
+///
+/// It sits on the hot path of every RMA call (an element `get` checks it
+/// three times), so it is lock-free: one atomic per target, claimed with a
+/// compare-exchange and released with a swap; checks are plain loads.
 #[derive(Debug)]
 pub struct EpochTracker {
-    state: Mutex<EpochState>,
+    locks: Vec<AtomicU8>,
+    held: AtomicUsize,
+    fence_open: AtomicBool,
 }
 
 impl EpochTracker {
     /// Bookkeeping for a window over `size` ranks, no epoch open.
     pub fn new(size: usize) -> Self {
         EpochTracker {
-            state: Mutex::new(EpochState {
-                locks: vec![None; size],
-                held: 0,
-                fence_open: false,
-            }),
+            locks: (0..size).map(|_| AtomicU8::new(UNLOCKED)).collect(),
+            held: AtomicUsize::new(0),
+            fence_open: AtomicBool::new(false),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, EpochState> {
-        // The state is updated in single assignments: a poisoned mutex still
-        // holds consistent data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn slot(&self, target: usize) -> Result<&AtomicU8> {
+        self.locks.get(target).ok_or(Error::RankOutOfRange {
+            rank: target,
+            size: self.locks.len(),
+        })
     }
 
     /// Records a lock on `target` (call before taking the runtime lock, and
     /// [`EpochTracker::abandon_lock`] if that fails).
     pub fn begin_lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        let mut st = self.state();
-        check_rank(target, st.locks.len())?;
-        if st.fence_open {
+        let slot = self.slot(target)?;
+        if self.fence_open.load(Ordering::Acquire) {
             return Err(Error::EpochMismatch(format!(
                 "lock on rank {target} while a fence epoch is open (call fence_end first)"
             )));
         }
-        if st.locks[target].is_some() {
-            return Err(Error::AlreadyLocked { target });
-        }
-        st.locks[target] = Some(kind);
-        st.held += 1;
+        slot.compare_exchange(
+            UNLOCKED,
+            kind_code(kind),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .map_err(|_| Error::AlreadyLocked { target })?;
+        self.held.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// Forgets a lock recorded by `begin_lock` whose runtime lock failed.
     pub fn abandon_lock(&self, target: usize) {
-        let mut st = self.state();
-        if st.locks[target].take().is_some() {
-            st.held -= 1;
+        if let Ok(slot) = self.slot(target) {
+            if slot.swap(UNLOCKED, Ordering::AcqRel) != UNLOCKED {
+                self.held.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
     /// Records the unlock of `target`; returns the kind it was locked with.
     pub fn end_lock(&self, target: usize) -> Result<LockKind> {
-        let mut st = self.state();
-        check_rank(target, st.locks.len())?;
-        match st.locks[target].take() {
+        let slot = self.slot(target)?;
+        match code_kind(slot.swap(UNLOCKED, Ordering::AcqRel)) {
             Some(kind) => {
-                st.held -= 1;
+                self.held.fetch_sub(1, Ordering::AcqRel);
                 Ok(kind)
             }
             None => Err(Error::NotLocked { target }),
@@ -154,9 +173,7 @@ impl EpochTracker {
 
     /// The lock this rank holds on `target`, if any.
     pub fn lock_kind(&self, target: usize) -> Result<Option<LockKind>> {
-        let st = self.state();
-        check_rank(target, st.locks.len())?;
-        Ok(st.locks[target])
+        Ok(code_kind(self.slot(target)?.load(Ordering::Acquire)))
     }
 
     /// Checks that `target` is locked (for `flush`).
@@ -165,10 +182,10 @@ impl EpochTracker {
     }
 
     /// Checks that an RMA operation on `target` is inside an epoch.
+    #[inline]
     pub fn check_access(&self, target: usize) -> Result<()> {
-        let st = self.state();
-        check_rank(target, st.locks.len())?;
-        if st.fence_open || st.locks[target].is_some() {
+        let locked = self.slot(target)?.load(Ordering::Acquire) != UNLOCKED;
+        if locked || self.fence_open.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(Error::NoEpoch { target })
@@ -178,11 +195,10 @@ impl EpochTracker {
     /// Checks that this rank may read its own part: a lock on itself or a
     /// fence epoch. Returns the lock kind (`None` in a fence epoch).
     pub fn check_local_read(&self, me: usize) -> Result<Option<LockKind>> {
-        let st = self.state();
-        if st.fence_open {
+        if self.fence_open.load(Ordering::Acquire) {
             return Ok(None);
         }
-        match st.locks[me] {
+        match self.lock_kind(me)? {
             Some(kind) => Ok(Some(kind)),
             None => Err(Error::NoEpoch { target: me }),
         }
@@ -191,8 +207,7 @@ impl EpochTracker {
     /// Checks that this rank may write its own part: an exclusive lock on
     /// itself.
     pub fn check_local_write(&self, me: usize) -> Result<()> {
-        let st = self.state();
-        match st.locks[me] {
+        match self.lock_kind(me)? {
             Some(LockKind::Exclusive) => Ok(()),
             Some(LockKind::Shared) => Err(Error::EpochMismatch(format!(
                 "local write access on rank {me} needs an exclusive lock, not a shared one"
@@ -203,36 +218,33 @@ impl EpochTracker {
 
     /// Records a `fence`: no locks may be held. Opens the fence epoch.
     pub fn fence(&self) -> Result<()> {
-        let mut st = self.state();
-        if st.held > 0 {
+        let held = self.held.load(Ordering::Acquire);
+        if held > 0 {
             return Err(Error::EpochMismatch(format!(
-                "fence while {} passive-target lock(s) are held",
-                st.held
+                "fence while {held} passive-target lock(s) are held"
             )));
         }
-        st.fence_open = true;
+        self.fence_open.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Records a `fence_end`: a fence epoch must be open.
     pub fn fence_end(&self) -> Result<()> {
-        let mut st = self.state();
-        if !st.fence_open {
+        if !self.fence_open.swap(false, Ordering::AcqRel) {
             return Err(Error::EpochMismatch(
                 "fence_end without an open fence epoch".into(),
             ));
         }
-        st.fence_open = false;
         Ok(())
     }
 
     /// Targets currently locked by this rank (used to release them on drop).
     pub fn locked_targets(&self) -> Vec<usize> {
-        let st = self.state();
-        st.locks
+        self.locks
             .iter()
             .enumerate()
-            .filter_map(|(t, l)| l.map(|_| t))
+            .filter(|(_, l)| l.load(Ordering::Acquire) != UNLOCKED)
+            .map(|(t, _)| t)
             .collect()
     }
 }

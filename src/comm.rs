@@ -262,6 +262,32 @@ pub trait Window<T: Element>: Send + Sync {
     /// Error: `target` not locked.
     fn flush(&self, target: usize) -> Result<()>;
 
+    /// An epoch of one read: `lock(target, kind)`, [`Window::get`],
+    /// `unlock(target)` in one call — the element-access path. The lock is
+    /// released even when the read fails. Backends may implement it with
+    /// fewer synchronisations (MPI skips the separate local flush).
+    fn get_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.lock(target, kind)?;
+        let out = self.get(target, offset, dst);
+        let unlocked = self.unlock(target);
+        out.and(unlocked)
+    }
+
+    /// An epoch of one write: `lock(target, kind)`, [`Window::put`],
+    /// `unlock(target)` in one call, like [`Window::get_locked`].
+    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
+        self.lock(target, kind)?;
+        let out = self.put(target, offset, src);
+        let unlocked = self.unlock(target);
+        out.and(unlocked)
+    }
+
     /// Reads `dst.len()` elements of `target`'s part starting at `offset`.
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()>;
 

@@ -181,6 +181,24 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
     fn flush(&self, target: usize) -> Result<()> {
         self.inner.flush(target)
     }
+    fn get_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.inner.get_locked(target, kind, offset, dst)?;
+        self.record(target, |c| &mut c.locks, 1, 0);
+        self.record(target, |c| &mut c.gets, 1, dst.len());
+        Ok(())
+    }
+    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
+        self.inner.put_locked(target, kind, offset, src)?;
+        self.record(target, |c| &mut c.locks, 1, 0);
+        self.record(target, |c| &mut c.puts, 1, src.len());
+        Ok(())
+    }
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         self.inner.get(target, offset, dst)?;
         self.record(target, |c| &mut c.gets, 1, dst.len());

@@ -200,7 +200,7 @@ fn main() -> distarray::Result<()> {
 
             let t = Instant::now();
             for _ in 0..ELEM_ITERS {
-                w.lock_get_unlock(target, 17, &mut v)?;
+                w.get_locked(target, LockKind::Shared, 17, &mut v)?;
                 black_box(v);
             }
             fast.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
@@ -216,7 +216,7 @@ fn main() -> distarray::Result<()> {
             set_rw.push(raw_elem_put(win, target as c_int, 17, ELEM_ITERS / 4));
             let t = Instant::now();
             for i in 0..ELEM_ITERS / 4 {
-                w.lock_put_unlock(target, 17, &[i as f64])?;
+                w.put_locked(target, LockKind::Exclusive, 17, &[i as f64])?;
             }
             set_fast.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
 

@@ -356,6 +356,23 @@ impl<T: Element> MpiWindow<T> {
 }
 
 impl<T: Element> Window<T> for MpiWindow<T> {
+    /// Lock, `MPI_Get`, unlock: the unlock completes the get, no separate
+    /// `MPI_Win_flush_local`.
+    fn get_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.lock_get_unlock(target, kind, offset, dst)
+    }
+
+    /// Lock, `MPI_Put`, unlock: the unlock completes the put.
+    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
+        self.lock_put_unlock(target, kind, offset, src)
+    }
+
     fn rank(&self) -> usize {
         self.comm.rank()
     }
@@ -595,9 +612,15 @@ impl<T: Element> MpiWindow<T> {
     /// but without the `MPI_Win_flush_local` that `get` needs to be
     /// blocking inside a longer epoch (here the unlock completes the get).
     /// Errors as for those three calls.
-    pub fn lock_get_unlock(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+    fn lock_get_unlock(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
         self.layout.check(target, offset, dst.len())?;
-        self.lock(target, LockKind::Shared)?;
+        self.lock(target, kind)?;
         let issued = if dst.is_empty() {
             Ok(())
         } else {
@@ -615,9 +638,15 @@ impl<T: Element> MpiWindow<T> {
     /// Exclusive lock on `target`, `MPI_Put` of `src`, unlock: `lock` +
     /// [`Window::put`] + `unlock` without the intermediate
     /// `MPI_Win_flush_local`.
-    pub fn lock_put_unlock(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+    fn lock_put_unlock(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        src: &[T],
+    ) -> Result<()> {
         self.layout.check(target, offset, src.len())?;
-        self.lock(target, LockKind::Exclusive)?;
+        self.lock(target, kind)?;
         let issued = if src.is_empty() {
             Ok(())
         } else {

@@ -164,30 +164,31 @@ fn lock_get_unlock(comm: &MpiComm) {
     let (me, p) = (comm.rank(), comm.size());
     let w = comm.create_window::<u64>(2).expect("create_window");
     let t = (me + 1) % p;
-    w.lock_put_unlock(t, 1, &[me as u64 + 10])
+    w.put_locked(t, LockKind::Exclusive, 1, &[me as u64 + 10])
         .expect("lock_put_unlock");
     comm.barrier().expect("barrier");
     let prev = (me + p - 1) % p;
     let mut v = [0u64; 2];
-    w.lock_get_unlock(me, 0, &mut v).expect("lock_get_unlock");
+    w.get_locked(me, LockKind::Shared, 0, &mut v)
+        .expect("lock_get_unlock");
     assert_eq!(v, [0, prev as u64 + 10]);
     assert!(matches!(
-        w.lock_get_unlock(t, 1, &mut v),
+        w.get_locked(t, LockKind::Shared, 1, &mut v),
         Err(Error::OutOfBounds { .. })
     ));
     assert!(matches!(
-        w.lock_get_unlock(p, 0, &mut v),
+        w.get_locked(p, LockKind::Shared, 0, &mut v),
         Err(Error::RankOutOfRange { .. })
     ));
     w.lock(t, LockKind::Shared).expect("lock");
     assert!(matches!(
-        w.lock_get_unlock(t, 0, &mut v),
+        w.get_locked(t, LockKind::Shared, 0, &mut v),
         Err(Error::AlreadyLocked { .. })
     ));
     w.unlock(t).expect("unlock");
     w.fence().expect("fence");
     assert!(matches!(
-        w.lock_put_unlock(t, 0, &[1]),
+        w.put_locked(t, LockKind::Exclusive, 0, &[1]),
         Err(Error::EpochMismatch(_))
     ));
     w.fence_end().expect("fence_end");
