@@ -6,7 +6,7 @@
 //! gives the same [`Error`] everywhere — and never reaches MPI, where it
 //! would be undefined behaviour.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::comm::LockKind;
 use crate::error::{Error, Result};
@@ -105,11 +105,11 @@ fn code_kind(code: u8) -> Option<LockKind> {
 ///
 /// It sits on the hot path of every RMA call (an element `get` checks it
 /// three times), so it is lock-free: one atomic per target, claimed with a
-/// compare-exchange and released with a swap; checks are plain loads.
+/// compare-exchange and released with a swap (two atomic read-modify-writes
+/// per epoch); checks are plain loads.
 #[derive(Debug)]
 pub struct EpochTracker {
     locks: Vec<AtomicU8>,
-    held: AtomicUsize,
     fence_open: AtomicBool,
 }
 
@@ -118,7 +118,6 @@ impl EpochTracker {
     pub fn new(size: usize) -> Self {
         EpochTracker {
             locks: (0..size).map(|_| AtomicU8::new(UNLOCKED)).collect(),
-            held: AtomicUsize::new(0),
             fence_open: AtomicBool::new(false),
         }
     }
@@ -146,16 +145,13 @@ impl EpochTracker {
             Ordering::Acquire,
         )
         .map_err(|_| Error::AlreadyLocked { target })?;
-        self.held.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// Forgets a lock recorded by `begin_lock` whose runtime lock failed.
     pub fn abandon_lock(&self, target: usize) {
         if let Ok(slot) = self.slot(target) {
-            if slot.swap(UNLOCKED, Ordering::AcqRel) != UNLOCKED {
-                self.held.fetch_sub(1, Ordering::AcqRel);
-            }
+            slot.store(UNLOCKED, Ordering::Release);
         }
     }
 
@@ -163,10 +159,7 @@ impl EpochTracker {
     pub fn end_lock(&self, target: usize) -> Result<LockKind> {
         let slot = self.slot(target)?;
         match code_kind(slot.swap(UNLOCKED, Ordering::AcqRel)) {
-            Some(kind) => {
-                self.held.fetch_sub(1, Ordering::AcqRel);
-                Ok(kind)
-            }
+            Some(kind) => Ok(kind),
             None => Err(Error::NotLocked { target }),
         }
     }
@@ -218,7 +211,7 @@ impl EpochTracker {
 
     /// Records a `fence`: no locks may be held. Opens the fence epoch.
     pub fn fence(&self) -> Result<()> {
-        let held = self.held.load(Ordering::Acquire);
+        let held = self.locked_targets().len();
         if held > 0 {
             return Err(Error::EpochMismatch(format!(
                 "fence while {held} passive-target lock(s) are held"
