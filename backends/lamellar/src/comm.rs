@@ -98,6 +98,26 @@ struct RegionCache {
     free: Vec<Regions>,
 }
 
+/// A future that is pending once (waking itself): `block_on` of it runs
+/// the executor's queued tasks before it completes.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
 /// How the world of a [`LamellarComm`] is built.
 #[derive(Debug, Clone)]
 pub struct LamellarCommBuilder {
@@ -138,7 +158,8 @@ impl LamellarCommBuilder {
     ///
     /// Uses the `shmem` lamellae when `LAMELLAR_NUM_PES` is set, the
     /// `local` one (a single PE) otherwise. Must be called once per
-    /// process; Lamellar panics on a second world. Lamellar insists on being
+    /// process: a second call returns an error (clone the communicator
+    /// instead). Lamellar insists on being
     /// started from the thread that first touched it, normally `main`.
     pub fn build(self) -> Result<LamellarComm> {
         let backend = match std::env::var("LAMELLAR_NUM_PES") {
@@ -157,6 +178,14 @@ impl LamellarCommBuilder {
             }
             Err(_) => Backend::Local,
         };
+        static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if BUILT.swap(true, Ordering::SeqCst) {
+            return Err(Error::Backend(
+                "a LamellarComm was already built in this process (Lamellar allows one world \
+                 per process): clone the first one"
+                    .into(),
+            ));
+        }
         let default_hook = std::panic::take_hook();
         let mut builder = LamellarWorldBuilder::new().with_lamellae(backend);
         if let Some(t) = self.threads {
@@ -218,6 +247,14 @@ impl LamellarComm {
     /// Lamellar calls, e.g. benchmarks).
     pub fn world(&self) -> &LamellarWorld {
         &self.inner.world
+    }
+
+    /// Lets the Lamellar runtime of this PE run the tasks it has pending
+    /// (incoming messages, e.g. reference-count updates of regions other
+    /// PEs dropped), as it does while this thread waits in a Lamellar call.
+    /// Called from every waiting loop of this crate.
+    pub(crate) fn progress(&self) {
+        self.inner.world.block_on(YieldOnce(false));
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, RegionCache> {
@@ -307,7 +344,10 @@ impl LamellarComm {
             // and only with these atomics.
             unsafe { inner.bar.atomic_store(to, round, e).block() };
             // SAFETY: as above, on this PE's own part.
-            backoff_until(|| unsafe { inner.bar.atomic_load(me, round).block() } >= e);
+            backoff_until(
+                || unsafe { inner.bar.atomic_load(me, round).block() } >= e,
+                &|| self.progress(),
+            );
             dist *= 2;
             round += 1;
         }

@@ -66,13 +66,13 @@ impl Ctl {
     }
 
     /// Takes the test-and-set lock `word` of `pe` (blocking).
-    fn guard(&self, pe: usize, word: usize) {
-        backoff_until(|| self.swap(pe, word, 1) == 0);
+    fn guard(&self, pe: usize, word: usize, progress: &dyn Fn()) {
+        backoff_until(|| self.swap(pe, word, 1) == 0, progress);
     }
 
     /// One attempt to take the passive-target lock of `pe`.
-    fn try_lock(&self, pe: usize, exclusive: bool) -> bool {
-        self.guard(pe, LOCK_GUARD);
+    fn try_lock(&self, pe: usize, exclusive: bool, progress: &dyn Fn()) -> bool {
+        self.guard(pe, LOCK_GUARD, progress);
         let w = self.load(pe, LOCK_WORD);
         let granted = if exclusive { w == 0 } else { w & WRITER == 0 };
         if granted {
@@ -83,13 +83,13 @@ impl Ctl {
     }
 
     /// Takes the passive-target lock of `pe` (blocking until compatible).
-    pub(crate) fn lock(&self, pe: usize, exclusive: bool) {
-        backoff_until(|| self.try_lock(pe, exclusive));
+    pub(crate) fn lock(&self, pe: usize, exclusive: bool, progress: &dyn Fn()) {
+        backoff_until(|| self.try_lock(pe, exclusive, progress), progress);
     }
 
     /// Releases a lock taken with [`Ctl::lock`].
-    pub(crate) fn unlock(&self, pe: usize, exclusive: bool) {
-        self.guard(pe, LOCK_GUARD);
+    pub(crate) fn unlock(&self, pe: usize, exclusive: bool, progress: &dyn Fn()) {
+        self.guard(pe, LOCK_GUARD, progress);
         let w = self.load(pe, LOCK_WORD);
         let new = if exclusive {
             debug_assert_eq!(w, WRITER, "exclusive unlock of a lock word {w:#x}");
@@ -106,8 +106,13 @@ impl Ctl {
     }
 
     /// Runs `f` while holding the accumulate guard of `pe`.
-    pub(crate) fn with_acc_guard<R>(&self, pe: usize, f: impl FnOnce() -> R) -> R {
-        self.guard(pe, ACC_GUARD);
+    pub(crate) fn with_acc_guard<R>(
+        &self,
+        pe: usize,
+        progress: &dyn Fn(),
+        f: impl FnOnce() -> R,
+    ) -> R {
+        self.guard(pe, ACC_GUARD, progress);
         // Released also if `f` panics (the process exits then anyway, but a
         // stuck guard would be worse).
         struct Release<'a>(&'a Ctl, usize);
@@ -123,10 +128,16 @@ impl Ctl {
 
 /// Calls `attempt` until it returns `true`, backing off between failures:
 /// a few immediate retries, then yields, then sleeps growing to 1 ms.
-pub(crate) fn backoff_until(mut attempt: impl FnMut() -> bool) {
+/// Every 16th failure calls `progress`, which lets the Lamellar runtime of
+/// this PE run its pending tasks (with the `single_thread` executor nothing
+/// else would while this thread waits).
+pub(crate) fn backoff_until(mut attempt: impl FnMut() -> bool, progress: &dyn Fn()) {
     let mut failures = 0u32;
     while !attempt() {
         failures += 1;
+        if failures % 16 == 0 {
+            progress();
+        }
         if failures < 4 {
             std::hint::spin_loop();
         } else if failures < 16 {

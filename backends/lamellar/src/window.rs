@@ -238,7 +238,9 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.epochs.begin_lock(target, kind)?;
-        self.ctl.lock(target, kind == LockKind::Exclusive);
+        self.ctl.lock(target, kind == LockKind::Exclusive, &|| {
+            self.comm.progress()
+        });
         Ok(())
     }
 
@@ -249,7 +251,9 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         }
         let kind = self.epochs.end_lock(target)?;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.ctl.unlock(target, kind == LockKind::Exclusive);
+        self.ctl.unlock(target, kind == LockKind::Exclusive, &|| {
+            self.comm.progress()
+        });
         Ok(())
     }
 
@@ -291,18 +295,21 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         if op == AccumulateOp::Replace && src.len() == 1 {
             // A single-element replace is one RDMA write: atomic as it is.
             self.ctl
-                .with_acc_guard(target, || self.write(target, offset, src));
+                .with_acc_guard(target, &|| self.comm.progress(), || {
+                    self.write(target, offset, src)
+                });
             return Ok(());
         }
         let mut cur = vec![T::ZERO; src.len()];
-        self.ctl.with_acc_guard(target, || {
-            self.read(target, offset, &mut cur);
-            for (c, &s) in cur.iter_mut().zip(src) {
-                *c = T::combine(op, *c, s);
-            }
-            self.write(target, offset, &cur);
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        });
+        self.ctl
+            .with_acc_guard(target, &|| self.comm.progress(), || {
+                self.read(target, offset, &mut cur);
+                for (c, &s) in cur.iter_mut().zip(src) {
+                    *c = T::combine(op, *c, s);
+                }
+                self.write(target, offset, &cur);
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            });
         Ok(())
     }
 
@@ -352,7 +359,8 @@ impl<T: Element> Drop for LamellarWindow<T> {
         // inside an epoch) so that no other PE waits for them forever.
         for t in self.epochs.locked_targets() {
             if let Ok(kind) = self.epochs.end_lock(t) {
-                self.ctl.unlock(t, kind == LockKind::Exclusive);
+                self.ctl
+                    .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
             }
         }
         if let Some(regions) = self.regions.take() {

@@ -107,11 +107,20 @@ fn leftovers(before: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
-fn conformance(pes: usize) {
+/// Runs the suite on `pes` PEs; `threads`: Lamellar's work-stealing
+/// executor with that many workers instead of the launcher's default
+/// single-thread executor.
+fn conformance_with(pes: usize, threads: Option<usize>) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = shm_files();
     let n = pes.to_string();
-    let (out, elapsed) = launch(&["-n", &n, "--", CONFORMANCE], Duration::from_secs(240));
+    let t = threads.map(|t| t.to_string());
+    let mut args = vec!["-n", &n];
+    if let Some(t) = &t {
+        args.extend(["--threads", t]);
+    }
+    args.extend(["--", CONFORMANCE]);
+    let (out, elapsed) = launch(&args, Duration::from_secs(240));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -124,9 +133,18 @@ fn conformance(pes: usize) {
         stdout.contains(&expect),
         "missing {expect:?} in\n{stdout}\n--- stderr\n{stderr}"
     );
-    eprintln!("conformance on {pes} PEs: {elapsed:.2?}");
+    eprintln!("conformance on {pes} PEs ({threads:?} worker threads): {elapsed:.2?}");
     let left = leftovers(&before);
     assert!(left.is_empty(), "shm files left after the job: {left:?}");
+}
+
+fn conformance(pes: usize) {
+    conformance_with(pes, None);
+}
+
+#[test]
+fn conformance_3_pes_work_stealing_executor() {
+    conformance_with(3, Some(1));
 }
 
 #[test]

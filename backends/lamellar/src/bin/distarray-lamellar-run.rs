@@ -5,9 +5,13 @@
 //! ```
 //!
 //! Starts P copies of `program` with `LAMELLAR_NUM_PES=P`,
-//! `LAMELLAR_PE_ID=0..P`, a `LAMELLAR_JOB_ID` unique to this job,
-//! `LAMELLAR_THREADS=T` (default 1) and `LAMELLAR_HEAP_SIZE=BYTES` (default
-//! 256M; suffixes K, M, G), prefixes every line they print with `[PE i] `,
+//! `LAMELLAR_PE_ID=0..P`, a `LAMELLAR_JOB_ID` unique to this job and
+//! `LAMELLAR_HEAP_SIZE=BYTES` (default 256M; suffixes K, M, G). Without
+//! `--threads` the PEs run Lamellar's `single_thread` executor (no worker
+//! threads: a PE's own thread drives the runtime whenever it waits); with
+//! `--threads T` its work-stealing executor with T worker threads, which
+//! poll without pause and so want spare cores. A `LAMELLAR_EXECUTOR` set in
+//! the environment wins. The launcher prefixes every line they print with `[PE i] `,
 //! and exits with status 0 when every PE did. When a PE fails (non-zero
 //! status or a signal) the launcher kills the others at once and exits
 //! non-zero; the same when the launcher itself is interrupted or terminated.
@@ -37,7 +41,8 @@ const SHM_PREFIX: &str = "lamellar_";
 
 struct Opts {
     pes: usize,
-    threads: usize,
+    /// Worker threads (None: the single-thread executor).
+    threads: Option<usize>,
     heap: u64,
     program: OsString,
     args: Vec<OsString>,
@@ -57,7 +62,7 @@ fn parse_size(s: &str) -> Option<u64> {
 fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args_os().skip(1);
     let mut pes = None;
-    let mut threads = 1;
+    let mut threads = None;
     let mut heap = 256 << 20;
     let value = |args: &mut dyn Iterator<Item = OsString>, name: &str| -> Result<String, String> {
         args.next()
@@ -80,11 +85,12 @@ fn parse_args() -> Result<Opts, String> {
             }
             Some("--threads") => {
                 let v = value(&mut args, "--threads")?;
-                threads = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("bad --threads {v:?}"))?;
+                threads = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or(format!("bad --threads {v:?}"))?,
+                );
             }
             Some("--heap") => {
                 let v = value(&mut args, "--heap")?;
@@ -287,7 +293,7 @@ fn main() {
             .env("LAMELLAR_NUM_PES", opts.pes.to_string())
             .env("LAMELLAR_PE_ID", pe.to_string())
             .env("LAMELLAR_JOB_ID", job_id.to_string())
-            .env("LAMELLAR_THREADS", opts.threads.to_string())
+            .env("LAMELLAR_THREADS", opts.threads.unwrap_or(1).to_string())
             .env("LAMELLAR_HEAP_SIZE", opts.heap.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -308,6 +314,17 @@ fn main() {
                 }
                 Ok(())
             });
+        }
+        if std::env::var_os("LAMELLAR_EXECUTOR").is_none() {
+            // Without --threads: no worker threads. Lamellar's work-stealing
+            // workers poll without pause; on a node with few cores they take
+            // the cores from the PEs' own computation (see the crate docs).
+            let executor = if opts.threads.is_some() {
+                "lamellar"
+            } else {
+                "single_thread"
+            };
+            cmd.env("LAMELLAR_EXECUTOR", executor);
         }
         match cmd.spawn() {
             Ok(mut child) => {
