@@ -135,7 +135,7 @@ pub(crate) fn backoff_until(mut attempt: impl FnMut() -> bool, progress: &dyn Fn
     let mut failures = 0u32;
     while !attempt() {
         failures += 1;
-        if failures % 16 == 0 {
+        if failures & 15 == 0 {
             progress();
         }
         if failures < 4 {
