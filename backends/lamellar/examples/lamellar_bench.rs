@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use distarray::{AccumulateOp, DistArray, LockKind, OneSidedComm, Window};
+use distarray_lamellar::lamellar::active_messaging::prelude::*;
 use distarray_lamellar::lamellar::memregion::prelude::*;
 use distarray_lamellar::LamellarComm;
 
@@ -60,7 +61,21 @@ fn main() {
             }
         })
     });
-    report("barrier", format!("{:.2} us", s / 100.0 * 1e6));
+    report(
+        "barrier (LamellarComm)",
+        format!("{:.2} us", s / 100.0 * 1e6),
+    );
+    let s = median(&comm, || {
+        timed(|| {
+            for _ in 0..100 {
+                comm.world().barrier();
+            }
+        })
+    });
+    report(
+        "barrier (raw LamellarWorld::barrier)",
+        format!("{:.2} us", s / 100.0 * 1e6),
+    );
     let s = median(&comm, || {
         timed(|| {
             for _ in 0..100 {

@@ -156,27 +156,32 @@ impl LamellarCommBuilder {
 
     /// Builds the world (collective over the job) and its communicator.
     ///
-    /// Uses the `shmem` lamellae when `LAMELLAR_NUM_PES` is set, the
-    /// `local` one (a single PE) otherwise. Must be called once per
+    /// Uses the lamellae named by `LAMELLAR_BACKEND` when it is set (as
+    /// Lamellar does), else the `shmem` lamellae when `LAMELLAR_NUM_PES` is
+    /// set (a job of `distarray-lamellar-run`), else the `local` one (a
+    /// single PE). Must be called once per
     /// process: a second call returns an error (clone the communicator
     /// instead). Lamellar insists on being
     /// started from the thread that first touched it, normally `main`.
     pub fn build(self) -> Result<LamellarComm> {
-        let backend = match std::env::var("LAMELLAR_NUM_PES") {
-            Ok(n) => {
-                for var in ["LAMELLAR_NUM_PES", "LAMELLAR_PE_ID", "LAMELLAR_JOB_ID"] {
-                    let val = std::env::var(var).map_err(|_| {
-                        Error::Backend(format!(
-                            "LAMELLAR_NUM_PES={n} is set but {var} is not: start the job \
-                             with distarray-lamellar-run"
-                        ))
-                    })?;
-                    val.parse::<usize>()
-                        .map_err(|_| Error::Backend(format!("{var}={val:?} is not a number")))?;
-                }
-                Backend::Shmem
+        let backend = if std::env::var_os("LAMELLAR_BACKEND").is_some() {
+            // An explicit choice (e.g. a network lamellae on a cluster,
+            // with the job started by that lamellae's launcher).
+            Backend::default()
+        } else if let Ok(n) = std::env::var("LAMELLAR_NUM_PES") {
+            for var in ["LAMELLAR_NUM_PES", "LAMELLAR_PE_ID", "LAMELLAR_JOB_ID"] {
+                let val = std::env::var(var).map_err(|_| {
+                    Error::Backend(format!(
+                        "LAMELLAR_NUM_PES={n} is set but {var} is not: start the job \
+                         with distarray-lamellar-run"
+                    ))
+                })?;
+                val.parse::<usize>()
+                    .map_err(|_| Error::Backend(format!("{var}={val:?} is not a number")))?;
             }
-            Err(_) => Backend::Local,
+            Backend::Shmem
+        } else {
+            Backend::Local
         };
         static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if BUILT.swap(true, Ordering::SeqCst) {

@@ -2,9 +2,14 @@
 //!
 //! [`LamellarComm`] implements [`distarray::OneSidedComm`] on one Lamellar
 //! world per process; its windows ([`LamellarWindow`]) live in Lamellar
-//! shared memory regions and are accessed with RDMA, with passive-target
-//! locks and accumulates executed at the target by active messages (see the
-//! module docs of `window` and `target` for the design).
+//! shared memory regions and are accessed with RDMA. Passive-target locks
+//! (a reader/writer lock word per target) and accumulates (read, combine,
+//! write back under a per-target guard) use Lamellar's remote atomics; the
+//! barrier is a dissemination barrier over remote atomics; windows reuse
+//! the regions of dropped windows. The source files `window.rs`, `target.rs`
+//! and `comm.rs` document the design, `BENCHMARKS-lamellar.md` the figures
+//! behind it (Lamellar's active messages and barrier cost milliseconds
+//! here, the remote atomics microseconds).
 //!
 //! # Running
 //!
@@ -17,6 +22,13 @@
 //! cargo build -p distarray-lamellar --bins
 //! target/debug/distarray-lamellar-run -n 4 -- target/debug/distarray-lamellar-conformance
 //! ```
+//!
+//! By default the launcher selects Lamellar's `single_thread` executor: no
+//! worker threads, the PE's own thread drives the runtime whenever it waits
+//! in a Lamellar call or in this crate's waiting loops. Lamellar's default
+//! work-stealing workers poll without pause and, on a node with fewer spare
+//! cores than PEs, take the cores from the computation (`--threads T`
+//! selects them anyway).
 //!
 //! A program started without the launcher runs as a single PE on the
 //! `local` lamellae.
