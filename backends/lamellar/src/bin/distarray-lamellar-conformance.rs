@@ -4,12 +4,156 @@
 //! distarray-lamellar-run -n 4 -- distarray-lamellar-conformance
 //! ```
 //!
-//! Rank 0 prints `conformance: all checks passed on P ranks` at the end.
+//! After the generic suite it runs checks of this backend's own machinery
+//! (window region reuse after early drops, the large-allgather path, mixed
+//! lock traffic). Rank 0 prints `conformance: all checks passed on P ranks`
+//! at the end.
 //! `--panic-on R` makes PE `R` panic once the world is up while the others
 //! wait in a barrier (used by the launcher's failure test).
 
-use distarray::OneSidedComm;
+use distarray::{AccumulateOp, LockKind, OneSidedComm, Window};
 use distarray_lamellar::LamellarComm;
+
+/// A window dropped early on one PE stays usable by the others, and its
+/// regions are reused only once every PE has dropped it (then zeroed).
+fn early_drop_and_reuse(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let w = comm.create_window::<u64>(8).unwrap();
+    w.lock(me, LockKind::Exclusive).unwrap();
+    w.with_local_mut(|s| s.fill(1000 + me as u64)).unwrap();
+    w.unlock(me).unwrap();
+    comm.barrier().unwrap();
+    let w = if me == 0 {
+        drop(w);
+        None
+    } else {
+        Some(w)
+    };
+    // While PE 0 has dropped it, the others keep using each other's parts.
+    if let Some(w) = &w {
+        for t in 1..p {
+            w.lock(t, LockKind::Shared).unwrap();
+            w.accumulate(t, 0, &[1], AccumulateOp::Sum).unwrap();
+            w.unlock(t).unwrap();
+        }
+    }
+    // A new window of the same type and size must not reuse the regions
+    // the other PEs still hold.
+    let w2 = comm.create_window::<u64>(8).unwrap();
+    w2.lock(me, LockKind::Exclusive).unwrap();
+    assert!(
+        w2.with_local(|s| s.iter().all(|&x| x == 0)).unwrap(),
+        "PE {me}: new window not zero"
+    );
+    w2.with_local_mut(|s| s.fill(7)).unwrap();
+    w2.unlock(me).unwrap();
+    comm.barrier().unwrap();
+    if let Some(w) = &w {
+        w.lock(me, LockKind::Shared).unwrap();
+        let v = w.with_local(|s| s.to_vec()).unwrap();
+        w.unlock(me).unwrap();
+        let mut expect = vec![1000 + me as u64; 8];
+        expect[0] += (p - 1) as u64;
+        assert_eq!(v, expect, "PE {me}: window disturbed by a later window");
+    }
+    comm.barrier().unwrap();
+    drop(w);
+    drop(w2);
+    // Now every PE dropped both: the next windows reuse them, zeroed.
+    for _ in 0..3 {
+        let w3 = comm.create_window::<u64>(8).unwrap();
+        w3.lock(me, LockKind::Shared).unwrap();
+        assert!(
+            w3.with_local(|s| s.iter().all(|&x| x == 0)).unwrap(),
+            "PE {me}: reused window not zero"
+        );
+        w3.unlock(me).unwrap();
+        comm.barrier().unwrap();
+    }
+}
+
+/// Many windows of varying types and sizes, created and dropped.
+fn window_churn(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    for round in 0..60usize {
+        let len = 1 + (round * 37 + me * 11) % 300;
+        let t = (me + 1) % p;
+        if round % 3 == 0 {
+            let w = comm.create_window::<f32>(len).unwrap();
+            let tl = w.len_of(t).unwrap();
+            w.lock(t, LockKind::Exclusive).unwrap();
+            w.put(t, tl - 1, &[round as f32]).unwrap();
+            let mut back = [0.0f32];
+            w.get(t, tl - 1, &mut back).unwrap();
+            w.unlock(t).unwrap();
+            assert_eq!(back[0], round as f32);
+        } else {
+            let w = comm.create_window::<i64>(len).unwrap();
+            w.fence().unwrap();
+            w.accumulate(t, 0, &[1], AccumulateOp::Sum).unwrap();
+            w.fence().unwrap();
+            let v = w.with_local(|s| s[0]).unwrap();
+            w.fence_end().unwrap();
+            assert_eq!(v, 1, "PE {me}: round {round}");
+        }
+    }
+    comm.barrier().unwrap();
+}
+
+/// Contributions larger than the allgather scratch space.
+fn large_allgather(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let n = |r: usize| if r % 2 == 0 { 20_000 + r } else { 3 };
+    let mine: Vec<f64> = (0..n(me)).map(|i| (me * 1_000_000 + i) as f64).collect();
+    let all = comm.allgather(&mine).unwrap();
+    for (q, part) in all.iter().enumerate() {
+        assert_eq!(part.len(), n(q));
+        assert!(part
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x == (q * 1_000_000 + i) as f64));
+    }
+    assert_eq!(all.len(), p);
+    comm.barrier().unwrap();
+}
+
+/// Exclusive read-modify-writes of one counter interleaved with shared
+/// accumulates into another word of the same PE.
+fn mixed_lock_traffic(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let w = comm.create_window::<u64>(2).unwrap();
+    const ROUNDS: u64 = 30;
+    for r in 0..ROUNDS as usize {
+        let target = r % p;
+        if (r + me) % 2 == 0 {
+            w.lock(target, LockKind::Exclusive).unwrap();
+            let mut c = [0u64];
+            w.get(target, 0, &mut c).unwrap();
+            w.put(target, 0, &[c[0] + 1]).unwrap();
+            w.unlock(target).unwrap();
+        } else {
+            w.lock(target, LockKind::Shared).unwrap();
+            w.accumulate(target, 1, &[1], AccumulateOp::Sum).unwrap();
+            w.unlock(target).unwrap();
+        }
+    }
+    comm.barrier().unwrap();
+    let mut total = [0u64; 2];
+    for t in 0..p {
+        let mut v = [0u64; 2];
+        w.lock(t, LockKind::Shared).unwrap();
+        w.get(t, 0, &mut v).unwrap();
+        w.unlock(t).unwrap();
+        total[0] += v[0];
+        total[1] += v[1];
+    }
+    assert_eq!(
+        total[0] + total[1],
+        ROUNDS * p as u64,
+        "PE {me}: lost updates {total:?}"
+    );
+    comm.barrier().unwrap();
+}
 
 fn main() {
     let mut panic_on = None;
@@ -60,6 +204,21 @@ fn main() {
     } else {
         distarray::conformance::run_all(&comm)
     };
+    let extra: [(&str, fn(&LamellarComm)); 4] = [
+        ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
+        ("lamellar: window_churn", window_churn),
+        ("lamellar: large_allgather", large_allgather),
+        ("lamellar: mixed_lock_traffic", mixed_lock_traffic),
+    ];
+    for (name, check) in extra {
+        comm.barrier().unwrap();
+        let t = std::time::Instant::now();
+        check(&comm);
+        if timings && comm.rank() == 0 {
+            println!("{name}: {:.3} s", t.elapsed().as_secs_f64());
+        }
+    }
+    let n = n + extra.len();
     if comm.rank() == 0 {
         println!(
             "conformance: all checks passed on {} ranks ({n} checks, {:.2} s)",
