@@ -46,6 +46,9 @@ pub struct LamellarWindow<T: Element> {
     layout: WindowLayout,
     epochs: EpochTracker,
     region: SharedMemoryRegion<T>,
+    /// Address of this PE's part of `region` (taken once, so that no
+    /// reference to window memory is created outside a local view).
+    local: usize,
     ctl: Ctl,
     /// Returned to the communicator's cache on drop.
     regions: Option<Regions>,
@@ -94,8 +97,12 @@ impl<T: Element> LamellarWindow<T> {
             region.as_mut_slice()[..need].fill(T::ZERO);
             regions.ctl.as_mut_slice().fill(0);
         }
+        // SAFETY: only the address is taken (no reference is created).
+        let local = unsafe { region.as_mut_ptr() }
+            .map_err(|e| Error::Backend(format!("window region has no local part: {e:?}")))?;
         comm.creation_barrier();
         Ok(LamellarWindow {
+            local: local as usize,
             rank,
             layout: WindowLayout::new(lens),
             epochs: EpochTracker::new(size),
@@ -107,11 +114,10 @@ impl<T: Element> LamellarWindow<T> {
         })
     }
 
-    /// Pointer to this PE's part (valid for `self.local_len()` elements).
+    /// Pointer to this PE's part (valid for `self.local_len()` elements
+    /// while the window lives).
     fn local_ptr(&self) -> *mut T {
-        // SAFETY: only the address is taken; the temporary slice is not
-        // used to read or write.
-        unsafe { self.region.as_mut_slice().as_mut_ptr() }
+        self.local as *mut T
     }
 
     fn views(&self) -> std::sync::MutexGuard<'_, Views> {
