@@ -6,7 +6,7 @@
 //!
 //! Starts P copies of `program` with `LAMELLAR_NUM_PES=P`,
 //! `LAMELLAR_PE_ID=0..P`, a `LAMELLAR_JOB_ID` unique to this job and
-//! `LAMELLAR_HEAP_SIZE=BYTES` (default 256M; suffixes K, M, G). Without
+//! `LAMELLAR_HEAP_SIZE=BYTES` (default 64M, Lamellar grows it on demand; suffixes K, M, G). Without
 //! `--threads` the PEs run Lamellar's `single_thread` executor (no worker
 //! threads: a PE's own thread drives the runtime whenever it waits); with
 //! `--threads T` its work-stealing executor with T worker threads, which
@@ -63,7 +63,7 @@ fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args_os().skip(1);
     let mut pes = None;
     let mut threads = None;
-    let mut heap = 256 << 20;
+    let mut heap = 64 << 20;
     let value = |args: &mut dyn Iterator<Item = OsString>, name: &str| -> Result<String, String> {
         args.next()
             .and_then(|v| v.into_string().ok())
