@@ -14,6 +14,9 @@
 use distarray::{AccumulateOp, LockKind, OneSidedComm, Window};
 use distarray_lamellar::LamellarComm;
 
+/// A named check of this backend.
+type Check = (&'static str, fn(&LamellarComm));
+
 /// A window dropped early on one PE stays usable by the others, and its
 /// regions are reused only once every PE has dropped it (then zeroed).
 fn early_drop_and_reuse(comm: &LamellarComm) {
@@ -103,7 +106,7 @@ fn window_churn(comm: &LamellarComm) {
 /// Contributions larger than the allgather scratch space.
 fn large_allgather(comm: &LamellarComm) {
     let (me, p) = (comm.rank(), comm.size());
-    let n = |r: usize| if r % 2 == 0 { 20_000 + r } else { 3 };
+    let n = |r: usize| if r & 1 == 0 { 20_000 + r } else { 3 };
     let mine: Vec<f64> = (0..n(me)).map(|i| (me * 1_000_000 + i) as f64).collect();
     let all = comm.allgather(&mine).unwrap();
     for (q, part) in all.iter().enumerate() {
@@ -204,7 +207,7 @@ fn main() {
     } else {
         distarray::conformance::run_all(&comm)
     };
-    let extra: [(&str, fn(&LamellarComm)); 4] = [
+    let extra: [Check; 4] = [
         ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
         ("lamellar: window_churn", window_churn),
         ("lamellar: large_allgather", large_allgather),
