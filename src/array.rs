@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
-use crate::comm::{Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::epoch::{vote, Epoch};
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 
@@ -123,9 +124,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         local_shape: [usize; N],
         data: &[T],
     ) -> Result<Self> {
-        let local_len: usize = local_shape.iter().product();
+        let local_len = local_shape
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b));
         let grid_part = ContinuousPartitioning::with_grid([0; N], grid).and_then(|g| {
             g.check_nparts(comm.size())?;
+            let local_len = local_len.ok_or_else(|| {
+                Error::InvalidPartition(format!("local shape {local_shape:?} overflows usize"))
+            })?;
             if data.len() != local_len {
                 return Err(Error::ShapeMismatch {
                     expected: vec![local_len],
@@ -156,8 +162,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         }
         let sizes = sizes.map(|v| v.into_iter().map(|x| x.unwrap_or(0)).collect());
         let a = Self::with_part_sizes(comm, sizes)?;
-        a.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(data))?;
-        a.sync()?;
+        vote(
+            &a.comm,
+            a.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(data)),
+        )?;
         Ok(a)
     }
 
@@ -165,8 +173,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// element set to `f(global index)` by its owner.
     pub fn from_fn(comm: C, shape: [usize; N], f: impl Fn([usize; N]) -> T) -> Result<Self> {
         let a = Self::new(comm, shape)?;
-        a.with_local_mut(|mut l| l.fill_with(&f))?;
-        a.sync()?;
+        vote(&a.comm, a.with_local_mut(|mut l| l.fill_with(&f)))?;
         Ok(a)
     }
 
@@ -219,19 +226,27 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         self.comm.barrier()
     }
 
+    /// Opens a passive-target epoch on `target`'s part: an RAII guard whose
+    /// drop unlocks. Offsets of its operations are row-major offsets into
+    /// that part.
+    pub fn lock(&self, target: usize, kind: LockKind) -> Result<Epoch<'_, T, C::Window<T>>> {
+        Epoch::new(&self.win, target, kind)
+    }
+
     /// Runs `f` inside a passive-target epoch on `target` (lock, `f`,
-    /// unlock). The lock is released even when `f` fails.
+    /// unlock). The lock is released even when `f` fails or panics.
+    ///
+    /// While the epoch is open, do not wait for other ranks (collectives,
+    /// or locks they may hold): they may be waiting for this lock.
     pub fn with_epoch<R>(
         &self,
         target: usize,
         kind: LockKind,
         f: impl FnOnce(&C::Window<T>) -> Result<R>,
     ) -> Result<R> {
-        self.win.lock(target, kind)?;
-        let out = f(&self.win);
-        let unlocked = self.win.unlock(target);
-        let out = out?;
-        unlocked?;
+        let epoch = self.lock(target, kind)?;
+        let out = f(&self.win)?;
+        epoch.unlock()?;
         Ok(out)
     }
 
@@ -290,21 +305,24 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Collective: sets every element to `value`.
     pub fn fill(&self, value: T) -> Result<()> {
-        self.with_local_mut(|mut l| l.as_mut_slice().fill(value))?;
-        self.sync()
+        vote(
+            &self.comm,
+            self.with_local_mut(|mut l| l.as_mut_slice().fill(value)),
+        )
     }
 
     /// Collective: applies `f` to every local element, in place.
     pub fn map_local(&self, f: impl Fn(T) -> T) -> Result<()> {
-        self.with_local_mut(|mut l| l.as_mut_slice().iter_mut().for_each(|x| *x = f(*x)))?;
-        self.sync()
+        let local =
+            self.with_local_mut(|mut l| l.as_mut_slice().iter_mut().for_each(|x| *x = f(*x)));
+        vote(&self.comm, local)
     }
 
     /// Collective: reduces the local parts with `local` and combines the
     /// per-rank results in rank order with `combine` (deterministic: every
     /// rank gets the same value).
     pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
-        let mine = self.with_local(|l| local(l.as_slice()))?;
+        let mine = vote(&self.comm, self.with_local(|l| local(l.as_slice())))?;
         let all = self.comm.allgather(&[mine])?;
         let mut it = all.into_iter().map(|v| v[0]);
         let first = it.next().expect("at least one rank");
@@ -314,7 +332,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: the sum of all elements (partial sums added in rank
     /// order, so every rank gets the same value).
     pub fn sum(&self) -> Result<T> {
-        self.reduce(|l| l.iter().copied().sum(), |a, b| a + b)
+        // wrapping for integers, like accumulate(Sum)
+        let add = |a: T, b: T| T::combine(AccumulateOp::Sum, a, b);
+        self.reduce(|l| l.iter().fold(T::ZERO, |s, &v| add(s, v)), add)
     }
 
     /// One-sided: the whole array in global row-major order, read with one

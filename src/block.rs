@@ -77,9 +77,12 @@ impl<const N: usize> Block<N> {
         self.ranges.clone().map(|r| r.end.saturating_sub(r.start))
     }
 
-    /// Number of indices in the block.
+    /// Number of indices in the block (saturating at `usize::MAX` for
+    /// blocks too large to exist).
     pub fn len(&self) -> usize {
-        self.shape().iter().product()
+        self.shape()
+            .iter()
+            .fold(1usize, |a, &b| a.saturating_mul(b))
     }
 
     /// `true` if the block has no indices.
@@ -95,14 +98,13 @@ impl<const N: usize> Block<N> {
     /// Checks the block against an array shape: every range must satisfy
     /// `start <= end <= shape[d]`.
     pub fn validate(&self, shape: [usize; N]) -> Result<()> {
-        for d in 0..N {
-            let r = &self.ranges[d];
-            if r.start > r.end || r.end > shape[d] {
-                return Err(Error::IndexOutOfBounds {
-                    index: self.ranges.iter().map(|r| r.end).collect(),
-                    shape: shape.to_vec(),
-                });
-            }
+        if (0..N)
+            .any(|d| self.ranges[d].start > self.ranges[d].end || self.ranges[d].end > shape[d])
+        {
+            return Err(Error::InvalidBlock {
+                ranges: self.ranges.iter().map(|r| (r.start, r.end)).collect(),
+                shape: shape.to_vec(),
+            });
         }
         Ok(())
     }
@@ -333,6 +335,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// contiguous run per remote rank, one shared-lock epoch per rank; the
     /// own part is copied locally.
     pub fn get_block(&self, block: &Block<N>) -> Result<GlobalBlock<T, N>> {
+        block.validate(self.shape())?;
         let mut gb = GlobalBlock::zeros(block.clone());
         self.get_block_into(block, &mut gb.data)?;
         Ok(gb)
@@ -341,6 +344,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// One-sided: fetches `block` into `buf` (row-major over the block;
     /// `Err` unless `buf.len()` equals the block's length).
     pub fn get_block_into(&self, block: &Block<N>, buf: &mut [T]) -> Result<()> {
+        block.validate(self.shape())?;
         if buf.len() != block.len() {
             return Err(Error::ShapeMismatch {
                 expected: block.shape().to_vec(),
@@ -385,6 +389,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Like [`DistArray::put_block`] from a plain row-major buffer.
     pub fn put_block_from(&self, block: &Block<N>, buf: &[T], op: AccumulateOp) -> Result<()> {
+        block.validate(self.shape())?;
         if buf.len() != block.len() {
             return Err(Error::ShapeMismatch {
                 expected: block.shape().to_vec(),

@@ -67,8 +67,9 @@ pub fn check_rank(rank: usize, size: usize) -> Result<()> {
 
 /// Checks that a buffer of `buf_len` elements matches the runs' total length.
 pub fn check_runs_len(runs: &[(usize, usize)], buf_len: usize) -> Result<()> {
-    let total: usize = runs.iter().map(|r| r.1).sum();
-    if total != buf_len {
+    let total = runs.iter().try_fold(0usize, |a, r| a.checked_add(r.1));
+    if total != Some(buf_len) {
+        let total = total.unwrap_or(usize::MAX);
         return Err(Error::ShapeMismatch {
             expected: vec![total],
             found: vec![buf_len],
@@ -227,6 +228,28 @@ impl EpochTracker {
             return Err(Error::EpochMismatch(
                 "fence_end without an open fence epoch".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Collective `fence` (or `fence_end` when `end`) bookkeeping that keeps
+    /// ranks in step: records it locally, then `all_ok` (the backend's
+    /// allgather of one flag per rank) tells whether every rank could. If
+    /// any could not, every rank returns an error ([`Error::PeerFailed`] on
+    /// the ranks whose own check passed) and the tracker is left as before,
+    /// so no rank waits in a fence the others skipped.
+    pub fn fence_collectively(
+        &self,
+        end: bool,
+        all_ok: impl FnOnce(bool) -> Result<Vec<bool>>,
+    ) -> Result<()> {
+        let was_open = self.fence_open.load(Ordering::Acquire);
+        let local = if end { self.fence_end() } else { self.fence() };
+        let flags = all_ok(local.is_ok())?;
+        local?;
+        if let Some(rank) = flags.iter().position(|ok| !ok) {
+            self.fence_open.store(was_open, Ordering::Release);
+            return Err(Error::PeerFailed { rank });
         }
         Ok(())
     }

@@ -114,6 +114,25 @@ pub enum Error {
         message: String,
     },
 
+    /// Another rank failed its part of a collective operation (its own call
+    /// returned the actual error); every rank returns an error, so all stay
+    /// in step.
+    #[error("rank {rank} failed its part of this collective operation")]
+    PeerFailed {
+        /// The first rank that failed.
+        rank: usize,
+    },
+
+    /// A block does not fit the array: a range runs past the shape or
+    /// starts after it ends.
+    #[error("block {ranges:?} does not fit shape {shape:?}")]
+    InvalidBlock {
+        /// The block's ranges as `(start, end)`.
+        ranges: Vec<(usize, usize)>,
+        /// The array shape.
+        shape: Vec<usize>,
+    },
+
     /// A rank's closure panicked (returned by [`crate::threaded::run`]).
     #[error("rank {rank} panicked: {message}")]
     RankPanicked {

@@ -44,6 +44,7 @@ pub mod comm;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod counting;
+pub mod epoch;
 pub mod error;
 pub mod ghost;
 pub mod linalg;
@@ -59,6 +60,7 @@ pub struct ReadmeDoctests;
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, Window};
+pub use epoch::Epoch;
 pub use error::{Error, Result};
 pub use ghost::GhostedBlock;
 pub use partition::ContinuousPartitioning;

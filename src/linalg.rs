@@ -30,6 +30,7 @@
 use crate::array::DistArray;
 use crate::block::Block;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
+use crate::epoch::vote;
 use crate::error::{Error, Result};
 
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
@@ -206,37 +207,47 @@ pub fn matvec<T: Element, C: OneSidedComm>(
     let [m, n] = a.shape();
     check_len(n, x.len())?;
     check_len(m, y.len())?;
-    let me = a.comm().rank();
-    let [rows, cols] = a.local_indices(me)?;
+    let comm = a.comm();
+    let [rows, cols] = a.local_indices(comm.rank())?;
     let direct = a.partitioning().grid()[1] == 1
         && a.partitioning().boundaries(0) == y.partitioning().boundaries(0);
-    if !direct {
-        y.with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))?;
-    }
-    // x complete everywhere, y zeroed everywhere
+    // x is complete everywhere, and nobody reads y any more
     a.sync()?;
+    let fetch_x = |xs: &mut Vec<T>| x.get_block_into(&Block::new([cols.clone()]), xs);
     let mut xs = vec![T::ZERO; cols.len()];
-    x.get_block_into(&Block::new([cols.clone()]), &mut xs)?;
     if direct {
-        a.with_local(|la| {
-            y.with_local_mut(|mut ly| {
-                gemv_local(
-                    la.as_slice(),
-                    rows.len(),
-                    cols.len(),
-                    &xs,
-                    ly.as_mut_slice(),
-                )
-            })
-        })??;
-    } else {
-        let mut part = vec![T::ZERO; rows.len()];
-        a.with_local(|la| gemv_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part))?;
-        if !rows.is_empty() {
-            y.put_block_from(&Block::new([rows]), &part, AccumulateOp::Sum)?;
-        }
+        // nobody else contributes to this rank's part of y: write it directly
+        let local = fetch_x(&mut xs).and_then(|_| {
+            a.with_local(|la| {
+                y.with_local_mut(|mut ly| {
+                    gemv_local(
+                        la.as_slice(),
+                        rows.len(),
+                        cols.len(),
+                        &xs,
+                        ly.as_mut_slice(),
+                    )
+                })
+            })?
+        });
+        return vote(comm, local);
     }
-    y.sync()
+    let part = y
+        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
+        .and_then(|_| {
+            fetch_x(&mut xs)?;
+            let mut part = vec![T::ZERO; rows.len()];
+            a.with_local(|la| gemv_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part))?;
+            Ok(part)
+        });
+    // every rank's part of y is zero before anyone adds into it
+    let part = vote(comm, part)?;
+    let added = if rows.is_empty() {
+        Ok(())
+    } else {
+        y.put_block_from(&Block::new([rows]), &part, AccumulateOp::Sum)
+    };
+    vote(comm, added)
 }
 
 /// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
@@ -249,18 +260,27 @@ pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     let [m, n] = a.shape();
     check_len(m, x.len())?;
     check_len(n, y.len())?;
-    let me = a.comm().rank();
-    let [rows, cols] = a.local_indices(me)?;
-    y.with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))?;
+    let comm = a.comm();
+    let [rows, cols] = a.local_indices(comm.rank())?;
     a.sync()?;
-    let mut xs = vec![T::ZERO; rows.len()];
-    x.get_block_into(&Block::new([rows.clone()]), &mut xs)?;
-    let mut part = vec![T::ZERO; cols.len()];
-    a.with_local(|la| gemv_transpose_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part))?;
-    if !cols.is_empty() && !rows.is_empty() {
-        y.put_block_from(&Block::new([cols]), &part, AccumulateOp::Sum)?;
-    }
-    y.sync()
+    let part = y
+        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
+        .and_then(|_| {
+            let mut xs = vec![T::ZERO; rows.len()];
+            x.get_block_into(&Block::new([rows.clone()]), &mut xs)?;
+            let mut part = vec![T::ZERO; cols.len()];
+            a.with_local(|la| {
+                gemv_transpose_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part)
+            })?;
+            Ok(part)
+        });
+    let part = vote(comm, part)?;
+    let added = if cols.is_empty() || rows.is_empty() {
+        Ok(())
+    } else {
+        y.put_block_from(&Block::new([cols]), &part, AccumulateOp::Sum)
+    };
+    vote(comm, added)
 }
 
 fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
@@ -284,28 +304,35 @@ pub fn dot<T: Element, C: OneSidedComm>(
     y: &DistArray<T, C, 1>,
 ) -> Result<T> {
     check_same_partition(x, y)?;
-    let local: T = x.with_local(|lx| {
+    // wrapping for integers, like accumulate(Sum)
+    let add = |acc: T, v: T| T::combine(AccumulateOp::Sum, acc, v);
+    let local = x.with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
-            Ok(lx.as_slice().iter().map(|&v| v * v).sum())
+            Ok(lx.as_slice().iter().fold(T::ZERO, |s, &v| add(s, v * v)))
         } else {
             y.with_local(|ly| {
                 lx.as_slice()
                     .iter()
                     .zip(ly.as_slice())
-                    .map(|(&a, &b)| a * b)
-                    .sum()
+                    .fold(T::ZERO, |s, (&a, &b)| add(s, a * b))
             })
         }
-    })??;
+    });
+    let local = vote(x.comm(), local.and_then(|r| r))?;
     let all = x.comm().allgather(&[local])?;
-    Ok(all.into_iter().map(|v| v[0]).sum())
+    Ok(all.into_iter().fold(T::ZERO, |s, v| add(s, v[0])))
 }
 
 /// Collective: the Euclidean norm `sqrt(x · x)`, as `f64`.
 pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
-    let local: f64 =
-        x.with_local(|l| l.as_slice().iter().map(|&v| v.to_f64() * v.to_f64()).sum())?;
+    let local = x.with_local(|l| {
+        l.as_slice()
+            .iter()
+            .map(|&v| v.to_f64() * v.to_f64())
+            .sum::<f64>()
+    });
+    let local = vote(x.comm(), local)?;
     let all = x.comm().allgather(&[local])?;
     Ok(all.into_iter().map(|v| v[0]).sum::<f64>().sqrt())
 }

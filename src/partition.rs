@@ -62,16 +62,23 @@ impl<const N: usize> ContinuousPartitioning<N> {
         }
         let mut shape = [0; N];
         let mut grid = [0; N];
+        let mut overflow = false;
         let bounds = sizes.map(|s| {
             let mut b = Vec::with_capacity(s.len() + 1);
             b.push(0);
             let mut acc = 0usize;
             for x in s {
-                acc += x;
+                acc = acc.checked_add(x).unwrap_or_else(|| {
+                    overflow = true;
+                    0
+                });
                 b.push(acc);
             }
             b
         });
+        if overflow {
+            return Err(Error::InvalidPartition("part sizes overflow usize".into()));
+        }
         for d in 0..N {
             grid[d] = bounds[d].len() - 1;
             shape[d] = *bounds[d].last().expect("non-empty");
@@ -80,6 +87,19 @@ impl<const N: usize> ContinuousPartitioning<N> {
                     "dimension {d} has no parts"
                 )));
             }
+        }
+        let fits = shape
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .is_some()
+            && grid
+                .iter()
+                .try_fold(1usize, |a, &b| a.checked_mul(b))
+                .is_some();
+        if !fits {
+            return Err(Error::InvalidPartition(format!(
+                "shape {shape:?} or grid {grid:?} overflows usize"
+            )));
         }
         Ok(ContinuousPartitioning {
             shape,
@@ -208,7 +228,7 @@ impl<const N: usize> ContinuousPartitioning<N> {
 
     /// The part (grid coordinate) of dimension `d` containing `i`
     /// (`i < shape[d]`), by binary search: O(log grid[d]).
-    pub fn part_in_dim(&self, d: usize, i: usize) -> usize {
+    pub(crate) fn part_in_dim(&self, d: usize, i: usize) -> usize {
         let b = &self.bounds[d];
         // Last part whose start is <= i; empty parts before it are skipped
         // because their start equals the next part's start.

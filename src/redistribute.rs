@@ -22,6 +22,7 @@
 use crate::array::DistArray;
 use crate::block::Block;
 use crate::comm::{Element, OneSidedComm};
+use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::ContinuousPartitioning;
 
@@ -71,8 +72,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         // the source parts must be complete everywhere before anyone reads
         self.sync()?;
         let block = Block::new(out.local_indices(self.comm().rank())?);
-        out.with_local_mut(|mut l| self.get_block_into(&block, l.as_mut_slice()))??;
-        out.sync()?;
+        let pulled = out.with_local_mut(|mut l| self.get_block_into(&block, l.as_mut_slice()));
+        vote(self.comm(), pulled.and_then(|r| r))?;
         Ok(out)
     }
 }
@@ -82,8 +83,14 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 1> {
     /// order, as a new 1-D array whose parts are the survivors of each
     /// rank's part.
     pub fn filter(&self, keep: impl Fn(T) -> bool) -> Result<Self> {
-        let kept: Vec<T> =
-            self.with_local(|l| l.as_slice().iter().copied().filter(|&x| keep(x)).collect())?;
+        let kept = self.with_local(|l| {
+            l.as_slice()
+                .iter()
+                .copied()
+                .filter(|&x| keep(x))
+                .collect::<Vec<T>>()
+        });
+        let kept = vote(self.comm(), kept)?;
         Self::from_local_parts(
             self.comm().clone(),
             [self.comm().size()],

@@ -398,6 +398,15 @@ pub struct ThreadedWindow<T: Element> {
 }
 
 impl<T: Element> ThreadedWindow<T> {
+    /// Every rank's flag (a barrier).
+    fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
+        let all = self.world.exchange(self.rank, Arc::new(ok))?;
+        Ok(all
+            .iter()
+            .map(|v| *v.downcast_ref::<bool>().expect("flag"))
+            .collect())
+    }
+
     fn conflict(target: usize, reason: &str) -> Error {
         Error::Conflict {
             target,
@@ -549,14 +558,13 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     }
 
     fn fence(&self) -> Result<()> {
-        self.epochs.fence()?;
-        // Operations complete when they return: a barrier orders them.
-        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+        // Operations complete when they return: the exchange (a barrier)
+        // orders them.
+        self.epochs.fence_collectively(false, |ok| self.all_ok(ok))
     }
 
     fn fence_end(&self) -> Result<()> {
-        self.epochs.fence_end()?;
-        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+        self.epochs.fence_collectively(true, |ok| self.all_ok(ok))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {

@@ -104,3 +104,15 @@ proptest! {
         prop_assert!(seen.iter().all(|&c| c == 1));
     }
 }
+
+#[test]
+fn overflowing_sizes_are_errors_not_panics() {
+    assert!(matches!(
+        ContinuousPartitioning::from_part_sizes([vec![usize::MAX, 1], vec![1]]),
+        Err(Error::InvalidPartition(_))
+    ));
+    assert!(matches!(
+        ContinuousPartitioning::from_part_sizes([vec![usize::MAX / 2], vec![4]]),
+        Err(Error::InvalidPartition(_))
+    ));
+}

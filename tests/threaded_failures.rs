@@ -178,3 +178,38 @@ fn exclusive_lock_blocks_until_released() {
         vec!["rank 0 releases", "rank 1 acquires"]
     );
 }
+
+#[test]
+fn a_panic_inside_a_local_view_releases_the_lock() {
+    threaded::run(2, |comm| {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [4]).unwrap();
+        if comm.rank() == 0 {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                a.with_local_mut(|_| panic!("inside the view")).unwrap();
+            }));
+            assert!(caught.is_err());
+            // the epoch guard unlocked during unwinding: locking again works
+            a.with_local(|l| assert_eq!(l.as_slice().len(), 2)).unwrap();
+        }
+        a.sync().unwrap();
+        // and other ranks can read rank 0's part
+        assert_eq!(a.get([0]).unwrap(), 0.0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_error_on_one_rank_fails_the_collective_everywhere() {
+    let r = threaded::run(3, |comm| {
+        let a = DistArray::<i32, _, 1>::new(comm.clone(), [6]).unwrap();
+        // rank 1 holds a lock on its own part: its fill fails locally
+        let _guard = (comm.rank() == 1).then(|| a.lock(1, LockKind::Shared).unwrap());
+        let e = a.fill(7).unwrap_err();
+        if comm.rank() == 1 {
+            assert!(matches!(e, Error::AlreadyLocked { target: 1 }), "{e:?}");
+        } else {
+            assert!(matches!(e, Error::PeerFailed { rank: 1 }), "{e:?}");
+        }
+    });
+    r.unwrap();
+}

@@ -19,6 +19,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("array_from_local_parts", array_from_local_parts::<C>),
         ("array_bad_input", array_bad_input::<C>),
         ("array_local_views", array_local_views::<C>),
+        ("array_early_drop", array_early_drop::<C>),
     ]
 }
 
@@ -336,4 +337,29 @@ fn array_local_views<C: OneSidedComm>(comm: &C) {
     });
     // a view of an empty part is fine
     ok(comm, "sync", a.sync());
+}
+
+/// One rank drops an array while the others still read it (including the
+/// dropped rank's part), then drop theirs: no hang, right values (on MPI
+/// the early drop waits in the collective free until the others drop).
+fn array_early_drop<C: OneSidedComm>(comm: &C) {
+    let n = 3 * comm.size() + 1;
+    let a = ok(
+        comm,
+        "from_fn",
+        DistArray::<i64, C, 1>::from_fn(comm.clone(), [n], |[i]| 5 * i as i64),
+    );
+    if comm.rank() == 0 {
+        drop(a);
+    } else {
+        for i in 0..n {
+            assert_eq!(ok(comm, "get", a.get([i])), 5 * i as i64);
+        }
+        drop(a);
+    }
+    ok(comm, "barrier", comm.barrier());
+    // later arrays are unaffected
+    let b = ok(comm, "new", DistArray::<i64, C, 1>::new(comm.clone(), [n]));
+    ok(comm, "fill", b.fill(2));
+    assert_eq!(ok(comm, "sum", b.sum()), 2 * n as i64);
 }

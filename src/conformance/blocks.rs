@@ -357,24 +357,31 @@ fn block_bad_input<C: OneSidedComm>(comm: &C) {
         DistArray::<f32, C, 2>::new(comm.clone(), [5, 4]),
     );
     let oob = |e: &Error| matches!(e, Error::IndexOutOfBounds { .. });
+    let bad_block = |e: &Error| matches!(e, Error::InvalidBlock { .. });
     expect_err(
         comm,
         "block past the end",
         a.get_block(&Block::new([0..6, 0..4])),
-        oob,
+        bad_block,
     );
     expect_err(
         comm,
         "reversed block",
         a.get_block(&Block::new([Range { start: 3, end: 2 }, 0..4])),
-        oob,
+        bad_block,
     );
     let gb = GlobalBlock::zeros(Block::new([0..5, 2..5]));
     expect_err(
         comm,
+        "block too large to exist",
+        a.get_block(&Block::new([0..usize::MAX, 0..usize::MAX])),
+        bad_block,
+    );
+    expect_err(
+        comm,
         "put_block past the end",
         a.put_block(&gb, AccumulateOp::Replace),
-        oob,
+        bad_block,
     );
     let mut buf = vec![0f32; 3];
     expect_err(

@@ -18,6 +18,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("nested_epochs_on_different_targets", nested_epochs::<C>),
         ("fence_epochs", fence_epochs::<C>),
         ("epoch_errors", epoch_errors::<C>),
+        ("fence_disagreement", fence_disagreement::<C>),
         ("bounds_errors", bounds_errors::<C>),
         ("all_element_kinds", all_element_kinds::<C>),
     ]
@@ -508,6 +509,12 @@ fn bounds_errors<C: OneSidedComm>(comm: &C) {
             w.get_runs(t, &[(0, 1)], &mut buf),
             |e| matches!(e, Error::ShapeMismatch { .. }),
         );
+        expect_err(
+            comm,
+            "runs overflowing usize",
+            w.get_runs(t, &[(0, usize::MAX), (0, 2)], &mut buf[..1]),
+            |e| matches!(e, Error::ShapeMismatch { .. } | Error::OutOfBounds { .. }),
+        );
         // an empty access at the end is fine
         ok(comm, "empty get", w.get(t, n, &mut []));
         ok(comm, "unlock", w.unlock(t));
@@ -562,4 +569,40 @@ fn all_element_kinds<C: OneSidedComm>(comm: &C) {
     roundtrip::<usize, C>(comm, [4, usize::MAX, 5]);
     roundtrip::<f32, C>(comm, [-1.5, f32::MAX, 0.125]);
     roundtrip::<f64, C>(comm, [f64::MIN_POSITIVE, -2.5e300, 0.375]);
+}
+
+/// One rank still holds a lock when all call `fence`: every rank gets an
+/// error (none waits alone in the fence) and the window stays usable.
+fn fence_disagreement<C: OneSidedComm>(comm: &C) {
+    let (me, p) = (comm.rank(), comm.size());
+    let w = ok(comm, "create_window", comm.create_window::<u16>(2));
+    let culprit = p - 1;
+    if me == culprit {
+        ok(comm, "lock", w.lock(0, LockKind::Shared));
+    }
+    let r = w.fence();
+    if me == culprit {
+        expect_err(comm, "fence with a lock held", r, |e| {
+            matches!(e, Error::EpochMismatch(_))
+        });
+        ok(comm, "unlock", w.unlock(0));
+    } else {
+        expect_err(
+            comm,
+            "fence with a lock held elsewhere",
+            r,
+            |e| matches!(e, Error::PeerFailed { rank } if *rank == culprit),
+        );
+    }
+    // no fence epoch is open anywhere: a lock works, then a real fence
+    ok(comm, "lock", w.lock(me, LockKind::Exclusive));
+    ok(comm, "unlock", w.unlock(me));
+    ok(comm, "fence", w.fence());
+    ok(comm, "put", w.put((me + 1) % p, 0, &[7]));
+    ok(comm, "fence", w.fence());
+    ok(comm, "fence_end", w.fence_end());
+    expect_err(comm, "fence_end twice", w.fence_end(), |e| {
+        matches!(e, Error::EpochMismatch(_))
+    });
+    ok(comm, "barrier", comm.barrier());
 }

@@ -236,6 +236,12 @@ impl<T: Element> MpiWindow<T> {
 
     /// Conflicts of this rank's own RMA on its own part with a local view
     /// (as the threaded backend reports them).
+    /// Every rank's flag (an allgather).
+    fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
+        let all = self.comm.allgather(&[u8::from(ok)])?;
+        Ok(all.iter().map(|v| v[0] == 1).collect())
+    }
+
     fn check_self_access(&self, target: usize, write: bool) -> Result<()> {
         if target != self.me() {
             return Ok(());
@@ -505,7 +511,9 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// Opens or continues the fence epoch (see the module docs for how it
     /// maps to MPI).
     fn fence(&self) -> Result<()> {
-        self.epochs.fence()?;
+        // every rank learns whether all could fence: none waits alone below
+        self.epochs
+            .fence_collectively(false, |ok| self.all_ok(ok))?;
         let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.load(Ordering::SeqCst) {
@@ -529,7 +537,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
     fn fence_end(&self) -> Result<()> {
-        self.epochs.fence_end()?;
+        self.epochs.fence_collectively(true, |ok| self.all_ok(ok))?;
         let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.swap(false, Ordering::SeqCst) {

@@ -1,0 +1,110 @@
+//! RAII access epochs ([`Epoch`]) and the collective success vote
+//! ([`vote`]) that keeps ranks in step when one of them fails.
+
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::error::{Error, Result};
+
+/// A passive-target epoch on one target of one window: the lock is taken
+/// when the guard is made and released when it is dropped (also when the
+/// code using it panics), or explicitly with [`Epoch::unlock`], which
+/// reports the unlock's error.
+///
+/// Offsets are element offsets into the target's part (row-major for a
+/// `DistArray`'s part).
+///
+/// ```
+/// use distarray::{threaded, DistArray, LockKind, OneSidedComm};
+/// threaded::run(2, |comm| -> distarray::Result<()> {
+///     let a = DistArray::<u32, _, 1>::from_fn(comm.clone(), [4], |[i]| i as u32)?;
+///     let other = 1 - comm.rank();
+///     let epoch = a.lock(other, LockKind::Shared)?;
+///     let mut two = [0u32; 2];
+///     epoch.get(0, &mut two)?; // the first two elements of the other rank's part
+///     epoch.unlock()?;
+///     assert_eq!(two, [2 * other as u32, 2 * other as u32 + 1]);
+///     Ok(())
+/// })
+/// .unwrap()
+/// .into_iter()
+/// .collect::<distarray::Result<Vec<_>>>()
+/// .unwrap();
+/// ```
+pub struct Epoch<'a, T: Element, W: Window<T>> {
+    win: &'a W,
+    target: usize,
+    locked: bool,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
+    /// Locks `target` of `win` and returns the guard.
+    pub fn new(win: &'a W, target: usize, kind: LockKind) -> Result<Self> {
+        win.lock(target, kind)?;
+        Ok(Epoch {
+            win,
+            target,
+            locked: true,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// The target rank.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// The window.
+    pub fn window(&self) -> &'a W {
+        self.win
+    }
+
+    /// [`Window::get`] on the target.
+    pub fn get(&self, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.win.get(self.target, offset, dst)
+    }
+
+    /// [`Window::put`] on the target.
+    pub fn put(&self, offset: usize, src: &[T]) -> Result<()> {
+        self.win.put(self.target, offset, src)
+    }
+
+    /// [`Window::accumulate`] on the target.
+    pub fn accumulate(&self, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        self.win.accumulate(self.target, offset, src, op)
+    }
+
+    /// [`Window::flush`] on the target.
+    pub fn flush(&self) -> Result<()> {
+        self.win.flush(self.target)
+    }
+
+    /// Closes the epoch, reporting the unlock's error.
+    pub fn unlock(mut self) -> Result<()> {
+        self.locked = false;
+        self.win.unlock(self.target)
+    }
+}
+
+impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
+    fn drop(&mut self) {
+        if self.locked {
+            // Nothing to report to from a destructor; the error could only
+            // be a backend failure, which the next operation reports.
+            let _ = self.win.unlock(self.target);
+        }
+    }
+}
+
+/// Collective: every rank contributes whether its part of a collective
+/// operation succeeded. Returns this rank's own error, or
+/// [`Error::PeerFailed`] if another rank failed, or `local`'s value: every
+/// rank leaves the operation with the same verdict, and none goes on into
+/// a later collective the others skip. Acts as a barrier.
+pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
+    let flags = comm.allgather(&[u8::from(local.is_ok())])?;
+    let value = local?;
+    match flags.iter().position(|f| f[0] == 0) {
+        Some(rank) => Err(Error::PeerFailed { rank }),
+        None => Ok(value),
+    }
+}
