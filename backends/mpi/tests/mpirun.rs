@@ -140,3 +140,75 @@ fn panic_on_one_rank_ends_job_2_ranks() {
 fn panic_on_one_rank_ends_job_4_ranks() {
     panic_ends_job(4);
 }
+
+/// Path of an example binary of this crate (`cargo test` builds examples
+/// next to the test binaries: target/<profile>/examples/).
+fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds the examples)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// The matvec and Poisson CG examples (the core's generic drivers) run on
+/// MPI and check their own results against serial computations.
+#[test]
+fn examples_run_on_mpi() {
+    for (name, args, expect) in [
+        (
+            "mpi_matvec",
+            vec!["--n", "300", "--dist", "cols", "--reps", "2"],
+            "max relative error",
+        ),
+        (
+            "mpi_matvec",
+            vec!["--n", "301", "--dist", "rows", "--reps", "2"],
+            "max relative error",
+        ),
+        (
+            "mpi_poisson_cg",
+            vec!["--n", "40"],
+            "max difference from a serial CG solve",
+        ),
+    ] {
+        let bin = example(name);
+        let _one_at_a_time = MPIRUN.lock().unwrap_or_else(|e| e.into_inner());
+        let out = Command::new("timeout")
+            .args([
+                "--kill-after=5",
+                "120",
+                "mpirun",
+                "--oversubscribe",
+                "--mca",
+                "btl",
+                "self,vader",
+                "-n",
+                "3",
+                &bin,
+            ])
+            .args(&args)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .expect("run mpirun");
+        assert!(
+            out.status.success(),
+            "{name} {args:?} failed:\n{}",
+            describe(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(expect) && stdout.contains("3 rank(s) of the mpi backend"),
+            "{name}:\n{}",
+            describe(&out)
+        );
+    }
+}

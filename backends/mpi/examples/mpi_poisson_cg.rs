@@ -3,8 +3,8 @@
 //! backend: one rank per MPI process.
 //!
 //! ```text
-//! cargo build --release -p distarray-mpi --example poisson_cg
-//! mpirun -n 4 target/release/examples/poisson_cg --n 256
+//! cargo build --release -p distarray-mpi --example mpi_poisson_cg
+//! mpirun -n 4 target/release/examples/mpi_poisson_cg --n 256
 //! ```
 //!
 //! Options: `--n N` (64), `--tol T` (1e-8); `--ranks` is ignored (mpirun's

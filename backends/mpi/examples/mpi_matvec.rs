@@ -3,11 +3,11 @@
 //! per MPI process.
 //!
 //! ```text
-//! cargo build --release -p distarray-mpi --example matvec
-//! mpirun -n 4 target/release/examples/matvec --n 15000 --dist cols
+//! cargo build --release -p distarray-mpi --example mpi_matvec
+//! mpirun -n 4 target/release/examples/mpi_matvec --n 15000 --dist cols
 //! # CBLAS dgemv as the local kernel (Debian: libopenblas-dev):
-//! cargo build --release -p distarray-mpi --features openblas --example matvec
-//! OPENBLAS_NUM_THREADS=1 mpirun -n 4 target/release/examples/matvec
+//! cargo build --release -p distarray-mpi --features openblas --example mpi_matvec
+//! OPENBLAS_NUM_THREADS=1 mpirun -n 4 target/release/examples/mpi_matvec
 //! ```
 //!
 //! With OpenBLAS, keep one BLAS thread per rank (`OPENBLAS_NUM_THREADS=1`):
