@@ -35,8 +35,9 @@ use lamellar::memregion::prelude::*;
 use crate::comm::{LamellarComm, Regions};
 use crate::target::Ctl;
 
-/// Bulk transfers move through Lamellar-owned vectors: chunks of this size
-/// keep those copies in cache.
+/// Bulk transfers move through a registered bounce buffer of this size per
+/// window (allocated on first use from Lamellar's heap), so that the copy
+/// between it and the caller's buffer stays in cache.
 const CHUNK_BYTES: usize = 64 << 10;
 
 /// One window of a [`LamellarComm`].
@@ -50,6 +51,10 @@ pub struct LamellarWindow<T: Element> {
     /// reference to window memory is created outside a local view).
     local: usize,
     ctl: Ctl,
+    /// Elements per bulk-transfer chunk.
+    chunk: usize,
+    /// Bounce buffer of `chunk` elements for bulk get / put.
+    bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
     /// Returned to the communicator's cache on drop.
     regions: Option<Regions>,
     /// Local views alive (`with_local` / `with_local_mut`).
@@ -103,6 +108,8 @@ impl<T: Element> LamellarWindow<T> {
         comm.creation_barrier();
         Ok(LamellarWindow {
             local: local as usize,
+            chunk: (CHUNK_BYTES / std::mem::size_of::<T>()).max(1),
+            bounce: Mutex::new(None),
             rank,
             layout: WindowLayout::new(lens),
             epochs: EpochTracker::new(size),
@@ -177,18 +184,27 @@ impl<T: Element> LamellarWindow<T> {
             // once the value has arrived.
             dst[0] = unsafe { self.region.get(target, offset).block() };
         } else {
-            // Lamellar returns a fresh vector: fetch in cache-sized chunks
-            // so that the copy into `dst` reads from cache.
-            let chunk = (CHUNK_BYTES / std::mem::size_of::<T>()).max(1);
-            for (i, part) in dst.chunks_mut(chunk).enumerate() {
-                // SAFETY: as above, for `part.len()` elements at
-                // `offset + i * chunk` (inside the checked range).
-                let data = unsafe {
+            // Through a registered bounce buffer, in cache-sized chunks:
+            // RDMA into it, then copy into `dst`.
+            let mut bounce = self.bounce();
+            let bounce = bounce.get_or_insert_with(|| {
+                self.comm
+                    .world()
+                    .alloc_one_sided_mem_region::<T>(self.chunk)
+            });
+            for (i, part) in dst.chunks_mut(self.chunk).enumerate() {
+                let sub = bounce.sub_region(0..part.len());
+                // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
+                // part.len() <= offset + dst.len()`, checked by the caller).
+                // The bounce region is this window's alone (behind its
+                // mutex) and `block` returns once the data has arrived.
+                unsafe {
+                    let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
                     self.region
-                        .get_buffer(target, offset + i * chunk, part.len())
-                        .block()
-                };
-                part.copy_from_slice(&data);
+                        .get_into_buffer(target, offset + i * self.chunk, buf)
+                        .block();
+                    part.copy_from_slice(sub.as_slice());
+                }
             }
         }
     }
@@ -207,19 +223,31 @@ impl<T: Element> LamellarWindow<T> {
             // `block` returns once the transfer is complete.
             unsafe { self.region.put(target, offset, src[0]).block() };
         } else {
-            // Lamellar copies the source into a vector first: in chunks, so
-            // that the copy stays in cache.
-            let chunk = (CHUNK_BYTES / std::mem::size_of::<T>()).max(1);
-            for (i, part) in src.chunks(chunk).enumerate() {
-                // SAFETY: as above, for `part.len()` elements at
-                // `offset + i * chunk` (inside the checked range).
+            // Through the registered bounce buffer, in cache-sized chunks.
+            let mut bounce = self.bounce();
+            let bounce = bounce.get_or_insert_with(|| {
+                self.comm
+                    .world()
+                    .alloc_one_sided_mem_region::<T>(self.chunk)
+            });
+            for (i, part) in src.chunks(self.chunk).enumerate() {
+                let sub = bounce.sub_region(0..part.len());
+                // SAFETY: in bounds of `target`'s part (checked by the
+                // caller); the bounce region is this window's alone (behind
+                // its mutex), and `block` returns once the transfer is
+                // complete, before the region is written again.
                 unsafe {
+                    sub.as_mut_slice().copy_from_slice(part);
                     self.region
-                        .put_buffer(target, offset + i * chunk, part)
-                        .block()
-                };
+                        .put_buffer(target, offset + i * self.chunk, &sub)
+                        .block();
+                }
             }
         }
+    }
+
+    fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
+        self.bounce.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The data region, for benchmarks comparing with raw Lamellar calls.
