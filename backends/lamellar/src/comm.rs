@@ -313,12 +313,6 @@ impl LamellarComm {
         }
     }
 
-    /// Collective barrier for windows (fence); takes the collective guard.
-    pub(crate) fn window_barrier(&self) {
-        let _g = self.coll_guard();
-        self.sync();
-    }
-
     /// Collective barrier for window creation (the guard is held).
     pub(crate) fn creation_barrier(&self) {
         self.sync();

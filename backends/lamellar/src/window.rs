@@ -246,6 +246,20 @@ impl<T: Element> LamellarWindow<T> {
         }
     }
 
+    /// Collective `fence` / `fence_end` (`end`): every PE learns whether
+    /// all could (an allgather of one flag, whose barriers also order the
+    /// operations of the epoch: they are complete when they return). If one
+    /// could not, every PE returns an error and none is left waiting.
+    fn fence_vote(&self, end: bool) -> Result<()> {
+        let views = self.check_no_view(true);
+        let voted = self.epochs.fence_collectively(end, |ok| {
+            let all = self.comm.allgather(&[u8::from(ok && views.is_ok())])?;
+            Ok(all.iter().map(|v| v[0] == 1).collect())
+        });
+        views?;
+        voted
+    }
+
     fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
         self.bounce.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -348,17 +362,11 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn fence(&self) -> Result<()> {
-        self.epochs.fence()?;
-        self.check_no_view(true)?;
-        self.comm.window_barrier();
-        Ok(())
+        self.fence_vote(false)
     }
 
     fn fence_end(&self) -> Result<()> {
-        self.check_no_view(true)?;
-        self.epochs.fence_end()?;
-        self.comm.window_barrier();
-        Ok(())
+        self.fence_vote(true)
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
