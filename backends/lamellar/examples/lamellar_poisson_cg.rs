@@ -3,8 +3,8 @@
 //! backend.
 //!
 //! ```text
-//! cargo build --release -p distarray-lamellar --bins --example poisson_cg
-//! target/release/distarray-lamellar-run -n 4 -- target/release/examples/poisson_cg --n 200
+//! cargo build --release -p distarray-lamellar --bins --example lamellar_poisson_cg
+//! target/release/distarray-lamellar-run -n 4 -- target/release/examples/lamellar_poisson_cg --n 200
 //! ```
 
 #[path = "../../../examples/apps/poisson.rs"]

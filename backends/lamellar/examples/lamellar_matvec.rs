@@ -3,8 +3,8 @@
 //! PE per process, started by `distarray-lamellar-run`.
 //!
 //! ```text
-//! cargo build --release -p distarray-lamellar --bins --example matvec
-//! target/release/distarray-lamellar-run -n 4 -- target/release/examples/matvec --n 5000 --dist cols
+//! cargo build --release -p distarray-lamellar --bins --example lamellar_matvec
+//! target/release/distarray-lamellar-run -n 4 -- target/release/examples/lamellar_matvec --n 5000 --dist cols
 //! ```
 //!
 //! Options: `--n N` (5000), `--dist rows|cols` (rows), `--reps R` (10);
