@@ -13,6 +13,7 @@ cargo test --doc
 need_pkgs=()
 command -v mpirun >/dev/null 2>&1 || need_pkgs+=(openmpi-bin libopenmpi-dev)
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
+ls /usr/lib/x86_64-linux-gnu/libopenblas.so* >/dev/null 2>&1 || need_pkgs+=(libopenblas-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]} =="
@@ -23,6 +24,9 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+echo "== core crate with the CBLAS kernel (system OpenBLAS) =="
+cargo test --features openblas --test linalg --test conformance_threaded --test examples
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 echo "== MPI backend: conformance under mpirun -n 1..4 =="
