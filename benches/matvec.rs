@@ -36,7 +36,11 @@ fn read4(b: &[u64]) -> u64 {
     let (s1, rest) = rest.split_at(q);
     let (s2, s3) = rest.split_at(q);
     let mut acc = [0u64; 16];
-    let rows = s0.chunks_exact(4).zip(s1.chunks_exact(4)).zip(s2.chunks_exact(4)).zip(s3.chunks_exact(4));
+    let rows = s0
+        .chunks_exact(4)
+        .zip(s1.chunks_exact(4))
+        .zip(s2.chunks_exact(4))
+        .zip(s3.chunks_exact(4));
     for (((a, b), c), d) in rows {
         for l in 0..4 {
             acc[l] = acc[l].wrapping_add(a[l]);
@@ -54,7 +58,9 @@ fn read4(b: &[u64]) -> u64 {
 /// product (the L3 of some machines here is reported as 300 MiB).
 fn bandwidth(threads: usize, total_bytes: usize) -> f64 {
     let len = total_bytes / 8 / threads / 16 * 16;
-    let bufs: Vec<Vec<u64>> = (0..threads).map(|t| (0..len as u64).map(|v| v ^ t as u64).collect()).collect();
+    let bufs: Vec<Vec<u64>> = (0..threads)
+        .map(|t| (0..len as u64).map(|v| v ^ t as u64).collect())
+        .collect();
     let mut best = f64::INFINITY;
     for _ in 0..8 {
         let barrier = std::sync::Barrier::new(threads);
