@@ -219,9 +219,15 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
         self.ids.len()
     }
 
-    /// `true` if there are no entries.
+    /// `true` if there are no entries (as of the last sync, like
+    /// [`GhostedBlock::len`]).
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.pending.is_empty()
+        self.ids.is_empty()
+    }
+
+    /// Indices pushed since the last sync (not yet deduplicated).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// The runs `(rank, runs)` the last sync fetched from each rank, for
