@@ -29,12 +29,14 @@ impl WindowLayout {
     }
 
     /// Length of `target`'s part.
+    #[inline]
     pub fn len_of(&self, target: usize) -> Result<usize> {
         check_rank(target, self.size())?;
         Ok(self.lens[target])
     }
 
     /// Checks that `offset..offset + len` lies in `target`'s part.
+    #[inline]
     pub fn check(&self, target: usize, offset: usize, len: usize) -> Result<()> {
         let window_len = self.len_of(target)?;
         match offset.checked_add(len) {
@@ -57,6 +59,7 @@ impl WindowLayout {
 }
 
 /// Checks `rank < size`.
+#[inline]
 pub fn check_rank(rank: usize, size: usize) -> Result<()> {
     if rank < size {
         Ok(())
@@ -123,6 +126,7 @@ impl EpochTracker {
         }
     }
 
+    #[inline]
     fn slot(&self, target: usize) -> Result<&AtomicU8> {
         self.locks.get(target).ok_or(Error::RankOutOfRange {
             rank: target,
@@ -132,6 +136,7 @@ impl EpochTracker {
 
     /// Records a lock on `target` (call before taking the runtime lock, and
     /// [`EpochTracker::abandon_lock`] if that fails).
+    #[inline]
     pub fn begin_lock(&self, target: usize, kind: LockKind) -> Result<()> {
         let slot = self.slot(target)?;
         if self.fence_open.load(Ordering::Acquire) {
@@ -149,7 +154,25 @@ impl EpochTracker {
         Ok(())
     }
 
+    /// Checks what [`EpochTracker::begin_lock`] checks without recording a
+    /// lock: for one-shot epochs (lock, one operation, unlock inside one
+    /// call), whose backend-level lock is never visible to other calls.
+    #[inline]
+    pub fn check_can_lock(&self, target: usize) -> Result<()> {
+        let slot = self.slot(target)?;
+        if self.fence_open.load(Ordering::Acquire) {
+            return Err(Error::EpochMismatch(format!(
+                "lock on rank {target} while a fence epoch is open (call fence_end first)"
+            )));
+        }
+        if slot.load(Ordering::Acquire) != UNLOCKED {
+            return Err(Error::AlreadyLocked { target });
+        }
+        Ok(())
+    }
+
     /// Forgets a lock recorded by `begin_lock` whose runtime lock failed.
+    #[inline]
     pub fn abandon_lock(&self, target: usize) {
         if let Ok(slot) = self.slot(target) {
             slot.store(UNLOCKED, Ordering::Release);
@@ -157,6 +180,7 @@ impl EpochTracker {
     }
 
     /// Records the unlock of `target`; returns the kind it was locked with.
+    #[inline]
     pub fn end_lock(&self, target: usize) -> Result<LockKind> {
         let slot = self.slot(target)?;
         match code_kind(slot.swap(UNLOCKED, Ordering::AcqRel)) {
@@ -166,11 +190,13 @@ impl EpochTracker {
     }
 
     /// The lock this rank holds on `target`, if any.
+    #[inline]
     pub fn lock_kind(&self, target: usize) -> Result<Option<LockKind>> {
         Ok(code_kind(self.slot(target)?.load(Ordering::Acquire)))
     }
 
     /// Checks that `target` is locked (for `flush`).
+    #[inline]
     pub fn check_locked(&self, target: usize) -> Result<LockKind> {
         self.lock_kind(target)?.ok_or(Error::NotLocked { target })
     }
@@ -188,6 +214,7 @@ impl EpochTracker {
 
     /// Checks that this rank may read its own part: a lock on itself or a
     /// fence epoch. Returns the lock kind (`None` in a fence epoch).
+    #[inline]
     pub fn check_local_read(&self, me: usize) -> Result<Option<LockKind>> {
         if self.fence_open.load(Ordering::Acquire) {
             return Ok(None);
@@ -200,6 +227,7 @@ impl EpochTracker {
 
     /// Checks that this rank may write its own part: an exclusive lock on
     /// itself.
+    #[inline]
     pub fn check_local_write(&self, me: usize) -> Result<()> {
         match self.lock_kind(me)? {
             Some(LockKind::Exclusive) => Ok(()),

@@ -22,6 +22,7 @@ pub(crate) const MAX_COUNT: usize = c_int::MAX as usize;
 /// Turns an MPI return code into `Ok` or an [`Error::Backend`] naming the
 /// call and carrying the MPI error string (re-exported as
 /// [`crate::mpi_result`] for the application's own `mpi::ffi` calls).
+#[inline]
 pub fn check(code: c_int, call: &str) -> Result<()> {
     if code == ffi::MPI_SUCCESS as c_int {
         Ok(())
@@ -117,6 +118,7 @@ pub(crate) fn set_serialize(provided: mpi::Threading) {
 /// Holds the MPI call lock if MPI needs calls serialised (thread level below
 /// `MPI_THREAD_MULTIPLE`), so that `MpiComm` / `MpiWindow` can be `Sync`;
 /// `None` (free) under `MPI_THREAD_MULTIPLE`.
+#[inline]
 pub(crate) fn serial() -> Option<MutexGuard<'static, ()>> {
     if SERIALIZE.load(Ordering::Relaxed) {
         Some(MPI_CALLS.lock().unwrap_or_else(|e| e.into_inner()))

@@ -236,6 +236,34 @@ impl<T: Element> MpiWindow<T> {
 
     /// Conflicts of this rank's own RMA on its own part with a local view
     /// (as the threaded backend reports them).
+    /// `MPI_Win_lock` on `target`. The caller has checked that `target` is
+    /// in range and that this rank opened no epoch on it (`begin_lock`, or
+    /// `check_can_lock` for a one-shot epoch).
+    #[inline]
+    fn raw_lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        let lock_type = match kind {
+            LockKind::Shared => ffi::MPI_LOCK_SHARED,
+            LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
+        } as c_int;
+        let _serial = serial();
+        // SAFETY: valid window; `target < size` and no epoch of this rank on
+        // `target` (both checked by the caller), so this is a correct
+        // MPI_Win_lock; with MPI_ERRORS_RETURN a racing second lock from
+        // another thread of this rank returns an error code, reported below.
+        let rc = unsafe { ffi::MPI_Win_lock(lock_type, rank_c(target), 0, self.win) };
+        check(rc, "MPI_Win_lock")
+    }
+
+    /// `MPI_Win_unlock` on `target`, which the caller locked.
+    #[inline]
+    fn raw_unlock(&self, target: usize) -> Result<()> {
+        let _serial = serial();
+        // SAFETY: valid window; this rank holds a lock on `target` (the
+        // caller's invariant).
+        let rc = unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) };
+        check(rc, "MPI_Win_unlock")
+    }
+
     /// Every rank's flag (an allgather).
     fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
         let all = self.comm.allgather(&[u8::from(ok)])?;
@@ -394,27 +422,14 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// `MPI_Win_lock` (`MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.epochs.begin_lock(target, kind)?;
-        let lock_type = match kind {
-            LockKind::Shared => ffi::MPI_LOCK_SHARED,
-            LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
-        } as c_int;
-        let rc = {
-            let _serial = serial();
-            // SAFETY: valid window; `target < size` (checked by
-            // begin_lock); no epoch on `target` is open on this rank
-            // (checked), so this is a correct MPI_Win_lock.
-            unsafe { ffi::MPI_Win_lock(lock_type, rank_c(target), 0, self.win) }
-        };
-        check(rc, "MPI_Win_lock").inspect_err(|_| self.epochs.abandon_lock(target))
+        self.raw_lock(target, kind)
+            .inspect_err(|_| self.epochs.abandon_lock(target))
     }
 
     /// `MPI_Win_unlock`: completes every operation on `target`.
     fn unlock(&self, target: usize) -> Result<()> {
         self.epochs.end_lock(target)?;
-        let _serial = serial();
-        // SAFETY: valid window; this rank held a lock on `target` (checked).
-        let rc = unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) };
-        check(rc, "MPI_Win_unlock")
+        self.raw_unlock(target)
     }
 
     /// `MPI_Win_flush`.
@@ -628,7 +643,11 @@ impl<T: Element> MpiWindow<T> {
         dst: &mut [T],
     ) -> Result<()> {
         self.layout.check(target, offset, dst.len())?;
-        self.lock(target, kind)?;
+        // A one-shot epoch: checked like `lock`, but not recorded (the
+        // epoch ends inside this call), which saves two atomic
+        // read-modify-writes on the element-access path.
+        self.epochs.check_can_lock(target)?;
+        self.raw_lock(target, kind)?;
         let issued = if dst.is_empty() {
             Ok(())
         } else {
@@ -639,7 +658,7 @@ impl<T: Element> MpiWindow<T> {
         };
         // The unlock completes the get (also after an error: `dst` is
         // released when we return).
-        let unlocked = self.unlock(target);
+        let unlocked = self.raw_unlock(target);
         issued.and(unlocked)
     }
 
@@ -654,7 +673,8 @@ impl<T: Element> MpiWindow<T> {
         src: &[T],
     ) -> Result<()> {
         self.layout.check(target, offset, src.len())?;
-        self.lock(target, kind)?;
+        self.epochs.check_can_lock(target)?;
+        self.raw_lock(target, kind)?;
         let issued = if src.is_empty() {
             Ok(())
         } else {
@@ -663,7 +683,7 @@ impl<T: Element> MpiWindow<T> {
                 self.raw_put(target, offset, src, None)
             })
         };
-        let unlocked = self.unlock(target);
+        let unlocked = self.raw_unlock(target);
         issued.and(unlocked)
     }
 
