@@ -133,6 +133,11 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// A wait that can never end was detected (reported by backends that
+    /// can tell, e.g. the threaded one).
+    #[error("deadlock: {0}")]
+    Deadlock(String),
+
     /// A rank's closure panicked (returned by [`crate::threaded::run`]).
     #[error("rank {rank} panicked: {message}")]
     RankPanicked {

@@ -32,6 +32,13 @@
 //! * a shared local view excludes every RMA write;
 //!
 //! a violating access returns [`Error::Conflict`] instead of racing.
+//!
+//! # Deadlocks
+//!
+//! A rank that waits for a lock held by a rank which itself waits in a
+//! collective (a barrier inside `with_local_mut`, say) gets
+//! [`Error::Deadlock`] instead of hanging. Each rank is assumed to be one
+//! thread: that is what makes the wait certain to deadlock.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -108,6 +115,11 @@ impl World {
             return Err(Error::Aborted { rank, message });
         }
         Ok(())
+    }
+
+    /// `true` while `rank` waits in a collective that has not completed.
+    fn blocked_in_collective(&self, rank: usize) -> bool {
+        relock(&self.exchange).slots[rank].is_some()
     }
 
     fn is_finished(&self, rank: usize) -> bool {
@@ -448,6 +460,20 @@ impl<T: Element> ThreadedWindow<T> {
                     rank: gone,
                     message: format!("rank {gone} returned while holding a lock on rank {target}"),
                 });
+            }
+            // A holder waiting in a collective needs this rank to join it,
+            // and this rank waits for the holder: a certain deadlock (each
+            // rank is one thread). Report it instead of hanging.
+            if let Some(&h) = holders
+                .clone()
+                .find(|&&r| self.world.blocked_in_collective(r))
+            {
+                return Err(Error::Deadlock(format!(
+                    "rank {} waits for a lock on rank {target} held by rank {h}, which waits in a \
+                     collective operation that needs rank {} (do not call collectives while \
+                     holding a lock, e.g. inside with_local / with_local_mut)",
+                    self.rank, self.rank
+                )));
             }
             l = seg
                 .lock_cv

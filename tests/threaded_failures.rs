@@ -213,3 +213,24 @@ fn an_error_on_one_rank_fails_the_collective_everywhere() {
     });
     r.unwrap();
 }
+
+#[test]
+fn a_collective_inside_a_locked_view_is_reported_as_a_deadlock() {
+    let start = Instant::now();
+    threaded::run(2, |comm| {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [4]).unwrap();
+        if comm.rank() == 0 {
+            // holds the exclusive lock on its part while waiting in a barrier
+            a.with_local_mut(|_| a.sync().unwrap()).unwrap();
+        } else {
+            std::thread::sleep(Duration::from_millis(30));
+            let e = a.get([0]).unwrap_err();
+            assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
+            a.sync().unwrap(); // completes rank 0's barrier
+        }
+        a.sync().unwrap();
+        assert_eq!(a.get([0]).unwrap(), 0.0);
+    })
+    .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
