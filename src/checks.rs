@@ -7,6 +7,7 @@
 //! would be undefined behaviour.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::comm::LockKind;
 use crate::error::{Error, Result};
@@ -290,5 +291,83 @@ impl EpochTracker {
             .filter(|(_, l)| l.load(Ordering::Acquire) != UNLOCKED)
             .map(|(t, _)| t)
             .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ViewCounts {
+    shared: usize,
+    mutable: bool,
+}
+
+/// The local views (`with_local` / `with_local_mut`) a rank has open on its
+/// own part of one window, for backends whose RMA to the own part could
+/// race with a view: an access or a new view that would conflict with a
+/// live view is an [`Error::Conflict`] instead of a data race.
+#[derive(Debug, Default)]
+pub struct LocalViews {
+    counts: Mutex<ViewCounts>,
+}
+
+impl LocalViews {
+    fn counts(&self) -> MutexGuard<'_, ViewCounts> {
+        // Single-field updates: a poisoned mutex still holds consistent data.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks that an RMA access of rank `me` to its own part does not race
+    /// with a live view: any view excludes a write, a mutable view a read.
+    pub fn check_access(&self, me: usize, write: bool) -> Result<()> {
+        let v = self.counts();
+        if v.mutable || (write && v.shared > 0) {
+            return Err(Error::Conflict {
+                target: me,
+                reason: if write {
+                    "write while the owner holds a local view".into()
+                } else {
+                    "read while the owner holds a mutable local view".into()
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers a view of rank `me`'s part until the returned guard drops
+    /// (also on unwind). A mutable view excludes every other view.
+    pub fn open(&self, me: usize, mutable: bool) -> Result<ViewGuard<'_>> {
+        let mut v = self.counts();
+        if v.mutable || (mutable && v.shared > 0) {
+            return Err(Error::Conflict {
+                target: me,
+                reason: "a local view inside a conflicting local view".into(),
+            });
+        }
+        if mutable {
+            v.mutable = true;
+        } else {
+            v.shared += 1;
+        }
+        Ok(ViewGuard {
+            views: self,
+            mutable,
+        })
+    }
+}
+
+/// A registered local view; unregisters it when dropped.
+#[derive(Debug)]
+pub struct ViewGuard<'a> {
+    views: &'a LocalViews,
+    mutable: bool,
+}
+
+impl Drop for ViewGuard<'_> {
+    fn drop(&mut self) {
+        let mut v = self.views.counts();
+        if self.mutable {
+            v.mutable = false;
+        } else {
+            v.shared -= 1;
+        }
     }
 }

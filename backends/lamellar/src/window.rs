@@ -28,7 +28,7 @@
 
 use std::sync::Mutex;
 
-use distarray::checks::{EpochTracker, WindowLayout};
+use distarray::checks::{EpochTracker, LocalViews, ViewGuard, WindowLayout};
 use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, Window};
 use lamellar::memregion::prelude::*;
 
@@ -58,30 +58,7 @@ pub struct LamellarWindow<T: Element> {
     /// Returned to the communicator's cache on drop.
     regions: Option<Regions>,
     /// Local views alive (`with_local` / `with_local_mut`).
-    views: Mutex<Views>,
-}
-
-#[derive(Debug, Default)]
-struct Views {
-    shared: usize,
-    mutable: bool,
-}
-
-/// Unregisters a local view when dropped (also on unwind).
-struct ViewGuard<'a, T: Element> {
-    win: &'a LamellarWindow<T>,
-    mutable: bool,
-}
-
-impl<T: Element> Drop for ViewGuard<'_, T> {
-    fn drop(&mut self) {
-        let mut v = self.win.views();
-        if self.mutable {
-            v.mutable = false;
-        } else {
-            v.shared -= 1;
-        }
-    }
+    views: LocalViews,
 }
 
 impl<T: Element> LamellarWindow<T> {
@@ -115,7 +92,7 @@ impl<T: Element> LamellarWindow<T> {
             epochs: EpochTracker::new(size),
             region,
             ctl: Ctl::new(regions.ctl.clone()),
-            views: Mutex::new(Views::default()),
+            views: LocalViews::default(),
             regions: Some(regions),
             comm,
         })
@@ -127,39 +104,16 @@ impl<T: Element> LamellarWindow<T> {
         self.local as *mut T
     }
 
-    fn views(&self) -> std::sync::MutexGuard<'_, Views> {
-        self.views.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// `Err(Conflict)` if a local view is alive that an access to the own
     /// part would race with (any view for a write, a mutable one for a
     /// read).
     fn check_no_view(&self, write: bool) -> Result<()> {
-        let v = self.views();
-        if v.mutable || (write && v.shared > 0) {
-            return Err(Error::Conflict {
-                target: self.rank,
-                reason: "access to the own part while a local view of it is alive".into(),
-            });
-        }
-        Ok(())
+        self.views.check_access(self.rank, write)
     }
 
     /// Registers a local view until the returned guard drops.
-    fn open_view(&self, mutable: bool) -> Result<ViewGuard<'_, T>> {
-        let mut v = self.views();
-        if v.mutable || (mutable && v.shared > 0) {
-            return Err(Error::Conflict {
-                target: self.rank,
-                reason: "a local view inside a conflicting local view".into(),
-            });
-        }
-        if mutable {
-            v.mutable = true;
-        } else {
-            v.shared += 1;
-        }
-        Ok(ViewGuard { win: self, mutable })
+    fn open_view(&self, mutable: bool) -> Result<ViewGuard<'_>> {
+        self.views.open(self.rank, mutable)
     }
 
     /// Reads `dst.len()` elements of `target` from `offset` (bounds checked

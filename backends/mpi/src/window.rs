@@ -60,9 +60,9 @@ use std::marker::PhantomData;
 use std::os::raw::{c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use distarray::checks::{EpochTracker, WindowLayout};
+use distarray::checks::{EpochTracker, LocalViews, WindowLayout};
 use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
 use mpi::ffi;
 
@@ -75,13 +75,6 @@ static LIVE_WINDOWS: AtomicUsize = AtomicUsize::new(0);
 /// Number of [`MpiWindow`]s currently alive in this process.
 pub(crate) fn live_windows() -> usize {
     LIVE_WINDOWS.load(Ordering::SeqCst)
-}
-
-/// Local views currently handed out by this rank (see `with_local`).
-#[derive(Default)]
-struct Views {
-    shared: usize,
-    mutable: bool,
 }
 
 /// One rank's handle on an MPI RMA window of `T` (see the
@@ -100,7 +93,7 @@ pub struct MpiWindow<T: Element> {
     epochs: EpochTracker,
     /// `MPI_Win_lock_all` is held for a fence epoch.
     all_locked: AtomicBool,
-    views: Mutex<Views>,
+    views: LocalViews,
     /// The elements are shared with other ranks (and MPI) behind `base`.
     _elements: PhantomData<UnsafeCell<T>>,
 }
@@ -181,7 +174,7 @@ impl<T: Element> MpiWindow<T> {
             layout: WindowLayout::new(vec![0; size]),
             epochs: EpochTracker::new(size),
             all_locked: AtomicBool::new(false),
-            views: Mutex::new(Views::default()),
+            views: LocalViews::default(),
             _elements: PhantomData,
         };
         // From here on, `w`'s Drop frees the window on error.
@@ -274,18 +267,7 @@ impl<T: Element> MpiWindow<T> {
         if target != self.me() {
             return Ok(());
         }
-        let v = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        if v.mutable || (write && v.shared > 0) {
-            return Err(Error::Conflict {
-                target,
-                reason: if write {
-                    "write while the owner holds a local view".into()
-                } else {
-                    "read while the owner holds a mutable local view".into()
-                },
-            });
-        }
-        Ok(())
+        self.views.check_access(target, write)
     }
 
     /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
@@ -565,20 +547,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
         self.epochs.check_local_read(self.me())?;
-        {
-            let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
-            if v.mutable {
-                return Err(Error::Conflict {
-                    target: self.me(),
-                    reason: "shared view inside a mutable view".into(),
-                });
-            }
-            v.shared += 1;
-        }
-        let _release = ViewRelease {
-            views: &self.views,
-            mutable: false,
-        };
+        let _release = self.views.open(self.me(), false)?;
         {
             let _serial = serial();
             self.win_sync()?;
@@ -597,20 +566,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         self.epochs.check_local_write(self.me())?;
-        {
-            let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
-            if v.mutable || v.shared > 0 {
-                return Err(Error::Conflict {
-                    target: self.me(),
-                    reason: "mutable view while another view is alive".into(),
-                });
-            }
-            v.mutable = true;
-        }
-        let _release = ViewRelease {
-            views: &self.views,
-            mutable: true,
-        };
+        let _release = self.views.open(self.me(), true)?;
         {
             let _serial = serial();
             self.win_sync()?;
@@ -714,23 +670,6 @@ impl<T: Element> MpiWindow<T> {
         }
         let flushed = self.flush_local(target);
         issued.and(flushed)
-    }
-}
-
-/// Unregisters a local view when dropped (also on unwind).
-struct ViewRelease<'a> {
-    views: &'a Mutex<Views>,
-    mutable: bool,
-}
-
-impl Drop for ViewRelease<'_> {
-    fn drop(&mut self) {
-        let mut v = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        if self.mutable {
-            v.mutable = false;
-        } else {
-            v.shared -= 1;
-        }
     }
 }
 
