@@ -231,7 +231,7 @@ fn gather_box<T: Copy, const N: usize>(
 }
 
 /// Copies `runs` of `src` one after the other into `dst`.
-fn copy_runs<T: Copy>(src: &[T], runs: &[(usize, usize)], dst: &mut [T]) {
+pub(crate) fn copy_runs<T: Copy>(src: &[T], runs: &[(usize, usize)], dst: &mut [T]) {
     let mut at = 0;
     for &(off, len) in runs {
         dst[at..at + len].copy_from_slice(&src[off..off + len]);
@@ -331,6 +331,19 @@ impl<T: Element, const N: usize> GlobalBlock<T, N> {
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
+    /// Checks that `block` fits the array and a buffer of `len` elements
+    /// holds it exactly.
+    fn check_block_buffer(&self, block: &Block<N>, len: usize) -> Result<()> {
+        block.validate(self.shape())?;
+        if len != block.len() {
+            return Err(Error::ShapeMismatch {
+                expected: block.shape().to_vec(),
+                found: vec![len],
+            });
+        }
+        Ok(())
+    }
+
     /// One-sided: fetches `block` into a new [`GlobalBlock`]. One `get` per
     /// contiguous run per remote rank, one shared-lock epoch per rank; the
     /// own part is copied locally.
@@ -344,13 +357,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// One-sided: fetches `block` into `buf` (row-major over the block;
     /// `Err` unless `buf.len()` equals the block's length).
     pub fn get_block_into(&self, block: &Block<N>, buf: &mut [T]) -> Result<()> {
-        block.validate(self.shape())?;
-        if buf.len() != block.len() {
-            return Err(Error::ShapeMismatch {
-                expected: block.shape().to_vec(),
-                found: vec![buf.len()],
-            });
-        }
+        self.check_block_buffer(block, buf.len())?;
         let me = self.comm().rank();
         let mut packed = Vec::new();
         for t in block.plan(self.partitioning())? {
@@ -389,13 +396,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Like [`DistArray::put_block`] from a plain row-major buffer.
     pub fn put_block_from(&self, block: &Block<N>, buf: &[T], op: AccumulateOp) -> Result<()> {
-        block.validate(self.shape())?;
-        if buf.len() != block.len() {
-            return Err(Error::ShapeMismatch {
-                expected: block.shape().to_vec(),
-                found: vec![buf.len()],
-            });
-        }
+        self.check_block_buffer(block, buf.len())?;
         let me = self.comm().rank();
         let mut packed = Vec::new();
         for t in block.plan(self.partitioning())? {

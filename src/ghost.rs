@@ -30,6 +30,7 @@
 //! ```
 
 use crate::array::DistArray;
+use crate::block::copy_runs;
 use crate::comm::{Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, ContinuousPartitioning};
@@ -157,14 +158,7 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
         for t in &self.plan {
             let dst = &mut self.values[t.first_slot..t.first_slot + t.count];
             if t.rank == me {
-                array.with_local(|l| {
-                    let src = l.as_slice();
-                    let mut at = 0;
-                    for &(off, len) in &t.runs {
-                        dst[at..at + len].copy_from_slice(&src[off..off + len]);
-                        at += len;
-                    }
-                })?;
+                array.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
             } else {
                 array.with_epoch(t.rank, LockKind::Shared, |w| {
                     w.get_runs(t.rank, &t.runs, dst)

@@ -27,6 +27,26 @@ fn x_elem(j: usize) -> f64 {
     ((j * 7) % 5) as f64 + 0.5
 }
 
+/// Collective: the `m x n` test matrix `a_elem` on process grid `grid`.
+fn test_matrix<C: OneSidedComm>(
+    comm: &C,
+    grid: [usize; 2],
+    m: usize,
+    n: usize,
+) -> DistArray<f64, C, 2> {
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), grid, [m, n]),
+    );
+    ok(
+        comm,
+        "fill A",
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| a_elem(i, j))),
+    );
+    a
+}
+
 /// Compares with a relative tolerance (summation order differs).
 fn close(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len()
@@ -45,16 +65,7 @@ pub fn matvec_distributions<C: OneSidedComm>(comm: &C) {
         let mut serial_y = vec![0.0; m];
         gemv_local(&serial_a, m, n, &serial_x, &mut serial_y);
         for grid in [[p, 1], [1, p], grid_2d(p)] {
-            let a = ok(
-                comm,
-                "with_grid",
-                DistArray::<f64, C, 2>::with_grid(comm.clone(), grid, [m, n]),
-            );
-            ok(
-                comm,
-                "fill A",
-                a.with_local_mut(|mut l| l.fill_with(|[i, j]| a_elem(i, j))),
-            );
+            let a = test_matrix(comm, grid, m, n);
             let x = ok(
                 comm,
                 "from_fn",
@@ -107,16 +118,7 @@ fn matvec_transpose_check<C: OneSidedComm>(comm: &C) {
         .map(|j| (0..m).map(|i| a_elem(i, j) * x_serial[i]).sum())
         .collect();
     for grid in [[p, 1], [1, p], grid_2d(p)] {
-        let a = ok(
-            comm,
-            "with_grid",
-            DistArray::<f64, C, 2>::with_grid(comm.clone(), grid, [m, n]),
-        );
-        ok(
-            comm,
-            "fill A",
-            a.with_local_mut(|mut l| l.fill_with(|[i, j]| a_elem(i, j))),
-        );
+        let a = test_matrix(comm, grid, m, n);
         let x = ok(
             comm,
             "from_fn",
