@@ -62,8 +62,26 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: builds the array once every rank agreed on `part`.
     pub(crate) fn create(comm: C, part: Result<ContinuousPartitioning<N>>) -> Result<Self> {
         let part = part.and_then(|p| p.check_nparts(comm.size()).map(|_| p));
-        let part = agree(&comm, part.map(|p| (fingerprint(&p), p)))?;
-        let win = comm.create_window::<T>(part.part_len(comm.rank())?)?;
+        let lens = part.as_ref().map_err(Clone::clone).and_then(|p| {
+            (0..comm.size())
+                .map(|r| p.part_len(r))
+                .collect::<Result<Vec<usize>>>()
+        });
+        // One vote: valid arguments everywhere, the same partition, element
+        // type and part sizes on every rank, every part addressable in bytes
+        // and allocatable.
+        let key = part.as_ref().map(fingerprint).unwrap_or(0);
+        crate::checks::agree_window_after::<T, C>(
+            &comm,
+            lens.as_ref()
+                .map(|l| (key, l.as_slice()))
+                .map_err(Clone::clone),
+        )?;
+        let (part, lens) = (part?, lens?);
+        // SAFETY: the vote established that every rank passes the same
+        // `lens` (derived from the same partition) and element type, that
+        // every part's bytes fit and that every rank can allocate its part.
+        let win = unsafe { comm.allocate_window::<T>(&lens)? };
         Ok(DistArray {
             comm,
             win,

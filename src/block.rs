@@ -388,8 +388,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// One-sided: writes a block back. `AccumulateOp::Replace` puts the
     /// values; any other op accumulates them (element-wise atomic, so many
     /// ranks may `Sum` overlapping blocks at once). One RMA operation per
-    /// contiguous run per remote rank, one shared-lock epoch per rank; the
-    /// own part is updated locally. Errors: the block does not fit.
+    /// contiguous run per remote rank, one exclusive-lock epoch per rank
+    /// (writes exclude the owner's views, see
+    /// [`WindowState`](crate::checks::WindowState)); the own part is updated
+    /// locally. Errors: the block does not fit.
     pub fn put_block(&self, gb: &GlobalBlock<T, N>, op: AccumulateOp) -> Result<()> {
         self.put_block_from(&gb.block, &gb.data, op)
     }
@@ -420,7 +422,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                     }
                 })?;
             } else {
-                self.with_epoch(t.rank, LockKind::Shared, |w| match op {
+                // writes take the target exclusively: no read view of the
+                // owner (or other reader) can see the part change under it
+                self.with_epoch(t.rank, LockKind::Exclusive, |w| match op {
                     AccumulateOp::Replace => w.put_runs(t.rank, &t.runs, src),
                     _ => w.accumulate_runs(t.rank, &t.runs, src, op),
                 })?;

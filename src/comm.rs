@@ -225,7 +225,64 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// Collective: creates a window in which this rank exposes `local_len`
     /// elements, initialised to `T::default()` (zero). Lengths may differ
     /// between ranks, and may be zero.
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>>;
+    ///
+    /// One collective gathers every rank's length, element kind and whether
+    /// it can allocate its part, so that a rank with another element type, a
+    /// part whose size in bytes overflows or does not fit in memory fails
+    /// the call on **every** rank ([`Error::InvalidArgument`],
+    /// [`Error::OutOfMemory`], [`Error::PeerFailed`]) before anything is
+    /// allocated.
+    ///
+    /// [`Error::InvalidArgument`]: crate::Error::InvalidArgument
+    /// [`Error::OutOfMemory`]: crate::Error::OutOfMemory
+    /// [`Error::PeerFailed`]: crate::Error::PeerFailed
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>> {
+        let lens = crate::checks::gather_window_lens::<T, Self>(self, local_len)?;
+        // SAFETY: every rank passed the same `lens` (one allgather) and the
+        // same element kind and size (checked on every rank from the same
+        // gathered table), every part's byte size fits and every rank could
+        // allocate its part.
+        unsafe { self.allocate_window::<T>(&lens) }
+    }
+
+    /// Collective: creates a window with the per-rank lengths `lens` (index
+    /// = rank), which every rank must pass identically, as a constructor
+    /// that already agreed on them does. One vote checks that every rank
+    /// passed the same lengths and element type and can allocate its part;
+    /// if not, every rank returns an `Err` and nothing is allocated.
+    fn create_window_with_lens<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
+        crate::checks::agree_window::<T, Self>(self, lens, 0)?;
+        // SAFETY: the vote above established that every rank passed the same
+        // lengths and element type and that every rank can allocate its part.
+        unsafe { self.allocate_window::<T>(lens) }
+    }
+
+    /// Collective, for backends: allocates a window with the per-rank
+    /// lengths `lens`, zero-filled. Called by [`OneSidedComm::create_window`]
+    /// and the array constructors once every rank agreed; never call it
+    /// directly.
+    ///
+    /// # Safety
+    ///
+    /// Every rank calls it with the same `lens` (one entry per rank) and the
+    /// same `T`; every part's size in bytes fits in `isize`; every rank's
+    /// [`OneSidedComm::check_allocation`] for its part succeeded. A backend
+    /// relies on this to bound other ranks' accesses by `lens`.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>>;
+
+    /// Local: checks that this rank can allocate its part of a window whose
+    /// parts hold `lens` elements of `elem_size` bytes each, without
+    /// allocating; [`Error::OutOfMemory`](crate::Error::OutOfMemory) if not.
+    /// The default compares this rank's part with the memory the operating
+    /// system reports as available; backends with other limits (a shared
+    /// memory file system, all ranks in one process) refine it.
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        let mine = lens.get(self.rank()).copied().unwrap_or(0);
+        crate::checks::check_memory(
+            "this rank's part of a window",
+            mine as u128 * elem_size as u128,
+        )
+    }
 
     /// A short name of the backend, for reports ("threaded", "mpi", ...).
     fn backend_name(&self) -> &'static str;
@@ -303,7 +360,7 @@ pub trait Window<T: Element>: Send + Sync {
     /// the other (`dst.len()` must equal the sum of the lengths). One RMA
     /// operation per run; the backend waits once for all of them.
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        crate::checks::check_runs_len(runs, dst.len())?;
+        crate::checks::check_runs_up_front(self, target, runs, dst.len())?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.get(target, offset, &mut dst[at..at + len])?;
@@ -315,7 +372,7 @@ pub trait Window<T: Element>: Send + Sync {
     /// Writes consecutive pieces of `src` to the runs `(offset, len)` of
     /// `target`. One RMA operation per run.
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        crate::checks::check_runs_len(runs, src.len())?;
+        crate::checks::check_runs_up_front(self, target, runs, src.len())?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.put(target, offset, &src[at..at + len])?;
@@ -333,7 +390,7 @@ pub trait Window<T: Element>: Send + Sync {
         src: &[T],
         op: AccumulateOp,
     ) -> Result<()> {
-        crate::checks::check_runs_len(runs, src.len())?;
+        crate::checks::check_runs_up_front(self, target, runs, src.len())?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.accumulate(target, offset, &src[at..at + len], op)?;

@@ -128,11 +128,16 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         self.inner.allgather(local)
     }
 
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>> {
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
         Ok(CountingWindow {
-            inner: self.inner.create_window(local_len)?,
+            // SAFETY: forwarded with the caller's guarantees unchanged.
+            inner: unsafe { self.inner.allocate_window(lens)? },
             counts: self.counts.clone(),
         })
+    }
+
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        self.inner.check_allocation(lens, elem_size)
     }
 
     fn backend_name(&self) -> &'static str {

@@ -147,6 +147,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A window (or another allocation) larger than the memory this rank can
+    /// get: checked before anything is allocated, on every rank.
+    #[error(
+        "out of memory: {what} needs {requested} bytes, but only {available} bytes are available"
+    )]
+    OutOfMemory {
+        /// What was to be allocated.
+        what: String,
+        /// Bytes requested.
+        requested: u128,
+        /// Bytes available (as far as the backend can tell).
+        available: u128,
+    },
+
     /// An error reported by the communication runtime (MPI error string, ...).
     #[error("backend error: {0}")]
     Backend(String),

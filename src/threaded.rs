@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use crate::checks::{EpochTracker, WindowLayout};
+use crate::checks::{Access, WindowState};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
 
@@ -320,27 +320,53 @@ impl OneSidedComm for ThreadedComm {
             .collect())
     }
 
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<ThreadedWindow<T>> {
-        // Each rank allocates its own segment; one exchange hands every rank
-        // all segments.
-        let mine: Arc<Segment<T>> = Arc::new(Segment::new(local_len));
-        let all = self.world.exchange(self.rank, mine)?;
-        let segments: Vec<Arc<Segment<T>>> = all
-            .iter()
-            .map(|s| {
-                s.clone()
-                    .downcast::<Segment<T>>()
-                    .expect("same element type on every rank")
-            })
-            .collect();
-        let layout = WindowLayout::new(segments.iter().map(|s| s.len()).collect());
+    /// Each rank allocates its own segment (failing with
+    /// [`Error::OutOfMemory`] instead of aborting when the allocator cannot
+    /// serve it); one exchange hands every rank all segments, or tells every
+    /// rank that one could not allocate.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<ThreadedWindow<T>> {
+        let state = WindowState::new(self.rank, lens.to_vec())?;
+        let mine: Option<Arc<Segment<T>>> = Segment::new(lens[self.rank]).ok().map(Arc::new);
+        let all = self.world.exchange(self.rank, Arc::new(mine))?;
+        let mut segments = Vec::with_capacity(all.len());
+        for (rank, s) in all.iter().enumerate() {
+            let seg = s
+                .downcast_ref::<Option<Arc<Segment<T>>>>()
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "rank {rank} created a window of another element type"
+                    ))
+                })?
+                .clone();
+            match seg {
+                Some(seg) if seg.len() == lens[rank] => segments.push(seg),
+                Some(_) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "rank {rank} created a window with another layout"
+                    )))
+                }
+                None if rank == self.rank => {
+                    return Err(Error::OutOfMemory {
+                        what: "this rank's part of a window".into(),
+                        requested: lens[rank] as u128 * std::mem::size_of::<T>() as u128,
+                        available: crate::checks::available_memory().unwrap_or(0),
+                    })
+                }
+                None => return Err(Error::PeerFailed { rank }),
+            }
+        }
         Ok(ThreadedWindow {
             world: self.world.clone(),
             rank: self.rank,
-            epochs: EpochTracker::new(self.world.size),
-            layout,
+            state,
             segments,
         })
+    }
+
+    /// All ranks live in this process: the whole window must fit.
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        let total: u128 = lens.iter().map(|&l| l as u128 * elem_size as u128).sum();
+        crate::checks::check_memory("a threaded window (all ranks' parts in one process)", total)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -381,13 +407,18 @@ unsafe impl<T: Element> Sync for Segment<T> {}
 unsafe impl<T: Element> Send for Segment<T> {}
 
 impl<T: Element> Segment<T> {
-    fn new(len: usize) -> Self {
-        Segment {
-            data: (0..len).map(|_| UnsafeCell::new(T::default())).collect(),
+    /// A zeroed segment of `len` elements, or `Err` if the allocator cannot
+    /// serve it (instead of aborting the process).
+    fn new(len: usize) -> std::result::Result<Self, std::collections::TryReserveError> {
+        let mut data: Vec<UnsafeCell<T>> = Vec::new();
+        data.try_reserve_exact(len)?;
+        data.extend((0..len).map(|_| UnsafeCell::new(T::default())));
+        Ok(Segment {
+            data: data.into_boxed_slice(),
             lock: Mutex::new(PassiveLock::default()),
             lock_cv: Condvar::new(),
             views: RwLock::new(ViewState::default()),
-        }
+        })
     }
 
     fn len(&self) -> usize {
@@ -404,8 +435,8 @@ impl<T: Element> Segment<T> {
 pub struct ThreadedWindow<T: Element> {
     world: Arc<World>,
     rank: usize,
-    epochs: EpochTracker,
-    layout: WindowLayout,
+    /// Approves every operation (the same rules as every backend).
+    state: WindowState,
     segments: Vec<Arc<Segment<T>>>,
 }
 
@@ -484,39 +515,9 @@ impl<T: Element> ThreadedWindow<T> {
     }
 }
 
-impl<T: Element> Window<T> for ThreadedWindow<T> {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-
-    fn size(&self) -> usize {
-        self.layout.size()
-    }
-
-    fn len_of(&self, target: usize) -> Result<usize> {
-        self.layout.len_of(target)
-    }
-
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.epochs.begin_lock(target, kind)?;
-        self.acquire(target, kind)
-            .inspect_err(|_| self.epochs.abandon_lock(target))
-    }
-
-    fn unlock(&self, target: usize) -> Result<()> {
-        self.epochs.end_lock(target)?;
-        self.release(target);
-        Ok(())
-    }
-
-    fn flush(&self, target: usize) -> Result<()> {
-        // Operations complete when they return.
-        self.epochs.check_locked(target).map(|_| ())
-    }
-
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, dst.len())?;
+impl<T: Element> ThreadedWindow<T> {
+    /// Copies `dst.len()` elements of `target` from `offset` (approved).
+    fn read(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         let seg = &self.segments[target];
         let views = seg.views.read().unwrap_or_else(|e| e.into_inner());
         if views.mut_view {
@@ -525,20 +526,25 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
                 "read while the owner holds a mutable local view",
             ));
         }
-        // SAFETY: `offset + dst.len() <= seg.len()` (checked above). We hold
-        // the view read lock and no mutable view exists, so no one writes
-        // these elements meanwhile (writers need the write lock); `dst` is a
-        // separate `&mut` buffer, so the ranges do not overlap.
+        // SAFETY: `offset + dst.len() <= seg.len()` (approved by the window
+        // state). We hold the view read lock and no mutable view exists, so
+        // no one writes these elements meanwhile (writers need the write
+        // lock); `dst` is a separate `&mut` buffer, so the ranges do not
+        // overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(seg.ptr().add(offset), dst.as_mut_ptr(), dst.len());
         }
-        drop(views);
         Ok(())
     }
 
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
+    /// Writes `src` to `target` from `offset`, combined with `op` (approved).
+    fn write(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
         let seg = &self.segments[target];
         let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
         if views.mut_view || views.shared_views > 0 {
@@ -547,54 +553,137 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
                 "write while the owner holds a local view",
             ));
         }
-        // SAFETY: in bounds (checked above); we hold the view write lock and
-        // no local view exists, so nothing else reads or writes the segment
-        // meanwhile; `src` is a shared borrow of other memory (it cannot
-        // alias window memory: no slice of it is alive outside a view).
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), seg.ptr().add(offset), src.len());
+        let base = seg.ptr();
+        match op {
+            // SAFETY: in bounds (approved); we hold the view write lock and
+            // no local view exists, so nothing else reads or writes the
+            // segment meanwhile; `src` is a shared borrow of other memory (no
+            // slice of window memory is alive outside a view).
+            None => unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(offset), src.len());
+            },
+            Some(op) => {
+                for (i, &v) in src.iter().enumerate() {
+                    // SAFETY: `offset + i < seg.len()` (approved); the view
+                    // write lock makes this the only access to the segment,
+                    // so the read-modify-write is atomic with respect to all
+                    // others.
+                    unsafe {
+                        let p = base.add(offset + i);
+                        *p = T::combine(op, *p, v);
+                    }
+                }
+            }
         }
-        drop(views);
+        Ok(())
+    }
+}
+
+impl<T: Element> Window<T> for ThreadedWindow<T> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.state.size()
+    }
+
+    fn len_of(&self, target: usize) -> Result<usize> {
+        self.state.len_of(target)
+    }
+
+    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.state.lock(target, kind)?;
+        self.acquire(target, kind)
+            .inspect_err(|_| self.state.abandon_lock(target))
+    }
+
+    fn unlock(&self, target: usize) -> Result<()> {
+        self.state.unlock(target)?;
+        self.release(target);
         Ok(())
     }
 
+    fn flush(&self, target: usize) -> Result<()> {
+        // Operations complete when they return.
+        self.state.flush(target).map(|_| ())
+    }
+
+    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve(target, Access::Read, offset, dst.len())?;
+        self.read(target, offset, dst)
+    }
+
+    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
+        self.write(target, offset, src, None)
+    }
+
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
-        let seg = &self.segments[target];
-        let views = seg.views.write().unwrap_or_else(|e| e.into_inner());
-        if views.mut_view || views.shared_views > 0 {
-            return Err(Self::conflict(
-                target,
-                "accumulate while the owner holds a local view",
-            ));
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
+        self.write(target, offset, src, Some(op))
+    }
+
+    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.read(target, offset, &mut dst[at..at + len])?;
+            at += len;
         }
-        let base = seg.ptr();
-        for (i, &v) in src.iter().enumerate() {
-            // SAFETY: `offset + i < seg.len()` (bounds checked above); the
-            // view write lock makes this the only access to the segment, so
-            // the read-modify-write is atomic with respect to all others.
-            unsafe {
-                let p = base.add(offset + i);
-                *p = T::combine(op, *p, v);
-            }
+        Ok(())
+    }
+
+    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.write(target, offset, &src[at..at + len], None)?;
+            at += len;
         }
-        drop(views);
+        Ok(())
+    }
+
+    fn accumulate_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.write(target, offset, &src[at..at + len], Some(op))?;
+            at += len;
+        }
         Ok(())
     }
 
     fn fence(&self) -> Result<()> {
         // Operations complete when they return: the exchange (a barrier)
         // orders them.
-        self.epochs.fence_collectively(false, |ok| self.all_ok(ok))
+        self.state.fence_collectively(false, |ok| self.all_ok(ok))
     }
 
     fn fence_end(&self) -> Result<()> {
-        self.epochs.fence_collectively(true, |ok| self.all_ok(ok))
+        self.state.fence_collectively(true, |ok| self.all_ok(ok))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        self.epochs.check_local_read(self.rank)?;
+        let _view = self.state.open_view(false)?;
         let seg = &self.segments[self.rank];
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
@@ -610,16 +699,19 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
             seg,
             mutable: false,
         };
-        // SAFETY: the shared view is registered, so every RMA write to this
-        // segment fails until `_release` drops (after `f` returns or
-        // unwinds); concurrent readers only read. The pointer covers
-        // `seg.len()` initialised elements.
+        // SAFETY: the shared view is registered in the segment, so every RMA
+        // write to it fails until `_release` drops (after `f` returns or
+        // unwinds) — and the window state keeps remote writers out anyway
+        // (they need an exclusive lock, and this rank holds a lock on its
+        // part that cannot be released while `_view` lives); concurrent
+        // readers only read. The pointer covers `seg.len()` initialised
+        // elements.
         let slice = unsafe { std::slice::from_raw_parts(seg.ptr() as *const T, seg.len()) };
         Ok(f(slice))
     }
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.epochs.check_local_write(self.rank)?;
+        let _view = self.state.open_view(true)?;
         let seg = &self.segments[self.rank];
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
@@ -633,8 +725,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         }
         let _release = ViewRelease { seg, mutable: true };
         // SAFETY: the mutable view is registered, so every RMA access and
-        // every other view of this segment fails until `_release` drops; the
-        // slice is therefore the only access to these `seg.len()` elements.
+        // every other view of this segment fails until `_release` drops (and
+        // this rank holds the exclusive lock on it, approved by the window
+        // state); the slice is therefore the only access to these
+        // `seg.len()` elements.
         let slice = unsafe { std::slice::from_raw_parts_mut(seg.ptr(), seg.len()) };
         Ok(f(slice))
     }
@@ -662,7 +756,8 @@ impl<T: Element> Drop for ThreadedWindow<T> {
         // Release the locks this rank still holds so that no other rank
         // waits for them forever. Memory is freed when the last rank's
         // handle drops: there is nothing collective to wait for.
-        for t in self.epochs.locked_targets() {
+        let (locks, _fence) = self.state.release_all();
+        for (t, _) in locks {
             self.release(t);
         }
     }
@@ -672,7 +767,7 @@ impl<T: Element> std::fmt::Debug for ThreadedWindow<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ThreadedWindow")
             .field("rank", &self.rank)
-            .field("layout", &self.layout)
+            .field("layout", self.state.layout())
             .finish()
     }
 }

@@ -108,25 +108,34 @@ fn run_rejects_zero_ranks() {
 }
 
 #[test]
-fn remote_write_into_a_shared_local_view_is_a_conflict() {
+fn remote_write_cannot_reach_a_shared_local_view() {
     threaded::run(2, |comm| {
         let w = comm.create_window::<i32>(2).unwrap();
         if comm.rank() == 0 {
             w.lock(0, LockKind::Shared).unwrap();
-            w.with_local(|_| {
-                comm.barrier().unwrap(); // rank 1 writes now
-                comm.barrier().unwrap();
-            })
-            .unwrap();
+            let seen = w
+                .with_local(|s| {
+                    let before = s[0];
+                    comm.barrier().unwrap(); // rank 1 tries to write now
+                    comm.barrier().unwrap();
+                    (before, s[0])
+                })
+                .unwrap();
+            assert_eq!(seen, (0, 0));
             w.unlock(0).unwrap();
         } else {
             comm.barrier().unwrap();
+            // a write under a shared lock is refused outright
             w.lock(0, LockKind::Shared).unwrap();
             let e = w.put(0, 0, &[5]).unwrap_err();
-            assert!(matches!(e, Error::Conflict { target: 0, .. }), "{e:?}");
+            assert!(matches!(e, Error::EpochMismatch(_)), "{e:?}");
             let mut v = [0];
             w.get(0, 0, &mut v).unwrap(); // reading alongside is fine
             w.unlock(0).unwrap();
+            // and an exclusive lock waits for the view; here the owner waits
+            // in a barrier inside it, which is reported instead of hanging
+            let e = w.lock(0, LockKind::Exclusive).unwrap_err();
+            assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
             comm.barrier().unwrap();
         }
     })

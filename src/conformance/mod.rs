@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 mod array;
 mod blocks;
 mod linalg;
+mod safety;
 
 pub use linalg::matvec_distributions;
 mod window;
@@ -33,6 +34,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());
+    v.extend(safety::checks::<C>());
     v
 }
 

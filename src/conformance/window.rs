@@ -89,7 +89,7 @@ fn get_put_all_pairs<C: OneSidedComm>(comm: &C) {
     // every rank owns p slots; rank `me` writes slot `me` of every target
     let w = ok(comm, "create_window", comm.create_window::<u64>(p));
     for t in 0..p {
-        ok(comm, "lock", w.lock(t, LockKind::Shared));
+        ok(comm, "lock", w.lock(t, LockKind::Exclusive));
         ok(comm, "put", w.put(t, me, &[(me * 1000 + t) as u64]));
         ok(comm, "unlock", w.unlock(t));
     }
@@ -164,7 +164,7 @@ fn runs<C: OneSidedComm>(comm: &C) {
     assert_eq!(local, expect, "rank {me}: put_runs placement");
     ok(comm, "barrier", comm.barrier());
     // accumulate_runs from everyone into rank 0
-    ok(comm, "lock", w.lock(0, LockKind::Shared));
+    ok(comm, "lock", w.lock(0, LockKind::Exclusive));
     ok(
         comm,
         "accumulate_runs",
@@ -193,19 +193,19 @@ fn accumulate_concurrent<C: OneSidedComm>(comm: &C) {
     const ROUNDS: usize = 40;
     let wi = ok(comm, "create_window", comm.create_window::<i64>(LEN));
     let wf = ok(comm, "create_window", comm.create_window::<f64>(LEN));
-    // everyone hammers the same elements of every target
+    // everyone hammers the same elements of every target at once, in one
+    // fence epoch (no locks: the accumulates themselves must be atomic)
+    ok(comm, "fence", wi.fence());
+    ok(comm, "fence", wf.fence());
     for round in 0..ROUNDS {
         let t = (me + round) % p;
         let inc_i = vec![(me + 1) as i64; LEN];
         let inc_f = [0.25 * (me + 1) as f64; LEN];
-        ok(comm, "lock", wi.lock(t, LockKind::Shared));
         ok(
             comm,
             "accumulate",
             wi.accumulate(t, 0, &inc_i, AccumulateOp::Sum),
         );
-        ok(comm, "unlock", wi.unlock(t));
-        ok(comm, "lock", wf.lock(t, LockKind::Shared));
         for k in 0..LEN {
             ok(
                 comm,
@@ -213,8 +213,9 @@ fn accumulate_concurrent<C: OneSidedComm>(comm: &C) {
                 wf.accumulate(t, k, &inc_f[k..k + 1], AccumulateOp::Sum),
             );
         }
-        ok(comm, "unlock", wf.unlock(t));
     }
+    ok(comm, "fence_end", wi.fence_end());
+    ok(comm, "fence_end", wf.fence_end());
     ok(comm, "barrier", comm.barrier());
     // rank q receives from rank r in rounds where (r + round) % p == q
     let mut expect_i = 0i64;
@@ -253,7 +254,7 @@ fn accumulate_ops<C: OneSidedComm>(comm: &C) {
     }
     ok(comm, "barrier", comm.barrier());
     let v = me as i32 + 1;
-    ok(comm, "lock", w.lock(0, LockKind::Shared));
+    ok(comm, "lock", w.lock(0, LockKind::Exclusive));
     ok(
         comm,
         "acc min",
@@ -360,7 +361,15 @@ fn fence_epochs<C: OneSidedComm>(comm: &C) {
         w.accumulate(0, me, &[1.0], AccumulateOp::Sum),
     );
     ok(comm, "fence", w.fence());
-    let local = ok(comm, "with_local", w.with_local(|s| s.to_vec()));
+    // no local views in a fence epoch: others may write the part unlocked
+    expect_err(
+        comm,
+        "with_local in fence epoch",
+        w.with_local(|_| ()),
+        |e| matches!(e, Error::EpochMismatch(_)),
+    );
+    let mut local = vec![0.0f32; p];
+    ok(comm, "get own part", w.get(me, 0, &mut local));
     let prev = (me + p - 1) % p;
     let mut expect = vec![0.0f32; p];
     expect[prev] += prev as f32 + 0.5;
@@ -480,7 +489,7 @@ fn bounds_errors<C: OneSidedComm>(comm: &C) {
     expect_err(comm, "get bad rank", w.get(p, 0, &mut buf), bad_rank);
     for t in 0..p {
         let n = test_len(t);
-        ok(comm, "lock", w.lock(t, LockKind::Shared));
+        ok(comm, "lock", w.lock(t, LockKind::Exclusive));
         let oob = |e: &Error| matches!(e, Error::OutOfBounds { target, window_len, .. } if *target == t && *window_len == n);
         let mut big = vec![0u32; n + 1];
         expect_err(comm, "get too long", w.get(t, 0, &mut big), oob);
@@ -530,7 +539,7 @@ fn roundtrip<T: Element, C: OneSidedComm>(comm: &C, vals: [T; 3]) {
     ok(comm, "put", w.put(t, 0, &vals[..2]));
     ok(comm, "unlock", w.unlock(t));
     ok(comm, "barrier", comm.barrier());
-    ok(comm, "lock", w.lock(0, LockKind::Shared));
+    ok(comm, "lock", w.lock(0, LockKind::Exclusive));
     ok(
         comm,
         "accumulate",
