@@ -170,7 +170,8 @@ fn view_stable_under_remote_write<C: OneSidedComm>(comm: &C) {
     } else if me == 0 {
         std::thread::sleep(Duration::from_millis(30));
         // rank 1 owns elements 2..4
-        let mut b = ok(comm, "get_block", a.get_block(&Block::new([2..4])));
+        let elems = 2..4;
+        let mut b = ok(comm, "get_block", a.get_block(&Block::new([elems])));
         b.as_mut_slice().fill(5);
         ok(comm, "put_block Sum", a.put_block(&b, AccumulateOp::Sum));
         // the element-level epoch API refuses a write under a shared lock
