@@ -477,10 +477,12 @@ impl OneSidedComm for LamellarComm {
             .collect()
     }
 
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<LamellarWindow<T>> {
+    /// Reuses cached regions that every PE has free (one allgather of their
+    /// ids), or allocates new ones of `max(lens)` elements per PE.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<LamellarWindow<T>> {
         let _g = self.coll_guard();
-        // Contribution: [local_len, ids of this PE's free regions of type T].
-        let mut mine = vec![local_len as u64];
+        // Contribution: [0, ids of this PE's free regions of type T].
+        let mut mine = vec![0u64];
         {
             let cache = self.cache();
             let t = TypeId::of::<T>();
@@ -495,7 +497,7 @@ impl OneSidedComm for LamellarComm {
                 v
             })
             .collect();
-        let lens: Vec<usize> = parts.iter().map(|v| v[0] as usize).collect();
+        let lens = lens.to_vec();
         // Lamellar regions cannot be empty: at least one element per PE.
         let need = lens.iter().copied().max().unwrap_or(0).max(1);
         // Every PE computes the same choice from the same gathered lists
@@ -522,9 +524,45 @@ impl OneSidedComm for LamellarComm {
         LamellarWindow::create(self.clone(), lens, regions)
     }
 
+    /// Every PE's region holds `max(lens)` elements (Lamellar regions have
+    /// one length everywhere) and, with the shared-memory lamellae, every
+    /// PE of the job maps its region on this node: the whole job's regions
+    /// must fit in the free space of `/dev/shm` and in available memory, or
+    /// Lamellar would grow its heap until the kernel's OOM killer ends
+    /// processes on the whole machine.
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        let per_pe = lens.iter().copied().max().unwrap_or(0).max(1) as u128 * elem_size as u128;
+        let total = per_pe * self.size() as u128;
+        if let Some(free) = shm_free_bytes() {
+            if total > free {
+                return Err(Error::OutOfMemory {
+                    what: format!(
+                        "a Lamellar window ({} PEs x {per_pe} bytes in /dev/shm)",
+                        self.size()
+                    ),
+                    requested: total,
+                    available: free,
+                });
+            }
+        }
+        distarray::checks::check_memory("a Lamellar window (all PEs of this node)", total)
+    }
+
     fn backend_name(&self) -> &'static str {
         "lamellar"
     }
+}
+
+/// Free bytes of the file system behind `/dev/shm`, if it can be told.
+fn shm_free_bytes() -> Option<u128> {
+    let path = std::ffi::CString::new("/dev/shm").ok()?;
+    // SAFETY: `statvfs` is plain old data, for which all-zero bytes are a
+    // valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `st` a valid,
+    // exclusively borrowed out-parameter of the right type.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u128 * st.f_frsize as u128)
 }
 
 impl std::fmt::Debug for LamellarComm {

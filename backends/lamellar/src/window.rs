@@ -15,9 +15,11 @@
 //!   test-and-set lock), read the elements, combine them with
 //!   [`Element::combine`] and write them back: element-wise atomic with
 //!   respect to every other accumulate on that target.
-//! * Every operation first runs the backend-independent checks
-//!   ([`EpochTracker`], [`WindowLayout`]), so misuse gives the same `Err`
-//!   as on the other backends, before anything is sent.
+//! * Every operation is first approved by the backend-independent
+//!   [`WindowState`] (bounds, epochs, the access model: writes need an
+//!   exclusive lock or a fence epoch, views keep their lock), so misuse
+//!   gives the same `Err` as on the other backends, before anything is
+//!   sent.
 //!
 //! Dropping a window releases the locks this PE still holds and hands its
 //! regions back to the communicator, which reuses them for a later window
@@ -28,7 +30,7 @@
 
 use std::sync::Mutex;
 
-use distarray::checks::{EpochTracker, LocalViews, ViewGuard, WindowLayout};
+use distarray::checks::{Access, WindowState};
 use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, Window};
 use lamellar::memregion::prelude::*;
 
@@ -44,8 +46,8 @@ const CHUNK_BYTES: usize = 64 << 10;
 pub struct LamellarWindow<T: Element> {
     comm: LamellarComm,
     rank: usize,
-    layout: WindowLayout,
-    epochs: EpochTracker,
+    /// Approves every operation (the same rules on every backend).
+    state: WindowState,
     region: SharedMemoryRegion<T>,
     /// Address of this PE's part of `region` (taken once, so that no
     /// reference to window memory is created outside a local view).
@@ -57,8 +59,6 @@ pub struct LamellarWindow<T: Element> {
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
     /// Returned to the communicator's cache on drop.
     regions: Option<Regions>,
-    /// Local views alive (`with_local` / `with_local_mut`).
-    views: LocalViews,
 }
 
 impl<T: Element> LamellarWindow<T> {
@@ -66,8 +66,7 @@ impl<T: Element> LamellarWindow<T> {
     /// on every PE). `lens` holds every PE's length.
     pub(crate) fn create(comm: LamellarComm, lens: Vec<usize>, regions: Regions) -> Result<Self> {
         let rank = comm.rank();
-        let size = comm.size();
-        debug_assert_eq!(lens.len(), size);
+        let state = WindowState::new(rank, lens.clone())?;
         let need = lens.iter().copied().max().unwrap_or(0);
         let region = regions.data::<T>();
         debug_assert!(region.len() >= need);
@@ -88,11 +87,9 @@ impl<T: Element> LamellarWindow<T> {
             chunk: (CHUNK_BYTES / std::mem::size_of::<T>()).max(1),
             bounce: Mutex::new(None),
             rank,
-            layout: WindowLayout::new(lens),
-            epochs: EpochTracker::new(size),
+            state,
             region,
             ctl: Ctl::new(regions.ctl.clone()),
-            views: LocalViews::default(),
             regions: Some(regions),
             comm,
         })
@@ -102,18 +99,6 @@ impl<T: Element> LamellarWindow<T> {
     /// while the window lives).
     fn local_ptr(&self) -> *mut T {
         self.local as *mut T
-    }
-
-    /// `Err(Conflict)` if a local view is alive that an access to the own
-    /// part would race with (any view for a write, a mutable one for a
-    /// read).
-    fn check_no_view(&self, write: bool) -> Result<()> {
-        self.views.check_access(self.rank, write)
-    }
-
-    /// Registers a local view until the returned guard drops.
-    fn open_view(&self, mutable: bool) -> Result<ViewGuard<'_>> {
-        self.views.open(self.rank, mutable)
     }
 
     /// Reads `dst.len()` elements of `target` from `offset` (bounds checked
@@ -205,13 +190,36 @@ impl<T: Element> LamellarWindow<T> {
     /// operations of the epoch: they are complete when they return). If one
     /// could not, every PE returns an error and none is left waiting.
     fn fence_vote(&self, end: bool) -> Result<()> {
-        let views = self.check_no_view(true);
-        let voted = self.epochs.fence_collectively(end, |ok| {
-            let all = self.comm.allgather(&[u8::from(ok && views.is_ok())])?;
+        self.state.fence_collectively(end, |ok| {
+            let all = self.comm.allgather(&[u8::from(ok)])?;
             Ok(all.iter().map(|v| v[0] == 1).collect())
-        });
-        views?;
-        voted
+        })
+    }
+
+    /// Combines `src` into `target` from `offset` with `op` under the
+    /// target's accumulate guard (approved by the caller).
+    fn combine(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) {
+        if src.is_empty() {
+            return;
+        }
+        if op == AccumulateOp::Replace && src.len() == 1 {
+            // A single-element replace is one RDMA write: atomic as it is.
+            self.ctl
+                .with_acc_guard(target, &|| self.comm.progress(), || {
+                    self.write(target, offset, src)
+                });
+            return;
+        }
+        let mut cur = vec![T::ZERO; src.len()];
+        self.ctl
+            .with_acc_guard(target, &|| self.comm.progress(), || {
+                self.read(target, offset, &mut cur);
+                for (c, &s) in cur.iter_mut().zip(src) {
+                    *c = T::combine(op, *c, s);
+                }
+                self.write(target, offset, &cur);
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            });
     }
 
     fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
@@ -231,15 +239,15 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn size(&self) -> usize {
-        self.layout.size()
+        self.state.size()
     }
 
     fn len_of(&self, target: usize) -> Result<usize> {
-        self.layout.len_of(target)
+        self.state.len_of(target)
     }
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.epochs.begin_lock(target, kind)?;
+        self.state.lock(target, kind)?;
         self.ctl.lock(target, kind == LockKind::Exclusive, &|| {
             self.comm.progress()
         });
@@ -247,11 +255,7 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn unlock(&self, target: usize) -> Result<()> {
-        if target == self.rank && self.epochs.lock_kind(target)?.is_some() {
-            // The lock must outlive every local view it protects.
-            self.check_no_view(true)?;
-        }
-        let kind = self.epochs.end_lock(target)?;
+        let kind = self.state.unlock(target)?;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         self.ctl.unlock(target, kind == LockKind::Exclusive, &|| {
             self.comm.progress()
@@ -261,57 +265,73 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
 
     fn flush(&self, target: usize) -> Result<()> {
         // Operations complete when they return.
-        self.epochs.check_locked(target)?;
+        self.state.flush(target)?;
         Ok(())
     }
 
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, dst.len())?;
-        if target == self.rank {
-            self.check_no_view(false)?;
-        }
+        let _own = self
+            .state
+            .approve(target, Access::Read, offset, dst.len())?;
         self.read(target, offset, dst);
         Ok(())
     }
 
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
-        if target == self.rank {
-            self.check_no_view(true)?;
-        }
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
         self.write(target, offset, src);
         Ok(())
     }
 
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
-        if target == self.rank {
-            self.check_no_view(true)?;
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
+        self.combine(target, offset, src, op);
+        Ok(())
+    }
+
+    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.read(target, offset, &mut dst[at..at + len]);
+            at += len;
         }
-        if src.is_empty() {
-            return Ok(());
+        Ok(())
+    }
+
+    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.write(target, offset, &src[at..at + len]);
+            at += len;
         }
-        if op == AccumulateOp::Replace && src.len() == 1 {
-            // A single-element replace is one RDMA write: atomic as it is.
-            self.ctl
-                .with_acc_guard(target, &|| self.comm.progress(), || {
-                    self.write(target, offset, src)
-                });
-            return Ok(());
+        Ok(())
+    }
+
+    fn accumulate_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        let _own = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let mut at = 0;
+        for &(offset, len) in runs {
+            self.combine(target, offset, &src[at..at + len], op);
+            at += len;
         }
-        let mut cur = vec![T::ZERO; src.len()];
-        self.ctl
-            .with_acc_guard(target, &|| self.comm.progress(), || {
-                self.read(target, offset, &mut cur);
-                for (c, &s) in cur.iter_mut().zip(src) {
-                    *c = T::combine(op, *c, s);
-                }
-                self.write(target, offset, &cur);
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            });
         Ok(())
     }
 
@@ -324,21 +344,20 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        self.epochs.check_local_read(self.rank)?;
-        let _view = self.open_view(false)?;
+        let _view = self.state.open_view(false)?;
         // SAFETY: the local part holds `local_len()` initialised `T`s. The
-        // caller holds a lock on this PE (or a fence epoch) that cannot end
-        // while the view is registered, and this PE's own writes to the part
-        // fail meanwhile; remote writes during a read view are forbidden by
-        // the contract (as in MPI).
+        // window state approved the view: this PE holds a lock on its part
+        // (no fence epoch), which it cannot release while `_view` lives;
+        // other PEs' writes need an exclusive lock on the part, which the
+        // lock protocol does not grant meanwhile; this PE's own writes to
+        // the part are refused until `_view` drops.
         let slice =
             unsafe { std::slice::from_raw_parts(self.local_ptr() as *const T, self.local_len()) };
         Ok(f(slice))
     }
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.epochs.check_local_write(self.rank)?;
-        let _view = self.open_view(true)?;
+        let _view = self.state.open_view(true)?;
         // SAFETY: the local part holds `local_len()` initialised `T`s. This
         // PE holds the exclusive lock on itself, so no other PE accesses the
         // part, and the lock cannot be released while the view is
@@ -353,11 +372,10 @@ impl<T: Element> Drop for LamellarWindow<T> {
     fn drop(&mut self) {
         // Release the locks this PE still holds (an early return or `?`
         // inside an epoch) so that no other PE waits for them forever.
-        for t in self.epochs.locked_targets() {
-            if let Ok(kind) = self.epochs.end_lock(t) {
-                self.ctl
-                    .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
-            }
+        let (locks, _fence) = self.state.release_all();
+        for (t, kind) in locks {
+            self.ctl
+                .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
         }
         if let Some(regions) = self.regions.take() {
             self.comm.recycle(regions);

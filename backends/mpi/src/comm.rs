@@ -366,8 +366,9 @@ impl OneSidedComm for MpiComm {
         self.inner.allgather(local)
     }
 
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<MpiWindow<T>> {
-        MpiWindow::new(self.inner.clone(), local_len)
+    /// `MPI_Win_allocate` of this rank's part, then a barrier.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<MpiWindow<T>> {
+        MpiWindow::new(self.inner.clone(), lens)
     }
 
     fn backend_name(&self) -> &'static str {

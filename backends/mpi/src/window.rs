@@ -36,13 +36,15 @@
 //! # Local access
 //!
 //! `with_local` / `with_local_mut` hand out the memory `MPI_Win_allocate`
-//! returned, under a lock on this rank (exclusive for writing) or in a
-//! fence epoch, with `MPI_Win_sync` around the access so the public and
-//! private copies of the window agree. Like the threaded backend, this rank's
-//! own `get`/`put`/`accumulate` on its own part while a local view is
-//! alive return [`Error::Conflict`]; *remote* writes into a part while its
-//! owner reads it under a shared lock are erroneous (the contract forbids
-//! them) but cannot be detected here.
+//! returned, under a lock on this rank (exclusive for writing), with
+//! `MPI_Win_sync` around the access so the public and private copies of the
+//! window agree. [`WindowState`] approves every operation: other ranks'
+//! writes need an exclusive lock on the part, which MPI does not grant
+//! while the owner's view holds its lock; the owner cannot release that lock
+//! while the view lives; views are refused in fence epochs; and this rank's
+//! own RMA on its own part is refused while a view it would race with is
+//! alive ([`Error::Conflict`]). So no safe program writes a part under a
+//! live slice of it.
 //!
 //! # Freeing
 //!
@@ -62,7 +64,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use distarray::checks::{EpochTracker, LocalViews, WindowLayout};
+use distarray::checks::{Access, WindowState};
 use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
 use mpi::ffi;
 
@@ -89,11 +91,10 @@ pub struct MpiWindow<T: Element> {
     /// empty.
     base: NonNull<T>,
     datatype: ffi::MPI_Datatype,
-    layout: WindowLayout,
-    epochs: EpochTracker,
+    /// Approves every operation (the same rules on every backend).
+    state: WindowState,
     /// `MPI_Win_lock_all` is held for a fence epoch.
     all_locked: AtomicBool,
-    views: LocalViews,
     /// The elements are shared with other ranks (and MPI) behind `base`.
     _elements: PhantomData<UnsafeCell<T>>,
 }
@@ -114,7 +115,7 @@ impl<T: Element> fmt::Debug for MpiWindow<T> {
         f.debug_struct("MpiWindow")
             .field("rank", &self.comm.rank())
             .field("kind", &T::KIND)
-            .field("layout", &self.layout)
+            .field("layout", self.state.layout())
             .finish()
     }
 }
@@ -125,15 +126,16 @@ fn rank_c(target: usize) -> c_int {
 }
 
 impl<T: Element> MpiWindow<T> {
-    /// Collective: `MPI_Win_allocate` of `local_len` elements on every rank,
-    /// zero-filled, with `MPI_ERRORS_RETURN`; then the lengths are
-    /// allgathered into the window's layout (which also guarantees that no
-    /// rank accesses the window before every rank has zeroed its part).
-    pub(crate) fn new(comm: Arc<CommInner>, local_len: usize) -> Result<Self> {
-        // The whole creation (allocate + allgather) is one collective.
+    /// Collective: `MPI_Win_allocate` of `lens[rank]` elements on every
+    /// rank, zero-filled, with `MPI_ERRORS_RETURN`, then a barrier (no rank
+    /// accesses the window before every rank has zeroed its part). `lens`
+    /// is the layout every rank agreed on (the caller's guarantee).
+    pub(crate) fn new(comm: Arc<CommInner>, lens: &[usize]) -> Result<Self> {
         let inner = comm.clone();
         let _collective = inner.collective();
         raw::ensure_live()?;
+        let state = WindowState::new(comm.rank(), lens.to_vec())?;
+        let local_len = lens[comm.rank()];
         let elem = std::mem::size_of::<T>();
         let bytes = local_len
             .checked_mul(elem)
@@ -165,16 +167,13 @@ impl<T: Element> MpiWindow<T> {
             check(rc, "MPI_Win_allocate")?;
         }
         LIVE_WINDOWS.fetch_add(1, Ordering::SeqCst);
-        let size = comm.size();
         let mut w = MpiWindow {
             comm,
             win,
             base: NonNull::dangling(),
             datatype: raw::datatype(T::KIND),
-            layout: WindowLayout::new(vec![0; size]),
-            epochs: EpochTracker::new(size),
+            state,
             all_locked: AtomicBool::new(false),
-            views: LocalViews::default(),
             _elements: PhantomData,
         };
         // From here on, `w`'s Drop frees the window on error.
@@ -202,8 +201,7 @@ impl<T: Element> MpiWindow<T> {
             // SAFETY: we hold the lock taken above.
             check(unsafe { ffi::MPI_Win_unlock(me, w.win) }, "MPI_Win_unlock")?;
         }
-        let lens = w.comm.allgather_locked(&[local_len as u64])?;
-        w.layout = WindowLayout::new(lens.into_iter().map(|v| v[0] as usize).collect());
+        w.comm.barrier_locked()?;
         Ok(w)
     }
 
@@ -227,8 +225,6 @@ impl<T: Element> MpiWindow<T> {
         check(rc, "MPI_Win_flush_local")
     }
 
-    /// Conflicts of this rank's own RMA on its own part with a local view
-    /// (as the threaded backend reports them).
     /// `MPI_Win_lock` on `target`. The caller has checked that `target` is
     /// in range and that this rank opened no epoch on it (`begin_lock`, or
     /// `check_can_lock` for a one-shot epoch).
@@ -261,13 +257,6 @@ impl<T: Element> MpiWindow<T> {
     fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
         let all = self.comm.allgather(&[u8::from(ok)])?;
         Ok(all.iter().map(|v| v[0] == 1).collect())
-    }
-
-    fn check_self_access(&self, target: usize, write: bool) -> Result<()> {
-        if target != self.me() {
-            return Ok(());
-        }
-        self.views.check_access(target, write)
     }
 
     /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
@@ -366,7 +355,7 @@ impl<T: Element> MpiWindow<T> {
     fn local_ptr(&self) -> (*mut T, usize) {
         (
             self.base.as_ptr(),
-            self.layout.len_of(self.me()).expect("own rank"),
+            self.state.len_of(self.me()).expect("own rank"),
         )
     }
 }
@@ -398,25 +387,25 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     fn len_of(&self, target: usize) -> Result<usize> {
-        self.layout.len_of(target)
+        self.state.len_of(target)
     }
 
     /// `MPI_Win_lock` (`MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.epochs.begin_lock(target, kind)?;
+        self.state.lock(target, kind)?;
         self.raw_lock(target, kind)
-            .inspect_err(|_| self.epochs.abandon_lock(target))
+            .inspect_err(|_| self.state.abandon_lock(target))
     }
 
     /// `MPI_Win_unlock`: completes every operation on `target`.
     fn unlock(&self, target: usize) -> Result<()> {
-        self.epochs.end_lock(target)?;
+        self.state.unlock(target)?;
         self.raw_unlock(target)
     }
 
     /// `MPI_Win_flush`.
     fn flush(&self, target: usize) -> Result<()> {
-        self.epochs.check_locked(target)?;
+        self.state.flush(target)?;
         let _serial = serial();
         // SAFETY: valid window; this rank holds a lock on `target` (checked).
         let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
@@ -425,12 +414,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// `MPI_Get` + `MPI_Win_flush_local`.
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, dst.len())?;
+        let _own = self
+            .state
+            .approve(target, Access::Read, offset, dst.len())?;
         if dst.is_empty() {
             return Ok(());
         }
-        self.check_self_access(target, false)?;
         let _serial = serial();
         self.raw_get(target, offset, dst)?;
         self.flush_local(target)
@@ -438,12 +427,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// `MPI_Put` + `MPI_Win_flush_local`.
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
         if src.is_empty() {
             return Ok(());
         }
-        self.check_self_access(target, true)?;
         let _serial = serial();
         self.raw_put(target, offset, src, None)?;
         self.flush_local(target)
@@ -452,12 +441,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`, `MPI_MIN`,
     /// `MPI_MAX`) + `MPI_Win_flush_local`.
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check(target, offset, src.len())?;
+        let _own = self
+            .state
+            .approve(target, Access::Write, offset, src.len())?;
         if src.is_empty() {
             return Ok(());
         }
-        self.check_self_access(target, true)?;
         let _serial = serial();
         self.raw_put(target, offset, src, Some(op))?;
         self.flush_local(target)
@@ -465,12 +454,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// One `MPI_Get` per run, one `MPI_Win_flush_local`.
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check_runs(target, runs, dst.len())?;
+        let _own = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
         if dst.is_empty() {
             return Ok(());
         }
-        self.check_self_access(target, false)?;
         let _serial = serial();
         let mut at = 0;
         let mut issued = Ok(());
@@ -509,8 +498,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// maps to MPI).
     fn fence(&self) -> Result<()> {
         // every rank learns whether all could fence: none waits alone below
-        self.epochs
-            .fence_collectively(false, |ok| self.all_ok(ok))?;
+        self.state.fence_collectively(false, |ok| self.all_ok(ok))?;
         let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.load(Ordering::SeqCst) {
@@ -534,7 +522,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
     fn fence_end(&self) -> Result<()> {
-        self.epochs.fence_collectively(true, |ok| self.all_ok(ok))?;
+        self.state.fence_collectively(true, |ok| self.all_ok(ok))?;
         let _collective = self.comm.collective();
         let _serial = serial();
         if self.all_locked.swap(false, Ordering::SeqCst) {
@@ -546,27 +534,26 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        self.epochs.check_local_read(self.me())?;
-        let _release = self.views.open(self.me(), false)?;
+        let _release = self.state.open_view(false)?;
         {
             let _serial = serial();
             self.win_sync()?;
         }
         let (ptr, len) = self.local_ptr();
         // SAFETY: `ptr` is this rank's part of `len` initialised elements
-        // (or dangling with `len == 0`), alive as long as `self`. The shared
-        // view is registered, so this rank's own RMA writes to the part fail
-        // until `_release` drops, and `with_local_mut` cannot create a
-        // mutable slice meanwhile; other ranks may not write the part while
-        // this rank holds the lock on it / in this fence epoch (the
-        // contract; see the module docs).
+        // (or dangling with `len == 0`), alive as long as `self`. The window
+        // state approved the view: this rank holds a lock on its part (no
+        // fence epoch), which it cannot release while `_release` lives, and
+        // other ranks' writes need an exclusive lock on the part, which MPI
+        // does not grant while this rank's lock is held; this rank's own
+        // writes to the part are refused until `_release` drops, and
+        // `with_local_mut` cannot create a mutable slice meanwhile.
         let slice = unsafe { std::slice::from_raw_parts(ptr as *const T, len) };
         Ok(f(slice))
     }
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.epochs.check_local_write(self.me())?;
-        let _release = self.views.open(self.me(), true)?;
+        let _release = self.state.open_view(true)?;
         {
             let _serial = serial();
             self.win_sync()?;
@@ -598,23 +585,25 @@ impl<T: Element> MpiWindow<T> {
         offset: usize,
         dst: &mut [T],
     ) -> Result<()> {
-        self.layout.check(target, offset, dst.len())?;
-        // A one-shot epoch: checked like `lock`, but not recorded (the
-        // epoch ends inside this call), which saves two atomic
-        // read-modify-writes on the element-access path.
-        self.epochs.check_can_lock(target)?;
-        self.raw_lock(target, kind)?;
+        // A one-shot epoch, approved and recorded like `lock` (so no other
+        // thread of this rank opens a second epoch on `target` meanwhile).
+        let _own = self
+            .state
+            .begin_one_shot(target, kind, Access::Read, offset, dst.len())?;
+        if let Err(e) = self.raw_lock(target, kind) {
+            self.state.end_one_shot(target);
+            return Err(e);
+        }
         let issued = if dst.is_empty() {
             Ok(())
         } else {
-            self.check_self_access(target, false).and_then(|_| {
-                let _serial = serial();
-                self.raw_get(target, offset, dst)
-            })
+            let _serial = serial();
+            self.raw_get(target, offset, dst)
         };
         // The unlock completes the get (also after an error: `dst` is
         // released when we return).
         let unlocked = self.raw_unlock(target);
+        self.state.end_one_shot(target);
         issued.and(unlocked)
     }
 
@@ -628,18 +617,21 @@ impl<T: Element> MpiWindow<T> {
         offset: usize,
         src: &[T],
     ) -> Result<()> {
-        self.layout.check(target, offset, src.len())?;
-        self.epochs.check_can_lock(target)?;
-        self.raw_lock(target, kind)?;
+        let _own = self
+            .state
+            .begin_one_shot(target, kind, Access::Write, offset, src.len())?;
+        if let Err(e) = self.raw_lock(target, kind) {
+            self.state.end_one_shot(target);
+            return Err(e);
+        }
         let issued = if src.is_empty() {
             Ok(())
         } else {
-            self.check_self_access(target, true).and_then(|_| {
-                let _serial = serial();
-                self.raw_put(target, offset, src, None)
-            })
+            let _serial = serial();
+            self.raw_put(target, offset, src, None)
         };
         let unlocked = self.raw_unlock(target);
+        self.state.end_one_shot(target);
         issued.and(unlocked)
     }
 
@@ -650,12 +642,12 @@ impl<T: Element> MpiWindow<T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
-        self.epochs.check_access(target)?;
-        self.layout.check_runs(target, runs, src.len())?;
+        let _own = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
         if src.is_empty() {
             return Ok(());
         }
-        self.check_self_access(target, true)?;
         let _serial = serial();
         let mut at = 0;
         let mut issued = Ok(());
@@ -684,7 +676,8 @@ impl<T: Element> Drop for MpiWindow<T> {
             return;
         }
         let _serial = serial();
-        for t in self.epochs.locked_targets() {
+        let (locks, _fence) = self.state.release_all();
+        for (t, _) in locks {
             // SAFETY: valid window; this rank holds a lock on `t`.
             let _ = unsafe { ffi::MPI_Win_unlock(rank_c(t), self.win) };
         }

@@ -35,7 +35,7 @@ fn early_drop_and_reuse(comm: &LamellarComm) {
     // While PE 0 has dropped it, the others keep using each other's parts.
     if let Some(w) = &w {
         for t in 1..p {
-            w.lock(t, LockKind::Shared).unwrap();
+            w.lock(t, LockKind::Exclusive).unwrap();
             w.accumulate(t, 0, &[1], AccumulateOp::Sum).unwrap();
             w.unlock(t).unwrap();
         }
@@ -95,9 +95,10 @@ fn window_churn(comm: &LamellarComm) {
             w.fence().unwrap();
             w.accumulate(t, 0, &[1], AccumulateOp::Sum).unwrap();
             w.fence().unwrap();
-            let v = w.with_local(|s| s[0]).unwrap();
+            let mut v = [0i64];
+            w.get(me, 0, &mut v).unwrap();
             w.fence_end().unwrap();
-            assert_eq!(v, 1, "PE {me}: round {round}");
+            assert_eq!(v[0], 1, "PE {me}: round {round}");
         }
     }
     comm.barrier().unwrap();
@@ -120,8 +121,9 @@ fn large_allgather(comm: &LamellarComm) {
     comm.barrier().unwrap();
 }
 
-/// Exclusive read-modify-writes of one counter interleaved with shared
-/// accumulates into another word of the same PE.
+/// Exclusive read-modify-writes of one counter interleaved with
+/// accumulates into another word of the same PE (under exclusive locks too:
+/// writes need them).
 fn mixed_lock_traffic(comm: &LamellarComm) {
     let (me, p) = (comm.rank(), comm.size());
     let w = comm.create_window::<u64>(2).unwrap();
@@ -135,7 +137,7 @@ fn mixed_lock_traffic(comm: &LamellarComm) {
             w.put(target, 0, &[c[0] + 1]).unwrap();
             w.unlock(target).unwrap();
         } else {
-            w.lock(target, LockKind::Shared).unwrap();
+            w.lock(target, LockKind::Exclusive).unwrap();
             w.accumulate(target, 1, &[1], AccumulateOp::Sum).unwrap();
             w.unlock(target).unwrap();
         }
