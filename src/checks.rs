@@ -92,7 +92,7 @@ pub fn check_runs_len(runs: &[(usize, usize)], buf_len: usize) -> Result<()> {
 
 /// Checks, before anything is issued, that every run `(offset, len)` lies
 /// in `target`'s part of `win` and that the runs' total is `buf_len`: for
-/// the default `*_runs` methods of [`Window`](crate::Window), so that a bad
+/// the default `*_runs` methods of [`Window`], so that a bad
 /// run late in a batch is refused before the first run is moved.
 pub fn check_runs_up_front<T: Element, W: Window<T> + ?Sized>(
     win: &W,

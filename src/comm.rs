@@ -4,7 +4,7 @@
 //! Everything above this module (arrays, blocks, ghosts, linear algebra) is
 //! written once against these traits. Backends (the in-process
 //! [`threaded`](crate::threaded) one, MPI, Lamellar) implement them and
-//! nothing else; the [`conformance`](crate::conformance) suite (feature
+//! nothing else; the `conformance` module (feature
 //! `conformance`) checks that they honour the semantics documented here.
 //!
 //! # The model
@@ -26,6 +26,17 @@
 //!   since, and [`Window::fence_end`] closes the fence epoch.
 //!
 //! Passive and active synchronisation must not be mixed on one window.
+//!
+//! # Access rules (every backend)
+//!
+//! Reads need a lock of either kind on the target (or a fence epoch);
+//! **writes** (`put`, `accumulate`) need an **exclusive** lock on the target
+//! (or a fence epoch). Local views (`with_local`, `with_local_mut`) need a
+//! lock on the own part (exclusive for a mutable view), are refused in
+//! fence epochs, and keep that lock until they end. Together these make
+//! every safe program race-free: no write ever reaches memory that a live
+//! slice points to. [`WindowState`](crate::checks::WindowState) enforces
+//! them for every backend.
 //!
 //! # Completion
 //!

@@ -29,6 +29,16 @@
 //! .unwrap();
 //! assert!(results.iter().all(|s| *s.as_ref().unwrap() == 96.0));
 //! ```
+//!
+//! # Safety
+//!
+//! No safe program races, writes out of bounds, or allocates more than the
+//! node has, on any backend: writes need an exclusive lock on their target,
+//! local views hold a lock on their own part, every batch is checked before
+//! it is issued, and window creation is agreed by every rank (element type,
+//! layout, byte sizes, memory) before anything is allocated. The rules, and
+//! the one object that enforces them for every backend, are described in
+//! [`checks::WindowState`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -21,7 +21,7 @@
 //!
 //! # Memory model
 //!
-//! Each rank's part of a window is a [`Segment`]: elements in `UnsafeCell`s,
+//! Each rank's part of a window is a `Segment`: elements in `UnsafeCell`s,
 //! a passive-target lock (shared count / exclusive holder) and a *view
 //! state* behind an `RwLock`. Every RMA copy takes that `RwLock` (read for
 //! `get`, write for `put` / `accumulate`, which makes accumulates atomic)

@@ -256,3 +256,54 @@ fn launcher_prefixes_lines_and_propagates_failure() {
     assert_eq!(out.status.code(), Some(3));
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+/// A launcher killed with SIGKILL cannot clean up; the next launcher
+/// removes what its job left in /dev/shm (segments no process maps that are
+/// older than the stale age), and nothing younger.
+#[test]
+fn next_launcher_sweeps_segments_of_a_killed_one() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = shm_files();
+    let mut child = Command::new(RUN)
+        .args(["-n", "2", "--", CONFORMANCE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting distarray-lamellar-run");
+    // let the world come up and create its segments, then kill the launcher
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new_files = || shm_files().difference(&before).count();
+    while new_files() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup; the PEs die with it
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let orphans = leftovers(&before);
+    assert!(
+        !orphans.is_empty(),
+        "the killed job left no segments to sweep"
+    );
+    // a launcher with a long stale age keeps them (they are recent)...
+    let keep = Command::new(RUN)
+        .env("DISTARRAY_LAMELLAR_STALE_SECS", "3600")
+        .args(["-n", "1", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(keep.status.success());
+    assert_eq!(leftovers(&before), orphans, "recent files were swept");
+    // ...and one with a short stale age removes them
+    std::thread::sleep(Duration::from_millis(1100));
+    let sweep = Command::new(RUN)
+        .env("DISTARRAY_LAMELLAR_STALE_SECS", "1")
+        .args(["-n", "1", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(sweep.status.success());
+    let left = leftovers(&before);
+    assert!(
+        left.is_empty(),
+        "stale segments survived the sweep: {left:?}"
+    );
+}

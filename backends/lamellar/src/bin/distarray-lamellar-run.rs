@@ -24,6 +24,13 @@
 //! run; segments created too shortly before a crash to be seen there are
 //! found as `lamellar_*` files created during the job that no process maps
 //! any more.
+//!
+//! A launcher that is itself killed with SIGKILL cannot clean up (its PEs
+//! die with it, their segments stay). So every launcher first sweeps stale
+//! segments: `lamellar_*` files in `/dev/shm` that no process on the
+//! machine maps (checked twice, apart) and that were last modified more
+//! than `DISTARRAY_LAMELLAR_STALE_SECS` seconds ago (default 30). A running
+//! job maps its segments for its whole life, so only orphans qualify.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -244,6 +251,47 @@ fn cleanup(seen: &BTreeSet<String>, since: SystemTime) -> usize {
     removed
 }
 
+/// Seconds after which an unmapped `lamellar_*` file counts as stale.
+fn stale_age() -> Duration {
+    let secs = std::env::var("DISTARRAY_LAMELLAR_STALE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// Removes `lamellar_*` files that earlier jobs left behind (their
+/// launcher was killed): unmapped by every process, twice, and not
+/// modified for [`stale_age`]. Returns how many were removed.
+fn sweep_stale() -> usize {
+    let Some(cutoff) = SystemTime::now().checked_sub(stale_age()) else {
+        return 0;
+    };
+    let mut old = BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir(SHM_DIR) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= cutoff);
+            if name.starts_with(SHM_PREFIX) && stale {
+                old.insert(name);
+            }
+        }
+    }
+    if old.is_empty() {
+        return 0;
+    }
+    let first = mapped_by_anyone();
+    std::thread::sleep(Duration::from_millis(200));
+    let second = mapped_by_anyone();
+    old.iter()
+        .filter(|n| !first.contains(*n) && !second.contains(*n))
+        .filter(|n| std::fs::remove_file(format!("{SHM_DIR}/{n}")).is_ok())
+        .count()
+}
+
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
@@ -270,6 +318,12 @@ fn main() {
         }
     };
     install_signal_handlers();
+    let swept = sweep_stale();
+    if swept > 0 && std::env::var_os("DISTARRAY_LAMELLAR_RUN_VERBOSE").is_some() {
+        eprintln!(
+            "distarray-lamellar-run: removed {swept} stale /dev/shm segment(s) of earlier jobs"
+        );
+    }
     // The segment files' modification times have a coarse granularity: a
     // small margin so that the job's own files count as "since".
     let since = SystemTime::now() - Duration::from_secs(1);
