@@ -279,7 +279,9 @@ fn next_launcher_sweeps_segments_of_a_killed_one() {
     }
     child.kill().unwrap(); // SIGKILL: no cleanup; the PEs die with it
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // (a launcher also removes unmapped files created in the second before
+    // it started: wait past that, so only the stale sweep can find them)
+    std::thread::sleep(Duration::from_millis(1500));
     let orphans = leftovers(&before);
     assert!(
         !orphans.is_empty(),
@@ -294,7 +296,6 @@ fn next_launcher_sweeps_segments_of_a_killed_one() {
     assert!(keep.status.success());
     assert_eq!(leftovers(&before), orphans, "recent files were swept");
     // ...and one with a short stale age removes them
-    std::thread::sleep(Duration::from_millis(1100));
     let sweep = Command::new(RUN)
         .env("DISTARRAY_LAMELLAR_STALE_SECS", "1")
         .args(["-n", "1", "--", "true"])
