@@ -161,6 +161,30 @@ pub enum Error {
         available: u128,
     },
 
+    /// Two conflicting accesses to one window element that no
+    /// synchronisation orders (reported by the threaded backend's checking
+    /// mode, see [`crate::threaded::run_checked`]): the result depends on
+    /// timing, and on MPI the program is erroneous.
+    #[error(
+        "data race on element {offset} of rank {target}'s window part: {first_op} by rank \
+         {first_rank} and {second_op} by rank {second_rank} are not ordered by synchronisation \
+         (unlock/lock of that target, flush, fence, barrier or another collective)"
+    )]
+    Race {
+        /// The rank whose part holds the element.
+        target: usize,
+        /// The element's offset in that part.
+        offset: usize,
+        /// The rank of the earlier access.
+        first_rank: usize,
+        /// The earlier access (e.g. `put`, `accumulate(Sum)`).
+        first_op: String,
+        /// The rank of the later access.
+        second_rank: usize,
+        /// The later access.
+        second_op: String,
+    },
+
     /// An error reported by the communication runtime (MPI error string, ...).
     #[error("backend error: {0}")]
     Backend(String),

@@ -350,15 +350,17 @@ fn nested_epochs<C: OneSidedComm>(comm: &C) {
 
 fn fence_epochs<C: OneSidedComm>(comm: &C) {
     let (me, p) = (comm.rank(), comm.size());
-    let w = ok(comm, "create_window", comm.create_window::<f32>(p));
+    let w = ok(comm, "create_window", comm.create_window::<f32>(2 * p));
     ok(comm, "fence", w.fence());
-    // no locks needed inside a fence epoch
+    // no locks needed inside a fence epoch; the put and the accumulate go
+    // to different elements (a put and an accumulate to one element in one
+    // epoch race: MPI does not order them)
     let t = (me + 1) % p;
     ok(comm, "put", w.put(t, me, &[me as f32 + 0.5]));
     ok(
         comm,
         "accumulate",
-        w.accumulate(0, me, &[1.0], AccumulateOp::Sum),
+        w.accumulate(0, p + me, &[1.0], AccumulateOp::Sum),
     );
     ok(comm, "fence", w.fence());
     // no local views in a fence epoch: others may write the part unlocked
@@ -368,13 +370,13 @@ fn fence_epochs<C: OneSidedComm>(comm: &C) {
         w.with_local(|_| ()),
         |e| matches!(e, Error::EpochMismatch(_)),
     );
-    let mut local = vec![0.0f32; p];
+    let mut local = vec![0.0f32; 2 * p];
     ok(comm, "get own part", w.get(me, 0, &mut local));
     let prev = (me + p - 1) % p;
-    let mut expect = vec![0.0f32; p];
+    let mut expect = vec![0.0f32; 2 * p];
     expect[prev] += prev as f32 + 0.5;
     if me == 0 {
-        expect.iter_mut().for_each(|x| *x += 1.0);
+        expect[p..].iter_mut().for_each(|x| *x += 1.0);
     }
     assert_eq!(local, expect, "rank {me}: after fence epoch");
     ok(comm, "fence_end", w.fence_end());

@@ -39,6 +39,44 @@
 //! collective (a barrier inside `with_local_mut`, say) gets
 //! [`Error::Deadlock`] instead of hanging. Each rank is assumed to be one
 //! thread: that is what makes the wait certain to deadlock.
+//!
+//! # Checking mode
+//!
+//! [`run_checked`], [`check`] and [`replay`] also detect **RMA data
+//! races**: two conflicting accesses to one element by different ranks (or
+//! by one rank without a flush between them) that no synchronisation
+//! orders — put/put, put/get, accumulates with different operations,
+//! local views against remote accesses — are reported as [`Error::Race`]
+//! naming both ranks, both operations and the element. The order is
+//! happens-before over vector clocks (unlock → lock of the same target,
+//! fences, barriers and every other collective), so a race is found in
+//! every run in which both accesses happen, not only when the timing made
+//! them collide. Same-operation accumulates and concurrent reads are not
+//! races (MPI's rules). The rules in detail are in the `race` module's
+//! source documentation. The default [`run`] does none of this and pays
+//! nothing for it (one never-taken branch per call).
+//!
+//! Under this backend's access rules (writes need an exclusive lock or a
+//! fence epoch, local views a lock on the own part and no fence epoch),
+//! most races are refused before they happen; what remains for the
+//! detector are conflicting operations in one fence epoch and a put or
+//! accumulate followed by a conflicting operation of the same origin
+//! before a flush.
+//!
+//! # Controlled schedules
+//!
+//! [`replay`] runs the ranks one at a time, switching only at
+//! communication calls (RMA operations, lock, unlock, flush, collectives,
+//! opening and closing a local view); a PCT-style randomized scheduler
+//! seeded by the seed picks the next rank, so one seed is one
+//! interleaving, reproduced exactly on every run. [`check`] runs many seeds
+//! and reports the first failing one. A wait that no rank can ever end —
+//! a lock-order cycle (rank 0 holds x and waits for y, rank 1 holds y and
+//! waits for x), a collective some rank never joins while others wait for
+//! its lock — returns [`Error::Deadlock`] instead of hanging. The
+//! scheduler is a baton passed between the rank threads at our own wait
+//! points; the `schedule` module's source documentation says why it is not
+//! built on the `shuttle` crate.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -46,6 +84,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+mod clock;
+mod race;
+mod schedule;
+
+use self::clock::{Clocks, VClock};
+use self::race::{AccessKind, SegShadow};
+use self::schedule::Scheduler;
+pub use self::schedule::ScheduleFailure;
 use crate::checks::{Access, WindowState};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
@@ -67,6 +113,10 @@ struct Exchange {
     slots: Vec<Option<Shared>>,
     arrived: usize,
     last: Option<Arc<Vec<Shared>>>,
+    /// Checking mode: the clocks the ranks published on arrival, and their
+    /// join once the exchange completed (every rank acquires it).
+    clocks: Vec<Option<VClock>>,
+    last_clock: Option<VClock>,
     /// Set once a rank returned while others waited for it in a collective:
     /// the communicator is broken and every later collective fails too.
     broken: Option<Error>,
@@ -82,20 +132,35 @@ struct World {
     failed: AtomicBool,
     /// `finished[r]`: rank `r`'s closure has returned (or unwound).
     finished: Vec<AtomicBool>,
+    /// Controlled-schedule mode ([`replay`], [`check`]).
+    sched: Option<Scheduler>,
+    /// Checking mode: happens-before clocks for race detection.
+    clocks: Option<Clocks>,
 }
 
 impl World {
-    fn new(size: usize) -> Self {
+    fn new(size: usize, mode: Mode) -> Self {
         World {
             size,
             exchange: Mutex::new(Exchange {
                 slots: vec![None; size],
+                clocks: vec![None; size],
                 ..Exchange::default()
             }),
             exchange_cv: Condvar::new(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             finished: (0..size).map(|_| AtomicBool::new(false)).collect(),
+            sched: mode.seed.map(|seed| Scheduler::new(size, seed)),
+            clocks: mode.checked.then(|| Clocks::new(size)),
+        }
+    }
+
+    /// A schedule point (controlled-schedule mode; nothing otherwise).
+    #[inline]
+    fn point(&self, rank: usize) {
+        if let Some(s) = &self.sched {
+            s.point(rank);
         }
     }
 
@@ -129,6 +194,7 @@ impl World {
     /// The collective primitive: every rank contributes a value, every rank
     /// gets all values (index = rank).
     fn exchange(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
+        self.point(rank);
         self.check_failed()?;
         let mut ex = relock(&self.exchange);
         if let Some(e) = &ex.broken {
@@ -136,6 +202,9 @@ impl World {
         }
         let generation = ex.generation;
         ex.slots[rank] = Some(value);
+        if let Some(c) = &self.clocks {
+            ex.clocks[rank] = Some(c.release(rank));
+        }
         ex.arrived += 1;
         if ex.arrived == self.size {
             let all: Vec<Shared> = ex
@@ -145,22 +214,46 @@ impl World {
                 .collect();
             let all = Arc::new(all);
             ex.last = Some(all.clone());
+            if let Some(c) = &self.clocks {
+                let mut joined = VClock::zero(self.size);
+                for v in ex.clocks.iter_mut().filter_map(Option::take) {
+                    joined.join(&v);
+                }
+                c.acquire(rank, &joined);
+                ex.last_clock = Some(joined);
+            }
             ex.arrived = 0;
             ex.generation += 1;
             self.exchange_cv.notify_all();
             return Ok(all);
         }
         loop {
-            let (guard, _) = self
-                .exchange_cv
-                .wait_timeout(ex, POLL)
-                .unwrap_or_else(|e| e.into_inner());
-            ex = guard;
+            if let Some(s) = &self.sched {
+                drop(ex);
+                let waited = s.wait(rank, || "the other ranks to join a collective".into());
+                ex = relock(&self.exchange);
+                if let (Err(e), true) = (waited, ex.generation == generation) {
+                    ex.slots[rank] = None;
+                    ex.clocks[rank] = None;
+                    ex.arrived -= 1;
+                    return Err(e);
+                }
+            } else {
+                let (guard, _) = self
+                    .exchange_cv
+                    .wait_timeout(ex, POLL)
+                    .unwrap_or_else(|e| e.into_inner());
+                ex = guard;
+            }
             if ex.generation != generation {
+                if let (Some(c), Some(joined)) = (&self.clocks, &ex.last_clock) {
+                    c.acquire(rank, joined);
+                }
                 return Ok(ex.last.clone().expect("completed exchange"));
             }
             if let Err(e) = self.check_failed() {
                 ex.slots[rank] = None;
+                ex.clocks[rank] = None;
                 ex.arrived -= 1;
                 return Err(e);
             }
@@ -177,6 +270,7 @@ impl World {
             }
             if let Some(e) = ex.broken.clone() {
                 ex.slots[rank] = None;
+                ex.clocks[rank] = None;
                 ex.arrived -= 1;
                 return Err(e);
             }
@@ -219,12 +313,146 @@ where
     R: Send,
     F: Fn(ThreadedComm) -> R + Sync,
 {
+    run_mode(p, Mode::default(), f)
+}
+
+/// Like [`run`], in *checking mode*: every window access is checked for
+/// data races ([`Error::Race`]: two conflicting accesses to one element
+/// that no synchronisation orders, see the [module docs](self#checking-mode)).
+/// The ranks run on OS threads as in [`run`]; [`check`] and [`replay`] also
+/// control the interleaving.
+///
+/// ```
+/// use distarray::{threaded, Error, OneSidedComm, Window};
+/// let out = threaded::run_checked(3, |comm| -> distarray::Result<()> {
+///     let win = comm.create_window::<i32>(4)?;
+///     win.fence()?;
+///     if comm.rank() != 1 {
+///         // ranks 0 and 2 both write element 0 of rank 1 in one fence epoch
+///         win.put(1, 0, &[comm.rank() as i32])?;
+///     }
+///     win.fence_end()
+/// })
+/// .unwrap();
+/// // whichever put ran second reports the race
+/// assert!(out.iter().any(|r| matches!(r, Err(Error::Race { target: 1, offset: 0, .. }))));
+/// ```
+pub fn run_checked<R, F>(p: usize, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> R + Sync,
+{
+    run_mode(
+        p,
+        Mode {
+            checked: true,
+            seed: None,
+        },
+        f,
+    )
+}
+
+/// Runs `f` on `p` ranks in checking mode under the controlled schedule
+/// named by `seed`: the ranks run one at a time and switch only at
+/// communication calls, in the order a seeded PCT-style scheduler chooses
+/// (see the [module docs](self#controlled-schedules)). The same seed gives
+/// the same interleaving, results and errors every time; pass the seed
+/// [`check`] reported.
+///
+/// ```
+/// use distarray::{threaded, OneSidedComm};
+/// let a = threaded::replay(3, 42, |comm| comm.rank()).unwrap();
+/// assert_eq!(a, vec![0, 1, 2]);
+/// ```
+pub fn replay<R, F>(p: usize, seed: u64, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> R + Sync,
+{
+    run_mode(
+        p,
+        Mode {
+            checked: true,
+            seed: Some(seed),
+        },
+        f,
+    )
+}
+
+/// Runs `f` on `p` ranks under `schedules` controlled schedules (seeds
+/// `0..schedules`, each as [`replay`] runs it, races checked) and returns
+/// the first failing one: its seed and its error (a panic, a race, a
+/// deadlock, or the first `Err` a rank returned — preferring an error
+/// that is not merely [`Error::PeerFailed`] / [`Error::Aborted`] caused by
+/// another rank's failure).
+///
+/// ```
+/// use distarray::{threaded, Error, OneSidedComm, Window};
+/// // Two ranks increment a counter on rank 0 in one fence epoch: a lost
+/// // update in some interleavings, and a race (get/put) in all of them.
+/// let increment = |comm: threaded::ThreadedComm| -> distarray::Result<()> {
+///     let win = comm.create_window::<u64>(1)?;
+///     win.fence()?;
+///     let mut v = [0u64];
+///     win.get(0, 0, &mut v)?;
+///     win.put(0, 0, &[v[0] + 1])?;
+///     win.fence_end()
+/// };
+/// let failure = threaded::check(2, 20, increment).unwrap_err();
+/// assert!(matches!(failure.error, Error::Race { target: 0, offset: 0, .. }));
+/// // the seed reproduces it
+/// let again = threaded::replay(2, failure.seed, increment).unwrap();
+/// assert!(again.iter().any(|r| matches!(r, Err(Error::Race { .. }))));
+/// ```
+pub fn check<R, F>(p: usize, schedules: u64, f: F) -> std::result::Result<(), ScheduleFailure>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> Result<R> + Sync,
+{
+    for seed in 0..schedules {
+        let error = match replay(p, seed, &f) {
+            Err(e) => Some(e),
+            Ok(results) => first_error(results),
+        };
+        if let Some(error) = error {
+            return Err(ScheduleFailure { seed, error });
+        }
+    }
+    Ok(())
+}
+
+/// The most telling error of a run's results: the first one that is not a
+/// consequence of another rank's failure, else the first.
+fn first_error<R>(results: Vec<Result<R>>) -> Option<Error> {
+    let errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    let secondary = |e: &Error| matches!(e, Error::PeerFailed { .. } | Error::Aborted { .. });
+    errors
+        .iter()
+        .find(|e| !secondary(e))
+        .or(errors.first())
+        .cloned()
+}
+
+/// How a run is executed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mode {
+    /// Race detection on.
+    checked: bool,
+    /// Controlled schedule with this seed.
+    seed: Option<u64>,
+}
+
+fn run_mode<R, F>(p: usize, mode: Mode, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> R + Sync,
+{
     if p == 0 {
         return Err(Error::InvalidArgument(
             "threaded::run needs at least one rank".into(),
         ));
     }
-    let world = Arc::new(World::new(p));
+    let world = Arc::new(World::new(p, mode));
     let mut results: Vec<Option<R>> = (0..p).map(|_| None).collect();
     let mut first_panic: Option<(usize, String)> = None;
     std::thread::scope(|s| {
@@ -240,6 +468,9 @@ where
                     .name(format!("rank-{rank}"))
                     .stack_size(16 << 20)
                     .spawn_scoped(s, move || {
+                        if let Some(s) = &world.sched {
+                            s.start(rank);
+                        }
                         let out =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(comm)));
                         if let Err(payload) = &out {
@@ -247,6 +478,9 @@ where
                         }
                         world.finished[rank].store(true, Ordering::SeqCst);
                         world.exchange_cv.notify_all();
+                        if let Some(s) = &world.sched {
+                            s.finish(rank);
+                        }
                         out
                     })
                     .expect("spawn rank thread")
@@ -355,11 +589,24 @@ impl OneSidedComm for ThreadedComm {
                 None => return Err(Error::PeerFailed { rank }),
             }
         }
+        let shadows = match &self.world.clocks {
+            None => None,
+            Some(_) => {
+                let mine = Arc::new(SegShadow::new(self.world.size, self.rank, lens[self.rank]));
+                let all = self.world.exchange(self.rank, mine)?;
+                Some(
+                    all.iter()
+                        .map(|s| s.clone().downcast::<SegShadow>().expect("shadow"))
+                        .collect(),
+                )
+            }
+        };
         Ok(ThreadedWindow {
             world: self.world.clone(),
             rank: self.rank,
             state,
             segments,
+            shadows,
         })
     }
 
@@ -438,9 +685,48 @@ pub struct ThreadedWindow<T: Element> {
     /// Approves every operation (the same rules as every backend).
     state: WindowState,
     segments: Vec<Arc<Segment<T>>>,
+    /// Checking mode: every part's race-detection shadow.
+    shadows: Option<Vec<Arc<SegShadow>>>,
 }
 
 impl<T: Element> ThreadedWindow<T> {
+    /// Checking mode: checks and records an access (see [`race`]).
+    #[inline]
+    fn record(&self, target: usize, offset: usize, len: usize, kind: AccessKind) -> Result<()> {
+        match (&self.shadows, &self.world.clocks) {
+            (Some(sh), Some(c)) => sh[target].access(c, self.rank, offset, len, kind),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checking mode: checks and records an access to several runs.
+    fn record_runs(&self, target: usize, runs: &[(usize, usize)], kind: AccessKind) -> Result<()> {
+        if self.shadows.is_some() {
+            for &(offset, len) in runs {
+                self.record(target, offset, len, kind)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checking mode: the operations of this rank complete at every target
+    /// (a fence).
+    fn complete_all(&self) {
+        if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
+            for s in sh {
+                s.complete(c, self.rank);
+            }
+        }
+    }
+
+    /// Checking mode: records the release of this rank's lock on `target`
+    /// (before it is released).
+    fn record_release(&self, target: usize, kind: LockKind) {
+        if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
+            sh[target].released(c, self.rank, kind);
+        }
+    }
+
     /// Every rank's flag (a barrier).
     fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
         let all = self.world.exchange(self.rank, Arc::new(ok))?;
@@ -506,11 +792,17 @@ impl<T: Element> ThreadedWindow<T> {
                     self.rank, self.rank
                 )));
             }
-            l = seg
-                .lock_cv
-                .wait_timeout(l, POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            if let Some(s) = &self.world.sched {
+                drop(l);
+                s.wait(self.rank, || format!("a {kind:?} lock on rank {target}"))?;
+                l = relock(&seg.lock);
+            } else {
+                l = seg
+                    .lock_cv
+                    .wait_timeout(l, POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
     }
 }
@@ -593,47 +885,67 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     }
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.world.point(self.rank);
         self.state.lock(target, kind)?;
         self.acquire(target, kind)
-            .inspect_err(|_| self.state.abandon_lock(target))
+            .inspect_err(|_| self.state.abandon_lock(target))?;
+        if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
+            sh[target].acquired(c, self.rank, kind);
+        }
+        Ok(())
     }
 
     fn unlock(&self, target: usize) -> Result<()> {
-        self.state.unlock(target)?;
+        self.world.point(self.rank);
+        let kind = self.state.unlock(target)?;
+        self.record_release(target, kind);
         self.release(target);
         Ok(())
     }
 
     fn flush(&self, target: usize) -> Result<()> {
+        self.world.point(self.rank);
         // Operations complete when they return.
-        self.state.flush(target).map(|_| ())
+        self.state.flush(target)?;
+        if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
+            sh[target].complete(c, self.rank);
+        }
+        Ok(())
     }
 
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve(target, Access::Read, offset, dst.len())?;
+        self.record(target, offset, dst.len(), AccessKind::Get)?;
         self.read(target, offset, dst)
     }
 
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve(target, Access::Write, offset, src.len())?;
+        self.record(target, offset, src.len(), AccessKind::Put)?;
         self.write(target, offset, src, None)
     }
 
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve(target, Access::Write, offset, src.len())?;
+        self.record(target, offset, src.len(), AccessKind::Acc(op))?;
         self.write(target, offset, src, Some(op))
     }
 
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve_runs(target, Access::Read, runs, dst.len())?;
+        self.record_runs(target, runs, AccessKind::Get)?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.read(target, offset, &mut dst[at..at + len])?;
@@ -643,9 +955,11 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     }
 
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
+        self.record_runs(target, runs, AccessKind::Put)?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.write(target, offset, &src[at..at + len], None)?;
@@ -661,9 +975,11 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         src: &[T],
         op: AccumulateOp,
     ) -> Result<()> {
+        self.world.point(self.rank);
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
+        self.record_runs(target, runs, AccessKind::Acc(op))?;
         let mut at = 0;
         for &(offset, len) in runs {
             self.write(target, offset, &src[at..at + len], Some(op))?;
@@ -675,16 +991,20 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     fn fence(&self) -> Result<()> {
         // Operations complete when they return: the exchange (a barrier)
         // orders them.
+        self.complete_all();
         self.state.fence_collectively(false, |ok| self.all_ok(ok))
     }
 
     fn fence_end(&self) -> Result<()> {
+        self.complete_all();
         self.state.fence_collectively(true, |ok| self.all_ok(ok))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        self.world.point(self.rank);
         let _view = self.state.open_view(false)?;
         let seg = &self.segments[self.rank];
+        self.record(self.rank, 0, seg.len(), AccessKind::ViewRead)?;
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
             if views.mut_view {
@@ -707,12 +1027,16 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         // readers only read. The pointer covers `seg.len()` initialised
         // elements.
         let slice = unsafe { std::slice::from_raw_parts(seg.ptr() as *const T, seg.len()) };
-        Ok(f(slice))
+        let out = f(slice);
+        self.world.point(self.rank);
+        Ok(out)
     }
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        self.world.point(self.rank);
         let _view = self.state.open_view(true)?;
         let seg = &self.segments[self.rank];
+        self.record(self.rank, 0, seg.len(), AccessKind::ViewWrite)?;
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
             if views.mut_view || views.shared_views > 0 {
@@ -730,7 +1054,9 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         // state); the slice is therefore the only access to these
         // `seg.len()` elements.
         let slice = unsafe { std::slice::from_raw_parts_mut(seg.ptr(), seg.len()) };
-        Ok(f(slice))
+        let out = f(slice);
+        self.world.point(self.rank);
+        Ok(out)
     }
 }
 
@@ -757,7 +1083,8 @@ impl<T: Element> Drop for ThreadedWindow<T> {
         // waits for them forever. Memory is freed when the last rank's
         // handle drops: there is nothing collective to wait for.
         let (locks, _fence) = self.state.release_all();
-        for (t, _) in locks {
+        for (t, kind) in locks {
+            self.record_release(t, kind);
             self.release(t);
         }
     }
