@@ -13,8 +13,7 @@ fn conformance_suite_has_no_races() {
             .unwrap_or_else(|e| panic!("P = {p}: {e}"));
         assert_eq!(counts.len(), p);
     }
-    threaded::check(3, 3, |comm| Ok(conformance::run_all(&comm)))
-        .unwrap_or_else(|f| panic!("{f}"));
+    threaded::check(3, 3, |comm| Ok(conformance::run_all(&comm))).unwrap_or_else(|f| panic!("{f}"));
 }
 
 /// Two ranks take the exclusive lock on rank 0 in turn and each records the
@@ -52,7 +51,11 @@ fn replay_reproduces_an_interleaving_and_seeds_explore_others() {
         seen.insert(a);
     }
     // 3 ranks, 6 possible grant orders: the seeds find several of them.
-    assert!(seen.len() >= 3, "only {} grant orders: {seen:?}", seen.len());
+    assert!(
+        seen.len() >= 3,
+        "only {} grant orders: {seen:?}",
+        seen.len()
+    );
 }
 
 #[test]
@@ -81,7 +84,9 @@ fn check_reports_the_failing_seed_and_replay_reproduces_it() {
         let again = threaded::replay(3, failure.seed, f).unwrap();
         assert!(matches!(again[1], Err(Error::InvalidArgument(_))));
     }
-    assert!(failure.to_string().contains(&format!("seed {}", failure.seed)));
+    assert!(failure
+        .to_string()
+        .contains(&format!("seed {}", failure.seed)));
 }
 
 #[test]

@@ -90,8 +90,8 @@ mod schedule;
 
 use self::clock::{Clocks, VClock};
 use self::race::{AccessKind, SegShadow};
-use self::schedule::Scheduler;
 pub use self::schedule::ScheduleFailure;
+use self::schedule::Scheduler;
 use crate::checks::{Access, WindowState};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};

@@ -231,7 +231,7 @@ impl SegShadow {
             stamp: me.get(rank),
         };
         for i in offset..offset + len {
-                for old in st.elems[i].iter() {
+            for old in st.elems[i].iter() {
                 if !conflicts(old.kind, kind) {
                     continue;
                 }

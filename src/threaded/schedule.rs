@@ -140,7 +140,11 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait_for_baton<'a>(&self, mut st: MutexGuard<'a, State>, rank: usize) -> MutexGuard<'a, State> {
+    fn wait_for_baton<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        rank: usize,
+    ) -> MutexGuard<'a, State> {
         while st.current != rank {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -249,7 +253,8 @@ mod tests {
         let a = Scheduler::new(5, 7);
         let b = Scheduler::new(5, 7);
         assert_eq!(a.lock().priority, b.lock().priority);
-        let seeds_differ = (0..20).any(|s| Scheduler::new(5, s).lock().priority != a.lock().priority);
+        let seeds_differ =
+            (0..20).any(|s| Scheduler::new(5, s).lock().priority != a.lock().priority);
         assert!(seeds_differ);
     }
 
