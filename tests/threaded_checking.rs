@@ -146,3 +146,53 @@ fn fence_epoch_put_get_race_is_found_in_every_schedule() {
         }
     }
 }
+
+/// The same lock-order cycle on OS threads (plain `threaded::run`): both
+/// ranks hold their first lock (a barrier makes sure), then wait for the
+/// other's; the wait graph reports it.
+#[test]
+fn lock_order_cycle_on_os_threads_is_a_deadlock() {
+    for _ in 0..5 {
+        let out = threaded::run(2, |comm| -> distarray::Result<()> {
+            let win = comm.create_window::<u8>(1)?;
+            let (first, second) = if comm.rank() == 0 { (0, 1) } else { (1, 0) };
+            win.lock(first, LockKind::Exclusive)?;
+            let both_hold = comm.barrier();
+            let second_lock = both_hold.and_then(|_| win.lock(second, LockKind::Exclusive));
+            if second_lock.is_ok() {
+                win.unlock(second)?;
+            }
+            win.unlock(first)?;
+            second_lock
+        })
+        .unwrap();
+        assert!(
+            out.iter()
+                .any(|r| matches!(r, Err(Error::Deadlock(m)) if m.starts_with("lock-order cycle"))),
+            "{out:?}"
+        );
+    }
+}
+
+/// A three-rank cycle: rank r holds r and waits for r + 1.
+#[test]
+fn three_rank_lock_cycle_on_os_threads_is_a_deadlock() {
+    let out = threaded::run(3, |comm| -> distarray::Result<()> {
+        let win = comm.create_window::<u8>(1)?;
+        let me = comm.rank();
+        win.lock(me, LockKind::Exclusive)?;
+        comm.barrier()?;
+        let next = win.lock((me + 1) % 3, LockKind::Shared);
+        if next.is_ok() {
+            win.unlock((me + 1) % 3)?;
+        }
+        win.unlock(me)?;
+        next
+    })
+    .unwrap();
+    assert!(
+        out.iter()
+            .any(|r| matches!(r, Err(Error::Deadlock(m)) if m.starts_with("lock-order cycle"))),
+        "{out:?}"
+    );
+}

@@ -85,10 +85,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 mod clock;
+mod deadlock;
 mod race;
 mod schedule;
 
 use self::clock::{Clocks, VClock};
+use self::deadlock::WaitGraph;
 use self::race::{AccessKind, SegShadow};
 pub use self::schedule::ScheduleFailure;
 use self::schedule::Scheduler;
@@ -132,6 +134,8 @@ struct World {
     failed: AtomicBool,
     /// `finished[r]`: rank `r`'s closure has returned (or unwound).
     finished: Vec<AtomicBool>,
+    /// Who waits for which lock (lock-order cycle detection).
+    waits: WaitGraph,
     /// Controlled-schedule mode ([`replay`], [`check`]).
     sched: Option<Scheduler>,
     /// Checking mode: happens-before clocks for race detection.
@@ -151,6 +155,7 @@ impl World {
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             finished: (0..size).map(|_| AtomicBool::new(false)).collect(),
+            waits: WaitGraph::new(size),
             sched: mode.seed.map(|seed| Scheduler::new(size, seed)),
             clocks: mode.checked.then(|| Clocks::new(size)),
         }
@@ -758,12 +763,15 @@ impl<T: Element> ThreadedWindow<T> {
     fn acquire(&self, target: usize, kind: LockKind) -> Result<()> {
         let seg = &self.segments[target];
         let mut l = relock(&seg.lock);
+        // Registered in the wait graph after the first wait times out.
+        let mut registered: Option<WaitRegistration<'_>> = None;
+        let mut waited = false;
+        let is_free = |l: &PassiveLock| match kind {
+            LockKind::Shared => l.exclusive.is_none(),
+            LockKind::Exclusive => l.exclusive.is_none() && l.shared.is_empty(),
+        };
         loop {
-            let free = match kind {
-                LockKind::Shared => l.exclusive.is_none(),
-                LockKind::Exclusive => l.exclusive.is_none() && l.shared.is_empty(),
-            };
-            if free {
+            if is_free(&l) {
                 match kind {
                     LockKind::Shared => l.shared.push(self.rank),
                     LockKind::Exclusive => l.exclusive = Some(self.rank),
@@ -797,13 +805,60 @@ impl<T: Element> ThreadedWindow<T> {
                 s.wait(self.rank, || format!("a {kind:?} lock on rank {target}"))?;
                 l = relock(&seg.lock);
             } else {
+                if waited {
+                    // Still waiting after a poll: look for a lock-order
+                    // cycle (without holding this lock's mutex, which the
+                    // graph reads).
+                    drop(l);
+                    let graph = &self.world.waits;
+                    if registered.is_none() {
+                        let seg = seg.clone();
+                        graph.begin(
+                            self.rank,
+                            format!("a {kind:?} lock on rank {target}"),
+                            Arc::new(move || {
+                                let l = relock(&seg.lock);
+                                match kind {
+                                    LockKind::Shared => l.exclusive.iter().copied().collect(),
+                                    LockKind::Exclusive => {
+                                        l.exclusive.iter().chain(&l.shared).copied().collect()
+                                    }
+                                }
+                            }),
+                        );
+                        registered = Some(WaitRegistration {
+                            graph,
+                            rank: self.rank,
+                        });
+                    }
+                    if let Some(cycle) = graph.cycle_through(self.rank) {
+                        return Err(Error::Deadlock(cycle));
+                    }
+                    l = relock(&seg.lock);
+                    if is_free(&l) {
+                        continue;
+                    }
+                }
                 l = seg
                     .lock_cv
                     .wait_timeout(l, POLL)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                waited = true;
             }
         }
+    }
+}
+
+/// Removes a rank's entry from the wait graph when its lock wait ends.
+struct WaitRegistration<'a> {
+    graph: &'a WaitGraph,
+    rank: usize,
+}
+
+impl Drop for WaitRegistration<'_> {
+    fn drop(&mut self) {
+        self.graph.end(self.rank);
     }
 }
 
