@@ -169,6 +169,14 @@ impl World {
         }
     }
 
+    /// Controlled-schedule mode: state a waiting rank may wait for changed.
+    #[inline]
+    fn wake(&self) {
+        if let Some(s) = &self.sched {
+            s.wake_all();
+        }
+    }
+
     fn fail(&self, rank: usize, message: String) {
         let mut f = relock(&self.failure);
         if f.is_none() {
@@ -176,6 +184,7 @@ impl World {
         }
         self.failed.store(true, Ordering::SeqCst);
         self.exchange_cv.notify_all();
+        self.wake();
     }
 
     /// `Err(Aborted)` if some rank failed.
@@ -211,6 +220,9 @@ impl World {
             ex.clocks[rank] = Some(c.release(rank));
         }
         ex.arrived += 1;
+        // an arrival may complete the exchange, and makes this rank "in a
+        // collective" for lock waiters' deadlock check
+        self.wake();
         if ex.arrived == self.size {
             let all: Vec<Shared> = ex
                 .slots
@@ -266,6 +278,7 @@ impl World {
                 if let Some(gone) =
                     (0..self.size).find(|&r| ex.slots[r].is_none() && self.is_finished(r))
                 {
+                    self.wake();
                     ex.broken = Some(Error::Aborted {
                         rank: gone,
                         message: "rank returned without joining a collective the others entered"
@@ -757,6 +770,7 @@ impl<T: Element> ThreadedWindow<T> {
             l.shared.swap_remove(i);
         }
         seg.lock_cv.notify_all();
+        self.world.wake();
     }
 
     /// Blocks until the passive lock on `target` is granted.

@@ -20,11 +20,11 @@
 //! another" bugs).
 //!
 //! A rank that must wait (a lock held by another, a collective not yet
-//! complete) is marked *blocked* and yields; it becomes runnable again as
-//! soon as any rank passes a schedule point after doing something (any
-//! state change happens between two schedule points of the rank holding the
-//! baton), and then re-checks its condition. When every unfinished rank is
-//! blocked, nothing can ever change: the waiting rank gets
+//! complete) is marked *blocked* and yields; it becomes runnable again when
+//! the baton holder changes state a waiter can wait for (releases a lock,
+//! arrives in a collective, fails, finishes: [`Scheduler::wake_all`]), and
+//! then re-checks its condition. When every unfinished rank is blocked,
+//! nothing can ever change: the waiting rank gets
 //! [`Error::Deadlock`] instead of hanging — this is how lock-order cycles
 //! (A holds x and waits for y, B holds y and waits for x) are reported in
 //! this mode.
@@ -101,7 +101,9 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     state: Mutex<State>,
-    cv: Condvar,
+    /// One per rank: a rank sleeps on its own, so a switch wakes only the
+    /// rank that gets the baton.
+    cvs: Vec<Condvar>,
 }
 
 impl Scheduler {
@@ -131,7 +133,7 @@ impl Scheduler {
         st.current = st.pick().unwrap_or(NOBODY);
         Scheduler {
             state: Mutex::new(st),
-            cv: Condvar::new(),
+            cvs: (0..p).map(|_| Condvar::new()).collect(),
         }
     }
 
@@ -146,7 +148,7 @@ impl Scheduler {
         rank: usize,
     ) -> MutexGuard<'a, State> {
         while st.current != rank {
-            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = self.cvs[rank].wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st
     }
@@ -157,11 +159,17 @@ impl Scheduler {
         drop(self.wait_for_baton(st, rank));
     }
 
-    /// A schedule point after progress (a communication call about to
-    /// start or a view closing): hands the baton on and waits for it.
+    /// A schedule point (a communication call about to start or a view
+    /// closing): hands the baton on and waits for it.
     pub(crate) fn point(&self, rank: usize) {
-        // Progress never fails: this rank itself stays runnable.
+        // Never fails: this rank itself stays runnable.
         let _ = self.step(rank, None);
+    }
+
+    /// The baton holder changed state a waiting rank may wait for: every
+    /// blocked rank re-checks its condition when next picked.
+    pub(crate) fn wake_all(&self) {
+        self.lock().blocked.iter_mut().for_each(|b| *b = false);
     }
 
     /// A wait whose condition failed: yields until some rank made
@@ -174,12 +182,9 @@ impl Scheduler {
         let mut st = self.lock();
         debug_assert_eq!(st.current, rank, "only the baton holder runs");
         st.steps += 1;
-        match waiting {
-            None => st.blocked.iter_mut().for_each(|b| *b = false),
-            Some(what) => {
-                st.blocked[rank] = true;
-                st.waiting_for[rank] = what;
-            }
+        if let Some(what) = waiting {
+            st.blocked[rank] = true;
+            st.waiting_for[rank] = what;
         }
         if st.rng.next() & st.change_mask == 0 {
             let low = st.next_low;
@@ -203,7 +208,7 @@ impl Scheduler {
             Some(next) => {
                 if next != rank {
                     st.current = next;
-                    self.cv.notify_all();
+                    self.cvs[next].notify_one();
                     drop(self.wait_for_baton(st, rank));
                 }
                 Ok(())
@@ -217,7 +222,9 @@ impl Scheduler {
         st.finished[rank] = true;
         st.blocked.iter_mut().for_each(|b| *b = false);
         st.current = st.pick().unwrap_or(NOBODY);
-        self.cv.notify_all();
+        if st.current != NOBODY {
+            self.cvs[st.current].notify_one();
+        }
     }
 }
 
