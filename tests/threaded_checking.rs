@@ -8,7 +8,7 @@ use distarray::{conformance, threaded, Error, LockKind, OneSidedComm, Window};
 /// scheduling and under controlled schedules.
 #[test]
 fn conformance_suite_has_no_races() {
-    for p in [1, 2, 3, 4] {
+    for p in [1, 2, 3, 4, 8] {
         let counts = threaded::run_checked(p, |comm| conformance::run_all(&comm))
             .unwrap_or_else(|e| panic!("P = {p}: {e}"));
         assert_eq!(counts.len(), p);
@@ -195,4 +195,72 @@ fn three_rank_lock_cycle_on_os_threads_is_a_deadlock() {
             .any(|r| matches!(r, Err(Error::Deadlock(m)) if m.starts_with("lock-order cycle"))),
         "{out:?}"
     );
+}
+
+/// A put to the own part lands only at the next flush or unlock: a local
+/// view after it in the same epoch races with it; a flush orders them.
+#[test]
+fn own_put_then_view_needs_a_flush() {
+    let run = |flush: bool| {
+        threaded::run_checked(2, move |comm| -> distarray::Result<i32> {
+            let me = comm.rank();
+            let win = comm.create_window::<i32>(3)?;
+            win.lock(me, LockKind::Exclusive)?;
+            win.put(me, 1, &[7])?;
+            if flush {
+                win.flush(me)?;
+            }
+            let seen = win.with_local(|s| s[1]);
+            win.unlock(me)?;
+            seen
+        })
+        .unwrap()
+    };
+    for r in run(false) {
+        assert!(
+            matches!(
+                r,
+                Err(Error::Race { offset: 1, ref first_op, ref second_op, .. })
+                    if first_op == "put" && second_op.starts_with("local read")
+            ),
+            "{r:?}"
+        );
+    }
+    for r in run(true) {
+        assert_eq!(r, Ok(7));
+    }
+}
+
+/// Same-operation accumulates from every rank in one fence epoch are not a
+/// race; a different operation on the same element is.
+#[test]
+fn accumulate_ops_must_agree() {
+    let out = threaded::run_checked(4, |comm| -> distarray::Result<()> {
+        let win = comm.create_window::<i64>(2)?;
+        win.fence()?;
+        win.accumulate(0, 0, &[1], distarray::AccumulateOp::Sum)?;
+        win.fence()?;
+        let op = if comm.rank() == 3 {
+            distarray::AccumulateOp::Max
+        } else {
+            distarray::AccumulateOp::Sum
+        };
+        win.accumulate(0, 1, &[1], op)?;
+        win.fence_end()
+    })
+    .unwrap();
+    let races: Vec<_> = out
+        .iter()
+        .filter_map(|r| match r {
+            Err(Error::Race { offset, first_op, second_op, .. }) => {
+                Some((*offset, first_op.clone(), second_op.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!races.is_empty(), "{out:?}");
+    for (offset, a, b) in races {
+        assert_eq!(offset, 1);
+        assert_ne!(a, b, "only different operations race");
+    }
 }
