@@ -264,3 +264,26 @@ fn accumulate_ops_must_agree() {
         assert_ne!(a, b, "only different operations race");
     }
 }
+
+/// A rank polling a flag in a loop (each poll a locked get) does not starve
+/// the rank that sets it: PCT's change points lower the poller's priority.
+#[test]
+fn polling_terminates_under_controlled_schedules() {
+    threaded::check(2, 12, |comm| -> distarray::Result<u32> {
+        let win = comm.create_window::<u32>(1)?;
+        comm.barrier()?;
+        let mut polls = 0;
+        if comm.rank() == 0 {
+            win.put_locked(1, LockKind::Exclusive, 0, &[1])?;
+        } else {
+            let mut flag = [0u32];
+            while flag[0] == 0 {
+                win.get_locked(1, LockKind::Shared, 0, &mut flag)?;
+                polls += 1;
+            }
+        }
+        comm.barrier()?;
+        Ok(polls)
+    })
+    .unwrap_or_else(|f| panic!("{f}"));
+}
