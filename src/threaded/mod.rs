@@ -38,7 +38,11 @@
 //! A rank that waits for a lock held by a rank which itself waits in a
 //! collective (a barrier inside `with_local_mut`, say) gets
 //! [`Error::Deadlock`] instead of hanging. Each rank is assumed to be one
-//! thread: that is what makes the wait certain to deadlock.
+//! thread: that is what makes the wait certain to deadlock. So does a rank
+//! in a lock-order cycle (rank 0 holds a lock on x and waits for one on y,
+//! rank 1 holds y and waits for x; any length): waiting ranks publish what
+//! they wait for, and a cycle seen consistently is reported (the `deadlock`
+//! module's source documentation says why it is never a false report).
 //!
 //! # Checking mode
 //!
