@@ -252,9 +252,12 @@ fn accumulate_ops_must_agree() {
     let races: Vec<_> = out
         .iter()
         .filter_map(|r| match r {
-            Err(Error::Race { offset, first_op, second_op, .. }) => {
-                Some((*offset, first_op.clone(), second_op.clone()))
-            }
+            Err(Error::Race {
+                offset,
+                first_op,
+                second_op,
+                ..
+            }) => Some((*offset, first_op.clone(), second_op.clone())),
             _ => None,
         })
         .collect();
@@ -286,4 +289,42 @@ fn polling_terminates_under_controlled_schedules() {
         Ok(polls)
     })
     .unwrap_or_else(|f| panic!("{f}"));
+}
+
+/// The verdict follows happens-before, not timing: the put is long done
+/// when the get runs (20 ms later), but nothing orders them, so it is a
+/// race in every run, and the same program with a fence between them is
+/// clean in every run.
+#[test]
+fn races_are_found_without_a_collision_in_time() {
+    for separated in [false, true] {
+        for _ in 0..3 {
+            let out = threaded::run_checked(3, move |comm| -> distarray::Result<()> {
+                let win = comm.create_window::<i32>(1)?;
+                win.fence()?;
+                if comm.rank() == 0 {
+                    win.put(1, 0, &[3])?;
+                }
+                if separated {
+                    win.fence()?;
+                }
+                if comm.rank() == 2 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    win.get(1, 0, &mut [0])?;
+                }
+                win.fence_end()
+            })
+            .unwrap();
+            // (normally rank 0's put comes first, but a descheduled rank 0
+            // may run late: either order is the same race)
+            let raced = out.iter().any(|r| {
+                matches!(r, Err(Error::Race { first_rank, second_rank, .. })
+                    if first_rank + second_rank == 2 && first_rank != second_rank)
+            });
+            assert_eq!(raced, !separated, "{out:?}");
+            if separated {
+                assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+            }
+        }
+    }
 }
