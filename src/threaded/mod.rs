@@ -378,8 +378,9 @@ where
 /// named by `seed`: the ranks run one at a time and switch only at
 /// communication calls, in the order a seeded PCT-style scheduler chooses
 /// (see the [module docs](self#controlled-schedules)). The same seed gives
-/// the same interleaving, results and errors every time; pass the seed
-/// [`check`] reported.
+/// the same interleaving, results and errors every time, as long as `f`
+/// itself depends on nothing but its inputs (no clocks, no randomness of
+/// its own, one thread per rank); pass the seed [`check`] reported.
 ///
 /// ```
 /// use distarray::{threaded, OneSidedComm};
