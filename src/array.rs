@@ -389,7 +389,8 @@ fn fingerprint<H: Hash>(value: &H) -> u64 {
 
 /// Collective agreement on constructor arguments: every rank contributes
 /// whether its arguments were valid and a fingerprint of what it will
-/// build. Every rank returns `Err` if any rank's arguments were invalid or
+/// build. Every rank returns `Err` if any rank's arguments were invalid
+/// (its own error, or [`Error::PeerFailed`] with that rank's reason) or
 /// the fingerprints differ, so no rank goes on alone into a collective the
 /// others skipped.
 fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
@@ -398,12 +399,13 @@ fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
         Err(_) => [0, 0],
     };
     let all = comm.allgather(&mine)?;
-    let (key, value) = local?;
     if let Some(r) = all.iter().position(|v| v[0] == 0) {
-        return Err(Error::InvalidPartition(format!(
-            "rank {r} rejected the arguments of this collective call"
-        )));
+        // a second collective, only on failure: the rejecting rank's reason
+        let reason = crate::epoch::failure_reason(comm, r, local.as_ref().err())?;
+        local?;
+        return Err(Error::PeerFailed { rank: r, reason });
     }
+    let (key, value) = local?;
     if let Some(r) = all.iter().position(|v| v[1] != key) {
         return Err(Error::InvalidPartition(format!(
             "ranks disagree on the arguments of this collective call (rank {} vs rank {r})",
@@ -546,9 +548,9 @@ impl<T: Copy, const N: usize> LocalViewMut<'_, T, N> {
                 self.data[o] = value;
                 Ok(())
             }
-            None => Err(Error::IndexOutOfBounds {
+            None => Err(Error::IndexOutsideBlock {
                 index: index.to_vec(),
-                shape: self.range.iter().map(|r| r.end).collect(),
+                ranges: self.range.iter().map(|r| (r.start, r.end)).collect(),
             }),
         }
     }

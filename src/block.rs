@@ -296,9 +296,9 @@ impl<T: Element, const N: usize> GlobalBlock<T, N> {
 
     fn offset(&self, index: [usize; N]) -> Result<usize> {
         if !self.block.contains(index) {
-            return Err(Error::IndexOutOfBounds {
+            return Err(Error::IndexOutsideBlock {
                 index: index.to_vec(),
-                shape: self.block.ranges.iter().map(|r| r.end).collect(),
+                ranges: self.block.ranges.iter().map(|r| (r.start, r.end)).collect(),
             });
         }
         let rel: [usize; N] = std::array::from_fn(|d| index[d] - self.block.ranges[d].start);

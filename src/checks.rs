@@ -447,7 +447,13 @@ impl EpochTracker {
         local?;
         if let Some(rank) = flags.iter().position(|ok| !ok) {
             self.fence_open.store(was_open, Ordering::Release);
-            return Err(Error::PeerFailed { rank });
+            return Err(Error::PeerFailed {
+                rank,
+                reason: format!(
+                    "rank {rank} could not {} (its own call returned the reason)",
+                    if end { "end the fence epoch" } else { "fence" }
+                ),
+            });
         }
         Ok(())
     }

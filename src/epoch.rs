@@ -95,16 +95,89 @@ impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
     }
 }
 
+/// Longest failure reason [`vote`] carries to the other ranks, in bytes.
+pub const REASON_MAX: usize = 256;
+
 /// Collective: every rank contributes whether its part of a collective
 /// operation succeeded. Returns this rank's own error, or
-/// [`Error::PeerFailed`] if another rank failed, or `local`'s value: every
-/// rank leaves the operation with the same verdict, and none goes on into
-/// a later collective the others skip. Acts as a barrier.
+/// [`Error::PeerFailed`] (naming the first failing rank and carrying its own
+/// error message) if another rank failed, or `local`'s value: every rank
+/// leaves the operation with the same verdict, and none goes on into a later
+/// collective the others skip. Acts as a barrier.
+///
+/// On success this is one collective ([`first_failed`]); only when some
+/// rank failed does a second one ([`failure_reason`]) carry that rank's
+/// message, at most [`REASON_MAX`] bytes.
+///
+/// ```
+/// use distarray::{epoch::vote, threaded, Error, OneSidedComm};
+/// let r = threaded::run(3, |comm| {
+///     let mine = if comm.rank() == 1 { Err(Error::InvalidArgument("bad n".into())) } else { Ok(()) };
+///     vote(&comm, mine)
+/// })
+/// .unwrap();
+/// assert!(matches!(&r[0], Err(Error::PeerFailed { rank: 1, reason }) if reason.contains("bad n")));
+/// assert!(matches!(&r[1], Err(Error::InvalidArgument(_))));
+/// ```
 pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
-    let flags = comm.allgather(&[u8::from(local.is_ok())])?;
-    let value = local?;
-    match flags.iter().position(|f| f[0] == 0) {
-        Some(rank) => Err(Error::PeerFailed { rank }),
-        None => Ok(value),
+    match first_failed(comm, local.is_err())? {
+        None => local,
+        Some(rank) => {
+            let reason = failure_reason(comm, rank, local.as_ref().err())?;
+            local?;
+            Err(Error::PeerFailed { rank, reason })
+        }
+    }
+}
+
+/// Collective: the lowest rank whose `failed` flag is set, if any (every
+/// rank gets the same answer). The success path of [`vote`]: one
+/// collective of one flag per rank.
+pub fn first_failed<C: OneSidedComm>(comm: &C, failed: bool) -> Result<Option<usize>> {
+    let flags = comm.allgather(&[u8::from(failed)])?;
+    Ok(flags.iter().position(|f| f[0] != 0))
+}
+
+/// Collective, called by every rank after [`first_failed`] named `rank`:
+/// every rank receives `rank`'s error message (`own` on that rank), cut to
+/// [`REASON_MAX`] bytes at a character boundary. Only `rank` contributes
+/// data, so the exchange stays small whatever the number of ranks.
+pub fn failure_reason<C: OneSidedComm>(
+    comm: &C,
+    rank: usize,
+    own: Option<&Error>,
+) -> Result<String> {
+    let text = match own {
+        Some(e) if comm.rank() == rank => e.to_string(),
+        _ => String::new(),
+    };
+    let all = comm.allgather(truncate_utf8(&text, REASON_MAX).as_bytes())?;
+    let bytes = all.get(rank).map(Vec::as_slice).unwrap_or_default();
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The longest prefix of `s` of at most `max` bytes ending at a character
+/// boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_utf8("abc", 5), "abc");
+        assert_eq!(truncate_utf8("abcdef", 3), "abc");
+        // 'é' is two bytes: cutting at 2 would split it
+        assert_eq!(truncate_utf8("aéb", 2), "a");
     }
 }

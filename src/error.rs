@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A rank argument is not smaller than the communicator size.
-    #[error("rank {rank} is out of range for a communicator of {size} ranks")]
+    #[error("rank {rank} is out of range for a communicator of {}", crate::partition::plural(*size, "rank"))]
     RankOutOfRange {
         /// The offending rank.
         rank: usize,
@@ -86,6 +86,32 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// A global index lies outside a block (of a [`crate::GlobalBlock`] or a
+    /// rank's part), which covers `ranges` as `(start, end)` per dimension.
+    #[error("index {index:?} lies outside the block {}", fmt_ranges(ranges))]
+    IndexOutsideBlock {
+        /// The offending index.
+        index: Vec<usize>,
+        /// The block's ranges as `(start, end)`.
+        ranges: Vec<(usize, usize)>,
+    },
+
+    /// One operand of an operation has the wrong shape: the message names
+    /// the operation, the operand and the rule it breaks.
+    #[error("{operation}: operand {operand} has shape {found:?}, expected {expected:?} ({rule})")]
+    OperandShape {
+        /// The operation (`"matvec"`, `"zip_with"`, ...).
+        operation: &'static str,
+        /// The operand's name in the operation's signature (`"x"`, `"y"`, ...).
+        operand: &'static str,
+        /// The shape it must have.
+        expected: Vec<usize>,
+        /// The shape it has.
+        found: Vec<usize>,
+        /// The rule, e.g. "x needs one element per column of a (4)".
+        rule: String,
+    },
+
     /// Shapes or lengths that must agree do not.
     #[error("shape mismatch: expected {expected:?}, found {found:?}")]
     ShapeMismatch {
@@ -116,11 +142,14 @@ pub enum Error {
 
     /// Another rank failed its part of a collective operation (its own call
     /// returned the actual error); every rank returns an error, so all stay
-    /// in step.
-    #[error("rank {rank} failed its part of this collective operation")]
+    /// in step. `reason` is the failing rank's own error message (cut to
+    /// [`crate::epoch::REASON_MAX`] bytes).
+    #[error("rank {rank} failed its part of this collective operation: {reason}")]
     PeerFailed {
         /// The first rank that failed.
         rank: usize,
+        /// That rank's own error message.
+        reason: String,
     },
 
     /// A block does not fit the array: a range runs past the shape or
@@ -188,4 +217,10 @@ pub enum Error {
     /// An error reported by the communication runtime (MPI error string, ...).
     #[error("backend error: {0}")]
     Backend(String),
+}
+
+/// `[0..2, 3..5]` for `[(0, 2), (3, 5)]`.
+fn fmt_ranges(ranges: &[(usize, usize)]) -> String {
+    let parts: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}..{b}")).collect();
+    format!("[{}]", parts.join(", "))
 }

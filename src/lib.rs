@@ -47,6 +47,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+pub mod algebra;
 pub mod array;
 pub mod block;
 pub mod checks;
@@ -60,6 +61,7 @@ pub mod ghost;
 pub mod linalg;
 pub mod partition;
 pub mod redistribute;
+pub mod reduce;
 pub mod threaded;
 
 /// The README's examples, compiled and run as doc tests.

@@ -180,11 +180,21 @@ mod blas {
     }
 }
 
-fn check_len(expected: usize, found: usize) -> Result<()> {
+/// `Err(OperandShape)` naming `operand` unless its length is `expected`.
+fn check_operand(
+    operation: &'static str,
+    operand: &'static str,
+    expected: usize,
+    found: usize,
+    rule: impl FnOnce() -> String,
+) -> Result<()> {
     if expected != found {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::OperandShape {
+            operation,
+            operand,
             expected: vec![expected],
             found: vec![found],
+            rule: rule(),
         });
     }
     Ok(())
@@ -205,8 +215,12 @@ pub fn matvec<T: Element, C: OneSidedComm>(
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
     let [m, n] = a.shape();
-    check_len(n, x.len())?;
-    check_len(m, y.len())?;
+    check_operand("matvec", "x", n, x.len(), || {
+        format!("x needs one element per column of a, which is {m} x {n}")
+    })?;
+    check_operand("matvec", "y", m, y.len(), || {
+        format!("y needs one element per row of a, which is {m} x {n}")
+    })?;
     let comm = a.comm();
     let [rows, cols] = a.local_indices(comm.rank())?;
     let direct = a.partitioning().grid()[1] == 1
@@ -258,8 +272,12 @@ pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
     let [m, n] = a.shape();
-    check_len(m, x.len())?;
-    check_len(n, y.len())?;
+    check_operand("matvec_transpose", "x", m, x.len(), || {
+        format!("x needs one element per row of a, which is {m} x {n}")
+    })?;
+    check_operand("matvec_transpose", "y", n, y.len(), || {
+        format!("y needs one element per column of a, which is {m} x {n}")
+    })?;
     let comm = a.comm();
     let [rows, cols] = a.local_indices(comm.rank())?;
     a.sync()?;
@@ -284,12 +302,13 @@ pub fn matvec_transpose<T: Element, C: OneSidedComm>(
 }
 
 fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
+    operation: &str,
     x: &DistArray<T, C, 1>,
     y: &DistArray<U, C, 1>,
 ) -> Result<()> {
     if x.partitioning() != y.partitioning() {
         return Err(Error::InvalidPartition(format!(
-            "vectors must be partitioned alike: parts {:?} vs {:?}",
+            "{operation}: x and y must be partitioned alike: x has parts {:?}, y has parts {:?}",
             x.partitioning().part_sizes(0),
             y.partitioning().part_sizes(0)
         )));
@@ -303,7 +322,7 @@ pub fn dot<T: Element, C: OneSidedComm>(
     x: &DistArray<T, C, 1>,
     y: &DistArray<T, C, 1>,
 ) -> Result<T> {
-    check_same_partition(x, y)?;
+    check_same_partition("dot", x, y)?;
     // wrapping for integers, like accumulate(Sum)
     let add = |acc: T, v: T| T::combine(AccumulateOp::Sum, acc, v);
     let local = x.with_local(|lx| {
@@ -346,7 +365,7 @@ pub fn axpby<T: Element, C: OneSidedComm>(
     beta: T,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    check_same_partition(x, y)?;
+    check_same_partition("axpby", x, y)?;
     x.with_local(|lx| {
         y.with_local_mut(|mut ly| {
             for (b, &a) in ly.as_mut_slice().iter_mut().zip(lx.as_slice()) {

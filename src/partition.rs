@@ -136,9 +136,10 @@ impl<const N: usize> ContinuousPartitioning<N> {
     pub fn check_nparts(&self, nranks: usize) -> Result<()> {
         if self.nparts() != nranks {
             return Err(Error::InvalidPartition(format!(
-                "process grid {:?} has {} parts but the communicator has {nranks} ranks",
+                "process grid {:?} has {} but the communicator has {}",
                 self.grid,
-                self.nparts()
+                plural(self.nparts(), "part"),
+                plural(nranks, "rank")
             )));
         }
         Ok(())
@@ -268,6 +269,15 @@ impl<const N: usize> ContinuousPartitioning<N> {
             o /= n;
         }
         Ok(idx)
+    }
+}
+
+/// `"1 part"`, `"3 parts"`.
+pub(crate) fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

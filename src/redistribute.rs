@@ -20,7 +20,6 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::block::Block;
 use crate::comm::{Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -68,12 +67,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         });
         // `create` agrees on the arguments collectively: a bad partition on
         // any rank fails on every rank, none is left waiting.
-        let out = Self::create(self.comm().clone(), new)?;
-        // the source parts must be complete everywhere before anyone reads
-        self.sync()?;
-        let block = Block::new(out.local_indices(self.comm().rank())?);
-        let pulled = out.with_local_mut(|mut l| self.get_block_into(&block, l.as_mut_slice()));
-        vote(self.comm(), pulled.and_then(|r| r))?;
+        let mut out = Self::create(self.comm().clone(), new)?;
+        // each rank pulls its new part (the plan of `copy_from`)
+        out.copy_from(self)?;
         Ok(out)
     }
 }

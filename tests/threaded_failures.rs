@@ -217,7 +217,11 @@ fn an_error_on_one_rank_fails_the_collective_everywhere() {
         if comm.rank() == 1 {
             assert!(matches!(e, Error::AlreadyLocked { target: 1 }), "{e:?}");
         } else {
-            assert!(matches!(e, Error::PeerFailed { rank: 1 }), "{e:?}");
+            // the other ranks learn rank 1's own reason
+            assert!(
+                matches!(&e, Error::PeerFailed { rank: 1, reason } if reason.contains("already locked")),
+                "{e:?}"
+            );
         }
     });
     r.unwrap();
@@ -242,4 +246,67 @@ fn a_collective_inside_a_locked_view_is_reported_as_a_deadlock() {
     })
     .unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn run_ok_flattens_results_and_returns_the_root_cause() {
+    let v = threaded::run_ok(3, |comm| Ok(comm.rank() * 2)).unwrap();
+    assert_eq!(v, vec![0, 2, 4]);
+    // rank 2's own error wins over the PeerFailed the lower ranks return
+    let e = threaded::run_ok(3, |comm| {
+        let a = DistArray::<i32, _, 1>::new(comm.clone(), [6])?;
+        let _guard = (comm.rank() == 2).then(|| a.lock(2, LockKind::Shared).unwrap());
+        a.fill(1)
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::AlreadyLocked { target: 2 }), "{e:?}");
+    // a panic is reported as such
+    let e = threaded::run_ok(2, |comm| {
+        if comm.rank() == 1 {
+            panic!("rank one gives up");
+        }
+        comm.barrier()
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::RankPanicked { rank: 1, .. }), "{e:?}");
+}
+
+#[test]
+fn a_rejected_constructor_argument_reaches_every_rank_with_its_reason() {
+    let r = threaded::run(3, |comm| {
+        let grid = if comm.rank() == 1 { [0, 3] } else { [1, 3] };
+        DistArray::<f64, _, 2>::with_grid(comm, grid, [4, 4]).map(|_| ())
+    })
+    .unwrap();
+    assert!(
+        matches!(&r[1], Err(Error::InvalidPartition(_))),
+        "{:?}",
+        r[1]
+    );
+    for k in [0, 2] {
+        let e = r[k].as_ref().unwrap_err();
+        assert!(
+            matches!(e, Error::PeerFailed { rank: 1, reason } if reason.contains("no parts in dimension 0")),
+            "{e:?}"
+        );
+        // the message says which rank and why
+        assert!(e.to_string().contains("rank 1 failed"), "{e}");
+    }
+}
+
+#[test]
+fn messages_count_parts_and_ranks_in_good_grammar() {
+    let e = distarray::ContinuousPartitioning::<1>::with_grid([4], [1])
+        .unwrap()
+        .check_nparts(2)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid partition: process grid [1] has 1 part but the communicator has 2 ranks"
+    );
+    let e = Error::RankOutOfRange { rank: 3, size: 1 };
+    assert_eq!(
+        e.to_string(),
+        "rank 3 is out of range for a communicator of 1 rank"
+    );
 }

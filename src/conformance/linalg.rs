@@ -175,16 +175,33 @@ fn linalg_bad_input<C: OneSidedComm>(comm: &C) {
     );
     let x = ok(comm, "new", DistArray::<f64, C, 1>::new(comm.clone(), [5]));
     let mut y = ok(comm, "new", DistArray::<f64, C, 1>::new(comm.clone(), [6]));
-    let bad = |e: &Error| matches!(e, Error::ShapeMismatch { .. });
-    expect_err(comm, "x of the wrong length", matvec(&a, &x, &mut y), bad);
+    // the error names the operand that is wrong and its expected length
+    let bad = |name: &'static str, len: usize| {
+        move |e: &Error| {
+            matches!(e, Error::OperandShape { operand, expected, .. }
+                if *operand == name && expected == &[len])
+                && e.to_string().contains(&format!("operand {name}"))
+        }
+    };
+    expect_err(
+        comm,
+        "x of the wrong length",
+        matvec(&a, &x, &mut y),
+        bad("x", 4),
+    );
     let x4 = ok(comm, "new", DistArray::<f64, C, 1>::new(comm.clone(), [4]));
     let mut y5 = ok(comm, "new", DistArray::<f64, C, 1>::new(comm.clone(), [5]));
-    expect_err(comm, "y of the wrong length", matvec(&a, &x4, &mut y5), bad);
+    expect_err(
+        comm,
+        "y of the wrong length",
+        matvec(&a, &x4, &mut y5),
+        bad("y", 6),
+    );
     expect_err(
         comm,
         "transpose with wrong x",
         matvec_transpose(&a, &x4, &mut y),
-        bad,
+        bad("x", 6),
     );
     if p > 1 {
         let mut sizes = vec![0; p];
@@ -194,7 +211,7 @@ fn linalg_bad_input<C: OneSidedComm>(comm: &C) {
             "with_part_sizes",
             DistArray::<f64, C, 1>::with_part_sizes(comm.clone(), [sizes]),
         );
-        let part = |e: &Error| matches!(e, Error::InvalidPartition(_));
+        let part = |e: &Error| matches!(e, Error::InvalidPartition(m) if m.contains("x and y must be partitioned alike"));
         expect_err(
             comm,
             "dot of differently partitioned vectors",

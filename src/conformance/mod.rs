@@ -17,6 +17,7 @@ use std::fmt::Debug;
 use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 
+mod algebra;
 mod array;
 mod blocks;
 mod linalg;
@@ -35,6 +36,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());
     v.extend(safety::checks::<C>());
+    v.extend(algebra::checks::<C>());
     v
 }
 

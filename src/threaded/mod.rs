@@ -527,6 +527,61 @@ where
         .collect())
 }
 
+/// Like [`run`] for closures that return a [`Result`]: every rank's value
+/// (index = rank) when every rank succeeded, otherwise one error.
+///
+/// The error returned is the root cause: a panic ([`Error::RankPanicked`]),
+/// else the error of the lowest rank whose error is its own (not
+/// [`Error::PeerFailed`] / [`Error::Aborted`], which only report that some
+/// other rank failed), else the lowest rank's error.
+///
+/// ```
+/// use distarray::{threaded, DistArray, OneSidedComm};
+/// let sums = threaded::run_ok(4, |comm| {
+///     let a = DistArray::<f64, _, 1>::new(comm, [10])?;
+///     a.fill(1.5)?;
+///     a.sum()
+/// })
+/// .unwrap();
+/// assert_eq!(sums, vec![15.0; 4]);
+///
+/// // rank 2 fails; the others see `PeerFailed`, `run_ok` returns rank 2's error
+/// let e = threaded::run_ok(3, |comm| {
+///     let n = if comm.rank() == 2 { usize::MAX } else { 4 };
+///     DistArray::<u8, _, 2>::with_part_sizes(comm.clone(), [vec![n, 1, 1], vec![2]]).map(|_| ())
+/// })
+/// .unwrap_err();
+/// assert!(e.to_string().contains("overflow"), "{e}");
+/// ```
+pub fn run_ok<R, F>(p: usize, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(ThreadedComm) -> Result<R> + Sync,
+{
+    let results = run(p, f)?;
+    first_error(results)
+}
+
+/// All values, or the root-cause error (see [`run_ok`]).
+fn first_error<R>(results: Vec<Result<R>>) -> Result<Vec<R>> {
+    let secondhand = |e: &Error| matches!(e, Error::PeerFailed { .. } | Error::Aborted { .. });
+    let mut fallback = None;
+    let mut values = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) if !secondhand(&e) => return Err(e),
+            Err(e) => {
+                fallback.get_or_insert(e);
+            }
+        }
+    }
+    match fallback {
+        Some(e) => Err(e),
+        None => Ok(values),
+    }
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

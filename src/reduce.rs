@@ -1,0 +1,187 @@
+//! Reductions beyond [`DistArray::sum`]: [`min`](DistArray::min) /
+//! [`max`](DistArray::max), [`argmin`](DistArray::argmin) /
+//! [`argmax`](DistArray::argmax), [`count`](DistArray::count),
+//! [`any`](DistArray::any) / [`all`](DistArray::all),
+//! [`mean`](DistArray::mean) and a [`map_reduce`](DistArray::map_reduce)
+//! into another type.
+//!
+//! All are **collective** and **bitwise reproducible**: every rank folds
+//! its part in row-major order, and the per-rank results are combined in
+//! rank order, so the same array on the same partition gives the same bits
+//! on every rank and in every run (the order does not depend on timing).
+//! The extremum searches (`min`, `argmax`, ...) skip values that are not
+//! comparable with themselves (NaN) and return `None` when nothing is left
+//! (an empty array); ties go to the first element in global row-major
+//! order.
+//!
+//! ```
+//! use distarray::{threaded, DistArray};
+//! threaded::run_ok(3, |comm| {
+//!     let a = DistArray::<i32, _, 2>::from_fn(comm.clone(), [4, 5], |[i, j]| (i as i32 - 2) * (j as i32))?;
+//!     assert_eq!(a.min()?, Some(-8));
+//!     assert_eq!(a.argmax()?, Some(([3, 4], 4)));
+//!     assert_eq!(a.count(|v| v < 0)?, 2 * 4);
+//!     assert!(a.any(|v| v == 0)? && !a.all(|v| v == 0)?);
+//!     assert_eq!(a.mean()?, Some(-1.0));
+//!     // sum of squares in i64, whatever the element type
+//!     assert_eq!(a.map_reduce(0i64, |v| (v as i64).pow(2), |x, y| x + y)?, 180);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use bytemuck::Pod;
+
+use crate::array::DistArray;
+use crate::comm::{Element, OneSidedComm};
+use crate::epoch::vote;
+use crate::error::Result;
+
+/// Collective: every rank's `value`, indexed by rank (moved as bytes, so
+/// any plain-old-data type works).
+fn gather_pod<C: OneSidedComm, U: Pod>(comm: &C, value: &U) -> Result<Vec<U>> {
+    let all = comm.allgather(bytemuck::bytes_of(value))?;
+    Ok(all
+        .iter()
+        .map(|b| bytemuck::pod_read_unaligned::<U>(b))
+        .collect())
+}
+
+/// `true` for values comparable with themselves (everything but NaN).
+#[inline]
+fn comparable<T: PartialOrd>(v: &T) -> bool {
+    v.partial_cmp(v).is_some()
+}
+
+/// Which extremum a search looks for.
+#[derive(Clone, Copy)]
+enum Extremum {
+    Min,
+    Max,
+}
+
+impl Extremum {
+    /// `true` if `v` is strictly better than `best`.
+    #[inline]
+    fn better<T: PartialOrd>(self, v: T, best: T) -> bool {
+        match self {
+            Extremum::Min => v < best,
+            Extremum::Max => v > best,
+        }
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
+    /// Collective: maps every element with `map`, folds each rank's part in
+    /// row-major order starting from `identity` with `combine`, then
+    /// combines the per-rank results in rank order (starting again from
+    /// `identity`). `identity` must be neutral for `combine`. The result
+    /// type is any plain-old-data type (`f64`, `[u64; 2]`, ...).
+    pub fn map_reduce<U: Pod + Send>(
+        &self,
+        identity: U,
+        map: impl Fn(T) -> U,
+        combine: impl Fn(U, U) -> U,
+    ) -> Result<U> {
+        let local = self.with_local(|l| {
+            l.as_slice()
+                .iter()
+                .fold(identity, |acc, &v| combine(acc, map(v)))
+        });
+        let mine = vote(self.comm(), local)?;
+        let all = gather_pod(self.comm(), &mine)?;
+        Ok(all.into_iter().fold(identity, &combine))
+    }
+
+    /// Collective: the number of elements for which `pred` holds.
+    pub fn count(&self, pred: impl Fn(T) -> bool) -> Result<usize> {
+        let n = self.map_reduce(0u64, |v| u64::from(pred(v)), |a, b| a + b)?;
+        Ok(n as usize)
+    }
+
+    /// Collective: `true` if `pred` holds for some element.
+    pub fn any(&self, pred: impl Fn(T) -> bool) -> Result<bool> {
+        Ok(self.map_reduce(0u8, |v| u8::from(pred(v)), |a, b| a | b)? != 0)
+    }
+
+    /// Collective: `true` if `pred` holds for every element (also for an
+    /// empty array).
+    pub fn all(&self, pred: impl Fn(T) -> bool) -> Result<bool> {
+        Ok(self.map_reduce(1u8, |v| u8::from(pred(v)), |a, b| a & b)? != 0)
+    }
+
+    /// Collective: the arithmetic mean as `f64` (the sum of the values
+    /// converted to `f64`, in the fixed order, divided by the length);
+    /// `None` for an empty array.
+    pub fn mean(&self) -> Result<Option<f64>> {
+        let sum = self.map_reduce(0.0f64, |v| v.to_f64(), |a, b| a + b)?;
+        Ok((!self.is_empty()).then(|| sum / self.len() as f64))
+    }
+
+    /// Collective: the smallest element (NaN skipped); `None` if there is
+    /// none.
+    pub fn min(&self) -> Result<Option<T>> {
+        Ok(self.extremum(Extremum::Min)?.map(|(_, v)| v))
+    }
+
+    /// Collective: the largest element (NaN skipped); `None` if there is
+    /// none.
+    pub fn max(&self) -> Result<Option<T>> {
+        Ok(self.extremum(Extremum::Max)?.map(|(_, v)| v))
+    }
+
+    /// Collective: the global index and value of the smallest element, the
+    /// first in global row-major order on ties (NaN skipped).
+    pub fn argmin(&self) -> Result<Option<([usize; N], T)>> {
+        self.extremum(Extremum::Min)
+    }
+
+    /// Collective: the global index and value of the largest element, the
+    /// first in global row-major order on ties (NaN skipped).
+    pub fn argmax(&self) -> Result<Option<([usize; N], T)>> {
+        self.extremum(Extremum::Max)
+    }
+
+    /// The extremum search: each rank finds its first best element, then
+    /// the per-rank winners are compared in rank order, ties going to the
+    /// smaller global row-major index.
+    fn extremum(&self, which: Extremum) -> Result<Option<([usize; N], T)>> {
+        let local = self.with_local(|l| {
+            let mut best: Option<(usize, T)> = None;
+            for (k, &v) in l.as_slice().iter().enumerate() {
+                if !comparable(&v) {
+                    continue;
+                }
+                match best {
+                    Some((_, b)) if !which.better(v, b) => {}
+                    _ => best = Some((k, v)),
+                }
+            }
+            best.map(|(k, v)| (l.global_index(k), v))
+        });
+        let mine = vote(self.comm(), local)?;
+        let shape = self.shape();
+        // (found, global row-major index, value) from every rank
+        let record: (u64, u64, T) = match mine {
+            Some((idx, v)) => (1, crate::partition::linear_offset(&shape, &idx) as u64, v),
+            None => (0, 0, T::ZERO),
+        };
+        let mut bytes = bytemuck::bytes_of(&[record.0, record.1]).to_vec();
+        bytes.extend_from_slice(bytemuck::bytes_of(&record.2));
+        let all = self.comm().allgather(&bytes)?;
+        let mut best: Option<(u64, T)> = None;
+        for b in &all {
+            let f: [u64; 2] = bytemuck::pod_read_unaligned(&b[..16]);
+            let v: T = bytemuck::pod_read_unaligned(&b[16..]);
+            if f[0] == 0 {
+                continue;
+            }
+            best = match best {
+                Some((bi, bv)) if which.better(v, bv) || (v == bv && f[1] < bi) => Some((f[1], v)),
+                Some(b) => Some(b),
+                None => Some((f[1], v)),
+            };
+        }
+        Ok(best.map(|(i, v)| (crate::partition::multi_index(&shape, i as usize), v)))
+    }
+}
