@@ -11,9 +11,6 @@ mod app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();
-    let results = distarray::threaded::run(opts.ranks, |comm| app::run(comm, &opts))?;
-    for r in results {
-        r?;
-    }
+    distarray::threaded::run_ok(opts.ranks, |comm| app::run(comm, &opts))?;
     Ok(())
 }

@@ -23,7 +23,7 @@ use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 ///
 /// ```
 /// use distarray::{threaded, DistArray, OneSidedComm};
-/// threaded::run(2, |comm| {
+/// threaded::run_ok(2, |comm| {
 ///     // 4 x 3 matrix, rows split over the 2 ranks
 ///     let a = DistArray::<i64, _, 2>::from_fn(comm.clone(), [4, 3], |[i, j]| (10 * i + j) as i64)?;
 ///     assert_eq!(a.local_indices(comm.rank())?, [2 * comm.rank()..2 * comm.rank() + 2, 0..3]);
@@ -34,11 +34,8 @@ use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 ///     }
 ///     a.sync()?;
 ///     assert_eq!(a.sum()?, (0..4).flat_map(|i| (0..3).map(move |j| 10 * i + j)).sum::<i64>() - 32);
-///     Ok::<_, distarray::Error>(())
+///     Ok(())
 /// })
-/// .unwrap()
-/// .into_iter()
-/// .collect::<Result<Vec<_>, _>>()
 /// .unwrap();
 /// ```
 pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use distarray::{threaded, AccumulateOp, Block, DistArray};
-//! threaded::run(3, |comm| -> distarray::Result<()> {
+//! threaded::run_ok(3, |comm| {
 //!     let a = DistArray::<i32, _, 2>::from_fn(comm, [6, 4], |[i, j]| (10 * i + j) as i32)?;
 //!     // rows 1..5 of columns 2..4 span all three ranks
 //!     let mut b = a.get_block(&Block::new([1..5, 2..4]))?;
@@ -20,9 +20,6 @@
 //!     assert_eq!(a.get([1, 2])?, 12 + 3 * 100);
 //!     Ok(())
 //! })
-//! .unwrap()
-//! .into_iter()
-//! .collect::<distarray::Result<Vec<_>>>()
 //! .unwrap();
 //! ```
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// use distarray::{threaded, DistArray, LockKind, OneSidedComm};
-/// threaded::run(2, |comm| -> distarray::Result<()> {
+/// threaded::run_ok(2, |comm| {
 ///     let a = DistArray::<u32, _, 1>::from_fn(comm.clone(), [4], |[i]| i as u32)?;
 ///     let other = 1 - comm.rank();
 ///     let epoch = a.lock(other, LockKind::Shared)?;
@@ -24,9 +24,6 @@ use crate::error::{Error, Result};
 ///     assert_eq!(two, [2 * other as u32, 2 * other as u32 + 1]);
 ///     Ok(())
 /// })
-/// .unwrap()
-/// .into_iter()
-/// .collect::<distarray::Result<Vec<_>>>()
 /// .unwrap();
 /// ```
 pub struct Epoch<'a, T: Element, W: Window<T>> {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use distarray::{threaded, DistArray, GhostedBlock, OneSidedComm};
-//! threaded::run(2, |comm| -> distarray::Result<()> {
+//! threaded::run_ok(2, |comm| {
 //!     let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [10], |[i]| i as f64)?;
 //!     let r = x.local_indices(comm.rank())?[0].clone();
 //!     // the neighbours just outside this rank's range
@@ -23,9 +23,6 @@
 //!     }
 //!     Ok(())
 //! })
-//! .unwrap()
-//! .into_iter()
-//! .collect::<distarray::Result<Vec<_>>>()
 //! .unwrap();
 //! ```
 

@@ -9,6 +9,8 @@
 //! * [`DistArray`]: an array whose parts live in window memory, with
 //!   element access by global index, local views and collective operations.
 //! * [`ContinuousPartitioning`]: the per-dimension cut into one box per rank.
+//! * Whole-array operations: element-wise algebra and copies
+//!   ([`algebra`]), reductions ([`reduce`]), linear algebra ([`linalg`]).
 //! * Backends: [`threaded`] (in process, the embedded default); MPI
 //!   (`distarray-mpi`) and Lamellar (`distarray-lamellar`) live in their own
 //!   crates.
@@ -17,7 +19,7 @@
 //! use distarray::{threaded, DistArray, OneSidedComm};
 //!
 //! // Four ranks as four threads. The same closure runs unchanged on MPI.
-//! let results = threaded::run(4, |comm| -> distarray::Result<f64> {
+//! let sums = threaded::run_ok(4, |comm| {
 //!     // a 6 x 4 matrix on a 2 x 2 process grid, a[i, j] = i + j
 //!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [6, 4])?;
 //!     a.with_local_mut(|mut local| local.fill_with(|[i, j]| (i + j) as f64))?;
@@ -27,7 +29,7 @@
 //!     a.sum()
 //! })
 //! .unwrap();
-//! assert!(results.iter().all(|s| *s.as_ref().unwrap() == 96.0));
+//! assert_eq!(sums, vec![96.0; 4]);
 //! ```
 //!
 //! # Safety

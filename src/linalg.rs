@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use distarray::{linalg, threaded, DistArray};
-//! threaded::run(2, |comm| -> distarray::Result<()> {
+//! threaded::run_ok(2, |comm| {
 //!     // A = [[1, 2], [3, 4], [5, 6]] over 2 ranks by columns
 //!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, 2], [3, 2])?;
 //!     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (2 * i + j + 1) as f64))?;
@@ -21,9 +21,6 @@
 //!     assert_eq!(linalg::dot(&y, &y)?, 179.0);
 //!     Ok(())
 //! })
-//! .unwrap()
-//! .into_iter()
-//! .collect::<distarray::Result<Vec<_>>>()
 //! .unwrap();
 //! ```
 

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use distarray::{threaded, DistArray};
-//! threaded::run(3, |comm| -> distarray::Result<()> {
+//! threaded::run_ok(3, |comm| {
 //!     let a = DistArray::<i32, _, 2>::from_fn(comm, [4, 6], |[i, j]| (i * 6 + j) as i32)?;
 //!     // from rows to columns: a 1 x 3 process grid
 //!     let b = a.redistribute_grid([1, 3])?;
@@ -13,9 +13,6 @@
 //!     assert_eq!(evens.partitioning(), a.partitioning());
 //!     Ok(())
 //! })
-//! .unwrap()
-//! .into_iter()
-//! .collect::<distarray::Result<Vec<_>>>()
 //! .unwrap();
 //! ```
 

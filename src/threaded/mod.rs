@@ -307,18 +307,9 @@ impl World {
 /// with [`Error::Aborted`] and `run` returns [`Error::RankPanicked`] for the
 /// first rank that panicked.
 ///
-/// ```
-/// use distarray::{threaded, DistArray, OneSidedComm};
-/// let sums = threaded::run(4, |comm| {
-///     let a = DistArray::<f64, _, 1>::new(comm, [10])?;
-///     a.fill(1.5)?;
-///     a.sum()
-/// })
-/// .unwrap();
-/// for s in sums {
-///     assert_eq!(s.unwrap(), 15.0);
-/// }
-/// ```
+/// Closures that return a `Result` (most do) are easier with [`run_ok`],
+/// which flattens the per-rank results into one.
+///
 ///
 /// ```
 /// use distarray::{threaded, Error, OneSidedComm};
