@@ -395,6 +395,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Like [`DistArray::put_block`] from a plain row-major buffer.
     pub fn put_block_from(&self, block: &Block<N>, buf: &[T], op: AccumulateOp) -> Result<()> {
+        crate::checks::check_op::<T>(op)?;
         self.check_block_buffer(block, buf.len())?;
         let me = self.comm().rank();
         let mut packed = Vec::new();

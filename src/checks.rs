@@ -77,6 +77,22 @@ pub fn check_rank(rank: usize, size: usize) -> Result<()> {
     }
 }
 
+/// Checks that accumulate `op` is defined for `T` ([`ElementKind::supports`]:
+/// complex numbers have no `Min` / `Max`).
+///
+/// [`ElementKind::supports`]: crate::ElementKind::supports
+#[inline]
+pub fn check_op<T: crate::Element>(op: crate::AccumulateOp) -> Result<()> {
+    if T::KIND.supports(op) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "accumulate {op:?} is not defined for {:?} elements (complex numbers have no order)",
+            T::KIND
+        )))
+    }
+}
+
 /// Checks that a buffer of `buf_len` elements matches the runs' total length.
 pub fn check_runs_len(runs: &[(usize, usize)], buf_len: usize) -> Result<()> {
     let total = runs.iter().try_fold(0usize, |a, r| a.checked_add(r.1));

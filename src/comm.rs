@@ -59,6 +59,9 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, Mul, Sub};
 
+use num_complex::Complex;
+use num_traits::{NumCast, One, Zero};
+
 use crate::error::Result;
 
 /// The primitive type behind an [`Element`]; backends map it to their own
@@ -78,12 +81,28 @@ pub enum ElementKind {
     Usize,
     F32,
     F64,
+    /// `Complex<f32>` (two `f32`: real, imaginary; C's `float _Complex`).
+    C32,
+    /// `Complex<f64>` (C's `double _Complex`).
+    C64,
 }
 
 impl ElementKind {
     /// `true` for `F32` and `F64`.
     pub fn is_float(self) -> bool {
         matches!(self, ElementKind::F32 | ElementKind::F64)
+    }
+
+    /// `true` for `C32` and `C64`.
+    pub fn is_complex(self) -> bool {
+        matches!(self, ElementKind::C32 | ElementKind::C64)
+    }
+
+    /// Whether [`Window::accumulate`] with `op` is defined for this kind:
+    /// every op for integers and floats; `Replace`, `Sum` and `Prod` for
+    /// complex numbers, which have no order (`Min` / `Max`), as in MPI.
+    pub fn supports(self, op: AccumulateOp) -> bool {
+        !(self.is_complex() && matches!(op, AccumulateOp::Min | AccumulateOp::Max))
     }
 }
 
@@ -112,19 +131,28 @@ pub enum LockKind {
 }
 
 /// Element types that can live in a window: the primitive integers and
-/// floats.
+/// floats, and complex numbers of `f32` / `f64` ([`Complex32`](crate::Complex32),
+/// [`Complex64`](crate::Complex64)).
+///
+/// The numeric side comes from `num-traits` ([`Zero`], [`One`], [`NumCast`]
+/// for conversions, e.g. `T::from(2.5)`); integer arithmetic that must not
+/// overflow-panic (sums, accumulates) goes through [`Element::combine`],
+/// which wraps. Element types are not ordered in general (complex numbers
+/// are not): the operations that need an order (`min`, `argmax`, ...) ask
+/// for `T: PartialOrd` in addition, and [`RealElement`] is the real types.
 ///
 /// # Safety
 ///
 /// Backends move elements as raw bytes and hand `KIND` to their runtime as
-/// the datatype. An implementor guarantees that `Self` is a primitive type
-/// whose size and representation are exactly those of `KIND`. distarray
-/// implements it for all primitive integer and float types; there is no
-/// reason to implement it elsewhere.
+/// the datatype. An implementor guarantees that `Self` has exactly the size
+/// and representation of `KIND` (for complex kinds: real part, then
+/// imaginary part, as C's `_Complex` types and `num_complex::Complex`).
+/// distarray implements it for all those types; there is no reason to
+/// implement it elsewhere.
 pub unsafe trait Element:
     bytemuck::Pod
     + Default
-    + PartialOrd
+    + PartialEq
     + Debug
     + Display
     + Send
@@ -134,21 +162,38 @@ pub unsafe trait Element:
     + Sub<Output = Self>
     + Mul<Output = Self>
     + Sum<Self>
+    + Zero
+    + One
+    + NumCast
 {
     /// The primitive kind of `Self`.
     const KIND: ElementKind;
-    /// Additive identity.
+    /// Additive identity (`Zero::zero()` as a constant).
     const ZERO: Self;
-    /// Multiplicative identity.
+    /// Multiplicative identity (`One::one()` as a constant).
     const ONE: Self;
 
     /// The value [`Window::accumulate`] stores when `incoming` is combined
     /// into `current` with `op`. Backends that apply accumulates in software
     /// (threaded, Lamellar) use this; MPI uses its own reduction operators,
-    /// which compute the same.
+    /// which compute the same. Ops that [`ElementKind::supports`] refuses
+    /// (`Min` / `Max` on complex numbers) are rejected by the backends with
+    /// an error before this is called; here they leave `current` unchanged.
     fn combine(op: AccumulateOp, current: Self, incoming: Self) -> Self;
 
-    /// Converts to `f64` (for norms, error reports, printing).
+    /// The complex conjugate (the value itself for real types).
+    #[inline]
+    fn conj(self) -> Self {
+        self
+    }
+
+    /// The squared modulus `|x|²` as `f64` (for norms).
+    fn abs2(self) -> f64;
+}
+
+/// The real (ordered) element types: the primitive integers and floats.
+pub trait RealElement: Element + PartialOrd {
+    /// Converts to `f64` (for means, norms, error reports, printing).
     fn to_f64(self) -> f64;
 }
 
@@ -169,6 +214,12 @@ macro_rules! impl_element_int {
                     AccumulateOp::Max => current.max(incoming),
                 }
             }
+            #[inline]
+            fn abs2(self) -> f64 {
+                (self as f64) * (self as f64)
+            }
+        }
+        impl RealElement for $t {
             #[inline]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -195,6 +246,12 @@ macro_rules! impl_element_float {
                 }
             }
             #[inline]
+            fn abs2(self) -> f64 {
+                (self as f64) * (self as f64)
+            }
+        }
+        impl RealElement for $t {
+            #[inline]
             fn to_f64(self) -> f64 {
                 self as f64
             }
@@ -202,11 +259,42 @@ macro_rules! impl_element_float {
     )*};
 }
 
+macro_rules! impl_element_complex {
+    ($($t:ty => $k:ident),* $(,)?) => {$(
+        // SAFETY: `Complex<$t>` is `#[repr(C)]` { re, im } of two `$t`:
+        // exactly C's `_Complex` layout, which `ElementKind::$k` names.
+        unsafe impl Element for Complex<$t> {
+            const KIND: ElementKind = ElementKind::$k;
+            const ZERO: Self = Complex::new(0.0, 0.0);
+            const ONE: Self = Complex::new(1.0, 0.0);
+            #[inline]
+            fn combine(op: AccumulateOp, current: Self, incoming: Self) -> Self {
+                match op {
+                    AccumulateOp::Replace => incoming,
+                    AccumulateOp::Sum => current + incoming,
+                    AccumulateOp::Prod => current * incoming,
+                    // refused before (no order on complex numbers)
+                    AccumulateOp::Min | AccumulateOp::Max => current,
+                }
+            }
+            #[inline]
+            fn conj(self) -> Self {
+                Complex::conj(&self)
+            }
+            #[inline]
+            fn abs2(self) -> f64 {
+                let (re, im) = (self.re as f64, self.im as f64);
+                re * re + im * im
+            }
+        }
+    )*};
+}
 impl_element_int!(
     i8 => I8, i16 => I16, i32 => I32, i64 => I64, isize => Isize,
     u8 => U8, u16 => U16, u32 => U32, u64 => U64, usize => Usize,
 );
 impl_element_float!(f32 => F32, f64 => F64);
+impl_element_complex!(f32 => C32, f64 => C64);
 
 /// A communicator with one-sided (RMA) windows.
 ///

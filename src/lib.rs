@@ -73,7 +73,11 @@ pub struct ReadmeDoctests;
 
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
-pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, Window};
+pub use comm::{
+    AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, RealElement, Window,
+};
+/// Complex elements (`num_complex::Complex<f32>` / `<f64>`).
+pub use num_complex::{Complex32, Complex64};
 pub use epoch::Epoch;
 pub use error::{Error, Result};
 pub use ghost::GhostedBlock;

@@ -262,7 +262,8 @@ pub fn matvec<T: Element, C: OneSidedComm>(
 }
 
 /// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
-/// for any partitions, like [`matvec`].
+/// for any partitions, like [`matvec`]. The plain transpose: complex
+/// entries are not conjugated.
 pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
@@ -313,8 +314,10 @@ fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
     Ok(())
 }
 
-/// Collective: `sum_i x[i] * y[i]` (partial sums combined in rank order:
-/// every rank gets the same value). `x` and `y` must be partitioned alike.
+/// Collective: `sum_i conj(x[i]) * y[i]` (conjugating `x` like BLAS
+/// `zdotc`; plain `x · y` for real types), partial sums combined in rank
+/// order: every rank gets the same value. `x` and `y` must be partitioned
+/// alike.
 pub fn dot<T: Element, C: OneSidedComm>(
     x: &DistArray<T, C, 1>,
     y: &DistArray<T, C, 1>,
@@ -325,13 +328,13 @@ pub fn dot<T: Element, C: OneSidedComm>(
     let local = x.with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
-            Ok(lx.as_slice().iter().fold(T::ZERO, |s, &v| add(s, v * v)))
+            Ok(lx.as_slice().iter().fold(T::ZERO, |s, &v| add(s, v.conj() * v)))
         } else {
             y.with_local(|ly| {
                 lx.as_slice()
                     .iter()
                     .zip(ly.as_slice())
-                    .fold(T::ZERO, |s, (&a, &b)| add(s, a * b))
+                    .fold(T::ZERO, |s, (&a, &b)| add(s, a.conj() * b))
             })
         }
     });
@@ -340,12 +343,12 @@ pub fn dot<T: Element, C: OneSidedComm>(
     Ok(all.into_iter().fold(T::ZERO, |s, v| add(s, v[0])))
 }
 
-/// Collective: the Euclidean norm `sqrt(x · x)`, as `f64`.
+/// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`.
 pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
     let local = x.with_local(|l| {
         l.as_slice()
             .iter()
-            .map(|&v| v.to_f64() * v.to_f64())
+            .map(|&v| v.abs2())
             .sum::<f64>()
     });
     let local = vote(x.comm(), local)?;

@@ -33,7 +33,7 @@
 use bytemuck::Pod;
 
 use crate::array::DistArray;
-use crate::comm::{Element, OneSidedComm};
+use crate::comm::{Element, OneSidedComm, RealElement};
 use crate::epoch::vote;
 use crate::error::Result;
 
@@ -110,6 +110,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         Ok(self.map_reduce(1u8, |v| u8::from(pred(v)), |a, b| a & b)? != 0)
     }
 
+}
+
+/// The reductions that need an order or a conversion to `f64`: real
+/// element types only.
+impl<T: RealElement, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: the arithmetic mean as `f64` (the sum of the values
     /// converted to `f64`, in the fixed order, divided by the length);
     /// `None` for an empty array.

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 mod algebra;
 mod array;
 mod blocks;
+mod complex;
 mod linalg;
 mod safety;
 
@@ -37,6 +38,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(linalg::checks::<C>());
     v.extend(safety::checks::<C>());
     v.extend(algebra::checks::<C>());
+    v.extend(complex::checks::<C>());
     v
 }
 

@@ -1053,6 +1053,7 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
         self.world.point(self.rank);
+        crate::checks::check_op::<T>(op)?;
         let _own = self
             .state
             .approve(target, Access::Write, offset, src.len())?;
@@ -1096,6 +1097,7 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         op: AccumulateOp,
     ) -> Result<()> {
         self.world.point(self.rank);
+        crate::checks::check_op::<T>(op)?;
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;

@@ -286,6 +286,7 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        distarray::checks::check_op::<T>(op)?;
         let _own = self
             .state
             .approve(target, Access::Write, offset, src.len())?;
@@ -324,6 +325,7 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         src: &[T],
         op: AccumulateOp,
     ) -> Result<()> {
+        distarray::checks::check_op::<T>(op)?;
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;

@@ -73,6 +73,12 @@ pub(crate) fn datatype(kind: ElementKind) -> ffi::MPI_Datatype {
         ElementKind::Usize => usize::equivalent_datatype().as_raw(),
         ElementKind::F32 => f32::equivalent_datatype().as_raw(),
         ElementKind::F64 => f64::equivalent_datatype().as_raw(),
+        // SAFETY: rsmpi's C shim defines these constants as MPI's predefined
+        // `MPI_C_FLOAT_COMPLEX` / `MPI_C_DOUBLE_COMPLEX` handles, set before
+        // any Rust code runs and never written; reading them copies a handle.
+        ElementKind::C32 => unsafe { ffi::RSMPI_FLOAT_COMPLEX },
+        // SAFETY: as above.
+        ElementKind::C64 => unsafe { ffi::RSMPI_DOUBLE_COMPLEX },
     }
 }
 
@@ -167,7 +173,9 @@ mod tests {
     #[test]
     fn every_kind_and_op_maps_to_a_predefined_handle() {
         use ElementKind::*;
-        for k in [I8, I16, I32, I64, Isize, U8, U16, U32, U64, Usize, F32, F64] {
+        for k in [
+            I8, I16, I32, I64, Isize, U8, U16, U32, U64, Usize, F32, F64, C32, C64,
+        ] {
             assert!(!datatype(k).0.is_null(), "{k:?}");
         }
         let ops = [

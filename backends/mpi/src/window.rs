@@ -441,6 +441,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`, `MPI_MIN`,
     /// `MPI_MAX`) + `MPI_Win_flush_local`.
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+        distarray::checks::check_op::<T>(op)?;
         let _own = self
             .state
             .approve(target, Access::Write, offset, src.len())?;
@@ -491,6 +492,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         src: &[T],
         op: AccumulateOp,
     ) -> Result<()> {
+        distarray::checks::check_op::<T>(op)?;
         self.put_or_acc_runs(target, runs, src, Some(op))
     }
 
