@@ -355,9 +355,20 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// `Err` unless `buf.len()` equals the block's length).
     pub fn get_block_into(&self, block: &Block<N>, buf: &mut [T]) -> Result<()> {
         self.check_block_buffer(block, buf.len())?;
+        self.get_planned(block, &block.plan(self.partitioning())?, buf)
+    }
+
+    /// [`DistArray::get_block_into`] with the block's plan made before
+    /// (`plan` = `block.plan(self.partitioning())`, `buf` checked).
+    pub(crate) fn get_planned(
+        &self,
+        block: &Block<N>,
+        plan: &[TargetRuns<N>],
+        buf: &mut [T],
+    ) -> Result<()> {
         let me = self.comm().rank();
         let mut packed = Vec::new();
-        for t in block.plan(self.partitioning())? {
+        for t in plan {
             // straight into the caller's buffer when the piece is contiguous
             // there (always for 1-D arrays and full-width row blocks)
             let direct = contiguous_in(block, &t.intersection);
@@ -397,9 +408,21 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     pub fn put_block_from(&self, block: &Block<N>, buf: &[T], op: AccumulateOp) -> Result<()> {
         crate::checks::check_op::<T>(op)?;
         self.check_block_buffer(block, buf.len())?;
+        self.put_planned(block, &block.plan(self.partitioning())?, buf, op)
+    }
+
+    /// [`DistArray::put_block_from`] with the block's plan made before
+    /// (`plan` = `block.plan(self.partitioning())`, `buf` and `op` checked).
+    pub(crate) fn put_planned(
+        &self,
+        block: &Block<N>,
+        plan: &[TargetRuns<N>],
+        buf: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
         let me = self.comm().rank();
         let mut packed = Vec::new();
-        for t in block.plan(self.partitioning())? {
+        for t in plan {
             let src: &[T] = match contiguous_in(block, &t.intersection) {
                 Some(r) => &buf[r],
                 None => {

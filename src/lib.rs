@@ -60,10 +60,12 @@ pub mod counting;
 pub mod epoch;
 pub mod error;
 pub mod ghost;
+pub mod halo;
 pub mod linalg;
 pub mod partition;
 pub mod redistribute;
 pub mod reduce;
+pub mod slice;
 pub mod threaded;
 
 /// The README's examples, compiled and run as doc tests.
@@ -73,12 +75,12 @@ pub struct ReadmeDoctests;
 
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
-pub use comm::{
-    AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, RealElement, Window,
-};
-/// Complex elements (`num_complex::Complex<f32>` / `<f64>`).
-pub use num_complex::{Complex32, Complex64};
+pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, RealElement, Window};
 pub use epoch::Epoch;
 pub use error::{Error, Result};
 pub use ghost::GhostedBlock;
+pub use halo::Halo;
+/// Complex elements (`num_complex::Complex<f32>` / `<f64>`).
+pub use num_complex::{Complex32, Complex64};
 pub use partition::ContinuousPartitioning;
+pub use slice::{Slice, SliceRange};

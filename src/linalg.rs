@@ -328,7 +328,10 @@ pub fn dot<T: Element, C: OneSidedComm>(
     let local = x.with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
-            Ok(lx.as_slice().iter().fold(T::ZERO, |s, &v| add(s, v.conj() * v)))
+            Ok(lx
+                .as_slice()
+                .iter()
+                .fold(T::ZERO, |s, &v| add(s, v.conj() * v)))
         } else {
             y.with_local(|ly| {
                 lx.as_slice()
@@ -345,12 +348,7 @@ pub fn dot<T: Element, C: OneSidedComm>(
 
 /// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`.
 pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
-    let local = x.with_local(|l| {
-        l.as_slice()
-            .iter()
-            .map(|&v| v.abs2())
-            .sum::<f64>()
-    });
+    let local = x.with_local(|l| l.as_slice().iter().map(|&v| v.abs2()).sum::<f64>());
     let local = vote(x.comm(), local)?;
     let all = x.comm().allgather(&[local])?;
     Ok(all.into_iter().map(|v| v[0]).sum::<f64>().sqrt())

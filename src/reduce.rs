@@ -109,7 +109,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     pub fn all(&self, pred: impl Fn(T) -> bool) -> Result<bool> {
         Ok(self.map_reduce(1u8, |v| u8::from(pred(v)), |a, b| a & b)? != 0)
     }
-
 }
 
 /// The reductions that need an order or a conversion to `f64`: real

@@ -8,6 +8,9 @@ mod matvec_app;
 #[allow(dead_code)]
 #[path = "../examples/apps/poisson.rs"]
 mod poisson_app;
+#[allow(dead_code)]
+#[path = "../examples/apps/stencil3d.rs"]
+mod stencil3d_app;
 
 use distarray::threaded;
 use rstest::rstest;
@@ -38,4 +41,18 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         assert!(resid <= 1e-10);
         assert!(err < 1e-8, "error against the discrete solution: {err}");
     }
+}
+
+#[rstest]
+fn stencil3d_example(#[values(1, 2, 3, 4, 8)] p: usize) {
+    let o = stencil3d_app::Opts {
+        n: 10,
+        steps: 3,
+        ranks: p,
+        check: true,
+    };
+    // the driver compares with the serial run bit for bit
+    threaded::run_ok(p, |comm| stencil3d_app::run(comm, &o)).unwrap();
+    assert_eq!(stencil3d_app::grid_3d(8), [2, 2, 2]);
+    assert_eq!(stencil3d_app::grid_3d(12), [2, 2, 3]);
 }

@@ -25,7 +25,11 @@ fn accumulate_kind<T: Element, C: OneSidedComm>(comm: &C, unit: T) {
     let mine: T = num_traits::cast::<usize, T>(me + 1).expect("small") * unit;
     for t in 0..p {
         ok(comm, "lock", w.lock(t, LockKind::Exclusive));
-        ok(comm, "accumulate", w.accumulate(t, 0, &[mine; 3], AccumulateOp::Sum));
+        ok(
+            comm,
+            "accumulate",
+            w.accumulate(t, 0, &[mine; 3], AccumulateOp::Sum),
+        );
         ok(comm, "unlock", w.unlock(t));
     }
     // Min / Max are not defined on complex numbers: refused, nothing sent
@@ -74,7 +78,11 @@ fn complex_matvec_dot<C: OneSidedComm>(comm: &C) {
             "from_fn",
             DistArray::<Complex64, C, 1>::from_fn(comm.clone(), [n], |[j]| x_of(j)),
         );
-        let mut y = ok(comm, "new", DistArray::<Complex64, C, 1>::new(comm.clone(), [m]));
+        let mut y = ok(
+            comm,
+            "new",
+            DistArray::<Complex64, C, 1>::new(comm.clone(), [m]),
+        );
         ok(comm, "matvec", matvec(&a, &x, &mut y));
         let expect: Vec<Complex64> = (0..m)
             .map(|i| (0..n).map(|j| a_of(i, j) * x_of(j)).sum())

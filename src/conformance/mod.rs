@@ -21,8 +21,10 @@ mod algebra;
 mod array;
 mod blocks;
 mod complex;
+mod halo;
 mod linalg;
 mod safety;
+mod slice;
 
 pub use linalg::matvec_distributions;
 mod window;
@@ -39,6 +41,8 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(safety::checks::<C>());
     v.extend(algebra::checks::<C>());
     v.extend(complex::checks::<C>());
+    v.extend(halo::checks::<C>());
+    v.extend(slice::checks::<C>());
     v
 }
 

@@ -1,0 +1,103 @@
+//! Checks of [`Halo`]: every cell of the extended box against the serial
+//! array, for periodic and non-periodic dimensions, widths larger than a
+//! neighbour's part, and empty parts.
+
+use super::array::grid_2d;
+use super::{expect_err, ok, Check};
+use crate::comm::OneSidedComm;
+use crate::error::Error;
+use crate::partition::multi_index;
+use crate::{DistArray, Halo};
+
+/// The halo checks.
+pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
+    vec![("halo_nd", halo_nd::<C>)]
+}
+
+/// Refreshes a halo of `a` (filled with `f`) and compares every cell of
+/// the extended box: ghosts inside the array or wrapped around hold `f` of
+/// the owner's index, ghosts past a non-periodic edge keep `BOUNDARY`.
+fn check_halo<C: OneSidedComm, const N: usize>(
+    comm: &C,
+    a: &DistArray<i64, C, N>,
+    f: impl Fn([usize; N]) -> i64,
+    width: [usize; N],
+    periodic: [bool; N],
+) {
+    const BOUNDARY: i64 = -7;
+    let shape = a.shape();
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(&f)));
+    let mut h = ok(comm, "Halo::new", Halo::new(a, width, periodic));
+    h.view_mut().fill(BOUNDARY);
+    // twice: the second refresh (after every element changed) sees the
+    // new values through the same plan
+    for round in 0..2i64 {
+        ok(comm, "refresh", h.refresh(a));
+        let own = h.own_range();
+        let ext = h.extended_shape();
+        let total: usize = if own.iter().any(|r| r.is_empty()) {
+            0
+        } else {
+            ext.iter().product()
+        };
+        for k in 0..total {
+            let rel = multi_index(&ext, k);
+            let g: [isize; N] = std::array::from_fn(|d| {
+                own[d].start as isize - width[d] as isize + rel[d] as isize
+            });
+            let mut inside = [0usize; N];
+            let mut outside = false;
+            for d in 0..N {
+                let n = shape[d] as isize;
+                if (0..n).contains(&g[d]) {
+                    inside[d] = g[d] as usize;
+                } else if periodic[d] {
+                    inside[d] = g[d].rem_euclid(n) as usize;
+                } else {
+                    outside = true;
+                }
+            }
+            let expect = if outside { BOUNDARY } else { f(inside) + round };
+            assert_eq!(
+                h.get(g),
+                Some(expect),
+                "rank {}: round {round}, cell {g:?} (width {width:?}, periodic {periodic:?})",
+                comm.rank()
+            );
+            assert_eq!(h.view()[rel.as_slice()], expect);
+        }
+        ok(comm, "map_local", a.map_local(|v| v + 1));
+    }
+    ok(comm, "barrier", comm.barrier());
+}
+
+fn halo_nd<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<i64, C, 2>::with_grid(comm.clone(), grid_2d(p), [7, 9]),
+    );
+    let f2 = |[i, j]: [usize; 2]| (i * 100 + j) as i64;
+    check_halo(comm, &a, f2, [2, 1], [true, false]);
+    check_halo(comm, &a, f2, [1, 3], [false, true]);
+    check_halo(comm, &a, f2, [0, 2], [false, false]);
+    // 3-D over the first dimension: with more ranks than rows some parts
+    // are empty; widths larger than a part reach past the neighbour
+    let b = ok(
+        comm,
+        "new",
+        DistArray::<i64, C, 3>::new(comm.clone(), [4, 3, 5]),
+    );
+    let f3 = |[i, j, k]: [usize; 3]| (i * 10_000 + j * 100 + k) as i64;
+    check_halo(comm, &b, f3, [3, 1, 2], [true, true, false]);
+    check_halo(comm, &b, f3, [1, 1, 1], [false, false, true]);
+    // a periodic width beyond the extent is refused
+    expect_err(
+        comm,
+        "too wide",
+        Halo::new(&a, [8, 0], [true, false]),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    );
+    ok(comm, "barrier", comm.barrier());
+}
