@@ -6,7 +6,7 @@
 //! blocks.
 //!
 //! ```
-//! use distarray::{s, threaded, AccumulateOp, DistArray};
+//! use distarray::{s, threaded, AccumulateOp, DistArray, OneSidedComm};
 //! threaded::run_ok(3, |comm| {
 //!     let a = DistArray::<i64, _, 2>::from_fn(comm.clone(), [6, 4], |[i, j]| (10 * i + j) as i64)?;
 //!     let rows = a.slice(s![1..3, ..])?; // rows 1 and 2, every column

@@ -82,7 +82,8 @@ fn slice_read_write<C: OneSidedComm>(comm: &C) {
     expect_err(
         comm,
         "reversed",
-        a.slice(s![3..2, ..]).map(|_| ()),
+        a.slice(s![std::ops::Range { start: 3, end: 2 }, ..])
+            .map(|_| ()),
         bad_block,
     );
     expect_err(
