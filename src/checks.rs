@@ -202,6 +202,16 @@ pub fn gather_window_lens<T: Element, C: OneSidedComm>(
     let local_ok = check_window_lens(&[local_len], 1, size as usize)
         .and_then(|_| comm.check_allocation(&lens_mine, size as usize));
     let all = comm.allgather(&[local_len as u64, kind, size, u64::from(local_ok.is_ok())])?;
+    let failed = all.iter().position(|v| v[3] == 0);
+    // only when some rank failed: every rank learns its reason
+    let reason = match failed {
+        Some(rank) => Some(crate::epoch::failure_reason(
+            comm,
+            rank,
+            local_ok.as_ref().err(),
+        )?),
+        None => None,
+    };
     local_ok?;
     if let Some(r) = all.iter().position(|v| v[1] != kind || v[2] != size) {
         return Err(Error::InvalidArgument(format!(
@@ -211,8 +221,8 @@ pub fn gather_window_lens<T: Element, C: OneSidedComm>(
             T::KIND
         )));
     }
-    if let Some(rank) = all.iter().position(|v| v[3] == 0) {
-        return Err(Error::PeerFailed { rank });
+    if let (Some(rank), Some(reason)) = (failed, reason) {
+        return Err(Error::PeerFailed { rank, reason });
     }
     let lens: Vec<usize> = all
         .iter()
@@ -252,10 +262,13 @@ pub fn agree_window_after<T: Element, C: OneSidedComm>(
         Err(_) => [0, 0],
     };
     let all = comm.allgather(&mine)?;
-    let fp = local?;
     if let Some(rank) = all.iter().position(|v| v[0] == 0) {
-        return Err(Error::PeerFailed { rank });
+        // only when some rank failed: every rank learns its reason
+        let reason = crate::epoch::failure_reason(comm, rank, local.as_ref().err())?;
+        local?;
+        return Err(Error::PeerFailed { rank, reason });
     }
+    let fp = local?;
     if let Some(r) = all.iter().position(|v| v[1] != fp) {
         return Err(Error::InvalidPartition(format!(
             "ranks disagree on the arguments of this collective call (element type {:?}, part \

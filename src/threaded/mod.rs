@@ -655,7 +655,12 @@ impl OneSidedComm for ThreadedComm {
                         available: crate::checks::available_memory().unwrap_or(0),
                     })
                 }
-                None => return Err(Error::PeerFailed { rank }),
+                None => {
+                    return Err(Error::PeerFailed {
+                        rank,
+                        reason: format!("rank {rank} could not allocate its part of the window"),
+                    })
+                }
             }
         }
         let shadows = match &self.world.clocks {
