@@ -189,6 +189,10 @@ pub unsafe trait Element:
 
     /// The squared modulus `|x|²` as `f64` (for norms).
     fn abs2(self) -> f64;
+
+    /// The modulus `|x|` as `f64` (the absolute value for real types;
+    /// `hypot(re, im)` for complex ones, without overflow in the squares).
+    fn modulus(self) -> f64;
 }
 
 /// The real (ordered) element types: the primitive integers and floats.
@@ -217,6 +221,10 @@ macro_rules! impl_element_int {
             #[inline]
             fn abs2(self) -> f64 {
                 (self as f64) * (self as f64)
+            }
+            #[inline]
+            fn modulus(self) -> f64 {
+                (self as f64).abs()
             }
         }
         impl RealElement for $t {
@@ -248,6 +256,10 @@ macro_rules! impl_element_float {
             #[inline]
             fn abs2(self) -> f64 {
                 (self as f64) * (self as f64)
+            }
+            #[inline]
+            fn modulus(self) -> f64 {
+                (self as f64).abs()
             }
         }
         impl RealElement for $t {
@@ -285,6 +297,10 @@ macro_rules! impl_element_complex {
             fn abs2(self) -> f64 {
                 let (re, im) = (self.re as f64, self.im as f64);
                 re * re + im * im
+            }
+            #[inline]
+            fn modulus(self) -> f64 {
+                (self.re as f64).hypot(self.im as f64)
             }
         }
     )*};
@@ -516,4 +532,45 @@ pub trait Window<T: Element>: Send + Sync {
     /// Runs `f` on this rank's part, mutably. Requires an exclusive lock on
     /// this rank, so that no other rank can access the part meanwhile.
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Complex32, Complex64};
+
+    #[test]
+    fn complex_elements_combine_conjugate_and_measure() {
+        let (a, b) = (Complex64::new(1.0, 2.0), Complex64::new(-3.0, 0.5));
+        assert_eq!(Complex64::combine(AccumulateOp::Sum, a, b), a + b);
+        assert_eq!(Complex64::combine(AccumulateOp::Prod, a, b), a * b);
+        assert_eq!(Complex64::combine(AccumulateOp::Replace, a, b), b);
+        assert_eq!(a.conj(), Complex64::new(1.0, -2.0));
+        assert_eq!(a.abs2(), 5.0);
+        assert_eq!(Complex32::new(3.0, -4.0).modulus(), 5.0);
+        // no overflow in the squares
+        assert_eq!(Complex64::new(1e300, 1e300).modulus(), 1e300 * 2f64.sqrt());
+        assert_eq!(<Complex64 as Element>::KIND, ElementKind::C64);
+        assert_eq!(std::mem::size_of::<Complex32>(), 8);
+        assert!(!ElementKind::C32.supports(AccumulateOp::Min));
+        assert!(!ElementKind::C64.supports(AccumulateOp::Max));
+        assert!(ElementKind::C64.supports(AccumulateOp::Sum));
+        assert!(ElementKind::F32.supports(AccumulateOp::Min));
+    }
+
+    #[test]
+    fn real_elements_keep_their_arithmetic() {
+        assert_eq!(i8::combine(AccumulateOp::Sum, 127, 1), -128); // wraps
+        assert_eq!((-3i32).conj(), -3);
+        assert_eq!((-3i32).modulus(), 3.0);
+        assert_eq!(2.5f32.abs2(), 6.25);
+        assert_eq!(RealElement::to_f64(7u16), 7.0);
+        // num-traits casts
+        assert_eq!(<f64 as NumCast>::from(3u8), Some(3.0));
+        assert_eq!(<u8 as NumCast>::from(300i32), None);
+        assert_eq!(
+            <Complex64 as NumCast>::from(2i32),
+            Some(Complex64::new(2.0, 0.0))
+        );
+    }
 }
