@@ -238,7 +238,20 @@ impl<T: Element, const N: usize> Halo<T, N> {
         vote(comm, local)
     }
 
-    fn fetch<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+    /// One-sided: the data movement of [`Halo::refresh`] without its two
+    /// collectives, for loops that synchronise anyway. The caller makes
+    /// sure that every rank's writes to `array` are complete before (a
+    /// [`DistArray::sync`]) and that no rank overwrites `array` until every
+    /// rank's `fetch` returned (a later collective, e.g. the dot product of
+    /// an iteration, which should also carry this call's error: see
+    /// [`crate::epoch::vote`]).
+    pub fn fetch<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        if array.partitioning() != &self.part {
+            return Err(Error::InvalidPartition(
+                "Halo::fetch: the array is partitioned unlike the one the halo was planned for"
+                    .into(),
+            ));
+        }
         if self.own.iter().any(|r| r.is_empty()) {
             return Ok(());
         }

@@ -11,7 +11,53 @@ use crate::{DistArray, Halo};
 
 /// The halo checks.
 pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
-    vec![("halo_nd", halo_nd::<C>)]
+    vec![
+        ("halo_nd", halo_nd::<C>),
+        ("halo_rma_calls", halo_rma_calls::<C>),
+    ]
+}
+
+/// On a 2 x 2 grid of an 8 x 8 array with one ghost layer (not periodic),
+/// rank 0 (rows 0..4, columns 0..4) fetches the row below from rank 2 (one
+/// run), the column to the right from rank 1 (four runs, one per row) and
+/// the corner from rank 3 (one run): one epoch per neighbour, one get per
+/// run, whatever the number of refreshes' plans reused.
+fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
+    if comm.size() != 4 {
+        return;
+    }
+    let cc = crate::counting::CountingComm::new(comm.clone());
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<f32, _, 2>::with_grid(cc.clone(), [2, 2], [8, 8]),
+    );
+    let mut h = ok(comm, "Halo::new", Halo::new(&a, [1, 1], [false, false]));
+    for _ in 0..3 {
+        ok(comm, "sync", a.sync());
+        cc.reset();
+        ok(comm, "fetch", h.fetch(&a));
+        let c = cc.counts();
+        // every rank has the same pattern, mirrored
+        assert_eq!(c.gets_total(), 6, "rank {}: {c:?}", comm.rank());
+        let me = comm.rank();
+        let (right, below, diag) = (me ^ 1, me ^ 2, me ^ 3);
+        assert_eq!(c.gets[right], 4, "rank {me}: {c:?}");
+        assert_eq!(c.gets[below], 1, "rank {me}: {c:?}");
+        assert_eq!(c.gets[diag], 1, "rank {me}: {c:?}");
+        assert_eq!(c.locks[right] + c.locks[below] + c.locks[diag], 3, "rank {me}: {c:?}");
+        ok(comm, "sync", a.sync());
+    }
+    // fetch refuses an array of another partition
+    let b = ok(
+        comm,
+        "new",
+        DistArray::<f32, _, 2>::new(cc.clone(), [8, 8]),
+    );
+    expect_err(comm, "fetch from another partition", h.fetch(&b), |e| {
+        matches!(e, Error::InvalidPartition(_))
+    });
+    ok(comm, "barrier", comm.barrier());
 }
 
 /// Refreshes a halo of `a` (filled with `f`) and compares every cell of
