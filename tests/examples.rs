@@ -50,6 +50,7 @@ fn stencil3d_example(#[values(1, 2, 3, 4, 8)] p: usize) {
         steps: 3,
         ranks: p,
         check: true,
+        baseline: p == 2,
     };
     // the driver compares with the serial run bit for bit
     threaded::run_ok(p, |comm| stencil3d_app::run(comm, &o)).unwrap();

@@ -18,16 +18,19 @@ pub struct Opts {
     pub ranks: usize,
     /// Compare with a serial run (O(n³ · steps) on every rank).
     pub check: bool,
+    /// Also time the serial run on rank 0 (the same-run baseline).
+    pub baseline: bool,
 }
 
 impl Opts {
-    /// `--n N --steps S --ranks P --no-check`.
+    /// `--n N --steps S --ranks P --no-check --baseline`.
     pub fn from_args() -> Self {
         let mut o = Opts {
             n: 64,
             steps: 20,
             ranks: 2,
             check: true,
+            baseline: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -40,6 +43,10 @@ impl Opts {
                 "--ranks" => o.ranks = val().expect("--ranks P"),
                 "--no-check" => {
                     o.check = false;
+                    used = 1;
+                }
+                "--baseline" => {
+                    o.baseline = true;
                     used = 1;
                 }
                 a => panic!("unknown argument {a}"),
@@ -132,6 +139,26 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
     let mut halo = Halo::new(&u, [1, 1, 1], [true, true, true])?;
     let s = u.local_shape();
     let (mut cur, mut nxt) = (&u, &v);
+    // the compute floor: the same kernel on the whole grid, one thread, no
+    // ghost exchange (the ghost cells filled once beforehand)
+    let baseline = if o.baseline && comm.rank() == 0 {
+        let e = n + 2;
+        let ext: Vec<f64> = (0..e * e * e)
+            .map(|l| {
+                let w = |v: usize| (v + n - 1) % n;
+                initial([w(l / (e * e)), w((l / e) % e), w(l % e)], n)
+            })
+            .collect();
+        let mut out = vec![0.0; n * n * n];
+        let t = Instant::now();
+        for _ in 0..o.steps {
+            step(std::hint::black_box(&ext), [n, n, n], &mut out);
+        }
+        std::hint::black_box(&out);
+        Some(t.elapsed().as_secs_f64() / o.steps.max(1) as f64)
+    } else {
+        None
+    };
     u.sync()?;
     let start = Instant::now();
     for _ in 0..o.steps {
@@ -173,6 +200,14 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
                 ""
             }
         );
+        if let Some(b) = baseline {
+            println!(
+                "  baseline, the kernel alone on the whole grid (one thread, no ghost exchange): \
+                 {:.3} ms per step; ratio distributed / baseline {:.2}",
+                b * 1e3,
+                per_step / b
+            );
+        }
     }
     Ok(per_step)
 }

@@ -45,15 +45,15 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
         assert_eq!(c.gets[right], 4, "rank {me}: {c:?}");
         assert_eq!(c.gets[below], 1, "rank {me}: {c:?}");
         assert_eq!(c.gets[diag], 1, "rank {me}: {c:?}");
-        assert_eq!(c.locks[right] + c.locks[below] + c.locks[diag], 3, "rank {me}: {c:?}");
+        assert_eq!(
+            c.locks[right] + c.locks[below] + c.locks[diag],
+            3,
+            "rank {me}: {c:?}"
+        );
         ok(comm, "sync", a.sync());
     }
     // fetch refuses an array of another partition
-    let b = ok(
-        comm,
-        "new",
-        DistArray::<f32, _, 2>::new(cc.clone(), [8, 8]),
-    );
+    let b = ok(comm, "new", DistArray::<f32, _, 2>::new(cc.clone(), [8, 8]));
     expect_err(comm, "fetch from another partition", h.fetch(&b), |e| {
         matches!(e, Error::InvalidPartition(_))
     });
