@@ -125,11 +125,11 @@ fn lock_all<S: Element, C: OneSidedComm, const N: usize>(
             f(held);
             Ok(())
         }
-        Some((first, rest)) => first.with_local(|l| {
+        Some((first, rest)) => first.try_with_local(|l| {
             let mut inner: Vec<&[S]> = held.to_vec();
             inner.push(l.as_slice());
             lock_all(rest, &inner, f)
-        })?,
+        }),
     }
 }
 
@@ -142,13 +142,13 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         f: impl Fn(T, A) -> T,
     ) -> Result<()> {
         let local = check_alike("update_with", self, "x", x).and_then(|_| {
-            x.with_local(|lx| {
+            x.try_with_local(|lx| {
                 self.with_local_mut(|mut lt| {
                     for (t, &a) in lt.as_mut_slice().iter_mut().zip(lx.as_slice()) {
                         *t = f(*t, a);
                     }
                 })
-            })?
+            })
         });
         vote(self.comm(), local)
     }
@@ -161,13 +161,13 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         f: impl Fn(A) -> T,
     ) -> Result<()> {
         let local = check_alike("map_from", self, "a", a).and_then(|_| {
-            a.with_local(|la| {
+            a.try_with_local(|la| {
                 self.with_local_mut(|mut lt| {
                     for (t, &v) in lt.as_mut_slice().iter_mut().zip(la.as_slice()) {
                         *t = f(v);
                     }
                 })
-            })?
+            })
         });
         vote(self.comm(), local)
     }
@@ -183,7 +183,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         let local = check_alike("zip_with", self, "a", a)
             .and_then(|_| check_alike("zip_with", self, "b", b))
             .and_then(|_| {
-                a.with_local(|la| {
+                a.try_with_local(|la| {
                     let la = la.as_slice();
                     let run = |lb: &[B]| {
                         self.with_local_mut(|mut lt| {
@@ -201,7 +201,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                     } else {
                         b.with_local(|lb| run(lb.as_slice()))?
                     }
-                })?
+                })
             });
         vote(self.comm(), local)
     }
@@ -252,9 +252,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// partition use [`DistArray::copy_from`].
     pub fn assign(&mut self, src: &DistArray<T, C, N>) -> Result<()> {
         let local = check_alike("assign", self, "src", src).and_then(|_| {
-            src.with_local(|ls| {
+            src.try_with_local(|ls| {
                 self.with_local_mut(|mut lt| lt.as_mut_slice().copy_from_slice(ls.as_slice()))
-            })?
+            })
         });
         vote(self.comm(), local)
     }
@@ -274,9 +274,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         // reads it
         vote(self.comm(), shape)?;
         let block = Block::new(self.local_indices(self.comm().rank())?);
-        let pulled = self
-            .with_local_mut(|mut l| src.get_block_into(&block, l.as_mut_slice()))
-            .and_then(|r| r);
+        let pulled = self.try_with_local_mut(|mut l| src.get_block_into(&block, l.as_mut_slice()));
         vote(self.comm(), pulled)
     }
 

@@ -303,6 +303,33 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         })
     }
 
+    /// [`DistArray::with_local`] for a closure that returns a `Result`: one
+    /// `Result`, the closure's error or the view's (no `??`).
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Error};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<u8, _, 1>::new(comm, [4])?;
+    ///     let first = a.try_with_local(|l| {
+    ///         l.as_slice().first().copied().ok_or(Error::InvalidArgument("empty part".into()))
+    ///     })?;
+    ///     assert_eq!(first, 0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn try_with_local<R>(&self, f: impl FnOnce(LocalView<'_, T, N>) -> Result<R>) -> Result<R> {
+        self.with_local(f)?
+    }
+
+    /// [`DistArray::with_local_mut`] for a closure that returns a `Result`.
+    pub fn try_with_local_mut<R>(
+        &self,
+        f: impl FnOnce(LocalViewMut<'_, T, N>) -> Result<R>,
+    ) -> Result<R> {
+        self.with_local_mut(f)?
+    }
+
     /// Collective: a zero-filled array of element type `U` with the same
     /// partitioning.
     pub fn similar<U: Element>(&self) -> Result<DistArray<U, C, N>> {

@@ -325,7 +325,7 @@ pub fn dot<T: Element, C: OneSidedComm>(
     check_same_partition("dot", x, y)?;
     // wrapping for integers, like accumulate(Sum)
     let add = |acc: T, v: T| T::combine(AccumulateOp::Sum, acc, v);
-    let local = x.with_local(|lx| {
+    let local = x.try_with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
             Ok(lx
@@ -341,7 +341,7 @@ pub fn dot<T: Element, C: OneSidedComm>(
             })
         }
     });
-    let local = vote(x.comm(), local.and_then(|r| r))?;
+    let local = vote(x.comm(), local)?;
     let all = x.comm().allgather(&[local])?;
     Ok(all.into_iter().fold(T::ZERO, |s, v| add(s, v[0])))
 }
