@@ -550,27 +550,10 @@ where
     F: Fn(ThreadedComm) -> Result<R> + Sync,
 {
     let results = run(p, f)?;
-    first_error(results)
-}
-
-/// All values, or the root-cause error (see [`run_ok`]).
-fn first_error<R>(results: Vec<Result<R>>) -> Result<Vec<R>> {
-    let secondhand = |e: &Error| matches!(e, Error::PeerFailed { .. } | Error::Aborted { .. });
-    let mut fallback = None;
-    let mut values = Vec::with_capacity(results.len());
-    for r in results {
-        match r {
-            Ok(v) => values.push(v),
-            Err(e) if !secondhand(&e) => return Err(e),
-            Err(e) => {
-                fallback.get_or_insert(e);
-            }
-        }
+    if results.iter().any(|r| r.is_err()) {
+        return Err(first_error(results).expect("some rank failed"));
     }
-    match fallback {
-        Some(e) => Err(e),
-        None => Ok(values),
-    }
+    Ok(results.into_iter().filter_map(|r| r.ok()).collect())
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
