@@ -50,7 +50,7 @@ fn check_shape<T: Element, S: Element, C: OneSidedComm, const N: usize>(
             operand,
             expected: target.shape().to_vec(),
             found: src.shape().to_vec(),
-            rule: format!("{operand} must have the target's shape"),
+            rule: format!("{operand} must have the target's shape").into(),
         });
     }
     Ok(())

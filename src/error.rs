@@ -108,8 +108,9 @@ pub enum Error {
         expected: Vec<usize>,
         /// The shape it has.
         found: Vec<usize>,
-        /// The rule, e.g. "x needs one element per column of a (4)".
-        rule: String,
+        /// The rule, e.g. "x needs one element per column of a (4)" (boxed
+        /// to keep `Error` small).
+        rule: Box<str>,
     },
 
     /// Shapes or lengths that must agree do not.

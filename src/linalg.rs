@@ -191,7 +191,7 @@ fn check_operand(
             operand,
             expected: vec![expected],
             found: vec![found],
-            rule: rule(),
+            rule: rule().into(),
         });
     }
     Ok(())
