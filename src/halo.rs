@@ -318,6 +318,29 @@ impl<T: Element, const N: usize> Halo<T, N> {
         ArrayViewMutD::from_shape(IxDyn(&self.ext_shape), &mut self.data).expect("shape matches")
     }
 
+    /// The ghost layer on one side of dimension `d` (the low side, or the
+    /// high one when `high`), over the own part's extent in the other
+    /// dimensions: shape `width[d]` in `d`, the part's extent elsewhere (a
+    /// strided view; `iter()` walks it row-major). This is what a stencil
+    /// kernel that takes its neighbours face by face wants.
+    ///
+    /// Panics if `d >= N`.
+    pub fn ghost_face(&self, d: usize, high: bool) -> ArrayViewD<'_, T> {
+        let interior = self.interior();
+        let w = self.width[d];
+        let mut face = self.view();
+        face.slice_each_axis_inplace(|ax| {
+            let k = ax.axis.index();
+            if k == d {
+                let start = if high { interior[k].end } else { 0 };
+                ndarray::Slice::from(start..start + w)
+            } else {
+                ndarray::Slice::from(interior[k].clone())
+            }
+        });
+        face
+    }
+
     /// The extended box's values, row-major.
     pub fn as_slice(&self) -> &[T] {
         &self.data

@@ -112,6 +112,34 @@ fn check_halo<C: OneSidedComm, const N: usize>(
             );
             assert_eq!(h.view()[rel.as_slice()], expect);
         }
+        // every face holds the cells of the extended box it covers
+        for d in 0..N {
+            for high in [false, true] {
+                let face = h.ghost_face(d, high);
+                let mut want = ext;
+                want[d] = width[d];
+                for dd in 0..N {
+                    if dd != d {
+                        want[dd] = own[dd].len();
+                    }
+                }
+                assert_eq!(face.shape(), &want[..]);
+                for (k, &v) in face.iter().enumerate() {
+                    let fi = multi_index(&want, k);
+                    let e: [isize; N] = std::array::from_fn(|dd| {
+                        let base = if dd != d {
+                            own[dd].start as isize
+                        } else if high {
+                            own[dd].end as isize
+                        } else {
+                            own[dd].start as isize - width[dd] as isize
+                        };
+                        base + fi[dd] as isize
+                    });
+                    assert_eq!(Some(v), h.get(e), "face {d} high {high} at {e:?}");
+                }
+            }
+        }
         ok(comm, "map_local", a.map_local(|v| v + 1));
     }
     ok(comm, "barrier", comm.barrier());
