@@ -162,8 +162,9 @@ pub fn check_memory(what: &str, bytes: u128) -> Result<()> {
 pub fn check_window_lens(lens: &[usize], size: usize, elem_size: usize) -> Result<()> {
     if lens.len() != size {
         return Err(Error::InvalidArgument(format!(
-            "a window layout needs one length per rank: {} lengths for {size} ranks",
-            lens.len()
+            "a window layout needs one length per rank: {} for {}",
+            crate::partition::plural(lens.len(), "length"),
+            crate::partition::plural(size, "rank")
         )));
     }
     for (rank, &len) in lens.iter().enumerate() {
