@@ -479,10 +479,15 @@ impl EpochTracker {
             self.fence_open.store(was_open, Ordering::Release);
             return Err(Error::PeerFailed {
                 rank,
-                reason: format!(
-                    "rank {rank} could not {} (its own call returned the reason)",
-                    if end { "end the fence epoch" } else { "fence" }
-                ),
+                // the one way each call fails locally (see `fence` and
+                // `fence_end`), so the reason is known without a transfer
+                reason: if end {
+                    format!("epoch mismatch: fence_end on rank {rank} without an open fence epoch")
+                } else {
+                    format!(
+                        "epoch mismatch: fence on rank {rank} while it held passive-target locks"
+                    )
+                },
             });
         }
         Ok(())

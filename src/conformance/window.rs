@@ -602,7 +602,7 @@ fn fence_disagreement<C: OneSidedComm>(comm: &C) {
             comm,
             "fence with a lock held elsewhere",
             r,
-            |e| matches!(e, Error::PeerFailed { rank, .. } if *rank == culprit),
+            |e| matches!(e, Error::PeerFailed { rank, reason } if *rank == culprit && reason.contains("passive-target locks")),
         );
     }
     // no fence epoch is open anywhere: a lock works, then a real fence
