@@ -246,6 +246,22 @@ impl<T: Element, const N: usize> Halo<T, N> {
     /// an iteration, which should also carry this call's error: see
     /// [`crate::epoch::vote`]).
     pub fn fetch<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        self.fetch_parts(array, true)
+    }
+
+    /// One-sided: like [`Halo::fetch`], but fills only the ghost cells and
+    /// leaves the interior of the extended box as it was: for kernels that
+    /// read the own part from the array itself and only the faces from the
+    /// halo ([`Halo::ghost_face`]), it saves a copy of the whole part.
+    pub fn fetch_ghosts<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        self.fetch_parts(array, false)
+    }
+
+    fn fetch_parts<C: OneSidedComm>(
+        &mut self,
+        array: &DistArray<T, C, N>,
+        interior: bool,
+    ) -> Result<()> {
         if array.partitioning() != &self.part {
             return Err(Error::InvalidPartition(
                 "Halo::fetch: the array is partitioned unlike the one the halo was planned for"
@@ -266,9 +282,11 @@ impl<T: Element, const N: usize> Halo<T, N> {
             ..
         } = self;
         // the interior: the own part, row by row
-        array.with_local(|l| {
-            scatter(data, ext_shape, width, &own_shape, l.as_slice());
-        })?;
+        if interior {
+            array.with_local(|l| {
+                scatter(data, ext_shape, width, &own_shape, l.as_slice());
+            })?;
+        }
         for s in sources.iter() {
             let buf = &mut scratch[..s.len];
             if s.rank == me {

@@ -52,6 +52,29 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
         );
         ok(comm, "sync", a.sync());
     }
+    // fetch_ghosts fills the ghosts only: the interior keeps what it held
+    ok(comm, "fill", a.fill(3.0));
+    ok(comm, "sync", a.sync());
+    h.view_mut().fill(-1.0);
+    ok(comm, "fetch_ghosts", h.fetch_ghosts(&a));
+    let own = h.own_range();
+    let interior_cell = own.clone().map(|r| r.start as isize);
+    assert_eq!(h.get(interior_cell), Some(-1.0));
+    for d in 0..2 {
+        for high in [false, true] {
+            let inside = if high {
+                own[d].end < 8
+            } else {
+                own[d].start > 0
+            };
+            let want = if inside { 3.0 } else { -1.0 };
+            assert!(
+                h.ghost_face(d, high).iter().all(|&v| v == want),
+                "face {d} {high}"
+            );
+        }
+    }
+    ok(comm, "sync", a.sync());
     // fetch refuses an array of another partition
     let b = ok(comm, "new", DistArray::<f32, _, 2>::new(cc.clone(), [8, 8]));
     expect_err(comm, "fetch from another partition", h.fetch(&b), |e| {
