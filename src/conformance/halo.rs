@@ -60,13 +60,9 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
     let own = h.own_range();
     let interior_cell = own.clone().map(|r| r.start as isize);
     assert_eq!(h.get(interior_cell), Some(-1.0));
-    for d in 0..2 {
+    for (d, r) in own.iter().enumerate() {
         for high in [false, true] {
-            let inside = if high {
-                own[d].end < 8
-            } else {
-                own[d].start > 0
-            };
+            let inside = if high { r.end < 8 } else { r.start > 0 };
             let want = if inside { 3.0 } else { -1.0 };
             assert!(
                 h.ghost_face(d, high).iter().all(|&v| v == want),
