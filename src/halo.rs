@@ -12,10 +12,15 @@
 //! program stored there (zero at first), which is how Dirichlet boundary
 //! values are given ([`Halo::view_mut`]).
 //!
-//! The plan (which runs of which rank's memory land where) is made once by
-//! [`Halo::new`]; every [`Halo::refresh`] then issues **one `get` per
-//! contiguous run, in one epoch per neighbour rank**, and copies the own
-//! part and any periodic self-wrap locally.
+//! The plan is made once, collectively, by [`Halo::new`]: every rank
+//! knows which boxes of its part each neighbour needs, and where they land.
+//! Every [`Halo::refresh`] then has each rank **pack** the boxes its
+//! neighbours need into a staging window, contiguously per neighbour (a
+//! local copy), and each rank fetch its ghost cells with **one `get` per
+//! neighbour** — a ghost column, strided in its owner's memory, costs one
+//! RMA call, not one per row (what MPI codes do with derived datatypes or
+//! pack buffers). The own part and any periodic wrap onto the rank itself
+//! are copied locally.
 //!
 //! ```
 //! use distarray::{threaded, DistArray, Halo};
@@ -24,7 +29,7 @@
 //!     let a = DistArray::<i32, _, 2>::with_grid(comm.clone(), [2, 2], [6, 8])?;
 //!     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (10 * i + j) as i32))?;
 //!     // one ghost layer in both dimensions, periodic in the second
-//!     let mut h = Halo::new(&a, [1, 1], [false, true])?;
+//!     let mut h = Halo::new(&a, [1, 1], [false, true])?; // collective
 //!     h.refresh(&a)?;
 //!     let [rows, cols] = h.own_range();
 //!     // the neighbour to the left (wrapping around at column 0)
@@ -47,39 +52,65 @@ use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 
-/// A box of the source rank's memory (`runs`) and where it lands in the
-/// extended box (`dst`, `shape`).
+/// A box of ghost cells: where it lies in its owner's part (global
+/// indices) and where it lands in the requester's extended box.
 #[derive(Debug, Clone)]
 struct Piece<const N: usize> {
-    /// First element of the piece in the scratch buffer of its source.
-    at: usize,
-    /// Start of the piece in extended-box coordinates.
+    /// The box, in global indices, inside the owner's part.
+    src: [Range<usize>; N],
+    /// Start of the box in the requester's extended-box coordinates.
     dst: [usize; N],
-    /// The piece's shape.
-    shape: [usize; N],
 }
 
-/// Everything one rank contributes to the ghost layers.
+impl<const N: usize> Piece<N> {
+    fn shape(&self) -> [usize; N] {
+        self.src.clone().map(|r| r.len())
+    }
+
+    fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+}
+
+/// What this rank fetches from one neighbour: a contiguous range of the
+/// neighbour's staging part, holding `pieces` one after the other.
 #[derive(Debug, Clone)]
 struct Source<const N: usize> {
     rank: usize,
-    /// Runs `(offset, len)` of the rank's part, all pieces one after the other.
-    runs: Vec<(usize, usize)>,
-    pieces: Vec<Piece<N>>,
+    offset: usize,
     len: usize,
+    pieces: Vec<Piece<N>>,
 }
 
 /// A rank's part of an array plus ghost layers; see the [module docs](self).
-#[derive(Debug, Clone)]
-pub struct Halo<T, const N: usize> {
+pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     part: ContinuousPartitioning<N>,
     width: [usize; N],
-    periodic: [bool; N],
     own: [Range<usize>; N],
     ext_shape: [usize; N],
     data: Vec<T>,
+    /// Pieces this rank copies from its own part (periodic wrap onto itself).
+    local: Vec<Piece<N>>,
+    /// What this rank fetches, per neighbour.
     sources: Vec<Source<N>>,
+    /// The boxes of this rank's part its neighbours need, in staging order.
+    pack: Vec<[Range<usize>; N]>,
+    /// Every rank's packed boxes.
+    staging: DistArray<T, C, 1>,
     scratch: Vec<T>,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for Halo<T, C, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Halo")
+            .field("own", &self.own)
+            .field("width", &self.width)
+            .field(
+                "neighbours",
+                &self.sources.iter().map(|s| s.rank).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The part of the extended dimension `d` below, inside or above the own
@@ -123,129 +154,188 @@ fn segments(
     out
 }
 
-impl<T: Element, const N: usize> Halo<T, N> {
-    /// Plans the ghost layers of this rank's part of `array`: `width[d]`
-    /// layers on both sides of dimension `d`, wrapped around where
-    /// `periodic[d]`. Local (no communication). Errors: a periodic width
-    /// larger than the array's extent.
-    pub fn new<C: OneSidedComm>(
-        array: &DistArray<T, C, N>,
-        width: [usize; N],
-        periodic: [bool; N],
-    ) -> Result<Self> {
-        let shape = array.shape();
-        for d in 0..N {
+/// The pieces rank `q` needs, each with the rank that owns it, in a fixed
+/// order every rank computes alike.
+fn requests<const N: usize>(
+    part: &ContinuousPartitioning<N>,
+    q: usize,
+    width: [usize; N],
+    periodic: [bool; N],
+) -> Result<Vec<(usize, Piece<N>)>> {
+    let own = part.part_range(q)?;
+    let shape = part.shape();
+    let mut out = Vec::new();
+    if own.iter().any(|r| r.is_empty()) {
+        return Ok(out);
+    }
+    let segs: [Vec<(Range<usize>, Range<usize>)>; N] =
+        std::array::from_fn(|d| segments(&own[d], width[d], shape[d], periodic[d]));
+    let counts: [usize; N] = std::array::from_fn(|d| segs[d].len());
+    let combos: usize = counts.iter().product();
+    for k in 0..combos {
+        let pick = multi_index(&counts, k);
+        // the interior segment starts at `width` in every dimension
+        if (0..N).all(|d| segs[d][pick[d]].0.start == width[d]) {
+            continue;
+        }
+        let dst: [Range<usize>; N] = std::array::from_fn(|d| segs[d][pick[d]].0.clone());
+        let glob: [Range<usize>; N] = std::array::from_fn(|d| segs[d][pick[d]].1.clone());
+        for t in Block::new(glob.clone()).plan(part)? {
+            let inter = t.intersection.ranges().clone();
+            let at: [usize; N] =
+                std::array::from_fn(|d| dst[d].start + (inter[d].start - glob[d].start));
+            out.push((
+                t.rank,
+                Piece {
+                    src: inter,
+                    dst: at,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
+    /// Collective: plans the ghost layers of every rank's part of `array`:
+    /// `width[d]` layers on both sides of dimension `d`, wrapped around
+    /// where `periodic[d]`, and allocates the staging window the refreshes
+    /// pack into. Errors (on every rank): a periodic width larger than the
+    /// array's extent.
+    pub fn new(array: &DistArray<T, C, N>, width: [usize; N], periodic: [bool; N]) -> Result<Self> {
+        let comm = array.comm();
+        let (me, p) = (comm.rank(), comm.size());
+        let part = array.partitioning().clone();
+        let shape = part.shape();
+        let check = (0..N).try_for_each(|d| {
             if periodic[d] && width[d] > shape[d] {
                 return Err(Error::InvalidArgument(format!(
                     "halo width {} in periodic dimension {d} exceeds the extent {}",
                     width[d], shape[d]
                 )));
             }
-        }
-        let me = array.comm().rank();
-        let part = array.partitioning().clone();
+            Ok(())
+        });
+        // the plans of all ranks: where each rank's requests sit in each
+        // owner's staging part (owners pack for requesters in rank order)
+        let planned = check.and_then(|_| {
+            let mut staging_len = vec![0usize; p];
+            let mut local = Vec::new();
+            let mut sources: Vec<Source<N>> = Vec::new();
+            let mut pack = Vec::new();
+            for q in 0..p {
+                let mut mine: Vec<Source<N>> = Vec::new();
+                for (s, piece) in requests(&part, q, width, periodic)? {
+                    if s == q {
+                        if q == me {
+                            local.push(piece);
+                        }
+                        continue;
+                    }
+                    let len = piece.len();
+                    if s == me {
+                        pack.push(piece.src.clone());
+                    }
+                    if q == me {
+                        match mine.iter_mut().find(|x| x.rank == s) {
+                            Some(src) => {
+                                src.len += len;
+                                src.pieces.push(piece);
+                            }
+                            None => mine.push(Source {
+                                rank: s,
+                                offset: staging_len[s],
+                                len,
+                                pieces: vec![piece],
+                            }),
+                        }
+                    }
+                    staging_len[s] += len;
+                }
+                if q == me {
+                    sources = mine;
+                }
+            }
+            Ok((staging_len, local, sources, pack))
+        });
+        let (staging_len, local, sources, pack) = vote(comm, planned)?;
+        let staging = DistArray::<T, C, 1>::with_part_sizes(comm.clone(), [staging_len])?;
         let own = part.part_range(me)?;
         let ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
-        let total = ext_shape
+        let total: usize = ext_shape.iter().product();
+        let most = sources
             .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .ok_or_else(|| Error::InvalidArgument("halo too large".into()))?;
-        let mut halo = Halo {
+            .map(|s| s.len)
+            .chain(local.iter().map(|l: &Piece<N>| l.len()))
+            .max()
+            .unwrap_or(0);
+        Ok(Halo {
             part,
             width,
-            periodic,
-            own: own.clone(),
+            own,
             ext_shape,
             data: vec![T::default(); total],
-            sources: Vec::new(),
-            scratch: Vec::new(),
-        };
-        if own.iter().any(|r| r.is_empty()) {
-            return Ok(halo);
-        }
-        halo.plan(shape)?;
-        Ok(halo)
+            local,
+            sources,
+            pack,
+            staging,
+            scratch: vec![T::default(); most],
+        })
     }
 
-    /// Builds the per-source plans: every combination of per-dimension
-    /// segments except the all-interior one is a box of global indices,
-    /// split by owner.
-    fn plan(&mut self, shape: [usize; N]) -> Result<()> {
-        let segs: [Vec<(Range<usize>, Range<usize>)>; N] = std::array::from_fn(|d| {
-            segments(&self.own[d], self.width[d], shape[d], self.periodic[d])
-        });
-        let counts: [usize; N] = std::array::from_fn(|d| segs[d].len());
-        let combos: usize = counts.iter().product();
-        let mut sources: Vec<Source<N>> = Vec::new();
-        for k in 0..combos {
-            let pick = multi_index(&counts, k);
-            let interior = (0..N).all(|d| segs[d][pick[d]].0.start == self.width[d]);
-            if interior {
-                continue;
-            }
-            let dst: [Range<usize>; N] = std::array::from_fn(|d| segs[d][pick[d]].0.clone());
-            let glob: [Range<usize>; N] = std::array::from_fn(|d| segs[d][pick[d]].1.clone());
-            for t in Block::new(glob.clone()).plan(&self.part)? {
-                let inter = t.intersection.ranges();
-                let piece_dst: [usize; N] =
-                    std::array::from_fn(|d| dst[d].start + (inter[d].start - glob[d].start));
-                let piece_shape = t.intersection.shape();
-                let len = t.intersection.len();
-                let src = match sources.iter_mut().find(|s| s.rank == t.rank) {
-                    Some(s) => s,
-                    None => {
-                        sources.push(Source {
-                            rank: t.rank,
-                            runs: Vec::new(),
-                            pieces: Vec::new(),
-                            len: 0,
-                        });
-                        sources.last_mut().expect("just pushed")
-                    }
-                };
-                src.pieces.push(Piece {
-                    at: src.len,
-                    dst: piece_dst,
-                    shape: piece_shape,
-                });
-                src.runs.extend_from_slice(&t.runs);
-                src.len += len;
-            }
+    fn check_partition(&self, array: &DistArray<T, C, N>, what: &str) -> Result<()> {
+        if array.partitioning() != &self.part {
+            return Err(Error::InvalidPartition(format!(
+                "Halo::{what}: the array is partitioned unlike the one the halo was planned for"
+            )));
         }
-        let most = sources.iter().map(|s| s.len).max().unwrap_or(0);
-        self.scratch = vec![T::default(); most];
-        self.sources = sources;
         Ok(())
     }
 
-    /// Collective: copies this rank's part into the interior and fetches
-    /// every ghost cell from its owner. Starts with a barrier (every rank's
-    /// earlier writes to `array` are complete) and ends with a success vote
-    /// (no rank overwrites `array` while another still reads it). `array`
-    /// must be partitioned as the one the halo was planned for.
-    pub fn refresh<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
-        let comm = array.comm();
-        let check = if array.partitioning() == &self.part {
-            Ok(())
-        } else {
-            Err(Error::InvalidPartition(
-                "Halo::refresh: the array is partitioned unlike the one the halo was planned for"
-                    .into(),
-            ))
-        };
-        vote(comm, check)?;
+    /// Collective: copies this rank's part into the interior and every
+    /// ghost cell from its owner: each rank packs what its neighbours need
+    /// ([`Halo::pack`]), a vote (barrier), each rank fetches ([`Halo::fetch`]),
+    /// a vote (no rank overwrites `array` or the staging window while
+    /// another still reads). `array` must be partitioned as the one the
+    /// halo was planned for.
+    pub fn refresh(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        let comm = array.comm().clone();
+        let packed = self.pack(array);
+        vote(&comm, packed)?;
         let local = self.fetch(array);
-        vote(comm, local)
+        vote(&comm, local)
     }
 
-    /// One-sided: the data movement of [`Halo::refresh`] without its two
-    /// collectives, for loops that synchronise anyway. The caller makes
-    /// sure that every rank's writes to `array` are complete before (a
-    /// [`DistArray::sync`]) and that no rank overwrites `array` until every
-    /// rank's `fetch` returned (a later collective, e.g. the dot product of
-    /// an iteration, which should also carry this call's error: see
-    /// [`crate::epoch::vote`]).
-    pub fn fetch<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+    /// One-sided (local): copies the boxes of this rank's part of `array`
+    /// that its neighbours need into its staging part. The first half of
+    /// [`Halo::refresh`], for loops that synchronise anyway: every rank
+    /// packs, then a barrier (e.g. [`DistArray::sync`]), then every rank
+    /// fetches ([`Halo::fetch`] / [`Halo::fetch_ghosts`]), and no rank packs
+    /// again before every rank's fetch returned (a later collective).
+    pub fn pack(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        self.check_partition(array, "pack")?;
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let own = &self.own;
+        let boxes = &self.pack;
+        array.try_with_local(|l| {
+            let src = l.as_slice();
+            self.staging.with_local_mut(|mut st| {
+                let st = st.as_mut_slice();
+                let mut at = 0;
+                for b in boxes {
+                    let n = gather_box(src, own, b, &mut st[at..]);
+                    at += n;
+                }
+            })
+        })
+    }
+
+    /// One-sided: the second half of [`Halo::refresh`] (see [`Halo::pack`]
+    /// for the synchronisation it needs): the own part into the interior,
+    /// and the ghost cells, one `get` per neighbour.
+    pub fn fetch(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         self.fetch_parts(array, true)
     }
 
@@ -253,25 +343,15 @@ impl<T: Element, const N: usize> Halo<T, N> {
     /// leaves the interior of the extended box as it was: for kernels that
     /// read the own part from the array itself and only the faces from the
     /// halo ([`Halo::ghost_face`]), it saves a copy of the whole part.
-    pub fn fetch_ghosts<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+    pub fn fetch_ghosts(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         self.fetch_parts(array, false)
     }
 
-    fn fetch_parts<C: OneSidedComm>(
-        &mut self,
-        array: &DistArray<T, C, N>,
-        interior: bool,
-    ) -> Result<()> {
-        if array.partitioning() != &self.part {
-            return Err(Error::InvalidPartition(
-                "Halo::fetch: the array is partitioned unlike the one the halo was planned for"
-                    .into(),
-            ));
-        }
+    fn fetch_parts(&mut self, array: &DistArray<T, C, N>, interior: bool) -> Result<()> {
+        self.check_partition(array, "fetch")?;
         if self.own.iter().any(|r| r.is_empty()) {
             return Ok(());
         }
-        let me = array.comm().rank();
         let own_shape: [usize; N] = self.own.clone().map(|r| r.len());
         let Halo {
             data,
@@ -279,26 +359,37 @@ impl<T: Element, const N: usize> Halo<T, N> {
             scratch,
             ext_shape,
             width,
+            own,
+            local,
+            staging,
             ..
         } = self;
-        // the interior: the own part, row by row
-        if interior {
+        if interior || !local.is_empty() {
             array.with_local(|l| {
-                scatter(data, ext_shape, width, &own_shape, l.as_slice());
+                if interior {
+                    scatter(data, ext_shape, width, &own_shape, l.as_slice());
+                }
+                // periodic wrap onto this rank itself
+                for piece in local.iter() {
+                    let n = gather_box(l.as_slice(), own, &piece.src, scratch);
+                    scatter(data, ext_shape, &piece.dst, &piece.shape(), &scratch[..n]);
+                }
             })?;
         }
         for s in sources.iter() {
             let buf = &mut scratch[..s.len];
-            if s.rank == me {
-                array.with_local(|l| crate::block::copy_runs(l.as_slice(), &s.runs, buf))?;
-            } else {
-                array.with_epoch(s.rank, LockKind::Shared, |w| {
-                    w.get_runs(s.rank, &s.runs, buf)
-                })?;
-            }
-            for p in &s.pieces {
-                let n: usize = p.shape.iter().product();
-                scatter(data, ext_shape, &p.dst, &p.shape, &buf[p.at..p.at + n]);
+            staging.with_epoch(s.rank, LockKind::Shared, |w| w.get(s.rank, s.offset, buf))?;
+            let mut at = 0;
+            for piece in &s.pieces {
+                let n = piece.len();
+                scatter(
+                    data,
+                    ext_shape,
+                    &piece.dst,
+                    &piece.shape(),
+                    &buf[at..at + n],
+                );
+                at += n;
             }
         }
         Ok(())
@@ -312,6 +403,12 @@ impl<T: Element, const N: usize> Halo<T, N> {
     /// The ghost width per dimension.
     pub fn width(&self) -> [usize; N] {
         self.width
+    }
+
+    /// The ranks this rank fetches ghost cells from (one `get` each per
+    /// refresh).
+    pub fn neighbours(&self) -> Vec<usize> {
+        self.sources.iter().map(|s| s.rank).collect()
     }
 
     /// The shape of the extended box (own part plus ghosts).
@@ -377,6 +474,33 @@ impl<T: Element, const N: usize> Halo<T, N> {
         }
         Some(self.data[linear_offset(&self.ext_shape, &rel)])
     }
+}
+
+/// Copies the box `b` (global indices, inside the part `own`) of the
+/// part's row-major values `src` into the front of `out`, row-major;
+/// returns its length.
+fn gather_box<T: Copy, const N: usize>(
+    src: &[T],
+    own: &[Range<usize>; N],
+    b: &[Range<usize>; N],
+    out: &mut [T],
+) -> usize {
+    let shape: [usize; N] = b.clone().map(|r| r.len());
+    let own_shape: [usize; N] = own.clone().map(|r| r.len());
+    let row = shape[N - 1];
+    let len: usize = shape.iter().product();
+    if len == 0 {
+        return 0;
+    }
+    let mut rows_shape = shape;
+    rows_shape[N - 1] = 1;
+    for (k, chunk) in out[..len].chunks_exact_mut(row).enumerate() {
+        let rel = multi_index(&rows_shape, k);
+        let at: [usize; N] = std::array::from_fn(|d| b[d].start - own[d].start + rel[d]);
+        let o = linear_offset(&own_shape, &at);
+        chunk.copy_from_slice(&src[o..o + row]);
+    }
+    len
 }
 
 /// Copies `src` (row-major over `shape`) into `data` (row-major over
