@@ -34,6 +34,18 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
     );
     let mut h = ok(comm, "Halo::new", Halo::new(&a, [1, 1], [false, false]));
     assert_eq!(h.neighbours().len(), 3);
+    // without corners the diagonal neighbour drops out
+    let faces = ok(
+        comm,
+        "Halo::new_faces",
+        Halo::new_faces(&a, [1, 1], [false, false]),
+    );
+    let mut nb = faces.neighbours();
+    nb.sort_unstable();
+    let me = comm.rank();
+    let mut want = vec![me ^ 1, me ^ 2];
+    want.sort_unstable();
+    assert_eq!(nb, want, "rank {me}");
     for _ in 0..3 {
         ok(comm, "pack", h.pack(&a));
         ok(comm, "sync", a.sync());
@@ -92,11 +104,16 @@ fn check_halo<C: OneSidedComm, const N: usize>(
     f: impl Fn([usize; N]) -> i64,
     width: [usize; N],
     periodic: [bool; N],
+    corners: bool,
 ) {
     const BOUNDARY: i64 = -7;
     let shape = a.shape();
     ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(&f)));
-    let mut h = ok(comm, "Halo::new", Halo::new(a, width, periodic));
+    let mut h = if corners {
+        ok(comm, "Halo::new", Halo::new(a, width, periodic))
+    } else {
+        ok(comm, "Halo::new_faces", Halo::new_faces(a, width, periodic))
+    };
     h.view_mut().fill(BOUNDARY);
     // twice: the second refresh (after every element changed) sees the
     // new values through the same plan
@@ -126,7 +143,16 @@ fn check_halo<C: OneSidedComm, const N: usize>(
                     outside = true;
                 }
             }
-            let expect = if outside { BOUNDARY } else { f(inside) + round };
+            // without corners, cells outside the part in two or more
+            // dimensions are not fetched
+            let beyond = (0..N)
+                .filter(|&d| rel[d] < width[d] || rel[d] >= width[d] + own[d].len())
+                .count();
+            let expect = if outside || (!corners && beyond > 1) {
+                BOUNDARY
+            } else {
+                f(inside) + round
+            };
             assert_eq!(
                 h.get(g),
                 Some(expect),
@@ -176,9 +202,10 @@ fn halo_nd<C: OneSidedComm>(comm: &C) {
         DistArray::<i64, C, 2>::with_grid(comm.clone(), grid_2d(p), [7, 9]),
     );
     let f2 = |[i, j]: [usize; 2]| (i * 100 + j) as i64;
-    check_halo(comm, &a, f2, [2, 1], [true, false]);
-    check_halo(comm, &a, f2, [1, 3], [false, true]);
-    check_halo(comm, &a, f2, [0, 2], [false, false]);
+    check_halo(comm, &a, f2, [2, 1], [true, false], true);
+    check_halo(comm, &a, f2, [1, 3], [false, true], true);
+    check_halo(comm, &a, f2, [0, 2], [false, false], true);
+    check_halo(comm, &a, f2, [1, 2], [true, true], false);
     // 3-D over the first dimension: with more ranks than rows some parts
     // are empty; widths larger than a part reach past the neighbour
     let b = ok(
@@ -187,8 +214,9 @@ fn halo_nd<C: OneSidedComm>(comm: &C) {
         DistArray::<i64, C, 3>::new(comm.clone(), [4, 3, 5]),
     );
     let f3 = |[i, j, k]: [usize; 3]| (i * 10_000 + j * 100 + k) as i64;
-    check_halo(comm, &b, f3, [3, 1, 2], [true, true, false]);
-    check_halo(comm, &b, f3, [1, 1, 1], [false, false, true]);
+    check_halo(comm, &b, f3, [3, 1, 2], [true, true, false], true);
+    check_halo(comm, &b, f3, [1, 1, 1], [false, false, true], true);
+    check_halo(comm, &b, f3, [1, 1, 1], [true, true, true], false);
     // a periodic width beyond the extent is refused
     expect_err(
         comm,
