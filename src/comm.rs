@@ -359,12 +359,14 @@ pub trait Window<T: Element>: Send + Sync {
     /// Reads `dst.len()` elements of `target`'s part starting at `offset`.
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()>;
 
-    /// Writes `src` into `target`'s part starting at `offset`.
+    /// Writes `src` into `target`'s part starting at `offset`. Needs an
+    /// exclusive lock on `target` or a fence epoch.
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()>;
 
     /// Combines `src` element-wise into `target`'s part starting at `offset`.
-    /// Concurrent accumulates to the same elements (under shared locks or in
-    /// one fence epoch) are element-wise atomic.
+    /// Needs an exclusive lock on `target` or a fence epoch; concurrent
+    /// accumulates to the same elements in one fence epoch are element-wise
+    /// atomic.
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()>;
 
     /// Reads several runs `(offset, len)` of `target` into `dst`, one after
@@ -420,9 +422,10 @@ pub trait Window<T: Element>: Send + Sync {
     fn fence_end(&self) -> Result<()>;
 
     /// Runs `f` on this rank's part, read-only. Requires a lock (shared or
-    /// exclusive) on this rank, or an open fence epoch. Remote writes to this
-    /// part during `f` are erroneous (the threaded backend reports them as
-    /// [`Error::Conflict`](crate::Error::Conflict)).
+    /// exclusive) on this rank, which cannot be released while `f` runs;
+    /// refused in a fence epoch. Other ranks cannot write the part meanwhile
+    /// (writes need an exclusive lock); this rank's own writes to it fail
+    /// with [`Error::Conflict`](crate::Error::Conflict).
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R>;
 
     /// Runs `f` on this rank's part, mutably. Requires an exclusive lock on

@@ -86,11 +86,20 @@ impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
 }
 
 impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
+    /// Unlocks. If the lock cannot be released because a local view still
+    /// relies on it (the guard was dropped inside `with_local`), this
+    /// panics instead of leaking a lock other ranks would wait for forever:
+    /// a panicking rank ends the job on every backend, a leaked lock would
+    /// hang it.
     fn drop(&mut self) {
         if self.locked {
-            // Nothing to report to from a destructor; the error could only
-            // be a backend failure, which the next operation reports.
-            let _ = self.win.unlock(self.target);
+            // Other errors could only be backend failures, which the next
+            // operation reports.
+            if let Err(e @ Error::Conflict { .. }) = self.win.unlock(self.target) {
+                if !std::thread::panicking() {
+                    panic!("Epoch dropped while its lock is still needed: {e}");
+                }
+            }
         }
     }
 }

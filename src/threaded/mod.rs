@@ -960,9 +960,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.world.point(self.rank);
-        self.state.lock(target, kind)?;
-        self.acquire(target, kind)
-            .inspect_err(|_| self.state.abandon_lock(target))?;
+        let locking = self.state.lock(target, kind)?;
+        // if the runtime lock fails, dropping `locking` forgets the lock
+        self.acquire(target, kind)?;
+        locking.granted();
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].acquired(c, self.rank, kind);
         }
@@ -971,8 +972,8 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn unlock(&self, target: usize) -> Result<()> {
         self.world.point(self.rank);
-        let kind = self.state.unlock(target)?;
-        self.record_release(target, kind);
+        let unlocking = self.state.unlock(target)?;
+        self.record_release(target, unlocking.kind());
         self.release(target);
         Ok(())
     }
@@ -980,7 +981,7 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     fn flush(&self, target: usize) -> Result<()> {
         self.world.point(self.rank);
         // Operations complete when they return.
-        self.state.flush(target)?;
+        let _pin = self.state.flush(target)?;
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].complete(c, self.rank);
         }
@@ -1066,12 +1067,14 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         // Operations complete when they return: the exchange (a barrier)
         // orders them.
         self.complete_all();
-        self.state.fence_collectively(false, |ok| self.all_ok(ok))
+        self.state
+            .fence_collectively(false, |ok| self.all_ok(ok), || Ok(()))
     }
 
     fn fence_end(&self) -> Result<()> {
         self.complete_all();
-        self.state.fence_collectively(true, |ok| self.all_ok(ok))
+        self.state
+            .fence_collectively(true, |ok| self.all_ok(ok), || Ok(()))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
