@@ -339,12 +339,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: reduces the local parts with `local` and combines the
     /// per-rank results in rank order with `combine` (deterministic: every
     /// rank gets the same value).
+    ///
+    /// One collective (an allreduce carrying the success vote), O(log P)
+    /// rounds; the combination order is fixed (rank order, in the tree of
+    /// [`crate::collective`] on the threaded and Lamellar backends, MPI's
+    /// own fixed order on MPI), so the result is bitwise reproducible run
+    /// to run. `combine` must be associative.
     pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
-        let mine = vote(&self.comm, self.with_local(|l| local(l.as_slice())))?;
-        let all = self.comm.allgather(&[mine])?;
-        let mut it = all.into_iter().map(|v| v[0]);
-        let first = it.next().expect("at least one rank");
-        Ok(it.fold(first, combine))
+        let mine = self.with_local(|l| local(l.as_slice()));
+        crate::collective::allreduce_vote(&self.comm, mine, combine)
     }
 
     /// Collective: the sum of all elements (partial sums added in rank
@@ -392,25 +395,29 @@ fn fingerprint<H: Hash>(value: &H) -> u64 {
 /// build. Every rank returns `Err` if any rank's arguments were invalid or
 /// the fingerprints differ, so no rank goes on alone into a collective the
 /// others skipped.
+///
+/// One allreduce of three words (the vote, the smallest and the largest
+/// fingerprint), whatever `P`.
 fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
-    let mine = match &local {
-        Ok((key, _)) => [1, *key],
-        Err(_) => [0, 0],
+    let (mine, local) = match local {
+        Ok((key, v)) => (Ok([key, key]), Ok(v)),
+        Err(e) => (Err(Error::InvalidArgument(String::new())), Err(e)),
     };
-    let all = comm.allgather(&mine)?;
-    let (key, value) = local?;
-    if let Some(r) = all.iter().position(|v| v[0] == 0) {
-        return Err(Error::InvalidPartition(format!(
-            "rank {r} rejected the arguments of this collective call"
-        )));
-    }
-    if let Some(r) = all.iter().position(|v| v[1] != key) {
-        return Err(Error::InvalidPartition(format!(
-            "ranks disagree on the arguments of this collective call (rank {} vs rank {r})",
+    let keys = crate::collective::allreduce_vote(comm, mine, |a, b| {
+        [a[0].min(b[0]), a[1].max(b[1])]
+    });
+    let value = local?;
+    match keys {
+        Err(Error::PeerFailed { rank }) => Err(Error::InvalidPartition(format!(
+            "rank {rank} rejected the arguments of this collective call"
+        ))),
+        Err(e) => Err(e),
+        Ok([lo, hi]) if lo != hi => Err(Error::InvalidPartition(format!(
+            "ranks disagree on the arguments of this collective call (seen from rank {})",
             comm.rank()
-        )));
+        ))),
+        Ok(_) => Ok(value),
     }
-    Ok(value)
 }
 
 /// Elements up to which `Display` prints an array whole.

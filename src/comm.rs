@@ -233,6 +233,31 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// every rank receives all contributions, indexed by rank.
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>>;
 
+    /// Collective: combines every rank's `buf` with `combine` and leaves the
+    /// result in every rank's `buf`. `buf` has the same length on every
+    /// rank; `combine(lower, higher)` stores `lower ∘ higher` in `higher`
+    /// (see [`Combiner`](crate::collective::Combiner)) and must be
+    /// associative (it need not be commutative).
+    ///
+    /// Contract: contributions are combined **in rank order** (the left
+    /// operand always covers lower ranks than the right one) with a
+    /// bracketing fixed by the number of ranks and the length alone, and
+    /// every rank receives the same bytes, so results are bitwise
+    /// reproducible run to run. O(log P) rounds and O(`buf.len()`) bytes per
+    /// message; never O(P) data per rank. The combiner runs on the calling
+    /// thread. Payloads are meant to be small (scalars, votes, a few words).
+    ///
+    /// Most code uses the typed [`allreduce_vote`](crate::collective::allreduce_vote),
+    /// which carries the success vote in the same call.
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: crate::collective::Combiner<'_>)
+        -> Result<()>;
+
+    /// Collective: copies `root`'s `buf` into every rank's `buf` (same length
+    /// on every rank). O(log P) rounds. Error: `root >= size()` (on every
+    /// rank). Typed, with the root's success carried along:
+    /// [`broadcast_vote`](crate::collective::broadcast_vote).
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()>;
+
     /// Collective: creates a window in which this rank exposes `local_len`
     /// elements, initialised to `T::default()` (zero). Lengths may differ
     /// between ranks, and may be zero.

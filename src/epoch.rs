@@ -2,7 +2,7 @@
 //! ([`vote`]) that keeps ranks in step when one of them fails.
 
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A passive-target epoch on one target of one window: the lock is taken
 /// when the guard is made and released when it is dropped (also when the
@@ -106,14 +106,11 @@ impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
 
 /// Collective: every rank contributes whether its part of a collective
 /// operation succeeded. Returns this rank's own error, or
-/// [`Error::PeerFailed`] if another rank failed, or `local`'s value: every
-/// rank leaves the operation with the same verdict, and none goes on into
-/// a later collective the others skip. Acts as a barrier.
+/// [`Error::PeerFailed`](crate::Error::PeerFailed) if another rank failed,
+/// or `local`'s value: every rank leaves the operation with the same
+/// verdict, and none goes on into a later collective the others skip. Acts
+/// as a barrier. One allreduce of one word (see
+/// [`collective::vote`](crate::collective::vote)).
 pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
-    let flags = comm.allgather(&[u8::from(local.is_ok())])?;
-    let value = local?;
-    match flags.iter().position(|f| f[0] == 0) {
-        Some(rank) => Err(Error::PeerFailed { rank }),
-        None => Ok(value),
-    }
+    crate::collective::vote(comm, local)
 }

@@ -50,6 +50,7 @@ extern crate blas_src;
 pub mod array;
 pub mod block;
 pub mod checks;
+pub mod collective;
 pub mod comm;
 #[cfg(feature = "conformance")]
 pub mod conformance;

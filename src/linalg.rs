@@ -30,6 +30,7 @@
 use crate::array::DistArray;
 use crate::block::Block;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
+use crate::collective::allreduce_vote;
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 
@@ -297,8 +298,10 @@ fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
     Ok(())
 }
 
-/// Collective: `sum_i x[i] * y[i]` (partial sums combined in rank order:
-/// every rank gets the same value). `x` and `y` must be partitioned alike.
+/// Collective: `sum_i x[i] * y[i]` (partial sums combined in a fixed rank
+/// order: every rank gets the same value, bitwise reproducible run to run).
+/// `x` and `y` must be partitioned alike. One collective (an allreduce
+/// carrying the success vote).
 pub fn dot<T: Element, C: OneSidedComm>(
     x: &DistArray<T, C, 1>,
     y: &DistArray<T, C, 1>,
@@ -319,12 +322,11 @@ pub fn dot<T: Element, C: OneSidedComm>(
             })
         }
     });
-    let local = vote(x.comm(), local.and_then(|r| r))?;
-    let all = x.comm().allgather(&[local])?;
-    Ok(all.into_iter().fold(T::ZERO, |s, v| add(s, v[0])))
+    allreduce_vote(x.comm(), local.and_then(|r| r), add)
 }
 
-/// Collective: the Euclidean norm `sqrt(x · x)`, as `f64`.
+/// Collective: the Euclidean norm `sqrt(x · x)`, as `f64`. One collective;
+/// bitwise reproducible like [`dot`].
 pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
     let local = x.with_local(|l| {
         l.as_slice()
@@ -332,9 +334,7 @@ pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64>
             .map(|&v| v.to_f64() * v.to_f64())
             .sum::<f64>()
     });
-    let local = vote(x.comm(), local)?;
-    let all = x.comm().allgather(&[local])?;
-    Ok(all.into_iter().map(|v| v[0]).sum::<f64>().sqrt())
+    Ok(allreduce_vote(x.comm(), local, |a, b| a + b)?.sqrt())
 }
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's
