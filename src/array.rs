@@ -403,9 +403,8 @@ fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
         Ok((key, v)) => (Ok([key, key]), Ok(v)),
         Err(e) => (Err(Error::InvalidArgument(String::new())), Err(e)),
     };
-    let keys = crate::collective::allreduce_vote(comm, mine, |a, b| {
-        [a[0].min(b[0]), a[1].max(b[1])]
-    });
+    let keys =
+        crate::collective::allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])]);
     let value = local?;
     match keys {
         Err(Error::PeerFailed { rank }) => Err(Error::InvalidPartition(format!(

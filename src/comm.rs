@@ -249,8 +249,11 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     ///
     /// Most code uses the typed [`allreduce_vote`](crate::collective::allreduce_vote),
     /// which carries the success vote in the same call.
-    fn allreduce_bytes(&self, buf: &mut [u8], combine: crate::collective::Combiner<'_>)
-        -> Result<()>;
+    fn allreduce_bytes(
+        &self,
+        buf: &mut [u8],
+        combine: crate::collective::Combiner<'_>,
+    ) -> Result<()>;
 
     /// Collective: copies `root`'s `buf` into every rank's `buf` (same length
     /// on every rank). O(log P) rounds. Error: `root >= size()` (on every

@@ -59,6 +59,7 @@ pub mod epoch;
 pub mod error;
 pub mod ghost;
 pub mod linalg;
+mod matvec_plan;
 pub mod partition;
 pub mod redistribute;
 pub mod threaded;

@@ -28,11 +28,10 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::block::Block;
-use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::collective::allreduce_vote;
-use crate::epoch::vote;
+use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
+pub use crate::matvec_plan::MatvecPlan;
 
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
 /// (overwrites `y`).
@@ -181,107 +180,31 @@ mod blas {
     }
 }
 
-fn check_len(expected: usize, found: usize) -> Result<()> {
-    if expected != found {
-        return Err(Error::ShapeMismatch {
-            expected: vec![expected],
-            found: vec![found],
-        });
-    }
-    Ok(())
-}
-
 /// Collective: `y = A x` for any 2-D partition of `A` and any 1-D partitions
 /// of `x` and `y` (`A` is `m x n`, `x` has `n` elements, `y` `m`).
 ///
-/// Each rank fetches the slice of `x` matching its block's columns (locally
-/// where it owns it), multiplies with its local block and adds the result
-/// into the slice of `y` matching its rows (one accumulate per owning rank;
-/// locally where it owns it). When no other rank contributes to the rows a
-/// rank owns in `y` (no column split and matching row partitions) the
-/// result is written directly, without zeroing or accumulating.
+/// A convenience wrapper: makes a [`MatvecPlan`] and applies it once. For
+/// repeated products with the same partitions make the plan once and call
+/// [`MatvecPlan::apply`] (no re-planning, no staging window per call).
+/// Bitwise reproducible: with `A` split by columns the partial sums are
+/// added in rank order, never in arrival order.
 pub fn matvec<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    let [m, n] = a.shape();
-    check_len(n, x.len())?;
-    check_len(m, y.len())?;
-    let comm = a.comm();
-    let [rows, cols] = a.local_indices(comm.rank())?;
-    let direct = a.partitioning().grid()[1] == 1
-        && a.partitioning().boundaries(0) == y.partitioning().boundaries(0);
-    // x is complete everywhere, and nobody reads y any more
-    a.sync()?;
-    let fetch_x = |xs: &mut Vec<T>| x.get_block_into(&Block::new([cols.clone()]), xs);
-    let mut xs = vec![T::ZERO; cols.len()];
-    if direct {
-        // nobody else contributes to this rank's part of y: write it directly
-        let local = fetch_x(&mut xs).and_then(|_| {
-            a.with_local(|la| {
-                y.with_local_mut(|mut ly| {
-                    gemv_local(
-                        la.as_slice(),
-                        rows.len(),
-                        cols.len(),
-                        &xs,
-                        ly.as_mut_slice(),
-                    )
-                })
-            })?
-        });
-        return vote(comm, local);
-    }
-    let part = y
-        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
-        .and_then(|_| {
-            fetch_x(&mut xs)?;
-            let mut part = vec![T::ZERO; rows.len()];
-            a.with_local(|la| gemv_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part))?;
-            Ok(part)
-        });
-    // every rank's part of y is zero before anyone adds into it
-    let part = vote(comm, part)?;
-    let added = if rows.is_empty() {
-        Ok(())
-    } else {
-        y.put_block_from(&Block::new([rows]), &part, AccumulateOp::Sum)
-    };
-    vote(comm, added)
+    MatvecPlan::new(a, x, y)?.apply(a, x, y)
 }
 
 /// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
-/// for any partitions, like [`matvec`].
+/// for any partitions, like [`matvec`] (a [`MatvecPlan::new_transpose`]
+/// applied once).
 pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    let [m, n] = a.shape();
-    check_len(m, x.len())?;
-    check_len(n, y.len())?;
-    let comm = a.comm();
-    let [rows, cols] = a.local_indices(comm.rank())?;
-    a.sync()?;
-    let part = y
-        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
-        .and_then(|_| {
-            let mut xs = vec![T::ZERO; rows.len()];
-            x.get_block_into(&Block::new([rows.clone()]), &mut xs)?;
-            let mut part = vec![T::ZERO; cols.len()];
-            a.with_local(|la| {
-                gemv_transpose_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part)
-            })?;
-            Ok(part)
-        });
-    let part = vote(comm, part)?;
-    let added = if cols.is_empty() || rows.is_empty() {
-        Ok(())
-    } else {
-        y.put_block_from(&Block::new([cols]), &part, AccumulateOp::Sum)
-    };
-    vote(comm, added)
+    MatvecPlan::new_transpose(a, x, y)?.apply(a, x, y)
 }
 
 fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(

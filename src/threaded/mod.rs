@@ -717,8 +717,7 @@ impl Transport for TreeTransport<'_> {
             if self.world.is_finished(from) {
                 let e = Error::Aborted {
                     rank: from,
-                    message: "rank returned without joining a collective the others entered"
-                        .into(),
+                    message: "rank returned without joining a collective the others entered".into(),
                 };
                 drop(q);
                 self.world.set_broken(e.clone());

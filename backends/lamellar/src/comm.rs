@@ -536,7 +536,9 @@ impl Transport for TreeTransport<'_> {
         let inner = &*self.comm.inner;
         if let Phase::Reduce(k) = phase {
             if k as usize >= ROUNDS {
-                return Err(Error::Backend("more PEs than the tree collectives support".into()));
+                return Err(Error::Backend(
+                    "more PEs than the tree collectives support".into(),
+                ));
             }
         }
         if data.len() > SLOT_WORDS * 8 {
