@@ -20,9 +20,11 @@ use crate::error::{Error, Result};
 mod array;
 mod blocks;
 mod linalg;
+mod reproducible;
 mod safety;
 
 pub use linalg::matvec_distributions;
+pub use reproducible::REPEATS;
 mod window;
 
 /// A named check.
@@ -34,6 +36,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());
+    v.extend(reproducible::checks::<C>());
     v.extend(safety::checks::<C>());
     v
 }
