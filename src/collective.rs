@@ -169,7 +169,7 @@ const OK: u64 = u64::MAX;
 /// ```
 pub fn allreduce_vote<C, T>(comm: &C, local: Result<T>, op: impl Fn(T, T) -> T) -> Result<T>
 where
-    C: OneSidedComm + ?Sized,
+    C: OneSidedComm,
     T: bytemuck::Pod,
 {
     let size = std::mem::size_of::<T>();
@@ -220,7 +220,7 @@ where
 /// ```
 pub fn broadcast_vote<C, T>(comm: &C, root: usize, local: Result<T>) -> Result<T>
 where
-    C: OneSidedComm + ?Sized,
+    C: OneSidedComm,
     T: bytemuck::Pod,
 {
     crate::checks::check_rank(root, comm.size())?;
@@ -241,7 +241,7 @@ where
 /// Collective: the success vote alone (an [`allreduce_vote`] of nothing):
 /// returns this rank's own error, or [`Error::PeerFailed`] if another rank
 /// failed, or `local`'s value. Acts as a barrier.
-pub fn vote<C: OneSidedComm + ?Sized, V>(comm: &C, local: Result<V>) -> Result<V> {
+pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
     let (flag, value) = match local {
         Ok(v) => (Ok([0u8; 0]), Ok(v)),
         Err(e) => (Err(Error::InvalidArgument(String::new())), Err(e)),
