@@ -315,10 +315,8 @@ impl CommInner {
         let mut dt: ffi::MPI_Datatype = unsafe { std::mem::zeroed() };
         // SAFETY: a contiguous type of `bytes` bytes over the predefined
         // byte type; committed before use and freed below.
-        raw::check(
-            unsafe { ffi::MPI_Type_contiguous(bytes, ffi::RSMPI_UINT8_T, &mut dt) },
-            "MPI_Type_contiguous",
-        )?;
+        let rc = unsafe { ffi::MPI_Type_contiguous(bytes, ffi::RSMPI_UINT8_T, &mut dt) };
+        raw::check(rc, "MPI_Type_contiguous")?;
         // SAFETY: `dt` is a valid, uncommitted datatype.
         raw::check(unsafe { ffi::MPI_Type_commit(&mut dt) }, "MPI_Type_commit")?;
         let f: *const distarray::collective::Combiner<'_> = &combine;
