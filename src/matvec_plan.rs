@@ -203,12 +203,14 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
                 overlap(&out, &y_range(o)?)
             })
         };
+        // direct: every contributor's output lies in its own part of y
         let mut direct = true;
         for c in 0..p {
-            for o in 0..p {
-                if c != o && !reaches(c, o)?.is_empty() {
-                    direct = false;
-                }
+            let (i, o) = io(c)?;
+            let yr = y_range(c)?;
+            if !i.is_empty() && !o.is_empty() && (o.start < yr.start || o.end > yr.end) {
+                direct = false;
+                break;
             }
         }
 
@@ -261,7 +263,26 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         let staging = if direct {
             None
         } else {
-            Some(comm.create_window::<T>(staging_len)?)
+            // Every rank's staging length, without a gather: the output
+            // blocks of A cover y, and each is produced by the `k` ranks of
+            // its grid slab whose input block is not empty; an owner stages
+            // all but its own contribution.
+            let in_dim = usize::from(!transpose);
+            let k = a_part.part_sizes(in_dim).iter().filter(|&&s| s > 0).count();
+            let lens = (0..p)
+                .map(|o| {
+                    let (i, out) = io(o)?;
+                    let yr = y_range(o)?;
+                    let own = if i.is_empty() {
+                        0
+                    } else {
+                        overlap(&out, &yr).len()
+                    };
+                    Ok(k * yr.len() - own)
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            debug_assert_eq!(lens[me], staging_len, "staging layout");
+            Some(comm.create_window_with_lens::<T>(&lens)?)
         };
         Ok(MatvecPlan {
             comm,
