@@ -39,3 +39,20 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         assert!(err < 1e-8, "error against the discrete solution: {err}");
     }
 }
+
+#[allow(dead_code)]
+#[path = "../examples/apps/scaling.rs"]
+mod scaling_app;
+
+#[rstest]
+fn scaling_example(#[values(1, 3)] p: usize) {
+    let o = scaling_app::Opts {
+        n: 31,
+        reps: 3,
+        iters: 5,
+        ranks: p,
+    };
+    for r in threaded::run(p, |comm| scaling_app::run(comm, &o)).unwrap() {
+        r.unwrap();
+    }
+}
