@@ -39,6 +39,16 @@
 //! layout, byte sizes, memory) before anything is allocated. The rules, and
 //! the one object that enforces them for every backend, are described in
 //! [`checks::WindowState`].
+//!
+//! # Bitwise reproducibility
+//!
+//! For the same backend, number of ranks, partitions and inputs, every
+//! library operation gives the same bits run after run: reductions combine
+//! per-rank results in a fixed rank order ([`collective`]), `matvec` and
+//! `matvec_transpose` add partial sums in rank order
+//! ([`linalg::MatvecPlan`]), copies (`redistribute`, `filter`, ghosts) move
+//! values unchanged. Only raw `accumulate(Sum)` calls of several ranks into
+//! the same elements apply in arrival order.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -1,52 +1,5 @@
-//! [`MatvecPlan`]: a reusable plan for `y = A x` (or `y = Aᵀ x`) with fixed
-//! partitions of `A`, `x` and `y` — made once, applied many times with no
-//! re-planning and no allocation of its buffers per call — whose reduction
-//! of partial sums is **bitwise reproducible**.
-//!
-//! # How a product runs
-//!
-//! 1. One collective vote (which also acts as the barrier after which `x` is
-//!    complete everywhere) checks the operands against the plan.
-//! 2. Each rank fetches the slice of `x` its block of `A` needs: one `get`
-//!    per rank owning a piece of it (its neighbours in `x`), a local copy
-//!    for its own piece, and multiplies it with its block.
-//! 3. If every rank's result lands in its own part of `y` (row split of
-//!    `A` matching `y`'s partition: the *direct* case) it is written there
-//!    and the product is done (2 collectives in all).
-//! 4. Otherwise (a column split: several ranks contribute to one element)
-//!    each contributor **puts** its partial sums into its own slot of the
-//!    owner's *staging* window — one message per owner of its rows, never
-//!    an accumulate — and after a second vote each owner adds the slots in
-//!    **rank order**: the same bits run after run, whatever the arrival
-//!    order (3 collectives in all, O(neighbours) messages per rank).
-//!
-//! [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
-//! carried in the dot product's allreduce: a CG iteration (product,
-//! `p · Ap`, `r · r`) then costs 3 collectives with a row split of `A`.
-//!
-//! ```
-//! use distarray::{linalg::MatvecPlan, threaded, DistArray};
-//! threaded::run(3, |comm| -> distarray::Result<()> {
-//!     // A (4 x 6) split by columns: every rank contributes to every row
-//!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, 3], [4, 6])?;
-//!     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (i + j) as f64 * 0.1))?;
-//!     let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [6], |[j]| 1.0 / (j + 1) as f64)?;
-//!     let mut y = DistArray::<f64, _, 1>::new(comm.clone(), [4])?;
-//!     let mut plan = MatvecPlan::new(&a, &x, &y)?;
-//!     plan.apply(&a, &x, &mut y)?;
-//!     let first = y.to_vec()?;
-//!     for _ in 0..5 {
-//!         plan.apply(&a, &x, &mut y)?;
-//!         // bitwise identical every time
-//!         assert!(y.to_vec()?.iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
-//!     }
-//!     Ok(())
-//! })
-//! .unwrap()
-//! .into_iter()
-//! .collect::<distarray::Result<Vec<_>>>()
-//! .unwrap();
-//! ```
+//! [`MatvecPlan`]: reusable, bitwise-reproducible matvec plans (re-exported
+//! as `linalg::MatvecPlan`).
 
 use std::ops::Range;
 
@@ -88,8 +41,55 @@ struct Slot {
     len: usize,
 }
 
-/// A reusable plan for `y = A x` or `y = Aᵀ x`; see the
-/// [module docs](self).
+/// A reusable plan for `y = A x` (or `y = Aᵀ x`) with fixed
+/// partitions of `A`, `x` and `y` — made once, applied many times with no
+/// re-planning and no allocation of its buffers per call — whose reduction
+/// of partial sums is **bitwise reproducible**.
+///
+/// # How a product runs
+///
+/// 1. One collective vote (which also acts as the barrier after which `x` is
+///    complete everywhere) checks the operands against the plan.
+/// 2. Each rank fetches the slice of `x` its block of `A` needs: one `get`
+///    per rank owning a piece of it (its neighbours in `x`), a local copy
+///    for its own piece, and multiplies it with its block.
+/// 3. If every rank's result lands in its own part of `y` (row split of
+///    `A` matching `y`'s partition: the *direct* case) it is written there
+///    and the product is done (2 collectives in all).
+/// 4. Otherwise (a column split: several ranks contribute to one element)
+///    each contributor **puts** its partial sums into its own slot of the
+///    owner's *staging* window — one message per owner of its rows, never
+///    an accumulate — and after a second vote each owner adds the slots in
+///    **rank order**: the same bits run after run, whatever the arrival
+///    order (3 collectives in all, O(neighbours) messages per rank).
+///
+/// [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
+/// carried in the dot product's allreduce: a CG iteration (product,
+/// `p · Ap`, `r · r`) then costs 3 collectives with a row split of `A`.
+///
+/// ```
+/// use distarray::{linalg::MatvecPlan, threaded, DistArray};
+/// threaded::run(3, |comm| -> distarray::Result<()> {
+///     // A (4 x 6) split by columns: every rank contributes to every row
+///     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, 3], [4, 6])?;
+///     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (i + j) as f64 * 0.1))?;
+///     let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [6], |[j]| 1.0 / (j + 1) as f64)?;
+///     let mut y = DistArray::<f64, _, 1>::new(comm.clone(), [4])?;
+///     let mut plan = MatvecPlan::new(&a, &x, &y)?;
+///     plan.apply(&a, &x, &mut y)?;
+///     let first = y.to_vec()?;
+///     for _ in 0..5 {
+///         plan.apply(&a, &x, &mut y)?;
+///         // bitwise identical every time
+///         assert!(y.to_vec()?.iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
+///     }
+///     Ok(())
+/// })
+/// .unwrap()
+/// .into_iter()
+/// .collect::<distarray::Result<Vec<_>>>()
+/// .unwrap();
+/// ```
 pub struct MatvecPlan<T: Element, C: OneSidedComm> {
     comm: C,
     transpose: bool,

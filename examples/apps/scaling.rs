@@ -112,8 +112,8 @@ fn accumulate_matvec<C: OneSidedComm>(
     a: &DistArray<f64, C, 2>,
     x: &DistArray<f64, C, 1>,
     y: &mut DistArray<f64, C, 1>,
-    xs: &mut Vec<f64>,
-    part: &mut Vec<f64>,
+    xs: &mut [f64],
+    part: &mut [f64],
 ) -> distarray::Result<()> {
     let comm = a.comm();
     let [rows, cols] = a.local_indices(comm.rank())?;
@@ -194,7 +194,8 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<()> {
     let [rows, cols] = a.local_indices(me)?;
     let (mut xs, mut part) = (vec![0.0; cols.len()], vec![0.0; rows.len()]);
     let mut plan = MatvecPlan::new(&a, &x, &y)?;
-    let mut variants: Vec<(&str, Vec<f64>, HashSet<Vec<u64>>)> = vec![
+    type Variant = (&'static str, Vec<f64>, HashSet<Vec<u64>>);
+    let mut variants: Vec<Variant> = vec![
         ("mv_accumulate", vec![], HashSet::new()),
         ("mv_plan", vec![], HashSet::new()),
         ("mv_wrapper", vec![], HashSet::new()),
@@ -217,7 +218,11 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<()> {
     let mut medians = Vec::new();
     for (_, times, _) in &variants {
         let t = median(times.clone());
-        medians.push(distarray::collective::allreduce_vote(&comm, Ok(t), f64::max)?);
+        medians.push(distarray::collective::allreduce_vote(
+            &comm,
+            Ok(t),
+            f64::max,
+        )?);
     }
     let base = medians[0];
     for ((name, _, patterns), &t) in variants.iter().zip(&medians) {
