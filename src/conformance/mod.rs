@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 mod array;
 mod blocks;
+mod collectives;
 mod linalg;
 mod reproducible;
 mod safety;
@@ -33,6 +34,7 @@ pub type Check<C> = (&'static str, fn(&C));
 /// Every check of the suite, in the order [`run_all`] runs them.
 pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     let mut v = window::checks::<C>();
+    v.extend(collectives::checks::<C>());
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());

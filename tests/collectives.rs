@@ -1,0 +1,104 @@
+//! The tree collectives of the threaded backend: the bracketing is the
+//! documented one (`collective::tree_combine`), and failures never hang.
+
+use std::time::{Duration, Instant};
+
+use distarray::collective::{allreduce_vote, tree_combine, vote};
+use distarray::{threaded, DistArray, Error, OneSidedComm};
+use rstest::rstest;
+
+fn wild(r: usize) -> f64 {
+    let e = (r * 7 % 13) as i32 - 6;
+    (1.0 + r as f64 / 3.0) * 10f64.powi(e) * if r % 2 == 0 { 1.0 } else { -1.0 }
+}
+
+#[rstest]
+fn allreduce_bits_are_the_documented_tree(#[values(1, 2, 3, 5, 8, 9)] p: usize) {
+    let got = threaded::run(p, |comm| {
+        allreduce_vote(&comm, Ok(wild(comm.rank())), |a, b| a + b)
+    })
+    .unwrap();
+    let parts: Vec<[u8; 8]> = (0..p).map(|r| wild(r).to_le_bytes()).collect();
+    let refs: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+    let add = |lo: &[u8], hi: &mut [u8]| {
+        let (a, b) = (
+            f64::from_le_bytes(lo.try_into().unwrap()),
+            f64::from_le_bytes(hi[..].try_into().unwrap()),
+        );
+        hi.copy_from_slice(&(a + b).to_le_bytes());
+    };
+    let want = f64::from_le_bytes(tree_combine(&refs, &add).try_into().unwrap());
+    for g in got {
+        assert_eq!(g.unwrap().to_bits(), want.to_bits());
+    }
+}
+
+#[test]
+fn a_rank_returning_before_an_allreduce_does_not_hang_it() {
+    let start = Instant::now();
+    let r = threaded::run(5, |comm| {
+        if comm.rank() == 3 {
+            return Ok(0.0);
+        }
+        allreduce_vote(&comm, Ok(1.0), |a, b| a + b)
+    })
+    .unwrap();
+    for (rank, v) in r.into_iter().enumerate() {
+        if rank != 3 {
+            assert!(
+                matches!(v, Err(Error::Aborted { .. })),
+                "rank {rank}: {v:?}"
+            );
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_panic_during_an_allreduce_ends_the_run() {
+    let start = Instant::now();
+    let r = threaded::run(4, |comm| {
+        if comm.rank() == 0 {
+            panic!("rank zero gives up");
+        }
+        allreduce_vote(&comm, Ok(comm.rank() as u64), |a, b| a + b)
+    });
+    assert!(
+        matches!(r, Err(Error::RankPanicked { rank: 0, .. })),
+        "{r:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn payloads_of_different_lengths_fail_instead_of_hanging() {
+    let start = Instant::now();
+    let r = threaded::run(2, |comm| {
+        let mut buf = vec![0u8; 8 * (comm.rank() + 1)];
+        comm.allreduce_bytes(&mut buf, &|_, _| {})
+    })
+    .unwrap();
+    assert!(r.iter().all(|v| v.is_err()), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_vote_inside_a_locked_view_is_reported_as_a_deadlock() {
+    let start = Instant::now();
+    threaded::run(2, |comm| {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [4]).unwrap();
+        if comm.rank() == 0 {
+            // holds the exclusive lock on its part while waiting in a vote
+            a.with_local_mut(|_| vote(&comm, Ok(())).unwrap()).unwrap();
+        } else {
+            std::thread::sleep(Duration::from_millis(30));
+            let e = a.get([0]).unwrap_err();
+            assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
+            vote(&comm, Ok(())).unwrap(); // completes rank 0's vote
+        }
+        a.sync().unwrap();
+        assert_eq!(a.get([0]).unwrap(), 0.0);
+    })
+    .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
