@@ -21,6 +21,7 @@ mod array;
 mod blocks;
 mod collectives;
 mod linalg;
+mod plans;
 mod reproducible;
 mod safety;
 
@@ -38,6 +39,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());
+    v.extend(plans::checks::<C>());
     v.extend(reproducible::checks::<C>());
     v.extend(safety::checks::<C>());
     v
