@@ -410,6 +410,28 @@ pub trait Window<T: Element>: Send + Sync {
         Ok(())
     }
 
+    /// Issues the reads of [`Window::get_runs`] without waiting for them,
+    /// where the backend can: MPI issues its `MPI_Get`s and returns; they
+    /// complete at the next [`Window::flush`] or [`Window::unlock`] of
+    /// `target`. The default (threaded, Lamellar) completes them at once.
+    /// Checks and errors are those of `get_runs`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` may still be written by the backend after this returns: the
+    /// caller must not read, write, move or free it until `flush(target)`
+    /// or `unlock(target)` returned (also when unwinding). The safe way to
+    /// overlap reads with computation is
+    /// [`GhostedBlock::sync_overlapped`](crate::GhostedBlock::sync_overlapped).
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.get_runs(target, runs, dst)
+    }
+
     /// Writes consecutive pieces of `src` to the runs `(offset, len)` of
     /// `target`. One RMA operation per run.
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {

@@ -290,6 +290,18 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         self.message(target, runs.len(), std::mem::size_of_val(dst));
         Ok(())
     }
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        unsafe { self.inner.get_runs_deferred(target, runs, dst)? };
+        self.record(target, |c| &mut c.gets, runs.len(), dst.len());
+        self.message(target, runs.len(), std::mem::size_of_val(dst));
+        Ok(())
+    }
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         self.inner.put_runs(target, runs, src)?;
         self.record(target, |c| &mut c.puts, runs.len(), src.len());

@@ -104,17 +104,29 @@ fn cg_iteration_costs_at_most_three_collectives(#[values(64, 256)] p: usize) {
             let (_, c) = counted(&comm, || {
                 // q = A p
                 pv.sync()?;
-                ghosts.sync(&pv)?;
+                // the interior rows while the two ghost values are in flight
+                ghosts.sync_overlapped(&pv, || {
+                    pv.with_local(|lp| {
+                        q.with_local_mut(|mut lq| {
+                            let (p_, q_) = (lp.as_slice(), lq.as_mut_slice());
+                            for k in 1..p_.len().saturating_sub(1) {
+                                q_[k] = 2.0 * p_[k] - p_[k - 1] - p_[k + 1];
+                            }
+                        })
+                    })
+                })???;
                 let g = |i: usize| ghosts.get_global([i]);
                 let (lo, hi) = (range.start, range.end);
                 let left = if lo > 0 { g(lo - 1)? } else { 0.0 };
                 let right = if hi < n { g(hi)? } else { 0.0 };
+                // then the boundary rows
                 pv.with_local(|lp| {
                     q.with_local_mut(|mut lq| {
                         let (p_, q_) = (lp.as_slice(), lq.as_mut_slice());
-                        for k in 0..p_.len() {
+                        let last = p_.len() - 1;
+                        for k in [0, last] {
                             let l = if k == 0 { left } else { p_[k - 1] };
-                            let r = if k + 1 == p_.len() { right } else { p_[k + 1] };
+                            let r = if k == last { right } else { p_[k + 1] };
                             q_[k] = 2.0 * p_[k] - l - r;
                         }
                     })

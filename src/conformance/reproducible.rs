@@ -180,5 +180,22 @@ fn copies<C: OneSidedComm>(comm: &C) {
         .map(|&[i]| wild(i).to_bits())
         .collect();
     assert_eq!(got, want, "ghosts hold the wrong values");
+    // the overlapped sync: the same values, while the rank computes
+    let mut g2 = ok(
+        comm,
+        "ghosts",
+        GhostedBlock::from_global_ids(&x, ids.clone()),
+    );
+    let local_sum: f64 = r.clone().map(wild).sum();
+    let got = same_bits(comm, "overlapped ghost sync", || {
+        let s = ok(
+            comm,
+            "sync_overlapped",
+            g2.sync_overlapped(&x, || x.with_local(|l| l.as_slice().iter().sum::<f64>())),
+        );
+        assert_eq!(ok(comm, "interior", s).to_bits(), local_sum.to_bits());
+        bits(g2.values())
+    });
+    assert_eq!(got, want, "overlapped ghosts hold the wrong values");
     ok(comm, "barrier", comm.barrier());
 }

@@ -469,6 +469,41 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     /// One `MPI_Get` per run, one `MPI_Win_flush_local`.
+    /// One `MPI_Get` per run and no flush: the reads complete at the next
+    /// `flush` / `unlock` of `target`. Reads of this rank's own part (which
+    /// register against its local views) complete at once.
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        if target == self.rank() {
+            return self.get_runs(target, runs, dst);
+        }
+        let own = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        debug_assert!(own.is_none(), "a remote target registers no own access");
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let _serial = serial();
+        let mut at = 0;
+        for &(offset, len) in runs {
+            if len > 0 {
+                if let Err(e) = self.raw_get(target, offset, &mut dst[at..at + len]) {
+                    // complete what was issued: the caller owns `dst` again
+                    // once we return an error
+                    let _ = self.flush_local(target);
+                    return Err(e);
+                }
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         let _own = self
             .state
