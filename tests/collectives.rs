@@ -140,3 +140,18 @@ fn tree_collectives_under_checking_mode_and_controlled_schedules() {
         }
     }
 }
+
+#[test]
+fn a_length_mismatch_breaks_the_communicator_instead_of_hanging_later() {
+    let start = Instant::now();
+    let r = threaded::run(2, |comm| {
+        let mut buf = vec![0u8; 8 * (comm.rank() + 1)];
+        let first = comm.allreduce_bytes(&mut buf, &|_, _| {});
+        // rank 0 carries on into a barrier, rank 1 is still in the allreduce
+        let second = comm.barrier();
+        (first.is_err(), second.is_err())
+    })
+    .unwrap();
+    assert!(r.iter().all(|&(a, b)| a && b), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}

@@ -697,13 +697,18 @@ impl Transport for TreeTransport<'_> {
             if let Some(i) = q.iter().position(|m| m.from == from && m.phase == phase) {
                 let m = q.remove(i);
                 if m.data.len() != buf.len() {
-                    return Err(Error::InvalidArgument(format!(
+                    // a broken contract: fail every collective from now on
+                    // (the others may wait in this one)
+                    drop(q);
+                    let e = Error::InvalidArgument(format!(
                         "collective payloads differ in length: rank {from} sent {} bytes, rank {} \
                          expected {}",
                         m.data.len(),
                         self.rank,
                         buf.len()
-                    )));
+                    ));
+                    self.world.set_broken(e.clone());
+                    return Err(e);
                 }
                 buf.copy_from_slice(&m.data);
                 if let (Some(c), Some(vc)) = (&self.world.clocks, &m.clock) {
