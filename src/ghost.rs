@@ -33,6 +33,7 @@ use crate::array::DistArray;
 use crate::block::copy_runs;
 use crate::comm::{Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
+use crate::overlap::OpenReads;
 use crate::partition::{linear_offset, ContinuousPartitioning};
 
 /// The entries one rank owns, as runs of its window memory.
@@ -218,32 +219,7 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
         self.synced = false;
         let me = array.comm().rank();
         let win = array.window();
-        /// Unlocks the open epochs when dropped (completing their reads),
-        /// also on unwinding, before the borrowed buffer is released.
-        struct Open<'w, T: Element, W: Window<T>> {
-            win: &'w W,
-            targets: Vec<usize>,
-            _t: std::marker::PhantomData<T>,
-        }
-        impl<T: Element, W: Window<T>> Open<'_, T, W> {
-            fn close(&mut self) -> Result<()> {
-                let mut out = Ok(());
-                for t in self.targets.drain(..) {
-                    out = out.and(self.win.unlock(t));
-                }
-                out
-            }
-        }
-        impl<T: Element, W: Window<T>> Drop for Open<'_, T, W> {
-            fn drop(&mut self) {
-                let _ = self.close();
-            }
-        }
-        let mut open = Open {
-            win,
-            targets: Vec::with_capacity(self.plan.len()),
-            _t: std::marker::PhantomData,
-        };
+        let mut open = OpenReads::new(win);
         let total = self.values.len();
         let mut rest: &mut [T] = &mut self.values;
         let mut own = None;
@@ -255,13 +231,7 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
                 own = Some((t, dst));
                 continue;
             }
-            win.lock(t.rank, LockKind::Shared)?;
-            open.targets.push(t.rank);
-            // SAFETY: `dst` is part of `self.values`, borrowed mutably for
-            // the whole call; nothing touches it until `open` unlocks
-            // `t.rank` (below, or in its drop when unwinding), which
-            // completes the reads, before the borrow ends.
-            unsafe { win.get_runs_deferred(t.rank, &t.runs, dst)? };
+            open.read(t.rank, &t.runs, dst)?;
         }
         if let Some((t, dst)) = own {
             array.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;

@@ -70,6 +70,7 @@ pub mod error;
 pub mod ghost;
 pub mod linalg;
 mod matvec_plan;
+mod overlap;
 pub mod partition;
 pub mod redistribute;
 pub mod threaded;

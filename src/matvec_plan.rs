@@ -9,6 +9,7 @@ use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::linalg::{gemv_local, gemv_transpose_local};
+use crate::overlap::OpenReads;
 use crate::partition::ContinuousPartitioning;
 
 /// A piece of `x` to fetch: `len` elements at `offset` of `owner`'s part
@@ -51,8 +52,9 @@ struct Slot {
 /// 1. One collective vote (which also acts as the barrier after which `x` is
 ///    complete everywhere) checks the operands against the plan.
 /// 2. Each rank fetches the slice of `x` its block of `A` needs: one `get`
-///    per rank owning a piece of it (its neighbours in `x`), a local copy
-///    for its own piece, and multiplies it with its block.
+///    per rank owning a piece of it (its neighbours in `x`), all in flight
+///    together on MPI, a local copy for its own piece, and multiplies it
+///    with its block.
 /// 3. If every rank's result lands in its own part of `y` (row split of
 ///    `A` matching `y`'s partition: the *direct* case) it is written there
 ///    and the product is done (2 collectives in all).
@@ -428,14 +430,28 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         y: &mut DistArray<T, C, 1>,
     ) -> Result<()> {
         let me = self.comm.rank();
-        for f in &self.fetch {
-            let dst = &mut self.xs[f.at..f.at + f.len];
-            if f.owner == me {
-                x.with_local(|l| dst.copy_from_slice(&l.as_slice()[f.offset..f.offset + f.len]))?;
-            } else {
-                x.window()
-                    .get_locked(f.owner, LockKind::Shared, f.offset, dst)?;
+        {
+            // all remote pieces of x in flight together (MPI), then the own
+            // piece, then completion; pieces are in increasing `at` order
+            let mut open = OpenReads::new(x.window());
+            let mut rest: &mut [T] = &mut self.xs;
+            let mut done = 0;
+            let mut own = None;
+            for f in &self.fetch {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(f.at - done);
+                let (dst, tail) = tail.split_at_mut(f.len);
+                rest = tail;
+                done = f.at + f.len;
+                if f.owner == me {
+                    own = Some((f, dst));
+                } else {
+                    open.read(f.owner, &[(f.offset, f.len)], dst)?;
+                }
             }
+            if let Some((f, dst)) = own {
+                x.with_local(|l| dst.copy_from_slice(&l.as_slice()[f.offset..f.offset + f.len]))?;
+            }
+            open.close()?;
         }
         let (rows, cols, transpose) = (self.rows, self.cols, self.transpose);
         let xs = &self.xs;
