@@ -196,3 +196,35 @@ fn planned_matvec_costs_neighbour_messages(#[values(64, 256)] p: usize) {
         );
     }
 }
+
+#[allow(dead_code)]
+#[path = "../examples/apps/poisson.rs"]
+mod poisson_app;
+
+/// The Poisson example's CG (the measurement): at most 3
+/// collectives per iteration, none of them an allgather — measured as the
+/// difference between two runs with different tolerances.
+#[rstest]
+fn poisson_example_costs_at_most_three_collectives_per_iteration(#[values(4, 16)] p: usize) {
+    let counts = |tol: f64| {
+        let out = threaded::run(p, |comm| {
+            let comm = CountingComm::new(comm);
+            let o = poisson_app::Opts {
+                n: 32,
+                tol,
+                ranks: p,
+            };
+            let (iters, _, _) = poisson_app::run(comm.clone(), &o)?;
+            Ok::<_, distarray::Error>((iters, comm.counts()))
+        })
+        .unwrap();
+        out.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>()
+    };
+    let (short, long) = (counts(1e-2), counts(1e-10));
+    for ((k1, c1), (k2, c2)) in short.iter().zip(&long) {
+        assert!(k2 > k1, "the tighter tolerance takes more iterations");
+        let per_iter = (c2.collectives - c1.collectives) as f64 / (k2 - k1) as f64;
+        assert!(per_iter <= 3.0, "{per_iter} collectives per CG iteration");
+        assert_eq!(c2.allgathers, c1.allgathers, "no allgather per iteration");
+    }
+}
