@@ -204,6 +204,71 @@ where
     Ok(bytemuck::pod_read_unaligned(&buf[VOTE..]))
 }
 
+/// Collective: combines every rank's `data` element-wise with `op` (same
+/// length on every rank; the fixed rank order of
+/// [`OneSidedComm::allreduce_bytes`]), leaving the result in every rank's
+/// `data`, and votes on `local` in the same collective (errors as
+/// [`allreduce_vote`]; on an error `data` is unspecified). Meant for small
+/// vectors: one message carries the whole of `data`.
+///
+/// ```
+/// use distarray::{collective::allreduce_slice_vote, threaded, OneSidedComm};
+/// let r = threaded::run(3, |comm| {
+///     let mut v = [comm.rank() as u32, 1];
+///     allreduce_slice_vote(&comm, Ok(()), &mut v, |a, b| a + b).map(|_| v)
+/// })
+/// .unwrap();
+/// assert!(r.iter().all(|v| *v.as_ref().unwrap() == [3, 3]));
+/// ```
+pub fn allreduce_slice_vote<C, T>(
+    comm: &C,
+    local: Result<()>,
+    data: &mut [T],
+    op: impl Fn(T, T) -> T,
+) -> Result<()>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![0u8; VOTE + std::mem::size_of_val(data)];
+    match &local {
+        Ok(()) => {
+            buf[..VOTE].copy_from_slice(&OK.to_le_bytes());
+            buf[VOTE..].copy_from_slice(bytemuck::cast_slice(data));
+        }
+        Err(_) => buf[..VOTE].copy_from_slice(&(comm.rank() as u64).to_le_bytes()),
+    }
+    let combine = |lo: &[u8], hi: &mut [u8]| {
+        let word = |b: &[u8]| u64::from_le_bytes(b[..VOTE].try_into().expect("vote word"));
+        let (flo, fhi) = (word(lo), word(hi));
+        if flo == OK && fhi == OK {
+            for (l, h) in lo[VOTE..]
+                .chunks_exact(size)
+                .zip(hi[VOTE..].chunks_exact_mut(size))
+            {
+                let a: T = bytemuck::pod_read_unaligned(l);
+                let b: T = bytemuck::pod_read_unaligned(h);
+                h.copy_from_slice(bytemuck::bytes_of(&op(a, b)));
+            }
+        } else {
+            hi[..VOTE].copy_from_slice(&flo.min(fhi).to_le_bytes());
+        }
+    };
+    comm.allreduce_bytes(&mut buf, &combine)?;
+    local?;
+    let flag = u64::from_le_bytes(buf[..VOTE].try_into().expect("vote word"));
+    if flag != OK {
+        return Err(Error::PeerFailed {
+            rank: flag as usize,
+        });
+    }
+    for (d, b) in data.iter_mut().zip(buf[VOTE..].chunks_exact(size)) {
+        *d = bytemuck::pod_read_unaligned(b);
+    }
+    Ok(())
+}
+
 /// Collective: every rank receives `root`'s value, or, if `root`'s `local`
 /// is an `Err`, [`Error::PeerFailed`] naming the root (the root returns
 /// its own error). The other ranks' `local` is ignored unless it is an

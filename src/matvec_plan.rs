@@ -4,13 +4,33 @@
 use std::ops::Range;
 
 use crate::array::DistArray;
-use crate::collective::allreduce_vote;
+use crate::collective::{allreduce_slice_vote, allreduce_vote};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::linalg::{gemv_local, gemv_transpose_local};
 use crate::overlap::OpenReads;
 use crate::partition::ContinuousPartitioning;
+
+/// How a [`MatvecPlan`] combines the ranks' partial results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// Every rank's result lands in its own part of `y`: nothing to combine.
+    Direct,
+    /// Contributors put their partial sums into per-contributor slots of
+    /// the owners' staging windows; owners add the slots in rank order
+    /// (O(owners reached) messages per rank, O(rows) data).
+    Staging,
+    /// Every rank contributes to all of a short `y` (`A` split by columns
+    /// only, `y` at most [`TREE_BYTES`] bytes, more than 2 ranks): one
+    /// allreduce of the partial vectors carrying the vote (O(log P)
+    /// messages per rank, fixed tree order), each rank keeps its part.
+    Tree,
+}
+
+/// Largest `y` (in bytes) a [`Reduction::Tree`] plan combines with one
+/// allreduce (one message slot of the Lamellar backend, less the vote).
+pub const TREE_BYTES: usize = 4096 - 8;
 
 /// A piece of `x` to fetch: `len` elements at `offset` of `owner`'s part
 /// into `xs[at..]`.
@@ -65,6 +85,11 @@ struct Slot {
 ///    **rank order**: the same bits run after run, whatever the arrival
 ///    order (3 collectives in all, O(neighbours) messages per rank).
 ///
+/// 5. A pure column split with a short `y` ([`TREE_BYTES`], more than 2
+///    ranks) skips the staging: one allreduce of the partial vectors
+///    (carrying the vote) combines them in the fixed tree order, O(log P)
+///    messages per rank instead of P − 1 puts ([`Reduction::Tree`]).
+///
 /// [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
 /// carried in the dot product's allreduce: a CG iteration (product,
 /// `p · Ap`, `r · r`) then costs 3 collectives with a row split of `A`.
@@ -107,6 +132,8 @@ pub struct MatvecPlan<T: Element, C: OneSidedComm> {
     fetch: Vec<Fetch>,
     sends: Vec<Send>,
     slots: Vec<Slot>,
+    /// How the partial results are combined.
+    reduction: Reduction,
     /// `true` when every rank's result lands in its own part of `y` only.
     direct: bool,
     staging: Option<C::Window<T>>,
@@ -216,10 +243,23 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
             }
         }
 
+        // the short, pure column split: one allreduce instead of staging
+        let out_dim = usize::from(transpose);
+        let tree = !direct
+            && a_part.grid()[out_dim] == 1
+            && p > 2
+            && n_out * std::mem::size_of::<T>() <= TREE_BYTES;
+        let reduction = if direct {
+            Reduction::Direct
+        } else if tree {
+            Reduction::Tree
+        } else {
+            Reduction::Staging
+        };
         let mut sends = Vec::new();
         let mut slots = Vec::new();
         let mut staging_len = 0;
-        if !direct {
+        if reduction == Reduction::Staging {
             // where this rank's pieces go: its slot in each owner's staging,
             // after the slots of lower-ranked contributors
             for o in 0..p {
@@ -262,7 +302,7 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
                 }
             }
         }
-        let staging = if direct {
+        let staging = if reduction != Reduction::Staging {
             None
         } else {
             // Every rank's staging length, without a gather: the output
@@ -298,6 +338,7 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
             fetch,
             sends,
             slots,
+            reduction,
             direct,
             staging,
             xs: vec![T::ZERO; input.len()],
@@ -320,6 +361,11 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
     /// its own part of `y`).
     pub fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    /// How this plan combines the partial results.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
     }
 
     /// Messages this rank sends per product: gets of `x` from other ranks
@@ -418,6 +464,15 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         if self.direct {
             return computed;
         }
+        if self.reduction == Reduction::Tree {
+            // the partial vectors summed in tree order, with the vote
+            allreduce_slice_vote(&self.comm, computed, &mut self.part, |a, b| {
+                T::combine(AccumulateOp::Sum, a, b)
+            })?;
+            let yr = self.y_part.part_range(self.comm.rank())?[0].clone();
+            let part = &self.part;
+            return y.with_local_mut(|mut ly| ly.as_mut_slice().copy_from_slice(&part[yr]));
+        }
         // every partial sum is in its owner's staging
         vote(&self.comm, computed)?;
         self.add_slots(y)
@@ -487,6 +542,9 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         }
         let part = &mut self.part;
         a.with_local(|la| kernel(la.as_slice(), part))?;
+        if self.reduction == Reduction::Tree {
+            return Ok(());
+        }
         let staging = self.staging.as_ref().expect("staging plan");
         for s in &self.sends {
             staging.put_locked(
@@ -530,7 +588,7 @@ impl<T: Element, C: OneSidedComm> std::fmt::Debug for MatvecPlan<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MatvecPlan")
             .field("transpose", &self.transpose)
-            .field("direct", &self.direct)
+            .field("reduction", &self.reduction)
             .field("fetches", &self.fetch.len())
             .field("sends", &self.sends.len())
             .field("slots", &self.slots.len())

@@ -228,3 +228,43 @@ fn poisson_example_costs_at_most_three_collectives_per_iteration(#[values(4, 16)
         assert_eq!(c2.allgathers, c1.allgathers, "no allgather per iteration");
     }
 }
+
+/// A planned matvec with A split by columns only (every rank contributes to
+/// every row) and a short y: one allreduce of the partial vectors, so
+/// O(log P) messages per rank instead of one put per owner (P − 1).
+#[rstest]
+fn column_split_matvec_costs_log_p_messages(#[values(64, 256)] p: usize) {
+    let n = 2 * p;
+    let m = 16;
+    let out = run(p, |comm| {
+        let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, p], [m, n])?;
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| (i + 2 * j) as f64))?;
+        let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [n], |_| 1.0)?;
+        let mut y = DistArray::<f64, _, 1>::new(comm.clone(), [m])?;
+        let mut plan = MatvecPlan::new(&a, &x, &y)?;
+        let before = comm.inner().traffic();
+        let (_, c) = counted(&comm, || plan.apply(&a, &x, &mut y))?;
+        let after = comm.inner().traffic();
+        let got = y.to_vec()?;
+        let want: Vec<f64> = (0..m)
+            .map(|i| (0..n).map(|j| (i + 2 * j) as f64).sum())
+            .collect();
+        Ok((
+            plan.reduction(),
+            c,
+            after.messages - before.messages,
+            got == want,
+        ))
+    });
+    for (reduction, c, tree_messages, right) in &out {
+        assert!(right, "wrong product");
+        assert_eq!(*reduction, distarray::linalg::Reduction::Tree);
+        assert_eq!(c.collectives, 3);
+        assert_eq!(c.messages, 0, "x is local, no staging puts");
+        // 3 allreduces (two votes and the partial vectors)
+        assert!(
+            *tree_messages <= 3 * (1 + ceil_log2(p)),
+            "{tree_messages} messages"
+        );
+    }
+}
