@@ -2,7 +2,7 @@
 //! ([`vote`]) that keeps ranks in step when one of them fails.
 
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A passive-target epoch on one target of one window: the lock is taken
 /// when the guard is made and released when it is dropped (also when the

@@ -481,10 +481,13 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if target == self.rank() {
             return self.get_runs(target, runs, dst);
         }
-        let own = self
+        // Held while the gets are issued (no other thread of this rank can
+        // end the epoch meanwhile); released on return: the reads are then
+        // in the epoch and complete at its flush or unlock, which the
+        // caller's contract waits for before touching `dst`.
+        let _issuing = self
             .state
             .approve_runs(target, Access::Read, runs, dst.len())?;
-        debug_assert!(own.is_none(), "a remote target registers no own access");
         if dst.is_empty() {
             return Ok(());
         }
