@@ -106,7 +106,7 @@ impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
 
 /// Collective: every rank contributes whether its part of a collective
 /// operation succeeded. Returns this rank's own error, or
-/// [`Error::PeerFailed`](crate::Error::PeerFailed) if another rank failed,
+/// [`Error::PeerFailed`] if another rank failed,
 /// or `local`'s value: every rank leaves the operation with the same
 /// verdict, and none goes on into a later collective the others skip. Acts
 /// as a barrier. One allreduce of one word (see
