@@ -23,7 +23,7 @@ struct ViewCounts {
 /// against a write, a mutable view against anything) never coexist — the
 /// later one is an [`Error::Conflict`]. Only accesses of a rank to its *own*
 /// part go through here; other ranks are kept out by the locks (see
-/// [`WindowState`]).
+/// [`WindowState`](super::WindowState)).
 #[derive(Debug, Default)]
 pub struct LocalViews {
     counts: Mutex<ViewCounts>,
