@@ -363,12 +363,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: reduces the local parts with `local` and combines the
     /// per-rank results in rank order with `combine` (deterministic: every
     /// rank gets the same value).
+    ///
+    /// One collective (an allreduce carrying the success vote), O(log P)
+    /// rounds; the combination order is fixed (rank order, in the tree of
+    /// [`crate::collective`] on the threaded and Lamellar backends, MPI's
+    /// own fixed order on MPI), so the result is bitwise reproducible run
+    /// to run. `combine` must be associative.
     pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
-        let mine = vote(&self.comm, self.with_local(|l| local(l.as_slice())))?;
-        let all = self.comm.allgather(&[mine])?;
-        let mut it = all.into_iter().map(|v| v[0]);
-        let first = it.next().expect("at least one rank");
-        Ok(it.fold(first, combine))
+        let mine = self.with_local(|l| local(l.as_slice()));
+        crate::collective::allreduce_vote(&self.comm, mine, combine)
     }
 
     /// Collective: the sum of all elements (partial sums added in rank
@@ -417,22 +420,21 @@ fn fingerprint<H: Hash>(value: &H) -> u64 {
 /// (its own error, or [`Error::PeerFailed`] with that rank's reason) or
 /// the fingerprints differ, so no rank goes on alone into a collective the
 /// others skipped.
+///
+/// One allreduce of three words (the vote, the smallest and the largest
+/// fingerprint), whatever `P`.
 fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
     let mine = match &local {
-        Ok((key, _)) => [1, *key],
-        Err(_) => [0, 0],
+        Ok((key, _)) => Ok([*key, *key]),
+        Err(e) => Err(e.clone()),
     };
-    let all = comm.allgather(&mine)?;
-    if let Some(r) = all.iter().position(|v| v[0] == 0) {
-        // a second collective, only on failure: the rejecting rank's reason
-        let reason = crate::epoch::failure_reason(comm, r, local.as_ref().err())?;
-        local?;
-        return Err(Error::PeerFailed { rank: r, reason });
-    }
-    let (key, value) = local?;
-    if let Some(r) = all.iter().position(|v| v[1] != key) {
+    // the failing rank's own error, or PeerFailed with its reason
+    let keys =
+        crate::collective::allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
+    let (_, value) = local?;
+    if keys[0] != keys[1] {
         return Err(Error::InvalidPartition(format!(
-            "ranks disagree on the arguments of this collective call (rank {} vs rank {r})",
+            "ranks disagree on the arguments of this collective call (seen from rank {})",
             comm.rank()
         )));
     }

@@ -337,6 +337,34 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// every rank receives all contributions, indexed by rank.
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>>;
 
+    /// Collective: combines every rank's `buf` with `combine` and leaves the
+    /// result in every rank's `buf`. `buf` has the same length on every
+    /// rank; `combine(lower, higher)` stores `lower ∘ higher` in `higher`
+    /// (see [`Combiner`](crate::collective::Combiner)) and must be
+    /// associative (it need not be commutative).
+    ///
+    /// Contract: contributions are combined **in rank order** (the left
+    /// operand always covers lower ranks than the right one) with a
+    /// bracketing fixed by the number of ranks and the length alone, and
+    /// every rank receives the same bytes, so results are bitwise
+    /// reproducible run to run. O(log P) rounds and O(`buf.len()`) bytes per
+    /// message; never O(P) data per rank. The combiner runs on the calling
+    /// thread. Payloads are meant to be small (scalars, votes, a few words).
+    ///
+    /// Most code uses the typed [`allreduce_vote`](crate::collective::allreduce_vote),
+    /// which carries the success vote in the same call.
+    fn allreduce_bytes(
+        &self,
+        buf: &mut [u8],
+        combine: crate::collective::Combiner<'_>,
+    ) -> Result<()>;
+
+    /// Collective: copies `root`'s `buf` into every rank's `buf` (same length
+    /// on every rank). O(log P) rounds. Error: `root >= size()` (on every
+    /// rank). Typed, with the root's success carried along:
+    /// [`broadcast_vote`](crate::collective::broadcast_vote).
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()>;
+
     /// Collective: creates a window in which this rank exposes `local_len`
     /// elements, initialised to `T::default()` (zero). Lengths may differ
     /// between ranks, and may be zero.
@@ -463,12 +491,14 @@ pub trait Window<T: Element>: Send + Sync {
     /// Reads `dst.len()` elements of `target`'s part starting at `offset`.
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()>;
 
-    /// Writes `src` into `target`'s part starting at `offset`.
+    /// Writes `src` into `target`'s part starting at `offset`. Needs an
+    /// exclusive lock on `target` or a fence epoch.
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()>;
 
     /// Combines `src` element-wise into `target`'s part starting at `offset`.
-    /// Concurrent accumulates to the same elements (under shared locks or in
-    /// one fence epoch) are element-wise atomic.
+    /// Needs an exclusive lock on `target` or a fence epoch; concurrent
+    /// accumulates to the same elements in one fence epoch are element-wise
+    /// atomic.
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()>;
 
     /// Reads several runs `(offset, len)` of `target` into `dst`, one after
@@ -482,6 +512,28 @@ pub trait Window<T: Element>: Send + Sync {
             at += len;
         }
         Ok(())
+    }
+
+    /// Issues the reads of [`Window::get_runs`] without waiting for them,
+    /// where the backend can: MPI issues its `MPI_Get`s and returns; they
+    /// complete at the next [`Window::flush`] or [`Window::unlock`] of
+    /// `target`. The default (threaded, Lamellar) completes them at once.
+    /// Checks and errors are those of `get_runs`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` may still be written by the backend after this returns: the
+    /// caller must not read, write, move or free it until `flush(target)`
+    /// or `unlock(target)` returned (also when unwinding). The safe way to
+    /// overlap reads with computation is
+    /// [`GhostedBlock::sync_overlapped`](crate::GhostedBlock::sync_overlapped).
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.get_runs(target, runs, dst)
     }
 
     /// Writes consecutive pieces of `src` to the runs `(offset, len)` of
@@ -524,9 +576,10 @@ pub trait Window<T: Element>: Send + Sync {
     fn fence_end(&self) -> Result<()>;
 
     /// Runs `f` on this rank's part, read-only. Requires a lock (shared or
-    /// exclusive) on this rank, or an open fence epoch. Remote writes to this
-    /// part during `f` are erroneous (the threaded backend reports them as
-    /// [`Error::Conflict`](crate::Error::Conflict)).
+    /// exclusive) on this rank, which cannot be released while `f` runs;
+    /// refused in a fence epoch. Other ranks cannot write the part meanwhile
+    /// (writes need an exclusive lock); this rank's own writes to it fail
+    /// with [`Error::Conflict`](crate::Error::Conflict).
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R>;
 
     /// Runs `f` on this rank's part, mutably. Requires an exclusive lock on

@@ -1,6 +1,9 @@
-//! [`CountingComm`]: a wrapper backend that counts RMA operations per kind
-//! and per target rank, over any [`OneSidedComm`]. Tests use it to assert
-//! that blocks, ghosts and redistribution use the minimal number of calls.
+//! [`CountingComm`]: a wrapper backend that counts, per rank, RMA operations
+//! per kind and per target rank, the messages and bytes they send to other
+//! ranks, and the collectives called (with their payload bytes), over any
+//! [`OneSidedComm`]. Tests use it to assert that blocks, ghosts and
+//! redistribution use the minimal number of calls and that reductions and
+//! solvers cost a bounded number of collectives whatever `P`.
 //!
 //! ```
 //! use distarray::counting::CountingComm;
@@ -20,6 +23,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::collective::Combiner;
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::Result;
 
@@ -37,6 +41,19 @@ pub struct Counts {
     pub locks: Vec<usize>,
     /// Elements moved by gets, puts and accumulates.
     pub elements: usize,
+    /// Gets, puts and accumulates to *other* ranks (one per run): the RMA
+    /// messages this rank sends over a network.
+    pub messages: usize,
+    /// Bytes moved by those messages.
+    pub bytes: usize,
+    /// Collective calls of every kind (barrier, allgather, allreduce,
+    /// broadcast, window creation, fence).
+    pub collectives: usize,
+    /// Of those, allgathers (O(P) data per rank each).
+    pub allgathers: usize,
+    /// Payload bytes this rank passed to collectives (its contribution to
+    /// an allgather, allreduce or broadcast; none for barriers).
+    pub collective_bytes: usize,
 }
 
 impl Counts {
@@ -47,6 +64,11 @@ impl Counts {
             accumulates: vec![0; size],
             locks: vec![0; size],
             elements: 0,
+            messages: 0,
+            bytes: 0,
+            collectives: 0,
+            allgathers: 0,
+            collective_bytes: 0,
         }
     }
 
@@ -107,6 +129,12 @@ impl<C: OneSidedComm> CountingComm<C> {
     fn lock_counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn collective(&self, bytes: usize) {
+        let mut c = self.lock_counts();
+        c.collectives += 1;
+        c.collective_bytes += bytes;
+    }
 }
 
 impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
@@ -121,17 +149,32 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
     }
 
     fn barrier(&self) -> Result<()> {
+        self.collective(0);
         self.inner.barrier()
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        self.collective(std::mem::size_of_val(local));
+        self.lock_counts().allgathers += 1;
         self.inner.allgather(local)
     }
 
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        self.collective(buf.len());
+        self.inner.allreduce_bytes(buf, combine)
+    }
+
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        self.collective(buf.len());
+        self.inner.broadcast_bytes(root, buf)
+    }
+
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
+        self.collective(0);
         Ok(CountingWindow {
             // SAFETY: forwarded with the caller's guarantees unchanged.
             inner: unsafe { self.inner.allocate_window(lens)? },
+            rank: self.inner.rank(),
             counts: self.counts.clone(),
         })
     }
@@ -148,6 +191,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
 /// A window that forwards to `W` and counts successful operations.
 pub struct CountingWindow<W> {
     inner: W,
+    rank: usize,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -162,6 +206,22 @@ impl<W> CountingWindow<W> {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         c.elements += elements;
         f(&mut c)[target] += n;
+    }
+
+    /// Records `n` RMA messages of `bytes` in all when `target` is remote.
+    fn message(&self, target: usize, n: usize, bytes: usize) {
+        if target != self.rank {
+            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            c.messages += n;
+            c.bytes += bytes;
+        }
+    }
+
+    fn collective(&self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .collectives += 1;
     }
 }
 
@@ -196,37 +256,56 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         self.inner.get_locked(target, kind, offset, dst)?;
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.gets, 1, dst.len());
+        self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
     fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
         self.inner.put_locked(target, kind, offset, src)?;
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.puts, 1, src.len());
+        self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         self.inner.get(target, offset, dst)?;
         self.record(target, |c| &mut c.gets, 1, dst.len());
+        self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
         self.inner.put(target, offset, src)?;
         self.record(target, |c| &mut c.puts, 1, src.len());
+        self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
         self.inner.accumulate(target, offset, src, op)?;
         self.record(target, |c| &mut c.accumulates, 1, src.len());
+        self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         self.inner.get_runs(target, runs, dst)?;
         self.record(target, |c| &mut c.gets, runs.len(), dst.len());
+        self.message(target, runs.len(), std::mem::size_of_val(dst));
+        Ok(())
+    }
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        unsafe { self.inner.get_runs_deferred(target, runs, dst)? };
+        self.record(target, |c| &mut c.gets, runs.len(), dst.len());
+        self.message(target, runs.len(), std::mem::size_of_val(dst));
         Ok(())
     }
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         self.inner.put_runs(target, runs, src)?;
         self.record(target, |c| &mut c.puts, runs.len(), src.len());
+        self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(())
     }
     fn accumulate_runs(
@@ -238,12 +317,15 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
     ) -> Result<()> {
         self.inner.accumulate_runs(target, runs, src, op)?;
         self.record(target, |c| &mut c.accumulates, runs.len(), src.len());
+        self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(())
     }
     fn fence(&self) -> Result<()> {
+        self.collective();
         self.inner.fence()
     }
     fn fence_end(&self) -> Result<()> {
+        self.collective();
         self.inner.fence_end()
     }
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {

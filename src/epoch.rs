@@ -83,11 +83,20 @@ impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
 }
 
 impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
+    /// Unlocks. If the lock cannot be released because a local view still
+    /// relies on it (the guard was dropped inside `with_local`), this
+    /// panics instead of leaking a lock other ranks would wait for forever:
+    /// a panicking rank ends the job on every backend, a leaked lock would
+    /// hang it.
     fn drop(&mut self) {
         if self.locked {
-            // Nothing to report to from a destructor; the error could only
-            // be a backend failure, which the next operation reports.
-            let _ = self.win.unlock(self.target);
+            // Other errors could only be backend failures, which the next
+            // operation reports.
+            if let Err(e @ Error::Conflict { .. }) = self.win.unlock(self.target) {
+                if !std::thread::panicking() {
+                    panic!("Epoch dropped while its lock is still needed: {e}");
+                }
+            }
         }
     }
 }
@@ -102,9 +111,10 @@ pub const REASON_MAX: usize = 256;
 /// leaves the operation with the same verdict, and none goes on into a later
 /// collective the others skip. Acts as a barrier.
 ///
-/// On success this is one collective ([`first_failed`]); only when some
-/// rank failed does a second one ([`failure_reason`]) carry that rank's
-/// message, at most [`REASON_MAX`] bytes.
+/// On success this is one allreduce of one word
+/// ([`collective::vote`](crate::collective::vote)); only when some rank
+/// failed does a second collective ([`failure_reason`]: a broadcast of at
+/// most [`REASON_MAX`] bytes from the failing rank) carry its message.
 ///
 /// ```
 /// use distarray::{epoch::vote, threaded, Error, OneSidedComm};
@@ -117,40 +127,29 @@ pub const REASON_MAX: usize = 256;
 /// assert!(matches!(&r[1], Err(Error::InvalidArgument(_))));
 /// ```
 pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
-    match first_failed(comm, local.is_err())? {
-        None => local,
-        Some(rank) => {
-            let reason = failure_reason(comm, rank, local.as_ref().err())?;
-            local?;
-            Err(Error::PeerFailed { rank, reason })
-        }
-    }
+    crate::collective::vote(comm, local)
 }
 
-/// Collective: the lowest rank whose `failed` flag is set, if any (every
-/// rank gets the same answer). The success path of [`vote`]: one
-/// collective of one flag per rank.
-pub fn first_failed<C: OneSidedComm>(comm: &C, failed: bool) -> Result<Option<usize>> {
-    let flags = comm.allgather(&[u8::from(failed)])?;
-    Ok(flags.iter().position(|f| f[0] != 0))
-}
-
-/// Collective, called by every rank after [`first_failed`] named `rank`:
-/// every rank receives `rank`'s error message (`own` on that rank), cut to
-/// [`REASON_MAX`] bytes at a character boundary. Only `rank` contributes
-/// data, so the exchange stays small whatever the number of ranks.
+/// Collective, called by every rank once a vote named `rank` as the first
+/// failing rank: every rank receives `rank`'s error message (`own` on that
+/// rank), cut to [`REASON_MAX`] bytes at a character boundary. One
+/// broadcast of a fixed `2 + REASON_MAX` bytes from `rank`, whatever the
+/// number of ranks.
 pub fn failure_reason<C: OneSidedComm>(
     comm: &C,
     rank: usize,
     own: Option<&Error>,
 ) -> Result<String> {
-    let text = match own {
-        Some(e) if comm.rank() == rank => e.to_string(),
-        _ => String::new(),
-    };
-    let all = comm.allgather(truncate_utf8(&text, REASON_MAX).as_bytes())?;
-    let bytes = all.get(rank).map(Vec::as_slice).unwrap_or_default();
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    let mut buf = vec![0u8; 2 + REASON_MAX];
+    if comm.rank() == rank {
+        let text = own.map(|e| e.to_string()).unwrap_or_default();
+        let text = truncate_utf8(&text, REASON_MAX);
+        buf[..2].copy_from_slice(&(text.len() as u16).to_le_bytes());
+        buf[2..2 + text.len()].copy_from_slice(text.as_bytes());
+    }
+    comm.broadcast_bytes(rank, &mut buf)?;
+    let len = usize::from(u16::from_le_bytes([buf[0], buf[1]])).min(REASON_MAX);
+    Ok(String::from_utf8_lossy(&buf[2..2 + len]).into_owned())
 }
 
 /// The longest prefix of `s` of at most `max` bytes ending at a character

@@ -30,6 +30,7 @@ use crate::array::DistArray;
 use crate::block::copy_runs;
 use crate::comm::{Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
+use crate::overlap::OpenReads;
 use crate::partition::{linear_offset, ContinuousPartitioning};
 
 /// The entries one rank owns, as runs of its window memory.
@@ -164,6 +165,78 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
         }
         self.synced = true;
         Ok(())
+    }
+
+    /// One-sided, like [`GhostedBlock::sync`], overlapping the transfer
+    /// with `compute`: opens a shared epoch on every remote owner, issues
+    /// all the gets (one per contiguous run; on MPI they are in flight
+    /// together), copies the own entries, runs `compute` (say, a stencil on
+    /// the interior of the local part, which needs no ghost) and only then
+    /// completes the transfers (unlock). Returns what `compute` returned.
+    ///
+    /// The ghost values cannot be read before they are complete: `self` is
+    /// borrowed until this returns. The epochs are closed also when
+    /// `compute` panics. While they are open, `compute` must not wait for
+    /// other ranks (no collectives) nor write `array` remotely.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, GhostedBlock, OneSidedComm};
+    /// threaded::run(3, |comm| -> distarray::Result<()> {
+    ///     let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [9], |[i]| i as f64)?;
+    ///     let r = x.local_indices(comm.rank())?[0].clone();
+    ///     let mut g = GhostedBlock::new(&x);
+    ///     if r.start > 0 { g.push([r.start - 1])?; }
+    ///     if r.end < 9 { g.push([r.end])?; }
+    ///     // the interior sum while the neighbours' values are in flight
+    ///     let interior = g.sync_overlapped(&x, || x.with_local(|l| l.as_slice().iter().sum::<f64>()))??;
+    ///     assert_eq!(interior, r.clone().map(|i| i as f64).sum::<f64>());
+    ///     if r.end < 9 {
+    ///         assert_eq!(g.get_global([r.end])?, r.end as f64);
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .unwrap()
+    /// .into_iter()
+    /// .collect::<distarray::Result<Vec<_>>>()
+    /// .unwrap();
+    /// ```
+    pub fn sync_overlapped<C: OneSidedComm, R>(
+        &mut self,
+        array: &DistArray<T, C, N>,
+        compute: impl FnOnce() -> R,
+    ) -> Result<R> {
+        if array.partitioning() != &self.part {
+            return Err(Error::InvalidPartition(
+                "GhostedBlock::sync_overlapped with an array partitioned differently from the one it was built for".into(),
+            ));
+        }
+        if !self.pending.is_empty() || self.values.len() != self.ids.len() {
+            self.replan()?;
+        }
+        self.synced = false;
+        let me = array.comm().rank();
+        let win = array.window();
+        let mut open = OpenReads::new(win);
+        let total = self.values.len();
+        let mut rest: &mut [T] = &mut self.values;
+        let mut own = None;
+        for t in &self.plan {
+            debug_assert_eq!(total - rest.len(), t.first_slot, "plan in slot order");
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(t.count);
+            rest = tail;
+            if t.rank == me {
+                own = Some((t, dst));
+                continue;
+            }
+            open.read(t.rank, &t.runs, dst)?;
+        }
+        if let Some((t, dst)) = own {
+            array.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
+        }
+        let out = compute();
+        open.close()?;
+        self.synced = true;
+        Ok(out)
     }
 
     /// The slot of a global index in [`GhostedBlock::values`], if it is in

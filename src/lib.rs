@@ -41,6 +41,16 @@
 //! layout, byte sizes, memory) before anything is allocated. The rules, and
 //! the one object that enforces them for every backend, are described in
 //! [`checks::WindowState`].
+//!
+//! # Bitwise reproducibility
+//!
+//! For the same backend, number of ranks, partitions and inputs, every
+//! library operation gives the same bits run after run: reductions combine
+//! per-rank results in a fixed rank order ([`collective`]), `matvec` and
+//! `matvec_transpose` add partial sums in rank order
+//! ([`linalg::MatvecPlan`]), copies (`redistribute`, `filter`, ghosts) move
+//! values unchanged. Only raw `accumulate(Sum)` calls of several ranks into
+//! the same elements apply in arrival order.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -53,6 +63,7 @@ pub mod algebra;
 pub mod array;
 pub mod block;
 pub mod checks;
+pub mod collective;
 pub mod comm;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -62,6 +73,8 @@ pub mod error;
 pub mod ghost;
 pub mod halo;
 pub mod linalg;
+mod matvec_plan;
+mod overlap;
 pub mod partition;
 pub mod redistribute;
 pub mod reduce;

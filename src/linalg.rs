@@ -25,10 +25,10 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::block::Block;
+use crate::collective::allreduce_vote;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
-use crate::epoch::vote;
 use crate::error::{Error, Result};
+pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
 /// (overwrites `y`).
@@ -177,126 +177,31 @@ mod blas {
     }
 }
 
-/// `Err(OperandShape)` naming `operand` unless its length is `expected`.
-fn check_operand(
-    operation: &'static str,
-    operand: &'static str,
-    expected: usize,
-    found: usize,
-    rule: impl FnOnce() -> String,
-) -> Result<()> {
-    if expected != found {
-        return Err(Error::OperandShape {
-            operation,
-            operand,
-            expected: vec![expected],
-            found: vec![found],
-            rule: rule().into(),
-        });
-    }
-    Ok(())
-}
-
 /// Collective: `y = A x` for any 2-D partition of `A` and any 1-D partitions
 /// of `x` and `y` (`A` is `m x n`, `x` has `n` elements, `y` `m`).
 ///
-/// Each rank fetches the slice of `x` matching its block's columns (locally
-/// where it owns it), multiplies with its local block and adds the result
-/// into the slice of `y` matching its rows (one accumulate per owning rank;
-/// locally where it owns it). When no other rank contributes to the rows a
-/// rank owns in `y` (no column split and matching row partitions) the
-/// result is written directly, without zeroing or accumulating.
+/// A convenience wrapper: makes a [`MatvecPlan`] and applies it once. For
+/// repeated products with the same partitions make the plan once and call
+/// [`MatvecPlan::apply`] (no re-planning, no staging window per call).
+/// Bitwise reproducible: with `A` split by columns the partial sums are
+/// added in rank order, never in arrival order.
 pub fn matvec<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    let [m, n] = a.shape();
-    check_operand("matvec", "x", n, x.len(), || {
-        format!("x needs one element per column of a, which is {m} x {n}")
-    })?;
-    check_operand("matvec", "y", m, y.len(), || {
-        format!("y needs one element per row of a, which is {m} x {n}")
-    })?;
-    let comm = a.comm();
-    let [rows, cols] = a.local_indices(comm.rank())?;
-    let direct = a.partitioning().grid()[1] == 1
-        && a.partitioning().boundaries(0) == y.partitioning().boundaries(0);
-    // x is complete everywhere, and nobody reads y any more
-    a.sync()?;
-    let fetch_x = |xs: &mut Vec<T>| x.get_block_into(&Block::new([cols.clone()]), xs);
-    let mut xs = vec![T::ZERO; cols.len()];
-    if direct {
-        // nobody else contributes to this rank's part of y: write it directly
-        let local = fetch_x(&mut xs).and_then(|_| {
-            a.with_local(|la| {
-                y.with_local_mut(|mut ly| {
-                    gemv_local(
-                        la.as_slice(),
-                        rows.len(),
-                        cols.len(),
-                        &xs,
-                        ly.as_mut_slice(),
-                    )
-                })
-            })?
-        });
-        return vote(comm, local);
-    }
-    let part = y
-        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
-        .and_then(|_| {
-            fetch_x(&mut xs)?;
-            let mut part = vec![T::ZERO; rows.len()];
-            a.with_local(|la| gemv_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part))?;
-            Ok(part)
-        });
-    // every rank's part of y is zero before anyone adds into it
-    let part = vote(comm, part)?;
-    let added = if rows.is_empty() {
-        Ok(())
-    } else {
-        y.put_block_from(&Block::new([rows]), &part, AccumulateOp::Sum)
-    };
-    vote(comm, added)
+    MatvecPlan::new(a, x, y)?.apply(a, x, y)
 }
 
 /// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
-/// for any partitions, like [`matvec`]. The plain transpose: complex
-/// entries are not conjugated.
+/// for any partitions, like [`matvec`] (a [`MatvecPlan::new_transpose`]
+/// applied once).
 pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    let [m, n] = a.shape();
-    check_operand("matvec_transpose", "x", m, x.len(), || {
-        format!("x needs one element per row of a, which is {m} x {n}")
-    })?;
-    check_operand("matvec_transpose", "y", n, y.len(), || {
-        format!("y needs one element per column of a, which is {m} x {n}")
-    })?;
-    let comm = a.comm();
-    let [rows, cols] = a.local_indices(comm.rank())?;
-    a.sync()?;
-    let part = y
-        .with_local_mut(|mut l| l.as_mut_slice().fill(T::ZERO))
-        .and_then(|_| {
-            let mut xs = vec![T::ZERO; rows.len()];
-            x.get_block_into(&Block::new([rows.clone()]), &mut xs)?;
-            let mut part = vec![T::ZERO; cols.len()];
-            a.with_local(|la| {
-                gemv_transpose_local(la.as_slice(), rows.len(), cols.len(), &xs, &mut part)
-            })?;
-            Ok(part)
-        });
-    let part = vote(comm, part)?;
-    let added = if cols.is_empty() || rows.is_empty() {
-        Ok(())
-    } else {
-        y.put_block_from(&Block::new([cols]), &part, AccumulateOp::Sum)
-    };
-    vote(comm, added)
+    MatvecPlan::new_transpose(a, x, y)?.apply(a, x, y)
 }
 
 fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
@@ -315,9 +220,10 @@ fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
 }
 
 /// Collective: `sum_i conj(x[i]) * y[i]` (conjugating `x` like BLAS
-/// `zdotc`; plain `x · y` for real types), partial sums combined in rank
-/// order: every rank gets the same value. `x` and `y` must be partitioned
-/// alike.
+/// `zdotc`; plain `x · y` for real types), partial sums combined in a fixed
+/// rank order: every rank gets the same value, bitwise reproducible run to
+/// run. `x` and `y` must be partitioned alike. One collective (an allreduce
+/// carrying the success vote).
 pub fn dot<T: Element, C: OneSidedComm>(
     x: &DistArray<T, C, 1>,
     y: &DistArray<T, C, 1>,
@@ -341,17 +247,14 @@ pub fn dot<T: Element, C: OneSidedComm>(
             })
         }
     });
-    let local = vote(x.comm(), local)?;
-    let all = x.comm().allgather(&[local])?;
-    Ok(all.into_iter().fold(T::ZERO, |s, v| add(s, v[0])))
+    allreduce_vote(x.comm(), local, add)
 }
 
-/// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`.
+/// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`. One
+/// collective; bitwise reproducible like [`dot`].
 pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
     let local = x.with_local(|l| l.as_slice().iter().map(|&v| v.abs2()).sum::<f64>());
-    let local = vote(x.comm(), local)?;
-    let all = x.comm().allgather(&[local])?;
-    Ok(all.into_iter().map(|v| v[0]).sum::<f64>().sqrt())
+    Ok(allreduce_vote(x.comm(), local, |a, b| a + b)?.sqrt())
 }
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's

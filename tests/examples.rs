@@ -57,3 +57,20 @@ fn stencil3d_example(#[values(1, 2, 3, 4, 8)] p: usize) {
     assert_eq!(stencil3d_app::grid_3d(8), [2, 2, 2]);
     assert_eq!(stencil3d_app::grid_3d(12), [2, 2, 3]);
 }
+
+#[allow(dead_code)]
+#[path = "../examples/apps/scaling.rs"]
+mod scaling_app;
+
+#[rstest]
+fn scaling_example(#[values(1, 3)] p: usize) {
+    let o = scaling_app::Opts {
+        n: 31,
+        reps: 3,
+        iters: 5,
+        ranks: p,
+    };
+    for r in threaded::run(p, |comm| scaling_app::run(comm, &o)).unwrap() {
+        r.unwrap();
+    }
+}

@@ -310,3 +310,24 @@ fn messages_count_parts_and_ranks_in_good_grammar() {
         "rank 3 is out of range for a communicator of 1 rank"
     );
 }
+
+/// An epoch guard dropped inside a view of the part it locks cannot unlock
+/// (the view relies on the lock): the rank panics, which ends the run,
+/// instead of leaking a lock the other rank would wait for forever.
+#[test]
+fn epoch_dropped_inside_its_view_does_not_leak_the_lock() {
+    let r = threaded::run(2, |comm| {
+        let a = distarray::DistArray::<u8, _, 1>::new(comm.clone(), [4]).unwrap();
+        if comm.rank() == 0 {
+            let epoch = a.lock(0, LockKind::Exclusive).unwrap();
+            let _ = a.window().with_local(|_| drop(epoch));
+        } else {
+            // would wait forever for rank 0's leaked lock
+            let _ = a.set([0], 1);
+        }
+    });
+    assert!(
+        matches!(&r, Err(Error::RankPanicked { rank: 0, message }) if message.contains("Epoch dropped")),
+        "{r:?}"
+    );
+}

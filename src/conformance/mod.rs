@@ -20,13 +20,17 @@ use crate::error::{Error, Result};
 mod algebra;
 mod array;
 mod blocks;
+mod collectives;
 mod complex;
 mod halo;
 mod linalg;
+mod plans;
+mod reproducible;
 mod safety;
 mod slice;
 
 pub use linalg::matvec_distributions;
+pub use reproducible::REPEATS;
 mod window;
 
 /// A named check.
@@ -35,9 +39,12 @@ pub type Check<C> = (&'static str, fn(&C));
 /// Every check of the suite, in the order [`run_all`] runs them.
 pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     let mut v = window::checks::<C>();
+    v.extend(collectives::checks::<C>());
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
     v.extend(linalg::checks::<C>());
+    v.extend(plans::checks::<C>());
+    v.extend(reproducible::checks::<C>());
     v.extend(safety::checks::<C>());
     v.extend(algebra::checks::<C>());
     v.extend(complex::checks::<C>());

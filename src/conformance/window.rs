@@ -602,7 +602,7 @@ fn fence_disagreement<C: OneSidedComm>(comm: &C) {
             comm,
             "fence with a lock held elsewhere",
             r,
-            |e| matches!(e, Error::PeerFailed { rank, reason } if *rank == culprit && reason.contains("passive-target locks")),
+            |e| matches!(e, Error::PeerFailed { rank, reason } if *rank == culprit && reason.contains("passive-target lock")),
         );
     }
     // no fence epoch is open anywhere: a lock works, then a real fence

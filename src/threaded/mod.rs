@@ -84,7 +84,7 @@
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -99,6 +99,7 @@ use self::race::{AccessKind, SegShadow};
 pub use self::schedule::ScheduleFailure;
 use self::schedule::Scheduler;
 use crate::checks::{Access, WindowState};
+use crate::collective::{self, Combiner, Phase, Transport};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
 
@@ -144,6 +145,32 @@ struct World {
     sched: Option<Scheduler>,
     /// Checking mode: happens-before clocks for race detection.
     clocks: Option<Clocks>,
+    /// Point-to-point mailboxes of the tree collectives (index = receiver).
+    mailboxes: Vec<Mailbox>,
+    /// `entered[r]`: collectives rank `r` has entered so far.
+    entered: Vec<AtomicU64>,
+    /// `blocked[r]`: the number (`entered` value) of the tree collective
+    /// rank `r` waits in, 0 when it waits in none.
+    blocked: Vec<AtomicU64>,
+    /// Messages and bytes each rank has sent in tree collectives.
+    sent: Vec<(AtomicUsize, AtomicUsize)>,
+}
+
+/// One message of a tree collective.
+struct Message {
+    from: usize,
+    phase: Phase,
+    data: Vec<u8>,
+    /// The sender's vector clock (checking mode): receiving it orders the
+    /// receiver after everything the sender did before sending.
+    clock: Option<VClock>,
+}
+
+/// The messages waiting for one rank.
+#[derive(Default)]
+struct Mailbox {
+    queue: Mutex<Vec<Message>>,
+    cv: Condvar,
 }
 
 impl World {
@@ -162,6 +189,12 @@ impl World {
             waits: WaitGraph::new(size),
             sched: mode.seed.map(|seed| Scheduler::new(size, seed)),
             clocks: mode.checked.then(|| Clocks::new(size)),
+            mailboxes: (0..size).map(|_| Mailbox::default()).collect(),
+            entered: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            blocked: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            sent: (0..size)
+                .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
+                .collect(),
         }
     }
 
@@ -181,13 +214,38 @@ impl World {
         }
     }
 
+    /// Wakes every thread waiting on a condition variable (mailboxes and
+    /// the exchange) after a failure or a rank's return.
+    fn notify_waiters(&self) {
+        self.exchange_cv.notify_all();
+        for m in &self.mailboxes {
+            m.cv.notify_all();
+        }
+    }
+
+    /// The communicator is broken (a rank returned while others waited
+    /// for it): the error every collective reports from now on.
+    fn broken(&self) -> Option<Error> {
+        relock(&self.exchange).broken.clone()
+    }
+
+    fn set_broken(&self, e: Error) {
+        let mut ex = relock(&self.exchange);
+        if ex.broken.is_none() {
+            ex.broken = Some(e);
+        }
+        drop(ex);
+        self.notify_waiters();
+        self.wake();
+    }
+
     fn fail(&self, rank: usize, message: String) {
         let mut f = relock(&self.failure);
         if f.is_none() {
             *f = Some((rank, message));
         }
         self.failed.store(true, Ordering::SeqCst);
-        self.exchange_cv.notify_all();
+        self.notify_waiters();
         self.wake();
     }
 
@@ -200,9 +258,12 @@ impl World {
         Ok(())
     }
 
-    /// `true` while `rank` waits in a collective that has not completed.
-    fn blocked_in_collective(&self, rank: usize) -> bool {
-        relock(&self.exchange).slots[rank].is_some()
+    /// `true` while `rank` waits in a collective that has not completed
+    /// and that `me` has not entered yet (so `rank` waits for `me`).
+    fn blocked_in_collective(&self, rank: usize, me: usize) -> bool {
+        let tree = self.blocked[rank].load(Ordering::SeqCst);
+        (tree != 0 && self.entered[me].load(Ordering::SeqCst) < tree)
+            || relock(&self.exchange).slots[rank].is_some()
     }
 
     fn is_finished(&self, rank: usize) -> bool {
@@ -214,6 +275,7 @@ impl World {
     fn exchange(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
         self.point(rank);
         self.check_failed()?;
+        self.entered[rank].fetch_add(1, Ordering::SeqCst);
         let mut ex = relock(&self.exchange);
         if let Some(e) = &ex.broken {
             return Err(e.clone());
@@ -491,7 +553,7 @@ where
                             world.fail(rank, panic_message(payload.as_ref()));
                         }
                         world.finished[rank].store(true, Ordering::SeqCst);
-                        world.exchange_cv.notify_all();
+                        world.notify_waiters();
                         if let Some(s) = &world.sched {
                             s.finish(rank);
                         }
@@ -579,6 +641,142 @@ impl std::fmt::Debug for ThreadedComm {
     }
 }
 
+/// Point-to-point traffic of one rank's tree collectives (allreduce,
+/// broadcast), from [`ThreadedComm::traffic`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages this rank has sent.
+    pub messages: usize,
+    /// Payload bytes this rank has sent.
+    pub bytes: usize,
+}
+
+impl ThreadedComm {
+    /// The messages and bytes this rank has sent in tree collectives so
+    /// far: what a network would carry for them. Tests use it to check
+    /// that reductions cost O(log P) messages per rank.
+    pub fn traffic(&self) -> Traffic {
+        let (m, b) = &self.world.sent[self.rank];
+        Traffic {
+            messages: m.load(Ordering::SeqCst),
+            bytes: b.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Enters a tree collective: the transport, which marks this rank as
+    /// waiting in it until dropped.
+    fn transport(&self) -> Result<TreeTransport<'_>> {
+        self.world.point(self.rank);
+        self.world.check_failed()?;
+        if let Some(e) = self.world.broken() {
+            return Err(e);
+        }
+        let seq = self.world.entered[self.rank].fetch_add(1, Ordering::SeqCst) + 1;
+        self.world.blocked[self.rank].store(seq, Ordering::SeqCst);
+        // this rank is now "in a collective" for lock waiters' deadlock check
+        self.world.wake();
+        Ok(TreeTransport {
+            world: &self.world,
+            rank: self.rank,
+        })
+    }
+}
+
+/// The mailboxes of one rank during one tree collective.
+struct TreeTransport<'a> {
+    world: &'a World,
+    rank: usize,
+}
+
+impl Drop for TreeTransport<'_> {
+    fn drop(&mut self) {
+        self.world.blocked[self.rank].store(0, Ordering::SeqCst);
+    }
+}
+
+impl Transport for TreeTransport<'_> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.world.size
+    }
+
+    fn send(&self, to: usize, phase: Phase, data: &[u8]) -> Result<()> {
+        let (m, b) = &self.world.sent[self.rank];
+        m.fetch_add(1, Ordering::SeqCst);
+        b.fetch_add(data.len(), Ordering::SeqCst);
+        let mb = &self.world.mailboxes[to];
+        relock(&mb.queue).push(Message {
+            from: self.rank,
+            phase,
+            data: data.to_vec(),
+            clock: self.world.clocks.as_ref().map(|c| c.release(self.rank)),
+        });
+        mb.cv.notify_all();
+        self.world.wake();
+        Ok(())
+    }
+
+    fn recv(&self, from: usize, phase: Phase, buf: &mut [u8]) -> Result<()> {
+        let mb = &self.world.mailboxes[self.rank];
+        let mut q = relock(&mb.queue);
+        loop {
+            if let Some(i) = q.iter().position(|m| m.from == from && m.phase == phase) {
+                let m = q.remove(i);
+                if m.data.len() != buf.len() {
+                    // a broken contract: fail every collective from now on
+                    // (the others may wait in this one)
+                    drop(q);
+                    let e = Error::InvalidArgument(format!(
+                        "collective payloads differ in length: rank {from} sent {} bytes, rank {} \
+                         expected {}",
+                        m.data.len(),
+                        self.rank,
+                        buf.len()
+                    ));
+                    self.world.set_broken(e.clone());
+                    return Err(e);
+                }
+                buf.copy_from_slice(&m.data);
+                if let (Some(c), Some(vc)) = (&self.world.clocks, &m.clock) {
+                    c.acquire(self.rank, vc);
+                }
+                return Ok(());
+            }
+            self.world.check_failed()?;
+            // Checked under the mailbox lock: a sender pushes before it
+            // returns, so a finished sender with no message never sent it.
+            if self.world.is_finished(from) {
+                let e = Error::Aborted {
+                    rank: from,
+                    message: "rank returned without joining a collective the others entered".into(),
+                };
+                drop(q);
+                self.world.set_broken(e.clone());
+                return Err(e);
+            }
+            if let Some(e) = self.world.broken() {
+                return Err(e);
+            }
+            if let Some(sched) = &self.world.sched {
+                drop(q);
+                sched.wait(self.rank, || {
+                    format!("a message from rank {from} in a collective")
+                })?;
+                q = relock(&mb.queue);
+            } else {
+                q = mb
+                    .cv
+                    .wait_timeout(q, POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+    }
+}
+
 impl OneSidedComm for ThreadedComm {
     type Window<T: Element> = ThreadedWindow<T>;
 
@@ -604,6 +802,20 @@ impl OneSidedComm for ThreadedComm {
                     .clone()
             })
             .collect())
+    }
+
+    /// The binomial tree of [`collective::tree_allreduce`] over in-process
+    /// mailboxes: `2 ⌈log2 P⌉` rounds, no rank touches more than two
+    /// payloads per round.
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        let t = self.transport()?;
+        collective::tree_allreduce(&t, buf, combine)
+    }
+
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        crate::checks::check_rank(root, self.world.size)?;
+        let t = self.transport()?;
+        collective::tree_broadcast(&t, root, buf)
     }
 
     /// Each rank allocates its own segment (failing with
@@ -844,7 +1056,7 @@ impl<T: Element> ThreadedWindow<T> {
             // rank is one thread). Report it instead of hanging.
             if let Some(&h) = holders
                 .clone()
-                .find(|&&r| self.world.blocked_in_collective(r))
+                .find(|&&r| self.world.blocked_in_collective(r, self.rank))
             {
                 return Err(Error::Deadlock(format!(
                     "rank {} waits for a lock on rank {target} held by rank {h}, which waits in a \
@@ -1022,9 +1234,10 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.world.point(self.rank);
-        self.state.lock(target, kind)?;
-        self.acquire(target, kind)
-            .inspect_err(|_| self.state.abandon_lock(target))?;
+        let locking = self.state.lock(target, kind)?;
+        // if the runtime lock fails, dropping `locking` forgets the lock
+        self.acquire(target, kind)?;
+        locking.granted();
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].acquired(c, self.rank, kind);
         }
@@ -1033,8 +1246,8 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
 
     fn unlock(&self, target: usize) -> Result<()> {
         self.world.point(self.rank);
-        let kind = self.state.unlock(target)?;
-        self.record_release(target, kind);
+        let unlocking = self.state.unlock(target)?;
+        self.record_release(target, unlocking.kind());
         self.release(target);
         Ok(())
     }
@@ -1042,7 +1255,7 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
     fn flush(&self, target: usize) -> Result<()> {
         self.world.point(self.rank);
         // Operations complete when they return.
-        self.state.flush(target)?;
+        let _pin = self.state.flush(target)?;
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].complete(c, self.rank);
         }
@@ -1125,12 +1338,14 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
         // Operations complete when they return: the exchange (a barrier)
         // orders them.
         self.complete_all();
-        self.state.fence_collectively(false, |ok| self.all_ok(ok))
+        self.state
+            .fence_collectively(false, |ok| self.all_ok(ok), || Ok(()))
     }
 
     fn fence_end(&self) -> Result<()> {
         self.complete_all();
-        self.state.fence_collectively(true, |ok| self.all_ok(ok))
+        self.state
+            .fence_collectively(true, |ok| self.all_ok(ok), || Ok(()))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {

@@ -10,6 +10,7 @@ use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use distarray::collective::{self, Combiner, Phase, Transport};
 use distarray::{Element, Error, OneSidedComm, Result};
 use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
@@ -24,6 +25,22 @@ const BAR_WORDS: usize = 64;
 const CACHE_BYTES: usize = 256 << 20;
 /// At most this many dropped windows are kept for reuse.
 const CACHE_ENTRIES: usize = 64;
+
+/// Payload words of one message slot of the tree collectives; larger
+/// allreduce payloads go through the allgather (same bracketing), larger
+/// broadcasts in slot-sized pieces.
+const SLOT_WORDS: usize = 512;
+/// Words of one slot: the sequence number of the collective whose message
+/// it holds, then the payload.
+const SLOT: usize = 1 + SLOT_WORDS;
+/// Reduction rounds with a slot each (up to 2^24 PEs).
+const ROUNDS: usize = 24;
+/// Word of a PE's tree region holding the last tree collective it
+/// completed.
+const DONE_WORD: usize = (2 + ROUNDS) * SLOT;
+/// Words per PE of the tree region: two broadcast slots (by parity of the
+/// sequence number), one slot per reduction round, the done word.
+const TREE_WORDS: usize = DONE_WORD + 1;
 
 /// Bytes per PE that [`OneSidedComm::allgather`] moves through the
 /// persistent scratch region; larger contributions use a temporary region.
@@ -56,6 +73,14 @@ struct CommInner {
     /// Word 0 of each PE's part: the byte length of its contribution;
     /// words 1.. its bytes (when they fit).
     scratch: SharedMemoryRegion<u64>,
+    /// Message slots of the tree collectives (see [`TREE_WORDS`]).
+    tree: SharedMemoryRegion<u64>,
+    /// Registered source buffer of this PE's tree messages.
+    tree_out: Mutex<OneSidedMemoryRegion<u64>>,
+    /// Tree collectives entered so far (their sequence number).
+    tree_seq: AtomicU64,
+    /// Every PE has completed the tree collectives up to this number.
+    tree_safe: AtomicU64,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
 }
@@ -218,8 +243,17 @@ impl LamellarCommBuilder {
             .try_alloc_shared_mem_region::<u64>(BAR_WORDS)
             .block()
             .map_err(|e| Error::Backend(format!("allocating the barrier region: {e}")))?;
-        // SAFETY: the region is new; nobody accesses it before the barrier.
-        unsafe { bar.as_mut_slice().fill(0) };
+        let tree = world
+            .try_alloc_shared_mem_region::<u64>(TREE_WORDS)
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating the collectives' region: {e}")))?;
+        let tree_out = world.alloc_one_sided_mem_region::<u64>(SLOT_WORDS);
+        // SAFETY: the regions are new; nobody accesses them before the
+        // barrier.
+        unsafe {
+            bar.as_mut_slice().fill(0);
+            tree.as_mut_slice().fill(0);
+        }
         world.barrier();
         Ok(LamellarComm {
             inner: Arc::new(CommInner {
@@ -230,6 +264,10 @@ impl LamellarCommBuilder {
                 bar,
                 cache: Mutex::new(RegionCache::default()),
                 scratch,
+                tree,
+                tree_out: Mutex::new(tree_out),
+                tree_seq: AtomicU64::new(0),
+                tree_safe: AtomicU64::new(0),
                 world,
             }),
         })
@@ -351,6 +389,26 @@ impl LamellarComm {
             round += 1;
         }
         std::sync::atomic::fence(Ordering::SeqCst);
+        // every PE has completed every tree collective before this barrier
+        inner
+            .tree_safe
+            .store(inner.tree_seq.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Runs a tree collective (the caller holds the collective guard):
+    /// numbers it and publishes its completion.
+    fn tree_collective<R>(&self, full: bool, f: impl FnOnce(&TreeTransport<'_>) -> R) -> R {
+        let inner = &*self.inner;
+        let seq = inner.tree_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let out = f(&TreeTransport { comm: self, seq });
+        if full {
+            // every PE entered this allreduce: all completed the previous one
+            inner.tree_safe.fetch_max(seq - 1, Ordering::SeqCst);
+        }
+        // SAFETY: the done word of this PE's part is written only here
+        // (atomically) and read by other PEs with atomic loads.
+        unsafe { inner.tree.atomic_store(inner.rank, DONE_WORD, seq).block() };
+        out
     }
 
     /// Allgather of byte strings (collective).
@@ -439,6 +497,105 @@ impl LamellarComm {
     }
 }
 
+/// The point-to-point messages of one tree collective: the sender puts the
+/// payload into its slot of the receiver's tree region, then stores the
+/// collective's sequence number into the slot's first word, on which the
+/// receiver waits.
+///
+/// A reduction slot of round `k` is written only by PE `r + 2^k` in
+/// allreduces, and that PE cannot enter the next allreduce before the
+/// receiver consumed the message (the result it waits for needs it). A
+/// broadcast slot (by parity of the sequence number) may be written by
+/// different parents: before writing, the sender makes sure the receiver
+/// has completed collective `seq - 2` (known after any barrier or
+/// allreduce, otherwise read from the receiver's done word).
+struct TreeTransport<'a> {
+    comm: &'a LamellarComm,
+    seq: u64,
+}
+
+impl TreeTransport<'_> {
+    fn slot(&self, phase: Phase) -> usize {
+        match phase {
+            Phase::Broadcast => (self.seq % 2) as usize * SLOT,
+            Phase::Reduce(k) => (2 + k as usize) * SLOT,
+        }
+    }
+}
+
+impl Transport for TreeTransport<'_> {
+    fn rank(&self) -> usize {
+        self.comm.inner.rank
+    }
+
+    fn size(&self) -> usize {
+        self.comm.inner.size
+    }
+
+    fn send(&self, to: usize, phase: Phase, data: &[u8]) -> Result<()> {
+        let inner = &*self.comm.inner;
+        if let Phase::Reduce(k) = phase {
+            if k as usize >= ROUNDS {
+                return Err(Error::Backend(
+                    "more PEs than the tree collectives support".into(),
+                ));
+            }
+        }
+        if data.len() > SLOT_WORDS * 8 {
+            return Err(Error::Backend("tree message larger than a slot".into()));
+        }
+        let slot = self.slot(phase);
+        if phase == Phase::Broadcast && inner.tree_safe.load(Ordering::SeqCst) + 2 < self.seq {
+            let need = self.seq - 2;
+            // SAFETY: the done word exists on every PE and is only accessed
+            // atomically.
+            backoff_until(
+                || unsafe { inner.tree.atomic_load(to, DONE_WORD).block() } >= need,
+                &|| self.comm.progress(),
+            );
+        }
+        if !data.is_empty() {
+            let out = inner.tree_out.lock().unwrap_or_else(|e| e.into_inner());
+            let words = data.len().div_ceil(8);
+            let sub = out.sub_region(0..words);
+            // SAFETY: `sub` is this PE's registered buffer (behind the
+            // mutex); the put targets words `slot + 1 ..= slot + words` of
+            // `to`'s tree region, in bounds (`words <= SLOT_WORDS`), which
+            // the receiver does not read before the sequence number below
+            // is stored; `block` returns once the transfer is complete.
+            unsafe {
+                let dst: &mut [u8] = bytemuck::cast_slice_mut(sub.as_mut_slice());
+                dst[..data.len()].copy_from_slice(data);
+                inner.tree.put_buffer(to, slot + 1, &sub).block();
+            }
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // SAFETY: the slot's first word is accessed only atomically.
+        unsafe { inner.tree.atomic_store(to, slot, self.seq).block() };
+        Ok(())
+    }
+
+    fn recv(&self, _from: usize, phase: Phase, buf: &mut [u8]) -> Result<()> {
+        let inner = &*self.comm.inner;
+        let me = inner.rank;
+        let slot = self.slot(phase);
+        // SAFETY: this PE's own slot word, accessed only atomically.
+        backoff_until(
+            || unsafe { inner.tree.atomic_load(me, slot).block() } == self.seq,
+            &|| self.comm.progress(),
+        );
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // SAFETY: the sender completed its put before storing the sequence
+        // number, and no PE writes this slot again before this PE completes
+        // the collective (see the type's docs); the slice is dropped here.
+        unsafe {
+            let words = &inner.tree.as_slice()[slot + 1..slot + 1 + buf.len().div_ceil(8)];
+            buf.copy_from_slice(&bytemuck::cast_slice::<u64, u8>(words)[..buf.len()]);
+        }
+        Ok(())
+    }
+}
+
 impl OneSidedComm for LamellarComm {
     type Window<T: Element> = LamellarWindow<T>;
 
@@ -475,6 +632,36 @@ impl OneSidedComm for LamellarComm {
                 Ok(v)
             })
             .collect()
+    }
+
+    /// The binomial tree of [`collective::tree_allreduce`] over remote
+    /// puts and atomics (2 ⌈log2 P⌉ rounds); payloads larger than a slot
+    /// (4 KiB) go through the allgather and are combined locally in the
+    /// same bracketing ([`collective::tree_combine`]), so the bits are the
+    /// same either way.
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        let _g = self.coll_guard();
+        if buf.len() > SLOT_WORDS * 8 {
+            let parts = self.allgather_bytes_locked(buf)?;
+            let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+            buf.copy_from_slice(&collective::tree_combine(&refs, combine));
+            return Ok(());
+        }
+        self.tree_collective(true, |t| collective::tree_allreduce(t, buf, combine))
+    }
+
+    /// The binomial tree of [`collective::tree_broadcast`], in slot-sized
+    /// pieces.
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        distarray::checks::check_rank(root, self.inner.size)?;
+        let _g = self.coll_guard();
+        if buf.is_empty() {
+            return self.tree_collective(false, |t| collective::tree_broadcast(t, root, buf));
+        }
+        for piece in buf.chunks_mut(SLOT_WORDS * 8) {
+            self.tree_collective(false, |t| collective::tree_broadcast(t, root, piece))?;
+        }
+        Ok(())
     }
 
     /// Reuses cached regions that every PE has free (one allgather of their

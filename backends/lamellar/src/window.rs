@@ -190,10 +190,15 @@ impl<T: Element> LamellarWindow<T> {
     /// operations of the epoch: they are complete when they return). If one
     /// could not, every PE returns an error and none is left waiting.
     fn fence_vote(&self, end: bool) -> Result<()> {
-        self.state.fence_collectively(end, |ok| {
-            let all = self.comm.allgather(&[u8::from(ok)])?;
-            Ok(all.iter().map(|v| v[0] == 1).collect())
-        })
+        self.state.fence_collectively(
+            end,
+            |ok| {
+                let all = self.comm.allgather(&[u8::from(ok)])?;
+                Ok(all.iter().map(|v| v[0] == 1).collect())
+            },
+            // the allgather's barriers order the epoch's operations
+            || Ok(()),
+        )
     }
 
     /// Combines `src` into `target` from `offset` with `op` under the
@@ -247,25 +252,28 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.state.lock(target, kind)?;
+        let locking = self.state.lock(target, kind)?;
         self.ctl.lock(target, kind == LockKind::Exclusive, &|| {
             self.comm.progress()
         });
+        locking.granted();
         Ok(())
     }
 
     fn unlock(&self, target: usize) -> Result<()> {
-        let kind = self.state.unlock(target)?;
+        // nothing else of this PE can use `target` until `unlocking` drops
+        let unlocking = self.state.unlock(target)?;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.ctl.unlock(target, kind == LockKind::Exclusive, &|| {
-            self.comm.progress()
-        });
+        self.ctl
+            .unlock(target, unlocking.kind() == LockKind::Exclusive, &|| {
+                self.comm.progress()
+            });
         Ok(())
     }
 
     fn flush(&self, target: usize) -> Result<()> {
         // Operations complete when they return.
-        self.state.flush(target)?;
+        let _pin = self.state.flush(target)?;
         Ok(())
     }
 

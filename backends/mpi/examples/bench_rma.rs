@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
-use distarray::checks::{EpochTracker, WindowLayout};
+use distarray::checks::{Access, WindowState};
 use distarray::{Block, DistArray, LockKind, OneSidedComm, Window};
 use distarray_mpi::{MpiComm, Threading};
 use mpi::ffi;
@@ -220,15 +220,19 @@ fn main() -> distarray::Result<()> {
             }
             set_fast.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
 
-            // the backend-independent checks alone, as `DistArray::get` runs them
-            let tracker = EpochTracker::new(p);
-            let layout = WindowLayout::new(vec![per; p]);
+            // the backend-independent checks alone, as `DistArray::get` runs
+            // them (a one-shot epoch approved by the window state)
+            let state = WindowState::new(me, vec![per; p])?;
             let t = Instant::now();
             for _ in 0..ELEM_ITERS {
-                tracker.begin_lock(black_box(target), LockKind::Shared)?;
-                tracker.check_access(black_box(target))?;
-                layout.check(black_box(target), 17, 1)?;
-                tracker.end_lock(black_box(target))?;
+                let one = state.begin_one_shot(
+                    black_box(target),
+                    LockKind::Shared,
+                    Access::Read,
+                    17,
+                    1,
+                )?;
+                drop(black_box(one));
             }
             checks.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
         }
@@ -260,7 +264,7 @@ fn main() -> distarray::Result<()> {
                 rwf / rw
             ),
             format!(
-                "| (distarray's checks alone: `EpochTracker` lock + access + unlock, bounds) | {:.3} µs | {:.2}× |",
+                "| (distarray's checks alone: `WindowState` one-shot approval) | {:.3} µs | {:.2}× |",
                 checks * 1e6,
                 checks / rw
             ),

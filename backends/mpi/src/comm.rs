@@ -217,6 +217,153 @@ impl CommInner {
     }
 }
 
+thread_local! {
+    /// The combiner of the `MPI_Allreduce` this thread is in, and its
+    /// payload length, for [`combine_trampoline`].
+    static COMBINER: std::cell::Cell<Option<(*const (), usize)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The `MPI_User_function` of [`CommInner::allreduce_bytes`]: applies the
+/// combiner of the calling thread's allreduce to each of the `*len`
+/// payloads (elements of the contiguous derived datatype).
+unsafe extern "C" fn combine_trampoline(
+    invec: *mut std::os::raw::c_void,
+    inoutvec: *mut std::os::raw::c_void,
+    len: *mut std::os::raw::c_int,
+    _datatype: *mut ffi::MPI_Datatype,
+) {
+    let Some((f, bytes)) = COMBINER.with(|c| c.get()) else {
+        eprintln!("distarray-mpi: reduction operator called outside its allreduce");
+        abort_world(1);
+    };
+    // SAFETY: `f` was made in `allreduce_bytes` from a `&Combiner` that
+    // outlives the MPI_Allreduce during which MPI calls this function on
+    // the same thread (blocking collectives apply user operations on the
+    // calling thread).
+    let f: &distarray::collective::Combiner<'_> = unsafe { &*(f as *const _) };
+    // SAFETY: MPI passes a valid count.
+    let n = usize::try_from(unsafe { *len }).unwrap_or(0);
+    for i in 0..n {
+        // SAFETY: MPI passes two buffers of `*len` elements of our datatype,
+        // `bytes` bytes each; they do not overlap (MPI's contract).
+        let (lo, hi) = unsafe {
+            (
+                std::slice::from_raw_parts((invec as *const u8).add(i * bytes), bytes),
+                std::slice::from_raw_parts_mut((inoutvec as *mut u8).add(i * bytes), bytes),
+            )
+        };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(lo, hi))).is_err() {
+            // unwinding into MPI is not possible; a panic is fatal anyway
+            abort_world(1);
+        }
+    }
+}
+
+/// The non-commutative MPI operator applying the calling thread's combiner
+/// (created once per process; MPI frees it at finalisation).
+fn combine_op() -> Result<ffi::MPI_Op> {
+    /// An MPI operator handle, shared by every thread of the process.
+    struct OpHandle(ffi::MPI_Op);
+    // SAFETY: an MPI_Op is a process-wide handle (a pointer in Open MPI, an
+    // int in MPICH) that MPI lets any thread use; it is only read here.
+    unsafe impl Send for OpHandle {}
+    // SAFETY: see `Send`.
+    unsafe impl Sync for OpHandle {}
+    static OP: std::sync::OnceLock<std::result::Result<OpHandle, String>> =
+        std::sync::OnceLock::new();
+    let made = OP.get_or_init(|| {
+        let _serial = serial();
+        // SAFETY: storage for the handle MPI_Op_create writes.
+        let mut op: ffi::MPI_Op = unsafe { std::mem::zeroed() };
+        // SAFETY: the function has the MPI_User_function signature; 0 = not
+        // commutative, so MPI keeps operands in rank order.
+        let rc = unsafe { ffi::MPI_Op_create(Some(combine_trampoline), 0, &mut op) };
+        raw::check(rc, "MPI_Op_create")
+            .map(|_| OpHandle(op))
+            .map_err(|e| e.to_string())
+    });
+    match made {
+        Ok(op) => Ok(op.0),
+        Err(e) => Err(Error::Backend(e.clone())),
+    }
+}
+
+impl CommInner {
+    /// Collective: `MPI_Allreduce` of one element of a contiguous derived
+    /// datatype covering the whole payload (so MPI never splits it) with a
+    /// non-commutative user operator (so MPI keeps the rank order; its
+    /// algorithm, and so the bracketing, is fixed for a given size and
+    /// length).
+    pub(crate) fn allreduce_bytes(
+        &self,
+        buf: &mut [u8],
+        combine: distarray::collective::Combiner<'_>,
+    ) -> Result<()> {
+        let _collective = self.collective();
+        raw::ensure_live()?;
+        if buf.is_empty() {
+            let _serial = serial();
+            return self.barrier_locked();
+        }
+        let bytes = std::os::raw::c_int::try_from(buf.len())
+            .map_err(|_| Error::InvalidArgument("allreduce of more than 2^31 - 1 bytes".into()))?;
+        let send = buf.to_vec();
+        let op = combine_op()?;
+        let _serial = serial();
+        // SAFETY: out-pointer for the new datatype handle.
+        let mut dt: ffi::MPI_Datatype = unsafe { std::mem::zeroed() };
+        // SAFETY: a contiguous type of `bytes` bytes over the predefined
+        // byte type; committed before use and freed below.
+        let rc = unsafe { ffi::MPI_Type_contiguous(bytes, ffi::RSMPI_UINT8_T, &mut dt) };
+        raw::check(rc, "MPI_Type_contiguous")?;
+        // SAFETY: `dt` is a valid, uncommitted datatype.
+        raw::check(unsafe { ffi::MPI_Type_commit(&mut dt) }, "MPI_Type_commit")?;
+        let f: *const distarray::collective::Combiner<'_> = &combine;
+        COMBINER.with(|c| c.set(Some((f as *const (), buf.len()))));
+        // SAFETY: `send` and `buf` each hold one element of `dt` (`bytes`
+        // bytes) and do not overlap; `op` applies `combine`, which stays
+        // alive (and registered for this thread) until MPI_Allreduce returns.
+        let rc = unsafe {
+            ffi::MPI_Allreduce(
+                send.as_ptr() as *const _,
+                buf.as_mut_ptr() as *mut _,
+                1,
+                dt,
+                op,
+                self.raw,
+            )
+        };
+        COMBINER.with(|c| c.set(None));
+        // SAFETY: `dt` is committed and no longer used.
+        let freed = raw::check(unsafe { ffi::MPI_Type_free(&mut dt) }, "MPI_Type_free");
+        raw::check(rc, "MPI_Allreduce")?;
+        freed
+    }
+
+    /// Collective: `MPI_Bcast` of the bytes.
+    pub(crate) fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        distarray::checks::check_rank(root, self.size)?;
+        let _collective = self.collective();
+        raw::ensure_live()?;
+        let bytes = std::os::raw::c_int::try_from(buf.len())
+            .map_err(|_| Error::InvalidArgument("broadcast of more than 2^31 - 1 bytes".into()))?;
+        let _serial = serial();
+        // SAFETY: `buf` holds `bytes` bytes of the predefined byte type;
+        // `root < size` (checked above).
+        let rc = unsafe {
+            ffi::MPI_Bcast(
+                buf.as_mut_ptr() as *mut _,
+                bytes,
+                ffi::RSMPI_UINT8_T,
+                root as std::os::raw::c_int,
+                self.raw,
+            )
+        };
+        raw::check(rc, "MPI_Bcast")
+    }
+}
+
 impl Drop for CommInner {
     fn drop(&mut self) {
         if let Some(comm) = self.comm.take() {
@@ -364,6 +511,21 @@ impl OneSidedComm for MpiComm {
     /// `MPI_Allgatherv` of the bytes.
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
         self.inner.allgather(local)
+    }
+
+    /// `MPI_Allreduce` with a non-commutative user operator on one element
+    /// of a contiguous datatype covering the payload.
+    fn allreduce_bytes(
+        &self,
+        buf: &mut [u8],
+        combine: distarray::collective::Combiner<'_>,
+    ) -> Result<()> {
+        self.inner.allreduce_bytes(buf, combine)
+    }
+
+    /// `MPI_Bcast`.
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        self.inner.broadcast_bytes(root, buf)
     }
 
     /// `MPI_Win_allocate` of this rank's part, then a barrier.

@@ -226,8 +226,8 @@ impl<T: Element> MpiWindow<T> {
     }
 
     /// `MPI_Win_lock` on `target`. The caller has checked that `target` is
-    /// in range and that this rank opened no epoch on it (`begin_lock`, or
-    /// `check_can_lock` for a one-shot epoch).
+    /// in range and that the window state gave it the target (`lock` or
+    /// `begin_one_shot`).
     #[inline]
     fn raw_lock(&self, target: usize, kind: LockKind) -> Result<()> {
         let lock_type = match kind {
@@ -344,6 +344,19 @@ impl<T: Element> MpiWindow<T> {
         Ok(())
     }
 
+    /// Before a local view: `MPI_Win_flush` on this rank (this rank's own
+    /// puts and accumulates to its part are only *locally* complete when
+    /// they return; the flush completes them at the target, so none is
+    /// still writing under the view), then `MPI_Win_sync`. The caller holds
+    /// a lock on its own part (the view's approval).
+    fn complete_own_part(&self) -> Result<()> {
+        let _serial = serial();
+        // SAFETY: valid window; this rank holds a lock on its own part.
+        let rc = unsafe { ffi::MPI_Win_flush(rank_c(self.me()), self.win) };
+        check(rc, "MPI_Win_flush")?;
+        self.win_sync()
+    }
+
     /// `MPI_Win_sync`: synchronises the public and private copies of this
     /// rank's part (valid inside a passive-target epoch).
     fn win_sync(&self) -> Result<()> {
@@ -392,20 +405,23 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     /// `MPI_Win_lock` (`MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
     fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.state.lock(target, kind)?;
-        self.raw_lock(target, kind)
-            .inspect_err(|_| self.state.abandon_lock(target))
+        let locking = self.state.lock(target, kind)?;
+        // if the MPI lock fails, dropping `locking` forgets the lock
+        self.raw_lock(target, kind)?;
+        locking.granted();
+        Ok(())
     }
 
     /// `MPI_Win_unlock`: completes every operation on `target`.
     fn unlock(&self, target: usize) -> Result<()> {
-        self.state.unlock(target)?;
+        // nothing else of this rank can use `target` until `_unlocking` drops
+        let _unlocking = self.state.unlock(target)?;
         self.raw_unlock(target)
     }
 
     /// `MPI_Win_flush`.
     fn flush(&self, target: usize) -> Result<()> {
-        self.state.flush(target)?;
+        let _pin = self.state.flush(target)?;
         let _serial = serial();
         // SAFETY: valid window; this rank holds a lock on `target` (checked).
         let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
@@ -454,6 +470,44 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     /// One `MPI_Get` per run, one `MPI_Win_flush_local`.
+    /// One `MPI_Get` per run and no flush: the reads complete at the next
+    /// `flush` / `unlock` of `target`. Reads of this rank's own part (which
+    /// register against its local views) complete at once.
+    unsafe fn get_runs_deferred(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        if target == self.rank() {
+            return self.get_runs(target, runs, dst);
+        }
+        // Held while the gets are issued (no other thread of this rank can
+        // end the epoch meanwhile); released on return: the reads are then
+        // in the epoch and complete at its flush or unlock, which the
+        // caller's contract waits for before touching `dst`.
+        let _issuing = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let _serial = serial();
+        let mut at = 0;
+        for &(offset, len) in runs {
+            if len > 0 {
+                if let Err(e) = self.raw_get(target, offset, &mut dst[at..at + len]) {
+                    // complete what was issued: the caller owns `dst` again
+                    // once we return an error
+                    let _ = self.flush_local(target);
+                    return Err(e);
+                }
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         let _own = self
             .state
@@ -499,48 +553,58 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// Opens or continues the fence epoch (see the module docs for how it
     /// maps to MPI).
     fn fence(&self) -> Result<()> {
-        // every rank learns whether all could fence: none waits alone below
-        self.state.fence_collectively(false, |ok| self.all_ok(ok))?;
-        let _collective = self.comm.collective();
-        let _serial = serial();
-        if self.all_locked.load(Ordering::SeqCst) {
-            // SAFETY: valid window inside the lock_all epoch.
-            let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
-            check(rc, "MPI_Win_flush_all")?;
-            self.win_sync()?;
-            self.comm.barrier_locked()?;
-            self.win_sync()
-        } else {
-            // Every rank has closed its passive epochs (checked on each rank
-            // by `epochs.fence`) once it reaches the barrier.
-            self.comm.barrier_locked()?;
-            // SAFETY: valid window; this rank holds no lock on it (checked).
-            let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
-            check(rc, "MPI_Win_lock_all")?;
-            self.all_locked.store(true, Ordering::SeqCst);
-            self.win_sync()
-        }
+        // every rank learns whether all could fence: none waits alone in
+        // the runtime step; operations are approved only after it
+        self.state.fence_collectively(
+            false,
+            |ok| self.all_ok(ok),
+            || {
+                let _collective = self.comm.collective();
+                let _serial = serial();
+                if self.all_locked.load(Ordering::SeqCst) {
+                    // SAFETY: valid window inside the lock_all epoch.
+                    let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
+                    check(rc, "MPI_Win_flush_all")?;
+                    self.win_sync()?;
+                    self.comm.barrier_locked()?;
+                    self.win_sync()
+                } else {
+                    // Every rank has closed its passive epochs (checked on
+                    // each rank by the window state) once it reaches the
+                    // barrier.
+                    self.comm.barrier_locked()?;
+                    // SAFETY: valid window; this rank holds no lock on it
+                    // (checked by the window state).
+                    let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
+                    check(rc, "MPI_Win_lock_all")?;
+                    self.all_locked.store(true, Ordering::SeqCst);
+                    self.win_sync()
+                }
+            },
+        )
     }
 
     /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
     fn fence_end(&self) -> Result<()> {
-        self.state.fence_collectively(true, |ok| self.all_ok(ok))?;
-        let _collective = self.comm.collective();
-        let _serial = serial();
-        if self.all_locked.swap(false, Ordering::SeqCst) {
-            // SAFETY: valid window; this rank holds lock_all (flag).
-            let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
-            check(rc, "MPI_Win_unlock_all")?;
-        }
-        self.comm.barrier_locked()
+        self.state.fence_collectively(
+            true,
+            |ok| self.all_ok(ok),
+            || {
+                let _collective = self.comm.collective();
+                let _serial = serial();
+                if self.all_locked.swap(false, Ordering::SeqCst) {
+                    // SAFETY: valid window; this rank holds lock_all (flag).
+                    let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
+                    check(rc, "MPI_Win_unlock_all")?;
+                }
+                self.comm.barrier_locked()
+            },
+        )
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
         let _release = self.state.open_view(false)?;
-        {
-            let _serial = serial();
-            self.win_sync()?;
-        }
+        self.complete_own_part()?;
         let (ptr, len) = self.local_ptr();
         // SAFETY: `ptr` is this rank's part of `len` initialised elements
         // (or dangling with `len == 0`), alive as long as `self`. The window
@@ -556,10 +620,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         let _release = self.state.open_view(true)?;
-        {
-            let _serial = serial();
-            self.win_sync()?;
-        }
+        self.complete_own_part()?;
         let (ptr, len) = self.local_ptr();
         // SAFETY: as in `with_local`, and the mutable view is registered so
         // no other view and no RMA access of this rank to its own part
@@ -589,13 +650,10 @@ impl<T: Element> MpiWindow<T> {
     ) -> Result<()> {
         // A one-shot epoch, approved and recorded like `lock` (so no other
         // thread of this rank opens a second epoch on `target` meanwhile).
-        let _own = self
+        let _one_shot = self
             .state
             .begin_one_shot(target, kind, Access::Read, offset, dst.len())?;
-        if let Err(e) = self.raw_lock(target, kind) {
-            self.state.end_one_shot(target);
-            return Err(e);
-        }
+        self.raw_lock(target, kind)?;
         let issued = if dst.is_empty() {
             Ok(())
         } else {
@@ -605,7 +663,6 @@ impl<T: Element> MpiWindow<T> {
         // The unlock completes the get (also after an error: `dst` is
         // released when we return).
         let unlocked = self.raw_unlock(target);
-        self.state.end_one_shot(target);
         issued.and(unlocked)
     }
 
@@ -619,13 +676,10 @@ impl<T: Element> MpiWindow<T> {
         offset: usize,
         src: &[T],
     ) -> Result<()> {
-        let _own = self
-            .state
-            .begin_one_shot(target, kind, Access::Write, offset, src.len())?;
-        if let Err(e) = self.raw_lock(target, kind) {
-            self.state.end_one_shot(target);
-            return Err(e);
-        }
+        let _one_shot =
+            self.state
+                .begin_one_shot(target, kind, Access::Write, offset, src.len())?;
+        self.raw_lock(target, kind)?;
         let issued = if src.is_empty() {
             Ok(())
         } else {
@@ -633,7 +687,6 @@ impl<T: Element> MpiWindow<T> {
             self.raw_put(target, offset, src, None)
         };
         let unlocked = self.raw_unlock(target);
-        self.state.end_one_shot(target);
         issued.and(unlocked)
     }
 

@@ -1,0 +1,20 @@
+//! The scaling driver of `examples/scaling.rs` (`examples/apps/scaling.rs`)
+//! on the MPI backend: per-call latencies of the allreduce, the old
+//! allgather-based reduction, barrier and gets, and the column-split
+//! matvec (accumulates vs the reproducible plan), in one run.
+//!
+//! ```text
+//! cargo build --release -p distarray-mpi --example mpi_scaling
+//! mpirun -n 2 target/release/examples/mpi_scaling --n 2000 --reps 20
+//! ```
+
+#[path = "../../../examples/apps/scaling.rs"]
+mod app;
+
+use distarray_mpi::MpiComm;
+
+fn main() -> distarray::Result<()> {
+    let (_env, comm) = MpiComm::init()?;
+    let opts = app::Opts::from_args();
+    app::run(comm, &opts)
+}

@@ -1,0 +1,16 @@
+//! Per-call costs of the collectives and the column-split matvec of the
+//! reproducible plan against the accumulate-based product, on the threaded
+//! backend (the same generic driver runs on MPI: `mpi_scaling`).
+//!
+//! ```text
+//! cargo run --release --example scaling -- --ranks 2 --n 2000 --reps 20
+//! ```
+
+#[path = "apps/scaling.rs"]
+mod app;
+
+fn main() -> distarray::Result<()> {
+    let opts = app::Opts::from_args();
+    let results = distarray::threaded::run(opts.ranks, |comm| app::run(comm, &opts))?;
+    results.into_iter().collect()
+}

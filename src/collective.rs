@@ -1,0 +1,330 @@
+//! Scalable collectives: the binomial-tree schedules that backends without
+//! native collectives (threaded, Lamellar) run over their point-to-point
+//! messages, and the typed reductions with a success vote that the rest of
+//! the library builds on ([`allreduce_vote`], [`broadcast_vote`]).
+//!
+//! # Cost
+//!
+//! [`tree_allreduce`] is a binomial reduction to rank 0 followed by a
+//! binomial broadcast: `2 ⌈log2 P⌉` rounds, at most `⌈log2 P⌉` messages
+//! sent and received per rank and phase, every message as long as the
+//! payload. No rank ever holds more than two payloads, whatever `P`: the
+//! data per rank is O(payload · log P) at the root and O(payload) on
+//! average, where an allgather costs O(payload · P) on every rank.
+//!
+//! # Bitwise reproducibility
+//!
+//! The combination order is fixed by `P` alone: the reduction combines
+//! contiguous ranges of ranks, lower range on the left, in the bracketing of
+//! the binomial tree (for `P = 4`: `(c0 ∘ c1) ∘ (c2 ∘ c3)`). Every rank
+//! receives the root's result (a broadcast), so all ranks hold the same
+//! bits, and a run with the same `P` and inputs gives the same bits again.
+//! [`tree_combine`] applies the very same bracketing to a list of
+//! contributions held in one place.
+//!
+//! ```
+//! use distarray::collective::tree_combine;
+//! // an associative, non-commutative op on (digits, count): concatenation
+//! let concat = |lo: &[u8], hi: &mut [u8]| {
+//!     let (a, b) = (u32::from_le_bytes(lo.try_into().unwrap()), u32::from_le_bytes(hi[..].try_into().unwrap()));
+//!     let shift = 10u32.pow(if b == 0 { 1 } else { b.ilog10() + 1 });
+//!     hi.copy_from_slice(&(a * shift + b).to_le_bytes());
+//! };
+//! let parts: Vec<[u8; 4]> = (1..=5u32).map(|r| r.to_le_bytes()).collect();
+//! let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+//! // rank order is kept: 1 2 3 4 5
+//! assert_eq!(tree_combine(&refs, &concat), 12345u32.to_le_bytes());
+//! ```
+
+use crate::comm::OneSidedComm;
+use crate::error::{Error, Result};
+
+/// The combiner of a byte-level reduction: `combine(lower, higher)` stores
+/// `lower ∘ higher` in `higher` (MPI's convention for user operations:
+/// `inoutvec = invec ∘ inoutvec`). `lower` is the combination of a range
+/// of ranks below `higher`'s range. The operation must be associative; it
+/// need not be commutative.
+pub type Combiner<'a> = &'a dyn Fn(&[u8], &mut [u8]);
+
+/// Which message of a tree collective a point-to-point transfer carries, so
+/// that a transport can give each its own buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Round `k` (0-based) of the binomial reduction: from rank `r + 2^k`
+    /// to rank `r`.
+    Reduce(u32),
+    /// The binomial broadcast: from the parent in the broadcast tree.
+    Broadcast,
+}
+
+/// Point-to-point messages for the tree collectives. Messages from one
+/// source with the same [`Phase`] are received in the order they were sent.
+pub trait Transport {
+    /// This rank.
+    fn rank(&self) -> usize;
+    /// Number of ranks.
+    fn size(&self) -> usize;
+    /// Sends `data` to rank `to`.
+    fn send(&self, to: usize, phase: Phase, data: &[u8]) -> Result<()>;
+    /// Receives the next message of `phase` from rank `from` into `buf`
+    /// (which has the message's length).
+    fn recv(&self, from: usize, phase: Phase, buf: &mut [u8]) -> Result<()>;
+}
+
+/// Collective over `t`: combines every rank's `buf` (same length
+/// everywhere) with `combine` in the binomial-tree order described in the
+/// [module docs](self) and leaves the result in every rank's `buf`.
+pub fn tree_allreduce(t: &impl Transport, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+    let (me, p) = (t.rank(), t.size());
+    let mut other = vec![0u8; buf.len()];
+    let mut mask = 1usize;
+    let mut round = 0u32;
+    while mask < p {
+        if me & mask != 0 {
+            t.send(me - mask, Phase::Reduce(round), buf)?;
+            break;
+        }
+        if me + mask < p {
+            t.recv(me + mask, Phase::Reduce(round), &mut other)?;
+            // buf holds ranks me..me+mask, other me+mask..: buf ∘ other
+            combine(buf, &mut other);
+            buf.copy_from_slice(&other);
+        }
+        mask <<= 1;
+        round += 1;
+    }
+    tree_broadcast(t, 0, buf)
+}
+
+/// Collective over `t`: copies `root`'s `buf` into every rank's `buf`
+/// (same length everywhere) along a binomial tree rooted at `root`:
+/// `⌈log2 P⌉` rounds, one message received per rank, at most `⌈log2 P⌉`
+/// sent.
+pub fn tree_broadcast(t: &impl Transport, root: usize, buf: &mut [u8]) -> Result<()> {
+    let (me, p) = (t.rank(), t.size());
+    crate::checks::check_rank(root, p)?;
+    let rel = (me + p - root) % p;
+    // the lowest set bit of `rel` is the distance to the parent
+    let mut mask = 1usize;
+    while mask < p {
+        if rel & mask != 0 {
+            let parent = (rel - mask + root) % p;
+            t.recv(parent, Phase::Broadcast, buf)?;
+            break;
+        }
+        mask <<= 1;
+    }
+    mask >>= 1;
+    while mask > 0 {
+        if rel + mask < p {
+            t.send((rel + mask + root) % p, Phase::Broadcast, buf)?;
+        }
+        mask >>= 1;
+    }
+    Ok(())
+}
+
+/// The combination of `parts` (index = rank) in exactly the bracketing of
+/// [`tree_allreduce`] for `P = parts.len()`: what every rank would receive.
+/// For reference implementations and tests.
+pub fn tree_combine(parts: &[&[u8]], combine: Combiner<'_>) -> Vec<u8> {
+    let mut acc: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+    let p = acc.len();
+    let mut mask = 1usize;
+    while mask < p {
+        let mut r = 0;
+        while r + mask < p {
+            let (lo, hi) = acc.split_at_mut(r + mask);
+            combine(&lo[r], &mut hi[0]);
+            acc[r] = std::mem::take(&mut acc[r + mask]);
+            r += 2 * mask;
+        }
+        mask <<= 1;
+    }
+    acc.into_iter().next().unwrap_or_default()
+}
+
+/// Bytes of the vote word that leads every voted payload.
+const VOTE: usize = 8;
+/// Vote word of a rank whose part succeeded.
+const OK: u64 = u64::MAX;
+
+/// Collective: reduces every rank's `local` value with `op` (associative;
+/// the order is the backend's fixed rank order, see
+/// [`OneSidedComm::allreduce_bytes`]) and votes on success **in the same
+/// collective**: if every rank's `local` is `Ok`, every rank returns the
+/// same combined value; otherwise a failing rank returns its own error and
+/// every other rank [`Error::PeerFailed`] naming the lowest failing rank.
+///
+/// One collective of `8 + size_of::<T>()` bytes per rank, whatever `P`.
+///
+/// ```
+/// use distarray::{collective::allreduce_vote, threaded, OneSidedComm};
+/// let r = threaded::run(4, |comm| {
+///     let mine: distarray::Result<[u64; 2]> = Ok([comm.rank() as u64, 1]);
+///     allreduce_vote(&comm, mine, |a, b| [a[0].max(b[0]), a[1] + b[1]])
+/// })
+/// .unwrap();
+/// assert!(r.iter().all(|v| *v.as_ref().unwrap() == [3, 4]));
+/// ```
+pub fn allreduce_vote<C, T>(comm: &C, local: Result<T>, op: impl Fn(T, T) -> T) -> Result<T>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![0u8; VOTE + size];
+    match &local {
+        Ok(v) => {
+            buf[..VOTE].copy_from_slice(&OK.to_le_bytes());
+            buf[VOTE..].copy_from_slice(bytemuck::bytes_of(v));
+        }
+        Err(_) => buf[..VOTE].copy_from_slice(&(comm.rank() as u64).to_le_bytes()),
+    }
+    let combine = |lo: &[u8], hi: &mut [u8]| {
+        let word = |b: &[u8]| u64::from_le_bytes(b[..VOTE].try_into().expect("vote word"));
+        let (flo, fhi) = (word(lo), word(hi));
+        if flo == OK && fhi == OK {
+            let a: T = bytemuck::pod_read_unaligned(&lo[VOTE..]);
+            let b: T = bytemuck::pod_read_unaligned(&hi[VOTE..]);
+            hi[VOTE..].copy_from_slice(bytemuck::bytes_of(&op(a, b)));
+        } else {
+            hi[..VOTE].copy_from_slice(&flo.min(fhi).to_le_bytes());
+        }
+    };
+    comm.allreduce_bytes(&mut buf, &combine)?;
+    failed_with_reason(comm, word_of(&buf), local.as_ref().err())?;
+    local?;
+    Ok(bytemuck::pod_read_unaligned(&buf[VOTE..]))
+}
+
+/// Collective: combines every rank's `data` element-wise with `op` (same
+/// length on every rank; the fixed rank order of
+/// [`OneSidedComm::allreduce_bytes`]), leaving the result in every rank's
+/// `data`, and votes on `local` in the same collective (errors as
+/// [`allreduce_vote`]; on an error `data` is unspecified). Meant for small
+/// vectors: one message carries the whole of `data`.
+///
+/// ```
+/// use distarray::{collective::allreduce_slice_vote, threaded, OneSidedComm};
+/// let r = threaded::run(3, |comm| {
+///     let mut v = [comm.rank() as u32, 1];
+///     allreduce_slice_vote(&comm, Ok(()), &mut v, |a, b| a + b).map(|_| v)
+/// })
+/// .unwrap();
+/// assert!(r.iter().all(|v| *v.as_ref().unwrap() == [3, 3]));
+/// ```
+pub fn allreduce_slice_vote<C, T>(
+    comm: &C,
+    local: Result<()>,
+    data: &mut [T],
+    op: impl Fn(T, T) -> T,
+) -> Result<()>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![0u8; VOTE + std::mem::size_of_val(data)];
+    match &local {
+        Ok(()) => {
+            buf[..VOTE].copy_from_slice(&OK.to_le_bytes());
+            buf[VOTE..].copy_from_slice(bytemuck::cast_slice(data));
+        }
+        Err(_) => buf[..VOTE].copy_from_slice(&(comm.rank() as u64).to_le_bytes()),
+    }
+    let combine = |lo: &[u8], hi: &mut [u8]| {
+        let word = |b: &[u8]| u64::from_le_bytes(b[..VOTE].try_into().expect("vote word"));
+        let (flo, fhi) = (word(lo), word(hi));
+        if flo == OK && fhi == OK {
+            for (l, h) in lo[VOTE..]
+                .chunks_exact(size)
+                .zip(hi[VOTE..].chunks_exact_mut(size))
+            {
+                let a: T = bytemuck::pod_read_unaligned(l);
+                let b: T = bytemuck::pod_read_unaligned(h);
+                h.copy_from_slice(bytemuck::bytes_of(&op(a, b)));
+            }
+        } else {
+            hi[..VOTE].copy_from_slice(&flo.min(fhi).to_le_bytes());
+        }
+    };
+    comm.allreduce_bytes(&mut buf, &combine)?;
+    failed_with_reason(comm, word_of(&buf), local.as_ref().err())?;
+    local?;
+    for (d, b) in data.iter_mut().zip(buf[VOTE..].chunks_exact(size)) {
+        *d = bytemuck::pod_read_unaligned(b);
+    }
+    Ok(())
+}
+
+/// Collective: every rank receives `root`'s value, or, if `root`'s `local`
+/// is an `Err`, [`Error::PeerFailed`] naming the root (the root returns
+/// its own error). The other ranks' `local` is ignored unless it is an
+/// `Err`, which such a rank returns (after taking part). One collective.
+///
+/// ```
+/// use distarray::{collective::broadcast_vote, threaded, OneSidedComm};
+/// let r = threaded::run(3, |comm| {
+///     let mine = Ok(if comm.rank() == 2 { 42u32 } else { 0 });
+///     broadcast_vote(&comm, 2, mine)
+/// })
+/// .unwrap();
+/// assert!(r.iter().all(|v| *v.as_ref().unwrap() == 42));
+/// ```
+pub fn broadcast_vote<C, T>(comm: &C, root: usize, local: Result<T>) -> Result<T>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    crate::checks::check_rank(root, comm.size())?;
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![0u8; VOTE + size];
+    if let Ok(v) = &local {
+        buf[..VOTE].copy_from_slice(&OK.to_le_bytes());
+        buf[VOTE..].copy_from_slice(bytemuck::bytes_of(v));
+    }
+    comm.broadcast_bytes(root, &mut buf)?;
+    if word_of(&buf) != OK {
+        // only the root's failure counts: it is the one every rank names
+        let reason = crate::epoch::failure_reason(comm, root, local.as_ref().err())?;
+        local?;
+        return Err(Error::PeerFailed { rank: root, reason });
+    }
+    local?;
+    Ok(bytemuck::pod_read_unaligned(&buf[VOTE..]))
+}
+
+/// Collective: the success vote alone (an [`allreduce_vote`] of nothing):
+/// returns this rank's own error, or [`Error::PeerFailed`] (with the failing
+/// rank's own message) if another rank failed, or `local`'s value. Acts as a
+/// barrier.
+pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
+    let flag = match &local {
+        Ok(_) => Ok([0u8; 0]),
+        Err(e) => Err(e.clone()),
+    };
+    allreduce_vote(comm, flag, |a, _| a)?;
+    local
+}
+
+/// The vote word of a voted payload.
+fn word_of(buf: &[u8]) -> u64 {
+    u64::from_le_bytes(buf[..VOTE].try_into().expect("vote word"))
+}
+
+/// After a vote whose word is `flag`: if some rank failed (`flag` is its
+/// rank), every rank takes part in fetching its message
+/// ([`crate::epoch::failure_reason`], only on this path) and returns
+/// `own` (its own error) or [`Error::PeerFailed`] with that message.
+fn failed_with_reason<C: OneSidedComm>(comm: &C, flag: u64, own: Option<&Error>) -> Result<()> {
+    if flag == OK {
+        return Ok(());
+    }
+    let rank = flag as usize;
+    let reason = crate::epoch::failure_reason(comm, rank, own)?;
+    match own {
+        Some(e) => Err(e.clone()),
+        None => Err(Error::PeerFailed { rank, reason }),
+    }
+}

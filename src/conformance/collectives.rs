@@ -1,0 +1,169 @@
+//! Checks of the collectives of the contract: `allreduce_bytes` keeps rank
+//! order (an associative, non-commutative operation gives the serial
+//! product), `broadcast_bytes` from every root, and the success vote they
+//! carry.
+
+use super::{expect_err, ok, Check};
+use crate::collective::{allreduce_vote, broadcast_vote, vote};
+use crate::comm::OneSidedComm;
+use crate::error::Error;
+
+/// The collective checks.
+pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
+    vec![
+        ("allreduce_keeps_rank_order", rank_order::<C>),
+        ("broadcast_from_every_root", broadcast::<C>),
+        ("votes_carry_failures", votes::<C>),
+    ]
+}
+
+type M = [u64; 4];
+
+/// 2 x 2 matrix product with wrapping arithmetic: associative, not
+/// commutative.
+fn mul(a: M, b: M) -> M {
+    let m = |x: u64, y: u64| x.wrapping_mul(y);
+    [
+        m(a[0], b[0]).wrapping_add(m(a[1], b[2])),
+        m(a[0], b[1]).wrapping_add(m(a[1], b[3])),
+        m(a[2], b[0]).wrapping_add(m(a[3], b[2])),
+        m(a[2], b[1]).wrapping_add(m(a[3], b[3])),
+    ]
+}
+
+fn factor(r: usize) -> M {
+    let r = r as u64;
+    [r + 2, 1, 3 * r + 1, r]
+}
+
+fn rank_order<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let serial = (1..p).fold(factor(0), |acc, r| mul(acc, factor(r)));
+    let got = ok(
+        comm,
+        "allreduce",
+        allreduce_vote(comm, Ok(factor(comm.rank())), mul),
+    );
+    assert_eq!(
+        got,
+        serial,
+        "rank {}: allreduce out of rank order",
+        comm.rank()
+    );
+    // a large payload (beyond Lamellar's 4 KiB message slots), bytes-level
+    const K: usize = 160;
+    let mut buf: Vec<u8> = (0..K)
+        .flat_map(|k| factor(comm.rank() + k))
+        .flat_map(u64::to_le_bytes)
+        .collect();
+    let read = |b: &[u8], k: usize| -> M {
+        std::array::from_fn(|w| {
+            let at = (4 * k + w) * 8;
+            u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+        })
+    };
+    let combine = |lo: &[u8], hi: &mut [u8]| {
+        for k in 0..K {
+            let v = mul(read(lo, k), read(hi, k));
+            for (w, x) in v.iter().enumerate() {
+                hi[(4 * k + w) * 8..(4 * k + w + 1) * 8].copy_from_slice(&x.to_le_bytes());
+            }
+        }
+    };
+    ok(
+        comm,
+        "large allreduce",
+        comm.allreduce_bytes(&mut buf, &combine),
+    );
+    for k in 0..K {
+        let want = (1..p).fold(factor(k), |acc, r| mul(acc, factor(r + k)));
+        assert_eq!(
+            read(&buf, k),
+            want,
+            "rank {}: large allreduce out of rank order",
+            comm.rank()
+        );
+    }
+}
+
+fn broadcast<C: OneSidedComm>(comm: &C) {
+    for root in 0..comm.size() {
+        let mine = if comm.rank() == root {
+            1000 + root as u64
+        } else {
+            7
+        };
+        let got = ok(comm, "broadcast", broadcast_vote(comm, root, Ok(mine)));
+        assert_eq!(got, 1000 + root as u64);
+        // bytes beyond one Lamellar slot, in pieces
+        let mut buf = vec![0u8; 10_000];
+        if comm.rank() == root {
+            buf.iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = (i * 7 + root) as u8);
+        }
+        ok(
+            comm,
+            "broadcast_bytes",
+            comm.broadcast_bytes(root, &mut buf),
+        );
+        assert!(buf
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i * 7 + root) as u8));
+    }
+    let bad = comm.size();
+    expect_err(
+        comm,
+        "broadcast from a rank out of range",
+        broadcast_vote(comm, bad, Ok(1u8)),
+        |e| matches!(e, Error::RankOutOfRange { .. }),
+    );
+    ok(comm, "barrier", comm.barrier());
+}
+
+fn votes<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let failing = p / 2;
+    let local = if comm.rank() == failing {
+        Err(Error::InvalidArgument("this rank's part failed".into()))
+    } else {
+        Ok(1.5f64)
+    };
+    let r = allreduce_vote(comm, local, |a, b| a + b);
+    if comm.rank() == failing {
+        expect_err(comm, "own failure", r, |e| {
+            matches!(e, Error::InvalidArgument(_))
+        });
+    } else {
+        expect_err(
+            comm,
+            "peer failure",
+            r,
+            // the failing rank's own message comes along
+            |e| matches!(e, Error::PeerFailed { rank, reason } if *rank == failing && reason.contains("this rank's part failed")),
+        );
+    }
+    // the root's failure reaches every rank with the broadcast
+    let local = if comm.rank() == failing {
+        Err(Error::InvalidArgument("root failed".into()))
+    } else {
+        Ok(3u32)
+    };
+    let r = broadcast_vote(comm, failing, local);
+    if comm.rank() == failing {
+        expect_err(comm, "own failure", r, |e| {
+            matches!(e, Error::InvalidArgument(_))
+        });
+    } else {
+        expect_err(
+            comm,
+            "root failure",
+            r,
+            |e| matches!(e, Error::PeerFailed { rank, reason } if *rank == failing && reason.contains("root failed")),
+        );
+    }
+    // all well: the vote passes the value through
+    assert_eq!(ok(comm, "vote", vote(comm, Ok("kept"))), "kept");
+    ok(comm, "barrier", comm.barrier());
+}

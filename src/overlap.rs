@@ -1,0 +1,66 @@
+//! [`OpenReads`]: reads from several targets in flight at once, completed
+//! together — the safe wrapper around [`Window::get_runs_deferred`] that
+//! [`GhostedBlock::sync_overlapped`](crate::GhostedBlock::sync_overlapped)
+//! and the matvec plans use.
+
+use std::marker::PhantomData;
+
+use crate::comm::{Element, LockKind, Window};
+use crate::error::Result;
+
+/// Shared epochs opened on several targets with deferred reads issued in
+/// them. [`OpenReads::close`] (or the drop, also when unwinding) unlocks
+/// them, which completes the reads.
+///
+/// Sound because the destination buffers are borrowed for `'b`, which
+/// outlives this value, and this value cannot be leaked by callers outside
+/// the crate (it is not public): every caller keeps it on its stack until
+/// it is closed or dropped.
+pub(crate) struct OpenReads<'w, 'b, T: Element, W: Window<T>> {
+    win: &'w W,
+    targets: Vec<usize>,
+    _dst: PhantomData<&'b mut [T]>,
+}
+
+impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
+    /// No epoch open yet.
+    pub(crate) fn new(win: &'w W) -> Self {
+        OpenReads {
+            win,
+            targets: Vec::new(),
+            _dst: PhantomData,
+        }
+    }
+
+    /// Opens a shared epoch on `target` and issues the reads of `runs`
+    /// into `dst`, which stays borrowed until the reads are complete.
+    pub(crate) fn read(
+        &mut self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &'b mut [T],
+    ) -> Result<()> {
+        self.win.lock(target, LockKind::Shared)?;
+        self.targets.push(target);
+        // SAFETY: `dst` is borrowed for `'b`, longer than `self` lives;
+        // nothing else can touch it meanwhile, and `self` unlocks `target`
+        // (completing the reads) in `close` or, at the latest, in its drop
+        // — also when unwinding — before the borrow can end.
+        unsafe { self.win.get_runs_deferred(target, runs, dst) }
+    }
+
+    /// Unlocks every opened target (completing the reads); the first error.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        let mut out = Ok(());
+        for t in self.targets.drain(..) {
+            out = out.and(self.win.unlock(t));
+        }
+        out
+    }
+}
+
+impl<T: Element, W: Window<T>> Drop for OpenReads<'_, '_, T, W> {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,157 @@
+//! The tree collectives of the threaded backend: the bracketing is the
+//! documented one (`collective::tree_combine`), and failures never hang.
+
+use std::time::{Duration, Instant};
+
+use distarray::collective::{allreduce_vote, tree_combine, vote};
+use distarray::{threaded, DistArray, Error, OneSidedComm};
+use rstest::rstest;
+
+fn wild(r: usize) -> f64 {
+    let e = (r * 7 % 13) as i32 - 6;
+    (1.0 + r as f64 / 3.0) * 10f64.powi(e) * if r % 2 == 0 { 1.0 } else { -1.0 }
+}
+
+#[rstest]
+fn allreduce_bits_are_the_documented_tree(#[values(1, 2, 3, 5, 8, 9)] p: usize) {
+    let got = threaded::run(p, |comm| {
+        allreduce_vote(&comm, Ok(wild(comm.rank())), |a, b| a + b)
+    })
+    .unwrap();
+    let parts: Vec<[u8; 8]> = (0..p).map(|r| wild(r).to_le_bytes()).collect();
+    let refs: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+    let add = |lo: &[u8], hi: &mut [u8]| {
+        let (a, b) = (
+            f64::from_le_bytes(lo.try_into().unwrap()),
+            f64::from_le_bytes(hi[..].try_into().unwrap()),
+        );
+        hi.copy_from_slice(&(a + b).to_le_bytes());
+    };
+    let want = f64::from_le_bytes(tree_combine(&refs, &add).try_into().unwrap());
+    for g in got {
+        assert_eq!(g.unwrap().to_bits(), want.to_bits());
+    }
+}
+
+#[test]
+fn a_rank_returning_before_an_allreduce_does_not_hang_it() {
+    let start = Instant::now();
+    let r = threaded::run(5, |comm| {
+        if comm.rank() == 3 {
+            return Ok(0.0);
+        }
+        allreduce_vote(&comm, Ok(1.0), |a, b| a + b)
+    })
+    .unwrap();
+    for (rank, v) in r.into_iter().enumerate() {
+        if rank != 3 {
+            assert!(
+                matches!(v, Err(Error::Aborted { .. })),
+                "rank {rank}: {v:?}"
+            );
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_panic_during_an_allreduce_ends_the_run() {
+    let start = Instant::now();
+    let r = threaded::run(4, |comm| {
+        if comm.rank() == 0 {
+            panic!("rank zero gives up");
+        }
+        allreduce_vote(&comm, Ok(comm.rank() as u64), |a, b| a + b)
+    });
+    assert!(
+        matches!(r, Err(Error::RankPanicked { rank: 0, .. })),
+        "{r:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn payloads_of_different_lengths_fail_instead_of_hanging() {
+    let start = Instant::now();
+    let r = threaded::run(2, |comm| {
+        let mut buf = vec![0u8; 8 * (comm.rank() + 1)];
+        comm.allreduce_bytes(&mut buf, &|_, _| {})
+    })
+    .unwrap();
+    assert!(r.iter().all(|v| v.is_err()), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_vote_inside_a_locked_view_is_reported_as_a_deadlock() {
+    let start = Instant::now();
+    threaded::run(2, |comm| {
+        let a = DistArray::<f64, _, 1>::new(comm.clone(), [4]).unwrap();
+        if comm.rank() == 0 {
+            // holds the exclusive lock on its part while waiting in a vote
+            a.with_local_mut(|_| vote(&comm, Ok(())).unwrap()).unwrap();
+        } else {
+            std::thread::sleep(Duration::from_millis(30));
+            let e = a.get([0]).unwrap_err();
+            assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
+            vote(&comm, Ok(())).unwrap(); // completes rank 0's vote
+        }
+        a.sync().unwrap();
+        assert_eq!(a.get([0]).unwrap(), 0.0);
+    })
+    .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// Votes, reductions and a column-split product (tree collectives and
+/// staging puts) in checking mode and under controlled schedules: no
+/// spurious race or deadlock, and the same bits in every schedule.
+fn reduce_everything(comm: threaded::ThreadedComm) -> distarray::Result<Vec<u64>> {
+    let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [12], |[i]| wild(i))?;
+    vote(&comm, Ok(()))?;
+    let d = distarray::linalg::dot(&x, &x)?;
+    let s = x.sum()?;
+    let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, comm.size()], [5, 12])?;
+    a.with_local_mut(|mut l| l.fill_with(|[i, j]| wild(i * 12 + j)))?;
+    let mut y = DistArray::<f64, _, 1>::new(comm.clone(), [5])?;
+    distarray::linalg::matvec(&a, &x, &mut y)?;
+    let mut out = vec![d.to_bits(), s.to_bits()];
+    out.extend(y.to_vec()?.iter().map(|v| v.to_bits()));
+    Ok(out)
+}
+
+#[test]
+fn tree_collectives_under_checking_mode_and_controlled_schedules() {
+    let plain = threaded::run(3, reduce_everything).unwrap();
+    let want = plain[0].as_ref().unwrap().clone();
+    let checked = threaded::run_checked(3, reduce_everything).unwrap();
+    for r in &checked {
+        assert_eq!(r.as_ref().ok(), Some(&want), "{checked:?}");
+    }
+    threaded::check(3, 40, |comm| {
+        let v = reduce_everything(comm)?;
+        assert_eq!(v, want, "the same bits in every schedule");
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    for seed in [1, 7] {
+        for r in threaded::replay(3, seed, reduce_everything).unwrap() {
+            assert_eq!(r.unwrap(), want);
+        }
+    }
+}
+
+#[test]
+fn a_length_mismatch_breaks_the_communicator_instead_of_hanging_later() {
+    let start = Instant::now();
+    let r = threaded::run(2, |comm| {
+        let mut buf = vec![0u8; 8 * (comm.rank() + 1)];
+        let first = comm.allreduce_bytes(&mut buf, &|_, _| {});
+        // rank 0 carries on into a barrier, rank 1 is still in the allreduce
+        let second = comm.barrier();
+        (first.is_err(), second.is_err())
+    })
+    .unwrap();
+    assert!(r.iter().all(|&(a, b)| a && b), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
