@@ -9,6 +9,8 @@
 //! * [`DistArray`]: an array whose parts live in window memory, with
 //!   element access by global index, local views and collective operations.
 //! * [`ContinuousPartitioning`]: the per-dimension cut into one box per rank.
+//! * [`kernels`]: local slice kernels (fixed-order reductions, fused vector
+//!   updates, the 5-point stencil) that the distributed operations use.
 //! * Backends: [`threaded`] (in process, the embedded default); MPI
 //!   (`distarray-mpi`) and Lamellar (`distarray-lamellar`) live in their own
 //!   crates.
@@ -68,6 +70,7 @@ pub mod counting;
 pub mod epoch;
 pub mod error;
 pub mod ghost;
+pub mod kernels;
 pub mod linalg;
 mod matvec_plan;
 mod overlap;

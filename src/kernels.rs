@@ -1,0 +1,602 @@
+//! Local kernels on plain slices: reductions in a fixed order, fused vector
+//! updates for Krylov solvers and the 5-point stencil.
+//!
+//! Everything here works on one rank's data and communicates nothing; the
+//! distributed operations ([`linalg::dot`](crate::linalg::dot),
+//! [`linalg::norm2`](crate::linalg::norm2),
+//! [`DistArray::sum`](crate::DistArray::sum), ...) call these kernels on
+//! each rank's part and then combine the per-rank results. Any solver can
+//! call them directly on the slices of a local view.
+//!
+//! # Summation order: bitwise reproducible
+//!
+//! Floating-point addition is not associative, so a reduction's bits depend
+//! on its order. Every reduction here ([`sum`], [`dot`], [`norm2`],
+//! [`reduce`], and the dot products returned by the fused kernels) uses one
+//! order that depends **only on the length** of the data — not on
+//! alignment, on the machine's vector width or on the run:
+//!
+//! * the index range is cut into leaves of at most [`BLOCK`] elements by
+//!   halving: a range of more than `BLOCK` elements with `b` blocks
+//!   (`b = ceil(len / BLOCK)`) is split after `ceil(b / 2) * BLOCK`
+//!   elements, both halves are reduced that way, and the two results are
+//!   combined (left, right);
+//! * within a leaf, element `k` (counted from the leaf's start) goes to
+//!   lane `k % LANES` of [`LANES`] independent accumulators, in increasing
+//!   `k`; the lanes are then combined as a binary tree
+//!   (`lane[i] = lane[i] + lane[i + w]` for `w = LANES/2, ..., 1`).
+//!
+//! The independent lanes let the compiler keep several additions in flight
+//! and use SIMD instructions (the additions within a lane stay in order, so
+//! this is legal without fast-math); the blocked pairwise tree makes the
+//! rounding error grow like `log(len)` instead of `len`. No fused
+//! multiply-add is used, so the bits are also the same on every x86-64 or
+//! ARM machine. The fused kernels ([`axpy_dot`], [`cg_update`],
+//! [`stencil5_dot`]) accumulate their dot product in the very same order,
+//! so they return exactly what [`dot`] returns on their output.
+//!
+//! Integer reductions wrap on overflow (like
+//! [`AccumulateOp::Sum`](crate::AccumulateOp::Sum)); integer addition is
+//! associative, so their result does not depend on the order at all.
+//!
+//! ```
+//! use distarray::kernels;
+//! let x: Vec<f64> = (0..10_000).map(|i| 0.1 * i as f64).collect();
+//! let y = vec![2.0; 10_000];
+//! assert_eq!(kernels::dot(&x, &y), 2.0 * kernels::sum(&x));
+//! assert!((kernels::sum(&x) - 4_999_500.0).abs() < 1e-6);
+//! // norm2 is scaled: no overflow where the squares would overflow
+//! assert_eq!(kernels::norm2(&[3e200, 4e200]), 5e200);
+//! ```
+
+use crate::comm::{AccumulateOp, Element};
+use crate::error::{Error, Result};
+
+/// Independent accumulators per leaf (see the module docs).
+pub const LANES: usize = 16;
+
+/// Largest leaf of the blocked pairwise summation, in elements (a multiple
+/// of [`LANES`]); see the module docs.
+pub const BLOCK: usize = 2048;
+
+#[inline(always)]
+fn add<T: Element>(a: T, b: T) -> T {
+    T::combine(AccumulateOp::Sum, a, b)
+}
+
+#[inline(always)]
+fn mul<T: Element>(a: T, b: T) -> T {
+    T::combine(AccumulateOp::Prod, a, b)
+}
+
+/// Combines the lanes as a binary tree (`w = LANES/2, ..., 1`).
+#[inline(always)]
+fn fold_lanes<A: Copy>(mut acc: [A; LANES], f: impl Fn(A, A) -> A) -> A {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            acc[l] = f(acc[l], acc[l + w]);
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+/// Visits the leaves of `0..len` in the documented order (left to right)
+/// and combines their results as the documented tree.
+#[inline(always)]
+fn tree<A>(
+    start: usize,
+    end: usize,
+    leaf: &mut impl FnMut(usize, usize) -> A,
+    combine: &impl Fn(A, A) -> A,
+) -> A {
+    let len = end - start;
+    if len <= BLOCK {
+        return leaf(start, end);
+    }
+    let mid = start + len.div_ceil(BLOCK).div_ceil(2) * BLOCK;
+    let left = tree(start, mid, leaf, combine);
+    let right = tree(mid, end, leaf, combine);
+    combine(left, right)
+}
+
+/// Sum of `term(a[k], b[k])` over one leaf, in lanes.
+#[inline(always)]
+fn leaf2<T: Element, U: Copy>(
+    a: &[U],
+    b: &[U],
+    zero: T,
+    term: impl Fn(U, U) -> T,
+    plus: impl Fn(T, T) -> T,
+) -> T {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [zero; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (ca, cb) in ac.zip(bc) {
+        let ca: &[U; LANES] = ca.try_into().expect("chunk of LANES");
+        let cb: &[U; LANES] = cb.try_into().expect("chunk of LANES");
+        for l in 0..LANES {
+            acc[l] = plus(acc[l], term(ca[l], cb[l]));
+        }
+    }
+    for (l, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        acc[l] = plus(acc[l], term(x, y));
+    }
+    fold_lanes(acc, plus)
+}
+
+/// The sum of `x` (wrapping for integers), in the documented fixed order.
+/// `0` for an empty slice.
+pub fn sum<T: Element>(x: &[T]) -> T {
+    tree(
+        0,
+        x.len(),
+        &mut |s, e| leaf2(&x[s..e], &x[s..e], T::ZERO, |a, _| a, add),
+        &add,
+    )
+}
+
+/// The dot product `sum_k x[k] * y[k]` (wrapping for integers), in the
+/// documented fixed order.
+///
+/// # Panics
+///
+/// If the lengths differ.
+pub fn dot<T: Element>(x: &[T], y: &[T]) -> T {
+    assert_eq!(x.len(), y.len(), "dot: slices of different lengths");
+    tree(
+        0,
+        x.len(),
+        &mut |s, e| leaf2(&x[s..e], &y[s..e], T::ZERO, mul, add),
+        &add,
+    )
+}
+
+/// `sum_k (s * x[k])²` in `f64`, in the documented order.
+fn sum_sq_scaled<T: Element>(x: &[T], s1: f64, s2: f64) -> f64 {
+    let plus = |a: f64, b: f64| a + b;
+    tree(
+        0,
+        x.len(),
+        &mut |s, e| {
+            leaf2(
+                &x[s..e],
+                &x[s..e],
+                0.0,
+                |v, _| {
+                    let v = v.to_f64() * s1 * s2;
+                    v * v
+                },
+                plus,
+            )
+        },
+        &plus,
+    )
+}
+
+/// `2^k` for `-1022 <= k <= 1023`.
+fn pow2(k: i32) -> f64 {
+    debug_assert!((-1022..=1023).contains(&k));
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
+/// The binary exponent `e` of a finite `v > 0`: `2^e <= v < 2^(e+1)`.
+fn exponent(v: f64) -> i32 {
+    if v >= f64::MIN_POSITIVE {
+        ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023
+    } else {
+        exponent(v * pow2(64)) - 64
+    }
+}
+
+/// The Euclidean norm `sqrt(sum_k x[k]²)` in `f64`, computed so that it
+/// cannot overflow or underflow where the result itself is representable
+/// (like reference BLAS `dnrm2`): `norm2(&[1e200; 8])` is `2.83e200`, not
+/// `inf`. `+0.0` for an empty slice; NaN if an element is NaN, `inf` if an
+/// element is infinite (and none is NaN).
+///
+/// One pass sums the squares in the documented fixed order; when that sum
+/// overflows, or is so small that squares may have underflowed
+/// (`< len · f64::MIN_POSITIVE`), a second pass finds the largest
+/// magnitude and a third sums the squares scaled by a power of two near
+/// its inverse (exact scaling, so only the squares round). The result
+/// depends only on the data, never on the run.
+pub fn norm2<T: Element>(x: &[T]) -> f64 {
+    match x.len() {
+        0 => return 0.0,
+        1 => return x[0].to_f64().abs(),
+        _ => {}
+    }
+    let s = sum_sq_scaled(x, 1.0, 1.0);
+    if s.is_nan() {
+        return f64::NAN;
+    }
+    if s.is_finite() && s >= x.len() as f64 * f64::MIN_POSITIVE {
+        return s.sqrt();
+    }
+    let amax = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
+    if amax == 0.0 || amax.is_infinite() {
+        return amax;
+    }
+    // scale by 2^k with amax * 2^k in [1, 2); k may exceed one f64's
+    // exponent range (subnormal amax), so it is applied as two factors
+    let k = -exponent(amax);
+    let (k1, k2) = (k / 2, k - k / 2);
+    let scaled = sum_sq_scaled(x, pow2(k1), pow2(k2));
+    scaled.sqrt() * pow2(-k1) * pow2(-k2)
+}
+
+/// Reduces `x` with `op` in the documented fixed order (lanes, then the
+/// blocked pairwise tree): [`AccumulateOp::Sum`] and
+/// [`AccumulateOp::Prod`] (wrapping for integers), [`AccumulateOp::Min`]
+/// and [`AccumulateOp::Max`]. `None` for an empty slice.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for [`AccumulateOp::Replace`], which is not a
+/// reduction.
+pub fn reduce<T: Element>(x: &[T], op: AccumulateOp) -> Result<Option<T>> {
+    if op == AccumulateOp::Replace {
+        return Err(Error::InvalidArgument(
+            "AccumulateOp::Replace is not a reduction".into(),
+        ));
+    }
+    let Some(&first) = x.first() else {
+        return Ok(None);
+    };
+    let f = |a: T, b: T| T::combine(op, a, b);
+    // the identity of Sum / Prod; Min and Max start from an element of x
+    // (idempotent, so counting it twice changes nothing)
+    let zero = match op {
+        AccumulateOp::Sum => T::ZERO,
+        AccumulateOp::Prod => T::ONE,
+        _ => first,
+    };
+    Ok(Some(tree(
+        0,
+        x.len(),
+        &mut |s, e| leaf2(&x[s..e], &x[s..e], zero, |a, _| a, f),
+        &f,
+    )))
+}
+
+/// `y = alpha * x + beta * y`, streaming each slice once.
+///
+/// # Panics
+///
+/// If the lengths differ.
+pub fn axpby<T: Element>(alpha: T, x: &[T], beta: T, y: &mut [T]) {
+    assert_eq!(x.len(), y.len(), "axpby: slices of different lengths");
+    for (b, &a) in y.iter_mut().zip(x) {
+        *b = add(mul(alpha, a), mul(beta, *b));
+    }
+}
+
+/// `y = y + alpha * x`, then returns the new `y · y` (one pass over both
+/// slices; the dot product is bitwise what [`dot`]`(y, y)` returns after the
+/// update). For a residual update `r -= alpha q` that also needs `r · r`.
+///
+/// # Panics
+///
+/// If the lengths differ.
+pub fn axpy_dot<T: Element>(alpha: T, x: &[T], y: &mut [T]) -> T {
+    assert_eq!(x.len(), y.len(), "axpy_dot: slices of different lengths");
+    tree(
+        0,
+        x.len(),
+        &mut |s, e| {
+            let y = &mut y[s..e];
+            for (b, &a) in y.iter_mut().zip(&x[s..e]) {
+                *b = add(*b, mul(alpha, a));
+            }
+            leaf2(y, y, T::ZERO, mul, add)
+        },
+        &add,
+    )
+}
+
+/// The conjugate-gradient update in one pass: `x = x + alpha * p`,
+/// `r = r + (-alpha) * q`, and returns the new `r · r` (bitwise what
+/// [`dot`]`(r, r)` returns after the update).
+///
+/// # Panics
+///
+/// If the lengths differ.
+pub fn cg_update<T: Element>(alpha: T, p: &[T], q: &[T], x: &mut [T], r: &mut [T]) -> T {
+    let n = p.len();
+    assert!(
+        q.len() == n && x.len() == n && r.len() == n,
+        "cg_update: slices of different lengths"
+    );
+    let minus_alpha = mul(alpha, neg_one::<T>());
+    tree(
+        0,
+        n,
+        &mut |s, e| {
+            let (x, r) = (&mut x[s..e], &mut r[s..e]);
+            for (xi, &pi) in x.iter_mut().zip(&p[s..e]) {
+                *xi = add(*xi, mul(alpha, pi));
+            }
+            for (ri, &qi) in r.iter_mut().zip(&q[s..e]) {
+                *ri = add(*ri, mul(minus_alpha, qi));
+            }
+            leaf2(r, r, T::ZERO, mul, add)
+        },
+        &add,
+    )
+}
+
+/// `-1` in `T`: all bits set for integers (two's complement `-1`, the
+/// wrapping `-1` of unsigned types, so that `a * -1` wraps to `-a`).
+#[inline(always)]
+fn neg_one<T: Element>() -> T {
+    if T::KIND.is_float() {
+        T::ZERO - T::ONE
+    } else {
+        let mut v = T::ZERO;
+        bytemuck::bytes_of_mut(&mut v).fill(0xff);
+        v
+    }
+}
+
+/// Coefficients of a 5-point stencil:
+/// `y[i, j] = center·u[i, j] + west·u[i, j-1] + east·u[i, j+1]
+///  + north·u[i-1, j] + south·u[i+1, j]`, added in that order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stencil5<T> {
+    /// Coefficient of `u[i, j]`.
+    pub center: T,
+    /// Coefficient of `u[i, j - 1]`.
+    pub west: T,
+    /// Coefficient of `u[i, j + 1]`.
+    pub east: T,
+    /// Coefficient of `u[i - 1, j]` (the row above).
+    pub north: T,
+    /// Coefficient of `u[i + 1, j]` (the row below).
+    pub south: T,
+}
+
+impl<T: Element> Stencil5<T> {
+    /// The negative 5-point Laplacian `4 u - (four neighbours)` (grid
+    /// spacing 1), symmetric positive definite with zero Dirichlet
+    /// boundaries.
+    pub fn laplacian() -> Self {
+        let four = T::ONE + T::ONE + T::ONE + T::ONE;
+        let m = neg_one::<T>();
+        Stencil5 {
+            center: four,
+            west: m,
+            east: m,
+            north: m,
+            south: m,
+        }
+    }
+}
+
+/// A local 2-D block of `rows x cols` values (row-major) with the halo the
+/// 5-point stencil reads around it. A halo side that is `None` lies outside
+/// the domain: zero (Dirichlet) there, and its term is left out.
+#[derive(Debug, Clone, Copy)]
+pub struct Block2<'a, T> {
+    /// Rows of the block.
+    pub rows: usize,
+    /// Columns of the block.
+    pub cols: usize,
+    /// The block's values, `rows * cols`, row-major.
+    pub u: &'a [T],
+    /// The row above the block (`cols` values), if any.
+    pub north: Option<&'a [T]>,
+    /// The row below the block (`cols` values), if any.
+    pub south: Option<&'a [T]>,
+    /// The column left of the block (`rows` values, top to bottom), if any.
+    pub west: Option<&'a [T]>,
+    /// The column right of the block (`rows` values, top to bottom), if any.
+    pub east: Option<&'a [T]>,
+}
+
+impl<'a, T: Element> Block2<'a, T> {
+    /// A block with only north / south halo rows (whole grid rows: nothing
+    /// west or east), as for a grid split into bands of rows.
+    pub fn rows(
+        rows: usize,
+        cols: usize,
+        u: &'a [T],
+        north: Option<&'a [T]>,
+        south: Option<&'a [T]>,
+    ) -> Self {
+        Block2 {
+            rows,
+            cols,
+            u,
+            north,
+            south,
+            west: None,
+            east: None,
+        }
+    }
+
+    fn check(&self, y: &[T]) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidArgument(format!("stencil5: {what}")));
+        let len = self.rows.checked_mul(self.cols);
+        if len != Some(self.u.len()) {
+            return bad(&format!(
+                "u holds {} values, not rows x cols = {} x {}",
+                self.u.len(),
+                self.rows,
+                self.cols
+            ));
+        }
+        if y.len() != self.u.len() {
+            return bad(&format!("y holds {} values, u {}", y.len(), self.u.len()));
+        }
+        for (name, side, want) in [
+            ("north", self.north, self.cols),
+            ("south", self.south, self.cols),
+            ("west", self.west, self.rows),
+            ("east", self.east, self.rows),
+        ] {
+            if let Some(s) = side {
+                if s.len() != want {
+                    return bad(&format!("{name} halo holds {} values, not {want}", s.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One row segment, columns `c0..c1`, of the stencil; `N` / `S` say whether
+/// there is a row above / below. The interior columns run in one
+/// branch-free loop over equal-length slices, which the compiler
+/// vectorises; the first and last column of the block are done apart.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn stencil_row<T: Element, const N: bool, const S: bool>(
+    st: &Stencil5<T>,
+    row: &[T],
+    up: &[T],
+    down: &[T],
+    west: Option<T>,
+    east: Option<T>,
+    c0: usize,
+    c1: usize,
+    out: &mut [T],
+) {
+    let cols = row.len();
+    let point = |c: usize, w: Option<T>, e: Option<T>| {
+        let mut v = mul(st.center, row[c]);
+        if let Some(w) = w {
+            v = add(v, mul(st.west, w));
+        }
+        if let Some(e) = e {
+            v = add(v, mul(st.east, e));
+        }
+        if N {
+            v = add(v, mul(st.north, up[c]));
+        }
+        if S {
+            v = add(v, mul(st.south, down[c]));
+        }
+        v
+    };
+    let west_of = |c: usize| if c == 0 { west } else { Some(row[c - 1]) };
+    let east_of = |c: usize| {
+        if c + 1 == cols {
+            east
+        } else {
+            Some(row[c + 1])
+        }
+    };
+    // out covers columns c0..c1
+    let lo = c0.max(1);
+    let hi = c1.min(cols.saturating_sub(1)).max(lo);
+    if c0 == 0 && c1 > 0 {
+        out[0] = point(0, west, east_of(0));
+    }
+    if lo < hi {
+        let m = hi - lo;
+        let o = &mut out[lo - c0..hi - c0];
+        let (l, mid, r) = (&row[lo - 1..hi - 1], &row[lo..hi], &row[lo + 1..hi + 1]);
+        let u = if N { &up[lo..hi] } else { &[][..] };
+        let dn = if S { &down[lo..hi] } else { &[][..] };
+        assert!(o.len() == m && l.len() == m && mid.len() == m && r.len() == m);
+        assert!((!N || u.len() == m) && (!S || dn.len() == m));
+        for k in 0..m {
+            let mut v = mul(st.center, mid[k]);
+            v = add(v, mul(st.west, l[k]));
+            v = add(v, mul(st.east, r[k]));
+            if N {
+                v = add(v, mul(st.north, u[k]));
+            }
+            if S {
+                v = add(v, mul(st.south, dn[k]));
+            }
+            o[k] = v;
+        }
+    }
+    // column cols - 1 (when it is not column 0) is in c0..c1 iff c1 == cols
+    if c1 == cols && cols > 1 {
+        out[cols - 1 - c0] = point(cols - 1, west_of(cols - 1), east);
+    }
+}
+
+/// The stencil on the flat index range `s..e` of the block.
+fn stencil_span<T: Element>(st: &Stencil5<T>, b: &Block2<'_, T>, s: usize, e: usize, y: &mut [T]) {
+    let cols = b.cols;
+    let mut k = s;
+    while k < e {
+        let r = k / cols;
+        let c0 = k % cols;
+        let c1 = (e - r * cols).min(cols);
+        let row = &b.u[r * cols..(r + 1) * cols];
+        let up = if r > 0 {
+            Some(&b.u[(r - 1) * cols..r * cols])
+        } else {
+            b.north
+        };
+        let down = if r + 1 < b.rows {
+            Some(&b.u[(r + 1) * cols..(r + 2) * cols])
+        } else {
+            b.south
+        };
+        let (w, ea) = (b.west.map(|v| v[r]), b.east.map(|v| v[r]));
+        let out = &mut y[k - s..k - s + (c1 - c0)];
+        match (up, down) {
+            (Some(u), Some(d)) => stencil_row::<T, true, true>(st, row, u, d, w, ea, c0, c1, out),
+            (Some(u), None) => stencil_row::<T, true, false>(st, row, u, &[], w, ea, c0, c1, out),
+            (None, Some(d)) => stencil_row::<T, false, true>(st, row, &[], d, w, ea, c0, c1, out),
+            (None, None) => stencil_row::<T, false, false>(st, row, &[], &[], w, ea, c0, c1, out),
+        }
+        k += c1 - c0;
+    }
+}
+
+/// `y = S u` for the 5-point stencil `st` on the block `b` (its halo rows
+/// and columns supply the neighbours across the block's edges).
+///
+/// The boundary columns are computed apart and every row picks its
+/// variant (row above / below present or not) once, so the loop over a
+/// row's interior has no branch and vectorises.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] if `b.u` does not hold `rows * cols` values,
+/// `y` not as many, or a halo side has the wrong length.
+///
+/// ```
+/// use distarray::kernels::{stencil5, Block2, Stencil5};
+/// // a 2 x 3 block whose row above is given (a rank's band of rows)
+/// let u = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let above = [1.0; 3];
+/// let mut y = [0.0; 6];
+/// stencil5(&Stencil5::laplacian(), &Block2::rows(2, 3, &u, Some(&above), None), &mut y).unwrap();
+/// assert_eq!(y[0], 4.0 * 1.0 - 2.0 - 1.0 - 4.0); // no west neighbour
+/// assert_eq!(y[4], 4.0 * 5.0 - 4.0 - 6.0 - 2.0); // no row below
+/// ```
+pub fn stencil5<T: Element>(st: &Stencil5<T>, b: &Block2<'_, T>, y: &mut [T]) -> Result<()> {
+    b.check(y)?;
+    stencil_span(st, b, 0, y.len(), y);
+    Ok(())
+}
+
+/// [`stencil5`] that also returns `u · y` (for CG's `p · A p`), computed
+/// leaf by leaf while the values are in cache: bitwise what
+/// [`dot`]`(u, y)` returns.
+///
+/// # Errors
+///
+/// As [`stencil5`].
+pub fn stencil5_dot<T: Element>(st: &Stencil5<T>, b: &Block2<'_, T>, y: &mut [T]) -> Result<T> {
+    b.check(y)?;
+    Ok(tree(
+        0,
+        y.len(),
+        &mut |s, e| {
+            stencil_span(st, b, s, e, &mut y[s..e]);
+            leaf2(&b.u[s..e], &y[s..e], T::ZERO, mul, add)
+        },
+        &add,
+    ))
+}
