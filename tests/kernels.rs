@@ -22,12 +22,17 @@ fn data(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-/// The documented order, written independently: leaves by halving the
-/// number of blocks, lanes k % LANES within a leaf, lanes as a binary tree.
+/// The documented order, written independently (recursively): leaves of
+/// BLOCK elements, a run of b > 1 leaves split after the largest power of
+/// two below b, lanes k % LANES within a leaf, lanes as a binary tree.
 fn reference_sum(t: &[f64]) -> f64 {
     if t.len() > BLOCK {
         let blocks = t.len().div_ceil(BLOCK);
-        let mid = blocks.div_ceil(2) * BLOCK;
+        let mut m = 1;
+        while 2 * m < blocks {
+            m *= 2;
+        }
+        let mid = m * BLOCK;
         return reference_sum(&t[..mid]) + reference_sum(&t[mid..]);
     }
     let mut lanes = [0.0; LANES];
@@ -44,8 +49,8 @@ fn reference_sum(t: &[f64]) -> f64 {
     lanes[0]
 }
 
-const LENGTHS: [usize; 14] = [
-    0, 1, 2, 15, 16, 17, 100, 2047, 2048, 2049, 4096, 6145, 10_000, 100_003,
+const LENGTHS: [usize; 16] = [
+    0, 1, 2, 15, 16, 17, 100, 2047, 2048, 2049, 4096, 6145, 10_000, 14_337, 100_003, 262_144,
 ];
 
 #[test]
