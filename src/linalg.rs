@@ -1,7 +1,7 @@
 //! Distributed linear algebra on local kernels: [`matvec`] (and its
 //! transpose), [`dot`], [`norm2`], [`axpby`] and the fused operations of
 //! Krylov solvers ([`axpy_dot`], [`cg_update`]). The vector operations run
-//! the [`kernels`](crate::kernels) on each rank's part (fixed summation
+//! the [`kernels`] on each rank's part (fixed summation
 //! order: bitwise reproducible run to run) and combine per-rank results in
 //! rank order.
 //!

@@ -229,7 +229,7 @@ fn fused_updates_equal_their_unfused_equivalents_bit_for_bit() {
     }
     // integers wrap instead of panicking in debug builds
     let mut r = vec![u32::MAX; 40];
-    let rr = kernels::cg_update(3u32, &[1; 40], &[1; 40], &mut vec![0; 40], &mut r);
+    let rr = kernels::cg_update(3u32, &[1; 40], &[1; 40], &mut [0; 40], &mut r);
     assert_eq!(r, vec![u32::MAX - 3; 40]);
     assert_eq!(
         rr,

@@ -7,6 +7,8 @@
 #   bash bench/petsc/run.sh                      # n = 512, 1 and 2 ranks, 5 rounds
 #   N=256 RANKS="1 2 4" ROUNDS=3 bash bench/petsc/run.sh
 #   BASELINE_BIN=/path/to/older/mpi_poisson_cg bash bench/petsc/run.sh   # a third column
+#   OURS_BIN=/path/to/mpi_poisson_cg bash bench/petsc/run.sh    # skip the cargo build
+#   PETSC_ONLY=1 N=1024 bash bench/petsc/run.sh                 # PETSc alone
 #
 # Each round runs PETSc and distarray (and the optional baseline binary)
 # back to back, alternating, so that both see the same machine load; the
@@ -33,8 +35,10 @@ mkdir -p target/petsc bench-results
 PETSC_BIN=target/petsc/poisson_cg
 # shellcheck disable=SC2046
 mpicc -O3 -o "$PETSC_BIN" bench/petsc/poisson_cg.c $(pkg-config --cflags --libs petsc) -lm
-cargo build --release -p distarray-mpi --example mpi_poisson_cg
-OURS_BIN=target/release/examples/mpi_poisson_cg
+if [ -z "${OURS_BIN:-}" ] && [ -z "${PETSC_ONLY:-}" ]; then
+  cargo build --release -p distarray-mpi --example mpi_poisson_cg
+  OURS_BIN=target/release/examples/mpi_poisson_cg
+fi
 
 csv=bench-results/petsc_cg.csv
 echo "n,ranks,round,solver,iterations,time_s,ms_per_iteration" >"$csv"
@@ -61,6 +65,7 @@ run_one() { # solver ranks round
 }
 
 solvers="petsc distarray"
+[ -n "${PETSC_ONLY:-}" ] && solvers="petsc"
 [ -n "${BASELINE_BIN:-}" ] && solvers="$solvers baseline"
 for r in $(seq 1 "$ROUNDS"); do
   for p in $RANKS; do
