@@ -323,7 +323,7 @@ fn main() {
     let mut csv = String::from("kernel,n,bytes,time_s,floor_s,read_bw_gbs,gbs,fraction_of_floor\n");
     let mut report = String::new();
     for &n in &sizes {
-        let reps = (400_000_000 / (n * 8)).clamp(5, 200);
+        let reps = (2_000_000_000 / (n * 8)).clamp(20, 1000);
         run(n, reps, &mut csv, &mut report);
     }
     print!("{report}");

@@ -69,6 +69,12 @@ fn sum_and_dot_follow_the_documented_order_bit_for_bit() {
             reference_sum(&prod).to_bits(),
             "dot, n = {n}"
         );
+        let squares: Vec<f64> = x.iter().map(|a| a * a).collect();
+        assert_eq!(
+            kernels::dot(&x, &x).to_bits(),
+            reference_sum(&squares).to_bits(),
+            "dot of a slice with itself, n = {n}"
+        );
         // the order depends on the length only, not on where the data lies
         let mut shifted = vec![0.0; n + 3];
         shifted[3..].copy_from_slice(&x);
