@@ -138,7 +138,7 @@ macro_rules! dispatch {
             {
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2<$($g: $b),*>($($arg: $ty),*) -> $ret $body
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if std::arch::is_x86_feature_detected!("avx2") && !force_baseline() {
                     // SAFETY: the CPU supports AVX2 (checked just above),
                     // the only requirement of calling an
                     // `#[target_feature(enable = "avx2")]` function.
@@ -149,6 +149,21 @@ macro_rules! dispatch {
             $body
         }
     };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests set this to run the baseline (SSE2) code on an AVX2 CPU.
+    static BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `true` when a unit test asks for the baseline code path.
+#[inline(always)]
+fn force_baseline() -> bool {
+    #[cfg(test)]
+    return BASELINE.with(|b| b.get());
+    #[cfg(not(test))]
+    false
 }
 
 /// Sum of `term(a[k])` over one leaf, in lanes. The last partial chunk is
@@ -732,5 +747,79 @@ dispatch! {
             },
             add,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on the AVX2 path (where the CPU has it) and on the
+    /// baseline path.
+    fn both<R>(f: impl Fn() -> R) -> (R, R) {
+        let fast = f();
+        BASELINE.with(|b| b.set(true));
+        let base = f();
+        BASELINE.with(|b| b.set(false));
+        (fast, base)
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * [1.0, 1e-3, 1e3][(s % 3) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vector_width_does_not_change_the_bits() {
+        for n in [0, 1, 17, 2048, 2049, 10_000, 70_001] {
+            let (x, y) = (data(n, 1), data(n, 2));
+            let bits = |v: f64| v.to_bits();
+            let (a, b) = both(|| bits(sum(&x)));
+            assert_eq!(a, b, "sum, n = {n}");
+            let (a, b) = both(|| bits(dot(&x, &y)));
+            assert_eq!(a, b, "dot, n = {n}");
+            let (a, b) = both(|| bits(dot(&x, &x)));
+            assert_eq!(a, b, "dot(x, x), n = {n}");
+            let (a, b) = both(|| bits(norm2(&x)));
+            assert_eq!(a, b, "norm2, n = {n}");
+            let (a, b) = both(|| reduce(&x, AccumulateOp::Max).unwrap().map(bits));
+            assert_eq!(a, b, "max, n = {n}");
+            let (a, b) = both(|| {
+                let mut r = y.clone();
+                let rr = axpy_dot(0.3, &x, &mut r);
+                (bits(rr), r)
+            });
+            assert_eq!(a, b, "axpy_dot, n = {n}");
+            let (a, b) = both(|| {
+                let (mut xx, mut r) = (y.clone(), x.clone());
+                let rr = cg_update(0.7, &x, &y, &mut xx, &mut r);
+                (bits(rr), xx, r)
+            });
+            assert_eq!(a, b, "cg_update, n = {n}");
+            let (a, b) = both(|| {
+                let mut z = y.clone();
+                axpby(0.3, &x, -1.5, &mut z);
+                z
+            });
+            assert_eq!(a, b, "axpby, n = {n}");
+        }
+        let (rows, cols) = (37, 301);
+        let u = data(rows * cols, 3);
+        let (north, south) = (data(cols, 4), data(cols, 5));
+        let block = Block2::rows(rows, cols, &u, Some(&north), Some(&south));
+        let st = Stencil5::laplacian();
+        let (a, b) = both(|| {
+            let mut y = vec![0.0; rows * cols];
+            let d = stencil5_dot(&st, &block, &mut y).unwrap();
+            (d.to_bits(), y)
+        });
+        assert_eq!(a, b, "stencil5_dot");
     }
 }
