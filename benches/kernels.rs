@@ -173,20 +173,20 @@ fn run(n: usize, reps: usize, csv: &mut String, report: &mut String) {
         }),
     ));
     cases.push((
-        "norm2".into(),
+        "sum".into(),
         f * n,
         Box::new(move || {
-            black_box(kernels::norm2(black_box(xr)));
+            black_box(kernels::sum(black_box(xr)));
         }),
         Box::new(move || {
             black_box(read1(as_u64(xr)));
         }),
     ));
     cases.push((
-        "sum".into(),
+        "norm2".into(),
         f * n,
         Box::new(move || {
-            black_box(kernels::sum(black_box(xr)));
+            black_box(kernels::norm2(black_box(xr)));
         }),
         Box::new(move || {
             black_box(read1(as_u64(xr)));
