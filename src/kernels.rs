@@ -425,10 +425,11 @@ dispatch! {
             T::ZERO,
             |s, e| {
                 let (x, r) = (&mut x[s..e], &mut r[s..e]);
-                for (xi, &pi) in x.iter_mut().zip(&p[s..e]) {
+                // one sweep over the four streams (the prefetchers see
+                // them all at once), then r . r while r is in L1
+                let pairs = x.iter_mut().zip(r.iter_mut());
+                for ((xi, ri), (&pi, &qi)) in pairs.zip(p[s..e].iter().zip(&q[s..e])) {
                     *xi = add(*xi, mul(alpha, pi));
-                }
-                for (ri, &qi) in r.iter_mut().zip(&q[s..e]) {
                     *ri = add(*ri, mul(minus_alpha, qi));
                 }
                 sq_leaf(r)
