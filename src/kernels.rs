@@ -33,13 +33,14 @@
 //! multiply-add is used and every lane does the same operations whatever
 //! the vector width, so the bits are also the same on every machine: on
 //! x86-64 the kernels run AVX2 code when the CPU has it (detected at run
-//! time) and SSE2 code otherwise, with identical results. The fused kernels ([`axpy_dot`], [`cg_update`],
-//! [`stencil5_dot`]) accumulate their dot product in the very same order,
-//! so they return exactly what [`dot`] returns on their output.
+//! time) and SSE2 code otherwise, with identical results. The fused
+//! kernels ([`axpy_dot`], [`cg_update`], [`stencil5_dot`]) accumulate their
+//! dot product in the very same order, so they return exactly what [`dot`]
+//! returns on their output.
 //!
-//! Integer reductions wrap on overflow (like
-//! [`AccumulateOp::Sum`]); integer addition is
-//! associative, so their result does not depend on the order at all.
+//! Integer reductions wrap on overflow (like [`AccumulateOp::Sum`]);
+//! integer addition is associative, so their result does not depend on the
+//! order at all.
 //!
 //! ```
 //! use distarray::kernels;
