@@ -186,7 +186,7 @@ fn run(n: usize, reps: usize, csv: &mut String, report: &mut String) {
         }),
     ));
     cases.push((
-        "dot (single accumulator, before)".into(),
+        "dot before (one running sum)".into(),
         2 * f * n,
         Box::new(move || {
             black_box(dot_running(black_box(xr), black_box(yr)));
