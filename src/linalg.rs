@@ -35,8 +35,8 @@ use crate::array::DistArray;
 use crate::collective::allreduce_vote;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
-pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 use crate::kernels;
+pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
 /// (overwrites `y`).
