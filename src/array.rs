@@ -368,18 +368,63 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// rounds; the combination order is fixed (rank order, in the tree of
     /// [`crate::collective`] on the threaded and Lamellar backends, MPI's
     /// own fixed order on MPI), so the result is bitwise reproducible run
-    /// to run. `combine` must be associative.
+    /// to run. `combine` must be associative. For the built-in operations
+    /// prefer [`reduce_op`](Self::reduce_op) (or pass a
+    /// [`kernels`](crate::kernels) function such as
+    /// [`kernels::sum`](crate::kernels::sum) as `local`): its local pass
+    /// runs with independent accumulators in a fixed order.
     pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
         let mine = self.with_local(|l| local(l.as_slice()));
         crate::collective::allreduce_vote(&self.comm, mine, combine)
     }
 
-    /// Collective: the sum of all elements (partial sums added in rank
-    /// order, so every rank gets the same value).
+    /// Collective: reduces all elements with `op` ([`AccumulateOp::Sum`],
+    /// [`AccumulateOp::Prod`] — wrapping for integers —,
+    /// [`AccumulateOp::Min`], [`AccumulateOp::Max`]): each rank's part with
+    /// [`kernels::reduce`](crate::kernels::reduce) (fixed order, bitwise
+    /// reproducible), then the non-empty parts' results in the backend's
+    /// fixed rank order. One collective.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] on every rank for
+    /// [`AccumulateOp::Replace`], and for `Min` / `Max` of an empty array
+    /// (no identity); `Sum` / `Prod` of an empty array are `0` / `1`.
+    pub fn reduce_op(&self, op: AccumulateOp) -> Result<T> {
+        let local = self
+            .with_local(|l| crate::kernels::reduce(l.as_slice(), op))
+            .and_then(|r| r);
+        // [value, present]: a rank with an empty part contributes nothing
+        let mine = local.map(|v| match v {
+            Some(v) => [v, T::ONE],
+            None => [T::ZERO, T::ZERO],
+        });
+        let present = |p: &[T; 2]| p[1] == T::ONE;
+        let [value, found] = crate::collective::allreduce_vote(&self.comm, mine, |a, b| {
+            match (present(&a), present(&b)) {
+                (true, true) => [T::combine(op, a[0], b[0]), T::ONE],
+                (true, false) => a,
+                _ => b,
+            }
+        })?;
+        match (found == T::ONE, op) {
+            (true, _) => Ok(value),
+            (false, AccumulateOp::Sum) => Ok(T::ZERO),
+            (false, AccumulateOp::Prod) => Ok(T::ONE),
+            (false, _) => Err(Error::InvalidArgument(format!(
+                "{op:?} of an empty array has no value"
+            ))),
+        }
+    }
+
+    /// Collective: the sum of all elements (wrapping for integers): each
+    /// rank's part with [`kernels::sum`](crate::kernels::sum) (fixed order,
+    /// bitwise reproducible), the partial sums added in rank order, so every
+    /// rank gets the same value.
     pub fn sum(&self) -> Result<T> {
         // wrapping for integers, like accumulate(Sum)
         let add = |a: T, b: T| T::combine(AccumulateOp::Sum, a, b);
-        self.reduce(|l| l.iter().fold(T::ZERO, |s, &v| add(s, v)), add)
+        self.reduce(crate::kernels::sum, add)
     }
 
     /// One-sided: the whole array in global row-major order, read with one

@@ -11,6 +11,8 @@
 //! * [`ContinuousPartitioning`]: the per-dimension cut into one box per rank.
 //! * Whole-array operations: element-wise algebra and copies
 //!   ([`algebra`]), reductions ([`reduce`]), linear algebra ([`linalg`]).
+//! * [`kernels`]: local slice kernels (fixed-order reductions, fused vector
+//!   updates, the 5-point stencil) that the distributed operations use.
 //! * Backends: [`threaded`] (in process, the embedded default); MPI
 //!   (`distarray-mpi`) and Lamellar (`distarray-lamellar`) live in their own
 //!   crates.
@@ -72,6 +74,7 @@ pub mod epoch;
 pub mod error;
 pub mod ghost;
 pub mod halo;
+pub mod kernels;
 pub mod linalg;
 mod matvec_plan;
 mod overlap;

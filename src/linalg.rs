@@ -1,5 +1,9 @@
 //! Distributed linear algebra on local kernels: [`matvec`] (and its
-//! transpose), [`dot`], [`norm2`] and [`axpby`].
+//! transpose), [`dot`], [`norm2`], [`axpby`] and the fused operations of
+//! Krylov solvers ([`axpy_dot`], [`cg_update`]). The vector operations run
+//! the [`kernels`] on each rank's part (fixed summation
+//! order: bitwise reproducible run to run) and combine per-rank results in
+//! rank order.
 //!
 //! The local matrix-vector kernel is CBLAS `?gemv` for `f64` / `f32` when the
 //! `blas` feature is on (the final binary links a provider, e.g. with this
@@ -28,6 +32,7 @@ use crate::array::DistArray;
 use crate::collective::allreduce_vote;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
+use crate::kernels;
 pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
@@ -204,74 +209,157 @@ pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     MatvecPlan::new_transpose(a, x, y)?.apply(a, x, y)
 }
 
-fn check_same_partition<T: Element, U: Element, C: OneSidedComm>(
+fn check_same_partition<T: Element, U: Element, C: OneSidedComm, const N: usize>(
     operation: &str,
-    x: &DistArray<T, C, 1>,
-    y: &DistArray<U, C, 1>,
+    (xn, x): (&str, &DistArray<T, C, N>),
+    (yn, y): (&str, &DistArray<U, C, N>),
 ) -> Result<()> {
     if x.partitioning() != y.partitioning() {
         return Err(Error::InvalidPartition(format!(
-            "{operation}: x and y must be partitioned alike: x has parts {:?}, y has parts {:?}",
-            x.partitioning().part_sizes(0),
-            y.partitioning().part_sizes(0)
+            "{operation}: {xn} and {yn} must be partitioned alike: {xn} has parts {:?}, {yn} has parts {:?}",
+            (0..N)
+                .map(|d| x.partitioning().part_sizes(d))
+                .collect::<Vec<_>>(),
+            (0..N)
+                .map(|d| y.partitioning().part_sizes(d))
+                .collect::<Vec<_>>()
         )));
     }
     Ok(())
 }
 
+/// Collective: the sum of one value per rank in the backend's fixed rank
+/// order (every rank gets the same bits, run to run), voting on `local` in
+/// the same collective: if any rank's `local` is an `Err`, every rank
+/// returns an `Err` (its own, or [`Error::PeerFailed`]). Integers wrap.
+/// One collective ([`allreduce_vote`]). This is how [`dot`] and the fused
+/// operations combine their per-rank results; solvers use it for dot
+/// products they compute themselves with [`kernels`] (e.g.
+/// [`kernels::stencil5_dot`]).
+pub fn sum_over_ranks<T: Element, C: OneSidedComm>(comm: &C, local: Result<T>) -> Result<T> {
+    allreduce_vote(comm, local, |a, b| T::combine(AccumulateOp::Sum, a, b))
+}
+
 /// Collective: `sum_i conj(x[i]) * y[i]` (conjugating `x` like BLAS
-/// `zdotc`; plain `x · y` for real types), partial sums combined in a fixed
-/// rank order: every rank gets the same value, bitwise reproducible run to
-/// run. `x` and `y` must be partitioned alike. One collective (an allreduce
-/// carrying the success vote).
-pub fn dot<T: Element, C: OneSidedComm>(
-    x: &DistArray<T, C, 1>,
-    y: &DistArray<T, C, 1>,
+/// `zdotc`; plain `x · y` for real types): each rank's part with
+/// [`kernels::dot`] (fixed order), the partial sums combined in a fixed
+/// rank order, so every rank gets the same value, bitwise reproducible run
+/// to run. `x` and `y` must be partitioned alike. One collective (an
+/// allreduce carrying the success vote).
+pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
+    x: &DistArray<T, C, N>,
+    y: &DistArray<T, C, N>,
 ) -> Result<T> {
-    check_same_partition("dot", x, y)?;
-    // wrapping for integers, like accumulate(Sum)
-    let add = |acc: T, v: T| T::combine(AccumulateOp::Sum, acc, v);
+    check_same_partition("dot", ("x", x), ("y", y))?;
     let local = x.try_with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
-            Ok(lx
-                .as_slice()
-                .iter()
-                .fold(T::ZERO, |s, &v| add(s, v.conj() * v)))
+            Ok(kernels::dot(lx.as_slice(), lx.as_slice()))
         } else {
-            y.with_local(|ly| {
-                lx.as_slice()
-                    .iter()
-                    .zip(ly.as_slice())
-                    .fold(T::ZERO, |s, (&a, &b)| add(s, a.conj() * b))
-            })
+            y.with_local(|ly| kernels::dot(lx.as_slice(), ly.as_slice()))
         }
     });
-    allreduce_vote(x.comm(), local, add)
+    sum_over_ranks(x.comm(), local)
 }
 
-/// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`. One
-/// collective; bitwise reproducible like [`dot`].
-pub fn norm2<T: Element, C: OneSidedComm>(x: &DistArray<T, C, 1>) -> Result<f64> {
-    let local = x.with_local(|l| l.as_slice().iter().map(|&v| v.abs2()).sum::<f64>());
-    Ok(allreduce_vote(x.comm(), local, |a, b| a + b)?.sqrt())
+/// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`, scaled so that it
+/// cannot overflow or underflow where the norm itself is representable
+/// (like BLAS `dnrm2`; `8 x 1e200` gives `2.83e200`). Each rank computes
+/// its part's norm with [`kernels::norm2`]; the per-rank norms are combined
+/// in the backend's fixed rank order by the same kernel (the norm of two
+/// norms), so the result is bitwise reproducible run to run. `+0.0` for an
+/// empty vector. One collective.
+pub fn norm2<T: Element, C: OneSidedComm, const N: usize>(x: &DistArray<T, C, N>) -> Result<f64> {
+    let local = x.with_local(|l| kernels::norm2(l.as_slice()));
+    allreduce_vote(x.comm(), local, |a, b| kernels::norm2(&[a, b]))
 }
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's
-/// part; `x` and `y` must be partitioned alike. Call `sync` before other
-/// ranks read `y` remotely.
-pub fn axpby<T: Element, C: OneSidedComm>(
+/// part ([`kernels::axpby`]: one pass); `x` and `y` must be partitioned
+/// alike. Call `sync` before other ranks read `y` remotely.
+pub fn axpby<T: Element, C: OneSidedComm, const N: usize>(
     alpha: T,
-    x: &DistArray<T, C, 1>,
+    x: &DistArray<T, C, N>,
     beta: T,
-    y: &mut DistArray<T, C, 1>,
+    y: &mut DistArray<T, C, N>,
 ) -> Result<()> {
-    check_same_partition("axpby", x, y)?;
+    check_same_partition("axpby", ("x", x), ("y", y))?;
     x.with_local(|lx| {
-        y.with_local_mut(|mut ly| {
-            for (b, &a) in ly.as_mut_slice().iter_mut().zip(lx.as_slice()) {
-                *b = alpha * a + beta * *b;
-            }
-        })
+        y.with_local_mut(|mut ly| kernels::axpby(alpha, lx.as_slice(), beta, ly.as_mut_slice()))
     })?
+}
+
+/// Collective: `y = y + alpha * x`, returning the new `y · y` — one pass
+/// over each part ([`kernels::axpy_dot`]) and one combination over the
+/// ranks; the result is bitwise what [`dot`]`(y, y)` returns after the
+/// update. For a residual update that needs the residual's norm.
+pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
+    alpha: T,
+    x: &DistArray<T, C, N>,
+    y: &mut DistArray<T, C, N>,
+) -> Result<T> {
+    let local = check_same_partition("axpy_dot", ("x", x), ("y", y)).and_then(|_| {
+        x.with_local(|lx| {
+            y.with_local_mut(|mut ly| kernels::axpy_dot(alpha, lx.as_slice(), ly.as_mut_slice()))
+        })?
+    });
+    sum_over_ranks(x.comm(), local)
+}
+
+/// Collective: the conjugate-gradient update `x = x + alpha * p`,
+/// `r = r - alpha * q`, returning the new `r · r` — one pass over each part
+/// ([`kernels::cg_update`]) and one combination over the ranks (bitwise
+/// what [`dot`]`(r, r)` returns after the update). All four arrays must be
+/// partitioned alike; `p` and `q` may be the same array.
+///
+/// ```
+/// use distarray::{linalg, threaded, DistArray};
+/// threaded::run(2, |comm| -> distarray::Result<()> {
+///     let p = DistArray::<f64, _, 1>::from_fn(comm.clone(), [5], |[i]| i as f64)?;
+///     let q = DistArray::<f64, _, 1>::from_fn(comm.clone(), [5], |_| 1.0)?;
+///     let mut x = p.similar::<f64>()?;
+///     let mut r = DistArray::<f64, _, 1>::from_fn(comm.clone(), [5], |_| 3.0)?;
+///     let rr = linalg::cg_update(2.0, &p, &q, &mut x, &mut r)?;
+///     assert_eq!(rr, 5.0); // r = 1 everywhere
+///     assert_eq!(x.to_vec()?, vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+///     Ok(())
+/// })
+/// .unwrap()
+/// .into_iter()
+/// .collect::<distarray::Result<Vec<_>>>()
+/// .unwrap();
+/// ```
+pub fn cg_update<T: Element, C: OneSidedComm, const N: usize>(
+    alpha: T,
+    p: &DistArray<T, C, N>,
+    q: &DistArray<T, C, N>,
+    x: &mut DistArray<T, C, N>,
+    r: &mut DistArray<T, C, N>,
+) -> Result<T> {
+    let local = check_same_partition("cg_update", ("p", p), ("q", q))
+        .and_then(|_| check_same_partition("cg_update", ("p", p), ("x", x)))
+        .and_then(|_| check_same_partition("cg_update", ("p", p), ("r", r)))
+        .and_then(|_| {
+            p.with_local(|lp| {
+                let update = |lq: &[T]| {
+                    x.with_local_mut(|mut lx| {
+                        r.with_local_mut(|mut lr| {
+                            kernels::cg_update(
+                                alpha,
+                                lp.as_slice(),
+                                lq,
+                                lx.as_mut_slice(),
+                                lr.as_mut_slice(),
+                            )
+                        })
+                    })?
+                };
+                if std::ptr::eq(p, q) {
+                    update(lp.as_slice())
+                } else {
+                    q.with_local(|lq| update(lq.as_slice()))?
+                }
+            })?
+        });
+    sum_over_ranks(p.comm(), local)
 }

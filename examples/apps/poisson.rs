@@ -5,11 +5,17 @@
 //! The unknowns of an `n x n` grid are a 1-D `DistArray` whose parts are
 //! whole grid rows. The 5-point operator reads the grid rows just above and
 //! below a rank's rows through a `GhostedBlock` (two contiguous runs: two
-//! RMA gets per application), and CG runs on `dot` / `axpby`.
+//! RMA gets per application) and applies the library's branch-free stencil
+//! kernel, which also returns `p · A p`. CG then needs only two more passes
+//! per iteration: the fused update `x += alpha p, r -= alpha q` that returns
+//! `r · r` (`linalg::cg_update`) and `p = r + beta p` (`linalg::axpby`).
+//! Every reduction runs in a fixed order, so a run's iterates are bitwise
+//! the same every time.
 
 use std::time::Instant;
 
-use distarray::linalg::{axpby, dot, norm2};
+use distarray::kernels::{self, Block2, Stencil5};
+use distarray::linalg::{axpby, cg_update, dot, norm2, sum_over_ranks};
 use distarray::partition::distribute;
 use distarray::{DistArray, GhostedBlock, OneSidedComm};
 
@@ -62,38 +68,6 @@ fn exact(n: usize, i: usize, j: usize) -> f64 {
     (std::f64::consts::PI * x).sin() * (2.0 * std::f64::consts::PI * y).sin() + x * y
 }
 
-/// The 5-point operator (Dirichlet zero outside the grid) on one row block:
-/// `rows` are the local rows of `u`, `above` / `below` the neighbouring grid
-/// rows (empty at the boundary).
-fn stencil_rows(n: usize, u: &[f64], above: &[f64], below: &[f64], y: &mut [f64]) {
-    let nrows = u.len() / n.max(1);
-    for r in 0..nrows {
-        let row = &u[r * n..(r + 1) * n];
-        let up = if r > 0 { &u[(r - 1) * n..r * n] } else { above };
-        let down = if r + 1 < nrows {
-            &u[(r + 1) * n..(r + 2) * n]
-        } else {
-            below
-        };
-        for j in 0..n {
-            let mut v = 4.0 * row[j];
-            if j > 0 {
-                v -= row[j - 1];
-            }
-            if j + 1 < n {
-                v -= row[j + 1];
-            }
-            if !up.is_empty() {
-                v -= up[j];
-            }
-            if !down.is_empty() {
-                v -= down[j];
-            }
-            y[r * n + j] = v;
-        }
-    }
-}
-
 /// The distributed operator: its ghost rows and their slots.
 struct Laplacian {
     n: usize,
@@ -133,30 +107,39 @@ impl Laplacian {
         })
     }
 
-    /// Collective: y = A u.
-    fn apply<C: OneSidedComm>(
+    /// Collective: `y = A u`, returning `u · y` (summed over the ranks).
+    fn apply_dot<C: OneSidedComm>(
         &mut self,
         u: &DistArray<f64, C, 1>,
         y: &mut DistArray<f64, C, 1>,
-    ) -> distarray::Result<()> {
+    ) -> distarray::Result<f64> {
         u.sync()?; // neighbours' updates of u are complete
         self.ghosts.sync(u)?;
         let n = self.n;
         let vals = self.ghosts.values();
-        let above = self.above.map_or(&[][..], |s| &vals[s..s + n]);
-        let below = self.below.map_or(&[][..], |s| &vals[s..s + n]);
-        u.with_local(|lu| {
+        let above = self.above.map(|s| &vals[s..s + n]);
+        let below = self.below.map(|s| &vals[s..s + n]);
+        let local = u.with_local(|lu| {
+            let lu = lu.as_slice();
+            let block = Block2::rows(lu.len() / n.max(1), n, lu, above, below);
             y.with_local_mut(|mut ly| {
-                stencil_rows(n, lu.as_slice(), above, below, ly.as_mut_slice())
-            })
-        })??;
-        Ok(())
+                kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
+            })?
+        });
+        sum_over_ranks(u.comm(), local.and_then(|r| r))
     }
 }
 
 /// Serial CG on the same system, for checking small grids.
 fn serial_cg(n: usize, b: &[f64], tol: f64) -> Vec<f64> {
-    let apply = |u: &[f64], y: &mut [f64]| stencil_rows(n, u, &[], &[], y);
+    let apply = |u: &[f64], y: &mut [f64]| {
+        kernels::stencil5(
+            &Stencil5::laplacian(),
+            &Block2::rows(n, n, u, None, None),
+            y,
+        )
+        .expect("n x n grid")
+    };
     let d = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let mut x = vec![0.0; b.len()];
     let mut r = b.to_vec();
@@ -191,7 +174,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<(usize, f64,
     let mut op = Laplacian::new(&ustar, n)?;
     // b = A u*: the discrete solution is exactly u*
     let mut b = ustar.similar::<f64>()?;
-    op.apply(&ustar, &mut b)?;
+    op.apply_dot(&ustar, &mut b)?;
     let t = Instant::now();
     let mut x = ustar.similar::<f64>()?;
     let mut r = ustar.similar::<f64>()?;
@@ -203,11 +186,10 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<(usize, f64,
     let mut rr = dot(&r, &r)?;
     let mut iters = 0;
     while rr.sqrt() > o.tol * bnorm && iters < 10 * n * n {
-        op.apply(&pd, &mut ap)?;
-        let alpha = rr / dot(&pd, &ap)?;
-        axpby(alpha, &pd, 1.0, &mut x)?;
-        axpby(-alpha, &ap, 1.0, &mut r)?;
-        let rr2 = dot(&r, &r)?;
+        // ap = A p and p . ap in one pass
+        let alpha = rr / op.apply_dot(&pd, &mut ap)?;
+        // x += alpha p, r -= alpha ap and r . r in one pass
+        let rr2 = cg_update(alpha, &pd, &ap, &mut x, &mut r)?;
         axpby(1.0, &r, rr2 / rr, &mut pd)?;
         rr = rr2;
         iters += 1;

@@ -4,9 +4,12 @@
 
 use super::array::grid_2d;
 use super::{expect_err, ok, Check};
+use crate::comm::AccumulateOp;
 use crate::comm::OneSidedComm;
 use crate::error::Error;
-use crate::linalg::{axpby, dot, gemv_local, matvec, matvec_transpose, norm2};
+use crate::linalg::{
+    axpby, axpy_dot, cg_update, dot, gemv_local, matvec, matvec_transpose, norm2, sum_over_ranks,
+};
 use crate::DistArray;
 
 /// The linear-algebra checks.
@@ -15,6 +18,10 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("matvec_rows_columns_tiles", matvec_distributions::<C>),
         ("matvec_transpose", matvec_transpose_check::<C>),
         ("dot_norm_axpby", dot_norm_axpby::<C>),
+        (
+            "norm2_scaled_and_fused_updates",
+            norm2_scaled_and_fused_updates::<C>,
+        ),
         ("linalg_bad_input", linalg_bad_input::<C>),
     ]
 }
@@ -164,6 +171,158 @@ fn dot_norm_axpby<C: OneSidedComm>(comm: &C) {
     );
     let expect: i64 = (0..n as i64).map(|i| (i - 3) * (i - 3)).sum();
     assert_eq!(ok(comm, "integer dot", dot(&ints, &ints)), expect);
+}
+
+/// `norm2` cannot overflow (8 x 1e200 is 2.83e200, not inf) and is `+0.0`
+/// on an empty vector; `axpy_dot` / `cg_update` return bitwise what `dot`
+/// returns after the unfused updates; `reduce_op`; `sum_over_ranks`.
+fn norm2_scaled_and_fused_updates<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let big = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [8], |_| 1e200),
+    );
+    let n = ok(comm, "norm2 of 8 x 1e200", norm2(&big));
+    assert!(
+        (n / (1e200 * 8f64.sqrt()) - 1.0).abs() < 1e-15,
+        "norm2 of 8 x 1e200 is {n}"
+    );
+    let tiny = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [8], |_| 1e-200),
+    );
+    let n = ok(comm, "norm2 of 8 x 1e-200", norm2(&tiny));
+    assert!((n / (1e-200 * 8f64.sqrt()) - 1.0).abs() < 1e-15, "{n}");
+    let empty = ok(comm, "new", DistArray::<f64, C, 1>::new(comm.clone(), [0]));
+    let n = ok(comm, "norm2 of an empty vector", norm2(&empty));
+    assert!(n == 0.0 && n.is_sign_positive(), "norm2 of [] is {n:?}");
+
+    let len = 5000 + 3 * p;
+    let f = |seed: usize| {
+        move |[i]: [usize; 1]| ((i * 7919 + seed * 104729) % 1013) as f64 / 101.0 - 5.0
+    };
+    let pv = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [len], f(1)),
+    );
+    let qv = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [len], f(2)),
+    );
+    let mk = |seed| {
+        ok(
+            comm,
+            "from_fn",
+            DistArray::<f64, C, 1>::from_fn(comm.clone(), [len], f(seed)),
+        )
+    };
+    let (mut x1, mut r1, mut x2, mut r2) = (mk(3), mk(4), mk(3), mk(4));
+    let alpha = 0.625;
+    let rr = ok(
+        comm,
+        "cg_update",
+        cg_update(alpha, &pv, &qv, &mut x1, &mut r1),
+    );
+    ok(comm, "axpby", axpby(alpha, &pv, 1.0, &mut x2));
+    ok(comm, "axpby", axpby(-alpha, &qv, 1.0, &mut r2));
+    assert_eq!(
+        rr.to_bits(),
+        ok(comm, "dot", dot(&r2, &r2)).to_bits(),
+        "cg_update's r . r"
+    );
+    ok(comm, "sync", x1.sync());
+    assert_eq!(
+        ok(comm, "to_vec", x1.to_vec()),
+        ok(comm, "to_vec", x2.to_vec())
+    );
+    assert_eq!(
+        ok(comm, "to_vec", r1.to_vec()),
+        ok(comm, "to_vec", r2.to_vec())
+    );
+    // everyone has read x1 and r1 before anyone changes them again
+    ok(comm, "sync", x1.sync());
+    // p and q the same array
+    let rr = ok(
+        comm,
+        "cg_update p = q",
+        cg_update(alpha, &pv, &pv, &mut x1, &mut r1),
+    );
+    ok(comm, "axpby", axpby(-alpha, &pv, 1.0, &mut r2));
+    assert_eq!(rr.to_bits(), ok(comm, "dot", dot(&r2, &r2)).to_bits());
+    let yy = ok(comm, "axpy_dot", axpy_dot(-0.5, &qv, &mut r1));
+    ok(comm, "axpby", axpby(-0.5, &qv, 1.0, &mut r2));
+    assert_eq!(
+        yy.to_bits(),
+        ok(comm, "dot", dot(&r2, &r2)).to_bits(),
+        "axpy_dot's y . y"
+    );
+
+    // reduce_op over parts of which some may be empty
+    let ints = ok(
+        comm,
+        "from_fn",
+        DistArray::<i64, C, 1>::from_fn(comm.clone(), [3], |[i]| 10 - 4 * i as i64),
+    );
+    assert_eq!(
+        ok(comm, "reduce_op max", ints.reduce_op(AccumulateOp::Max)),
+        10
+    );
+    assert_eq!(
+        ok(comm, "reduce_op min", ints.reduce_op(AccumulateOp::Min)),
+        2
+    );
+    assert_eq!(
+        ok(comm, "reduce_op sum", ints.reduce_op(AccumulateOp::Sum)),
+        18
+    );
+    assert_eq!(
+        ok(comm, "reduce_op prod", ints.reduce_op(AccumulateOp::Prod)),
+        120
+    );
+    let invalid = |e: &Error| matches!(e, Error::InvalidArgument(_));
+    expect_err(
+        comm,
+        "max of an empty array",
+        empty.reduce_op(AccumulateOp::Max),
+        invalid,
+    );
+    expect_err(
+        comm,
+        "reduce_op Replace",
+        ints.reduce_op(AccumulateOp::Replace),
+        invalid,
+    );
+    assert_eq!(
+        ok(
+            comm,
+            "sum of an empty array",
+            empty.reduce_op(AccumulateOp::Sum)
+        ),
+        0.0
+    );
+
+    let total = ok(
+        comm,
+        "sum_over_ranks",
+        sum_over_ranks(comm, Ok(comm.rank() as u64 + 1)),
+    );
+    assert_eq!(total, (p * (p + 1) / 2) as u64);
+    let failed: crate::Result<u64> = if comm.rank() == p - 1 {
+        Err(Error::InvalidArgument("this rank fails".into()))
+    } else {
+        Ok(1)
+    };
+    expect_err(
+        comm,
+        "sum_over_ranks with a failing rank",
+        sum_over_ranks(comm, failed),
+        |_| true,
+    );
+    ok(comm, "barrier", comm.barrier());
 }
 
 fn linalg_bad_input<C: OneSidedComm>(comm: &C) {
