@@ -2,22 +2,27 @@
 //! shared by the threaded example (`examples/poisson_cg.rs`) and the MPI /
 //! Lamellar ones.
 //!
-//! The unknowns of an `n x n` grid are a 1-D `DistArray` whose parts are
-//! whole grid rows. The 5-point operator reads the grid rows just above and
-//! below a rank's rows through a `GhostedBlock` (two contiguous runs: two
-//! RMA gets per application) and applies the library's branch-free stencil
-//! kernel, which also returns `p · A p`. CG then needs only two more passes
-//! per iteration: the fused update `x += alpha p, r -= alpha q` that returns
+//! The unknowns of an `n x n` grid are a 2-D `DistArray` tiled over a 2-D
+//! process grid (as square as the number of ranks allows). The 5-point
+//! operator reads one ghost layer around a rank's tile through a [`Halo`]
+//! (planned once: one `get` per contiguous run per neighbour, an epoch per
+//! neighbour) and applies the library's branch-free stencil kernel, which
+//! also returns `p · A p`. CG then needs only two more passes per
+//! iteration: the fused update `x += alpha p, r -= alpha q` that returns
 //! `r · r` (`linalg::cg_update`) and `p = r + beta p` (`linalg::axpby`).
 //! Every reduction runs in a fixed order, so a run's iterates are bitwise
 //! the same every time.
+//!
+//! `--compare` also solves the same system with the previous layout (the
+//! grid as a 1-D array of whole rows, ghost rows through a `GhostedBlock`)
+//! in the same run and prints both times per iteration.
 
 use std::time::Instant;
 
 use distarray::kernels::{self, Block2, Stencil5};
 use distarray::linalg::{axpby, cg_update, dot, norm2, sum_over_ranks};
 use distarray::partition::distribute;
-use distarray::{DistArray, GhostedBlock, OneSidedComm};
+use distarray::{DistArray, GhostedBlock, Halo, OneSidedComm, Result};
 
 /// Options of the Poisson driver.
 #[derive(Debug, Clone)]
@@ -28,6 +33,8 @@ pub struct Opts {
     pub tol: f64,
     /// Ranks (threaded backend only).
     pub ranks: usize,
+    /// Also solve with the row-band layout and compare (same run).
+    pub compare: bool,
 }
 
 impl Opts {
@@ -37,6 +44,7 @@ impl Opts {
             n: 64,
             tol: 1e-8,
             ranks: 2,
+            compare: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut it = args.iter();
@@ -50,8 +58,12 @@ impl Opts {
                 "--n" => o.n = val().parse().expect("--n takes a number"),
                 "--tol" => o.tol = val().parse().expect("--tol takes a number"),
                 "--ranks" | "-p" => o.ranks = val().parse().expect("--ranks takes a number"),
+                "--compare" => o.compare = true,
                 "--help" | "-h" => {
-                    println!("options: --n N (64) --tol T (1e-8) --ranks P (2, threaded only)");
+                    println!(
+                        "options: --n N (64) --tol T (1e-8) --ranks P (2, threaded only) \
+                         --compare (also the row-band layout, same run)"
+                    );
                     std::process::exit(0);
                 }
                 other => panic!("unknown option {other} (try --help)"),
@@ -68,7 +80,87 @@ fn exact(n: usize, i: usize, j: usize) -> f64 {
     (std::f64::consts::PI * x).sin() * (2.0 * std::f64::consts::PI * y).sin() + x * y
 }
 
-/// The distributed operator: its ghost rows and their slots.
+/// A distributed 5-point operator on arrays of dimension `N`: `y = A u`,
+/// returning `u · y` summed over the ranks. Collective.
+trait Operator<C: OneSidedComm, const N: usize> {
+    fn apply_dot(&mut self, u: &DistArray<f64, C, N>, y: &mut DistArray<f64, C, N>) -> Result<f64>;
+}
+
+/// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
+struct GridLaplacian {
+    n: usize,
+    halo: Halo<f64, 2>,
+    west: Vec<f64>,
+    east: Vec<f64>,
+}
+
+impl GridLaplacian {
+    fn new<C: OneSidedComm>(u: &DistArray<f64, C, 2>, n: usize) -> Result<Self> {
+        // Dirichlet boundaries: nothing past the grid's edge (not periodic)
+        let halo = Halo::new(u, [1, 1], [false, false])?;
+        Ok(GridLaplacian {
+            n,
+            halo,
+            west: Vec::new(),
+            east: Vec::new(),
+        })
+    }
+}
+
+impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian {
+    fn apply_dot(&mut self, u: &DistArray<f64, C, 2>, y: &mut DistArray<f64, C, 2>) -> Result<f64> {
+        u.sync()?; // neighbours' updates of u are complete
+                   // the ghost cells; the next collective (the sum below) keeps every
+                   // rank from overwriting u before all have read it
+        let fetched = self.halo.fetch_ghosts(u);
+        let n = self.n;
+        let [rows_r, cols_r] = self.halo.own_range();
+        let (rows, cols) = (rows_r.len(), cols_r.len());
+        let local = fetched.and_then(|_| {
+            if rows == 0 || cols == 0 {
+                return Ok(0.0);
+            }
+            let GridLaplacian {
+                halo, west, east, ..
+            } = self;
+            let ext = halo.as_slice();
+            let e1 = cols + 2;
+            let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
+            let south =
+                (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
+            west.clear();
+            east.clear();
+            if cols_r.start > 0 {
+                west.extend((1..=rows).map(|i| ext[i * e1]));
+            }
+            if cols_r.end < n {
+                east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
+            }
+            let (west, east) = (
+                (cols_r.start > 0).then_some(&west[..]),
+                (cols_r.end < n).then_some(&east[..]),
+            );
+            u.try_with_local(|lu| {
+                let block = Block2 {
+                    rows,
+                    cols,
+                    u: lu.as_slice(),
+                    north,
+                    south,
+                    west,
+                    east,
+                };
+                y.try_with_local_mut(|mut ly| {
+                    kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
+                })
+            })
+        });
+        sum_over_ranks(u.comm(), local)
+    }
+}
+
+/// The previous layout (for `--compare`): the grid as a 1-D array of whole
+/// rows, the ghost rows through a `GhostedBlock`.
 struct Laplacian {
     n: usize,
     ghosts: GhostedBlock<f64, 1>,
@@ -77,7 +169,7 @@ struct Laplacian {
 }
 
 impl Laplacian {
-    fn new<C: OneSidedComm>(u: &DistArray<f64, C, 1>, n: usize) -> distarray::Result<Self> {
+    fn new<C: OneSidedComm>(u: &DistArray<f64, C, 1>, n: usize) -> Result<Self> {
         let r = u.local_indices(u.comm().rank())?[0].clone();
         let mut ghosts = GhostedBlock::new(u);
         let (first, end) = (r.start / n, r.end / n);
@@ -106,13 +198,10 @@ impl Laplacian {
             below,
         })
     }
+}
 
-    /// Collective: `y = A u`, returning `u · y` (summed over the ranks).
-    fn apply_dot<C: OneSidedComm>(
-        &mut self,
-        u: &DistArray<f64, C, 1>,
-        y: &mut DistArray<f64, C, 1>,
-    ) -> distarray::Result<f64> {
+impl<C: OneSidedComm> Operator<C, 1> for Laplacian {
+    fn apply_dot(&mut self, u: &DistArray<f64, C, 1>, y: &mut DistArray<f64, C, 1>) -> Result<f64> {
         u.sync()?; // neighbours' updates of u are complete
         self.ghosts.sync(u)?;
         let n = self.n;
@@ -164,28 +253,24 @@ fn serial_cg(n: usize, b: &[f64], tol: f64) -> Vec<f64> {
     x
 }
 
-/// Solves the system, prints a report on rank 0 and returns (iterations,
-/// relative residual, max error against the discrete solution). Collective.
-pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<(usize, f64, f64)> {
-    let (n, p, me) = (o.n, comm.size(), comm.rank());
-    let sizes: Vec<usize> = distribute(n, p).into_iter().map(|r| r * n).collect();
-    let ustar = DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?;
-    ustar.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
-    let mut op = Laplacian::new(&ustar, n)?;
-    // b = A u*: the discrete solution is exactly u*
-    let mut b = ustar.similar::<f64>()?;
-    op.apply_dot(&ustar, &mut b)?;
+/// CG from x = 0 on `A x = b`: (x, iterations, r · r, seconds).
+fn cg<C: OneSidedComm, const N: usize>(
+    op: &mut impl Operator<C, N>,
+    b: &DistArray<f64, C, N>,
+    tol: f64,
+    max_iters: usize,
+) -> Result<(DistArray<f64, C, N>, usize, f64, f64)> {
     let t = Instant::now();
-    let mut x = ustar.similar::<f64>()?;
-    let mut r = ustar.similar::<f64>()?;
-    let mut pd = ustar.similar::<f64>()?;
-    let mut ap = ustar.similar::<f64>()?;
-    axpby(1.0, &b, 0.0, &mut r)?;
-    axpby(1.0, &b, 0.0, &mut pd)?;
-    let bnorm = norm2(&b)?;
+    let mut x = b.similar::<f64>()?;
+    let mut r = b.similar::<f64>()?;
+    let mut pd = b.similar::<f64>()?;
+    let mut ap = b.similar::<f64>()?;
+    r.assign(b)?;
+    pd.assign(b)?;
+    let bnorm = norm2(b)?;
     let mut rr = dot(&r, &r)?;
     let mut iters = 0;
-    while rr.sqrt() > o.tol * bnorm && iters < 10 * n * n {
+    while rr.sqrt() > tol * bnorm && iters < max_iters {
         // ap = A p and p . ap in one pass
         let alpha = rr / op.apply_dot(&pd, &mut ap)?;
         // x += alpha p, r -= alpha ap and r . r in one pass
@@ -194,11 +279,66 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<(usize, f64,
         rr = rr2;
         iters += 1;
     }
-    let elapsed = t.elapsed().as_secs_f64();
+    Ok((x, iters, rr, t.elapsed().as_secs_f64()))
+}
+
+/// A process grid `[p1, p2]` with `p1 * p2 = p`, as square as possible,
+/// with more parts over the rows than over the columns when it cannot be
+/// square: a tile's west and east ghost columns cost one `get` per row,
+/// its north and south rows one `get` each.
+fn grid_2d(p: usize) -> [usize; 2] {
+    let p2 = (1..=p)
+        .filter(|d| p % d == 0 && d * d <= p)
+        .max()
+        .unwrap_or(1);
+    [p / p2, p2]
+}
+
+/// Solves the system, prints a report on rank 0 and returns (iterations,
+/// relative residual, max error against the discrete solution). Collective.
+pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
+    let (n, p, me) = (o.n, comm.size(), comm.rank());
+    let grid = grid_2d(p);
+    let ustar = DistArray::<f64, _, 2>::with_grid(comm.clone(), grid, [n, n])?;
+    ustar.with_local_mut(|mut l| l.fill_with(|[i, j]| exact(n, i, j)))?;
+    let mut op = GridLaplacian::new(&ustar, n)?;
+    // b = A u*: the discrete solution is exactly u*
+    let mut b = ustar.similar::<f64>()?;
+    op.apply_dot(&ustar, &mut b)?;
+    let bnorm = norm2(&b)?;
+    // --compare: the same system on the row-band layout, same run; the
+    // two solves alternate, three times each, and the fastest of each is
+    // kept (the machine may be shared)
+    let mut bands = None;
+    if o.compare {
+        let sizes: Vec<usize> = distribute(n, p).into_iter().map(|r| r * n).collect();
+        let ustar1 = DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?;
+        ustar1.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
+        let mut op1 = Laplacian::new(&ustar1, n)?;
+        let mut b1 = ustar1.similar::<f64>()?;
+        op1.apply_dot(&ustar1, &mut b1)?;
+        bands = Some((op1, b1));
+    }
+    let rounds = if o.compare { 3 } else { 1 };
+    let mut best = f64::INFINITY;
+    let mut best1 = f64::INFINITY;
+    let mut iters1 = 0;
+    let mut solved = None;
+    for _ in 0..rounds {
+        if let Some((op1, b1)) = bands.as_mut() {
+            let (_, it1, _, t1) = cg(op1, b1, o.tol, 10 * n * n)?;
+            iters1 = it1;
+            best1 = best1.min(t1 / it1.max(1) as f64);
+        }
+        let (x, iters, rr, elapsed) = cg(&mut op, &b, o.tol, 10 * n * n)?;
+        best = best.min(elapsed / iters.max(1) as f64);
+        solved = Some((x, iters, rr, elapsed));
+    }
+    let (x, iters, rr, elapsed) = solved.expect("one solve at least");
     x.sync()?;
     let local_err = x.with_local(|l| {
         l.iter_global()
-            .map(|([k], v)| (v - exact(n, k / n, k % n)).abs())
+            .map(|([i, j], v)| (v - exact(n, i, j)).abs())
             .fold(0.0, f64::max)
     })?;
     let err = comm
@@ -207,17 +347,24 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<(usize, f64,
         .map(|e| e[0])
         .fold(0.0, f64::max);
     let resid = rr.sqrt() / bnorm;
+    let per_iter = 1e3 * best;
     if me == 0 {
         println!(
-            "Poisson 5-point, {n} x {n} grid, {p} rank(s) of the {} backend",
+            "Poisson 5-point, {n} x {n} grid on a {grid:?} process grid, {p} rank(s) of the {} backend",
             comm.backend_name()
         );
         println!(
-            "  CG: {iters} iterations, relative residual {resid:.2e}, {:.3} s ({:.3} ms/iteration)",
-            elapsed,
-            1e3 * elapsed / iters.max(1) as f64
+            "  CG: {iters} iterations, relative residual {resid:.2e}, {elapsed:.3} s ({per_iter:.3} ms/iteration)"
         );
         println!("  max error against the discrete solution: {err:.2e}");
+        if o.compare {
+            println!(
+                "  row bands + GhostedBlock (previous layout), same run: {iters1} iterations, \
+                 {:.3} ms/iteration; grid / bands time per iteration: {:.2}",
+                1e3 * best1,
+                best / best1
+            );
+        }
     }
     if n <= 64 {
         // compare with a serial solve of the same system
