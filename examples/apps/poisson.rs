@@ -3,10 +3,11 @@
 //! Lamellar ones.
 //!
 //! The unknowns of an `n x n` grid are a 2-D `DistArray` tiled over a 2-D
-//! process grid (as square as the number of ranks allows). The 5-point
+//! process grid (as square as the number of ranks allows, rows split
+//! first). The 5-point
 //! operator reads one ghost layer around a rank's tile through a [`Halo`]
-//! (planned once: one `get` per contiguous run per neighbour, an epoch per
-//! neighbour) and applies the library's branch-free stencil kernel, which
+//! (planned once; each rank packs the faces its neighbours need, then one
+//! `get` per neighbour) and applies the library's branch-free stencil kernel, which
 //! also returns `p · A p`. CG then needs only two more passes per
 //! iteration: the fused update `x += alpha p, r -= alpha q` that returns
 //! `r · r` (`linalg::cg_update`) and `p = r + beta p` (`linalg::axpby`).
@@ -87,15 +88,15 @@ trait Operator<C: OneSidedComm, const N: usize> {
 }
 
 /// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
-struct GridLaplacian {
+struct GridLaplacian<C: OneSidedComm> {
     n: usize,
-    halo: Halo<f64, 2>,
+    halo: Halo<f64, C, 2>,
     west: Vec<f64>,
     east: Vec<f64>,
 }
 
-impl GridLaplacian {
-    fn new<C: OneSidedComm>(u: &DistArray<f64, C, 2>, n: usize) -> Result<Self> {
+impl<C: OneSidedComm> GridLaplacian<C> {
+    fn new(u: &DistArray<f64, C, 2>, n: usize) -> Result<Self> {
         // Dirichlet boundaries: nothing past the grid's edge (not periodic)
         let halo = Halo::new(u, [1, 1], [false, false])?;
         Ok(GridLaplacian {
@@ -107,12 +108,16 @@ impl GridLaplacian {
     }
 }
 
-impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian {
+impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian<C> {
     fn apply_dot(&mut self, u: &DistArray<f64, C, 2>, y: &mut DistArray<f64, C, 2>) -> Result<f64> {
-        u.sync()?; // neighbours' updates of u are complete
-                   // the ghost cells; the next collective (the sum below) keeps every
-                   // rank from overwriting u before all have read it
-        let fetched = self.halo.fetch_ghosts(u);
+        // pack what the neighbours need, then one barrier: every rank's
+        // update of u and its packing are complete
+        let packed = self.halo.pack(u);
+        u.sync()?;
+        // the ghost cells, one get per neighbour; the next collective (the
+        // sum below) keeps every rank from packing or overwriting u again
+        // before all have read
+        let fetched = packed.and_then(|_| self.halo.fetch_ghosts(u));
         let n = self.n;
         let [rows_r, cols_r] = self.halo.own_range();
         let (rows, cols) = (rows_r.len(), cols_r.len());
