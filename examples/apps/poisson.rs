@@ -98,7 +98,7 @@ struct GridLaplacian<C: OneSidedComm> {
 impl<C: OneSidedComm> GridLaplacian<C> {
     fn new(u: &DistArray<f64, C, 2>, n: usize) -> Result<Self> {
         // Dirichlet boundaries: nothing past the grid's edge (not periodic)
-        let halo = Halo::new(u, [1, 1], [false, false])?;
+        let halo = Halo::new_faces(u, [1, 1], [false, false])?;
         Ok(GridLaplacian {
             n,
             halo,
