@@ -213,6 +213,7 @@ fn poisson_example_costs_at_most_three_collectives_per_iteration(#[values(4, 16)
                 n: 32,
                 tol,
                 ranks: p,
+                compare: false,
             };
             let (iters, _, _) = poisson_app::run(comm.clone(), &o)?;
             Ok::<_, distarray::Error>((iters, comm.counts()))
