@@ -293,7 +293,7 @@ fn cg<C: OneSidedComm, const N: usize>(
 /// its north and south rows one `get` each.
 fn grid_2d(p: usize) -> [usize; 2] {
     let p2 = (1..=p)
-        .filter(|d| p % d == 0 && d * d <= p)
+        .filter(|&d| d * d <= p && p / d * d == p)
         .max()
         .unwrap_or(1);
     [p / p2, p2]
