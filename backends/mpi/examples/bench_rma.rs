@@ -17,7 +17,7 @@
 //!
 //! ```text
 //! cargo build --release -p distarray-mpi --example bench_rma
-//! mpirun -n 2 target/release/examples/bench_rma [serialized|funneled|single]
+//! mpirun -n 2 target/release/examples/bench_rma [multiple]
 //! ```
 
 use std::hint::black_box;
@@ -150,13 +150,11 @@ fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
 }
 
 fn main() -> distarray::Result<()> {
-    // `bench_rma serialized` (or `funneled`, `single`) asks MPI for a lower
-    // thread level than MPI_THREAD_MULTIPLE.
+    // MPI_THREAD_SERIALIZED (what MpiComm::init asks for), or
+    // `bench_rma multiple` for MPI_THREAD_MULTIPLE (no crate-level lock).
     let level = match std::env::args().nth(1).as_deref() {
-        Some("serialized") => Threading::Serialized,
-        Some("funneled") => Threading::Funneled,
-        Some("single") => Threading::Single,
-        _ => Threading::Multiple,
+        Some("multiple") => Threading::Multiple,
+        _ => Threading::Serialized,
     };
     let (env, comm) = MpiComm::init_with_threading(level)?;
     let (me, p) = (comm.rank(), comm.size());
@@ -333,8 +331,9 @@ fn main() -> distarray::Result<()> {
 
     if me == 0 {
         println!(
-            "distarray-mpi RMA overhead, {p} ranks, MPI thread level {:?}, rank 0 reading rank {target}'s part \
-             (median of {TRIALS} trials)",
+            "distarray-mpi RMA overhead, {p} ranks, {}, MPI thread level {:?}, rank 0 reading rank \
+             {target}'s part (median of {TRIALS} trials)",
+            env.library_version(),
             env.threading()
         );
         println!();

@@ -22,21 +22,44 @@
 //!
 //! Locals drop in reverse order of declaration, so declaring the guard
 //! first is enough. Handles that survive the guard anyway (a clone stored
-//! in a global, say) do not crash at exit: once MPI is finalised, dropping
-//! them frees nothing, and their operations return
-//! [`Error::Backend`].
+//! in a global, say) do not crash at exit: once MPI is finalised (by the
+//! guard, by the `mpi` crate's `Universe` or by the application: the crate
+//! watches `MPI_Finalize` through an attribute on `MPI_COMM_SELF`),
+//! dropping them frees nothing, and every operation (lock, get, put,
+//! accumulate, fence, local views, collectives) returns
+//! [`Error::Backend`] without calling MPI.
 //!
 //! # Threads
 //!
-//! [`MpiComm::init`] asks for `MPI_THREAD_MULTIPLE`, so handles may be used
-//! from several threads. If MPI provides less (or was initialised by the
-//! application with less), every MPI call of this crate is serialised by a
-//! process-wide lock; the application must then still respect MPI's rules
-//! for its level (e.g. `MPI_THREAD_FUNNELED`: only the main thread calls).
+//! [`MpiComm::init`] asks MPI for `MPI_THREAD_SERIALIZED` (and no more:
+//! some one-sided components, such as Open MPI's osc/pt2pt that works over
+//! TCP, refuse `MPI_THREAD_MULTIPLE`). Every MPI call of this crate is then
+//! serialised by a process-wide lock, which is what makes the handles
+//! `Send` and `Sync`; so a level below `MPI_THREAD_SERIALIZED` is refused
+//! with an `Err` (by [`MpiComm::init_with_threading`], and by
+//! [`MpiComm::world`] / [`MpiComm::from_communicator`] when the application
+//! initialised MPI itself). [`MpiEnv::threading`] reports the level MPI
+//! provides; an application that asks for `MPI_THREAD_MULTIPLE` and gets it
+//! skips the lock. The application's own MPI calls must respect the level.
 //! Collectives on one communicator (barrier, allgather, window creation,
 //! fences) are ordered by a per-communicator lock, so threads of one rank
 //! never run two of them at once; they still have to be called in the same
 //! order on every rank.
+//!
+//! # Choosing the MPI implementation
+//!
+//! The crate builds against Open MPI and the MPICH family (MPICH, Intel MPI,
+//! MVAPICH, Cray MPICH) from the same source: MPI handles and constants come
+//! from a small C shim compiled by the build script against the MPI that
+//! the `mpi` crate finds. That search honours `MPI_PKG_CONFIG` (a
+//! pkg-config name, e.g. `mpich`), `CRAY_MPICH_DIR` and `MPICC` (the
+//! compiler wrapper, e.g. `MPICC=mpicc.mpich`), then tries `mpicc` and
+//! pkg-config. Use one target directory per implementation
+//! (`MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build`), and
+//! launch with that implementation's `mpiexec`; a shim and bindings built
+//! against two different libraries are detected at start-up and refused.
+//! Library behaviours that need a workaround are found by trying them at
+//! start-up, never by name ([`detected_quirks`](crate::detected_quirks)).
 //!
 //! # Failures
 //!
@@ -60,6 +83,8 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 use mpi::Threading;
 
+use crate::lifetime;
+use crate::quirks;
 use crate::raw::{self, serial};
 use crate::window::MpiWindow;
 
@@ -76,9 +101,15 @@ pub struct MpiEnv {
 }
 
 impl MpiEnv {
-    /// The thread level MPI provides.
+    /// The thread level MPI provides (at least `MPI_THREAD_SERIALIZED`).
     pub fn threading(&self) -> Threading {
         self.threading
+    }
+
+    /// The MPI library's version string (`MPI_Get_library_version`, first
+    /// line), e.g. "Open MPI v4.1.4, ..." or "MPICH Version: 4.0.2".
+    pub fn library_version(&self) -> String {
+        raw::library_version()
     }
 }
 
@@ -92,17 +123,20 @@ impl fmt::Debug for MpiEnv {
 
 impl Drop for MpiEnv {
     fn drop(&mut self) {
-        let live = crate::window::live_windows();
+        let live = lifetime::live_windows();
         if live > 0 {
-            // Finalising with windows alive is erroneous MPI; say so loudly
-            // (their handles will free nothing after this).
+            // Finalising with windows alive is erroneous MPI: say so, and
+            // free them first (see `lifetime`); their handles return
+            // errors from now on.
             eprintln!(
-                "distarray-mpi: MPI_Finalize with {live} window(s) still alive on this rank; \
-                 drop arrays and windows before the MpiEnv guard"
+                "distarray-mpi: MPI_Finalize with {live} window(s) still alive on this rank \
+                 (freeing them); drop arrays and windows before the MpiEnv guard"
             );
         }
         let _serial = serial();
-        // Dropping the universe calls MPI_Finalize.
+        lifetime::finalizing_with_lock_held();
+        // Dropping the universe calls MPI_Finalize (which runs the
+        // crate's finalisation callback first).
         drop(self.universe.take());
     }
 }
@@ -157,7 +191,7 @@ impl CommInner {
     /// Collective: `MPI_Barrier`.
     pub(crate) fn barrier(&self) -> Result<()> {
         let _collective = self.collective();
-        let _serial = serial();
+        let _serial = raw::enter()?;
         self.barrier_locked()
     }
 
@@ -190,7 +224,7 @@ impl CommInner {
         let comm = self.comm();
         let mut counts = vec![0i32; self.size];
         {
-            let _serial = serial();
+            let _serial = raw::enter()?;
             comm.all_gather_into(&my_bytes, &mut counts[..]);
         }
         let mut displs = Vec::with_capacity(counts.len());
@@ -205,7 +239,7 @@ impl CommInner {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[..]);
             let send: &[u8] = bytemuck::cast_slice(local);
             let mut partition = PartitionMut::new(bytes, &counts[..], &displs[..]);
-            let _serial = serial();
+            let _serial = raw::enter()?;
             comm.all_gather_varcount_into(send, &mut partition);
         }
         let mut parts = Vec::with_capacity(counts.len());
@@ -367,12 +401,12 @@ impl CommInner {
 impl Drop for CommInner {
     fn drop(&mut self) {
         if let Some(comm) = self.comm.take() {
+            let _serial = serial();
             if raw::finalized() {
                 // Freeing a communicator after MPI_Finalize is erroneous;
                 // MPI released everything already.
                 std::mem::forget(comm);
             } else {
-                let _serial = serial();
                 // MPI_Comm_free for duplicated communicators (a no-op for
                 // MPI_COMM_WORLD).
                 drop(comm);
@@ -402,29 +436,50 @@ impl fmt::Debug for MpiComm {
 }
 
 impl MpiComm {
-    /// Initialises MPI (asking for `MPI_THREAD_MULTIPLE`) and returns the
-    /// guard that finalises it on drop, with a duplicate of
-    /// `MPI_COMM_WORLD`. Collective over all processes of the job.
+    /// Initialises MPI, asking for `MPI_THREAD_SERIALIZED` (all this crate
+    /// needs: see the [module docs](self)), and returns the guard that
+    /// finalises it on drop ([`MpiEnv::threading`] tells the level MPI
+    /// provides), with a duplicate of `MPI_COMM_WORLD`. Collective over all
+    /// processes of the job.
     ///
-    /// Errors if MPI was already initialised (use [`MpiComm::world`] then).
+    /// Errors if MPI was already initialised (use [`MpiComm::world`] then),
+    /// if MPI provides less than `MPI_THREAD_SERIALIZED`, or if the crate's
+    /// C shim was built against another MPI library than the `mpi` crate.
     pub fn init() -> Result<(MpiEnv, MpiComm)> {
-        MpiComm::init_with_threading(Threading::Multiple)
+        MpiComm::init_with_threading(Threading::Serialized)
     }
 
-    /// Like [`MpiComm::init`], asking MPI for the thread level `threading`.
-    /// Below `MPI_THREAD_MULTIPLE`, this crate serialises its MPI calls with
-    /// a process-wide lock (see the [module docs](self)); MPI itself may
-    /// then skip its internal locking, which makes single-threaded ranks
-    /// faster.
+    /// Like [`MpiComm::init`], asking MPI for the thread level `threading`,
+    /// which must be `Serialized` or `Multiple`: the handles are `Send` and
+    /// `Sync` because this crate serialises its MPI calls with a
+    /// process-wide lock, which needs `MPI_THREAD_SERIALIZED` at least.
+    /// Under `MPI_THREAD_MULTIPLE` the lock is skipped (MPI locks instead).
+    ///
+    /// ```no_run
+    /// use distarray_mpi::{MpiComm, Threading};
+    ///
+    /// assert!(MpiComm::init_with_threading(Threading::Funneled).is_err());
+    /// let (env, _comm) = MpiComm::init_with_threading(Threading::Serialized)?;
+    /// println!("{}: thread level {:?}", env.library_version(), env.threading());
+    /// # Ok::<(), distarray::Error>(())
+    /// ```
     pub fn init_with_threading(threading: Threading) -> Result<(MpiEnv, MpiComm)> {
-        let (universe, threading) = mpi::initialize_with_threading(threading).ok_or_else(|| {
+        if threading < Threading::Serialized {
+            return Err(Error::InvalidArgument(format!(
+                "MPI thread level {threading:?} requested: distarray-mpi needs at least \
+                 Threading::Serialized (its handles are Send + Sync behind one lock)"
+            )));
+        }
+        raw::check_abi()?;
+        let (universe, provided) = mpi::initialize_with_threading(threading).ok_or_else(|| {
             Error::Backend("MPI is already initialised (use MpiComm::world)".into())
         })?;
         let env = MpiEnv {
             universe: Some(universe),
-            threading,
+            threading: provided,
             _not_send: PhantomData,
         };
+        // Below Serialized, `world` refuses (and `env` finalises MPI).
         let comm = MpiComm::world()?;
         Ok((env, comm))
     }
@@ -435,9 +490,11 @@ impl MpiComm {
     /// application (then the application finalises it, after dropping
     /// every handle).
     pub fn world() -> Result<MpiComm> {
+        raw::check_abi()?;
         raw::ensure_live()?;
+        check_threading()?;
         let dup = {
-            let _serial = serial();
+            let _serial = raw::enter()?;
             SimpleCommunicator::world().duplicate()
         };
         MpiComm::from_communicator(dup)
@@ -456,8 +513,11 @@ impl MpiComm {
     /// Create such windows one group after the other, or select osc/sm
     /// (`mpirun --mca osc sm`), which is also faster on one node.
     pub fn from_communicator(comm: SimpleCommunicator) -> Result<MpiComm> {
+        raw::check_abi()?;
         raw::ensure_live()?;
-        raw::set_serialize(mpi::environment::threading_support());
+        lifetime::set_serialize(check_threading()?);
+        lifetime::watch_finalize()?;
+        quirks::detect()?;
         install_panic_hook();
         let rank =
             usize::try_from(comm.rank()).map_err(|_| Error::Backend("negative MPI rank".into()))?;
@@ -536,6 +596,19 @@ impl OneSidedComm for MpiComm {
     fn backend_name(&self) -> &'static str {
         "mpi"
     }
+}
+
+/// The thread level MPI provides, or `Err` below `MPI_THREAD_SERIALIZED`.
+fn check_threading() -> Result<Threading> {
+    let provided = mpi::environment::threading_support();
+    if provided < Threading::Serialized {
+        return Err(Error::Backend(format!(
+            "MPI provides thread level {provided:?}; distarray-mpi needs at least \
+             MPI_THREAD_SERIALIZED (initialise MPI with MpiComm::init, or ask for \
+             Threading::Serialized)"
+        )));
+    }
+    Ok(provided)
 }
 
 /// `MPI_Abort(MPI_COMM_WORLD, code)` after flushing stdout and stderr.

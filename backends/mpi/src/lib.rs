@@ -43,18 +43,41 @@
 //! errors that are not collective should end the job: panic (e.g.
 //! `.expect(..)`) or call [`MpiComm::abort`].
 //!
-//! Building needs an MPI library (Open MPI; Debian: `libopenmpi-dev
-//! openmpi-bin`) and libclang (`libclang-dev`) for the `mpi` crate's
-//! bindings.
+//! # Which MPI
+//!
+//! Open MPI and the MPICH family (MPICH, Intel MPI, MVAPICH, Cray MPICH)
+//! from the same source: the build script compiles a small C shim
+//! (`csrc/shim.c`) against the MPI library that the `mpi` crate finds, so
+//! no symbol or handle layout of one implementation is assumed. Pick the
+//! implementation as for the `mpi` crate (`MPICC=mpicc.mpich`,
+//! `MPI_PKG_CONFIG=mpich`, `CRAY_MPICH_DIR`), one target directory each:
+//!
+//! ```text
+//! cargo build --release                                      # Open MPI (Debian's default mpicc)
+//! MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build --release   # MPICH
+//! mpiexec.mpich -n 4 target/mpich/release/examples/...
+//! ```
+//!
+//! Building needs an MPI library with its headers (Debian: `libopenmpi-dev
+//! openmpi-bin`, or `libmpich-dev mpich`), a C compiler and libclang
+//! (`libclang-dev`) for the `mpi` crate's bindings. Library behaviours that
+//! need a workaround (Open MPI's saturating 8/16-bit reductions) are
+//! detected at start-up by trying them ([`detected_quirks`]); the thread
+//! level and the other start-up choices are described in [`comm`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod comm;
+mod lifetime;
+mod quirks;
 mod raw;
 pub mod window;
 
 pub use comm::{MpiComm, MpiEnv};
 pub use mpi::Threading;
-pub use raw::check as mpi_result;
+pub use quirks::detected as detected_quirks;
+#[doc(hidden)]
+pub use raw::fault_injection;
+pub use raw::{check as mpi_result, library_version};
 pub use window::MpiWindow;

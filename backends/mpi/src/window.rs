@@ -8,10 +8,13 @@
 //!
 //! # Completion
 //!
-//! The safe API is blocking at the origin: `get`, `put` and `accumulate`
-//! issue their MPI operation(s) and then `MPI_Win_flush_local` on the
-//! target, so the buffer is complete (get) or reusable (put, accumulate)
-//! when they return. The `*_runs` variants issue one MPI operation per run
+//! The safe API is blocking at the origin: `get` issues its MPI
+//! operation(s) and then `MPI_Win_flush` on the target (not
+//! `MPI_Win_flush_local`, which Open MPI's osc/pt2pt returns from before
+//! get replies arrive), `put` and `accumulate` then `MPI_Win_flush_local`,
+//! so the buffer is complete (get) or reusable (put, accumulate) when they
+//! return; also when a later chunk of a long transfer fails, what was
+//! issued is completed before the error is returned. The `*_runs` variants issue one MPI operation per run
 //! and flush once. Remote completion is at `unlock`, `flush` or `fence`.
 //!
 //! # Fence epochs
@@ -61,7 +64,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::raw::{c_int, c_void};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use distarray::checks::{Access, WindowState};
@@ -69,15 +72,9 @@ use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
 use mpi::ffi;
 
 use crate::comm::CommInner;
-use crate::raw::{self, check, serial, MAX_COUNT};
-
-/// Windows alive in this process (for the warning at finalisation).
-static LIVE_WINDOWS: AtomicUsize = AtomicUsize::new(0);
-
-/// Number of [`MpiWindow`]s currently alive in this process.
-pub(crate) fn live_windows() -> usize {
-    LIVE_WINDOWS.load(Ordering::SeqCst)
-}
+use crate::lifetime::{self, HeldLocks, ViewPin};
+use crate::quirks;
+use crate::raw::{self, check, fault_injection, serial};
 
 /// One rank's handle on an MPI RMA window of `T` (see the
 /// [module docs](self)). Created collectively by
@@ -95,6 +92,9 @@ pub struct MpiWindow<T: Element> {
     state: WindowState,
     /// `MPI_Win_lock_all` is held for a fence epoch.
     all_locked: AtomicBool,
+    /// The MPI locks this rank holds, for finalisation (see
+    /// [`crate::lifetime`]).
+    held: Arc<HeldLocks>,
     /// The elements are shared with other ranks (and MPI) behind `base`.
     _elements: PhantomData<UnsafeCell<T>>,
 }
@@ -148,25 +148,18 @@ impl<T: Element> MpiWindow<T> {
         // to MPI_WIN_NULL and never writes again.
         let mut win = unsafe { ffi::RSMPI_WIN_NULL };
         {
-            let _serial = serial();
-            // SAFETY: `bytes` and `elem` (disp_unit) are non-negative and
-            // fit their C types; `MPI_INFO_NULL` and the communicator are
-            // valid handles (the communicator is kept alive by `comm`);
-            // `base` and `win` are valid out-pointers, MPI writes a pointer
-            // into `base` (baseptr is `void*` pointing to a `T*`).
-            let rc = unsafe {
-                ffi::MPI_Win_allocate(
-                    bytes,
-                    elem as c_int,
-                    ffi::RSMPI_INFO_NULL,
-                    comm.raw(),
-                    (&mut base as *mut *mut T).cast::<c_void>(),
-                    &mut win,
-                )
-            };
-            check(rc, "MPI_Win_allocate")?;
+            let _serial = raw::enter()?;
+            // `base` receives a pointer (baseptr is `void*` pointing to a
+            // `T*`); failures name the likely cause and the fix.
+            raw::win_allocate(
+                comm.raw(),
+                bytes,
+                elem as c_int,
+                (&mut base as *mut *mut T).cast::<c_void>(),
+                &mut win,
+            )?;
         }
-        LIVE_WINDOWS.fetch_add(1, Ordering::SeqCst);
+        let size = comm.size();
         let mut w = MpiWindow {
             comm,
             win,
@@ -174,22 +167,25 @@ impl<T: Element> MpiWindow<T> {
             datatype: raw::datatype(T::KIND),
             state,
             all_locked: AtomicBool::new(false),
+            held: HeldLocks::new(size),
             _elements: PhantomData,
         };
         // From here on, `w`'s Drop frees the window on error.
         {
-            let _serial = serial();
+            let _serial = raw::enter()?;
             // SAFETY: `win` is the valid window just created;
             // MPI_ERRORS_RETURN is a predefined error handler.
             let rc = unsafe { ffi::MPI_Win_set_errhandler(w.win, ffi::RSMPI_ERRORS_RETURN) };
             check(rc, "MPI_Win_set_errhandler")?;
+            // freed at MPI_Finalize if its handle is still alive then
+            lifetime::register_window(w.win, w.held.clone());
         }
         if local_len > 0 {
             w.base = NonNull::new(base).ok_or_else(|| {
                 Error::Backend("MPI_Win_allocate returned a null base pointer".into())
             })?;
             let me = rank_c(w.comm.rank());
-            let _serial = serial();
+            let _serial = raw::enter()?;
             // SAFETY: valid window and own rank; an exclusive lock on our own
             // part while we zero it (nobody else can access the window yet).
             let rc = unsafe { ffi::MPI_Win_lock(ffi::MPI_LOCK_EXCLUSIVE as c_int, me, 0, w.win) };
@@ -216,6 +212,20 @@ impl<T: Element> MpiWindow<T> {
         self.comm.rank()
     }
 
+    /// `MPI_Win_flush(target)`, which completes gets: the destination
+    /// buffers hold the data. (Not `MPI_Win_flush_local`: Open MPI 4's
+    /// osc/pt2pt, the one-sided component that works over TCP, returns
+    /// from it before the replies of earlier gets have arrived, so the data
+    /// would land in the buffer after `get` returned it to the caller:
+    /// measured as lost updates under exclusive locks on 3 ranks. For gets
+    /// the two complete the same operations everywhere else.)
+    fn flush_gets(&self, target: usize) -> Result<()> {
+        // SAFETY: valid window, rank checked by the caller, inside an epoch
+        // (lock on target or lock_all).
+        let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
+        check(rc, "MPI_Win_flush")
+    }
+
     /// `MPI_Win_flush_local(target)`: the origin buffers of every operation
     /// to `target` are complete.
     fn flush_local(&self, target: usize) -> Result<()> {
@@ -234,19 +244,22 @@ impl<T: Element> MpiWindow<T> {
             LockKind::Shared => ffi::MPI_LOCK_SHARED,
             LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
         } as c_int;
-        let _serial = serial();
+        let _serial = raw::enter()?;
         // SAFETY: valid window; `target < size` and no epoch of this rank on
         // `target` (both checked by the caller), so this is a correct
         // MPI_Win_lock; with MPI_ERRORS_RETURN a racing second lock from
         // another thread of this rank returns an error code, reported below.
         let rc = unsafe { ffi::MPI_Win_lock(lock_type, rank_c(target), 0, self.win) };
-        check(rc, "MPI_Win_lock")
+        check(rc, "MPI_Win_lock")?;
+        self.held.set(target, true);
+        Ok(())
     }
 
     /// `MPI_Win_unlock` on `target`, which the caller locked.
     #[inline]
     fn raw_unlock(&self, target: usize) -> Result<()> {
-        let _serial = serial();
+        let _serial = raw::enter()?;
+        self.held.set(target, false);
         // SAFETY: valid window; this rank holds a lock on `target` (the
         // caller's invariant).
         let rc = unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) };
@@ -260,15 +273,20 @@ impl<T: Element> MpiWindow<T> {
     }
 
     /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
-    /// at most `MAX_COUNT`; no flush.
+    /// at most `MAX_COUNT`; no flush. On an error, the chunks before the
+    /// failing one are issued: the caller completes them before `dst` is
+    /// released.
     fn raw_get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        for (i, chunk) in dst.chunks_mut(MAX_COUNT).enumerate() {
-            let disp = (offset + i * MAX_COUNT) as ffi::MPI_Aint;
+        let chunk_len = fault_injection::chunk_len();
+        for (i, chunk) in dst.chunks_mut(chunk_len).enumerate() {
+            fault_injection::check_chunk(i)?;
+            let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
             // SAFETY: `chunk` is a valid, exclusively borrowed buffer of
-            // `chunk.len()` elements of `self.datatype`; the target range
-            // lies in `target`'s part (bounds checked by the caller); we are
-            // in an epoch on `target` (checked) and the caller completes the
-            // operation with MPI_Win_flush_local before `dst`'s borrow ends.
+            // `chunk.len()` (<= MAX_COUNT) elements of `self.datatype`; the
+            // target range lies in `target`'s part (bounds checked by the
+            // caller); we are in an epoch on `target` (checked) and the
+            // caller completes the operation with MPI_Win_flush_local or
+            // MPI_Win_unlock before `dst`'s borrow ends, also on error.
             let rc = unsafe {
                 ffi::MPI_Get(
                     chunk.as_mut_ptr().cast::<c_void>(),
@@ -287,7 +305,10 @@ impl<T: Element> MpiWindow<T> {
     }
 
     /// `MPI_Put` (or `MPI_Accumulate` with `op`) of `src` (validated), in
-    /// chunks; no flush.
+    /// chunks (shorter ones for reductions that the MPI library gets wrong
+    /// on long runs: see [`crate::detected_quirks`]); no flush. On an
+    /// error, the chunks before the failing one are issued: the caller
+    /// completes them before `src` is released.
     fn raw_put(
         &self,
         target: usize,
@@ -295,15 +316,23 @@ impl<T: Element> MpiWindow<T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
-        for (i, chunk) in src.chunks(MAX_COUNT).enumerate() {
-            let disp = (offset + i * MAX_COUNT) as ffi::MPI_Aint;
+        let mut chunk_len = fault_injection::chunk_len();
+        if let Some(op) = op {
+            if let Some(max) = quirks::max_run(T::KIND, op)? {
+                chunk_len = chunk_len.min(max);
+            }
+        }
+        for (i, chunk) in src.chunks(chunk_len).enumerate() {
+            fault_injection::check_chunk(i)?;
+            let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
             let n = chunk.len() as c_int;
             let ptr = chunk.as_ptr().cast::<c_void>();
             let rc = match op {
                 // SAFETY: `chunk` is a valid buffer of `n` elements of
                 // `self.datatype`, borrowed until the caller's
-                // MPI_Win_flush_local completes the operation; the target
-                // range is in bounds and we are in an epoch (checked).
+                // MPI_Win_flush_local / MPI_Win_unlock completes the
+                // operation (also on error); the target range is in bounds
+                // and we are in an epoch (checked).
                 None => unsafe {
                     ffi::MPI_Put(
                         ptr,
@@ -350,7 +379,7 @@ impl<T: Element> MpiWindow<T> {
     /// still writing under the view), then `MPI_Win_sync`. The caller holds
     /// a lock on its own part (the view's approval).
     fn complete_own_part(&self) -> Result<()> {
-        let _serial = serial();
+        let _serial = raw::enter()?;
         // SAFETY: valid window; this rank holds a lock on its own part.
         let rc = unsafe { ffi::MPI_Win_flush(rank_c(self.me()), self.win) };
         check(rc, "MPI_Win_flush")?;
@@ -422,13 +451,13 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// `MPI_Win_flush`.
     fn flush(&self, target: usize) -> Result<()> {
         let _pin = self.state.flush(target)?;
-        let _serial = serial();
+        let _serial = raw::enter()?;
         // SAFETY: valid window; this rank holds a lock on `target` (checked).
         let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
         check(rc, "MPI_Win_flush")
     }
 
-    /// `MPI_Get` + `MPI_Win_flush_local`.
+    /// `MPI_Get` + `MPI_Win_flush` (see `flush_gets`).
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         let _own = self
             .state
@@ -436,9 +465,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if dst.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
-        self.raw_get(target, offset, dst)?;
-        self.flush_local(target)
+        let _serial = raw::enter()?;
+        // Complete what was issued even after an error: `dst` is released
+        // when we return.
+        let issued = self.raw_get(target, offset, dst);
+        let flushed = self.flush_gets(target);
+        issued.and(flushed)
     }
 
     /// `MPI_Put` + `MPI_Win_flush_local`.
@@ -449,9 +481,12 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if src.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
-        self.raw_put(target, offset, src, None)?;
-        self.flush_local(target)
+        let _serial = raw::enter()?;
+        // Complete what was issued even after an error: `src` is released
+        // when we return.
+        let issued = self.raw_put(target, offset, src, None);
+        let flushed = self.flush_local(target);
+        issued.and(flushed)
     }
 
     /// `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`, `MPI_MIN`,
@@ -464,12 +499,13 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if src.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
-        self.raw_put(target, offset, src, Some(op))?;
-        self.flush_local(target)
+        let _serial = raw::enter()?;
+        // Complete what was issued even after an error (see `put`).
+        let issued = self.raw_put(target, offset, src, Some(op));
+        let flushed = self.flush_local(target);
+        issued.and(flushed)
     }
 
-    /// One `MPI_Get` per run, one `MPI_Win_flush_local`.
     /// One `MPI_Get` per run and no flush: the reads complete at the next
     /// `flush` / `unlock` of `target`. Reads of this rank's own part (which
     /// register against its local views) complete at once.
@@ -492,14 +528,14 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if dst.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
+        let _serial = raw::enter()?;
         let mut at = 0;
         for &(offset, len) in runs {
             if len > 0 {
                 if let Err(e) = self.raw_get(target, offset, &mut dst[at..at + len]) {
                     // complete what was issued: the caller owns `dst` again
                     // once we return an error
-                    let _ = self.flush_local(target);
+                    let _ = self.flush_gets(target);
                     return Err(e);
                 }
             }
@@ -508,6 +544,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         Ok(())
     }
 
+    /// One `MPI_Get` per run, one `MPI_Win_flush` (see `flush_gets`).
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         let _own = self
             .state
@@ -515,7 +552,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if dst.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
+        let _serial = raw::enter()?;
         let mut at = 0;
         let mut issued = Ok(());
         for &(offset, len) in runs {
@@ -529,7 +566,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         }
         // Complete what was issued even after an error: `dst` is released
         // when we return.
-        let flushed = self.flush_local(target);
+        let flushed = self.flush_gets(target);
         issued.and(flushed)
     }
 
@@ -560,7 +597,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             |ok| self.all_ok(ok),
             || {
                 let _collective = self.comm.collective();
-                let _serial = serial();
+                let _serial = raw::enter()?;
                 if self.all_locked.load(Ordering::SeqCst) {
                     // SAFETY: valid window inside the lock_all epoch.
                     let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
@@ -577,6 +614,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
                     // (checked by the window state).
                     let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
                     check(rc, "MPI_Win_lock_all")?;
+                    self.held.set_all(true);
                     self.all_locked.store(true, Ordering::SeqCst);
                     self.win_sync()
                 }
@@ -591,8 +629,9 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             |ok| self.all_ok(ok),
             || {
                 let _collective = self.comm.collective();
-                let _serial = serial();
+                let _serial = raw::enter()?;
                 if self.all_locked.swap(false, Ordering::SeqCst) {
+                    self.held.set_all(false);
                     // SAFETY: valid window; this rank holds lock_all (flag).
                     let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
                     check(rc, "MPI_Win_unlock_all")?;
@@ -603,6 +642,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        // keeps MPI_Finalize from freeing the memory under the slice
+        let _pin = ViewPin::new()?;
         let _release = self.state.open_view(false)?;
         self.complete_own_part()?;
         let (ptr, len) = self.local_ptr();
@@ -619,6 +660,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     }
 
     fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        // keeps MPI_Finalize from freeing the memory under the slice
+        let _pin = ViewPin::new()?;
         let _release = self.state.open_view(true)?;
         self.complete_own_part()?;
         let (ptr, len) = self.local_ptr();
@@ -628,7 +671,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         // exclusive lock this rank holds on its part (checked).
         let slice = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
         let out = f(slice);
-        let _serial = serial();
+        let _serial = raw::enter()?;
         // Make the local stores visible in the public copy.
         self.win_sync()?;
         Ok(out)
@@ -657,8 +700,7 @@ impl<T: Element> MpiWindow<T> {
         let issued = if dst.is_empty() {
             Ok(())
         } else {
-            let _serial = serial();
-            self.raw_get(target, offset, dst)
+            raw::enter().and_then(|_serial| self.raw_get(target, offset, dst))
         };
         // The unlock completes the get (also after an error: `dst` is
         // released when we return).
@@ -683,8 +725,7 @@ impl<T: Element> MpiWindow<T> {
         let issued = if src.is_empty() {
             Ok(())
         } else {
-            let _serial = serial();
-            self.raw_put(target, offset, src, None)
+            raw::enter().and_then(|_serial| self.raw_put(target, offset, src, None))
         };
         let unlocked = self.raw_unlock(target);
         issued.and(unlocked)
@@ -703,7 +744,7 @@ impl<T: Element> MpiWindow<T> {
         if src.is_empty() {
             return Ok(());
         }
-        let _serial = serial();
+        let _serial = raw::enter()?;
         let mut at = 0;
         let mut issued = Ok(());
         for &(offset, len) in runs {
@@ -724,13 +765,13 @@ impl<T: Element> Drop for MpiWindow<T> {
     /// Collective: releases this rank's locks, closes a fence epoch and
     /// calls `MPI_Win_free` (see the module docs).
     fn drop(&mut self) {
-        LIVE_WINDOWS.fetch_sub(1, Ordering::SeqCst);
+        let _serial = serial();
+        lifetime::unregister_window(self.win);
         if raw::finalized() {
-            // MPI_Finalize already released the window; calling MPI now
+            // MPI_Finalize already freed the window; calling MPI now
             // would be erroneous.
             return;
         }
-        let _serial = serial();
         let (locks, _fence) = self.state.release_all();
         for (t, _) in locks {
             // SAFETY: valid window; this rank holds a lock on `t`.
