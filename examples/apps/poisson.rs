@@ -75,7 +75,7 @@ impl Opts {
 }
 
 /// The manufactured solution u*(i, j) on the grid.
-fn exact(n: usize, i: usize, j: usize) -> f64 {
+pub fn exact(n: usize, i: usize, j: usize) -> f64 {
     let h = 1.0 / (n + 1) as f64;
     let (x, y) = ((i + 1) as f64 * h, (j + 1) as f64 * h);
     (std::f64::consts::PI * x).sin() * (2.0 * std::f64::consts::PI * y).sin() + x * y

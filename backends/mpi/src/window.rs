@@ -245,6 +245,13 @@ impl<T: Element> MpiWindow<T> {
             LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
         } as c_int;
         let _serial = raw::enter()?;
+        self.lock_held(target, lock_type)
+    }
+
+    /// [`Self::raw_lock`] for callers that hold [`raw::enter`]'s guard
+    /// (`lock_type`: `MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
+    #[inline]
+    fn lock_held(&self, target: usize, lock_type: c_int) -> Result<()> {
         // SAFETY: valid window; `target < size` and no epoch of this rank on
         // `target` (both checked by the caller), so this is a correct
         // MPI_Win_lock; with MPI_ERRORS_RETURN a racing second lock from
@@ -259,11 +266,42 @@ impl<T: Element> MpiWindow<T> {
     #[inline]
     fn raw_unlock(&self, target: usize) -> Result<()> {
         let _serial = raw::enter()?;
+        self.unlock_held(target)
+    }
+
+    /// [`Self::raw_unlock`] for callers that hold [`raw::enter`]'s guard.
+    #[inline]
+    fn unlock_held(&self, target: usize) -> Result<()> {
         self.held.set(target, false);
         // SAFETY: valid window; this rank holds a lock on `target` (the
         // caller's invariant).
         let rc = unsafe { ffi::MPI_Win_unlock(rank_c(target), self.win) };
         check(rc, "MPI_Win_unlock")
+    }
+
+    /// A one-shot epoch on `target` (approved by the caller): lock, `op`,
+    /// unlock under one hold of the MPI call lock (one lock/unlock pair of
+    /// the process-wide mutex per element access instead of three); the
+    /// unlock completes `op`, also after an error.
+    #[inline]
+    fn one_shot(
+        &self,
+        target: usize,
+        kind: LockKind,
+        op: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let lock_type = match kind {
+            LockKind::Shared => ffi::MPI_LOCK_SHARED,
+            LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
+        } as c_int;
+        let result = raw::enter().and_then(|_serial| {
+            self.lock_held(target, lock_type)?;
+            let issued = op();
+            let unlocked = self.unlock_held(target);
+            issued.and(unlocked)
+        });
+        // the caller's one-shot guard ends the epoch in the window state
+        result
     }
 
     /// Every rank's flag (an allgather).
@@ -696,16 +734,15 @@ impl<T: Element> MpiWindow<T> {
         let _one_shot = self
             .state
             .begin_one_shot(target, kind, Access::Read, offset, dst.len())?;
-        self.raw_lock(target, kind)?;
-        let issued = if dst.is_empty() {
-            Ok(())
-        } else {
-            raw::enter().and_then(|_serial| self.raw_get(target, offset, dst))
-        };
         // The unlock completes the get (also after an error: `dst` is
         // released when we return).
-        let unlocked = self.raw_unlock(target);
-        issued.and(unlocked)
+        self.one_shot(target, kind, || {
+            if dst.is_empty() {
+                Ok(())
+            } else {
+                self.raw_get(target, offset, dst)
+            }
+        })
     }
 
     /// Exclusive lock on `target`, `MPI_Put` of `src`, unlock: `lock` +
@@ -721,14 +758,13 @@ impl<T: Element> MpiWindow<T> {
         let _one_shot =
             self.state
                 .begin_one_shot(target, kind, Access::Write, offset, src.len())?;
-        self.raw_lock(target, kind)?;
-        let issued = if src.is_empty() {
-            Ok(())
-        } else {
-            raw::enter().and_then(|_serial| self.raw_put(target, offset, src, None))
-        };
-        let unlocked = self.raw_unlock(target);
-        issued.and(unlocked)
+        self.one_shot(target, kind, || {
+            if src.is_empty() {
+                Ok(())
+            } else {
+                self.raw_put(target, offset, src, None)
+            }
+        })
     }
 
     fn put_or_acc_runs(
