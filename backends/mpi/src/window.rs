@@ -294,14 +294,13 @@ impl<T: Element> MpiWindow<T> {
             LockKind::Shared => ffi::MPI_LOCK_SHARED,
             LockKind::Exclusive => ffi::MPI_LOCK_EXCLUSIVE,
         } as c_int;
-        let result = raw::enter().and_then(|_serial| {
+        // (the caller's one-shot guard ends the epoch in the window state)
+        raw::enter().and_then(|_serial| {
             self.lock_held(target, lock_type)?;
             let issued = op();
             let unlocked = self.unlock_held(target);
             issued.and(unlocked)
-        });
-        // the caller's one-shot guard ends the epoch in the window state
-        result
+        })
     }
 
     /// Every rank's flag (an allgather).
