@@ -543,9 +543,13 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         issued.and(flushed)
     }
 
-    /// One `MPI_Get` per run and no flush: the reads complete at the next
-    /// `flush` / `unlock` of `target`. Reads of this rank's own part (which
-    /// register against its local views) complete at once.
+    /// One `MPI_Get` per run, then `MPI_Win_flush` of `target`: the reads
+    /// are complete on return (earlier than the trait requires). Leaving
+    /// them to the epoch's `unlock` hangs Open MPI 4's osc/pt2pt (the
+    /// component that works over TCP) when a rank holds read epochs on
+    /// several targets at once, as `OpenReads` does (3 ranks over TCP: every
+    /// rank stuck in `MPI_Win_unlock`); on shared memory the gets are
+    /// complete when issued, so the flush costs little there.
     unsafe fn get_runs_deferred(
         &self,
         target: usize,
@@ -555,10 +559,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if target == self.rank() {
             return self.get_runs(target, runs, dst);
         }
-        // Held while the gets are issued (no other thread of this rank can
-        // end the epoch meanwhile); released on return: the reads are then
-        // in the epoch and complete at its flush or unlock, which the
-        // caller's contract waits for before touching `dst`.
+        // Held while the gets are issued and flushed (no other thread of
+        // this rank can end the epoch meanwhile).
         let _issuing = self
             .state
             .approve_runs(target, Access::Read, runs, dst.len())?;
@@ -578,7 +580,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             }
             at += len;
         }
-        Ok(())
+        // complete now (see above)
+        self.flush_gets(target)
     }
 
     /// One `MPI_Get` per run, one `MPI_Win_flush` (see `flush_gets`).
