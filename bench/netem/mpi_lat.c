@@ -4,7 +4,9 @@
  * round trip), allreduce of one double, barrier, and passive-target RMA
  * epochs on an MPI_Win_allocate window: lock + 8-byte get + unlock and
  * lock + 8-byte put + unlock (rank 0 on rank 1's memory while rank 1
- * waits in a barrier-free receive loop of its own progress engine).
+ * waits in a barrier, which keeps its progress engine turning); and, for
+ * bandwidth, a ping-pong of 1 MiB each way and lock + 1 MiB get + unlock
+ * (REPS / 10 calls, at least 10).
  *
  * Usage: mpirun -n 2 ./mpi_lat [REPS]
  * Prints one line per operation on rank 0: name, mean, median and minimum
@@ -36,7 +38,7 @@ static void report(const char *name, double *t, int n, int rank)
         sum += t[i];
     qsort(t, (size_t)n, sizeof *t, cmp);
     if (rank == 0)
-        printf("%-22s mean %9.1f us   median %9.1f us   min %9.1f us  p90 %.1f max %.1f\n", name, sum / n * 1e6,
+        printf("%-26s mean %9.1f us   median %9.1f us   min %9.1f us  p90 %.1f max %.1f\n", name, sum / n * 1e6,
                t[n / 2] * 1e6, t[0] * 1e6, t[n*9/10]*1e6, t[n-1]*1e6);
 }
 
@@ -91,10 +93,28 @@ int main(int argc, char **argv)
     }
     report("barrier", t, reps, rank);
 
-    /* passive-target RMA on an allocated window of 1024 doubles */
+    /* bandwidth: ping-pong of 1 MiB each way */
+    const int big = 1 << 17; /* doubles: 1 MiB */
+    const int big_reps = reps / 10 > 10 ? reps / 10 : 10;
+    double *buf = calloc((size_t)big, sizeof(double));
+    for (int i = -2; i < big_reps; i++) {
+        double t0 = MPI_Wtime();
+        if (rank == 0) {
+            MPI_Send(buf, big, MPI_DOUBLE, peer, 1, MPI_COMM_WORLD);
+            MPI_Recv(buf, big, MPI_DOUBLE, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        } else {
+            MPI_Recv(buf, big, MPI_DOUBLE, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Send(buf, big, MPI_DOUBLE, peer, 1, MPI_COMM_WORLD);
+        }
+        if (i >= 0)
+            t[i] = MPI_Wtime() - t0;
+    }
+    report("ping-pong 1 MiB", t, big_reps, rank);
+
+    /* passive-target RMA on an allocated window of 1 MiB */
     double *base;
     MPI_Win win;
-    MPI_Win_allocate(1024 * sizeof(double), sizeof(double), MPI_INFO_NULL, MPI_COMM_WORLD,
+    MPI_Win_allocate(big * sizeof(double), sizeof(double), MPI_INFO_NULL, MPI_COMM_WORLD,
                      &base, &win);
     for (int k = 0; k < 2; k++) {
         /* rank 0 times epochs on rank 1; rank 1 keeps MPI progressing in
@@ -115,7 +135,20 @@ int main(int argc, char **argv)
         MPI_Barrier(MPI_COMM_WORLD);
         report(k == 0 ? "lock(sh)+get+unlock" : "lock(ex)+put+unlock", t, reps, rank);
     }
+    if (rank == 0) {
+        for (int i = -2; i < big_reps; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Win_lock(MPI_LOCK_SHARED, 1, 0, win);
+            MPI_Get(buf, big, MPI_DOUBLE, 1, 0, big, MPI_DOUBLE, win);
+            MPI_Win_unlock(1, win);
+            if (i >= 0)
+                t[i] = MPI_Wtime() - t0;
+        }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    report("lock(sh)+get 1 MiB+unlock", t, big_reps, rank);
     MPI_Win_free(&win);
+    free(buf);
 
     free(t);
     MPI_Finalize();

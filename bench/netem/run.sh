@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The CG comparison on an emulated cluster (issue 13): distarray's Poisson
-# CG example (MPI backend) and PETSc's matrix-free CG on the same system,
+# CG example (MPI backend) and PETSc's matrix-free CG on the same system
+# (bench/petsc/poisson_cg.c, shared with bench/petsc/run.sh),
 # 2 ranks, Open MPI over TCP in a private network namespace whose loopback
 # packets are each held DELAY microseconds (bench/netem/with-delay.sh).
 #
 #   bench/netem/run.sh                 # delays 0 50 100 200 us, n = 64
-#   DELAYS="0 200" REPS=7 N=64 NICE=0 bench/netem/run.sh
+#   DELAYS="0 200" REPS=7 N=64 RANKS_RT=0 bench/netem/run.sh
 #
 # Builds what it needs (the delay program, bench/netem's C programs, the
 # release example), then, at each delay, in one namespace: the MPI ping-pong
@@ -28,9 +29,16 @@ DELAYS=${DELAYS:-"0 50 100 200"}
 REPS=${REPS:-5}
 N=${N:-64}
 LAT_REPS=${LAT_REPS:-100}
-# The ranks run at this nice level (the delay process runs SCHED_FIFO), so
-# that compiles elsewhere on the shared machine disturb them less.
-NICE=${NICE:--10}
+# The ranks run SCHED_FIFO at this priority (the delay process at 50, above
+# them), so that work elsewhere on the shared machine cannot come between a
+# packet's arrival and the rank that polls for it: Open MPI's TCP transport
+# busy-polls and yields, and at normal priority on a loaded 2-core machine
+# every yield costs milliseconds. Each launch is bounded by a timeout, and
+# the kernel keeps 5 % of the CPU for other work (sched_rt_runtime_us).
+# RANKS_RT=0 runs the ranks at normal priority.
+RANKS_RT=${RANKS_RT:-10}
+# PETSc solves per launch (bench/petsc/poisson_cg.c reports their median).
+PETSC_SOLVES=${PETSC_SOLVES:-3}
 
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespace, iptables)" >&2; exit 2; }
 
@@ -48,7 +56,7 @@ mkdir -p "$out" "$logs"
 cc -O2 -Wall -o "$here/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
 mpicc -O2 -Wall -o "$out/mpi_lat" "$here/mpi_lat.c"
 # shellcheck disable=SC2046
-mpicc -O2 -Wall -o "$out/petsc_cg" "$here/petsc_cg.c" $(pkg-config --cflags --libs PETSc) -lm
+mpicc -O3 -o "$out/petsc_cg" "$root/bench/petsc/poisson_cg.c" $(pkg-config --cflags --libs PETSc) -lm
 cargo build --release -q -p distarray-mpi --example mpi_poisson_cg
 ours=$root/target/release/examples/mpi_poisson_cg
 
@@ -56,9 +64,11 @@ ours=$root/target/release/examples/mpi_poisson_cg
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # TCP only, on the namespace's loopback; osc/pt2pt is Open MPI 4.1's only
 # one-sided component that works over TCP.
-mpirun_tcp="timeout 300 nice -n $NICE mpirun --oversubscribe -n 2 --mca btl self,tcp \
+rt=
+[[ "$RANKS_RT" != 0 ]] && rt="chrt -f $RANKS_RT"
+mpirun_tcp="timeout 120 $rt mpirun --oversubscribe -n 2 --mca btl self,tcp \
 --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca osc pt2pt"
-export mpirun_tcp ours out N REPS LAT_REPS
+export mpirun_tcp ours out N REPS LAT_REPS PETSC_SOLVES
 
 # Repetitions outermost, so that load from elsewhere on the machine falls on
 # every delay alike.
@@ -72,7 +82,7 @@ for r in $(seq "$REPS"); do
             echo "## ours"
             $mpirun_tcp "$ours" --n "$N"
             echo "## petsc"
-            $mpirun_tcp "$out/petsc_cg" -n "$N"
+            $mpirun_tcp "$out/petsc_cg" -n "$N" -reps "$PETSC_SOLVES"
         ' >"$logs/run.log" 2>&1 || {
             echo "$0: the run at delay $d us failed; its output:" >&2
             cat "$logs/run.log" >&2
@@ -105,7 +115,8 @@ for d in delays:
     for line in text.splitlines():
         if line.startswith("## "):
             who = line[3:].strip()
-        m = re.search(r"CG: (\d+) iterations.*\(([\d.]+) ms/iteration\)", line)
+        m = (re.search(r"CG: (\d+) iterations.*\(([\d.]+) ms/iteration\)", line)
+             or re.search(r"^petsc_cg .*iterations=(\d+) .*ms_per_iteration=([\d.]+)", line))
         if m and who:
             iters[who].add(int(m.group(1)))
             times[who].append(float(m.group(2)))
@@ -147,5 +158,5 @@ for d in (delays[0], delays[-1]) if len(delays) > 1 else delays[:1]:
     print(f"per-call latencies at delay {d} us (2 ranks; least over the runs of: the mean of "
           f"back-to-back calls / the median single call):")
     for name, (mean, med) in lat[d].items():
-        print(f"  {name:24s} {mean:9.1f} us  {med:9.1f} us")
+        print(f"  {name:26s} {mean:9.1f} us  {med:9.1f} us")
 EOF
