@@ -9,16 +9,17 @@
 #   DELAYS="0 200" REPS=7 N=64 RANKS_RT=0 bench/netem/run.sh
 #
 # Builds what it needs (the delay program, bench/netem's C programs, the
-# release example), then, at each delay, in one namespace: the MPI ping-pong
-# and per-call latencies (mpi_lat) and one run of each CG; REPS rounds over
-# all delays. Prints a table of the least times of the rounds (the machine
-# is shared: the least time is the one least disturbed by other work) and
-# the network round trips per iteration
-# fitted from the slope of time per iteration against the measured
-# ping-pong round trip (least squares over the delays); then mpi_lat's
-# per-call latencies at the smallest and largest delay. Everything stays in
-# the namespace (loopback only); needs root. Raw outputs go to
-# target/netem/logs/.
+# release example), then, at each delay, in one namespace: the MPI
+# ping-pong and per-call latencies (mpi_lat) and one run of each CG; REPS
+# rounds over all delays. Prints a table of the least times over the rounds
+# (the machine is shared: the least time is the one least disturbed by
+# other work) and the network round trips per iteration fitted from the
+# slope of time per iteration against the measured ping-pong round trip
+# (least squares over the delays); then mpi_lat's per-call latencies at the
+# smallest and largest delay; then (PROFILE=0 skips it)
+# bench/netem/profile.sh at the largest delay: MPI calls and time per CG
+# iteration, per MPI function. Everything stays in the namespace (loopback
+# only); needs root. Raw outputs go to target/netem/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -160,3 +161,9 @@ for d in (delays[0], delays[-1]) if len(delays) > 1 else delays[:1]:
     for name, (mean, med) in lat[d].items():
         print(f"  {name:26s} {mean:9.1f} us  {med:9.1f} us")
 EOF
+
+# --- where the round trips go (PMPI profile at the largest delay) ---------
+if [[ "${PROFILE:-1}" == 1 ]]; then
+    echo
+    DELAY=${DELAYS##* } N=$N RANKS_RT=$RANKS_RT "$here/profile.sh"
+fi
