@@ -35,7 +35,9 @@ mpicc -O2 -Wall -shared -fPIC -o "$out/libmpi_profile.so" "$here/mpi_profile.c"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 rt=
-[[ "$RANKS_RT" != 0 ]] && rt="chrt -f $RANKS_RT"
+if [[ "$RANKS_RT" != 0 ]] && chrt -f "$RANKS_RT" true 2>/dev/null; then
+    rt="chrt -f $RANKS_RT"
+fi
 # See run.sh for the transport options and the real-time priority.
 mpirun_tcp="timeout 120 $rt mpirun --oversubscribe -n 2 --mca btl self,tcp \
 --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca osc pt2pt"

@@ -51,7 +51,7 @@ pkg-config --exists PETSc 2>/dev/null || need+=(petsc-dev)
 command -v mpicc >/dev/null || need+=(libopenmpi-dev openmpi-bin)
 if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
-    apt-get install -y -qq "${need[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 mkdir -p "$out" "$logs"
 cc -O2 -Wall -o "$here/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
@@ -66,7 +66,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # TCP only, on the namespace's loopback; osc/pt2pt is Open MPI 4.1's only
 # one-sided component that works over TCP.
 rt=
-[[ "$RANKS_RT" != 0 ]] && rt="chrt -f $RANKS_RT"
+if [[ "$RANKS_RT" != 0 ]] && chrt -f "$RANKS_RT" true 2>/dev/null; then
+    rt="chrt -f $RANKS_RT"
+fi
 mpirun_tcp="timeout 120 $rt mpirun --oversubscribe -n 2 --mca btl self,tcp \
 --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca osc pt2pt"
 export mpirun_tcp ours out N REPS LAT_REPS PETSC_SOLVES
@@ -149,6 +151,13 @@ for d, rt, o, p, _ in rows:
           f" {inc_o} | {inc_p} |")
 if len(rows) >= 2:
     xs = [r[1] for r in rows]
+    cal = slope([r[0] for r in rows], xs)
+    print()
+    print(f"calibration: the ping-pong round trip grows by {cal:.2f} us per us of delay "
+          f"(2 packets per round trip, plus the delay process's wake-up lateness)")
+    if not 1.8 <= cal <= 3.0:
+        sys.exit(f"the delay is not acting as expected (slope {cal:.2f}, expected about 2): "
+                 f"see {logs}/")
     so = slope(xs, [r[2] * 1e3 for r in rows])
     sp = slope(xs, [r[3] * 1e3 for r in rows])
     print()

@@ -14,8 +14,10 @@
 # out of a fit of time against delay.
 #
 # Environment: NETEM_RT=0 to run the delay process without real-time
-# priority (by default it runs SCHED_FIFO so that busy-polling MPI ranks
-# cannot postpone its wake-ups); NETEM_QUEUE (0) for the queue number.
+# priority (by default it runs SCHED_FIFO, where allowed, so that
+# busy-polling MPI ranks cannot postpone its wake-ups); NETEM_QUEUE (0) for
+# the queue number. Should the delay process die, packets pass undelayed
+# (--queue-bypass) rather than being dropped.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -45,8 +47,8 @@ cleanup() {
         kill -TERM "$delay_pid" 2>/dev/null || true
         wait "$delay_pid" 2>/dev/null || true
     fi
-    iptables -D OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" 2>/dev/null || true
-    ip6tables -D OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" 2>/dev/null || true
+    iptables -D OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" --queue-bypass 2>/dev/null || true
+    ip6tables -D OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" --queue-bypass 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -56,7 +58,7 @@ ip link set lo up
 # Start the delay process and wait until it has bound the queue: packets
 # sent to a queue nobody listens on are dropped.
 ready=$(mktemp)
-if [[ "${NETEM_RT:-1}" == 1 ]]; then
+if [[ "${NETEM_RT:-1}" == 1 ]] && chrt -f 50 true 2>/dev/null; then
     chrt -f 50 "$here/delay" "$queue" "$delay_us" >"$ready" &
 else
     "$here/delay" "$queue" "$delay_us" >"$ready" &
@@ -70,8 +72,8 @@ done
 grep -q ready "$ready" || { echo "$0: delay process did not start" >&2; exit 1; }
 rm -f "$ready"
 
-iptables -A OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue"
-ip6tables -A OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue"
+iptables -A OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" --queue-bypass
+ip6tables -A OUTPUT -o lo -p tcp -j NFQUEUE --queue-num "$queue" --queue-bypass
 
 status=0
 "$@" || status=$?
