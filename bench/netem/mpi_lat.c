@@ -4,7 +4,8 @@
  * round trip), allreduce of one double, barrier, and passive-target RMA
  * epochs on an MPI_Win_allocate window: lock + 8-byte get + unlock and
  * lock + 8-byte put + unlock (rank 0 on rank 1's memory while rank 1
- * waits in a barrier, which keeps its progress engine turning); and, for
+ * waits in a barrier, which keeps its progress engine turning), and a get
+ * completed by MPI_Win_flush inside one long lock_all epoch; and, for
  * bandwidth, a ping-pong of 1 MiB each way and lock + 1 MiB get + unlock
  * (REPS / 10 calls, at least 10).
  *
@@ -135,6 +136,22 @@ int main(int argc, char **argv)
         MPI_Barrier(MPI_COMM_WORLD);
         report(k == 0 ? "lock(sh)+get+unlock" : "lock(ex)+put+unlock", t, reps, rank);
     }
+    /* a get completed by MPI_Win_flush inside one long MPI_Win_lock_all
+     * epoch (no lock or unlock per access) */
+    if (rank == 0) {
+        MPI_Win_lock_all(0, win);
+        for (int i = -warm; i < reps; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Get(&y, 1, MPI_DOUBLE, 1, 7, 1, MPI_DOUBLE, win);
+            MPI_Win_flush(1, win);
+            if (i >= 0)
+                t[i] = MPI_Wtime() - t0;
+        }
+        MPI_Win_unlock_all(win);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    report("get+flush (lock_all held)", t, reps, rank);
+
     if (rank == 0) {
         for (int i = -2; i < big_reps; i++) {
             double t0 = MPI_Wtime();
