@@ -24,8 +24,8 @@ RANKS_RT=${RANKS_RT:-10}
 
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespace, iptables)" >&2; exit 2; }
 mkdir -p "$out/logs"
-if [[ "${BUILD:-0}" == 1 || ! -x "$here/delay" || ! -x "$out/mpi_lat" || ! -x "$out/petsc_cg" ]]; then
-    cc -O2 -Wall -o "$here/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
+if [[ "${BUILD:-0}" == 1 || ! -x "$out/delay" || ! -x "$out/mpi_lat" || ! -x "$out/petsc_cg" ]]; then
+    cc -O2 -Wall -o "$out/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
     mpicc -O2 -Wall -o "$out/mpi_lat" "$here/mpi_lat.c"
     # shellcheck disable=SC2046
     mpicc -O3 -o "$out/petsc_cg" "$root/bench/petsc/poisson_cg.c" $(pkg-config --cflags --libs PETSc) -lm

@@ -54,7 +54,7 @@ if ((${#need[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 mkdir -p "$out" "$logs"
-cc -O2 -Wall -o "$here/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
+cc -O2 -Wall -o "$out/delay" "$here/delay.c" -lnetfilter_queue -lnfnetlink
 mpicc -O2 -Wall -o "$out/mpi_lat" "$here/mpi_lat.c"
 # shellcheck disable=SC2046
 mpicc -O3 -o "$out/petsc_cg" "$root/bench/petsc/poisson_cg.c" $(pkg-config --cflags --libs PETSc) -lm

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs a command on an emulated network: in a private network namespace
 # whose only device is loopback, every TCP packet on lo is held DELAY_US
-# microseconds before it is delivered (iptables -> NFQUEUE -> ./delay).
+# microseconds before it is delivered (iptables -> NFQUEUE -> delay.c).
 #
 #   bench/netem/with-delay.sh DELAY_US COMMAND [ARGS...]
 #
-# Needs root (namespaces, iptables) and a built bench/netem/delay
-# (bench/netem/run.sh builds it). The command sees only the namespace's
+# Needs root (namespaces, iptables) and the delay program built from
+# bench/netem/delay.c into target/netem/delay (bench/netem/run.sh builds
+# it; NETEM_DELAY_BIN names another path). The command sees only the namespace's
 # loopback: its traffic never leaves the machine, and the namespace, its
 # iptables rule and the delay process are gone when the command ends (also
 # on Ctrl-C or an error). The packets go through the queue at a delay of 0
@@ -25,13 +26,14 @@ if [[ $# -lt 2 ]]; then
     exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+delay_bin=${NETEM_DELAY_BIN:-$here/../../target/netem/delay}
 
 if [[ "${NETEM_INSIDE:-}" != 1 ]]; then
     if [[ $(id -u) != 0 ]]; then
         echo "$0: needs root (network namespace, iptables)" >&2
         exit 2
     fi
-    [[ -x "$here/delay" ]] || { echo "$0: build $here/delay first (bench/netem/run.sh does)" >&2; exit 2; }
+    [[ -x "$delay_bin" ]] || { echo "$0: build $delay_bin first (bench/netem/run.sh does)" >&2; exit 2; }
     # A new network namespace (and a mount namespace, so that nothing of the
     # caller's mounts changes); everything below runs inside it.
     exec unshare --net --mount env NETEM_INSIDE=1 "$0" "$@"
@@ -59,9 +61,9 @@ ip link set lo up
 # sent to a queue nobody listens on are dropped.
 ready=$(mktemp)
 if [[ "${NETEM_RT:-1}" == 1 ]] && chrt -f 50 true 2>/dev/null; then
-    chrt -f 50 "$here/delay" "$queue" "$delay_us" >"$ready" &
+    chrt -f 50 "$delay_bin" "$queue" "$delay_us" >"$ready" &
 else
-    "$here/delay" "$queue" "$delay_us" >"$ready" &
+    "$delay_bin" "$queue" "$delay_us" >"$ready" &
 fi
 delay_pid=$!
 for _ in $(seq 100); do
