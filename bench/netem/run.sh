@@ -89,6 +89,11 @@ for r in $(seq "$REPS"); do
         ' >"$logs/run.log" 2>&1 || {
             echo "$0: the run at delay $d us failed; its output:" >&2
             cat "$logs/run.log" >&2
+            if grep -q mpi-thread-multiple-not-supported "$logs/run.log"; then
+                echo "$0: osc/pt2pt (the only one-sided component over TCP) refuses" \
+                    "MPI_THREAD_MULTIPLE: the example must initialise MPI with" \
+                    "Threading::Serialized (MpiComm::init does from the mpi branch on)" >&2
+            fi
             exit 1
         }
         cat "$logs/run.log" >>"$logs/delay-$d.log"
