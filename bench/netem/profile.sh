@@ -6,7 +6,10 @@
 # two runs divided by the difference of their iteration counts gives the
 # MPI calls and the time in each MPI function per iteration, without the
 # set-up. Times are also given in round trips (the ping-pong round trip
-# measured in the same namespace).
+# measured in the same namespace). The call counts are exact; the times
+# overlap if an MPI call is made from inside another (then "total in MPI"
+# exceeds the loop's time per iteration, which the example prints and
+# target/netem/logs/profile-DELAY.log keeps).
 #
 #   bench/netem/profile.sh            # delay 200 us, n = 64
 #   DELAY=100 N=64 bench/netem/profile.sh
