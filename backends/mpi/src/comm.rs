@@ -611,6 +611,10 @@ fn check_threading() -> Result<Threading> {
     Ok(provided)
 }
 
+/// The exit code a panicking rank passes to `MPI_Abort` (the launchers
+/// return it as the job's status).
+pub const ABORT_CODE: i32 = 71;
+
 /// `MPI_Abort(MPI_COMM_WORLD, code)` after flushing stdout and stderr.
 fn abort_world(code: i32) -> ! {
     let _ = std::io::stdout().flush();
@@ -636,7 +640,11 @@ fn install_panic_hook() {
             if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
                 let rank = world_rank();
                 eprintln!("distarray-mpi: rank {rank} panicked; calling MPI_Abort to end the job");
-                abort_world(1);
+                // Give the launcher a moment to forward what this rank
+                // printed: MPICH's Hydra drops a rank's last output once
+                // MPI_Abort has killed the job.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                abort_world(ABORT_CODE);
             }
         }));
     });

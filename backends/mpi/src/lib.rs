@@ -74,7 +74,7 @@ mod quirks;
 mod raw;
 pub mod window;
 
-pub use comm::{MpiComm, MpiEnv};
+pub use comm::{MpiComm, MpiEnv, ABORT_CODE};
 pub use mpi::Threading;
 pub use quirks::detected as detected_quirks;
 #[doc(hidden)]
