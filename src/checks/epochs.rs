@@ -20,7 +20,10 @@
 //! The hot path (an element access) costs two compare-exchanges on one
 //! word plus one for the pin, all uncontended.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Release, SeqCst},
+};
 
 use crate::comm::LockKind;
 use crate::error::{Error, Result};
@@ -97,8 +100,9 @@ pub struct Pin<'a> {
 }
 
 impl Drop for Pin<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.word.fetch_sub(PIN, SeqCst);
+        self.word.fetch_sub(PIN, Release);
     }
 }
 
@@ -116,15 +120,16 @@ pub struct Locking<'a> {
 impl Locking<'_> {
     /// The runtime lock is held: operations on the target may be approved.
     pub fn granted(mut self) {
-        self.word.store(LOCKED | kind_bits(self.kind), SeqCst);
+        self.word.store(LOCKED | kind_bits(self.kind), Release);
         self.done = true;
     }
 }
 
 impl Drop for Locking<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.word.store(UNLOCKED, SeqCst);
+            self.word.store(UNLOCKED, Release);
         }
     }
 }
@@ -147,8 +152,13 @@ impl Unlocking<'_> {
 }
 
 impl Drop for Unlocking<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.word.store(UNLOCKED, SeqCst);
+        // Release suffices: only the claim of a lock and the start of a
+        // fence need sequential consistency (each sets its word, then reads
+        // the other's); a stale non-unlocked value only makes a racing
+        // fence fail.
+        self.word.store(UNLOCKED, Release);
     }
 }
 
@@ -174,6 +184,7 @@ impl Fencing<'_> {
 }
 
 impl Drop for Fencing<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.finished {
             self.tracker.fence.store(self.before, SeqCst);
@@ -203,13 +214,10 @@ impl EpochTracker {
     #[inline]
     fn claim(&self, target: usize, phase: u64, kind: LockKind) -> Result<&AtomicU64> {
         let slot = self.slot(target)?;
-        if self.fence.load(SeqCst) & PHASE != CLOSED {
-            return Err(fence_mix_error(target));
-        }
-        slot.compare_exchange(UNLOCKED, phase | kind_bits(kind), SeqCst, SeqCst)
+        slot.compare_exchange(UNLOCKED, phase | kind_bits(kind), SeqCst, Acquire)
             .map_err(|_| Error::AlreadyLocked { target })?;
         if self.fence.load(SeqCst) & PHASE != CLOSED {
-            slot.store(UNLOCKED, SeqCst);
+            slot.store(UNLOCKED, Release);
             return Err(fence_mix_error(target));
         }
         Ok(slot)
@@ -271,7 +279,7 @@ impl EpochTracker {
         let mut w = word.load(SeqCst);
         loop {
             if w & PHASE == LOCKED {
-                match word.compare_exchange_weak(w, w + PIN, SeqCst, SeqCst) {
+                match word.compare_exchange_weak(w, w + PIN, Acquire, Acquire) {
                     Ok(_) => return Ok((EpochKind::Lock(word_kind(w)), Pin { word })),
                     Err(now) => w = now,
                 }
@@ -297,7 +305,7 @@ impl EpochTracker {
             if w & PHASE != LOCKED {
                 return Err(Error::NotLocked { target });
             }
-            match word.compare_exchange_weak(w, w + PIN, SeqCst, SeqCst) {
+            match word.compare_exchange_weak(w, w + PIN, Acquire, Acquire) {
                 Ok(_) => return Ok((word_kind(w), Pin { word })),
                 Err(now) => w = now,
             }

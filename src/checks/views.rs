@@ -97,6 +97,7 @@ pub struct ViewGuard<'a> {
 }
 
 impl Drop for ViewGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let mut v = self.views.counts();
         if self.mutable {
@@ -116,6 +117,7 @@ pub struct AccessGuard<'a> {
 }
 
 impl Drop for AccessGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let mut v = self.views.counts();
         if self.write {
