@@ -410,17 +410,27 @@ impl<T: Element> MpiWindow<T> {
         Ok(())
     }
 
-    /// Before a local view: `MPI_Win_flush` on this rank (this rank's own
-    /// puts and accumulates to its part are only *locally* complete when
-    /// they return; the flush completes them at the target, so none is
-    /// still writing under the view), then `MPI_Win_sync`. The caller holds
-    /// a lock on its own part (the view's approval).
+    /// Before a local view: `MPI_Win_sync` (this rank's own writes to its
+    /// part are complete at the target when they return, see
+    /// `complete_writes`, so none is still landing under the view). The
+    /// caller holds a lock on its own part (the view's approval).
     fn complete_own_part(&self) -> Result<()> {
         let _serial = raw::enter()?;
-        // SAFETY: valid window; this rank holds a lock on its own part.
-        let rc = unsafe { ffi::MPI_Win_flush(rank_c(self.me()), self.win) };
-        check(rc, "MPI_Win_flush")?;
         self.win_sync()
+    }
+
+    /// Completes the puts / accumulates just issued to `target`: at the
+    /// origin (`MPI_Win_flush_local`, the buffer may be reused), and for
+    /// this rank's own part also at the target (`MPI_Win_flush`), so that
+    /// no own write is still landing when a local view of the part opens.
+    fn complete_writes(&self, target: usize) -> Result<()> {
+        if target == self.me() {
+            // SAFETY: valid window, inside an epoch on `target` (approved).
+            let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
+            check(rc, "MPI_Win_flush")
+        } else {
+            self.flush_local(target)
+        }
     }
 
     /// `MPI_Win_sync`: synchronises the public and private copies of this
@@ -522,7 +532,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         // Complete what was issued even after an error: `src` is released
         // when we return.
         let issued = self.raw_put(target, offset, src, None);
-        let flushed = self.flush_local(target);
+        let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
 
@@ -539,7 +549,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = raw::enter()?;
         // Complete what was issued even after an error (see `put`).
         let issued = self.raw_put(target, offset, src, Some(op));
-        let flushed = self.flush_local(target);
+        let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
 
@@ -794,7 +804,7 @@ impl<T: Element> MpiWindow<T> {
             }
             at += len;
         }
-        let flushed = self.flush_local(target);
+        let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
 }
