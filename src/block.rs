@@ -229,10 +229,8 @@ fn gather_box<T: Copy, const N: usize>(
 
 /// Copies `runs` of `src` one after the other into `dst`.
 pub(crate) fn copy_runs<T: Copy>(src: &[T], runs: &[(usize, usize)], dst: &mut [T]) {
-    let mut at = 0;
-    for &(off, len) in runs {
-        dst[at..at + len].copy_from_slice(&src[off..off + len]);
-        at += len;
+    for (off, piece) in crate::checks::run_pieces(runs) {
+        dst[piece.clone()].copy_from_slice(&src[off..off + piece.len()]);
     }
 }
 
@@ -434,12 +432,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             if t.rank == me {
                 self.with_local_mut(|mut l| {
                     let dst = l.as_mut_slice();
-                    let mut at = 0;
-                    for &(off, len) in &t.runs {
-                        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[at..at + len]) {
+                    for (off, piece) in crate::checks::run_pieces(&t.runs) {
+                        let len = piece.len();
+                        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[piece]) {
                             *d = T::combine(op, *d, s);
                         }
-                        at += len;
                     }
                 })?;
             } else {

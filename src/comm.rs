@@ -506,12 +506,8 @@ pub trait Window<T: Element>: Send + Sync {
     /// operation per run; the backend waits once for all of them.
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         crate::checks::check_runs_up_front(self, target, runs, dst.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.get(target, offset, &mut dst[at..at + len])?;
-            at += len;
-        }
-        Ok(())
+        crate::checks::run_pieces(runs)
+            .try_for_each(|(offset, piece)| self.get(target, offset, &mut dst[piece]))
     }
 
     /// Issues the reads of [`Window::get_runs`] without waiting for them,
@@ -540,12 +536,8 @@ pub trait Window<T: Element>: Send + Sync {
     /// `target`. One RMA operation per run.
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         crate::checks::check_runs_up_front(self, target, runs, src.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.put(target, offset, &src[at..at + len])?;
-            at += len;
-        }
-        Ok(())
+        crate::checks::run_pieces(runs)
+            .try_for_each(|(offset, piece)| self.put(target, offset, &src[piece]))
     }
 
     /// Accumulates consecutive pieces of `src` into the runs `(offset, len)`
@@ -558,12 +550,8 @@ pub trait Window<T: Element>: Send + Sync {
         op: AccumulateOp,
     ) -> Result<()> {
         crate::checks::check_runs_up_front(self, target, runs, src.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.accumulate(target, offset, &src[at..at + len], op)?;
-            at += len;
-        }
-        Ok(())
+        crate::checks::run_pieces(runs)
+            .try_for_each(|(offset, piece)| self.accumulate(target, offset, &src[piece], op))
     }
 
     /// Collective: completes every operation issued on this window since the

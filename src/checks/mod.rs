@@ -53,16 +53,7 @@ impl WindowLayout {
     /// Checks that `offset..offset + len` lies in `target`'s part.
     #[inline]
     pub fn check(&self, target: usize, offset: usize, len: usize) -> Result<()> {
-        let window_len = self.len_of(target)?;
-        match offset.checked_add(len) {
-            Some(end) if end <= window_len => Ok(()),
-            _ => Err(Error::OutOfBounds {
-                target,
-                offset,
-                len,
-                window_len,
-            }),
-        }
+        check_in_part(target, offset, len, self.len_of(target)?)
     }
 
     /// Checks every run `(offset, len)` and that their total is `buf_len`.
@@ -112,6 +103,19 @@ pub fn check_runs_len(runs: &[(usize, usize)], buf_len: usize) -> Result<()> {
     Ok(())
 }
 
+/// The runs `(offset, len)` of a batch, each with its piece of the buffer
+/// that holds them one after the other: `(offset, at..at + len)`. The one
+/// walk every `*_runs` implementation (and the own-part copies) shares.
+pub fn run_pieces(
+    runs: &[(usize, usize)],
+) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
+    runs.iter().scan(0usize, |at, &(offset, len)| {
+        let piece = *at..*at + len;
+        *at += len;
+        Some((offset, piece))
+    })
+}
+
 /// Checks, before anything is issued, that every run `(offset, len)` lies
 /// in `target`'s part of `win` and that the runs' total is `buf_len`: for
 /// the default `*_runs` methods of [`Window`], so that a bad
@@ -124,20 +128,23 @@ pub fn check_runs_up_front<T: Element, W: Window<T> + ?Sized>(
 ) -> Result<()> {
     check_runs_len(runs, buf_len)?;
     let window_len = win.len_of(target)?;
-    for &(offset, len) in runs {
-        match offset.checked_add(len) {
-            Some(end) if end <= window_len => {}
-            _ => {
-                return Err(Error::OutOfBounds {
-                    target,
-                    offset,
-                    len,
-                    window_len,
-                })
-            }
-        }
+    runs.iter()
+        .try_for_each(|&(offset, len)| check_in_part(target, offset, len, window_len))
+}
+
+/// `offset..offset + len` lies in a part of `window_len` elements of
+/// `target` (checked arithmetic), else [`Error::OutOfBounds`].
+#[inline]
+fn check_in_part(target: usize, offset: usize, len: usize, window_len: usize) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= window_len => Ok(()),
+        _ => Err(Error::OutOfBounds {
+            target,
+            offset,
+            len,
+            window_len,
+        }),
     }
-    Ok(())
 }
 
 /// Bytes of memory the operating system reports as available to new

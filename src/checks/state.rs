@@ -1,7 +1,7 @@
 //! [`WindowState`]: the one object that approves every operation on one
 //! rank's handle of a window, on every backend.
 
-use super::epochs::{EpochKind, EpochTracker, Fencing, Locking, Pin, Unlocking};
+use super::epochs::{EpochKind, EpochTracker, Locking, Pin, Unlocking};
 use super::views::{AccessGuard, LocalViews, ViewGuard};
 use super::{check_rank, WindowLayout};
 use crate::comm::LockKind;
@@ -240,12 +240,6 @@ impl WindowState {
         self.epochs.fence_collectively(end, all_ok, runtime)
     }
 
-    /// Starts this rank's part of a fence transition by hand, for backends
-    /// whose fence protocol does not fit [`WindowState::fence_collectively`].
-    pub fn begin_fence(&self, end: bool) -> Result<Fencing<'_>> {
-        self.epochs.begin_fence(end)
-    }
-
     /// Approves a local view of the own part and registers it until the
     /// guard drops: a lock on the own part (exclusive for `mutable`), pinned
     /// for the view's life; no fence epoch; no conflicting view or own RMA
@@ -272,18 +266,6 @@ impl WindowState {
             _view: view,
             _pin: pin,
         })
-    }
-
-    /// The lock this rank holds on `target`, if any.
-    #[inline]
-    pub fn lock_kind(&self, target: usize) -> Result<Option<LockKind>> {
-        self.epochs.lock_kind(target)
-    }
-
-    /// `true` while a fence epoch is open.
-    #[inline]
-    pub fn fence_is_open(&self) -> bool {
-        self.epochs.fence_is_open()
     }
 
     /// Forgets every lock and the fence epoch of this handle, returning the

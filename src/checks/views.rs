@@ -57,12 +57,6 @@ impl LocalViews {
         Ok(AccessGuard { views: self, write })
     }
 
-    /// `true` while a local view is alive.
-    pub fn any_open(&self) -> bool {
-        let v = self.counts();
-        v.mutable || v.shared > 0
-    }
-
     /// Registers a view of rank `me`'s part until the returned guard drops
     /// (also on unwind). A mutable view excludes every other view and every
     /// RMA access in progress; a shared one excludes writes.

@@ -98,7 +98,7 @@ use self::deadlock::WaitGraph;
 use self::race::{AccessKind, SegShadow};
 pub use self::schedule::ScheduleFailure;
 use self::schedule::Scheduler;
-use crate::checks::{Access, WindowState};
+use crate::checks::{run_pieces, Access, WindowState};
 use crate::collective::{self, Combiner, Phase, Transport};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
@@ -1161,18 +1161,16 @@ impl<T: Element> ThreadedWindow<T> {
                 "read while the owner holds a mutable local view",
             ));
         }
-        let mut at = 0;
-        for &(offset, len) in runs {
-            let out = &mut dst[at..at + len];
+        for (offset, piece) in run_pieces(runs) {
+            let out = &mut dst[piece];
             // SAFETY: as in `read`: every run lies in the segment (approved
             // by the window state, which checked the runs against the
             // target's length and their total against `dst`); we hold the
             // view read lock and no mutable view exists, so nobody writes
             // these elements meanwhile; `dst` is a separate buffer.
             unsafe {
-                std::ptr::copy_nonoverlapping(seg.ptr().add(offset), out.as_mut_ptr(), len);
+                std::ptr::copy_nonoverlapping(seg.ptr().add(offset), out.as_mut_ptr(), out.len());
             }
-            at += len;
         }
         Ok(())
     }
@@ -1305,12 +1303,8 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
         self.record_runs(target, runs, AccessKind::Put)?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.write(target, offset, &src[at..at + len], None)?;
-            at += len;
-        }
-        Ok(())
+        run_pieces(runs)
+            .try_for_each(|(offset, piece)| self.write(target, offset, &src[piece], None))
     }
 
     fn accumulate_runs(
@@ -1326,12 +1320,8 @@ impl<T: Element> Window<T> for ThreadedWindow<T> {
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
         self.record_runs(target, runs, AccessKind::Acc(op))?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.write(target, offset, &src[at..at + len], Some(op))?;
-            at += len;
-        }
-        Ok(())
+        run_pieces(runs)
+            .try_for_each(|(offset, piece)| self.write(target, offset, &src[piece], Some(op)))
     }
 
     fn fence(&self) -> Result<()> {

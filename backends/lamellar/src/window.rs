@@ -30,7 +30,7 @@
 
 use std::sync::Mutex;
 
-use distarray::checks::{Access, WindowState};
+use distarray::checks::{run_pieces, Access, WindowState};
 use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, Window};
 use lamellar::memregion::prelude::*;
 
@@ -306,10 +306,8 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         let _own = self
             .state
             .approve_runs(target, Access::Read, runs, dst.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.read(target, offset, &mut dst[at..at + len]);
-            at += len;
+        for (offset, piece) in run_pieces(runs) {
+            self.read(target, offset, &mut dst[piece]);
         }
         Ok(())
     }
@@ -318,10 +316,8 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.write(target, offset, &src[at..at + len]);
-            at += len;
+        for (offset, piece) in run_pieces(runs) {
+            self.write(target, offset, &src[piece]);
         }
         Ok(())
     }
@@ -337,10 +333,8 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         let _own = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            self.combine(target, offset, &src[at..at + len], op);
-            at += len;
+        for (offset, piece) in run_pieces(runs) {
+            self.combine(target, offset, &src[piece], op);
         }
         Ok(())
     }

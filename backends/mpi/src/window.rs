@@ -67,7 +67,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use distarray::checks::{Access, WindowState};
+use distarray::checks::{run_pieces, Access, WindowState};
 use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
 use mpi::ffi;
 
@@ -578,17 +578,14 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             return Ok(());
         }
         let _serial = raw::enter()?;
-        let mut at = 0;
-        for &(offset, len) in runs {
-            if len > 0 {
-                if let Err(e) = self.raw_get(target, offset, &mut dst[at..at + len]) {
-                    // complete what was issued: the caller owns `dst` again
-                    // once we return an error
-                    let _ = self.flush_gets(target);
-                    return Err(e);
-                }
-            }
-            at += len;
+        let issued = run_pieces(runs)
+            .filter(|(_, piece)| !piece.is_empty())
+            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece]));
+        if let Err(e) = issued {
+            // complete what was issued: the caller owns `dst` again once we
+            // return an error
+            let _ = self.flush_gets(target);
+            return Err(e);
         }
         // complete now (see above)
         self.flush_gets(target)
@@ -603,17 +600,10 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             return Ok(());
         }
         let _serial = raw::enter()?;
-        let mut at = 0;
-        let mut issued = Ok(());
-        for &(offset, len) in runs {
-            if len > 0 {
-                issued = self.raw_get(target, offset, &mut dst[at..at + len]);
-                if issued.is_err() {
-                    break;
-                }
-            }
-            at += len;
-        }
+        // stops at the first failed run
+        let issued = run_pieces(runs)
+            .filter(|(_, piece)| !piece.is_empty())
+            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece]));
         // Complete what was issued even after an error: `dst` is released
         // when we return.
         let flushed = self.flush_gets(target);
@@ -793,17 +783,10 @@ impl<T: Element> MpiWindow<T> {
             return Ok(());
         }
         let _serial = raw::enter()?;
-        let mut at = 0;
-        let mut issued = Ok(());
-        for &(offset, len) in runs {
-            if len > 0 {
-                issued = self.raw_put(target, offset, &src[at..at + len], op);
-                if issued.is_err() {
-                    break;
-                }
-            }
-            at += len;
-        }
+        // stops at the first failed run
+        let issued = run_pieces(runs)
+            .filter(|(_, piece)| !piece.is_empty())
+            .try_for_each(|(offset, piece)| self.raw_put(target, offset, &src[piece], op));
         let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
