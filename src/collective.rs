@@ -55,6 +55,9 @@ pub enum Phase {
     Reduce(u32),
     /// The binomial broadcast: from the parent in the broadcast tree.
     Broadcast,
+    /// A neighbour exchange ([`OneSidedComm::exchange_bytes`]), on
+    /// backends that implement it over their transport.
+    Exchange,
 }
 
 /// Point-to-point messages for the tree collectives. Messages from one

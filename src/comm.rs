@@ -365,6 +365,46 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// [`broadcast_vote`](crate::collective::broadcast_vote).
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()>;
 
+    /// Whether [`OneSidedComm::exchange_bytes`] is available: backends with
+    /// point-to-point messages (MPI, threaded) say yes; the others (Lamellar)
+    /// no, and callers such as [`Halo`](crate::Halo) then fall back to
+    /// one-sided gets.
+    fn supports_exchange(&self) -> bool {
+        false
+    }
+
+    /// Collective: a sparse exchange of byte messages between neighbours,
+    /// what a halo update needs. This rank sends each `sends[i].1` to rank
+    /// `sends[i].0` and receives, from each rank `recvs[j].0`, exactly
+    /// `recvs[j].1.len()` bytes into `recvs[j].1`. Every rank calls it the
+    /// same number of times (with empty lists where it has no neighbours);
+    /// the messages between two ranks are matched in call order, so the
+    /// sender's and the receiver's lists must agree (both derived from one
+    /// agreed plan, as [`Halo`](crate::Halo) does).
+    ///
+    /// Why messages and not RMA: a `get` needs a round trip (request, then
+    /// reply) *and* a synchronisation telling the reader that the owner's
+    /// data is ready; a message carries both in one one-way latency, and
+    /// only between neighbours (PETSc's scatters, MPI's neighbourhood
+    /// collectives). MPI sends each message with `MPI_Isend` and waits for
+    /// all with one `MPI_Waitall`.
+    ///
+    /// Errors: a rank out of range (before anything is sent), a message
+    /// whose length differs from the receiver's buffer (at the receiver),
+    /// and [`Error::Backend`](crate::Error::Backend) where
+    /// [`OneSidedComm::supports_exchange`] is false (the default).
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        let _ = (sends, recvs);
+        Err(crate::Error::Backend(format!(
+            "the {} backend has no point-to-point messages (exchange_bytes)",
+            self.backend_name()
+        )))
+    }
+
     /// Collective: creates a window in which this rank exposes `local_len`
     /// elements, initialised to `T::default()` (zero). Lengths may differ
     /// between ranks, and may be zero.

@@ -41,8 +41,8 @@ pub struct Counts {
     pub locks: Vec<usize>,
     /// Elements moved by gets, puts and accumulates.
     pub elements: usize,
-    /// Gets, puts and accumulates to *other* ranks (one per run): the RMA
-    /// messages this rank sends over a network.
+    /// Gets, puts and accumulates to *other* ranks (one per run), and the
+    /// messages of neighbour exchanges: what this rank sends over a network.
     pub messages: usize,
     /// Bytes moved by those messages.
     pub bytes: usize,
@@ -54,6 +54,10 @@ pub struct Counts {
     /// Payload bytes this rank passed to collectives (its contribution to
     /// an allgather, allreduce or broadcast; none for barriers).
     pub collective_bytes: usize,
+    /// Neighbour exchanges ([`OneSidedComm::exchange_bytes`]): every rank
+    /// calls them, but they synchronise only neighbours, so they are not
+    /// counted as collectives; their messages are in `messages`.
+    pub exchanges: usize,
 }
 
 impl Counts {
@@ -69,6 +73,7 @@ impl Counts {
             collectives: 0,
             allgathers: 0,
             collective_bytes: 0,
+            exchanges: 0,
         }
     }
 
@@ -167,6 +172,24 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
         self.collective(buf.len());
         self.inner.broadcast_bytes(root, buf)
+    }
+
+    fn supports_exchange(&self) -> bool {
+        self.inner.supports_exchange()
+    }
+
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        {
+            let mut c = self.lock_counts();
+            c.exchanges += 1;
+            c.messages += sends.len();
+            c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
+        }
+        self.inner.exchange_bytes(sends, recvs)
     }
 
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {

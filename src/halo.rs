@@ -98,6 +98,26 @@ pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     /// Every rank's packed boxes.
     staging: DistArray<T, C, 1>,
     scratch: Vec<T>,
+    /// Neighbour messages ([`Halo::update_ghosts`]), where the backend has
+    /// them: what this rank sends to each neighbour, and the buffers its
+    /// neighbours' messages arrive in (index = `sources`).
+    outbox: Option<Vec<Outgoing<T, N>>>,
+    inbox: Vec<Vec<T>>,
+}
+
+/// One neighbour's message: the boxes of this rank's part it needs, packed
+/// one after the other, then one status element (all-zero bytes: the
+/// sender packed them; `T::ONE`: it failed, the ghost values are void).
+#[derive(Debug, Clone)]
+struct Outgoing<T, const N: usize> {
+    rank: usize,
+    boxes: Vec<[Range<usize>; N]>,
+    buf: Vec<T>,
+}
+
+/// Whether a message's status element says its sender failed.
+fn failed_status<T: Element>(status: &T) -> bool {
+    bytemuck::bytes_of(status).iter().any(|&b| b != 0)
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for Halo<T, C, N> {
@@ -249,6 +269,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             let mut local = Vec::new();
             let mut sources: Vec<Source<N>> = Vec::new();
             let mut pack = Vec::new();
+            let mut outgoing: Vec<(usize, Vec<[Range<usize>; N]>)> = Vec::new();
             for q in 0..p {
                 let mut mine: Vec<Source<N>> = Vec::new();
                 for (s, piece) in requests(&part, q, width, periodic, corners)? {
@@ -261,6 +282,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                     let len = piece.len();
                     if s == me {
                         pack.push(piece.src.clone());
+                        match outgoing.last_mut() {
+                            Some((r, boxes)) if *r == q => boxes.push(piece.src.clone()),
+                            _ => outgoing.push((q, vec![piece.src.clone()])),
+                        }
                     }
                     if q == me {
                         match mine.iter_mut().find(|x| x.rank == s) {
@@ -282,9 +307,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                     sources = mine;
                 }
             }
-            Ok((staging_len, local, sources, pack))
+            Ok((staging_len, local, sources, pack, outgoing))
         });
-        let (staging_len, local, sources, pack) = vote(comm, planned)?;
+        let (staging_len, local, sources, pack, outgoing) = vote(comm, planned)?;
         let staging = DistArray::<T, C, 1>::with_part_sizes(comm.clone(), [staging_len])?;
         let own = part.part_range(me)?;
         let ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
@@ -295,7 +320,27 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             .chain(local.iter().map(|l: &Piece<N>| l.len()))
             .max()
             .unwrap_or(0);
+        // every rank runs the same backend, so all take the same branch
+        let outbox = comm.supports_exchange().then(|| {
+            outgoing
+                .into_iter()
+                .map(|(rank, boxes)| {
+                    let len: usize = boxes
+                        .iter()
+                        .map(|b| b.iter().map(|r| r.len()).product::<usize>())
+                        .sum();
+                    Outgoing {
+                        rank,
+                        boxes,
+                        buf: vec![T::ZERO; len + 1],
+                    }
+                })
+                .collect()
+        });
+        let inbox = sources.iter().map(|s| vec![T::ZERO; s.len + 1]).collect();
         Ok(Halo {
+            outbox,
+            inbox,
             part,
             width,
             own,
@@ -326,10 +371,181 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// halo was planned for.
     pub fn refresh(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         let comm = array.comm().clone();
+        if self.outbox.is_some() {
+            // neighbour messages, then one vote: every rank learns of an
+            // error anywhere
+            let updated = self
+                .update_ghosts(array)
+                .and_then(|_| self.copy_interior(array));
+            return vote(&comm, updated);
+        }
         let packed = self.pack(array);
         vote(&comm, packed)?;
         let local = self.fetch(array);
         vote(&comm, local)
+    }
+
+    /// Fills the ghost cells (not the interior) from their owners,
+    /// synchronising **only with the neighbours**. Where the backend has
+    /// neighbour messages ([`OneSidedComm::supports_exchange`]: MPI,
+    /// threaded), each rank packs what each neighbour needs from its own
+    /// current values and sends it in one message, then waits for its
+    /// neighbours' messages: one one-way latency, no barrier and no global
+    /// collective (what PETSc's ghost updates cost). Elsewhere (Lamellar) it
+    /// is [`Halo::refresh`]'s pack, vote, one `get` per neighbour and vote,
+    /// without the interior.
+    ///
+    /// Every rank calls it, as a collective. No barrier is needed before it:
+    /// each rank sends the values its own program order produced.
+    ///
+    /// Errors: an error on one rank (an array partitioned unlike the plan, a
+    /// refused local view) is returned there and, as
+    /// [`Error::PeerFailed`], on its neighbours, which still receive a
+    /// message from it (nobody waits forever); ranks further away learn of
+    /// it at their next collective that votes (every reduction of this
+    /// library does). A loop that checks the result of its reductions stays
+    /// in step on every rank.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Halo};
+    /// threaded::run_ok(4, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [4, 4])?;
+    ///     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (4 * i + j) as f64))?;
+    ///     let mut h = Halo::new_faces(&a, [1, 1], [false, false])?;
+    ///     h.update_ghosts(&a)?;
+    ///     let [rows, cols] = h.own_range();
+    ///     if rows.start > 0 {
+    ///         // the row above the part, from the rank above
+    ///         let (i, j) = (rows.start - 1, cols.start);
+    ///         assert_eq!(h.get([i as isize, j as isize]), Some((4 * i + j) as f64));
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn update_ghosts(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        if self.outbox.is_none() {
+            let comm = array.comm().clone();
+            let packed = self.pack(array);
+            vote(&comm, packed)?;
+            let fetched = self.fetch_ghosts(array);
+            return vote(&comm, fetched);
+        }
+        let packed = self.pack_messages(array);
+        // sent also after a local failure (marked), so that no neighbour
+        // waits for a message that never comes
+        let exchanged = self.exchange_messages(array.comm());
+        packed?;
+        exchanged?;
+        self.unpack_messages(array)
+    }
+
+    /// Packs every neighbour's message; on failure each is marked failed.
+    fn pack_messages(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        let checked = self.check_partition(array, "update_ghosts");
+        let Halo { outbox, own, .. } = self;
+        let outbox = outbox.as_mut().expect("message path");
+        for o in outbox.iter_mut() {
+            *o.buf.last_mut().expect("status element") = T::ONE;
+        }
+        checked?;
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        array.with_local(|l| {
+            let src = l.as_slice();
+            for o in outbox.iter_mut() {
+                let mut at = 0;
+                for b in &o.boxes {
+                    at += gather_box(src, own, b, &mut o.buf[at..]);
+                }
+                o.buf[at] = T::ZERO;
+            }
+        })
+    }
+
+    /// Sends every neighbour its message and receives theirs; a neighbour
+    /// whose message says it failed is an error.
+    fn exchange_messages(&mut self, comm: &C) -> Result<()> {
+        let Halo {
+            outbox,
+            inbox,
+            sources,
+            ..
+        } = self;
+        let outbox = outbox.as_ref().expect("message path");
+        let sends: Vec<(usize, &[u8])> = outbox
+            .iter()
+            .map(|o| (o.rank, bytemuck::cast_slice::<T, u8>(&o.buf)))
+            .collect();
+        let mut recvs: Vec<(usize, &mut [u8])> = sources
+            .iter()
+            .zip(inbox.iter_mut())
+            .map(|(s, b)| (s.rank, bytemuck::cast_slice_mut::<T, u8>(b)))
+            .collect();
+        comm.exchange_bytes(&sends, &mut recvs)?;
+        for (s, b) in sources.iter().zip(inbox.iter()) {
+            if failed_status(b.last().expect("status element")) {
+                return Err(Error::PeerFailed {
+                    rank: s.rank,
+                    reason: "its halo update failed (its own call returned the error)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the received messages (and any periodic wrap onto this rank
+    /// itself) into the ghost cells.
+    fn unpack_messages(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        let Halo {
+            data,
+            sources,
+            inbox,
+            scratch,
+            ext_shape,
+            own,
+            local,
+            ..
+        } = self;
+        for (s, buf) in sources.iter().zip(inbox.iter()) {
+            let mut at = 0;
+            for piece in &s.pieces {
+                let n = piece.len();
+                scatter(
+                    data,
+                    ext_shape,
+                    &piece.dst,
+                    &piece.shape(),
+                    &buf[at..at + n],
+                );
+                at += n;
+            }
+        }
+        if !local.is_empty() {
+            array.with_local(|l| {
+                for piece in local.iter() {
+                    let n = gather_box(l.as_slice(), own, &piece.src, scratch);
+                    scatter(data, ext_shape, &piece.dst, &piece.shape(), &scratch[..n]);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies this rank's part into the interior of the extended box.
+    fn copy_interior(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        if self.own.iter().any(|r| r.is_empty()) {
+            return Ok(());
+        }
+        let own_shape: [usize; N] = self.own.clone().map(|r| r.len());
+        let Halo {
+            data,
+            ext_shape,
+            width,
+            ..
+        } = self;
+        array.with_local(|l| scatter(data, ext_shape, width, &own_shape, l.as_slice()))
     }
 
     /// One-sided (local): copies the boxes of this rank's part of `array`

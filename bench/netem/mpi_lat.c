@@ -152,6 +152,73 @@ int main(int argc, char **argv)
     MPI_Barrier(MPI_COMM_WORLD);
     report("get+flush (lock_all held)", t, reps, rank);
 
+    /* a neighbour exchange by one-sided puts, both ranks at once: each puts
+     * 8 bytes into the other's window, then one MPI_Win_fence completes
+     * them (the fence epoch stays open from one exchange to the next) */
+    {
+        int peer = 1 - rank;
+        MPI_Win_fence(MPI_MODE_NOPRECEDE, win);
+        for (int i = -warm; i < reps; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Put(&x, 1, MPI_DOUBLE, peer, (MPI_Aint)(i & 1), 1, MPI_DOUBLE, win);
+            MPI_Win_fence(0, win);
+            if (i >= 0)
+                t[i] = MPI_Wtime() - t0;
+        }
+        MPI_Win_fence(MPI_MODE_NOSUCCEED, win);
+        report("put+fence (exchange)", t, reps, rank);
+    }
+    /* the same exchange with a neighbour-only epoch: post and start
+     * (MPI_Win_post / MPI_Win_start on the peer's group), put, complete,
+     * wait */
+    {
+        int peer = 1 - rank;
+        MPI_Group world, pg;
+        MPI_Comm_group(MPI_COMM_WORLD, &world);
+        MPI_Group_incl(world, 1, &peer, &pg);
+        for (int i = -warm; i < reps; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Win_post(pg, 0, win);
+            MPI_Win_start(pg, 0, win);
+            MPI_Put(&x, 1, MPI_DOUBLE, peer, 7, 1, MPI_DOUBLE, win);
+            MPI_Win_complete(win);
+            MPI_Win_wait(win);
+            if (i >= 0)
+                t[i] = MPI_Wtime() - t0;
+        }
+        MPI_Group_free(&pg);
+        MPI_Group_free(&world);
+        MPI_Barrier(MPI_COMM_WORLD);
+        report("pscw put (exchange)", t, reps, rank);
+    }
+    /* the same, with the exposure epoch posted early: right after the
+     * previous exchange's wait (the program has read what arrived), so
+     * that the next start finds the post already there */
+    {
+        int peer = 1 - rank;
+        MPI_Group world, pg;
+        MPI_Comm_group(MPI_COMM_WORLD, &world);
+        MPI_Group_incl(world, 1, &peer, &pg);
+        MPI_Win_post(pg, 0, win);
+        for (int i = -warm; i < reps; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Win_start(pg, 0, win);
+            MPI_Put(&x, 1, MPI_DOUBLE, peer, 7, 1, MPI_DOUBLE, win);
+            MPI_Win_complete(win);
+            MPI_Win_wait(win);
+            MPI_Win_post(pg, 0, win);
+            if (i >= 0)
+                t[i] = MPI_Wtime() - t0;
+        }
+        MPI_Win_start(pg, 0, win);
+        MPI_Win_complete(win);
+        MPI_Win_wait(win);
+        MPI_Group_free(&pg);
+        MPI_Group_free(&world);
+        MPI_Barrier(MPI_COMM_WORLD);
+        report("pscw put, early post", t, reps, rank);
+    }
+
     if (rank == 0) {
         for (int i = -2; i < big_reps; i++) {
             double t0 = MPI_Wtime();

@@ -53,7 +53,7 @@ log=$out/logs/profile-$DELAY.log
     prof="-x LD_PRELOAD=$out/libmpi_profile.so"
     for tol in 1e-8 1e-2; do
         echo "## ours $tol"
-        $mpirun_tcp $prof "$ours" --n "$N" --tol "$tol"
+        $mpirun_tcp $prof "$ours" --n "$N" --tol "$tol" --no-baseline
         echo "## petsc $tol"
         $mpirun_tcp $prof "$out/petsc_cg" -n "$N" -ksp_rtol "$tol"
     done

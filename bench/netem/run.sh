@@ -83,7 +83,7 @@ for r in $(seq "$REPS"); do
             set -e
             $mpirun_tcp "$out/mpi_lat" "$LAT_REPS"
             echo "## ours"
-            $mpirun_tcp "$ours" --n "$N"
+            $mpirun_tcp "$ours" --n "$N" --no-baseline
             echo "## petsc"
             $mpirun_tcp "$out/petsc_cg" -n "$N" -reps "$PETSC_SOLVES"
         ' >"$logs/run.log" 2>&1 || {

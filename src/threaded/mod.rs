@@ -792,6 +792,35 @@ impl OneSidedComm for ThreadedComm {
         self.world.exchange(self.rank, Arc::new(())).map(|_| ())
     }
 
+    fn supports_exchange(&self) -> bool {
+        true
+    }
+
+    /// Through the rank mailboxes of the tree collectives: a message per
+    /// neighbour, which (in checking mode) orders the receiver after
+    /// everything the sender did before sending.
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        let p = self.world.size;
+        for &(r, _) in sends {
+            crate::checks::check_rank(r, p)?;
+        }
+        for (r, _) in recvs.iter() {
+            crate::checks::check_rank(*r, p)?;
+        }
+        let t = self.transport()?;
+        for &(to, data) in sends {
+            t.send(to, Phase::Exchange, data)?;
+        }
+        for (from, buf) in recvs.iter_mut() {
+            t.recv(*from, Phase::Exchange, buf)?;
+        }
+        Ok(())
+    }
+
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
         let all = self.world.exchange(self.rank, Arc::new(local.to_vec()))?;
         Ok(all

@@ -519,6 +519,8 @@ impl TreeTransport<'_> {
         match phase {
             Phase::Broadcast => (self.seq % 2) as usize * SLOT,
             Phase::Reduce(k) => (2 + k as usize) * SLOT,
+            // refused by `send` before a slot is needed
+            Phase::Exchange => 0,
         }
     }
 }
@@ -534,6 +536,11 @@ impl Transport for TreeTransport<'_> {
 
     fn send(&self, to: usize, phase: Phase, data: &[u8]) -> Result<()> {
         let inner = &*self.comm.inner;
+        if phase == Phase::Exchange {
+            return Err(Error::Backend(
+                "the Lamellar backend has no neighbour exchange".into(),
+            ));
+        }
         if let Phase::Reduce(k) = phase {
             if k as usize >= ROUNDS {
                 return Err(Error::Backend(

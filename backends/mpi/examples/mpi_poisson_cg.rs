@@ -10,8 +10,9 @@
 //! mpirun -n 4 target/release/examples/mpi_poisson_cg --n 256
 //! ```
 //!
-//! Options: `--n N` (64), `--tol T` (1e-8); `--ranks` is ignored (mpirun's
-//! `-n` decides).
+//! Options: `--n N` (64), `--tol T` (1e-8), `--compare` (also the row-band
+//! layout), `--no-baseline` (skip the plain-MPI solve); `--ranks` is
+//! ignored (mpirun's `-n` decides).
 
 #[path = "../../../examples/apps/poisson.rs"]
 mod app;
@@ -31,6 +32,9 @@ fn main() -> distarray::Result<()> {
     let (_env, comm) = MpiComm::init()?;
     let opts = app::Opts::from_args();
     let (iters, _, _) = app::run(comm.clone(), &opts)?;
+    if !opts.baseline {
+        return Ok(());
+    }
     raw_cg(&comm, &opts, iters)
 }
 

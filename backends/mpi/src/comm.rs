@@ -376,6 +376,88 @@ impl CommInner {
     }
 
     /// Collective: `MPI_Bcast` of the bytes.
+    /// Neighbour exchange: an `MPI_Irecv` per receive and an `MPI_Isend`
+    /// per send (tag [`EXCHANGE_TAG`]), then one `MPI_Waitall`; each
+    /// received length is checked against its buffer.
+    pub(crate) fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        use std::os::raw::c_int;
+        let too_big =
+            || Error::InvalidArgument("exchange message of more than 2^31 - 1 bytes".into());
+        for &(r, d) in sends {
+            distarray::checks::check_rank(r, self.size)?;
+            c_int::try_from(d.len()).map_err(|_| too_big())?;
+        }
+        for (r, b) in recvs.iter() {
+            distarray::checks::check_rank(*r, self.size)?;
+            c_int::try_from(b.len()).map_err(|_| too_big())?;
+        }
+        // one exchange at a time per rank: messages between two ranks are
+        // matched in call order
+        let _collective = self.collective();
+        raw::ensure_live()?;
+        let _serial = serial();
+        let n = sends.len() + recvs.len();
+        // SAFETY: MPI_Request is a plain handle; every slot is written by
+        // MPI_Irecv / MPI_Isend below before MPI_Waitall reads it.
+        let mut reqs: Vec<ffi::MPI_Request> = vec![unsafe { std::mem::zeroed() }; n];
+        for (k, (from, buf)) in recvs.iter_mut().enumerate() {
+            // SAFETY: `buf` holds `buf.len()` (checked to fit a c_int) bytes
+            // and stays borrowed, unmoved, until MPI_Waitall below returns;
+            // `from < size` (checked); the communicator is valid.
+            let rc = unsafe {
+                ffi::MPI_Irecv(
+                    buf.as_mut_ptr() as *mut _,
+                    buf.len() as c_int,
+                    ffi::RSMPI_UINT8_T,
+                    *from as c_int,
+                    EXCHANGE_TAG,
+                    self.raw,
+                    &mut reqs[k],
+                )
+            };
+            raw::check(rc, "MPI_Irecv")?;
+        }
+        for (k, &(to, data)) in sends.iter().enumerate() {
+            // SAFETY: as for the receives: `data` outlives the request
+            // (completed by MPI_Waitall below) and is only read.
+            let rc = unsafe {
+                ffi::MPI_Isend(
+                    data.as_ptr() as *const _,
+                    data.len() as c_int,
+                    ffi::RSMPI_UINT8_T,
+                    to as c_int,
+                    EXCHANGE_TAG,
+                    self.raw,
+                    &mut reqs[recvs.len() + k],
+                )
+            };
+            raw::check(rc, "MPI_Isend")?;
+        }
+        // SAFETY: MPI_Status is plain data, written by MPI_Waitall.
+        let mut statuses: Vec<ffi::MPI_Status> = vec![unsafe { std::mem::zeroed() }; n];
+        // SAFETY: `n` valid requests and as many statuses.
+        let rc = unsafe { ffi::MPI_Waitall(n as c_int, reqs.as_mut_ptr(), statuses.as_mut_ptr()) };
+        raw::check(rc, "MPI_Waitall")?;
+        for (k, (from, buf)) in recvs.iter().enumerate() {
+            let mut count: c_int = 0;
+            // SAFETY: the status of a completed receive.
+            let rc = unsafe { ffi::MPI_Get_count(&statuses[k], ffi::RSMPI_UINT8_T, &mut count) };
+            raw::check(rc, "MPI_Get_count")?;
+            if count as usize != buf.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "exchange: rank {from} sent {count} bytes, rank {} expected {}",
+                    self.rank,
+                    buf.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
         distarray::checks::check_rank(root, self.size)?;
         let _collective = self.collective();
@@ -397,6 +479,10 @@ impl CommInner {
         raw::check(rc, "MPI_Bcast")
     }
 }
+
+/// The tag of [`OneSidedComm::exchange_bytes`] messages on the library's
+/// communicator (a duplicate of the user's, so no user message can match).
+const EXCHANGE_TAG: std::os::raw::c_int = 0x4441;
 
 impl Drop for CommInner {
     fn drop(&mut self) {
@@ -586,6 +672,19 @@ impl OneSidedComm for MpiComm {
     /// `MPI_Bcast`.
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
         self.inner.broadcast_bytes(root, buf)
+    }
+
+    fn supports_exchange(&self) -> bool {
+        true
+    }
+
+    /// `MPI_Isend` / `MPI_Irecv` per neighbour, one `MPI_Waitall`.
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        self.inner.exchange_bytes(sends, recvs)
     }
 
     /// `MPI_Win_allocate` of this rank's part, then a barrier.
