@@ -14,13 +14,25 @@
 //!
 //! The plan is made once, collectively, by [`Halo::new`]: every rank
 //! knows which boxes of its part each neighbour needs, and where they land.
-//! Every [`Halo::refresh`] then has each rank **pack** the boxes its
-//! neighbours need into a staging window, contiguously per neighbour (a
-//! local copy), and each rank fetch its ghost cells with **one `get` per
-//! neighbour** — a ghost column, strided in its owner's memory, costs one
-//! RMA call, not one per row (what MPI codes do with derived datatypes or
-//! pack buffers). The own part and any periodic wrap onto the rank itself
-//! are copied locally.
+//! Each update then has every rank **pack** the boxes each neighbour needs,
+//! contiguously per neighbour (a local copy: a ghost column, strided in its
+//! owner's memory, travels as one message, not one per row), and move them
+//! in one of two ways:
+//!
+//! * **Neighbour messages** where the backend has them
+//!   ([`OneSidedComm::supports_exchange`]: MPI, threaded):
+//!   [`Halo::update_ghosts`] sends each neighbour its boxes in one message
+//!   and waits for the neighbours' messages. No barrier and no global
+//!   collective: on a network, one one-way latency per update, where a
+//!   `get` needs a full round trip plus a synchronisation telling the
+//!   reader the data is ready (measured in BENCHMARKS.md: the Poisson CG
+//!   went from 3.7 to 1.6 network round trips per iteration).
+//! * **One-sided gets** elsewhere (Lamellar): every rank packs into a
+//!   staging window, a vote, **one `get` per neighbour**, a vote.
+//!
+//! [`Halo::refresh`] also copies the own part into the interior and ends
+//! with a vote, so an error anywhere is an error everywhere. The own part
+//! and any periodic wrap onto the rank itself are copied locally.
 //!
 //! ```
 //! use distarray::{threaded, DistArray, Halo};
@@ -364,11 +376,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     }
 
     /// Collective: copies this rank's part into the interior and every
-    /// ghost cell from its owner: each rank packs what its neighbours need
-    /// ([`Halo::pack`]), a vote (barrier), each rank fetches ([`Halo::fetch`]),
-    /// a vote (no rank overwrites `array` or the staging window while
-    /// another still reads). `array` must be partitioned as the one the
-    /// halo was planned for.
+    /// ghost cell from its owner, then votes, so that an error on any rank
+    /// is an error on every rank. With neighbour messages: the exchange of
+    /// [`Halo::update_ghosts`], the interior copy, one vote. Without: each
+    /// rank packs what its neighbours need ([`Halo::pack`]), a vote
+    /// (barrier), each rank fetches ([`Halo::fetch`]), a vote (no rank
+    /// overwrites `array` or the staging window while another still
+    /// reads). `array` must be partitioned as the one the halo was planned
+    /// for.
     pub fn refresh(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         let comm = array.comm().clone();
         if self.outbox.is_some() {

@@ -1,7 +1,8 @@
 //! Checks of the collectives of the contract: `allreduce_bytes` keeps rank
 //! order (an associative, non-commutative operation gives the serial
-//! product), `broadcast_bytes` from every root, and the success vote they
-//! carry.
+//! product), `broadcast_bytes` from every root, the success vote they
+//! carry, and the neighbour exchange `exchange_bytes` (or its refusal where
+//! the backend has no messages).
 
 use super::{expect_err, ok, Check};
 use crate::collective::{allreduce_vote, broadcast_vote, vote};
@@ -14,6 +15,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("allreduce_keeps_rank_order", rank_order::<C>),
         ("broadcast_from_every_root", broadcast::<C>),
         ("votes_carry_failures", votes::<C>),
+        ("neighbour_exchange", neighbour_exchange::<C>),
     ]
 }
 
@@ -166,4 +168,68 @@ fn votes<C: OneSidedComm>(comm: &C) {
     // all well: the vote passes the value through
     assert_eq!(ok(comm, "vote", vote(comm, Ok("kept"))), "kept");
     ok(comm, "barrier", comm.barrier());
+}
+
+/// The message rank `from` sends rank `to` in round `round` of the exchange
+/// check: its length depends on both (empty for some pairs).
+fn message(from: usize, to: usize, round: usize) -> Vec<u8> {
+    let len = (from * 5 + to * 3 + round * 7) % 23;
+    (0..len)
+        .map(|i| (i * 31 + from * 7 + to + round) as u8)
+        .collect()
+}
+
+fn neighbour_exchange<C: OneSidedComm>(comm: &C) {
+    let (me, p) = (comm.rank(), comm.size());
+    if !comm.supports_exchange() {
+        // refused, on every rank, without waiting for anybody
+        let r = comm.exchange_bytes(&[], &mut []);
+        assert!(matches!(r, Err(Error::Backend(_))), "{r:?}");
+        return;
+    }
+    let right = (me + 1) % p;
+    let left = (me + p - 1) % p;
+    // a ring in both directions (to itself on one rank, twice to the same
+    // neighbour on two), three times: matched in call and list order
+    for round in 0..3 {
+        let out = [message(me, right, round), message(me, left, round + 1)];
+        let sends = [(right, &out[0][..]), (left, &out[1][..])];
+        let mut from_left = vec![0u8; message(left, me, round).len()];
+        let mut from_right = vec![0u8; message(right, me, round + 1).len()];
+        {
+            let mut recvs = [(left, &mut from_left[..]), (right, &mut from_right[..])];
+            ok(
+                comm,
+                "exchange_bytes",
+                comm.exchange_bytes(&sends, &mut recvs),
+            );
+        }
+        assert_eq!(from_left, message(left, me, round), "round {round}");
+        assert_eq!(from_right, message(right, me, round + 1), "round {round}");
+    }
+    // ranks with nothing to send or receive still take part
+    let sends: Vec<(usize, &[u8])> = if me == 0 {
+        vec![(p - 1, &[9u8][..])]
+    } else {
+        vec![]
+    };
+    let mut got = [0u8];
+    let mut recvs: Vec<(usize, &mut [u8])> = if me == p - 1 {
+        vec![(0, &mut got[..])]
+    } else {
+        vec![]
+    };
+    ok(
+        comm,
+        "sparse exchange",
+        comm.exchange_bytes(&sends, &mut recvs),
+    );
+    if me == p - 1 {
+        assert_eq!(got, [9]);
+    }
+    // a rank out of range, named by every rank: refused before anything is
+    // sent
+    let r = comm.exchange_bytes(&[(p, &[1u8][..])], &mut []);
+    assert!(matches!(r, Err(Error::RankOutOfRange { .. })), "{r:?}");
+    ok(comm, "barrier after the refused exchange", comm.barrier());
 }
