@@ -35,6 +35,7 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         tol: 1e-10,
         ranks: p,
         compare: p == 4,
+        baseline: false,
     };
     for r in threaded::run(p, |comm| poisson_app::run(comm, &o)).unwrap() {
         let (iters, resid, err) = r.unwrap();
