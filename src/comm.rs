@@ -405,6 +405,35 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
         )))
     }
 
+    /// Starts [`OneSidedComm::exchange_bytes`] and returns without waiting
+    /// where the backend can, so that the caller computes while the
+    /// messages travel; [`PendingExchange::wait`] completes it. MPI posts
+    /// its `MPI_Irecv`s and `MPI_Isend`s and returns (the `MPI_Waitall` is
+    /// in `wait`); the threaded backend sends at once and receives in
+    /// `wait`. The default runs the whole exchange before returning. Same
+    /// rules, checks and errors as `exchange_bytes` (some errors only
+    /// appear at `wait`).
+    ///
+    /// The safe way to use it is [`Halo::start_update`](crate::Halo::start_update).
+    ///
+    /// # Safety
+    ///
+    /// The backend may read the `sends` buffers and write the `recvs`
+    /// buffers until the returned handle's `wait` has returned or the
+    /// handle has been dropped (dropping it waits too): until then the
+    /// caller must not write the `sends` buffers, nor read, write, move or
+    /// free the `recvs` buffers. Leaking the handle (`mem::forget`) leaves
+    /// the exchange in flight for good, so its buffers must then be leaked
+    /// as well.
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn PendingExchange>> {
+        self.exchange_bytes(sends, recvs)?;
+        Ok(Box::new(CompletedExchange))
+    }
+
     /// Collective: creates a window in which this rank exposes `local_len`
     /// elements, initialised to `T::default()` (zero). Lengths may differ
     /// between ranks, and may be zero.
@@ -469,6 +498,27 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
 
     /// A short name of the backend, for reports ("threaded", "mpi", ...).
     fn backend_name(&self) -> &'static str;
+}
+
+/// A neighbour exchange in flight, from
+/// [`OneSidedComm::exchange_bytes_start`]. Dropping it without calling
+/// [`PendingExchange::wait`] waits as well (and drops the outcome).
+pub trait PendingExchange: Send {
+    /// Waits until every message of the exchange has been sent and
+    /// received, and reports what went wrong (a received length that
+    /// differs from its buffer, a failed peer).
+    fn wait(self: Box<Self>) -> Result<()>;
+}
+
+/// An exchange that completed before [`OneSidedComm::exchange_bytes_start`]
+/// returned (its default).
+#[derive(Debug, Clone, Copy)]
+pub struct CompletedExchange;
+
+impl PendingExchange for CompletedExchange {
+    fn wait(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One window of a [`OneSidedComm`]: each rank's exposed part plus this

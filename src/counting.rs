@@ -192,6 +192,21 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         self.inner.exchange_bytes(sends, recvs)
     }
 
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn crate::comm::PendingExchange>> {
+        {
+            let mut c = self.lock_counts();
+            c.exchanges += 1;
+            c.messages += sends.len();
+            c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
+        }
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        unsafe { self.inner.exchange_bytes_start(sends, recvs) }
+    }
+
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
         self.collective(0);
         Ok(CountingWindow {

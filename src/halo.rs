@@ -54,12 +54,14 @@
 //! ```
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::array::DistArray;
 use crate::block::Block;
-use crate::comm::{Element, LockKind, OneSidedComm, Window};
+
+use crate::comm::{Element, LockKind, OneSidedComm, PendingExchange, Window};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
@@ -115,6 +117,55 @@ pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     /// neighbours' messages arrive in (index = `sources`).
     outbox: Option<Vec<Outgoing<T, N>>>,
     inbox: Vec<Vec<T>>,
+    /// The exchange in flight, whose buffers are `outbox` and `inbox`:
+    /// every method that touches them completes it first, and so does
+    /// `Drop` (a leaked [`GhostUpdate`] cannot leave it running under
+    /// freed memory).
+    in_flight: Mutex<Option<Box<dyn PendingExchange>>>,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Drop for Halo<T, C, N> {
+    fn drop(&mut self) {
+        // the backend may still write `inbox` and read `outbox`
+        let _ = self.complete_in_flight();
+    }
+}
+
+/// A ghost update in flight, from [`Halo::start_update`]: the messages
+/// travel while the caller computes what needs no ghost cell;
+/// [`GhostUpdate::finish`] waits for them and fills the ghost cells.
+/// Dropped unfinished, it waits for the messages (the ghost cells are then
+/// not updated).
+#[must_use = "call finish() to wait for the ghost cells"]
+pub struct GhostUpdate<'a, T: Element, C: OneSidedComm, const N: usize> {
+    halo: &'a mut Halo<T, C, N>,
+    array: &'a DistArray<T, C, N>,
+    done: bool,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
+    /// Waits for the neighbours' messages and fills the ghost cells. The
+    /// errors of [`Halo::update_ghosts`].
+    pub fn finish(mut self) -> Result<()> {
+        self.done = true;
+        self.halo.finish_messages(self.array)
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Drop for GhostUpdate<'_, T, C, N> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.halo.complete_in_flight();
+        }
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for GhostUpdate<'_, T, C, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GhostUpdate")
+            .field("halo", &self.halo)
+            .finish()
+    }
 }
 
 /// One neighbour's message: the boxes of this rank's part it needs, packed
@@ -353,6 +404,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         Ok(Halo {
             outbox,
             inbox,
+            in_flight: Mutex::new(None),
             part,
             width,
             own,
@@ -439,23 +491,68 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// .unwrap();
     /// ```
     pub fn update_ghosts(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        self.start_update(array)?.finish()
+    }
+
+    /// Starts [`Halo::update_ghosts`] and returns while the messages
+    /// travel (MPI: the sends and receives are posted; threaded: sent, and
+    /// received in `finish`), so that the caller computes what needs no
+    /// ghost cell — a stencil's interior — meanwhile; the returned
+    /// [`GhostUpdate::finish`] waits and fills the ghost cells. On backends
+    /// without messages the whole update happens here. Every rank calls
+    /// it, as a collective; the errors of `update_ghosts`.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Halo};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [8], |[i]| i as f64)?;
+    ///     let mut h = Halo::new(&a, [1], [true])?;
+    ///     let update = h.start_update(&a)?;
+    ///     // ... work on the interior of `a` here ...
+    ///     update.finish()?;
+    ///     let r = h.own_range()[0].clone();
+    ///     // the ghost below the part wraps around
+    ///     assert_eq!(h.get([r.start as isize - 1]), Some(((r.start + 7) % 8) as f64));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn start_update<'a>(
+        &'a mut self,
+        array: &'a DistArray<T, C, N>,
+    ) -> Result<GhostUpdate<'a, T, C, N>> {
         if self.outbox.is_none() {
             let comm = array.comm().clone();
             let packed = self.pack(array);
             vote(&comm, packed)?;
             let fetched = self.fetch_ghosts(array);
-            return vote(&comm, fetched);
+            vote(&comm, fetched)?;
+            return Ok(GhostUpdate {
+                halo: self,
+                array,
+                done: true,
+            });
         }
-        let packed = self.pack_messages(array);
-        // sent also after a local failure (marked), so that no neighbour
-        // waits for a message that never comes
-        let exchanged = self.exchange_messages(array.comm());
-        packed?;
-        exchanged?;
-        self.unpack_messages(array)
+        // a leaked GhostUpdate's exchange, if any
+        let previous = self.complete_in_flight();
+        let packed = previous.and_then(|_| self.pack_messages(array));
+        // started also after a local failure (the messages say so), so that
+        // no neighbour waits for a message that never comes
+        let started = self.start_messages(array.comm());
+        if let Err(e) = packed {
+            let _ = self.complete_in_flight();
+            return Err(e);
+        }
+        started?;
+        Ok(GhostUpdate {
+            halo: self,
+            array,
+            done: false,
+        })
     }
 
     /// Packs every neighbour's message; on failure each is marked failed.
+    /// (No exchange is in flight: the caller completed it.)
     fn pack_messages(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         let checked = self.check_partition(array, "update_ghosts");
         let Halo { outbox, own, .. } = self;
@@ -479,13 +576,26 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         })
     }
 
-    /// Sends every neighbour its message and receives theirs; a neighbour
-    /// whose message says it failed is an error.
-    fn exchange_messages(&mut self, comm: &C) -> Result<()> {
+    /// Waits for the exchange in flight, if any.
+    fn complete_in_flight(&mut self) -> Result<()> {
+        let pending = self
+            .in_flight
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match pending {
+            Some(p) => p.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Posts the exchange of the packed messages.
+    fn start_messages(&mut self, comm: &C) -> Result<()> {
         let Halo {
             outbox,
             inbox,
             sources,
+            in_flight,
             ..
         } = self;
         let outbox = outbox.as_ref().expect("message path");
@@ -498,8 +608,22 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             .zip(inbox.iter_mut())
             .map(|(s, b)| (s.rank, bytemuck::cast_slice_mut::<T, u8>(b)))
             .collect();
-        comm.exchange_bytes(&sends, &mut recvs)?;
-        for (s, b) in sources.iter().zip(inbox.iter()) {
+        // SAFETY: the buffers are the heap storage of `outbox` and `inbox`,
+        // which this halo owns and never resizes; the pending exchange is
+        // stored in `in_flight`, and every method that reads or writes
+        // those buffers (packing, unpacking, the next start) and `Drop`
+        // complete it first. A leaked `GhostUpdate` leaves it there, where
+        // the same rule applies; a leaked halo leaks the buffers too.
+        let pending = unsafe { comm.exchange_bytes_start(&sends, &mut recvs)? };
+        *in_flight.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(pending);
+        Ok(())
+    }
+
+    /// Completes the exchange, checks the neighbours' status elements and
+    /// fills the ghost cells.
+    fn finish_messages(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        self.complete_in_flight()?;
+        for (s, b) in self.sources.iter().zip(self.inbox.iter()) {
             if failed_status(b.last().expect("status element")) {
                 return Err(Error::PeerFailed {
                     rank: s.rank,
@@ -507,7 +631,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                 });
             }
         }
-        Ok(())
+        self.unpack_messages(array)
     }
 
     /// Copies the received messages (and any periodic wrap onto this rank

@@ -91,7 +91,10 @@ pub struct ReadmeDoctests;
 
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
-pub use comm::{AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, RealElement, Window};
+pub use comm::{
+    AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, PendingExchange, RealElement,
+    Window,
+};
 pub use epoch::Epoch;
 pub use error::{Error, Result};
 pub use ghost::GhostedBlock;

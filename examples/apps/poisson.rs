@@ -7,8 +7,9 @@
 //! first). The 5-point
 //! operator reads one ghost layer around a rank's tile through a [`Halo`]
 //! (planned once; each rank sends each neighbour the face it needs, one
-//! message each, no barrier: [`Halo::update_ghosts`]; one `get` per
-//! neighbour where the backend has no messages) and applies the library's
+//! message each, no barrier: [`Halo::start_update`]; one `get` per
+//! neighbour where the backend has no messages), computes the rows that
+//! need no ghost row while the faces travel, and applies the library's
 //! branch-free stencil kernel, which
 //! also returns `p · A p`. CG then needs only two more passes per
 //! iteration: the fused update `x += alpha p, r -= alpha q` that returns
@@ -119,54 +120,110 @@ impl<C: OneSidedComm> GridLaplacian<C> {
 
 impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian<C> {
     fn apply_dot(&mut self, u: &DistArray<f64, C, 2>, y: &mut DistArray<f64, C, 2>) -> Result<f64> {
-        // the ghost cells: each rank sends its neighbours the faces they
-        // need (one message each, no barrier: every rank sends its own
-        // current values); an error here reaches every rank through the
-        // vote of the sum below
-        let fetched = self.halo.update_ghosts(u);
+        let local = self.apply_local(u, y);
+        // the vote of this sum also carries an error of any rank's update
+        sum_over_ranks(u.comm(), local)
+    }
+}
+
+impl<C: OneSidedComm> GridLaplacian<C> {
+    /// This rank's tile of `y = A u` and its part of `u · y`, computed
+    /// while the ghost cells travel: the neighbours' faces are sent (one
+    /// message each, no barrier: every rank sends its own current values);
+    /// meanwhile the rows that need no ghost row are computed without their
+    /// west / east ghost columns; then, once the faces are in, those
+    /// columns' terms and the first and last rows.
+    fn apply_local(
+        &mut self,
+        u: &DistArray<f64, C, 2>,
+        y: &mut DistArray<f64, C, 2>,
+    ) -> Result<f64> {
         let n = self.n;
         let [rows_r, cols_r] = self.halo.own_range();
         let (rows, cols) = (rows_r.len(), cols_r.len());
-        let local = fetched.and_then(|_| {
-            if rows == 0 || cols == 0 {
-                return Ok(0.0);
-            }
-            let GridLaplacian {
-                halo, west, east, ..
-            } = self;
-            let ext = halo.as_slice();
-            let e1 = cols + 2;
-            let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
-            let south =
-                (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
-            west.clear();
-            east.clear();
-            if cols_r.start > 0 {
-                west.extend((1..=rows).map(|i| ext[i * e1]));
-            }
-            if cols_r.end < n {
-                east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
-            }
-            let (west, east) = (
-                (cols_r.start > 0).then_some(&west[..]),
-                (cols_r.end < n).then_some(&east[..]),
-            );
-            u.try_with_local(|lu| {
+        if rows == 0 || cols == 0 {
+            return self.halo.update_ghosts(u).map(|_| 0.0);
+        }
+        let st = Stencil5::laplacian();
+        let GridLaplacian {
+            halo, west, east, ..
+        } = self;
+        let update = halo.start_update(u)?;
+        // rows 1 .. rows - 1: their north and south rows are the tile's own
+        let inner = u.try_with_local(|lu| {
+            y.try_with_local_mut(|mut ly| {
+                if rows <= 2 {
+                    return Ok(0.0);
+                }
+                let (lu, ly) = (lu.as_slice(), ly.as_mut_slice());
                 let block = Block2 {
-                    rows,
+                    rows: rows - 2,
                     cols,
-                    u: lu.as_slice(),
-                    north,
-                    south,
-                    west,
-                    east,
+                    u: &lu[cols..(rows - 1) * cols],
+                    north: Some(&lu[..cols]),
+                    south: Some(&lu[(rows - 1) * cols..]),
+                    west: None,
+                    east: None,
                 };
-                y.try_with_local_mut(|mut ly| {
-                    kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
-                })
+                kernels::stencil5_dot(&st, &block, &mut ly[cols..(rows - 1) * cols])
             })
         });
-        sum_over_ranks(u.comm(), local)
+        update.finish()?;
+        let mut dot = inner?;
+        let ext = halo.as_slice();
+        let e1 = cols + 2;
+        let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
+        let south = (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
+        west.clear();
+        east.clear();
+        if cols_r.start > 0 {
+            west.extend((1..=rows).map(|i| ext[i * e1]));
+        }
+        if cols_r.end < n {
+            east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
+        }
+        let (west, east) = (
+            (cols_r.start > 0).then_some(&west[..]),
+            (cols_r.end < n).then_some(&east[..]),
+        );
+        u.try_with_local(|lu| {
+            y.try_with_local_mut(|mut ly| {
+                let (lu, ly) = (lu.as_slice(), ly.as_mut_slice());
+                // the west / east terms of rows 1 .. rows - 1
+                for i in 1..rows.saturating_sub(1) {
+                    for (ghost, coef, j) in [(west, st.west, 0), (east, st.east, cols - 1)] {
+                        if let Some(g) = ghost {
+                            let term = coef * g[i];
+                            ly[i * cols + j] += term;
+                            dot += lu[i * cols + j] * term;
+                        }
+                    }
+                }
+                // the first and the last row, whole
+                let edge_rows: &[usize] = if rows == 1 { &[0] } else { &[0, rows - 1] };
+                for &i in edge_rows {
+                    let block = Block2 {
+                        rows: 1,
+                        cols,
+                        u: &lu[i * cols..(i + 1) * cols],
+                        north: if i == 0 {
+                            north
+                        } else {
+                            Some(&lu[(i - 1) * cols..i * cols])
+                        },
+                        south: if i == rows - 1 {
+                            south
+                        } else {
+                            Some(&lu[(i + 1) * cols..(i + 2) * cols])
+                        },
+                        west: west.map(|w| &w[i..i + 1]),
+                        east: east.map(|e| &e[i..i + 1]),
+                    };
+                    dot += kernels::stencil5_dot(&st, &block, &mut ly[i * cols..(i + 1) * cols])?;
+                }
+                Ok(dot)
+            })
+        })
     }
 }
 

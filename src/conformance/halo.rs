@@ -14,6 +14,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     vec![
         ("halo_nd", halo_nd::<C>),
         ("halo_rma_calls", halo_rma_calls::<C>),
+        ("halo_leaked_update", halo_leaked_update::<C>),
     ]
 }
 
@@ -115,10 +116,18 @@ fn check_halo<C: OneSidedComm, const N: usize>(
         ok(comm, "Halo::new_faces", Halo::new_faces(a, width, periodic))
     };
     h.view_mut().fill(BOUNDARY);
-    // twice: the second refresh (after every element changed) sees the
-    // new values through the same plan
-    for round in 0..2i64 {
-        ok(comm, "refresh", h.refresh(a));
+    // three times, after every element changed, through the same plan: a
+    // refresh (interior and ghosts), an update started and finished (ghosts
+    // only: the interior keeps round 0's values), a blocking ghost update
+    for round in 0..3i64 {
+        match round {
+            0 => ok(comm, "refresh", h.refresh(a)),
+            1 => {
+                let update = ok(comm, "start_update", h.start_update(a));
+                ok(comm, "GhostUpdate::finish", update.finish())
+            }
+            _ => ok(comm, "update_ghosts", h.update_ghosts(a)),
+        }
         let own = h.own_range();
         let ext = h.extended_shape();
         let total: usize = if own.iter().any(|r| r.is_empty()) {
@@ -150,6 +159,9 @@ fn check_halo<C: OneSidedComm, const N: usize>(
                 .count();
             let expect = if outside || (!corners && beyond > 1) {
                 BOUNDARY
+            } else if beyond == 0 {
+                // the interior, copied by the refresh of round 0 only
+                f(inside)
             } else {
                 f(inside) + round
             };
@@ -224,5 +236,35 @@ fn halo_nd<C: OneSidedComm>(comm: &C) {
         Halo::new(&a, [8, 0], [true, false]),
         |e| matches!(e, Error::InvalidArgument(_)),
     );
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// A ghost update started and leaked (`mem::forget`) is completed by the
+/// next update or by dropping the halo: no rank waits forever, the next
+/// update sees the new values, nothing is written after the halo is gone.
+fn halo_leaked_update<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let a = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, _, 1>::from_fn(comm.clone(), [3 * p], |[i]| i as f64),
+    );
+    let mut h = ok(comm, "Halo::new", Halo::new(&a, [1], [true]));
+    let update = ok(comm, "start_update", h.start_update(&a));
+    std::mem::forget(update);
+    ok(comm, "map_local", a.map_local(|v| v + 100.0));
+    ok(comm, "update_ghosts", h.update_ghosts(&a));
+    let r = h.own_range()[0].clone();
+    let below = (r.start + 3 * p - 1) % (3 * p);
+    assert_eq!(h.get([r.start as isize - 1]), Some(below as f64 + 100.0));
+    // leaked again, then the halo dropped: the drop completes it
+    let update = ok(comm, "start_update", h.start_update(&a));
+    std::mem::forget(update);
+    drop(h);
+    // dropped unfinished: it waits, and the halo stays usable
+    let mut h = ok(comm, "Halo::new", Halo::new(&a, [1], [true]));
+    drop(ok(comm, "start_update", h.start_update(&a)));
+    ok(comm, "update_ghosts", h.update_ghosts(&a));
+    assert_eq!(h.get([r.start as isize - 1]), Some(below as f64 + 100.0));
     ok(comm, "barrier", comm.barrier());
 }

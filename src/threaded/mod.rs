@@ -100,7 +100,7 @@ pub use self::schedule::ScheduleFailure;
 use self::schedule::Scheduler;
 use crate::checks::{run_pieces, Access, WindowState};
 use crate::collective::{self, Combiner, Phase, Transport};
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, PendingExchange, Window};
 use crate::error::{Error, Result};
 
 /// How often a blocked wait re-checks whether another rank failed.
@@ -663,6 +663,20 @@ impl ThreadedComm {
         }
     }
 
+    /// Back in the exchange this rank entered last (to receive what it
+    /// started with `exchange_bytes_start`): marks it as waiting there
+    /// again, without entering a new collective.
+    fn resume_transport(&self) -> TreeTransport<'_> {
+        self.world.point(self.rank);
+        let seq = self.world.entered[self.rank].load(Ordering::SeqCst);
+        self.world.blocked[self.rank].store(seq, Ordering::SeqCst);
+        self.world.wake();
+        TreeTransport {
+            world: &self.world,
+            rank: self.rank,
+        }
+    }
+
     /// Enters a tree collective: the transport, which marks this rank as
     /// waiting in it until dropped.
     fn transport(&self) -> Result<TreeTransport<'_>> {
@@ -679,6 +693,50 @@ impl ThreadedComm {
             world: &self.world,
             rank: self.rank,
         })
+    }
+}
+
+/// The receives of an exchange started by
+/// [`ThreadedComm::exchange_bytes_start`]: the caller's buffers, written in
+/// `wait` (or on drop).
+struct PendingReceives {
+    comm: ThreadedComm,
+    recvs: Vec<(usize, *mut u8, usize)>,
+    done: bool,
+}
+
+// SAFETY: the raw pointers are the caller's receive buffers, which the
+// contract of `exchange_bytes_start` keeps valid and untouched by anyone
+// else until this handle is waited or dropped, on whatever thread.
+unsafe impl Send for PendingReceives {}
+
+impl PendingReceives {
+    fn finish(&mut self) -> Result<()> {
+        self.done = true;
+        let t = self.comm.resume_transport();
+        for &(from, ptr, len) in &self.recvs {
+            // SAFETY: `ptr` points to `len` bytes of a receive buffer that
+            // the caller of `exchange_bytes_start` keeps valid, unmoved and
+            // unaccessed until this handle is done (its safety contract);
+            // nothing else refers to it meanwhile.
+            let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+            t.recv(from, Phase::Exchange, buf)?;
+        }
+        Ok(())
+    }
+}
+
+impl PendingExchange for PendingReceives {
+    fn wait(mut self: Box<Self>) -> Result<()> {
+        self.finish()
+    }
+}
+
+impl Drop for PendingReceives {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.finish();
+        }
     }
 }
 
@@ -819,6 +877,34 @@ impl OneSidedComm for ThreadedComm {
             t.recv(*from, Phase::Exchange, buf)?;
         }
         Ok(())
+    }
+
+    /// Sends at once; the receives happen in `wait`.
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn PendingExchange>> {
+        let p = self.world.size;
+        for &(r, _) in sends {
+            crate::checks::check_rank(r, p)?;
+        }
+        for (r, _) in recvs.iter() {
+            crate::checks::check_rank(*r, p)?;
+        }
+        let t = self.transport()?;
+        for &(to, data) in sends {
+            t.send(to, Phase::Exchange, data)?;
+        }
+        drop(t);
+        Ok(Box::new(PendingReceives {
+            comm: self.clone(),
+            recvs: recvs
+                .iter_mut()
+                .map(|(r, b)| (*r, b.as_mut_ptr(), b.len()))
+                .collect(),
+            done: false,
+        }))
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {

@@ -376,14 +376,31 @@ impl CommInner {
     }
 
     /// Collective: `MPI_Bcast` of the bytes.
-    /// Neighbour exchange: an `MPI_Irecv` per receive and an `MPI_Isend`
-    /// per send (tag [`EXCHANGE_TAG`]), then one `MPI_Waitall`; each
-    /// received length is checked against its buffer.
+    /// Neighbour exchange: [`CommInner::exchange_start`], then its wait.
     pub(crate) fn exchange_bytes(
-        &self,
+        self: &Arc<Self>,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
+        // SAFETY: the buffers stay borrowed (unmoved, unaccessed) until the
+        // handle has finished, right here.
+        let pending = unsafe { self.exchange_start(sends, recvs)? };
+        pending.finish()
+    }
+
+    /// Posts an `MPI_Irecv` per receive and an `MPI_Isend` per send (tag
+    /// [`EXCHANGE_TAG`]) and returns; [`MpiExchange::finish`] waits for
+    /// all with one `MPI_Waitall` and checks each received length.
+    ///
+    /// # Safety
+    ///
+    /// The buffers must stay valid, unmoved and unaccessed (sends: unwritten)
+    /// until the returned handle has finished or dropped.
+    pub(crate) unsafe fn exchange_start(
+        self: &Arc<Self>,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<MpiExchange> {
         use std::os::raw::c_int;
         let too_big =
             || Error::InvalidArgument("exchange message of more than 2^31 - 1 bytes".into());
@@ -395,19 +412,23 @@ impl CommInner {
             distarray::checks::check_rank(*r, self.size)?;
             c_int::try_from(b.len()).map_err(|_| too_big())?;
         }
-        // one exchange at a time per rank: messages between two ranks are
-        // matched in call order
+        // one exchange is posted at a time per rank: messages between two
+        // ranks are matched in posting order
         let _collective = self.collective();
         raw::ensure_live()?;
         let _serial = serial();
-        let n = sends.len() + recvs.len();
-        // SAFETY: MPI_Request is a plain handle; every slot is written by
-        // MPI_Irecv / MPI_Isend below before MPI_Waitall reads it.
-        let mut reqs: Vec<ffi::MPI_Request> = vec![unsafe { std::mem::zeroed() }; n];
-        for (k, (from, buf)) in recvs.iter_mut().enumerate() {
+        let mut pending = MpiExchange {
+            comm: self.clone(),
+            reqs: Vec::with_capacity(sends.len() + recvs.len()),
+            expect: recvs.iter().map(|(r, b)| (*r, b.len())).collect(),
+            done: false,
+        };
+        for (from, buf) in recvs.iter_mut() {
+            // SAFETY: MPI_Request is a plain handle, written by MPI_Irecv.
+            let mut req: ffi::MPI_Request = unsafe { std::mem::zeroed() };
             // SAFETY: `buf` holds `buf.len()` (checked to fit a c_int) bytes
-            // and stays borrowed, unmoved, until MPI_Waitall below returns;
-            // `from < size` (checked); the communicator is valid.
+            // and stays valid and unaccessed until the request completes
+            // (the caller's contract); `from < size` (checked).
             let rc = unsafe {
                 ffi::MPI_Irecv(
                     buf.as_mut_ptr() as *mut _,
@@ -416,14 +437,17 @@ impl CommInner {
                     *from as c_int,
                     EXCHANGE_TAG,
                     self.raw,
-                    &mut reqs[k],
+                    &mut req,
                 )
             };
             raw::check(rc, "MPI_Irecv")?;
+            pending.reqs.push(req);
         }
-        for (k, &(to, data)) in sends.iter().enumerate() {
-            // SAFETY: as for the receives: `data` outlives the request
-            // (completed by MPI_Waitall below) and is only read.
+        for &(to, data) in sends {
+            // SAFETY: as above, written by MPI_Isend.
+            let mut req: ffi::MPI_Request = unsafe { std::mem::zeroed() };
+            // SAFETY: `data` stays valid and unwritten until the request
+            // completes (the caller's contract); `to < size` (checked).
             let rc = unsafe {
                 ffi::MPI_Isend(
                     data.as_ptr() as *const _,
@@ -432,30 +456,13 @@ impl CommInner {
                     to as c_int,
                     EXCHANGE_TAG,
                     self.raw,
-                    &mut reqs[recvs.len() + k],
+                    &mut req,
                 )
             };
             raw::check(rc, "MPI_Isend")?;
+            pending.reqs.push(req);
         }
-        // SAFETY: MPI_Status is plain data, written by MPI_Waitall.
-        let mut statuses: Vec<ffi::MPI_Status> = vec![unsafe { std::mem::zeroed() }; n];
-        // SAFETY: `n` valid requests and as many statuses.
-        let rc = unsafe { ffi::MPI_Waitall(n as c_int, reqs.as_mut_ptr(), statuses.as_mut_ptr()) };
-        raw::check(rc, "MPI_Waitall")?;
-        for (k, (from, buf)) in recvs.iter().enumerate() {
-            let mut count: c_int = 0;
-            // SAFETY: the status of a completed receive.
-            let rc = unsafe { ffi::MPI_Get_count(&statuses[k], ffi::RSMPI_UINT8_T, &mut count) };
-            raw::check(rc, "MPI_Get_count")?;
-            if count as usize != buf.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "exchange: rank {from} sent {count} bytes, rank {} expected {}",
-                    self.rank,
-                    buf.len()
-                )));
-            }
-        }
-        Ok(())
+        Ok(pending)
     }
 
     pub(crate) fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
@@ -477,6 +484,73 @@ impl CommInner {
             )
         };
         raw::check(rc, "MPI_Bcast")
+    }
+}
+
+/// A neighbour exchange whose requests are posted: finished (one
+/// `MPI_Waitall`) by [`MpiExchange::finish`], or on drop.
+pub(crate) struct MpiExchange {
+    comm: Arc<CommInner>,
+    /// The receives' requests first, in `expect`'s order, then the sends'.
+    reqs: Vec<ffi::MPI_Request>,
+    /// (source, expected length) of each receive.
+    expect: Vec<(usize, usize)>,
+    done: bool,
+}
+
+// SAFETY: MPI requests are process-wide handles, not tied to the posting
+// thread; every MPI call on them holds the process-wide lock (`serial`).
+unsafe impl Send for MpiExchange {}
+
+impl MpiExchange {
+    /// Waits for every request, then checks the received lengths.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.wait_all()
+    }
+
+    fn wait_all(&mut self) -> Result<()> {
+        use std::os::raw::c_int;
+        self.done = true;
+        if self.reqs.is_empty() {
+            return Ok(());
+        }
+        raw::ensure_live()?;
+        let _serial = serial();
+        let n = self.reqs.len();
+        // SAFETY: MPI_Status is plain data, written by MPI_Waitall.
+        let mut statuses: Vec<ffi::MPI_Status> = vec![unsafe { std::mem::zeroed() }; n];
+        // SAFETY: `n` requests posted by `exchange_start` and as many
+        // statuses; completed requests become MPI_REQUEST_NULL.
+        let rc =
+            unsafe { ffi::MPI_Waitall(n as c_int, self.reqs.as_mut_ptr(), statuses.as_mut_ptr()) };
+        raw::check(rc, "MPI_Waitall")?;
+        for (k, &(from, len)) in self.expect.iter().enumerate() {
+            let mut count: c_int = 0;
+            // SAFETY: the status of a completed receive.
+            let rc = unsafe { ffi::MPI_Get_count(&statuses[k], ffi::RSMPI_UINT8_T, &mut count) };
+            raw::check(rc, "MPI_Get_count")?;
+            if count as usize != len {
+                return Err(Error::InvalidArgument(format!(
+                    "exchange: rank {from} sent {count} bytes, rank {} expected {len}",
+                    self.comm.rank
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl distarray::PendingExchange for MpiExchange {
+    fn wait(self: Box<Self>) -> Result<()> {
+        (*self).finish()
+    }
+}
+
+impl Drop for MpiExchange {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.wait_all();
+        }
     }
 }
 
@@ -685,6 +759,17 @@ impl OneSidedComm for MpiComm {
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
         self.inner.exchange_bytes(sends, recvs)
+    }
+
+    /// Posts the `MPI_Irecv`s and `MPI_Isend`s; `wait` is the `MPI_Waitall`.
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn distarray::PendingExchange>> {
+        // SAFETY: the caller's contract is this function's.
+        let pending = unsafe { self.inner.exchange_start(sends, recvs)? };
+        Ok(Box::new(pending))
     }
 
     /// `MPI_Win_allocate` of this rank's part, then a barrier.
