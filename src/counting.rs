@@ -103,6 +103,8 @@ impl Counts {
 pub struct CountingComm<C> {
     inner: C,
     counts: Arc<Mutex<Counts>>,
+    /// Hide the backend's neighbour exchange ([`CountingComm::without_exchange`]).
+    no_exchange: bool,
 }
 
 impl<C: OneSidedComm> CountingComm<C> {
@@ -112,6 +114,19 @@ impl<C: OneSidedComm> CountingComm<C> {
         CountingComm {
             inner,
             counts: Arc::new(Mutex::new(Counts::new(size))),
+            no_exchange: false,
+        }
+    }
+
+    /// Like [`CountingComm::new`], but as if the backend had no neighbour
+    /// exchange ([`OneSidedComm::supports_exchange`] false,
+    /// `exchange_bytes` refused): runs the one-sided fallbacks (the halo's
+    /// gets) on a backend that has messages, e.g. to test them on the
+    /// threaded backend.
+    pub fn without_exchange(inner: C) -> Self {
+        CountingComm {
+            no_exchange: true,
+            ..CountingComm::new(inner)
         }
     }
 
@@ -175,7 +190,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
     }
 
     fn supports_exchange(&self) -> bool {
-        self.inner.supports_exchange()
+        !self.no_exchange && self.inner.supports_exchange()
     }
 
     fn exchange_bytes(
@@ -183,6 +198,11 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
+        if self.no_exchange {
+            return Err(crate::Error::Backend(
+                "neighbour exchange hidden (CountingComm::without_exchange)".into(),
+            ));
+        }
         {
             let mut c = self.lock_counts();
             c.exchanges += 1;
@@ -197,6 +217,11 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn crate::comm::PendingExchange>> {
+        if self.no_exchange {
+            return Err(crate::Error::Backend(
+                "neighbour exchange hidden (CountingComm::without_exchange)".into(),
+            ));
+        }
         {
             let mut c = self.lock_counts();
             c.exchanges += 1;

@@ -147,6 +147,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
     /// Waits for the neighbours' messages and fills the ghost cells. The
     /// errors of [`Halo::update_ghosts`].
     pub fn finish(mut self) -> Result<()> {
+        if self.done {
+            // the update completed in `start_update` (no messages)
+            return Ok(());
+        }
         self.done = true;
         self.halo.finish_messages(self.array)
     }
