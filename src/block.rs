@@ -189,7 +189,10 @@ fn row_in<const N: usize>(outer: &Block<N>, inter: &Block<N>, k: usize) -> Range
 /// If `inter` (inside `outer`) is one contiguous range of a row-major buffer
 /// laid out as `outer`, that range: the leading dimensions of `inter` have
 /// length 1 up to some dimension `k`, and every dimension after `k` is full.
-fn contiguous_in<const N: usize>(outer: &Block<N>, inter: &Block<N>) -> Option<Range<usize>> {
+pub(crate) fn contiguous_in<const N: usize>(
+    outer: &Block<N>,
+    inter: &Block<N>,
+) -> Option<Range<usize>> {
     let ishape = inter.shape();
     let k = (0..N).find(|&d| ishape[d] != 1).unwrap_or(N - 1);
     if (k + 1..N).all(|d| inter.ranges[d] == outer.ranges[d]) {
@@ -202,7 +205,7 @@ fn contiguous_in<const N: usize>(outer: &Block<N>, inter: &Block<N>) -> Option<R
 
 /// Copies the rows of `inter` from `packed` (row-major over `inter`) into
 /// `outer_buf` (row-major over `outer`).
-fn scatter_box<T: Copy, const N: usize>(
+pub(crate) fn scatter_box<T: Copy, const N: usize>(
     outer: &Block<N>,
     outer_buf: &mut [T],
     inter: &Block<N>,
@@ -215,7 +218,7 @@ fn scatter_box<T: Copy, const N: usize>(
 }
 
 /// Copies the rows of `inter` from `outer_buf` into `packed`.
-fn gather_box<T: Copy, const N: usize>(
+pub(crate) fn gather_box<T: Copy, const N: usize>(
     outer: &Block<N>,
     outer_buf: &[T],
     inter: &Block<N>,
@@ -261,6 +264,11 @@ impl<T: Element, const N: usize> GlobalBlock<T, N> {
             });
         }
         Ok(GlobalBlock { block, data })
+    }
+
+    /// The block and the values (row-major over the block).
+    pub fn into_parts(self) -> (Block<N>, Vec<T>) {
+        (self.block, self.data)
     }
 
     /// The block it copies.

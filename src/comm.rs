@@ -521,6 +521,27 @@ impl PendingExchange for CompletedExchange {
     }
 }
 
+/// RMA operations in flight, from [`Window::get_runs_start`] or
+/// [`Window::write_runs_start`]. Dropping it without calling
+/// [`RmaRequest::wait`] waits as well (and drops the outcome).
+pub trait RmaRequest: Send {
+    /// Waits until the operations are complete at the origin: a read's data
+    /// is in its buffer, a write's source may be reused. (A write is
+    /// complete at the target after the epoch's `flush` or `unlock`.)
+    fn wait(self: Box<Self>) -> Result<()>;
+}
+
+/// Operations that completed before they were returned as a request (the
+/// default of [`Window::get_runs_start`] and [`Window::write_runs_start`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CompletedRma;
+
+impl RmaRequest for CompletedRma {
+    fn wait(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// One window of a [`OneSidedComm`]: each rank's exposed part plus this
 /// rank's epoch bookkeeping. Dropping it frees it; for backends whose free is
 /// collective (MPI), every rank must drop its handle.
@@ -620,6 +641,64 @@ pub trait Window<T: Element>: Send + Sync {
         dst: &mut [T],
     ) -> Result<()> {
         self.get_runs(target, runs, dst)
+    }
+
+    /// Non-blocking [`Window::get_runs`]: issues the reads and returns a
+    /// request; [`RmaRequest::wait`] completes them (the data is in `dst`).
+    /// MPI issues one `MPI_Rget` per run (request-based RMA, so the wait
+    /// needs no flush of the whole target); Lamellar starts one RDMA future
+    /// per run into a registered buffer and copies at the wait. The default
+    /// (threaded) completes the reads before returning. Only in a lock
+    /// epoch on `target` (MPI's request-based operations are passive-target
+    /// only): in a fence epoch the reads complete before returning. While
+    /// the request lives, the target's lock cannot be released (the request
+    /// pins it, as a running operation does). Checks and errors are those
+    /// of `get_runs`.
+    ///
+    /// The safe interface is [`DistArray::get_block_start`](crate::DistArray::get_block_start).
+    ///
+    /// # Safety
+    ///
+    /// The backend may write `dst` until the request has been waited or
+    /// dropped (dropping waits too): until then the caller must not read,
+    /// write, move or free `dst`. If the request is leaked
+    /// (`mem::forget`), `dst` must be leaked too.
+    unsafe fn get_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<Box<dyn RmaRequest + 'w>> {
+        self.get_runs(target, runs, dst)?;
+        Ok(Box::new(CompletedRma))
+    }
+
+    /// Non-blocking [`Window::put_runs`] (`op` = `Replace`) or
+    /// [`Window::accumulate_runs`]: issues the writes and returns a
+    /// request; [`RmaRequest::wait`] completes them at the origin (`src` may
+    /// be reused), the target's `unlock` or `flush` at the target. MPI:
+    /// `MPI_Rput` / `MPI_Raccumulate` per run; Lamellar: RDMA futures from
+    /// a registered copy of `src` (so `src` is free at once); the default
+    /// (threaded) completes them before returning. Same epochs, pinning,
+    /// checks and errors as [`Window::get_runs_start`].
+    ///
+    /// # Safety
+    ///
+    /// The backend may read `src` until the request has been waited or
+    /// dropped: until then the caller must not write, move or free `src`;
+    /// if the request is leaked, `src` must be leaked too.
+    unsafe fn write_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<Box<dyn RmaRequest + 'w>> {
+        match op {
+            AccumulateOp::Replace => self.put_runs(target, runs, src)?,
+            _ => self.accumulate_runs(target, runs, src, op)?,
+        }
+        Ok(Box::new(CompletedRma))
     }
 
     /// Writes consecutive pieces of `src` to the runs `(offset, len)` of

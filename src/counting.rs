@@ -365,6 +365,39 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         self.message(target, runs.len(), std::mem::size_of_val(dst));
         Ok(())
     }
+
+    unsafe fn get_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<Box<dyn crate::comm::RmaRequest + 'w>> {
+        let n = dst.len();
+        let bytes = std::mem::size_of_val(dst);
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        let req = unsafe { self.inner.get_runs_start(target, runs, dst)? };
+        self.record(target, |c| &mut c.gets, runs.len(), n);
+        self.message(target, runs.len(), bytes);
+        Ok(req)
+    }
+
+    unsafe fn write_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<Box<dyn crate::comm::RmaRequest + 'w>> {
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        let req = unsafe { self.inner.write_runs_start(target, runs, src, op)? };
+        match op {
+            AccumulateOp::Replace => self.record(target, |c| &mut c.puts, runs.len(), src.len()),
+            _ => self.record(target, |c| &mut c.accumulates, runs.len(), src.len()),
+        }
+        self.message(target, runs.len(), std::mem::size_of_val(src));
+        Ok(req)
+    }
+
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         self.inner.put_runs(target, runs, src)?;
         self.record(target, |c| &mut c.puts, runs.len(), src.len());

@@ -79,6 +79,7 @@ pub mod linalg;
 mod matvec_plan;
 mod overlap;
 pub mod partition;
+pub mod pending;
 pub mod redistribute;
 pub mod reduce;
 pub mod slice;
@@ -93,7 +94,7 @@ pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{
     AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, PendingExchange, RealElement,
-    Window,
+    RmaRequest, Window,
 };
 pub use epoch::Epoch;
 pub use error::{Error, Result};
@@ -102,4 +103,5 @@ pub use halo::Halo;
 /// Complex elements (`num_complex::Complex<f32>` / `<f64>`).
 pub use num_complex::{Complex32, Complex64};
 pub use partition::ContinuousPartitioning;
+pub use pending::{PendingGet, PendingPut};
 pub use slice::{Slice, SliceRange};

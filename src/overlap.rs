@@ -1,16 +1,16 @@
 //! [`OpenReads`]: reads from several targets in flight at once, completed
-//! together — the safe wrapper around [`Window::get_runs_deferred`] that
+//! together — the safe wrapper around [`Window::get_runs_start`] that
 //! [`GhostedBlock::sync_overlapped`](crate::GhostedBlock::sync_overlapped)
 //! and the matvec plans use.
 
 use std::marker::PhantomData;
 
-use crate::comm::{Element, LockKind, Window};
+use crate::comm::{Element, LockKind, RmaRequest, Window};
 use crate::error::Result;
 
-/// Shared epochs opened on several targets with deferred reads issued in
-/// them. [`OpenReads::close`] (or the drop, also when unwinding) unlocks
-/// them, which completes the reads.
+/// Shared epochs opened on several targets with non-blocking reads issued
+/// in them. [`OpenReads::close`] (or the drop, also when unwinding) waits
+/// for the reads and unlocks the targets.
 ///
 /// Sound because the destination buffers are borrowed for `'b`, which
 /// outlives this value, and this value cannot be leaked by callers outside
@@ -19,6 +19,8 @@ use crate::error::Result;
 pub(crate) struct OpenReads<'w, 'b, T: Element, W: Window<T>> {
     win: &'w W,
     targets: Vec<usize>,
+    /// The reads in flight (request-based where the backend has them).
+    requests: Vec<Box<dyn RmaRequest + 'w>>,
     _dst: PhantomData<&'b mut [T]>,
 }
 
@@ -28,6 +30,7 @@ impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
         OpenReads {
             win,
             targets: Vec::new(),
+            requests: Vec::new(),
             _dst: PhantomData,
         }
     }
@@ -43,15 +46,21 @@ impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
         self.win.lock(target, LockKind::Shared)?;
         self.targets.push(target);
         // SAFETY: `dst` is borrowed for `'b`, longer than `self` lives;
-        // nothing else can touch it meanwhile, and `self` unlocks `target`
-        // (completing the reads) in `close` or, at the latest, in its drop
-        // — also when unwinding — before the borrow can end.
-        unsafe { self.win.get_runs_deferred(target, runs, dst) }
+        // nothing else can touch it meanwhile, and `self` waits for the
+        // request (then unlocks `target`) in `close` or, at the latest, in
+        // its drop — also when unwinding — before the borrow can end.
+        let req = unsafe { self.win.get_runs_start(target, runs, dst)? };
+        self.requests.push(req);
+        Ok(())
     }
 
-    /// Unlocks every opened target (completing the reads); the first error.
+    /// Waits for every read, then unlocks every opened target; the first
+    /// error.
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut out = Ok(());
+        for r in self.requests.drain(..) {
+            out = out.and(r.wait());
+        }
         for t in self.targets.drain(..) {
             out = out.and(self.win.unlock(t));
         }

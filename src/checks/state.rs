@@ -240,6 +240,12 @@ impl WindowState {
         self.epochs.fence_collectively(end, all_ok, runtime)
     }
 
+    /// Whether a fence epoch is open (or opening / closing) on this handle.
+    #[inline]
+    pub fn fence_is_open(&self) -> bool {
+        self.epochs.fence_is_open()
+    }
+
     /// Approves a local view of the own part and registers it until the
     /// guard drops: a lock on the own part (exclusive for `mutable`), pinned
     /// for the view's life; no fence epoch; no conflicting view or own RMA

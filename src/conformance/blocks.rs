@@ -20,6 +20,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("array_block", array_block::<C>),
         ("block_call_counts", block_call_counts::<C>),
         ("put_block_replace_and_sum", put_block_replace_and_sum::<C>),
+        ("nonblocking_blocks", nonblocking_blocks::<C>),
         (
             "ghost_call_counts_and_reuse",
             ghost_call_counts_and_reuse::<C>,
@@ -216,6 +217,102 @@ fn put_block_replace_and_sum<C: OneSidedComm>(comm: &C) {
         "rank {me}: after Sum"
     );
     ok(comm, "sync", a.sync());
+}
+
+/// `get_block_start` / `put_block_start`: the same values as the blocking
+/// calls, with work between start and wait; handles dropped or leaked
+/// unfinished neither hang nor corrupt anything.
+fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
+    let (me, p) = (comm.rank(), comm.size());
+    let shape = [2 * p + 3, 7];
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), shape),
+    );
+    ok(
+        comm,
+        "fill",
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| value(i, j))),
+    );
+    ok(comm, "sync", a.sync());
+    // a block over every part, not contiguous in most of them
+    let blk = Block::new([1..shape[0] - 1, 2..6]);
+    let pending = ok(comm, "get_block_start", a.get_block_start(&blk));
+    let local = ok(comm, "with_local", a.with_local(|l| l.as_slice().len()));
+    let got = ok(comm, "PendingGet::wait", pending.wait());
+    let want = ok(comm, "get_block", a.get_block(&blk));
+    assert_eq!(got, want, "rank {me}");
+    assert_eq!(got.get([3, 4]).unwrap(), value(3, 4));
+    assert!(local <= shape[0] * shape[1]);
+    // a second read of the same targets while one is in flight is refused
+    // (this rank holds their locks), not a hang
+    let first = ok(comm, "get_block_start", a.get_block_start(&blk));
+    if p > 1 {
+        let second = a.get_block_start(&blk);
+        assert!(
+            matches!(second, Err(Error::AlreadyLocked { .. })),
+            "rank {me}: {second:?}"
+        );
+    }
+    drop(first); // waits and unlocks
+    ok(comm, "sync", a.sync());
+    // every rank adds its rank + 1 to one overlapping block; rank 0 also
+    // replaces a band and waits later
+    let ones = GlobalBlock::from_vec(blk.clone(), vec![me as f64 + 1.0; blk.len()]).unwrap();
+    let back = ok(
+        comm,
+        "put_block_start sum",
+        a.put_block_start(ones, AccumulateOp::Sum),
+    );
+    let back = ok(comm, "PendingPut::wait", back.wait());
+    assert_eq!(back.as_slice()[0], me as f64 + 1.0, "the block comes back");
+    ok(comm, "sync", a.sync());
+    let add = (p * (p + 1) / 2) as f64;
+    let all = ok(comm, "to_vec", a.to_vec());
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            let want = value(i, j) + if blk.contains([i, j]) { add } else { 0.0 };
+            assert_eq!(
+                all[linear_offset(&shape, &[i, j])],
+                want,
+                "rank {me}: ({i}, {j})"
+            );
+        }
+    }
+    ok(comm, "sync", a.sync());
+    if me == 0 {
+        let band = Block::new([0..1, 0..7]);
+        let gb = GlobalBlock::from_vec(band, vec![-1.0; 7]).unwrap();
+        let pending = ok(
+            comm,
+            "put_block_start",
+            a.put_block_start(gb, AccumulateOp::Replace),
+        );
+        drop(pending); // waits: complete at the targets
+    }
+    ok(comm, "sync", a.sync());
+    assert_eq!(ok(comm, "get", a.get([0, 6])), -1.0, "rank {me}");
+    ok(comm, "sync", a.sync());
+    // a leaked read keeps its buffer and its locks; the array's drop (every
+    // rank) releases them: nothing hangs, nothing is written after the free
+    let b = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), shape),
+    );
+    std::mem::forget(ok(comm, "get_block_start", b.get_block_start(&blk)));
+    ok(comm, "barrier", comm.barrier());
+    drop(b);
+    // bad input: a block that does not fit, an op complex numbers lack
+    expect_err(
+        comm,
+        "get_block_start outside",
+        a.get_block_start(&Block::new([0..shape[0] + 1, 0..1]))
+            .map(|_| ()),
+        |e| matches!(e, Error::InvalidBlock { .. }),
+    );
+    ok(comm, "barrier", comm.barrier());
 }
 
 fn ghost_call_counts_and_reuse<C: OneSidedComm>(comm: &C) {

@@ -560,6 +560,156 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// several targets at once, as `OpenReads` does (3 ranks over TCP: every
     /// rank stuck in `MPI_Win_unlock`); on shared memory the gets are
     /// complete when issued, so the flush costs little there.
+    /// One `MPI_Rget` per run (per chunk of a long run); the request's
+    /// wait is one `MPI_Waitall`. In a fence epoch, or on the own part, the
+    /// blocking `get_runs`.
+    unsafe fn get_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
+        if target == self.rank() || self.state.fence_is_open() {
+            self.get_runs(target, runs, dst)?;
+            return Ok(Box::new(distarray::comm::CompletedRma));
+        }
+        let approval = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        let mut req = MpiRequests {
+            _approval: approval,
+            reqs: Vec::new(),
+        };
+        if dst.is_empty() {
+            return Ok(Box::new(req));
+        }
+        let _serial = raw::enter()?;
+        for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
+            let chunk_len = fault_injection::chunk_len();
+            for (i, chunk) in dst[piece].chunks_mut(chunk_len).enumerate() {
+                let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
+                // SAFETY: MPI_Request is a plain handle, written by MPI_Rget.
+                let mut r: ffi::MPI_Request = unsafe { std::mem::zeroed() };
+                // SAFETY: `chunk` holds `chunk.len()` (<= MAX_COUNT) elements
+                // of `self.datatype` and stays valid and untouched until the
+                // request completes (the caller's contract); the target
+                // range is in bounds and a lock epoch on `target` is open and
+                // pinned by the approval, which the request keeps.
+                let rc = unsafe {
+                    ffi::MPI_Rget(
+                        chunk.as_mut_ptr().cast::<c_void>(),
+                        chunk.len() as c_int,
+                        self.datatype,
+                        rank_c(target),
+                        disp,
+                        chunk.len() as c_int,
+                        self.datatype,
+                        self.win,
+                        &mut r,
+                    )
+                };
+                // on an error, dropping `req` waits for what was issued
+                check(rc, "MPI_Rget")?;
+                req.reqs.push(r);
+            }
+        }
+        Ok(Box::new(req))
+    }
+
+    /// One `MPI_Rput` / `MPI_Raccumulate` per run (per chunk); the
+    /// request's wait is one `MPI_Waitall` (the source may be reused; the
+    /// unlock completes the writes at the target). In a fence epoch, or on
+    /// the own part, the blocking path.
+    unsafe fn write_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
+        distarray::checks::check_op::<T>(op)?;
+        if target == self.rank() || self.state.fence_is_open() {
+            match op {
+                AccumulateOp::Replace => self.put_runs(target, runs, src)?,
+                _ => self.accumulate_runs(target, runs, src, op)?,
+            }
+            return Ok(Box::new(distarray::comm::CompletedRma));
+        }
+        let approval = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let mut req = MpiRequests {
+            _approval: approval,
+            reqs: Vec::new(),
+        };
+        if src.is_empty() {
+            return Ok(Box::new(req));
+        }
+        let acc = (op != AccumulateOp::Replace).then_some(op);
+        let mut chunk_len = fault_injection::chunk_len();
+        if let Some(op) = acc {
+            if let Some(max) = quirks::max_run(T::KIND, op)? {
+                chunk_len = chunk_len.min(max);
+            }
+        }
+        let _serial = raw::enter()?;
+        for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
+            for (i, chunk) in src[piece].chunks(chunk_len).enumerate() {
+                let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
+                let n = chunk.len() as c_int;
+                let ptr = chunk.as_ptr().cast::<c_void>();
+                // SAFETY: MPI_Request is a plain handle, written below.
+                let mut r: ffi::MPI_Request = unsafe { std::mem::zeroed() };
+                let rc = match acc {
+                    // SAFETY: `chunk` holds `n` elements of `self.datatype`
+                    // and stays valid and unwritten until the request
+                    // completes (the caller's contract); the target range is
+                    // in bounds, in a pinned lock epoch (exclusive: approved
+                    // for writes).
+                    None => unsafe {
+                        ffi::MPI_Rput(
+                            ptr,
+                            n,
+                            self.datatype,
+                            rank_c(target),
+                            disp,
+                            n,
+                            self.datatype,
+                            self.win,
+                            &mut r,
+                        )
+                    },
+                    // SAFETY: as for MPI_Rput; `raw::op` is a predefined
+                    // operation valid for the predefined datatype.
+                    Some(op) => unsafe {
+                        ffi::MPI_Raccumulate(
+                            ptr,
+                            n,
+                            self.datatype,
+                            rank_c(target),
+                            disp,
+                            n,
+                            self.datatype,
+                            raw::op(op),
+                            self.win,
+                            &mut r,
+                        )
+                    },
+                };
+                check(
+                    rc,
+                    if acc.is_some() {
+                        "MPI_Raccumulate"
+                    } else {
+                        "MPI_Rput"
+                    },
+                )?;
+                req.reqs.push(r);
+            }
+        }
+        Ok(Box::new(req))
+    }
+
     unsafe fn get_runs_deferred(
         &self,
         target: usize,
@@ -789,6 +939,46 @@ impl<T: Element> MpiWindow<T> {
             .try_for_each(|(offset, piece)| self.raw_put(target, offset, &src[piece], op));
         let flushed = self.complete_writes(target);
         issued.and(flushed)
+    }
+}
+
+/// Request-based RMA operations in flight (`MPI_Rget`, `MPI_Rput`,
+/// `MPI_Raccumulate`), holding the approval that pins their lock epoch:
+/// the target cannot be unlocked before they are waited for.
+struct MpiRequests<'w> {
+    _approval: distarray::checks::Approval<'w>,
+    reqs: Vec<ffi::MPI_Request>,
+}
+
+// SAFETY: MPI requests are process-wide handles, not tied to the issuing
+// thread, and every MPI call on them holds the process-wide lock
+// (`raw::enter` / `serial`); the approval is a set of counters (atomics).
+unsafe impl Send for MpiRequests<'_> {}
+
+impl MpiRequests<'_> {
+    fn wait_all(&mut self) -> Result<()> {
+        if self.reqs.is_empty() {
+            return Ok(());
+        }
+        let _serial = raw::enter()?;
+        let n = self.reqs.len() as c_int;
+        // SAFETY: `n` requests issued by this window (completed ones are
+        // MPI_REQUEST_NULL); statuses are not needed.
+        let rc = unsafe { ffi::MPI_Waitall(n, self.reqs.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE) };
+        self.reqs.clear();
+        check(rc, "MPI_Waitall")
+    }
+}
+
+impl distarray::RmaRequest for MpiRequests<'_> {
+    fn wait(mut self: Box<Self>) -> Result<()> {
+        self.wait_all()
+    }
+}
+
+impl Drop for MpiRequests<'_> {
+    fn drop(&mut self) {
+        let _ = self.wait_all();
     }
 }
 
