@@ -36,6 +36,8 @@
 //! assert_eq!(tree_combine(&refs, &concat), 12345u32.to_le_bytes());
 //! ```
 
+use std::ops::Range;
+
 use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 
@@ -330,4 +332,126 @@ fn failed_with_reason<C: OneSidedComm>(comm: &C, flag: u64, own: Option<&Error>)
         Some(e) => Err(e.clone()),
         None => Err(Error::PeerFailed { rank, reason }),
     }
+}
+
+/// Collective over the neighbour exchange
+/// ([`OneSidedComm::exchange_bytes`]): a **reduce-scatter by recursive
+/// halving**. Every rank holds a full-length vector `data`; `bounds` (length
+/// `P + 1`, non-decreasing, `bounds[P] == data.len()`) gives rank `r` the
+/// range `bounds[r]..bounds[r + 1]`. On return that range of each rank's
+/// `data` holds the element-wise `combine` of every rank's vector there (the
+/// rest of `data` is scratch).
+///
+/// The ranks split into a lower and an upper half (the upper one a rank
+/// larger when `P` is odd); each lower rank swaps with its partner in the
+/// upper half the portion the other half owns, and both recurse into their
+/// half: `⌈log2 P⌉` exchanges, at most two messages received per rank and
+/// exchange, `data.len() / 2 + data.len() / 4 + …` elements sent — O(log P)
+/// messages and O(n) data per rank where one put per owner costs P − 1
+/// messages. (With an odd half, its extra rank sends its portion to the
+/// last rank of the other half and receives nothing.) The pairing, hence
+/// the bracketing of every element's combination, depends on `P` alone:
+/// results are bitwise reproducible. `combine` must be commutative and
+/// associative up to rounding (a sum).
+///
+/// Every rank calls it with the same `bounds`; errors: `bounds` that do not
+/// fit (on every rank, before any message), or those of `exchange_bytes`.
+///
+/// ```
+/// use distarray::{collective::reduce_scatter_halving, threaded, OneSidedComm};
+/// threaded::run_ok(5, |comm| {
+///     let r = comm.rank() as u64;
+///     // 10 elements, two per rank; rank r contributes r + 1 everywhere
+///     let mut data = vec![r + 1; 10];
+///     let bounds: Vec<usize> = (0..=5).map(|k| 2 * k).collect();
+///     reduce_scatter_halving(&comm, &mut data, &bounds, |a, b| a + b)?;
+///     let mine = &data[2 * comm.rank()..2 * comm.rank() + 2];
+///     assert_eq!(mine, &[15, 15]); // 1 + 2 + 3 + 4 + 5
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub fn reduce_scatter_halving<C, T>(
+    comm: &C,
+    data: &mut [T],
+    bounds: &[usize],
+    combine: impl Fn(T, T) -> T,
+) -> Result<()>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    let (me, p) = (comm.rank(), comm.size());
+    if bounds.len() != p + 1 || bounds[p] != data.len() || bounds.windows(2).any(|w| w[0] > w[1]) {
+        return Err(Error::InvalidArgument(format!(
+            "reduce_scatter_halving: bounds must be {} non-decreasing offsets ending at the \
+             data's length {}, not {bounds:?}",
+            p + 1,
+            data.len()
+        )));
+    }
+    let steps = usize::BITS - (p - 1).leading_zeros();
+    let (mut lo, mut hi) = (0, p);
+    let mut out: Vec<T> = Vec::new();
+    let mut inbox: Vec<(usize, Vec<T>)> = Vec::new();
+    for _ in 0..steps {
+        // this step's messages: (to, range sent) and (from, range received)
+        let mut send: Option<(usize, Range<usize>)> = None;
+        let mut recv: Vec<(usize, Range<usize>)> = Vec::new();
+        let (next_lo, next_hi);
+        if hi - lo > 1 {
+            let h1 = (hi - lo) / 2;
+            let mid = lo + h1;
+            let lower = bounds[lo]..bounds[mid];
+            let upper = bounds[mid]..bounds[hi];
+            if me < mid {
+                send = Some((me + h1, upper));
+                recv.push((me + h1, lower.clone()));
+                if hi - mid > h1 && me == mid - 1 {
+                    recv.push((hi - 1, lower));
+                }
+                (next_lo, next_hi) = (lo, mid);
+            } else {
+                if me < mid + h1 {
+                    send = Some((me - h1, lower));
+                    recv.push((me - h1, upper));
+                } else {
+                    // the extra rank of an odd upper half
+                    send = Some((mid - 1, lower));
+                }
+                (next_lo, next_hi) = (mid, hi);
+            }
+        } else {
+            (next_lo, next_hi) = (lo, hi);
+        }
+        out.clear();
+        let sends: Vec<(usize, &[u8])> = match &send {
+            Some((to, r)) => {
+                out.extend_from_slice(&data[r.clone()]);
+                vec![(*to, bytemuck::cast_slice(&out[..]))]
+            }
+            None => Vec::new(),
+        };
+        inbox.clear();
+        inbox.extend(
+            recv.iter()
+                .map(|(from, r)| (*from, vec![T::zeroed(); r.len()])),
+        );
+        {
+            let mut recvs: Vec<(usize, &mut [u8])> = inbox
+                .iter_mut()
+                .map(|(from, b)| (*from, bytemuck::cast_slice_mut(&mut b[..])))
+                .collect();
+            comm.exchange_bytes(&sends, &mut recvs)?;
+        }
+        // in a fixed order: the partner's portion, then the extra rank's
+        for ((_, r), (_, got)) in recv.iter().zip(&inbox) {
+            for (d, &v) in data[r.clone()].iter_mut().zip(got) {
+                *d = combine(*d, v);
+            }
+        }
+        (lo, hi) = (next_lo, next_hi);
+    }
+    debug_assert_eq!((lo, hi), (me, me + 1));
+    Ok(())
 }

@@ -26,6 +26,13 @@ pub enum Reduction {
     /// allreduce of the partial vectors carrying the vote (O(log P)
     /// messages per rank, fixed tree order), each rank keeps its part.
     Tree,
+    /// Every rank contributes to all of a longer `y` (`A` split by columns
+    /// only, more than 2 ranks, a backend with neighbour messages): a
+    /// reduce-scatter by recursive halving
+    /// ([`reduce_scatter_halving`](crate::collective::reduce_scatter_halving)):
+    /// ⌈log2 P⌉ exchanges, O(log P) messages and O(rows) data per rank,
+    /// fixed pairing order.
+    Halving,
 }
 
 /// Largest `y` (in bytes) a [`Reduction::Tree`] plan combines with one
@@ -89,6 +96,11 @@ struct Slot {
 ///    ranks) skips the staging: one allreduce of the partial vectors
 ///    (carrying the vote) combines them in the fixed tree order, O(log P)
 ///    messages per rank instead of P − 1 puts ([`Reduction::Tree`]).
+/// 6. A pure column split with a longer `y`, on a backend with neighbour
+///    messages (MPI, threaded), combines the partial vectors by a
+///    reduce-scatter by recursive halving: ⌈log2 P⌉ neighbour exchanges,
+///    O(log P) messages and O(rows) data per rank, in a pairing order
+///    fixed by P ([`Reduction::Halving`]); elsewhere it stages.
 ///
 /// [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
 /// carried in the dot product's allreduce: a CG iteration (product,
@@ -268,10 +280,13 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
             && a_part.grid()[out_dim] == 1
             && p > 2
             && n_out * std::mem::size_of::<T>() <= TREE_BYTES;
+        let pure_column_split = !direct && a_part.grid()[out_dim] == 1 && p > 2;
         let reduction = if direct {
             Reduction::Direct
         } else if tree {
             Reduction::Tree
+        } else if pure_column_split && comm.supports_exchange() {
+            Reduction::Halving
         } else {
             Reduction::Staging
         };
@@ -483,6 +498,25 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         if self.direct {
             return computed;
         }
+        if self.reduction == Reduction::Halving {
+            // every rank takes part in every exchange, also after a local
+            // failure (its partial sums are then void: the vote says so)
+            let mut bounds = Vec::with_capacity(self.comm.size() + 1);
+            for r in 0..self.comm.size() {
+                bounds.push(self.y_part.part_range(r)?[0].start);
+            }
+            bounds.push(self.part.len());
+            let summed = crate::collective::reduce_scatter_halving(
+                &self.comm,
+                &mut self.part,
+                &bounds,
+                |a, b| T::combine(AccumulateOp::Sum, a, b),
+            );
+            vote(&self.comm, computed.and(summed))?;
+            let yr = self.y_part.part_range(self.comm.rank())?[0].clone();
+            let part = &self.part;
+            return y.with_local_mut(|mut ly| ly.as_mut_slice().copy_from_slice(&part[yr]));
+        }
         if self.reduction == Reduction::Tree {
             // the partial vectors summed in tree order, with the vote
             allreduce_slice_vote(&self.comm, computed, &mut self.part, |a, b| {
@@ -561,7 +595,8 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         }
         let part = &mut self.part;
         a.with_local(|la| kernel(la.as_slice(), part))?;
-        if self.reduction == Reduction::Tree {
+        if self.reduction != Reduction::Staging {
+            // the partial vectors are combined by a collective
             return Ok(());
         }
         let staging = self.staging.as_ref().expect("staging plan");

@@ -155,3 +155,56 @@ fn a_length_mismatch_breaks_the_communicator_instead_of_hanging_later() {
     assert!(r.iter().all(|&(a, b)| a && b), "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+/// The recursive-halving reduce-scatter against a serial sum, for every P
+/// up to 9 and parts of every size (empty ones too): exact for integers,
+/// bitwise the same on every run for floats.
+#[test]
+fn reduce_scatter_halving_sums_every_part() {
+    use distarray::collective::reduce_scatter_halving;
+    for p in 1..=9usize {
+        // part sizes 0, 1, 2, 0, 1, 2, ... plus 3 on the last rank
+        let sizes: Vec<usize> = (0..p)
+            .map(|r| r % 3 + usize::from(r == p - 1) * 3)
+            .collect();
+        let mut bounds = vec![0usize];
+        for s in &sizes {
+            bounds.push(bounds.last().unwrap() + s);
+        }
+        let n = *bounds.last().unwrap();
+        let contrib = |r: usize, i: usize| (r * 131 + i * 7) as u64;
+        let want: Vec<u64> = (0..n)
+            .map(|i| (0..p).map(|r| contrib(r, i)).sum())
+            .collect();
+        let b = bounds.clone();
+        let got = distarray::threaded::run_ok(p, move |comm| {
+            let me = comm.rank();
+            let mut data: Vec<u64> = (0..n).map(|i| contrib(me, i)).collect();
+            reduce_scatter_halving(&comm, &mut data, &b, |x, y| x + y)?;
+            let mut fl: Vec<f64> = (0..n).map(|i| 0.1 * contrib(me, i) as f64 + 1e-3).collect();
+            let mut fl2 = fl.clone();
+            reduce_scatter_halving(&comm, &mut fl, &b, |x, y| x + y)?;
+            reduce_scatter_halving(&comm, &mut fl2, &b, |x, y| x + y)?;
+            let r = b[me]..b[me + 1];
+            let same = fl[r.clone()]
+                .iter()
+                .zip(&fl2[r.clone()])
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            Ok((data[r].to_vec(), same))
+        })
+        .unwrap();
+        for (r, (mine, same)) in got.into_iter().enumerate() {
+            assert_eq!(mine, want[bounds[r]..bounds[r + 1]], "P = {p}, rank {r}");
+            assert!(same, "P = {p}: floats differ between two runs");
+        }
+    }
+    // bounds that do not fit: refused on every rank
+    let errs = distarray::threaded::run(3, |comm| {
+        let mut data = vec![0u8; 4];
+        reduce_scatter_halving(&comm, &mut data, &[0, 1, 2], |x, y| x + y)
+    })
+    .unwrap();
+    assert!(errs
+        .iter()
+        .all(|e| matches!(e, Err(distarray::Error::InvalidArgument(_)))));
+}

@@ -279,6 +279,41 @@ fn column_split_matvec_costs_log_p_messages(#[values(64, 256)] p: usize) {
     }
 }
 
+/// The same column split with a long `y` (too long for one allreduce):
+/// a reduce-scatter by recursive halving — ⌈log2 P⌉ neighbour exchanges,
+/// at most 2 messages each per rank, about `y`'s length in bytes per rank,
+/// where one put per owner would cost P − 1 messages.
+#[rstest]
+fn long_column_split_matvec_costs_log_p_messages(#[values(64, 256)] p: usize) {
+    let n = 2 * p;
+    let m = 8 * p; // 8 m bytes > TREE_BYTES
+    let out = run(p, |comm| {
+        let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, p], [m, n])?;
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| (i + 2 * j) as f64))?;
+        let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [n], |_| 1.0)?;
+        let mut y = DistArray::<f64, _, 1>::new(comm.clone(), [m])?;
+        let mut plan = MatvecPlan::new(&a, &x, &y)?;
+        let (_, c) = counted(&comm, || plan.apply(&a, &x, &mut y))?;
+        let first = y.to_vec()?;
+        plan.apply(&a, &x, &mut y)?;
+        let again = y.to_vec()?;
+        let want: Vec<f64> = (0..m)
+            .map(|i| (0..n).map(|j| (i + 2 * j) as f64).sum())
+            .collect();
+        Ok((plan.reduction(), c, first == want, first == again))
+    });
+    for (reduction, c, right, same) in &out {
+        assert!(right, "wrong product");
+        assert!(same, "the same bits every time");
+        assert_eq!(*reduction, distarray::linalg::Reduction::Halving);
+        assert_eq!(c.collectives, 3, "{c:?}");
+        assert_eq!(c.exchanges, ceil_log2(p));
+        assert!(c.messages <= 2 * ceil_log2(p), "{} messages", c.messages);
+        // m/2 + m/4 + ... values of 8 bytes
+        assert!(c.bytes <= 8 * m, "{} bytes", c.bytes);
+    }
+}
+
 /// A ghost update of a 2-D halo on a √P x √P process grid: no collective,
 /// one neighbour exchange, a message per neighbour (4 faces, 8 with the
 /// corners), and bytes per rank fixed by the tile, not by P.

@@ -31,7 +31,8 @@
 use std::sync::Mutex;
 
 use distarray::checks::{run_pieces, Access, WindowState};
-use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, Window};
+use distarray::comm::CompletedRma;
+use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, RmaRequest, Window};
 use lamellar::memregion::prelude::*;
 
 use crate::comm::{LamellarComm, Regions};
@@ -312,6 +313,91 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         Ok(())
     }
 
+    /// One RDMA future per run, spawned at once, into a registered buffer
+    /// of `dst.len()` elements; the wait blocks on the futures, then copies
+    /// into `dst`. The own part, and fence epochs, take the blocking path.
+    unsafe fn get_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<Box<dyn RmaRequest + 'w>> {
+        if target == self.rank || self.state.fence_is_open() || dst.is_empty() {
+            self.get_runs(target, runs, dst)?;
+            return Ok(Box::new(CompletedRma));
+        }
+        let approval = self
+            .state
+            .approve_runs(target, Access::Read, runs, dst.len())?;
+        let buf = self.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
+        let mut tasks = Vec::new();
+        for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
+            let sub = buf.sub_region(piece);
+            // SAFETY: in bounds of `target`'s part (approved); `sub` is a
+            // part of this request's own registered buffer, which nothing
+            // reads before the future completed (in `wait`).
+            let task = unsafe {
+                let lb = LamellarBuffer::from_one_sided_memory_region(sub);
+                self.region.get_into_buffer(target, offset, lb).spawn()
+            };
+            tasks.push(task);
+        }
+        Ok(Box::new(LamellarGets {
+            _approval: approval,
+            buf,
+            tasks,
+            dst: (dst.as_mut_ptr(), dst.len()),
+            done: false,
+        }))
+    }
+
+    /// Puts: `src` copied into a registered buffer, then one RDMA future
+    /// per run, spawned at once (so `src` is free when this returns); the
+    /// wait blocks on them. Accumulates (read, combine, write under the
+    /// target's guard), the own part and fence epochs take the blocking
+    /// path.
+    unsafe fn write_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<Box<dyn RmaRequest + 'w>> {
+        if op != AccumulateOp::Replace
+            || target == self.rank
+            || self.state.fence_is_open()
+            || src.is_empty()
+        {
+            match op {
+                AccumulateOp::Replace => self.put_runs(target, runs, src)?,
+                _ => self.accumulate_runs(target, runs, src, op)?,
+            }
+            return Ok(Box::new(CompletedRma));
+        }
+        let approval = self
+            .state
+            .approve_runs(target, Access::Write, runs, src.len())?;
+        let buf = self.comm.world().alloc_one_sided_mem_region::<T>(src.len());
+        // SAFETY: the request's own registered buffer, not yet shared with
+        // any transfer; the slice dies at the end of the statement.
+        unsafe { buf.as_mut_slice().copy_from_slice(src) };
+        let mut tasks = Vec::new();
+        for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
+            let sub = buf.sub_region(piece);
+            // SAFETY: in bounds of `target`'s part (approved for writes);
+            // `sub` is not written again
+            // (the request only reads it) and lives in the request until
+            // the future completed.
+            let task = unsafe { self.region.put_buffer(target, offset, &sub).spawn() };
+            tasks.push(task);
+        }
+        Ok(Box::new(LamellarPuts {
+            _approval: approval,
+            _buf: buf,
+            tasks,
+        }))
+    }
+
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         let _own = self
             .state
@@ -369,6 +455,83 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         // calls on the part fail too. The slice is the only access.
         let slice = unsafe { std::slice::from_raw_parts_mut(self.local_ptr(), self.local_len()) };
         Ok(f(slice))
+    }
+}
+
+/// Reads in flight ([`LamellarWindow::get_runs_start`]): their spawned
+/// futures, the registered buffer they fill, and the caller's destination
+/// (written once they completed).
+struct LamellarGets<'w, T: Element> {
+    _approval: distarray::checks::Approval<'w>,
+    buf: OneSidedMemoryRegion<T>,
+    tasks: Vec<lamellar::LamellarTask<()>>,
+    dst: (*mut T, usize),
+    done: bool,
+}
+
+// SAFETY: `dst` is the caller's buffer, which the contract of
+// `get_runs_start` keeps valid and untouched until this request is waited
+// or dropped, on whatever thread; the other fields are Lamellar handles
+// and counters, usable from any thread.
+unsafe impl<T: Element> Send for LamellarGets<'_, T> {}
+
+impl<T: Element> LamellarGets<'_, T> {
+    fn finish(&mut self) {
+        self.done = true;
+        for t in self.tasks.drain(..) {
+            t.block();
+        }
+        let (ptr, len) = self.dst;
+        // SAFETY: every transfer into `buf` has completed; `ptr` / `len` is
+        // the caller's destination, valid and unaliased until this request
+        // is done (the contract of `get_runs_start`); `buf` holds `len`
+        // elements.
+        unsafe {
+            std::slice::from_raw_parts_mut(ptr, len).copy_from_slice(self.buf.as_slice());
+        }
+    }
+}
+
+impl<T: Element> RmaRequest for LamellarGets<'_, T> {
+    fn wait(mut self: Box<Self>) -> Result<()> {
+        self.finish();
+        Ok(())
+    }
+}
+
+impl<T: Element> Drop for LamellarGets<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish();
+        }
+    }
+}
+
+/// Puts in flight ([`LamellarWindow::write_runs_start`]): their spawned
+/// futures and the registered copy of the source they read.
+struct LamellarPuts<'w, T: Element> {
+    _approval: distarray::checks::Approval<'w>,
+    _buf: OneSidedMemoryRegion<T>,
+    tasks: Vec<lamellar::LamellarTask<()>>,
+}
+
+// SAFETY: Lamellar handles and counters, usable from any thread.
+unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
+
+impl<T: Element> RmaRequest for LamellarPuts<'_, T> {
+    fn wait(mut self: Box<Self>) -> Result<()> {
+        for t in self.tasks.drain(..) {
+            t.block();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element> Drop for LamellarPuts<'_, T> {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.block();
+        }
     }
 }
 
