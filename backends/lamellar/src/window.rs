@@ -60,6 +60,27 @@ pub struct LamellarWindow<T: Element> {
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
     /// Returned to the communicator's cache on drop.
     regions: Option<Regions>,
+    /// The registered buffers and spawned futures of non-blocking
+    /// operations in flight, owned here (a request holds only its slot), so
+    /// that a leaked request leaks no Lamellar handle — Lamellar's world
+    /// waits for every one at exit — and its transfers are completed at the
+    /// latest when the window drops.
+    in_flight: Mutex<Vec<Option<Transfers<T>>>>,
+}
+
+/// The futures of one non-blocking operation and the registered buffer
+/// they read or fill.
+struct Transfers<T: Element> {
+    buf: OneSidedMemoryRegion<T>,
+    tasks: Vec<lamellar::LamellarTask<()>>,
+}
+
+impl<T: Element> Transfers<T> {
+    fn complete(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.block();
+        }
+    }
 }
 
 impl<T: Element> LamellarWindow<T> {
@@ -92,6 +113,7 @@ impl<T: Element> LamellarWindow<T> {
             region,
             ctl: Ctl::new(regions.ctl.clone()),
             regions: Some(regions),
+            in_flight: Mutex::new(Vec::new()),
             comm,
         })
     }
@@ -228,6 +250,35 @@ impl<T: Element> LamellarWindow<T> {
             });
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Option<Transfers<T>>>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `t` until [`LamellarWindow::finish`] of the returned slot.
+    fn hold(&self, t: Transfers<T>) -> usize {
+        let mut f = self.in_flight();
+        match f.iter().position(Option::is_none) {
+            Some(i) => {
+                f[i] = Some(t);
+                i
+            }
+            None => {
+                f.push(Some(t));
+                f.len() - 1
+            }
+        }
+    }
+
+    /// Completes the transfers of `slot`, then runs `after` on their buffer
+    /// (before it is freed).
+    fn finish(&self, slot: usize, after: impl FnOnce(&OneSidedMemoryRegion<T>)) {
+        let t = self.in_flight().get_mut(slot).and_then(Option::take);
+        if let Some(mut t) = t {
+            t.complete();
+            after(&t.buf);
+        }
+    }
+
     fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
         self.bounce.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -342,10 +393,11 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
             };
             tasks.push(task);
         }
+        let slot = self.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarGets {
             _approval: approval,
-            buf,
-            tasks,
+            win: self,
+            slot,
             dst: (dst.as_mut_ptr(), dst.len()),
             done: false,
         }))
@@ -391,10 +443,12 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
             let task = unsafe { self.region.put_buffer(target, offset, &sub).spawn() };
             tasks.push(task);
         }
+        let slot = self.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarPuts {
             _approval: approval,
-            _buf: buf,
-            tasks,
+            win: self,
+            slot,
+            done: false,
         }))
     }
 
@@ -458,37 +512,34 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     }
 }
 
-/// Reads in flight ([`LamellarWindow::get_runs_start`]): their spawned
-/// futures, the registered buffer they fill, and the caller's destination
-/// (written once they completed).
+/// Reads in flight ([`LamellarWindow::get_runs_start`]): their slot in
+/// the window's transfers, and the caller's destination (written once they
+/// completed).
 struct LamellarGets<'w, T: Element> {
     _approval: distarray::checks::Approval<'w>,
-    buf: OneSidedMemoryRegion<T>,
-    tasks: Vec<lamellar::LamellarTask<()>>,
+    win: &'w LamellarWindow<T>,
+    slot: usize,
     dst: (*mut T, usize),
     done: bool,
 }
 
 // SAFETY: `dst` is the caller's buffer, which the contract of
 // `get_runs_start` keeps valid and untouched until this request is waited
-// or dropped, on whatever thread; the other fields are Lamellar handles
-// and counters, usable from any thread.
+// or dropped, on whatever thread; the window is `Sync`; the approval is a
+// set of counters.
 unsafe impl<T: Element> Send for LamellarGets<'_, T> {}
 
 impl<T: Element> LamellarGets<'_, T> {
     fn finish(&mut self) {
         self.done = true;
-        for t in self.tasks.drain(..) {
-            t.block();
-        }
         let (ptr, len) = self.dst;
-        // SAFETY: every transfer into `buf` has completed; `ptr` / `len` is
-        // the caller's destination, valid and unaliased until this request
-        // is done (the contract of `get_runs_start`); `buf` holds `len`
-        // elements.
-        unsafe {
-            std::slice::from_raw_parts_mut(ptr, len).copy_from_slice(self.buf.as_slice());
-        }
+        self.win.finish(self.slot, |buf| {
+            // SAFETY: every transfer into `buf` has completed; `ptr` / `len`
+            // is the caller's destination, valid and unaliased until this
+            // request is done (the contract of `get_runs_start`); `buf`
+            // holds `len` elements and nothing else accesses it.
+            unsafe { std::slice::from_raw_parts_mut(ptr, len).copy_from_slice(buf.as_slice()) };
+        });
     }
 }
 
@@ -507,30 +558,30 @@ impl<T: Element> Drop for LamellarGets<'_, T> {
     }
 }
 
-/// Puts in flight ([`LamellarWindow::write_runs_start`]): their spawned
-/// futures and the registered copy of the source they read.
+/// Puts in flight ([`LamellarWindow::write_runs_start`]): their slot in the
+/// window's transfers (which hold the registered copy of the source).
 struct LamellarPuts<'w, T: Element> {
     _approval: distarray::checks::Approval<'w>,
-    _buf: OneSidedMemoryRegion<T>,
-    tasks: Vec<lamellar::LamellarTask<()>>,
+    win: &'w LamellarWindow<T>,
+    slot: usize,
+    done: bool,
 }
 
-// SAFETY: Lamellar handles and counters, usable from any thread.
+// SAFETY: a slot number, a reference to a `Sync` window and counters.
 unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
 
 impl<T: Element> RmaRequest for LamellarPuts<'_, T> {
     fn wait(mut self: Box<Self>) -> Result<()> {
-        for t in self.tasks.drain(..) {
-            t.block();
-        }
+        self.done = true;
+        self.win.finish(self.slot, |_| ());
         Ok(())
     }
 }
 
 impl<T: Element> Drop for LamellarPuts<'_, T> {
     fn drop(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.block();
+        if !self.done {
+            self.win.finish(self.slot, |_| ());
         }
     }
 }
@@ -543,6 +594,11 @@ impl<T: Element> Drop for LamellarWindow<T> {
         for (t, kind) in locks {
             self.ctl
                 .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
+        }
+        // transfers of leaked requests: complete them before their buffers
+        // (and the window's regions) go
+        for t in self.in_flight().iter_mut().flatten() {
+            t.complete();
         }
         if let Some(regions) = self.regions.take() {
             self.comm.recycle(regions);
