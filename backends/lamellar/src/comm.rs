@@ -27,8 +27,8 @@ const CACHE_BYTES: usize = 256 << 20;
 const CACHE_ENTRIES: usize = 64;
 
 /// Payload words of one message slot of the tree collectives; larger
-/// allreduce payloads go through the allgather (same bracketing), larger
-/// broadcasts in slot-sized pieces.
+/// allreduce payloads go through a temporary region with payload-sized
+/// slots (same tree), larger broadcasts in slot-sized pieces.
 const SLOT_WORDS: usize = 512;
 /// Words of one slot: the sequence number of the collective whose message
 /// it holds, then the payload.
@@ -411,6 +411,35 @@ impl LamellarComm {
         out
     }
 
+    /// Allreduce of a payload larger than a tree slot (collective; the
+    /// caller holds the guard): the same binomial tree, hence the same
+    /// combination order, over a temporary region with one message slot
+    /// per round — O(log P) messages of the payload's size per PE, where
+    /// an allgather would move P payloads.
+    fn big_tree_allreduce(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        let inner = &*self.inner;
+        let words = buf.len().div_ceil(8);
+        let rounds = (usize::BITS - (inner.size - 1).leading_zeros()) as usize;
+        let slot_words = 1 + words;
+        let region = inner
+            .world
+            .try_alloc_shared_mem_region::<u64>((1 + rounds) * slot_words)
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating an allreduce region: {e}")))?;
+        // SAFETY: the region is new and no PE writes to it before the
+        // barrier below; the slice is this PE's part and dies here.
+        unsafe { region.as_mut_slice().fill(0) };
+        self.sync();
+        let out = inner.world.alloc_one_sided_mem_region::<u64>(words);
+        let t = BigTransport {
+            comm: self,
+            region: &region,
+            out: &out,
+            slot_words,
+        };
+        collective::tree_allreduce(&t, buf, combine)
+    }
+
     /// Allgather of byte strings (collective).
     fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
         let _g = self.coll_guard();
@@ -603,6 +632,80 @@ impl Transport for TreeTransport<'_> {
     }
 }
 
+/// The messages of one large allreduce ([`LamellarComm::big_tree_allreduce`]):
+/// a fresh region with a slot per message a PE can receive (the broadcast,
+/// and one per reduction round), each written once, by one sender: the
+/// payload, then a flag word set to 1, on which the receiver waits.
+struct BigTransport<'a> {
+    comm: &'a LamellarComm,
+    region: &'a SharedMemoryRegion<u64>,
+    /// This PE's registered send buffer, one payload long.
+    out: &'a OneSidedMemoryRegion<u64>,
+    slot_words: usize,
+}
+
+impl BigTransport<'_> {
+    fn slot(&self, phase: Phase) -> Result<usize> {
+        match phase {
+            Phase::Broadcast => Ok(0),
+            Phase::Reduce(k) => Ok((1 + k as usize) * self.slot_words),
+            Phase::Exchange => Err(Error::Backend(
+                "the Lamellar backend has no neighbour exchange".into(),
+            )),
+        }
+    }
+}
+
+impl Transport for BigTransport<'_> {
+    fn rank(&self) -> usize {
+        self.comm.inner.rank
+    }
+
+    fn size(&self) -> usize {
+        self.comm.inner.size
+    }
+
+    fn send(&self, to: usize, phase: Phase, data: &[u8]) -> Result<()> {
+        let slot = self.slot(phase)?;
+        if data.len().div_ceil(8) + 1 > self.slot_words {
+            return Err(Error::Backend(
+                "allreduce message larger than its slot".into(),
+            ));
+        }
+        // SAFETY: `out` is this PE's own registered buffer of a payload's
+        // words, used by one message at a time (the put blocks until
+        // complete); the put lands in words `slot + 1 ..` of `to`'s part,
+        // in bounds, which `to` does not read before the flag below.
+        unsafe {
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(self.out.as_mut_slice());
+            dst[..data.len()].copy_from_slice(data);
+            self.region.put_buffer(to, slot + 1, self.out).block();
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // SAFETY: the slot's flag word, accessed only atomically.
+        unsafe { self.region.atomic_store(to, slot, 1).block() };
+        Ok(())
+    }
+
+    fn recv(&self, _from: usize, phase: Phase, buf: &mut [u8]) -> Result<()> {
+        let slot = self.slot(phase)?;
+        let me = self.comm.inner.rank;
+        // SAFETY: this PE's own flag word, accessed only atomically.
+        backoff_until(
+            || unsafe { self.region.atomic_load(me, slot).block() } == 1,
+            &|| self.comm.progress(),
+        );
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // SAFETY: the sender's put completed before it set the flag, and
+        // nobody writes this slot again (one message per slot and call).
+        unsafe {
+            let words = &self.region.as_slice()[slot + 1..slot + 1 + buf.len().div_ceil(8)];
+            buf.copy_from_slice(&bytemuck::cast_slice::<u64, u8>(words)[..buf.len()]);
+        }
+        Ok(())
+    }
+}
+
 impl OneSidedComm for LamellarComm {
     type Window<T: Element> = LamellarWindow<T>;
 
@@ -643,16 +746,13 @@ impl OneSidedComm for LamellarComm {
 
     /// The binomial tree of [`collective::tree_allreduce`] over remote
     /// puts and atomics (2 ⌈log2 P⌉ rounds); payloads larger than a slot
-    /// (4 KiB) go through the allgather and are combined locally in the
-    /// same bracketing ([`collective::tree_combine`]), so the bits are the
-    /// same either way.
+    /// (4 KiB) run the same tree over a temporary region with
+    /// payload-sized slots (`big_tree_allreduce`), so the bits are the same
+    /// either way and no PE ever holds more than two payloads.
     fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
         let _g = self.coll_guard();
         if buf.len() > SLOT_WORDS * 8 {
-            let parts = self.allgather_bytes_locked(buf)?;
-            let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
-            buf.copy_from_slice(&collective::tree_combine(&refs, combine));
-            return Ok(());
+            return self.big_tree_allreduce(buf, combine);
         }
         self.tree_collective(true, |t| collective::tree_allreduce(t, buf, combine))
     }
