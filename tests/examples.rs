@@ -36,6 +36,7 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         ranks: p,
         compare: p == 4,
         baseline: false,
+        overlap: p != 2,
     };
     for r in threaded::run(p, |comm| poisson_app::run(comm, &o)).unwrap() {
         let (iters, resid, err) = r.unwrap();

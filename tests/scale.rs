@@ -218,6 +218,7 @@ fn poisson_example_costs_two_collectives_per_iteration(#[values(4, 16)] p: usize
                 ranks: p,
                 compare: false,
                 baseline: false,
+                overlap: true,
             };
             let (iters, _, _) = poisson_app::run(comm.clone(), &o)?;
             Ok::<_, distarray::Error>((iters, comm.counts()))

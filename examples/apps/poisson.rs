@@ -43,6 +43,9 @@ pub struct Opts {
     /// it, e.g. under a profiler that should see only distarray's calls).
     #[allow(dead_code)]
     pub baseline: bool,
+    /// Compute the rows that need no ghost row while the faces travel
+    /// (`--no-overlap`: update the ghosts first, then the whole tile).
+    pub overlap: bool,
 }
 
 impl Opts {
@@ -54,6 +57,7 @@ impl Opts {
             ranks: 2,
             compare: false,
             baseline: true,
+            overlap: true,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut it = args.iter();
@@ -69,11 +73,13 @@ impl Opts {
                 "--ranks" | "-p" => o.ranks = val().parse().expect("--ranks takes a number"),
                 "--compare" => o.compare = true,
                 "--no-baseline" => o.baseline = false,
+                "--no-overlap" => o.overlap = false,
                 "--help" | "-h" => {
                     println!(
                         "options: --n N (64) --tol T (1e-8) --ranks P (2, threaded only) \
                          --compare (also the row-band layout, same run) \
-                         --no-baseline (MPI only: skip the plain-MPI baseline)"
+                         --no-baseline (MPI only: skip the plain-MPI baseline) \
+                         --no-overlap (ghosts first, then the whole tile)"
                     );
                     std::process::exit(0);
                 }
@@ -100,6 +106,7 @@ trait Operator<C: OneSidedComm, const N: usize> {
 /// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
 struct GridLaplacian<C: OneSidedComm> {
     n: usize,
+    overlap: bool,
     halo: Halo<f64, C, 2>,
     west: Vec<f64>,
     east: Vec<f64>,
@@ -111,6 +118,7 @@ impl<C: OneSidedComm> GridLaplacian<C> {
         let halo = Halo::new_faces(u, [1, 1], [false, false])?;
         Ok(GridLaplacian {
             n,
+            overlap: true,
             halo,
             west: Vec::new(),
             east: Vec::new(),
@@ -146,49 +154,67 @@ impl<C: OneSidedComm> GridLaplacian<C> {
         }
         let st = Stencil5::laplacian();
         let GridLaplacian {
-            halo, west, east, ..
+            halo,
+            west,
+            east,
+            overlap,
+            ..
         } = self;
-        let update = halo.start_update(u)?;
-        // rows 1 .. rows - 1: their north and south rows are the tile's own
-        let inner = u.try_with_local(|lu| {
-            y.try_with_local_mut(|mut ly| {
-                if rows <= 2 {
-                    return Ok(0.0);
-                }
-                let (lu, ly) = (lu.as_slice(), ly.as_mut_slice());
-                let block = Block2 {
-                    rows: rows - 2,
-                    cols,
-                    u: &lu[cols..(rows - 1) * cols],
-                    north: Some(&lu[..cols]),
-                    south: Some(&lu[(rows - 1) * cols..]),
-                    west: None,
-                    east: None,
-                };
-                kernels::stencil5_dot(&st, &block, &mut ly[cols..(rows - 1) * cols])
-            })
-        });
-        update.finish()?;
-        let mut dot = inner?;
-        let ext = halo.as_slice();
-        let e1 = cols + 2;
-        let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
-        let south = (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
-        west.clear();
-        east.clear();
-        if cols_r.start > 0 {
-            west.extend((1..=rows).map(|i| ext[i * e1]));
-        }
-        if cols_r.end < n {
-            east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
-        }
-        let (west, east) = (
-            (cols_r.start > 0).then_some(&west[..]),
-            (cols_r.end < n).then_some(&east[..]),
-        );
+        let overlap = *overlap;
+        // one view of u and one of y for the whole apply; the update packs
+        // from the view of u
         u.try_with_local(|lu| {
+            let lu = lu.as_slice();
             y.try_with_local_mut(|mut ly| {
-                let (lu, ly) = (lu.as_slice(), ly.as_mut_slice());
+                let ly = ly.as_mut_slice();
+                let update = halo.start_update_from(u, lu)?;
+                // rows 1 .. rows - 1 while the faces travel: their north and
+                // south rows are the tile's own
+                let mut dot = if overlap && rows > 2 {
+                    let block = Block2 {
+                        rows: rows - 2,
+                        cols,
+                        u: &lu[cols..(rows - 1) * cols],
+                        north: Some(&lu[..cols]),
+                        south: Some(&lu[(rows - 1) * cols..]),
+                        west: None,
+                        east: None,
+                    };
+                    kernels::stencil5_dot(&st, &block, &mut ly[cols..(rows - 1) * cols])?
+                } else {
+                    0.0
+                };
+                update.finish()?;
+                let ext = halo.as_slice();
+                let e1 = cols + 2;
+                let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
+                let south =
+                    (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
+                west.clear();
+                east.clear();
+                if cols_r.start > 0 {
+                    west.extend((1..=rows).map(|i| ext[i * e1]));
+                }
+                if cols_r.end < n {
+                    east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
+                }
+                let (west, east) = (
+                    (cols_r.start > 0).then_some(&west[..]),
+                    (cols_r.end < n).then_some(&east[..]),
+                );
+                if !overlap {
+                    // the whole tile in one pass, its ghosts all in
+                    let block = Block2 {
+                        rows,
+                        cols,
+                        u: lu,
+                        north,
+                        south,
+                        west,
+                        east,
+                    };
+                    return kernels::stencil5_dot(&st, &block, ly);
+                }
                 // the west / east terms of rows 1 .. rows - 1
                 for i in 1..rows.saturating_sub(1) {
                     for (ghost, coef, j) in [(west, st.west, 0), (east, st.east, cols - 1)] {
@@ -370,6 +396,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let ustar = DistArray::<f64, _, 2>::with_grid(comm.clone(), grid, [n, n])?;
     ustar.with_local_mut(|mut l| l.fill_with(|[i, j]| exact(n, i, j)))?;
     let mut op = GridLaplacian::new(&ustar, n)?;
+    op.overlap = o.overlap;
     // b = A u*: the discrete solution is exactly u*
     let mut b = ustar.similar::<f64>()?;
     op.apply_dot(&ustar, &mut b)?;
