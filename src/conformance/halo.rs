@@ -119,14 +119,20 @@ fn check_halo<C: OneSidedComm, const N: usize>(
     // three times, after every element changed, through the same plan: a
     // refresh (interior and ghosts), an update started and finished (ghosts
     // only: the interior keeps round 0's values), a blocking ghost update
-    for round in 0..3i64 {
+    // and an update packed from a view the caller holds
+    for round in 0..4i64 {
         match round {
             0 => ok(comm, "refresh", h.refresh(a)),
             1 => {
                 let update = ok(comm, "start_update", h.start_update(a));
                 ok(comm, "GhostUpdate::finish", update.finish())
             }
-            _ => ok(comm, "update_ghosts", h.update_ghosts(a)),
+            2 => ok(comm, "update_ghosts", h.update_ghosts(a)),
+            _ => ok(
+                comm,
+                "start_update_from",
+                a.try_with_local(|l| h.start_update_from(a, l.as_slice())?.finish()),
+            ),
         }
         let own = h.own_range();
         let ext = h.extended_shape();
@@ -203,6 +209,13 @@ fn check_halo<C: OneSidedComm, const N: usize>(
         }
         ok(comm, "map_local", a.map_local(|v| v + 1));
     }
+    // an own part of the wrong length: refused, every rank still done
+    let r = h.start_update_from(a, &[]).map(|u| u.finish());
+    let empty = h.own_range().iter().any(|r| r.is_empty());
+    assert!(
+        empty || matches!(r, Err(Error::InvalidArgument(_))),
+        "{r:?}"
+    );
     ok(comm, "barrier", comm.barrier());
 }
 
