@@ -381,6 +381,39 @@ where
     C: OneSidedComm,
     T: bytemuck::Pod,
 {
+    reduce_scatter_halving_with(comm, data, bounds, combine, &mut HalvingScratch::default())
+}
+
+/// The buffers of [`reduce_scatter_halving`], kept by callers that reduce
+/// again and again (a [`MatvecPlan`](crate::linalg::MatvecPlan)), so that
+/// a call allocates nothing once they have grown.
+#[derive(Debug, Clone)]
+pub struct HalvingScratch<T> {
+    out: Vec<T>,
+    inbox: Vec<(usize, Vec<T>)>,
+}
+
+impl<T> Default for HalvingScratch<T> {
+    fn default() -> Self {
+        HalvingScratch {
+            out: Vec::new(),
+            inbox: Vec::new(),
+        }
+    }
+}
+
+/// [`reduce_scatter_halving`] with caller-kept buffers.
+pub fn reduce_scatter_halving_with<C, T>(
+    comm: &C,
+    data: &mut [T],
+    bounds: &[usize],
+    combine: impl Fn(T, T) -> T,
+    scratch: &mut HalvingScratch<T>,
+) -> Result<()>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
     let (me, p) = (comm.rank(), comm.size());
     if bounds.len() != p + 1 || bounds[p] != data.len() || bounds.windows(2).any(|w| w[0] > w[1]) {
         return Err(Error::InvalidArgument(format!(
@@ -392,8 +425,7 @@ where
     }
     let steps = usize::BITS - (p - 1).leading_zeros();
     let (mut lo, mut hi) = (0, p);
-    let mut out: Vec<T> = Vec::new();
-    let mut inbox: Vec<(usize, Vec<T>)> = Vec::new();
+    let HalvingScratch { out, inbox } = scratch;
     for _ in 0..steps {
         // this step's messages: (to, range sent) and (from, range received)
         let mut send: Option<(usize, Range<usize>)> = None;
@@ -432,11 +464,12 @@ where
             }
             None => Vec::new(),
         };
-        inbox.clear();
-        inbox.extend(
-            recv.iter()
-                .map(|(from, r)| (*from, vec![T::zeroed(); r.len()])),
-        );
+        inbox.resize_with(recv.len(), || (0, Vec::new()));
+        for ((from, buf), (src, r)) in inbox.iter_mut().zip(&recv) {
+            *from = *src;
+            buf.clear();
+            buf.resize(r.len(), T::zeroed());
+        }
         {
             let mut recvs: Vec<(usize, &mut [u8])> = inbox
                 .iter_mut()
@@ -445,7 +478,7 @@ where
             comm.exchange_bytes(&sends, &mut recvs)?;
         }
         // in a fixed order: the partner's portion, then the extra rank's
-        for ((_, r), (_, got)) in recv.iter().zip(&inbox) {
+        for ((_, r), (_, got)) in recv.iter().zip(inbox.iter()) {
             for (d, &v) in data[r.clone()].iter_mut().zip(got) {
                 *d = combine(*d, v);
             }

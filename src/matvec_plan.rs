@@ -149,6 +149,10 @@ pub struct MatvecPlan<T: Element, C: OneSidedComm> {
     /// `true` when every rank's result lands in its own part of `y` only.
     direct: bool,
     staging: Option<C::Window<T>>,
+    /// Where each rank's part of `y` starts (and its end), for
+    /// [`Reduction::Halving`], and that reduction's buffers.
+    bounds: Vec<usize>,
+    halving: crate::collective::HalvingScratch<T>,
     xs: Vec<T>,
     part: Vec<T>,
 }
@@ -336,6 +340,15 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
                 }
             }
         }
+        let bounds = if reduction == Reduction::Halving {
+            let mut b = (0..p)
+                .map(|r| Ok(y_range(r)?.start))
+                .collect::<Result<Vec<usize>>>()?;
+            b.push(n_out);
+            b
+        } else {
+            Vec::new()
+        };
         let staging = if reduction != Reduction::Staging {
             None
         } else {
@@ -375,6 +388,8 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
             reduction,
             direct,
             staging,
+            bounds,
+            halving: Default::default(),
             xs: vec![T::ZERO; input.len()],
             part: vec![
                 T::ZERO;
@@ -501,16 +516,12 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         if self.reduction == Reduction::Halving {
             // every rank takes part in every exchange, also after a local
             // failure (its partial sums are then void: the vote says so)
-            let mut bounds = Vec::with_capacity(self.comm.size() + 1);
-            for r in 0..self.comm.size() {
-                bounds.push(self.y_part.part_range(r)?[0].start);
-            }
-            bounds.push(self.part.len());
-            let summed = crate::collective::reduce_scatter_halving(
+            let summed = crate::collective::reduce_scatter_halving_with(
                 &self.comm,
                 &mut self.part,
-                &bounds,
+                &self.bounds,
                 |a, b| T::combine(AccumulateOp::Sum, a, b),
+                &mut self.halving,
             );
             vote(&self.comm, computed.and(summed))?;
             let yr = self.y_part.part_range(self.comm.rank())?[0].clone();
