@@ -22,9 +22,10 @@ pub enum Reduction {
     /// (O(owners reached) messages per rank, O(rows) data).
     Staging,
     /// Every rank contributes to all of a short `y` (`A` split by columns
-    /// only, `y` at most [`TREE_BYTES`] bytes, more than 2 ranks): one
-    /// allreduce of the partial vectors carrying the vote (O(log P)
-    /// messages per rank, fixed tree order), each rank keeps its part.
+    /// only, `y` at most [`TREE_BYTES`] bytes — or any length on backends
+    /// without neighbour messages — more than 2 ranks): one allreduce of
+    /// the partial vectors carrying the vote (O(log P) messages per rank,
+    /// fixed tree order), each rank keeps its part.
     Tree,
     /// Every rank contributes to all of a longer `y` (`A` split by columns
     /// only, more than 2 ranks, a backend with neighbour messages): a
@@ -100,7 +101,8 @@ struct Slot {
 ///    messages (MPI, threaded), combines the partial vectors by a
 ///    reduce-scatter by recursive halving: ⌈log2 P⌉ neighbour exchanges,
 ///    O(log P) messages and O(rows) data per rank, in a pairing order
-///    fixed by P ([`Reduction::Halving`]); elsewhere it stages.
+///    fixed by P ([`Reduction::Halving`]); elsewhere (Lamellar) by the
+///    allreduce of step 5, whatever its length.
 ///
 /// [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
 /// carried in the dot product's allreduce: a CG iteration (product,
@@ -280,11 +282,12 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
 
         // the short, pure column split: one allreduce instead of staging
         let out_dim = usize::from(transpose);
-        let tree = !direct
-            && a_part.grid()[out_dim] == 1
-            && p > 2
-            && n_out * std::mem::size_of::<T>() <= TREE_BYTES;
+        // the pure column split: every rank contributes to all of y; a
+        // short y, or any y where the backend has no neighbour messages for
+        // the halving (Lamellar), takes one allreduce (O(log P) rounds)
         let pure_column_split = !direct && a_part.grid()[out_dim] == 1 && p > 2;
+        let tree = pure_column_split
+            && (n_out * std::mem::size_of::<T>() <= TREE_BYTES || !comm.supports_exchange());
         let reduction = if direct {
             Reduction::Direct
         } else if tree {

@@ -315,6 +315,49 @@ fn long_column_split_matvec_costs_log_p_messages(#[values(64, 256)] p: usize) {
     }
 }
 
+/// Without neighbour messages (as on Lamellar), the long column split
+/// takes one allreduce of the partial vectors instead: still O(log P) tree
+/// messages per rank, not one put per owner.
+#[rstest]
+fn long_column_split_without_messages_is_one_allreduce(#[values(64, 256)] p: usize) {
+    let n = 2 * p;
+    let m = 8 * p;
+    let out = threaded::run(p, |comm| {
+        let cc = CountingComm::without_exchange(comm.clone());
+        let a = DistArray::<f64, _, 2>::with_grid(cc.clone(), [1, p], [m, n])?;
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| (i + 2 * j) as f64))?;
+        let x = DistArray::<f64, _, 1>::from_fn(cc.clone(), [n], |_| 1.0)?;
+        let mut y = DistArray::<f64, _, 1>::new(cc.clone(), [m])?;
+        let mut plan = MatvecPlan::new(&a, &x, &y)?;
+        let before = comm.traffic();
+        cc.reset();
+        plan.apply(&a, &x, &mut y)?;
+        let c = cc.counts();
+        let after = comm.traffic();
+        let want: Vec<f64> = (0..m)
+            .map(|i| (0..n).map(|j| (i + 2 * j) as f64).sum())
+            .collect();
+        Ok::<_, distarray::Error>((
+            plan.reduction(),
+            c,
+            after.messages - before.messages,
+            y.to_vec()? == want,
+        ))
+    })
+    .unwrap();
+    for r in out {
+        let (reduction, c, tree_messages, right) = r.unwrap();
+        assert!(right, "wrong product");
+        assert_eq!(reduction, distarray::linalg::Reduction::Tree);
+        assert_eq!(c.collectives, 3);
+        assert_eq!(c.messages, 0, "no staging puts");
+        assert!(
+            tree_messages <= 3 * (1 + ceil_log2(p)),
+            "{tree_messages} messages"
+        );
+    }
+}
+
 /// A ghost update of a 2-D halo on a √P x √P process grid: no collective,
 /// one neighbour exchange, a message per neighbour (4 faces, 8 with the
 /// corners), and bytes per rank fixed by the tile, not by P.
