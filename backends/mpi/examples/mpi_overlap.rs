@@ -44,7 +44,8 @@ fn main() -> distarray::Result<()> {
         .map_or(1 << 17, |a| a.parse().expect("elements"));
     let sweeps: usize = args.next().map_or(8, |a| a.parse().expect("sweeps"));
     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [n * p], |[i]| i as f64)?;
-    let remote = Block::new([n..2 * n]); // rank 1's part
+    let rank1 = n..2 * n;
+    let remote = Block::new([rank1]); // rank 1's part
     let local: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
     let compute = || {
         let mut s = 0.0;
@@ -80,8 +81,8 @@ fn main() -> distarray::Result<()> {
         let hidden = (g + c - o) / g.min(c);
         println!(
             "mpi_overlap: {} KiB from rank 1, {sweeps} sweeps over {} KiB locally ({} ranks)",
-            n * 8 >> 10,
-            n * 8 >> 10,
+            (n * 8) >> 10,
+            (n * 8) >> 10,
             p
         );
         println!("| get | compute | blocking (get, then compute) | overlapped (start, compute, wait) | overlapped / blocking | hidden |");
