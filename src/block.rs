@@ -230,6 +230,22 @@ pub(crate) fn gather_box<T: Copy, const N: usize>(
     }
 }
 
+/// Combines consecutive pieces of `src` into the runs `(offset, len)` of
+/// `dst` with `op` (`Replace` stores them).
+pub(crate) fn combine_runs<T: Element>(
+    dst: &mut [T],
+    runs: &[(usize, usize)],
+    src: &[T],
+    op: AccumulateOp,
+) {
+    for (off, piece) in crate::checks::run_pieces(runs) {
+        let len = piece.len();
+        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[piece]) {
+            *d = T::combine(op, *d, s);
+        }
+    }
+}
+
 /// Copies `runs` of `src` one after the other into `dst`.
 pub(crate) fn copy_runs<T: Copy>(src: &[T], runs: &[(usize, usize)], dst: &mut [T]) {
     for (off, piece) in crate::checks::run_pieces(runs) {
@@ -438,15 +454,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                 }
             };
             if t.rank == me {
-                self.with_local_mut(|mut l| {
-                    let dst = l.as_mut_slice();
-                    for (off, piece) in crate::checks::run_pieces(&t.runs) {
-                        let len = piece.len();
-                        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[piece]) {
-                            *d = T::combine(op, *d, s);
-                        }
-                    }
-                })?;
+                self.with_local_mut(|mut l| combine_runs(l.as_mut_slice(), &t.runs, src, op))?;
             } else {
                 // writes take the target exclusively: no read view of the
                 // owner (or other reader) can see the part change under it

@@ -150,6 +150,14 @@ impl<C: OneSidedComm> CountingComm<C> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// One neighbour exchange sending `sends`.
+    fn count_exchange(&self, sends: &[(usize, &[u8])]) {
+        let mut c = self.lock_counts();
+        c.exchanges += 1;
+        c.messages += sends.len();
+        c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
+    }
+
     fn collective(&self, bytes: usize) {
         let mut c = self.lock_counts();
         c.collectives += 1;
@@ -203,12 +211,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
                 "neighbour exchange hidden (CountingComm::without_exchange)".into(),
             ));
         }
-        {
-            let mut c = self.lock_counts();
-            c.exchanges += 1;
-            c.messages += sends.len();
-            c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
-        }
+        self.count_exchange(sends);
         self.inner.exchange_bytes(sends, recvs)
     }
 
@@ -222,12 +225,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
                 "neighbour exchange hidden (CountingComm::without_exchange)".into(),
             ));
         }
-        {
-            let mut c = self.lock_counts();
-            c.exchanges += 1;
-            c.messages += sends.len();
-            c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
-        }
+        self.count_exchange(sends);
         // SAFETY: forwarded with the caller's guarantees unchanged.
         unsafe { self.inner.exchange_bytes_start(sends, recvs) }
     }

@@ -96,6 +96,25 @@ struct Source<const N: usize> {
     pieces: Vec<Piece<N>>,
 }
 
+impl<const N: usize> Source<N> {
+    /// Copies `buf` (this source's pieces, one after the other) into the
+    /// extended box `data`.
+    fn scatter_into<T: Copy>(&self, data: &mut [T], ext_shape: &[usize; N], buf: &[T]) {
+        let mut at = 0;
+        for piece in &self.pieces {
+            let n = piece.len();
+            scatter(
+                data,
+                ext_shape,
+                &piece.dst,
+                &piece.shape(),
+                &buf[at..at + n],
+            );
+            at += n;
+        }
+    }
+}
+
 /// A rank's part of an array plus ghost layers; see the [module docs](self).
 pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     part: ContinuousPartitioning<N>,
@@ -686,18 +705,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             ..
         } = self;
         for (s, buf) in sources.iter().zip(inbox.iter()) {
-            let mut at = 0;
-            for piece in &s.pieces {
-                let n = piece.len();
-                scatter(
-                    data,
-                    ext_shape,
-                    &piece.dst,
-                    &piece.shape(),
-                    &buf[at..at + n],
-                );
-                at += n;
-            }
+            s.scatter_into(data, ext_shape, buf);
         }
         if !local.is_empty() {
             with_own(array, src, |l| {
@@ -806,18 +814,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         for s in sources.iter() {
             let buf = &mut scratch[..s.len];
             staging.with_epoch(s.rank, LockKind::Shared, |w| w.get(s.rank, s.offset, buf))?;
-            let mut at = 0;
-            for piece in &s.pieces {
-                let n = piece.len();
-                scatter(
-                    data,
-                    ext_shape,
-                    &piece.dst,
-                    &piece.shape(),
-                    &buf[at..at + n],
-                );
-                at += n;
-            }
+            s.scatter_into(data, ext_shape, buf);
         }
         Ok(())
     }

@@ -43,7 +43,9 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::block::{contiguous_in, copy_runs, gather_box, scatter_box, Block, GlobalBlock};
+use crate::block::{
+    combine_runs, contiguous_in, copy_runs, gather_box, scatter_box, Block, GlobalBlock,
+};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, RmaRequest, Window};
 use crate::error::Result;
 
@@ -246,15 +248,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                 }
             };
             if t.rank == me {
-                self.with_local_mut(|mut l| {
-                    let dst = l.as_mut_slice();
-                    for (off, piece) in crate::checks::run_pieces(&t.runs) {
-                        let len = piece.len();
-                        for (d, &s) in dst[off..off + len].iter_mut().zip(&src[piece]) {
-                            *d = T::combine(op, *d, s);
-                        }
-                    }
-                })?;
+                self.with_local_mut(|mut l| combine_runs(l.as_mut_slice(), &t.runs, src, op))?;
                 continue;
             }
             self.window().lock(t.rank, LockKind::Exclusive)?;

@@ -64,6 +64,24 @@ impl WindowLayout {
     }
 }
 
+/// The ranks of a neighbour exchange's messages (sends and receives)
+/// against the number of ranks: the checks of
+/// [`OneSidedComm::exchange_bytes`](crate::OneSidedComm::exchange_bytes)
+/// before anything is sent.
+pub fn check_exchange(
+    sends: &[(usize, &[u8])],
+    recvs: &[(usize, &mut [u8])],
+    size: usize,
+) -> Result<()> {
+    for &(r, _) in sends {
+        check_rank(r, size)?;
+    }
+    for (r, _) in recvs {
+        check_rank(*r, size)?;
+    }
+    Ok(())
+}
+
 /// Checks `rank < size`.
 #[inline]
 pub fn check_rank(rank: usize, size: usize) -> Result<()> {

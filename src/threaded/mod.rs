@@ -862,13 +862,7 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
-        let p = self.world.size;
-        for &(r, _) in sends {
-            crate::checks::check_rank(r, p)?;
-        }
-        for (r, _) in recvs.iter() {
-            crate::checks::check_rank(*r, p)?;
-        }
+        crate::checks::check_exchange(sends, recvs, self.world.size)?;
         let t = self.transport()?;
         for &(to, data) in sends {
             t.send(to, Phase::Exchange, data)?;
@@ -885,13 +879,7 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn PendingExchange>> {
-        let p = self.world.size;
-        for &(r, _) in sends {
-            crate::checks::check_rank(r, p)?;
-        }
-        for (r, _) in recvs.iter() {
-            crate::checks::check_rank(*r, p)?;
-        }
+        crate::checks::check_exchange(sends, recvs, self.world.size)?;
         let t = self.transport()?;
         for &(to, data) in sends {
             t.send(to, Phase::Exchange, data)?;

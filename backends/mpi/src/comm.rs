@@ -404,13 +404,10 @@ impl CommInner {
         use std::os::raw::c_int;
         let too_big =
             || Error::InvalidArgument("exchange message of more than 2^31 - 1 bytes".into());
-        for &(r, d) in sends {
-            distarray::checks::check_rank(r, self.size)?;
-            c_int::try_from(d.len()).map_err(|_| too_big())?;
-        }
-        for (r, b) in recvs.iter() {
-            distarray::checks::check_rank(*r, self.size)?;
-            c_int::try_from(b.len()).map_err(|_| too_big())?;
+        distarray::checks::check_exchange(sends, recvs, self.size)?;
+        let lens = sends.iter().map(|(_, d)| d.len());
+        for len in lens.chain(recvs.iter().map(|(_, b)| b.len())) {
+            c_int::try_from(len).map_err(|_| too_big())?;
         }
         // one exchange is posted at a time per rank: messages between two
         // ranks are matched in posting order
