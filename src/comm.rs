@@ -378,9 +378,10 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// `sends[i].0` and receives, from each rank `recvs[j].0`, exactly
     /// `recvs[j].1.len()` bytes into `recvs[j].1`. Every rank calls it the
     /// same number of times (with empty lists where it has no neighbours);
-    /// the messages between two ranks are matched in call order, so the
-    /// sender's and the receiver's lists must agree (both derived from one
-    /// agreed plan, as [`Halo`](crate::Halo) does).
+    /// the messages between two ranks are matched in the order their calls
+    /// were made (for [`OneSidedComm::exchange_bytes_start`], started), so
+    /// the sender's and the receiver's lists must agree (both derived from
+    /// one agreed plan, as [`Halo`](crate::Halo) does).
     ///
     /// Why messages and not RMA: a `get` needs a round trip (request, then
     /// reply) *and* a synchronisation telling the reader that the owner's

@@ -208,3 +208,29 @@ fn reduce_scatter_halving_sums_every_part() {
         .iter()
         .all(|e| matches!(e, Err(distarray::Error::InvalidArgument(_)))));
 }
+
+/// A halo leaked with an update in flight (its message never received)
+/// does not shift the next exchange between the same ranks: messages are
+/// matched by the order their exchanges started.
+#[test]
+fn leaked_halo_does_not_shift_later_exchanges() {
+    use distarray::{DistArray, Halo};
+    let out = distarray::threaded::run_ok(2, |comm| {
+        let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [8], |[i]| i as f64)?;
+        let b = DistArray::<f64, _, 1>::from_fn(comm.clone(), [8], |[i]| 100.0 + i as f64)?;
+        let mut leaked = Halo::new(&a, [1], [true])?;
+        let mut hb = Halo::new(&b, [1], [true])?;
+        std::mem::forget(leaked.start_update(&a)?);
+        std::mem::forget(leaked);
+        hb.update_ghosts(&b)?;
+        let r = hb.own_range()[0].clone();
+        Ok((
+            hb.get([r.start as isize - 1]),
+            ((r.start + 7) % 8) as f64 + 100.0,
+        ))
+    })
+    .unwrap();
+    for (got, want) in out {
+        assert_eq!(got, Some(want));
+    }
+}

@@ -270,6 +270,20 @@ fn halo_leaked_update<C: OneSidedComm>(comm: &C) {
     let r = h.own_range()[0].clone();
     let below = (r.start + 3 * p - 1) % (3 * p);
     assert_eq!(h.get([r.start as isize - 1]), Some(below as f64 + 100.0));
+    // two updates in flight, finished in the other order: each gets its
+    // own array's values (messages match in start order, as MPI posts them)
+    let b = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, _, 1>::from_fn(comm.clone(), [3 * p], |[i]| 1000.0 + i as f64),
+    );
+    let mut hb = ok(comm, "Halo::new", Halo::new(&b, [1], [true]));
+    let ua = ok(comm, "start_update a", h.start_update(&a));
+    let ub = ok(comm, "start_update b", hb.start_update(&b));
+    ok(comm, "finish b", ub.finish());
+    ok(comm, "finish a", ua.finish());
+    assert_eq!(h.get([r.start as isize - 1]), Some(below as f64 + 100.0));
+    assert_eq!(hb.get([r.start as isize - 1]), Some(below as f64 + 1000.0));
     // leaked again, then the halo dropped: the drop completes it
     let update = ok(comm, "start_update", h.start_update(&a));
     std::mem::forget(update);

@@ -154,6 +154,10 @@ struct World {
     blocked: Vec<AtomicU64>,
     /// Messages and bytes each rank has sent in tree collectives.
     sent: Vec<(AtomicUsize, AtomicUsize)>,
+    /// Neighbour exchanges: per (sender, receiver), how many messages the
+    /// sender has sent and how many the receiver has claimed.
+    exchange_sent: Mutex<std::collections::HashMap<(usize, usize), u64>>,
+    exchange_claimed: Mutex<std::collections::HashMap<(usize, usize), u64>>,
 }
 
 /// One message of a tree collective.
@@ -164,6 +168,11 @@ struct Message {
     /// The sender's vector clock (checking mode): receiving it orders the
     /// receiver after everything the sender did before sending.
     clock: Option<VClock>,
+    /// For [`Phase::Exchange`]: the number of the exchange between this
+    /// sender and receiver (0, 1, ...), in the order the sender started
+    /// them; the receiver matches the number it expects, fixed when it
+    /// started its side (MPI's posting order). 0 for tree messages.
+    seq: u64,
 }
 
 /// The messages waiting for one rank.
@@ -195,7 +204,26 @@ impl World {
             sent: (0..size)
                 .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
                 .collect(),
+            exchange_sent: Mutex::new(Default::default()),
+            exchange_claimed: Mutex::new(Default::default()),
         }
+    }
+
+    /// The next number of the exchange messages `from` sends `to`.
+    fn next_sent(&self, from: usize, to: usize) -> u64 {
+        let mut m = relock(&self.exchange_sent);
+        let n = m.entry((from, to)).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    /// The number of the next exchange message `to` receives from `from`,
+    /// claimed when `to` starts its side.
+    fn next_claimed(&self, from: usize, to: usize) -> u64 {
+        let mut m = relock(&self.exchange_claimed);
+        let n = m.entry((from, to)).or_insert(0);
+        *n += 1;
+        *n - 1
     }
 
     /// A schedule point (controlled-schedule mode; nothing otherwise).
@@ -701,7 +729,8 @@ impl ThreadedComm {
 /// `wait` (or on drop).
 struct PendingReceives {
     comm: ThreadedComm,
-    recvs: Vec<(usize, *mut u8, usize)>,
+    /// (source, buffer, length, the number of the message to match).
+    recvs: Vec<(usize, *mut u8, usize, u64)>,
     done: bool,
 }
 
@@ -714,13 +743,13 @@ impl PendingReceives {
     fn finish(&mut self) -> Result<()> {
         self.done = true;
         let t = self.comm.resume_transport();
-        for &(from, ptr, len) in &self.recvs {
+        for &(from, ptr, len, seq) in &self.recvs {
             // SAFETY: `ptr` points to `len` bytes of a receive buffer that
             // the caller of `exchange_bytes_start` keeps valid, unmoved and
             // unaccessed until this handle is done (its safety contract);
             // nothing else refers to it meanwhile.
             let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-            t.recv(from, Phase::Exchange, buf)?;
+            t.recv_seq(from, Phase::Exchange, seq, buf)?;
         }
         Ok(())
     }
@@ -766,11 +795,17 @@ impl Transport for TreeTransport<'_> {
         m.fetch_add(1, Ordering::SeqCst);
         b.fetch_add(data.len(), Ordering::SeqCst);
         let mb = &self.world.mailboxes[to];
+        let seq = if phase == Phase::Exchange {
+            self.world.next_sent(self.rank, to)
+        } else {
+            0
+        };
         relock(&mb.queue).push(Message {
             from: self.rank,
             phase,
             data: data.to_vec(),
             clock: self.world.clocks.as_ref().map(|c| c.release(self.rank)),
+            seq,
         });
         mb.cv.notify_all();
         self.world.wake();
@@ -778,10 +813,21 @@ impl Transport for TreeTransport<'_> {
     }
 
     fn recv(&self, from: usize, phase: Phase, buf: &mut [u8]) -> Result<()> {
+        self.recv_seq(from, phase, 0, buf)
+    }
+}
+
+impl TreeTransport<'_> {
+    /// Receives the message of `phase` number `seq` from `from` (tree
+    /// messages all carry 0 and arrive in order).
+    fn recv_seq(&self, from: usize, phase: Phase, seq: u64, buf: &mut [u8]) -> Result<()> {
         let mb = &self.world.mailboxes[self.rank];
         let mut q = relock(&mb.queue);
         loop {
-            if let Some(i) = q.iter().position(|m| m.from == from && m.phase == phase) {
+            if let Some(i) = q
+                .iter()
+                .position(|m| m.from == from && m.phase == phase && m.seq == seq)
+            {
                 let m = q.remove(i);
                 if m.data.len() != buf.len() {
                     // a broken contract: fail every collective from now on
@@ -864,11 +910,15 @@ impl OneSidedComm for ThreadedComm {
     ) -> Result<()> {
         crate::checks::check_exchange(sends, recvs, self.world.size)?;
         let t = self.transport()?;
+        let seqs: Vec<u64> = recvs
+            .iter()
+            .map(|(from, _)| self.world.next_claimed(*from, self.rank))
+            .collect();
         for &(to, data) in sends {
             t.send(to, Phase::Exchange, data)?;
         }
-        for (from, buf) in recvs.iter_mut() {
-            t.recv(*from, Phase::Exchange, buf)?;
+        for ((from, buf), seq) in recvs.iter_mut().zip(seqs) {
+            t.recv_seq(*from, Phase::Exchange, seq, buf)?;
         }
         Ok(())
     }
@@ -881,16 +931,25 @@ impl OneSidedComm for ThreadedComm {
     ) -> Result<Box<dyn PendingExchange>> {
         crate::checks::check_exchange(sends, recvs, self.world.size)?;
         let t = self.transport()?;
+        // the receives are claimed now, in start order (as MPI posts them)
+        let recvs = recvs
+            .iter_mut()
+            .map(|(r, b)| {
+                (
+                    *r,
+                    b.as_mut_ptr(),
+                    b.len(),
+                    self.world.next_claimed(*r, self.rank),
+                )
+            })
+            .collect();
         for &(to, data) in sends {
             t.send(to, Phase::Exchange, data)?;
         }
         drop(t);
         Ok(Box::new(PendingReceives {
             comm: self.clone(),
-            recvs: recvs
-                .iter_mut()
-                .map(|(r, b)| (*r, b.as_mut_ptr(), b.len()))
-                .collect(),
+            recvs,
             done: false,
         }))
     }
