@@ -42,6 +42,9 @@ pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {
     comm: C,
     win: C::Window<T>,
     part: Arc<ContinuousPartitioning<N>>,
+    /// A non-blocking block operation ([`crate::pending`]) holds locks of
+    /// this array: at most one at a time per rank.
+    pub(crate) handle_in_flight: std::sync::atomic::AtomicBool,
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
@@ -83,6 +86,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             comm,
             win,
             part: Arc::new(part),
+            handle_in_flight: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

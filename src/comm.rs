@@ -507,7 +507,10 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
 pub trait PendingExchange: Send {
     /// Waits until every message of the exchange has been sent and
     /// received, and reports what went wrong (a received length that
-    /// differs from its buffer, a failed peer).
+    /// differs from its buffer, a failed peer). Implementations return,
+    /// `Ok` or `Err`, only once the backend no longer uses the buffers
+    /// (callers that cannot be sure of that, e.g. after an `Err` of
+    /// another backend, leak them: [`Halo`](crate::Halo) does).
     fn wait(self: Box<Self>) -> Result<()>;
 }
 
@@ -529,6 +532,9 @@ pub trait RmaRequest: Send {
     /// Waits until the operations are complete at the origin: a read's data
     /// is in its buffer, a write's source may be reused. (A write is
     /// complete at the target after the epoch's `flush` or `unlock`.)
+    /// Implementations return, `Ok` or `Err`, only once the backend no
+    /// longer uses the buffers: an operation that failed is over too (MPI
+    /// waits for every request still active after an error).
     fn wait(self: Box<Self>) -> Result<()>;
 }
 

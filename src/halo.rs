@@ -590,8 +590,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                 done: true,
             });
         }
-        // a leaked GhostUpdate's exchange, if any
+        // a leaked GhostUpdate's exchange, if any; the messages say "failed"
+        // until packed, also when that exchange failed
         let previous = self.complete_in_flight();
+        if let Some(outbox) = self.outbox.as_mut() {
+            for o in outbox.iter_mut() {
+                *o.buf.last_mut().expect("status element") = T::ONE;
+            }
+        }
         let packed = previous.and_then(|_| self.pack_messages(array, own));
         // started also after a local failure (the messages say so), so that
         // no neighbour waits for a message that never comes
@@ -633,17 +639,28 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         })
     }
 
-    /// Waits for the exchange in flight, if any.
+    /// Waits for the exchange in flight, if any. If the wait fails, the
+    /// backend may not be done with the buffers: they are leaked and
+    /// replaced by new ones, never reused or freed under it.
     fn complete_in_flight(&mut self) -> Result<()> {
         let pending = self
             .in_flight
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        match pending {
+        let out = match pending {
             Some(p) => p.wait(),
             None => Ok(()),
+        };
+        if out.is_err() {
+            let fresh =
+                |b: &mut Vec<T>| std::mem::forget(std::mem::replace(b, vec![T::ZERO; b.len()]));
+            self.inbox.iter_mut().for_each(fresh);
+            if let Some(outbox) = self.outbox.as_mut() {
+                outbox.iter_mut().for_each(|o| fresh(&mut o.buf));
+            }
         }
+        out
     }
 
     /// Posts the exchange of the packed messages.

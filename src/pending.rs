@@ -7,19 +7,23 @@
 //! results, no overlap).
 //!
 //! A handle holds the locks of its targets until it completes (shared for
-//! reads, exclusive for writes), taken in increasing rank order so that
-//! handles of different ranks never wait for each other in a cycle. So do
-//! not enter a collective (a barrier, a reduction) while a handle is in
-//! flight if other ranks may want those parts meanwhile: they would wait
-//! for its locks while it waits for them (the threaded backend reports
-//! this as [`Error::Deadlock`](crate::Error::Deadlock); an MPI run would
-//! hang). Wait first, then synchronise.
+//! reads, exclusive for writes), taken in increasing rank order, and a rank
+//! has at most one handle in flight per array (a second start is an
+//! error), so handles alone never wait for each other in a cycle. In
+//! between, do local work — that is what the handle is for: a rank that
+//! waits for another lock or enters a collective while its handle is in
+//! flight may wait for a rank that waits for the handle's locks (the
+//! threaded backend reports this as [`Error::Deadlock`](crate::Error::Deadlock);
+//! an MPI or Lamellar run would hang). Wait first, then synchronise.
+//! [`DistArray::get_block_overlapped`] scopes the handle to a closure.
 //!
-//! The handles own their buffers, so they are safe however they end:
-//! `wait` returns the block; dropping a handle waits for its operations and
-//! releases its locks; leaking one (`mem::forget`) leaks its buffers with
-//! it, so the backend never writes freed memory, and leaves its targets
-//! locked (later locks on them by this rank fail with an error).
+//! The handles own their buffers, so they are memory-safe however they
+//! end: `wait` returns the block; dropping a handle (also when unwinding)
+//! waits for its operations and releases its locks; leaking one
+//! (`mem::forget`) leaks its buffers with it, so the backend never writes
+//! freed memory — but its targets stay locked until the array is dropped,
+//! and other ranks that need those parts wait for them. Do not leak
+//! handles.
 //!
 //! ```
 //! use distarray::{threaded, AccumulateOp, Block, DistArray, OneSidedComm};
@@ -47,7 +51,8 @@ use crate::block::{
     combine_runs, contiguous_in, copy_runs, gather_box, scatter_box, Block, GlobalBlock,
 };
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, RmaRequest, Window};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::sync::atomic::Ordering;
 
 /// The requests and locks of one non-blocking block operation, and the
 /// buffers they use (owned here, so that they outlive the operations).
@@ -65,8 +70,21 @@ struct InFlight<'a, T: Element, C: OneSidedComm, const N: usize> {
 }
 
 impl<'a, T: Element, C: OneSidedComm, const N: usize> InFlight<'a, T, C, N> {
-    fn new(array: &'a DistArray<T, C, N>, block: Block<N>, data: Vec<T>) -> Self {
-        InFlight {
+    /// Claims `array`'s one slot for a handle in flight. Error: another
+    /// handle of this rank is in flight on it (or was leaked).
+    fn new(array: &'a DistArray<T, C, N>, block: Block<N>, data: Vec<T>) -> Result<Self> {
+        if array
+            .handle_in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::EpochMismatch(
+                "a non-blocking block operation of this rank is already in flight on this array \
+                 (wait for it first; a leaked one keeps the slot until the array is dropped)"
+                    .into(),
+            ));
+        }
+        Ok(InFlight {
             array,
             block,
             data,
@@ -74,7 +92,7 @@ impl<'a, T: Element, C: OneSidedComm, const N: usize> InFlight<'a, T, C, N> {
             requests: Vec::new(),
             locked: Vec::new(),
             done: false,
-        }
+        })
     }
 
     /// Waits for every request and unlocks every target; the first error.
@@ -95,6 +113,7 @@ impl<'a, T: Element, C: OneSidedComm, const N: usize> InFlight<'a, T, C, N> {
                 std::mem::forget(b);
             }
         }
+        self.array.handle_in_flight.store(false, Ordering::Release);
         out
     }
 }
@@ -169,7 +188,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         block.validate(self.shape())?;
         let plan = block.plan(self.partitioning())?;
         let me = self.comm().rank();
-        let mut op = InFlight::new(self, block.clone(), vec![T::default(); block.len()]);
+        let mut op = InFlight::new(self, block.clone(), vec![T::default(); block.len()])?;
         let base = op.data.as_mut_ptr();
         // in increasing rank order, the own part at its turn: every rank
         // takes its locks in one global order, so two ranks' handles can
@@ -210,6 +229,31 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         Ok(PendingGet { op })
     }
 
+    /// One-sided: [`DistArray::get_block`] with `compute` run while the
+    /// reads are in flight ([`DistArray::get_block_start`], `compute`,
+    /// [`PendingGet::wait`]); the handle cannot outlive the call. `compute`
+    /// should be local work (see the [module docs](crate::pending)).
+    ///
+    /// ```
+    /// use distarray::{threaded, Block, DistArray, OneSidedComm};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [10], |[i]| i as f64)?;
+    ///     let (all, n) = a.get_block_overlapped(&Block::new([0..10]), || 2 + 2)?;
+    ///     assert_eq!((all.as_slice()[9], n), (9.0, 4));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn get_block_overlapped<R>(
+        &self,
+        block: &Block<N>,
+        compute: impl FnOnce() -> R,
+    ) -> Result<(GlobalBlock<T, N>, R)> {
+        let pending = self.get_block_start(block)?;
+        let out = compute();
+        Ok((pending.wait()?, out))
+    }
+
     /// One-sided, non-blocking [`DistArray::put_block`]: takes `gb`, locks
     /// every remote owner of its block (exclusive), issues the writes
     /// (`Replace`: puts; any other op: element-wise atomic accumulates) and
@@ -226,7 +270,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         block.validate(self.shape())?;
         let plan = block.plan(self.partitioning())?;
         let me = self.comm().rank();
-        let mut fl = InFlight::new(self, block.clone(), data);
+        let mut fl = InFlight::new(self, block.clone(), data)?;
         let base = fl.data.as_ptr();
         // in increasing rank order, the own part at its turn (see
         // `get_block_start`)

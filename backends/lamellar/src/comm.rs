@@ -623,13 +623,30 @@ impl Transport for TreeTransport<'_> {
         std::sync::atomic::fence(Ordering::SeqCst);
         // SAFETY: the sender completed its put before storing the sequence
         // number, and no PE writes this slot again before this PE completes
-        // the collective (see the type's docs); the slice is dropped here.
-        unsafe {
-            let words = &inner.tree.as_slice()[slot + 1..slot + 1 + buf.len().div_ceil(8)];
-            buf.copy_from_slice(&bytemuck::cast_slice::<u64, u8>(words)[..buf.len()]);
-        }
-        Ok(())
+        // the collective (see the type's docs).
+        unsafe { read_slot(&inner.tree, slot + 1, buf) }
     }
+}
+
+/// Copies `buf.len()` bytes from this PE's part of `region` at word
+/// `word` into `buf`, through a slice over those words only (other PEs may
+/// be writing other words of the part meanwhile).
+///
+/// # Safety
+///
+/// The words `word .. word + ceil(len / 8)` lie in the region and no one
+/// writes them during the call.
+unsafe fn read_slot(region: &SharedMemoryRegion<u64>, word: usize, buf: &mut [u8]) -> Result<()> {
+    let words = buf.len().div_ceil(8);
+    debug_assert!(word + words <= region.len());
+    // SAFETY: only the address of this PE's part is taken.
+    let base = unsafe { region.as_mut_ptr() }
+        .map_err(|e| Error::Backend(format!("collective region has no local part: {e:?}")))?;
+    // SAFETY: in bounds and unwritten during the call (the caller's
+    // contract); a shared slice over just these words.
+    let src = unsafe { std::slice::from_raw_parts(base.add(word), words) };
+    buf.copy_from_slice(&bytemuck::cast_slice::<u64, u8>(src)[..buf.len()]);
+    Ok(())
 }
 
 /// The messages of one large allreduce ([`LamellarComm::big_tree_allreduce`]):
@@ -698,11 +715,7 @@ impl Transport for BigTransport<'_> {
         std::sync::atomic::fence(Ordering::SeqCst);
         // SAFETY: the sender's put completed before it set the flag, and
         // nobody writes this slot again (one message per slot and call).
-        unsafe {
-            let words = &self.region.as_slice()[slot + 1..slot + 1 + buf.len().div_ceil(8)];
-            buf.copy_from_slice(&bytemuck::cast_slice::<u64, u8>(words)[..buf.len()]);
-        }
-        Ok(())
+        unsafe { read_slot(self.region, slot + 1, buf) }
     }
 }
 

@@ -588,17 +588,19 @@ impl<T: Element> Drop for LamellarPuts<'_, T> {
 
 impl<T: Element> Drop for LamellarWindow<T> {
     fn drop(&mut self) {
+        // Transfers of leaked requests first: their targets stay locked
+        // until they are complete, so no other PE can open a view under a
+        // late write, and their buffers outlive them.
+        for t in self.in_flight().iter_mut().flatten() {
+            t.complete();
+        }
         // Release the locks this PE still holds (an early return or `?`
-        // inside an epoch) so that no other PE waits for them forever.
+        // inside an epoch, a leaked request) so that no other PE waits for
+        // them forever.
         let (locks, _fence) = self.state.release_all();
         for (t, kind) in locks {
             self.ctl
                 .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
-        }
-        // transfers of leaked requests: complete them before their buffers
-        // (and the window's regions) go
-        for t in self.in_flight().iter_mut().flatten() {
-            t.complete();
         }
         if let Some(regions) = self.regions.take() {
             self.comm.recycle(regions);

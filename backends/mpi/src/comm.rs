@@ -150,6 +150,10 @@ pub(crate) struct CommInner {
     /// (MPI requires collectives on a communicator to be ordered).
     collectives: Mutex<()>,
     raw: ffi::MPI_Comm,
+    /// A duplicate of the communicator that carries only the messages of
+    /// [`OneSidedComm::exchange_bytes`] (freed with it).
+    exchange: Option<SimpleCommunicator>,
+    exchange_raw: ffi::MPI_Comm,
     rank: usize,
     size: usize,
 }
@@ -410,16 +414,17 @@ impl CommInner {
             c_int::try_from(len).map_err(|_| too_big())?;
         }
         // one exchange is posted at a time per rank: messages between two
-        // ranks are matched in posting order
+        // ranks are matched in posting order. `pending` is declared before
+        // the lock of MPI calls: on an error it drops after the lock, and
+        // its drop (which waits) takes that lock itself.
         let _collective = self.collective();
-        raw::ensure_live()?;
-        let _serial = serial();
         let mut pending = MpiExchange {
             comm: self.clone(),
             reqs: Vec::with_capacity(sends.len() + recvs.len()),
             expect: recvs.iter().map(|(r, b)| (*r, b.len())).collect(),
             done: false,
         };
+        let _serial = raw::enter()?;
         for (from, buf) in recvs.iter_mut() {
             // SAFETY: MPI_Request is a plain handle, written by MPI_Irecv.
             let mut req: ffi::MPI_Request = unsafe { std::mem::zeroed() };
@@ -433,7 +438,7 @@ impl CommInner {
                     ffi::RSMPI_UINT8_T,
                     *from as c_int,
                     EXCHANGE_TAG,
-                    self.raw,
+                    self.exchange_raw,
                     &mut req,
                 )
             };
@@ -452,7 +457,7 @@ impl CommInner {
                     ffi::RSMPI_UINT8_T,
                     to as c_int,
                     EXCHANGE_TAG,
-                    self.raw,
+                    self.exchange_raw,
                     &mut req,
                 )
             };
@@ -511,8 +516,8 @@ impl MpiExchange {
         if self.reqs.is_empty() {
             return Ok(());
         }
-        raw::ensure_live()?;
-        let _serial = serial();
+        // after MPI_Finalize no request is active any more
+        let _serial = raw::enter()?;
         let n = self.reqs.len();
         // SAFETY: MPI_Status is plain data, written by MPI_Waitall.
         let mut statuses: Vec<ffi::MPI_Status> = vec![unsafe { std::mem::zeroed() }; n];
@@ -551,13 +556,13 @@ impl Drop for MpiExchange {
     }
 }
 
-/// The tag of [`OneSidedComm::exchange_bytes`] messages on the library's
-/// communicator (a duplicate of the user's, so no user message can match).
+/// The tag of [`OneSidedComm::exchange_bytes`] messages, on the private
+/// duplicate communicator that carries nothing else.
 const EXCHANGE_TAG: std::os::raw::c_int = 0x4441;
 
 impl Drop for CommInner {
     fn drop(&mut self) {
-        if let Some(comm) = self.comm.take() {
+        for comm in [self.exchange.take(), self.comm.take()].into_iter().flatten() {
             let _serial = serial();
             if raw::finalized() {
                 // Freeing a communicator after MPI_Finalize is erroneous;
@@ -681,9 +686,18 @@ impl MpiComm {
         let size =
             usize::try_from(comm.size()).map_err(|_| Error::Backend("negative MPI size".into()))?;
         let raw = comm.as_raw();
+        // a private duplicate for the neighbour exchange's messages: no
+        // receive of the application on `comm` (any tag) can take them
+        let exchange = {
+            let _serial = raw::enter()?;
+            comm.duplicate()
+        };
+        let exchange_raw = exchange.as_raw();
         Ok(MpiComm {
             inner: Arc::new(CommInner {
                 comm: Some(comm),
+                exchange: Some(exchange),
+                exchange_raw,
                 collectives: Mutex::new(()),
                 raw,
                 rank,

@@ -569,13 +569,21 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         runs: &[(usize, usize)],
         dst: &mut [T],
     ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
-        if target == self.rank() || self.state.fence_is_open() {
+        if target == self.rank() {
             self.get_runs(target, runs, dst)?;
             return Ok(Box::new(distarray::comm::CompletedRma));
         }
         let approval = self
             .state
             .approve_runs(target, Access::Read, runs, dst.len())?;
+        // The approval pins the epoch it relies on: a lock on `target`
+        // (then no fence can open) or the fence epoch (then it is open).
+        // Request-based RMA is for passive-target epochs only.
+        if self.state.fence_is_open() {
+            drop(approval);
+            self.get_runs(target, runs, dst)?;
+            return Ok(Box::new(distarray::comm::CompletedRma));
+        }
         let mut req = MpiRequests {
             _approval: approval,
             reqs: Vec::new(),
@@ -628,16 +636,24 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         op: AccumulateOp,
     ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
         distarray::checks::check_op::<T>(op)?;
-        if target == self.rank() || self.state.fence_is_open() {
+        let blocking = || -> Result<Box<dyn distarray::RmaRequest + 'w>> {
             match op {
                 AccumulateOp::Replace => self.put_runs(target, runs, src)?,
                 _ => self.accumulate_runs(target, runs, src, op)?,
             }
-            return Ok(Box::new(distarray::comm::CompletedRma));
+            Ok(Box::new(distarray::comm::CompletedRma))
+        };
+        if target == self.rank() {
+            return blocking();
         }
         let approval = self
             .state
             .approve_runs(target, Access::Write, runs, src.len())?;
+        // as in `get_runs_start`: a pinned fence epoch means no requests
+        if self.state.fence_is_open() {
+            drop(approval);
+            return blocking();
+        }
         let mut req = MpiRequests {
             _approval: approval,
             reqs: Vec::new(),
@@ -956,17 +972,32 @@ struct MpiRequests<'w> {
 unsafe impl Send for MpiRequests<'_> {}
 
 impl MpiRequests<'_> {
+    /// Waits until every request has completed, or failed: after an error
+    /// of `MPI_Waitall` (some requests failed, others may be pending) every
+    /// request that is still active is waited for on its own, so that when
+    /// this returns — `Ok` or `Err` — MPI no longer uses any buffer.
     fn wait_all(&mut self) -> Result<()> {
         if self.reqs.is_empty() {
             return Ok(());
         }
+        // after MPI_Finalize no operation is active any more
         let _serial = raw::enter()?;
         let n = self.reqs.len() as c_int;
         // SAFETY: `n` requests issued by this window (completed ones are
-        // MPI_REQUEST_NULL); statuses are not needed.
+        // set to MPI_REQUEST_NULL); statuses are not needed.
         let rc = unsafe { ffi::MPI_Waitall(n, self.reqs.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE) };
+        let out = check(rc, "MPI_Waitall");
+        if out.is_err() {
+            // SAFETY: reading a predefined handle constant.
+            let null = unsafe { ffi::RSMPI_REQUEST_NULL };
+            for r in self.reqs.iter_mut().filter(|r| **r != null) {
+                // SAFETY: an active request of this window; the status is
+                // ignored.
+                let _ = unsafe { ffi::MPI_Wait(r, ffi::RSMPI_STATUS_IGNORE) };
+            }
+        }
         self.reqs.clear();
-        check(rc, "MPI_Waitall")
+        out
     }
 }
 
