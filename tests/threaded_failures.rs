@@ -331,3 +331,40 @@ fn epoch_dropped_inside_its_view_does_not_leak_the_lock() {
         "{r:?}"
     );
 }
+
+/// A rank waiting in a neighbour exchange waits for its neighbours only:
+/// rank 0 holds a lock on rank 2 while it waits for rank 1's message, and
+/// rank 2 waits for that lock. Rank 1's message arrives later, so every
+/// rank finishes — no `Deadlock` reported (an exchange is not a collective
+/// that rank 2 must join).
+#[test]
+fn exchange_waits_only_for_neighbours() {
+    let out = threaded::run(3, |comm| {
+        let w = comm.create_window::<u8>(1)?;
+        comm.barrier()?;
+        match comm.rank() {
+            0 => {
+                w.lock(2, LockKind::Exclusive)?;
+                let mut got = [0u8];
+                comm.exchange_bytes(&[], &mut [(1, &mut got[..])])?;
+                w.unlock(2)?;
+                assert_eq!(got, [7]);
+            }
+            1 => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                comm.exchange_bytes(&[(0, &[7u8][..])], &mut [])?;
+            }
+            _ => {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                w.lock(2, LockKind::Shared)?;
+                w.unlock(2)?;
+                comm.exchange_bytes(&[], &mut [])?;
+            }
+        }
+        comm.barrier()
+    })
+    .unwrap();
+    for (r, o) in out.into_iter().enumerate() {
+        assert!(o.is_ok(), "rank {r}: {o:?}");
+    }
+}

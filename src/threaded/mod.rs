@@ -103,6 +103,9 @@ use crate::collective::{self, Combiner, Phase, Transport};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, PendingExchange, Window};
 use crate::error::{Error, Result};
 
+/// No rank (see `World::awaiting`).
+const NOBODY: usize = usize::MAX;
+
 /// How often a blocked wait re-checks whether another rank failed.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -157,6 +160,10 @@ struct World {
     /// Neighbour exchanges: per (sender, receiver), how many messages the
     /// sender has sent and how many the receiver has claimed.
     exchange_sent: Mutex<std::collections::HashMap<(usize, usize), u64>>,
+    /// `awaiting[r]`: the rank whose exchange message rank `r` waits for
+    /// ([`NOBODY`] when none): an exchange waits for its neighbours only,
+    /// not for everybody as a collective does.
+    awaiting: Vec<AtomicUsize>,
     exchange_claimed: Mutex<std::collections::HashMap<(usize, usize), u64>>,
 }
 
@@ -205,6 +212,7 @@ impl World {
                 .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
                 .collect(),
             exchange_sent: Mutex::new(Default::default()),
+            awaiting: (0..size).map(|_| AtomicUsize::new(NOBODY)).collect(),
             exchange_claimed: Mutex::new(Default::default()),
         }
     }
@@ -289,6 +297,15 @@ impl World {
     /// `true` while `rank` waits in a collective that has not completed
     /// and that `me` has not entered yet (so `rank` waits for `me`).
     fn blocked_in_collective(&self, rank: usize, me: usize) -> bool {
+        // in an exchange `rank` waits for one neighbour's message: for `me`
+        // only if that neighbour is `me` and its message is not there yet
+        let awaited = self.awaiting[rank].load(Ordering::SeqCst);
+        if awaited != NOBODY {
+            return awaited == me
+                && !relock(&self.mailboxes[rank].queue)
+                    .iter()
+                    .any(|m| m.from == me && m.phase == Phase::Exchange);
+        }
         let tree = self.blocked[rank].load(Ordering::SeqCst);
         (tree != 0 && self.entered[me].load(Ordering::SeqCst) < tree)
             || relock(&self.exchange).slots[rank].is_some()
@@ -692,13 +709,12 @@ impl ThreadedComm {
     }
 
     /// Back in the exchange this rank entered last (to receive what it
-    /// started with `exchange_bytes_start`): marks it as waiting there
-    /// again, without entering a new collective.
+    /// started with `exchange_bytes_start`), without entering a new
+    /// collective.
     fn resume_transport(&self) -> TreeTransport<'_> {
         self.world.point(self.rank);
-        let seq = self.world.entered[self.rank].load(Ordering::SeqCst);
-        self.world.blocked[self.rank].store(seq, Ordering::SeqCst);
-        self.world.wake();
+        // an exchange waits for its neighbours only (`World::awaiting`)
+        self.world.blocked[self.rank].store(0, Ordering::SeqCst);
         TreeTransport {
             world: &self.world,
             rank: self.rank,
@@ -769,6 +785,28 @@ impl Drop for PendingReceives {
     }
 }
 
+/// Marks a rank as waiting for one neighbour's exchange message until
+/// dropped.
+struct Awaiting<'a> {
+    world: &'a World,
+    rank: usize,
+}
+
+impl<'a> Awaiting<'a> {
+    fn new(world: &'a World, rank: usize, from: usize) -> Self {
+        world.awaiting[rank].store(from, Ordering::SeqCst);
+        // lock waiters re-check whether this rank now waits for them
+        world.wake();
+        Awaiting { world, rank }
+    }
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        self.world.awaiting[self.rank].store(NOBODY, Ordering::SeqCst);
+    }
+}
+
 /// The mailboxes of one rank during one tree collective.
 struct TreeTransport<'a> {
     world: &'a World,
@@ -821,6 +859,8 @@ impl TreeTransport<'_> {
     /// Receives the message of `phase` number `seq` from `from` (tree
     /// messages all carry 0 and arrive in order).
     fn recv_seq(&self, from: usize, phase: Phase, seq: u64, buf: &mut [u8]) -> Result<()> {
+        let _awaiting =
+            (phase == Phase::Exchange).then(|| Awaiting::new(self.world, self.rank, from));
         let mb = &self.world.mailboxes[self.rank];
         let mut q = relock(&mb.queue);
         loop {
@@ -910,6 +950,8 @@ impl OneSidedComm for ThreadedComm {
     ) -> Result<()> {
         crate::checks::check_exchange(sends, recvs, self.world.size)?;
         let t = self.transport()?;
+        // an exchange waits for its neighbours only (`World::awaiting`)
+        self.world.blocked[self.rank].store(0, Ordering::SeqCst);
         let seqs: Vec<u64> = recvs
             .iter()
             .map(|(from, _)| self.world.next_claimed(*from, self.rank))

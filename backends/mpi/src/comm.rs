@@ -562,7 +562,10 @@ const EXCHANGE_TAG: std::os::raw::c_int = 0x4441;
 
 impl Drop for CommInner {
     fn drop(&mut self) {
-        for comm in [self.exchange.take(), self.comm.take()].into_iter().flatten() {
+        for comm in [self.exchange.take(), self.comm.take()]
+            .into_iter()
+            .flatten()
+        {
             let _serial = serial();
             if raw::finalized() {
                 // Freeing a communicator after MPI_Finalize is erroneous;
