@@ -37,6 +37,7 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         compare: p == 4,
         baseline: false,
         overlap: p != 2,
+        single_reduction: p == 3,
     };
     for r in threaded::run(p, |comm| poisson_app::run(comm, &o)).unwrap() {
         let (iters, resid, err) = r.unwrap();

@@ -7,6 +7,7 @@
 #
 #   bench/netem/run.sh                 # delays 0 50 100 200 us, n = 64
 #   DELAYS="0 200" REPS=7 N=64 RANKS_RT=0 bench/netem/run.sh
+#   OURS_ARGS=--single-reduction bench/netem/run.sh   # Chronopoulos-Gear CG
 #
 # Builds what it needs (the delay program, bench/netem's C programs, the
 # release example), then, at each delay, in one namespace: the MPI
@@ -71,7 +72,9 @@ if [[ "$RANKS_RT" != 0 ]] && chrt -f "$RANKS_RT" true 2>/dev/null; then
 fi
 mpirun_tcp="timeout 120 $rt mpirun --oversubscribe -n 2 --mca btl self,tcp \
 --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca osc pt2pt"
-export mpirun_tcp ours out N REPS LAT_REPS PETSC_SOLVES
+# extra options of the example, e.g. OURS_ARGS=--single-reduction
+OURS_ARGS=${OURS_ARGS:-}
+export mpirun_tcp ours out N REPS LAT_REPS PETSC_SOLVES OURS_ARGS
 
 # Repetitions outermost, so that load from elsewhere on the machine falls on
 # every delay alike.
@@ -83,7 +86,7 @@ for r in $(seq "$REPS"); do
             set -e
             $mpirun_tcp "$out/mpi_lat" "$LAT_REPS"
             echo "## ours"
-            $mpirun_tcp "$ours" --n "$N" --no-baseline
+            $mpirun_tcp "$ours" --n "$N" --no-baseline $OURS_ARGS
             echo "## petsc"
             $mpirun_tcp "$out/petsc_cg" -n "$N" -reps "$PETSC_SOLVES"
         ' >"$logs/run.log" 2>&1 || {

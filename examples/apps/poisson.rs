@@ -46,6 +46,9 @@ pub struct Opts {
     /// Compute the rows that need no ghost row while the faces travel
     /// (`--no-overlap`: update the ghosts first, then the whole tile).
     pub overlap: bool,
+    /// Chronopoulos–Gear CG (`--single-reduction`): one allreduce per
+    /// iteration instead of two (the same iterates in exact arithmetic).
+    pub single_reduction: bool,
 }
 
 impl Opts {
@@ -58,6 +61,7 @@ impl Opts {
             compare: false,
             baseline: true,
             overlap: true,
+            single_reduction: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut it = args.iter();
@@ -74,12 +78,14 @@ impl Opts {
                 "--compare" => o.compare = true,
                 "--no-baseline" => o.baseline = false,
                 "--no-overlap" => o.overlap = false,
+                "--single-reduction" => o.single_reduction = true,
                 "--help" | "-h" => {
                     println!(
                         "options: --n N (64) --tol T (1e-8) --ranks P (2, threaded only) \
                          --compare (also the row-band layout, same run) \
                          --no-baseline (MPI only: skip the plain-MPI baseline) \
-                         --no-overlap (ghosts first, then the whole tile)"
+                         --no-overlap (ghosts first, then the whole tile) \
+                         --single-reduction (Chronopoulos-Gear CG: one allreduce per iteration)"
                     );
                     std::process::exit(0);
                 }
@@ -100,7 +106,19 @@ pub fn exact(n: usize, i: usize, j: usize) -> f64 {
 /// A distributed 5-point operator on arrays of dimension `N`: `y = A u`,
 /// returning `u · y` summed over the ranks. Collective.
 trait Operator<C: OneSidedComm, const N: usize> {
-    fn apply_dot(&mut self, u: &DistArray<f64, C, N>, y: &mut DistArray<f64, C, N>) -> Result<f64>;
+    /// `y = A u`, returning this rank's part of `u · y` (no reduction).
+    fn apply_local(
+        &mut self,
+        u: &DistArray<f64, C, N>,
+        y: &mut DistArray<f64, C, N>,
+    ) -> Result<f64>;
+
+    /// `y = A u`, returning `u · y` summed over the ranks (one allreduce,
+    /// whose vote also carries an error of any rank's apply).
+    fn apply_dot(&mut self, u: &DistArray<f64, C, N>, y: &mut DistArray<f64, C, N>) -> Result<f64> {
+        let local = self.apply_local(u, y);
+        sum_over_ranks(u.comm(), local)
+    }
 }
 
 /// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
@@ -127,14 +145,6 @@ impl<C: OneSidedComm> GridLaplacian<C> {
 }
 
 impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian<C> {
-    fn apply_dot(&mut self, u: &DistArray<f64, C, 2>, y: &mut DistArray<f64, C, 2>) -> Result<f64> {
-        let local = self.apply_local(u, y);
-        // the vote of this sum also carries an error of any rank's update
-        sum_over_ranks(u.comm(), local)
-    }
-}
-
-impl<C: OneSidedComm> GridLaplacian<C> {
     /// This rank's tile of `y = A u` and its part of `u · y`, computed
     /// while the ghost cells travel: the neighbours' faces are sent (one
     /// message each, no barrier: every rank sends its own current values);
@@ -295,7 +305,11 @@ impl Laplacian {
 }
 
 impl<C: OneSidedComm> Operator<C, 1> for Laplacian {
-    fn apply_dot(&mut self, u: &DistArray<f64, C, 1>, y: &mut DistArray<f64, C, 1>) -> Result<f64> {
+    fn apply_local(
+        &mut self,
+        u: &DistArray<f64, C, 1>,
+        y: &mut DistArray<f64, C, 1>,
+    ) -> Result<f64> {
         u.sync()?; // neighbours' updates of u are complete
         self.ghosts.sync(u)?;
         let n = self.n;
@@ -309,7 +323,7 @@ impl<C: OneSidedComm> Operator<C, 1> for Laplacian {
                 kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
             })?
         });
-        sum_over_ranks(u.comm(), local.and_then(|r| r))
+        local.and_then(|r| r)
     }
 }
 
@@ -376,6 +390,73 @@ fn cg<C: OneSidedComm, const N: usize>(
     Ok((x, iters, rr, t.elapsed().as_secs_f64()))
 }
 
+/// Chronopoulos–Gear CG from x = 0 on `A x = b` (the same iterates as
+/// [`cg`] in exact arithmetic): per iteration one fused pass updating `p`,
+/// `s = A p`, `x` and `r` and computing `r · r`, one apply `w = A r`, and
+/// **one** allreduce of `(r · r, w · r)` where CG needs two — on a network,
+/// half the reductions' latency. (x, iterations, r · r, seconds).
+fn cg_single_reduction<C: OneSidedComm, const N: usize>(
+    op: &mut impl Operator<C, N>,
+    b: &DistArray<f64, C, N>,
+    tol: f64,
+    max_iters: usize,
+) -> Result<(DistArray<f64, C, N>, usize, f64, f64)> {
+    let t = Instant::now();
+    let x = b.similar::<f64>()?;
+    let mut r = b.similar::<f64>()?;
+    let p = b.similar::<f64>()?;
+    let s = b.similar::<f64>()?;
+    let mut w = b.similar::<f64>()?;
+    r.assign(b)?;
+    let bnorm = norm2(b)?;
+    // the two sums of an iteration in one allreduce (with the vote)
+    let reduce2 = |comm: &C, local: Result<[f64; 2]>| {
+        distarray::collective::allreduce_vote(comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
+    };
+    let comm = b.comm().clone();
+    let rr_local =
+        |r: &DistArray<f64, C, N>| r.with_local(|l| kernels::dot(l.as_slice(), l.as_slice()));
+    let first = rr_local(&r).and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
+    let [mut gamma, delta] = reduce2(&comm, first)?;
+    let mut alpha = gamma / delta;
+    let mut beta = 0.0;
+    let mut iters = 0;
+    while gamma.sqrt() > tol * bnorm && iters < max_iters {
+        // p = r + beta p, s = w + beta s, x += alpha p, r -= alpha s, r . r
+        let rr = r.try_with_local_mut(|mut lr| {
+            let lr = lr.as_mut_slice();
+            w.try_with_local(|lw| {
+                let lw = lw.as_slice();
+                p.try_with_local_mut(|mut lp| {
+                    let lp = lp.as_mut_slice();
+                    s.try_with_local_mut(|mut ls| {
+                        let ls = ls.as_mut_slice();
+                        x.with_local_mut(|mut lx| {
+                            let lx = lx.as_mut_slice();
+                            let mut rr = 0.0;
+                            for i in 0..lr.len() {
+                                lp[i] = lr[i] + beta * lp[i];
+                                ls[i] = lw[i] + beta * ls[i];
+                                lx[i] += alpha * lp[i];
+                                lr[i] -= alpha * ls[i];
+                                rr += lr[i] * lr[i];
+                            }
+                            rr
+                        })
+                    })
+                })
+            })
+        });
+        let local = rr.and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
+        let [gamma_new, delta] = reduce2(&comm, local)?;
+        beta = gamma_new / gamma;
+        alpha = gamma_new / (delta - beta * gamma_new / alpha);
+        gamma = gamma_new;
+        iters += 1;
+    }
+    Ok((x, iters, gamma, t.elapsed().as_secs_f64()))
+}
+
 /// A process grid `[p1, p2]` with `p1 * p2 = p`, as square as possible,
 /// with more parts over the rows than over the columns when it cannot be
 /// square: a tile's west and east ghost columns cost one `get` per row,
@@ -421,11 +502,19 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let mut solved = None;
     for _ in 0..rounds {
         if let Some((op1, b1)) = bands.as_mut() {
-            let (_, it1, _, t1) = cg(op1, b1, o.tol, 10 * n * n)?;
+            let (_, it1, _, t1) = if o.single_reduction {
+                cg_single_reduction(op1, b1, o.tol, 10 * n * n)?
+            } else {
+                cg(op1, b1, o.tol, 10 * n * n)?
+            };
             iters1 = it1;
             best1 = best1.min(t1 / it1.max(1) as f64);
         }
-        let (x, iters, rr, elapsed) = cg(&mut op, &b, o.tol, 10 * n * n)?;
+        let (x, iters, rr, elapsed) = if o.single_reduction {
+            cg_single_reduction(&mut op, &b, o.tol, 10 * n * n)?
+        } else {
+            cg(&mut op, &b, o.tol, 10 * n * n)?
+        };
         best = best.min(elapsed / iters.max(1) as f64);
         solved = Some((x, iters, rr, elapsed));
     }
