@@ -13,7 +13,7 @@
 //! between, do local work — that is what the handle is for: a rank that
 //! waits for another lock or enters a collective while its handle is in
 //! flight may wait for a rank that waits for the handle's locks (the
-//! threaded backend reports this as [`Error::Deadlock`](crate::Error::Deadlock);
+//! threaded backend reports this as [`Error::Deadlock`];
 //! an MPI or Lamellar run would hang). Wait first, then synchronise.
 //! [`DistArray::get_block_overlapped`] scopes the handle to a closure.
 //!
