@@ -126,15 +126,20 @@ pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     local: Vec<Piece<N>>,
     /// What this rank fetches, per neighbour.
     sources: Vec<Source<N>>,
-    /// The boxes of this rank's part its neighbours need, in staging order.
-    pack: Vec<[Range<usize>; N]>,
+    /// The boxes of this rank's part each neighbour needs, per neighbour
+    /// in rank order: the order of the messages, and of this rank's staging
+    /// part.
+    sends: Vec<Dest<N>>,
     /// Every rank's packed boxes.
     staging: DistArray<T, C, 1>,
     scratch: Vec<T>,
     /// Neighbour messages ([`Halo::update_ghosts`]), where the backend has
-    /// them: what this rank sends to each neighbour, and the buffers its
-    /// neighbours' messages arrive in (index = `sources`).
-    outbox: Option<Vec<Outgoing<T, N>>>,
+    /// them: the message to each neighbour (index = `sends`): its boxes,
+    /// packed one after the other, then one status element (all-zero
+    /// bytes: the sender packed them; `T::ONE`: it failed, the ghost values
+    /// are void); and the buffers its neighbours' messages arrive in
+    /// (index = `sources`).
+    outbox: Option<Vec<Vec<T>>>,
     inbox: Vec<Vec<T>>,
     /// The exchange in flight, whose buffers are `outbox` and `inbox`:
     /// every method that touches them completes it first, and so does
@@ -193,14 +198,20 @@ impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for GhostUpdat
     }
 }
 
-/// One neighbour's message: the boxes of this rank's part it needs, packed
-/// one after the other, then one status element (all-zero bytes: the
-/// sender packed them; `T::ONE`: it failed, the ghost values are void).
+/// The boxes of this rank's part one neighbour needs (global indices).
 #[derive(Debug, Clone)]
-struct Outgoing<T, const N: usize> {
+struct Dest<const N: usize> {
     rank: usize,
     boxes: Vec<[Range<usize>; N]>,
-    buf: Vec<T>,
+}
+
+impl<const N: usize> Dest<N> {
+    fn len(&self) -> usize {
+        self.boxes
+            .iter()
+            .map(|b| b.iter().map(|r| r.len()).product::<usize>())
+            .sum()
+    }
 }
 
 /// Whether a message's status element says its sender failed.
@@ -356,8 +367,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             let mut staging_len = vec![0usize; p];
             let mut local = Vec::new();
             let mut sources: Vec<Source<N>> = Vec::new();
-            let mut pack = Vec::new();
-            let mut outgoing: Vec<(usize, Vec<[Range<usize>; N]>)> = Vec::new();
+            let mut sends: Vec<Dest<N>> = Vec::new();
             for q in 0..p {
                 let mut mine: Vec<Source<N>> = Vec::new();
                 for (s, piece) in requests(&part, q, width, periodic, corners)? {
@@ -369,10 +379,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                     }
                     let len = piece.len();
                     if s == me {
-                        pack.push(piece.src.clone());
-                        match outgoing.last_mut() {
-                            Some((r, boxes)) if *r == q => boxes.push(piece.src.clone()),
-                            _ => outgoing.push((q, vec![piece.src.clone()])),
+                        match sends.last_mut() {
+                            Some(d) if d.rank == q => d.boxes.push(piece.src.clone()),
+                            _ => sends.push(Dest {
+                                rank: q,
+                                boxes: vec![piece.src.clone()],
+                            }),
                         }
                     }
                     if q == me {
@@ -395,9 +407,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                     sources = mine;
                 }
             }
-            Ok((staging_len, local, sources, pack, outgoing))
+            Ok((staging_len, local, sources, sends))
         });
-        let (staging_len, local, sources, pack, outgoing) = vote(comm, planned)?;
+        let (staging_len, local, sources, sends) = vote(comm, planned)?;
         let staging = DistArray::<T, C, 1>::with_part_sizes(comm.clone(), [staging_len])?;
         let own = part.part_range(me)?;
         let ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
@@ -409,22 +421,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             .max()
             .unwrap_or(0);
         // every rank runs the same backend, so all take the same branch
-        let outbox = comm.supports_exchange().then(|| {
-            outgoing
-                .into_iter()
-                .map(|(rank, boxes)| {
-                    let len: usize = boxes
-                        .iter()
-                        .map(|b| b.iter().map(|r| r.len()).product::<usize>())
-                        .sum();
-                    Outgoing {
-                        rank,
-                        boxes,
-                        buf: vec![T::ZERO; len + 1],
-                    }
-                })
-                .collect()
-        });
+        let outbox = comm
+            .supports_exchange()
+            .then(|| sends.iter().map(|d| vec![T::ZERO; d.len() + 1]).collect());
         let inbox = sources.iter().map(|s| vec![T::ZERO; s.len + 1]).collect();
         Ok(Halo {
             outbox,
@@ -437,7 +436,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             data: vec![T::default(); total],
             local,
             sources,
-            pack,
+            sends,
             staging,
             scratch: vec![T::default(); most],
         })
@@ -594,8 +593,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         // until packed, also when that exchange failed
         let previous = self.complete_in_flight();
         if let Some(outbox) = self.outbox.as_mut() {
-            for o in outbox.iter_mut() {
-                *o.buf.last_mut().expect("status element") = T::ONE;
+            for buf in outbox.iter_mut() {
+                *buf.last_mut().expect("status element") = T::ONE;
             }
         }
         let packed = previous.and_then(|_| self.pack_messages(array, own));
@@ -615,26 +614,24 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         })
     }
 
-    /// Packs every neighbour's message; on failure each is marked failed.
-    /// (No exchange is in flight: the caller completed it.)
+    /// Packs every neighbour's message and marks it packed (the caller
+    /// marked them failed before; no exchange is in flight).
     fn pack_messages(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
-        let checked = self.check_partition(array, "update_ghosts");
-        let Halo { outbox, own, .. } = self;
+        self.check_partition(array, "update_ghosts")?;
+        let Halo {
+            outbox, own, sends, ..
+        } = self;
         let outbox = outbox.as_mut().expect("message path");
-        for o in outbox.iter_mut() {
-            *o.buf.last_mut().expect("status element") = T::ONE;
-        }
-        checked?;
         if outbox.is_empty() {
             return Ok(());
         }
         with_own(array, src, |src| {
-            for o in outbox.iter_mut() {
+            for (d, buf) in sends.iter().zip(outbox.iter_mut()) {
                 let mut at = 0;
-                for b in &o.boxes {
-                    at += gather_box(src, own, b, &mut o.buf[at..]);
+                for b in &d.boxes {
+                    at += gather_box(src, own, b, &mut buf[at..]);
                 }
-                o.buf[at] = T::ZERO;
+                buf[at] = T::ZERO;
             }
         })
     }
@@ -657,7 +654,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                 |b: &mut Vec<T>| std::mem::forget(std::mem::replace(b, vec![T::ZERO; b.len()]));
             self.inbox.iter_mut().for_each(fresh);
             if let Some(outbox) = self.outbox.as_mut() {
-                outbox.iter_mut().for_each(|o| fresh(&mut o.buf));
+                outbox.iter_mut().for_each(fresh);
             }
         }
         out
@@ -669,13 +666,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             outbox,
             inbox,
             sources,
+            sends,
             in_flight,
             ..
         } = self;
         let outbox = outbox.as_ref().expect("message path");
-        let sends: Vec<(usize, &[u8])> = outbox
+        let sends: Vec<(usize, &[u8])> = sends
             .iter()
-            .map(|o| (o.rank, bytemuck::cast_slice::<T, u8>(&o.buf)))
+            .zip(outbox.iter())
+            .map(|(d, buf)| (d.rank, bytemuck::cast_slice::<T, u8>(buf)))
             .collect();
         let mut recvs: Vec<(usize, &mut [u8])> = sources
             .iter()
@@ -762,11 +761,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     fn pack_from(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
         self.check_partition(array, "pack")?;
-        if self.pack.is_empty() {
+        if self.sends.is_empty() {
             return Ok(());
         }
         let own = &self.own;
-        let boxes = &self.pack;
+        // the staging part holds the neighbours' boxes one after the other
+        let boxes = self.sends.iter().flat_map(|d| &d.boxes);
         with_own(array, src, |src| {
             self.staging.with_local_mut(|mut st| {
                 let st = st.as_mut_slice();
