@@ -8,53 +8,52 @@ use std::marker::PhantomData;
 use crate::comm::{Element, LockKind, RmaRequest, Window};
 use crate::error::Result;
 
-/// Shared epochs opened on several targets with non-blocking reads issued
-/// in them. [`OpenReads::close`] (or the drop, also when unwinding) waits
-/// for the reads and unlocks the targets.
-///
-/// Sound because the destination buffers are borrowed for `'b`, which
-/// outlives this value, and this value cannot be leaked by callers outside
-/// the crate (it is not public): every caller keeps it on its stack until
-/// it is closed or dropped.
-pub(crate) struct OpenReads<'w, 'b, T: Element, W: Window<T>> {
+/// Lock epochs opened on several targets with non-blocking operations
+/// issued in them, completed together: [`Epochs::close`] (or the drop, also
+/// when unwinding) waits for every request, then unlocks every target. The
+/// core of [`OpenReads`] and of the handles of [`crate::pending`].
+pub(crate) struct Epochs<'w, T: Element, W: Window<T>> {
     win: &'w W,
     targets: Vec<usize>,
-    /// The reads in flight (request-based where the backend has them).
+    /// The operations in flight (request-based where the backend has them).
     requests: Vec<Box<dyn RmaRequest + 'w>>,
-    _dst: PhantomData<&'b mut [T]>,
+    _elem: PhantomData<T>,
 }
 
-impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
+impl<'w, T: Element, W: Window<T>> Epochs<'w, T, W> {
     /// No epoch open yet.
     pub(crate) fn new(win: &'w W) -> Self {
-        OpenReads {
+        Epochs {
             win,
             targets: Vec::new(),
             requests: Vec::new(),
-            _dst: PhantomData,
+            _elem: PhantomData,
         }
     }
 
-    /// Opens a shared epoch on `target` and issues the reads of `runs`
-    /// into `dst`, which stays borrowed until the reads are complete.
-    pub(crate) fn read(
-        &mut self,
-        target: usize,
-        runs: &[(usize, usize)],
-        dst: &'b mut [T],
-    ) -> Result<()> {
-        self.win.lock(target, LockKind::Shared)?;
+    /// The window.
+    pub(crate) fn window(&self) -> &'w W {
+        self.win
+    }
+
+    /// The targets locked so far.
+    pub(crate) fn targets(&self) -> &[usize] {
+        &self.targets
+    }
+
+    /// Opens an epoch of `kind` on `target`.
+    pub(crate) fn lock(&mut self, target: usize, kind: LockKind) -> Result<()> {
+        self.win.lock(target, kind)?;
         self.targets.push(target);
-        // SAFETY: `dst` is borrowed for `'b`, longer than `self` lives;
-        // nothing else can touch it meanwhile, and `self` waits for the
-        // request (then unlocks `target`) in `close` or, at the latest, in
-        // its drop — also when unwinding — before the borrow can end.
-        let req = unsafe { self.win.get_runs_start(target, runs, dst)? };
-        self.requests.push(req);
         Ok(())
     }
 
-    /// Waits for every read, then unlocks every opened target; the first
+    /// Keeps `req` until [`Epochs::close`].
+    pub(crate) fn push(&mut self, req: Box<dyn RmaRequest + 'w>) {
+        self.requests.push(req);
+    }
+
+    /// Waits for every request, then unlocks every opened target; the first
     /// error.
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut out = Ok(());
@@ -68,8 +67,54 @@ impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
     }
 }
 
-impl<T: Element, W: Window<T>> Drop for OpenReads<'_, '_, T, W> {
+impl<T: Element, W: Window<T>> Drop for Epochs<'_, T, W> {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Shared epochs opened on several targets with non-blocking reads issued
+/// in them ([`Epochs`]), completed by [`OpenReads::close`] or the drop.
+///
+/// Sound because the destination buffers are borrowed for `'b`, which
+/// outlives this value, and this value cannot be leaked by callers outside
+/// the crate (it is not public): every caller keeps it on its stack until
+/// it is closed or dropped.
+pub(crate) struct OpenReads<'w, 'b, T: Element, W: Window<T>> {
+    epochs: Epochs<'w, T, W>,
+    _dst: PhantomData<&'b mut [T]>,
+}
+
+impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
+    /// No epoch open yet.
+    pub(crate) fn new(win: &'w W) -> Self {
+        OpenReads {
+            epochs: Epochs::new(win),
+            _dst: PhantomData,
+        }
+    }
+
+    /// Opens a shared epoch on `target` and issues the reads of `runs`
+    /// into `dst`, which stays borrowed until the reads are complete.
+    pub(crate) fn read(
+        &mut self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &'b mut [T],
+    ) -> Result<()> {
+        self.epochs.lock(target, LockKind::Shared)?;
+        // SAFETY: `dst` is borrowed for `'b`, longer than `self` lives;
+        // nothing else can touch it meanwhile, and `self.epochs` waits for
+        // the request (then unlocks `target`) in `close` or, at the latest,
+        // in its drop — also when unwinding — before the borrow can end.
+        let req = unsafe { self.epochs.window().get_runs_start(target, runs, dst)? };
+        self.epochs.push(req);
+        Ok(())
+    }
+
+    /// Waits for every read, then unlocks every opened target; the first
+    /// error.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        self.epochs.close()
     }
 }

@@ -50,8 +50,9 @@ use crate::array::DistArray;
 use crate::block::{
     combine_runs, contiguous_in, copy_runs, gather_box, scatter_box, Block, GlobalBlock,
 };
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, RmaRequest, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::error::{Error, Result};
+use crate::overlap::Epochs;
 use std::sync::atomic::Ordering;
 
 /// The requests and locks of one non-blocking block operation, and the
@@ -64,8 +65,8 @@ struct InFlight<'a, T: Element, C: OneSidedComm, const N: usize> {
     /// Pieces that are not contiguous in `data`: their intersection and a
     /// buffer of their own (scattered into `data` at the end of a read).
     packed: Vec<(Block<N>, Vec<T>)>,
-    requests: Vec<Box<dyn RmaRequest + 'a>>,
-    locked: Vec<usize>,
+    /// The targets' lock epochs and the requests issued in them.
+    epochs: Epochs<'a, T, C::Window<T>>,
     done: bool,
 }
 
@@ -89,8 +90,7 @@ impl<'a, T: Element, C: OneSidedComm, const N: usize> InFlight<'a, T, C, N> {
             block,
             data,
             packed: Vec::new(),
-            requests: Vec::new(),
-            locked: Vec::new(),
+            epochs: Epochs::new(array.window()),
             done: false,
         })
     }
@@ -100,13 +100,7 @@ impl<'a, T: Element, C: OneSidedComm, const N: usize> InFlight<'a, T, C, N> {
     /// complete cleanly must never write freed memory.
     fn complete(&mut self) -> Result<()> {
         self.done = true;
-        let mut out = Ok(());
-        for r in self.requests.drain(..) {
-            out = out.and(r.wait());
-        }
-        for t in self.locked.drain(..) {
-            out = out.and(self.array.window().unlock(t));
-        }
+        let out = self.epochs.close();
         if out.is_err() {
             std::mem::forget(std::mem::take(&mut self.data));
             for (_, b) in self.packed.drain(..) {
@@ -163,7 +157,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for PendingGet
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingGet")
             .field("block", &self.op.block)
-            .field("targets", &self.op.locked)
+            .field("targets", &self.op.epochs.targets())
             .finish()
     }
 }
@@ -172,7 +166,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for PendingPut
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingPut")
             .field("block", &self.op.block)
-            .field("targets", &self.op.locked)
+            .field("targets", &self.op.epochs.targets())
             .finish()
     }
 }
@@ -218,13 +212,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                 self.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
                 continue;
             }
-            self.window().lock(t.rank, LockKind::Shared)?;
-            op.locked.push(t.rank);
+            op.epochs.lock(t.rank, LockKind::Shared)?;
             // SAFETY: `dst` (see above) is neither read nor written by us
             // until `op.complete` has waited for the request; `op` owns the
             // buffer and leaks it if the request could not complete.
             let req = unsafe { self.window().get_runs_start(t.rank, &t.runs, dst)? };
-            op.requests.push(req);
+            op.epochs.push(req);
         }
         Ok(PendingGet { op })
     }
@@ -295,13 +288,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
                 self.with_local_mut(|mut l| combine_runs(l.as_mut_slice(), &t.runs, src, op))?;
                 continue;
             }
-            self.window().lock(t.rank, LockKind::Exclusive)?;
-            fl.locked.push(t.rank);
+            fl.epochs.lock(t.rank, LockKind::Exclusive)?;
             // SAFETY: `src` is not written until `fl.complete` has waited
             // for the request; `fl` owns the buffer and leaks it if the
             // request could not complete.
             let req = unsafe { self.window().write_runs_start(t.rank, &t.runs, src, op)? };
-            fl.requests.push(req);
+            fl.epochs.push(req);
         }
         Ok(PendingPut { op: fl })
     }
