@@ -518,14 +518,10 @@ impl MpiExchange {
         }
         // after MPI_Finalize no request is active any more
         let _serial = raw::enter()?;
-        let n = self.reqs.len();
         // SAFETY: MPI_Status is plain data, written by MPI_Waitall.
-        let mut statuses: Vec<ffi::MPI_Status> = vec![unsafe { std::mem::zeroed() }; n];
-        // SAFETY: `n` requests posted by `exchange_start` and as many
-        // statuses; completed requests become MPI_REQUEST_NULL.
-        let rc =
-            unsafe { ffi::MPI_Waitall(n as c_int, self.reqs.as_mut_ptr(), statuses.as_mut_ptr()) };
-        raw::check(rc, "MPI_Waitall")?;
+        let mut statuses: Vec<ffi::MPI_Status> =
+            vec![unsafe { std::mem::zeroed() }; self.reqs.len()];
+        raw::wait_requests(&mut self.reqs, Some(&mut statuses))?;
         for (k, &(from, len)) in self.expect.iter().enumerate() {
             let mut count: c_int = 0;
             // SAFETY: the status of a completed receive.

@@ -113,6 +113,45 @@ pub(crate) fn check_abi() -> Result<()> {
     .map_err(Error::Backend)
 }
 
+/// `MPI_Waitall` on `reqs` (into `statuses` when given, as many as
+/// requests), for callers that hold the lock of MPI calls. After an error
+/// (some requests failed, others may still be pending) every request that
+/// is still active is waited for on its own, so that when this returns —
+/// `Ok` or `Err` — MPI no longer uses any of their buffers. The requests
+/// are cleared.
+pub(crate) fn wait_requests(
+    reqs: &mut Vec<ffi::MPI_Request>,
+    statuses: Option<&mut [ffi::MPI_Status]>,
+) -> Result<()> {
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    let n = reqs.len() as c_int;
+    let statuses = match statuses {
+        Some(st) => {
+            assert_eq!(st.len(), reqs.len(), "one status per request");
+            st.as_mut_ptr()
+        }
+        // SAFETY: reading a predefined handle constant.
+        None => unsafe { ffi::RSMPI_STATUSES_IGNORE },
+    };
+    // SAFETY: `n` requests of the caller (completed ones are set to
+    // MPI_REQUEST_NULL), and room for `n` statuses or MPI_STATUSES_IGNORE.
+    let rc = unsafe { ffi::MPI_Waitall(n, reqs.as_mut_ptr(), statuses) };
+    let out = check(rc, "MPI_Waitall");
+    if out.is_err() {
+        // SAFETY: reading a predefined handle constant.
+        let null = unsafe { ffi::RSMPI_REQUEST_NULL };
+        for r in reqs.iter_mut().filter(|r| **r != null) {
+            // SAFETY: an active request of the caller; the status is
+            // ignored.
+            let _ = unsafe { ffi::MPI_Wait(r, ffi::RSMPI_STATUS_IGNORE) };
+        }
+    }
+    reqs.clear();
+    out
+}
+
 /// Turns an MPI return code into `Ok` or an [`Error::Backend`] naming the
 /// call and carrying the MPI error string (re-exported as
 /// [`crate::mpi_result`] for the application's own `mpi::ffi` calls).

@@ -310,48 +310,86 @@ impl<T: Element> MpiWindow<T> {
     }
 
     /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
-    /// at most `MAX_COUNT`; no flush. On an error, the chunks before the
-    /// failing one are issued: the caller completes them before `dst` is
+    /// at most `MAX_COUNT`; no flush. With `reqs`, request-based
+    /// (`MPI_Rget`, one request per chunk pushed to `reqs`). On an error,
+    /// the chunks before the failing one are issued: the caller completes
+    /// them (flush / unlock, or waiting for `reqs`) before `dst` is
     /// released.
-    fn raw_get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+    fn raw_get(
+        &self,
+        target: usize,
+        offset: usize,
+        dst: &mut [T],
+        mut reqs: Option<&mut Vec<ffi::MPI_Request>>,
+    ) -> Result<()> {
         let chunk_len = fault_injection::chunk_len();
         for (i, chunk) in dst.chunks_mut(chunk_len).enumerate() {
             fault_injection::check_chunk(i)?;
             let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
-            // SAFETY: `chunk` is a valid, exclusively borrowed buffer of
-            // `chunk.len()` (<= MAX_COUNT) elements of `self.datatype`; the
+            let (ptr, n) = (chunk.as_mut_ptr().cast::<c_void>(), chunk.len() as c_int);
+            // SAFETY (both calls): `chunk` is a valid, exclusively borrowed
+            // buffer of `n` (<= MAX_COUNT) elements of `self.datatype`; the
             // target range lies in `target`'s part (bounds checked by the
-            // caller); we are in an epoch on `target` (checked) and the
-            // caller completes the operation with MPI_Win_flush_local or
-            // MPI_Win_unlock before `dst`'s borrow ends, also on error.
-            let rc = unsafe {
-                ffi::MPI_Get(
-                    chunk.as_mut_ptr().cast::<c_void>(),
-                    chunk.len() as c_int,
-                    self.datatype,
-                    rank_c(target),
-                    disp,
-                    chunk.len() as c_int,
-                    self.datatype,
-                    self.win,
-                )
+            // caller); we are in an epoch on `target` (checked: a pinned
+            // lock epoch for the request-based form) and the caller
+            // completes the operation (MPI_Win_flush_local / MPI_Win_unlock,
+            // or the wait of the request) before `dst`'s borrow ends, also
+            // on error.
+            let rc = match reqs.as_deref_mut() {
+                // SAFETY: see the comment above this match.
+                None => unsafe {
+                    ffi::MPI_Get(
+                        ptr,
+                        n,
+                        self.datatype,
+                        rank_c(target),
+                        disp,
+                        n,
+                        self.datatype,
+                        self.win,
+                    )
+                },
+                // SAFETY: see the comment above this match.
+                Some(reqs) => push_request(reqs, |r| unsafe {
+                    ffi::MPI_Rget(
+                        ptr,
+                        n,
+                        self.datatype,
+                        rank_c(target),
+                        disp,
+                        n,
+                        self.datatype,
+                        self.win,
+                        r,
+                    )
+                }),
             };
-            check(rc, "MPI_Get")?;
+            check(
+                rc,
+                if reqs.is_some() {
+                    "MPI_Rget"
+                } else {
+                    "MPI_Get"
+                },
+            )?;
         }
         Ok(())
     }
 
     /// `MPI_Put` (or `MPI_Accumulate` with `op`) of `src` (validated), in
     /// chunks (shorter ones for reductions that the MPI library gets wrong
-    /// on long runs: see [`crate::detected_quirks`]); no flush. On an
-    /// error, the chunks before the failing one are issued: the caller
-    /// completes them before `src` is released.
+    /// on long runs: see [`crate::detected_quirks`]); no flush. With
+    /// `reqs`, request-based (`MPI_Rput` / `MPI_Raccumulate`, one request
+    /// per chunk pushed to `reqs`). On an error, the chunks before the
+    /// failing one are issued: the caller completes them (flush / unlock,
+    /// or waiting for `reqs`) before `src` is released.
     fn raw_put(
         &self,
         target: usize,
         offset: usize,
         src: &[T],
         op: Option<AccumulateOp>,
+        mut reqs: Option<&mut Vec<ffi::MPI_Request>>,
     ) -> Result<()> {
         let mut chunk_len = fault_injection::chunk_len();
         if let Some(op) = op {
@@ -364,48 +402,38 @@ impl<T: Element> MpiWindow<T> {
             let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
             let n = chunk.len() as c_int;
             let ptr = chunk.as_ptr().cast::<c_void>();
-            let rc = match op {
-                // SAFETY: `chunk` is a valid buffer of `n` elements of
-                // `self.datatype`, borrowed until the caller's
-                // MPI_Win_flush_local / MPI_Win_unlock completes the
-                // operation (also on error); the target range is in bounds
-                // and we are in an epoch (checked).
-                None => unsafe {
-                    ffi::MPI_Put(
-                        ptr,
-                        n,
-                        self.datatype,
-                        rank_c(target),
-                        disp,
-                        n,
-                        self.datatype,
-                        self.win,
-                    )
+            let (dt, win, to) = (self.datatype, self.win, rank_c(target));
+            // SAFETY (all four calls): `chunk` is a valid buffer of `n`
+            // elements of `self.datatype`, borrowed until the caller
+            // completes the operation (MPI_Win_flush_local / MPI_Win_unlock,
+            // or the wait of the request), also on error; the target range
+            // is in bounds and we are in an epoch (checked: a pinned lock
+            // epoch approved for writes for the request-based form);
+            // `raw::op` is a predefined operation valid for every predefined
+            // datatype we use.
+            let rc = match (op, reqs.as_deref_mut()) {
+                // SAFETY: see the comment above this match.
+                (None, None) => unsafe { ffi::MPI_Put(ptr, n, dt, to, disp, n, dt, win) },
+                // SAFETY: see the comment above this match.
+                (Some(op), None) => unsafe {
+                    ffi::MPI_Accumulate(ptr, n, dt, to, disp, n, dt, raw::op(op), win)
                 },
-                // SAFETY: as for MPI_Put; `raw::op` is a predefined
-                // operation valid for every predefined datatype we use.
-                Some(op) => unsafe {
-                    ffi::MPI_Accumulate(
-                        ptr,
-                        n,
-                        self.datatype,
-                        rank_c(target),
-                        disp,
-                        n,
-                        self.datatype,
-                        raw::op(op),
-                        self.win,
-                    )
-                },
+                // SAFETY: see the comment above this match.
+                (None, Some(reqs)) => push_request(reqs, |r| unsafe {
+                    ffi::MPI_Rput(ptr, n, dt, to, disp, n, dt, win, r)
+                }),
+                // SAFETY: see the comment above this match.
+                (Some(op), Some(reqs)) => push_request(reqs, |r| unsafe {
+                    ffi::MPI_Raccumulate(ptr, n, dt, to, disp, n, dt, raw::op(op), win, r)
+                }),
             };
-            check(
-                rc,
-                if op.is_some() {
-                    "MPI_Accumulate"
-                } else {
-                    "MPI_Put"
-                },
-            )?;
+            let call = match (op.is_some(), reqs.is_some()) {
+                (false, false) => "MPI_Put",
+                (true, false) => "MPI_Accumulate",
+                (false, true) => "MPI_Rput",
+                (true, true) => "MPI_Raccumulate",
+            };
+            check(rc, call)?;
         }
         Ok(())
     }
@@ -515,7 +543,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = raw::enter()?;
         // Complete what was issued even after an error: `dst` is released
         // when we return.
-        let issued = self.raw_get(target, offset, dst);
+        let issued = self.raw_get(target, offset, dst, None);
         let flushed = self.flush_gets(target);
         issued.and(flushed)
     }
@@ -531,7 +559,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = raw::enter()?;
         // Complete what was issued even after an error: `src` is released
         // when we return.
-        let issued = self.raw_put(target, offset, src, None);
+        let issued = self.raw_put(target, offset, src, None, None);
         let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
@@ -548,7 +576,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         }
         let _serial = raw::enter()?;
         // Complete what was issued even after an error (see `put`).
-        let issued = self.raw_put(target, offset, src, Some(op));
+        let issued = self.raw_put(target, offset, src, Some(op), None);
         let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
@@ -593,33 +621,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         }
         let _serial = raw::enter()?;
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
-            let chunk_len = fault_injection::chunk_len();
-            for (i, chunk) in dst[piece].chunks_mut(chunk_len).enumerate() {
-                let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
-                // SAFETY: MPI_Request is a plain handle, written by MPI_Rget.
-                let mut r: ffi::MPI_Request = unsafe { std::mem::zeroed() };
-                // SAFETY: `chunk` holds `chunk.len()` (<= MAX_COUNT) elements
-                // of `self.datatype` and stays valid and untouched until the
-                // request completes (the caller's contract); the target
-                // range is in bounds and a lock epoch on `target` is open and
-                // pinned by the approval, which the request keeps.
-                let rc = unsafe {
-                    ffi::MPI_Rget(
-                        chunk.as_mut_ptr().cast::<c_void>(),
-                        chunk.len() as c_int,
-                        self.datatype,
-                        rank_c(target),
-                        disp,
-                        chunk.len() as c_int,
-                        self.datatype,
-                        self.win,
-                        &mut r,
-                    )
-                };
-                // on an error, dropping `req` waits for what was issued
-                check(rc, "MPI_Rget")?;
-                req.reqs.push(r);
-            }
+            // on an error, dropping `req` waits for what was issued
+            self.raw_get(target, offset, &mut dst[piece], Some(&mut req.reqs))?;
         }
         Ok(Box::new(req))
     }
@@ -662,66 +665,10 @@ impl<T: Element> Window<T> for MpiWindow<T> {
             return Ok(Box::new(req));
         }
         let acc = (op != AccumulateOp::Replace).then_some(op);
-        let mut chunk_len = fault_injection::chunk_len();
-        if let Some(op) = acc {
-            if let Some(max) = quirks::max_run(T::KIND, op)? {
-                chunk_len = chunk_len.min(max);
-            }
-        }
         let _serial = raw::enter()?;
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
-            for (i, chunk) in src[piece].chunks(chunk_len).enumerate() {
-                let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
-                let n = chunk.len() as c_int;
-                let ptr = chunk.as_ptr().cast::<c_void>();
-                // SAFETY: MPI_Request is a plain handle, written below.
-                let mut r: ffi::MPI_Request = unsafe { std::mem::zeroed() };
-                let rc = match acc {
-                    // SAFETY: `chunk` holds `n` elements of `self.datatype`
-                    // and stays valid and unwritten until the request
-                    // completes (the caller's contract); the target range is
-                    // in bounds, in a pinned lock epoch (exclusive: approved
-                    // for writes).
-                    None => unsafe {
-                        ffi::MPI_Rput(
-                            ptr,
-                            n,
-                            self.datatype,
-                            rank_c(target),
-                            disp,
-                            n,
-                            self.datatype,
-                            self.win,
-                            &mut r,
-                        )
-                    },
-                    // SAFETY: as for MPI_Rput; `raw::op` is a predefined
-                    // operation valid for the predefined datatype.
-                    Some(op) => unsafe {
-                        ffi::MPI_Raccumulate(
-                            ptr,
-                            n,
-                            self.datatype,
-                            rank_c(target),
-                            disp,
-                            n,
-                            self.datatype,
-                            raw::op(op),
-                            self.win,
-                            &mut r,
-                        )
-                    },
-                };
-                check(
-                    rc,
-                    if acc.is_some() {
-                        "MPI_Raccumulate"
-                    } else {
-                        "MPI_Rput"
-                    },
-                )?;
-                req.reqs.push(r);
-            }
+            // on an error, dropping `req` waits for what was issued
+            self.raw_put(target, offset, &src[piece], acc, Some(&mut req.reqs))?;
         }
         Ok(Box::new(req))
     }
@@ -746,7 +693,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         let _serial = raw::enter()?;
         let issued = run_pieces(runs)
             .filter(|(_, piece)| !piece.is_empty())
-            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece]));
+            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece], None));
         if let Err(e) = issued {
             // complete what was issued: the caller owns `dst` again once we
             // return an error
@@ -769,7 +716,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         // stops at the first failed run
         let issued = run_pieces(runs)
             .filter(|(_, piece)| !piece.is_empty())
-            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece]));
+            .try_for_each(|(offset, piece)| self.raw_get(target, offset, &mut dst[piece], None));
         // Complete what was issued even after an error: `dst` is released
         // when we return.
         let flushed = self.flush_gets(target);
@@ -908,7 +855,7 @@ impl<T: Element> MpiWindow<T> {
             if dst.is_empty() {
                 Ok(())
             } else {
-                self.raw_get(target, offset, dst)
+                self.raw_get(target, offset, dst, None)
             }
         })
     }
@@ -930,7 +877,7 @@ impl<T: Element> MpiWindow<T> {
             if src.is_empty() {
                 Ok(())
             } else {
-                self.raw_put(target, offset, src, None)
+                self.raw_put(target, offset, src, None, None)
             }
         })
     }
@@ -952,10 +899,25 @@ impl<T: Element> MpiWindow<T> {
         // stops at the first failed run
         let issued = run_pieces(runs)
             .filter(|(_, piece)| !piece.is_empty())
-            .try_for_each(|(offset, piece)| self.raw_put(target, offset, &src[piece], op));
+            .try_for_each(|(offset, piece)| self.raw_put(target, offset, &src[piece], op, None));
         let flushed = self.complete_writes(target);
         issued.and(flushed)
     }
+}
+
+/// Runs `issue` (a request-based MPI call writing its request through the
+/// pointer) and keeps the request if the call succeeded; returns its code.
+fn push_request(
+    reqs: &mut Vec<ffi::MPI_Request>,
+    issue: impl FnOnce(*mut ffi::MPI_Request) -> c_int,
+) -> c_int {
+    // SAFETY: MPI_Request is a plain handle, written by the call.
+    let mut r: ffi::MPI_Request = unsafe { std::mem::zeroed() };
+    let rc = issue(&mut r);
+    if rc == ffi::MPI_SUCCESS as c_int {
+        reqs.push(r);
+    }
+    rc
 }
 
 /// Request-based RMA operations in flight (`MPI_Rget`, `MPI_Rput`,
@@ -972,32 +934,16 @@ struct MpiRequests<'w> {
 unsafe impl Send for MpiRequests<'_> {}
 
 impl MpiRequests<'_> {
-    /// Waits until every request has completed, or failed: after an error
-    /// of `MPI_Waitall` (some requests failed, others may be pending) every
-    /// request that is still active is waited for on its own, so that when
-    /// this returns — `Ok` or `Err` — MPI no longer uses any buffer.
+    /// Waits until every request has completed, or failed
+    /// ([`raw::wait_requests`]): when this returns, `Ok` or `Err`, MPI no
+    /// longer uses any buffer.
     fn wait_all(&mut self) -> Result<()> {
         if self.reqs.is_empty() {
             return Ok(());
         }
         // after MPI_Finalize no operation is active any more
         let _serial = raw::enter()?;
-        let n = self.reqs.len() as c_int;
-        // SAFETY: `n` requests issued by this window (completed ones are
-        // set to MPI_REQUEST_NULL); statuses are not needed.
-        let rc = unsafe { ffi::MPI_Waitall(n, self.reqs.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE) };
-        let out = check(rc, "MPI_Waitall");
-        if out.is_err() {
-            // SAFETY: reading a predefined handle constant.
-            let null = unsafe { ffi::RSMPI_REQUEST_NULL };
-            for r in self.reqs.iter_mut().filter(|r| **r != null) {
-                // SAFETY: an active request of this window; the status is
-                // ignored.
-                let _ = unsafe { ffi::MPI_Wait(r, ffi::RSMPI_STATUS_IGNORE) };
-            }
-        }
-        self.reqs.clear();
-        out
+        raw::wait_requests(&mut self.reqs, None)
     }
 }
 
