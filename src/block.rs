@@ -458,9 +458,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             } else {
                 // writes take the target exclusively: no read view of the
                 // owner (or other reader) can see the part change under it
-                self.with_epoch(t.rank, LockKind::Exclusive, |w| match op {
-                    AccumulateOp::Replace => w.put_runs(t.rank, &t.runs, src),
-                    _ => w.accumulate_runs(t.rank, &t.runs, src, op),
+                self.with_epoch(t.rank, LockKind::Exclusive, |w| {
+                    w.write_runs(t.rank, &t.runs, src, op)
                 })?;
             }
         }

@@ -701,11 +701,23 @@ pub trait Window<T: Element>: Send + Sync {
         src: &[T],
         op: AccumulateOp,
     ) -> Result<Box<dyn RmaRequest + 'w>> {
-        match op {
-            AccumulateOp::Replace => self.put_runs(target, runs, src)?,
-            _ => self.accumulate_runs(target, runs, src, op)?,
-        }
+        self.write_runs(target, runs, src, op)?;
         Ok(Box::new(CompletedRma))
+    }
+
+    /// [`Window::put_runs`] for `op` = `Replace`, else
+    /// [`Window::accumulate_runs`] with `op`.
+    fn write_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: AccumulateOp,
+    ) -> Result<()> {
+        match op {
+            AccumulateOp::Replace => self.put_runs(target, runs, src),
+            _ => self.accumulate_runs(target, runs, src, op),
+        }
     }
 
     /// Writes consecutive pieces of `src` to the runs `(offset, len)` of

@@ -420,10 +420,7 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
             || self.state.fence_is_open()
             || src.is_empty()
         {
-            match op {
-                AccumulateOp::Replace => self.put_runs(target, runs, src)?,
-                _ => self.accumulate_runs(target, runs, src, op)?,
-            }
+            self.write_runs(target, runs, src, op)?;
             return Ok(Box::new(CompletedRma));
         }
         let approval = self

@@ -640,10 +640,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
         distarray::checks::check_op::<T>(op)?;
         let blocking = || -> Result<Box<dyn distarray::RmaRequest + 'w>> {
-            match op {
-                AccumulateOp::Replace => self.put_runs(target, runs, src)?,
-                _ => self.accumulate_runs(target, runs, src, op)?,
-            }
+            self.write_runs(target, runs, src, op)?;
             Ok(Box::new(distarray::comm::CompletedRma))
         };
         if target == self.rank() {
