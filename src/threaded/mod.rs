@@ -721,6 +721,28 @@ impl ThreadedComm {
         }
     }
 
+    /// The sending half of a neighbour exchange: the checks, entering it,
+    /// claiming the numbers of the messages to receive (now, in start
+    /// order, as MPI posts its receives), then the sends.
+    fn send_exchange(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &[(usize, &mut [u8])],
+    ) -> Result<(TreeTransport<'_>, Vec<u64>)> {
+        crate::checks::check_exchange(sends, recvs, self.world.size)?;
+        let t = self.transport()?;
+        // an exchange waits for its neighbours only (`World::awaiting`)
+        self.world.blocked[self.rank].store(0, Ordering::SeqCst);
+        let seqs = recvs
+            .iter()
+            .map(|(from, _)| self.world.next_claimed(*from, self.rank))
+            .collect();
+        for &(to, data) in sends {
+            t.send(to, Phase::Exchange, data)?;
+        }
+        Ok((t, seqs))
+    }
+
     /// Enters a tree collective: the transport, which marks this rank as
     /// waiting in it until dropped.
     fn transport(&self) -> Result<TreeTransport<'_>> {
@@ -948,17 +970,7 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
-        crate::checks::check_exchange(sends, recvs, self.world.size)?;
-        let t = self.transport()?;
-        // an exchange waits for its neighbours only (`World::awaiting`)
-        self.world.blocked[self.rank].store(0, Ordering::SeqCst);
-        let seqs: Vec<u64> = recvs
-            .iter()
-            .map(|(from, _)| self.world.next_claimed(*from, self.rank))
-            .collect();
-        for &(to, data) in sends {
-            t.send(to, Phase::Exchange, data)?;
-        }
+        let (t, seqs) = self.send_exchange(sends, recvs)?;
         for ((from, buf), seq) in recvs.iter_mut().zip(seqs) {
             t.recv_seq(*from, Phase::Exchange, seq, buf)?;
         }
@@ -971,24 +983,13 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn PendingExchange>> {
-        crate::checks::check_exchange(sends, recvs, self.world.size)?;
-        let t = self.transport()?;
-        // the receives are claimed now, in start order (as MPI posts them)
+        let (t, seqs) = self.send_exchange(sends, recvs)?;
+        drop(t);
         let recvs = recvs
             .iter_mut()
-            .map(|(r, b)| {
-                (
-                    *r,
-                    b.as_mut_ptr(),
-                    b.len(),
-                    self.world.next_claimed(*r, self.rank),
-                )
-            })
+            .zip(seqs)
+            .map(|((r, b), seq)| (*r, b.as_mut_ptr(), b.len(), seq))
             .collect();
-        for &(to, data) in sends {
-            t.send(to, Phase::Exchange, data)?;
-        }
-        drop(t);
         Ok(Box::new(PendingReceives {
             comm: self.clone(),
             recvs,
