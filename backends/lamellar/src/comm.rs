@@ -590,24 +590,13 @@ impl Transport for TreeTransport<'_> {
                 &|| self.comm.progress(),
             );
         }
-        if !data.is_empty() {
-            let out = inner.tree_out.lock().unwrap_or_else(|e| e.into_inner());
-            let words = data.len().div_ceil(8);
-            let sub = out.sub_region(0..words);
-            // SAFETY: `sub` is this PE's registered buffer (behind the
-            // mutex); the put targets words `slot + 1 ..= slot + words` of
-            // `to`'s tree region, in bounds (`words <= SLOT_WORDS`), which
-            // the receiver does not read before the sequence number below
-            // is stored; `block` returns once the transfer is complete.
-            unsafe {
-                let dst: &mut [u8] = bytemuck::cast_slice_mut(sub.as_mut_slice());
-                dst[..data.len()].copy_from_slice(data);
-                inner.tree.put_buffer(to, slot + 1, &sub).block();
-            }
-        }
-        std::sync::atomic::fence(Ordering::SeqCst);
-        // SAFETY: the slot's first word is accessed only atomically.
-        unsafe { inner.tree.atomic_store(to, slot, self.seq).block() };
+        let out = inner.tree_out.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `out` is this PE's registered buffer of SLOT_WORDS words
+        // (behind the mutex), `data` fits (checked above); the slot lies in
+        // `to`'s tree region, whose payload `to` does not read before the
+        // sequence number is stored; the first word is accessed only
+        // atomically.
+        unsafe { write_slot(&inner.tree, &out, to, slot, data, self.seq) };
         Ok(())
     }
 
@@ -626,6 +615,42 @@ impl Transport for TreeTransport<'_> {
         // the collective (see the type's docs).
         unsafe { read_slot(&inner.tree, slot + 1, buf) }
     }
+}
+
+/// Sends `data` into the slot at word `word` of `to`'s part of `region`:
+/// copied into the registered buffer `out`, put into words `word + 1 ..`
+/// (nothing for an empty message), then `flag` stored atomically into word
+/// `word`, on which the receiver waits.
+///
+/// # Safety
+///
+/// `out` is the caller's alone during the call and holds at least
+/// `ceil(data.len() / 8)` words; the slot's words lie in the region and the
+/// receiver reads the payload only after it sees `flag`; the flag word is
+/// accessed only atomically.
+unsafe fn write_slot(
+    region: &SharedMemoryRegion<u64>,
+    out: &OneSidedMemoryRegion<u64>,
+    to: usize,
+    word: usize,
+    data: &[u8],
+    flag: u64,
+) {
+    if !data.is_empty() {
+        let sub = out.sub_region(0..data.len().div_ceil(8));
+        // SAFETY: `sub` is the caller's registered buffer (its contract);
+        // the put lands in the slot's payload words, in bounds, unread by
+        // the receiver until the flag; `block` returns once it is complete.
+        unsafe {
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(sub.as_mut_slice());
+            dst[..data.len()].copy_from_slice(data);
+            region.put_buffer(to, word + 1, &sub).block();
+        }
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+    // SAFETY: the flag word, accessed only atomically (the caller's
+    // contract).
+    unsafe { region.atomic_store(to, word, flag).block() };
 }
 
 /// Copies `buf.len()` bytes from this PE's part of `region` at word
@@ -690,17 +715,10 @@ impl Transport for BigTransport<'_> {
             ));
         }
         // SAFETY: `out` is this PE's own registered buffer of a payload's
-        // words, used by one message at a time (the put blocks until
-        // complete); the put lands in words `slot + 1 ..` of `to`'s part,
-        // in bounds, which `to` does not read before the flag below.
-        unsafe {
-            let dst: &mut [u8] = bytemuck::cast_slice_mut(self.out.as_mut_slice());
-            dst[..data.len()].copy_from_slice(data);
-            self.region.put_buffer(to, slot + 1, self.out).block();
-        }
-        std::sync::atomic::fence(Ordering::SeqCst);
-        // SAFETY: the slot's flag word, accessed only atomically.
-        unsafe { self.region.atomic_store(to, slot, 1).block() };
+        // words, used by one message at a time; the slot lies in `to`'s
+        // part, which `to` does not read before the flag; the flag word is
+        // accessed only atomically.
+        unsafe { write_slot(self.region, self.out, to, slot, data, 1) };
         Ok(())
     }
 
