@@ -5,6 +5,14 @@
 //! (`DISTARRAY_MPI_FAMILY` and `cfg(mpi_family = ...)`: `openmpi`, `mpich`
 //! or `other`, used by the tests to pick the launcher and the
 //! launcher-specific cases; the library itself never branches on it).
+//!
+//! With the `hdf5` feature it also checks that the HDF5 library that
+//! `hdf5-metno-sys` found (its include directory, `DEP_HDF5_INCLUDE`) is
+//! not built for the other MPI family: Debian installs one parallel HDF5
+//! per MPI (`/usr/lib/x86_64-linux-gnu/hdf5/openmpi`, `.../hdf5/mpich`) and
+//! pkg-config's `hdf5` names only one of them, so an MPICH build must set
+//! `HDF5_DIR` to the MPICH one; linking both MPIs into one program would
+//! crash at start-up instead of failing here.
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.c");
@@ -51,4 +59,32 @@ fn main() {
     println!("cargo:rustc-env=DISTARRAY_MPI_FAMILY={family}");
     println!("cargo::rustc-check-cfg=cfg(mpi_family, values(\"openmpi\", \"mpich\", \"other\"))");
     println!("cargo:rustc-cfg=mpi_family=\"{family}\"");
+    if std::env::var_os("CARGO_FEATURE_HDF5").is_some() {
+        check_hdf5_family(&family);
+    }
+}
+
+/// Panics if the HDF5 headers `hdf5-metno-sys` found belong to a parallel
+/// HDF5 built for another MPI family than `family` (judged by the Debian-
+/// style directory name, `.../hdf5/openmpi` or `.../hdf5/mpich`; other
+/// layouts are trusted).
+fn check_hdf5_family(family: &str) {
+    println!("cargo:rerun-if-env-changed=HDF5_DIR");
+    let include = std::env::var("DEP_HDF5_INCLUDE").unwrap_or_default();
+    let lower = include.to_lowercase();
+    let hdf5_family = if lower.contains("openmpi") {
+        "openmpi"
+    } else if lower.contains("mpich") {
+        "mpich"
+    } else {
+        return;
+    };
+    if family != "other" && hdf5_family != family {
+        panic!(
+            "distarray-mpi: feature `hdf5`: the HDF5 found at {include} is built for {hdf5_family}, \
+             but this build uses {family}; point HDF5_DIR at the parallel HDF5 of {family} \
+             (Debian: HDF5_DIR=/usr/lib/x86_64-linux-gnu/hdf5/{family}, package \
+             libhdf5-{family}-dev) and use a separate target directory"
+        );
+    }
 }
