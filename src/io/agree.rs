@@ -1,0 +1,71 @@
+//! Collective agreement on arguments: every rank must pass the same path
+//! and options to a collective I/O call. A mismatch is found by comparing
+//! a 64-bit hash of the arguments (one allreduce of the `(min, max)` hash,
+//! O(log P), whatever the path length) and reported on every rank.
+
+use std::hash::{Hash, Hasher};
+
+use crate::collective::{allreduce_vote, broadcast_vote};
+use crate::comm::OneSidedComm;
+use crate::error::{Error, Result};
+
+/// Collective: `Ok` if every rank passed the same `args` (and `local` is
+/// `Ok` everywhere); otherwise an `Err` on every rank naming `what`.
+pub(crate) fn agree<C: OneSidedComm, A: Hash>(
+    comm: &C,
+    what: &str,
+    args: &A,
+    local: Result<()>,
+) -> Result<()> {
+    // FNV-1a over the std `Hash` stream: the same on every rank of one
+    // program (and independent of per-process random state).
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    args.hash(&mut h);
+    let mine = local.map(|_| [h.0, h.0]);
+    let [lo, hi] = allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
+    if lo != hi {
+        return Err(Error::InvalidArgument(format!(
+            "{what} differs between ranks (every rank must pass the same value to this \
+             collective call)"
+        )));
+    }
+    Ok(())
+}
+
+/// Collective: `root`'s string (or its error) on every rank. Two
+/// broadcasts: the length with the root's success vote, then the bytes.
+pub(crate) fn broadcast_string<C: OneSidedComm>(
+    comm: &C,
+    root: usize,
+    local: Result<String>,
+) -> Result<String> {
+    let len = broadcast_vote(
+        comm,
+        root,
+        local.as_ref().map(|s| s.len() as u64).map_err(Clone::clone),
+    )?;
+    let mut buf = vec![0u8; len as usize];
+    if let Ok(s) = &local {
+        if comm.rank() == root {
+            buf.copy_from_slice(s.as_bytes());
+        }
+    }
+    comm.broadcast_bytes(root, &mut buf)?;
+    String::from_utf8(buf).map_err(|e| Error::Backend(format!("broadcast string: {e}")))
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
