@@ -24,6 +24,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
+use distarray::exact_sum::{ExactNorm, ExactSum};
 use distarray::kernels::{self, Block2, Stencil5};
 
 /// A kernel run and its floor: (name, bytes moved, kernel, floor).
@@ -215,6 +216,43 @@ fn run(n: usize, reps: usize, csv: &mut String, report: &mut String) {
             black_box(read1(as_u64(xr)));
         }),
     ));
+    // the exact (P-independent) reductions, same data, same floors
+    cases.push((
+        "sum exact".into(),
+        f * n,
+        Box::new(move || {
+            let mut acc = ExactSum::new();
+            acc.add_slice(black_box(xr));
+            black_box(acc.to_f64());
+        }),
+        Box::new(move || {
+            black_box(read1(as_u64(xr)));
+        }),
+    ));
+    cases.push((
+        "dot exact".into(),
+        2 * f * n,
+        Box::new(move || {
+            let mut acc = ExactSum::new();
+            acc.add_products(black_box(xr), black_box(yr));
+            black_box(acc.to_f64());
+        }),
+        Box::new(move || {
+            black_box(read2(as_u64(xr), as_u64(yr)));
+        }),
+    ));
+    cases.push((
+        "norm2 exact".into(),
+        f * n,
+        Box::new(move || {
+            let mut acc = ExactNorm::new();
+            acc.add_slice(black_box(xr));
+            black_box(acc.norm());
+        }),
+        Box::new(move || {
+            black_box(read1(as_u64(xr)));
+        }),
+    ));
     let (xs, ys) = (&xs, &ys);
     cases.push((
         "axpby".into(),
@@ -328,7 +366,7 @@ fn main() {
         // `cargo test --all-targets`: a smoke pass that writes nothing
         let (mut csv, mut report) = (String::new(), String::new());
         run(4096, 2, &mut csv, &mut report);
-        assert_eq!(csv.lines().count(), 9);
+        assert_eq!(csv.lines().count(), 12);
         println!("kernels bench: smoke run only (use `cargo bench` to measure)");
         return;
     }

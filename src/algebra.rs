@@ -279,12 +279,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     }
 
     /// Collective: `self = alpha * self`.
-    pub fn scale(&mut self, alpha: T) -> Result<()> {
+    pub fn scale(&self, alpha: T) -> Result<()> {
         self.map_local(|v| alpha * v)
     }
 
-    /// Collective: `self = self + s` for a scalar `s`.
-    pub fn add_scalar(&mut self, s: T) -> Result<()> {
+    /// Collective: `self = self + s` for a scalar `s`. Like
+    /// [`map_local`](Self::map_local), it takes `&self`: the parts are
+    /// changed through the window's local epochs.
+    pub fn add_scalar(&self, s: T) -> Result<()> {
         self.map_local(|v| v + s)
     }
 

@@ -128,21 +128,26 @@ fn tree<A: Copy>(
 }
 
 /// Runs `$body` (an expression calling `#[inline(always)]` code) compiled
-/// for AVX2 when the CPU has it, and for the baseline otherwise. Both give
-/// the same bits: no FMA, and each lane's operations are the same at any
-/// vector width.
+/// for AVX2 and FMA when the CPU has them, and for the baseline otherwise.
+/// Both give the same bits: each lane's operations are the same at any
+/// vector width, and the compiler never fuses a multiply and an add by
+/// itself (only an explicit `mul_add`, correctly rounded everywhere, is
+/// an FMA).
 macro_rules! dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident<$($g:ident: $b:path),*>($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         $(#[$m])*
         $vis fn $name<$($g: $b),*>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2<$($g: $b),*>($($arg: $ty),*) -> $ret $body
-                if std::arch::is_x86_feature_detected!("avx2") && !force_baseline() {
-                    // SAFETY: the CPU supports AVX2 (checked just above),
-                    // the only requirement of calling an
-                    // `#[target_feature(enable = "avx2")]` function.
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && !$crate::kernels::force_baseline()
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just
+                    // above), the only requirement of calling an
+                    // `#[target_feature(enable = "avx2,fma")]` function.
                     return unsafe { avx2($($arg),*) };
                 }
             }
@@ -152,15 +157,27 @@ macro_rules! dispatch {
     };
 }
 
+pub(crate) use dispatch;
+
 #[cfg(test)]
 thread_local! {
     /// Unit tests set this to run the baseline (SSE2) code on an AVX2 CPU.
     static BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Runs `f` with the baseline (SSE2) code paths forced, for unit tests of
+/// other modules' dispatched code.
+#[cfg(test)]
+pub(crate) fn on_baseline<R>(f: impl FnOnce() -> R) -> R {
+    BASELINE.with(|b| b.set(true));
+    let r = f();
+    BASELINE.with(|b| b.set(false));
+    r
+}
+
 /// `true` when a unit test asks for the baseline code path.
 #[inline(always)]
-fn force_baseline() -> bool {
+pub(crate) fn force_baseline() -> bool {
     #[cfg(test)]
     return BASELINE.with(|b| b.get());
     #[cfg(not(test))]
@@ -211,7 +228,7 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// reorder buffer can hold for DRAM latency; the hint keeps the memory
 /// busy without occupying it.
 #[inline(always)]
-fn prefetch_ahead<U>(chunk: &[U]) {
+pub(crate) fn prefetch_ahead<U>(chunk: &[U]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

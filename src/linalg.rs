@@ -3,7 +3,9 @@
 //! Krylov solvers ([`axpy_dot`], [`cg_update`]). The vector operations run
 //! the [`kernels`] on each rank's part (fixed summation
 //! order: bitwise reproducible run to run) and combine per-rank results in
-//! rank order.
+//! rank order; on arrays in [`Summation::Exact`](crate::Summation::Exact)
+//! mode `dot`, `norm2`, `axpy_dot` and `cg_update` sum exactly instead
+//! ([`crate::exact_sum`]): the same bits on any number of ranks.
 //!
 //! The local matrix-vector kernel is CBLAS `?gemv` for `f64` / `f32` when the
 //! `blas` feature is on (the final binary links a provider, e.g. with this
@@ -32,6 +34,7 @@ use crate::array::DistArray;
 use crate::collective::allreduce_vote;
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
+use crate::exact_sum::{self, ExactNorm, ExactParts};
 use crate::kernels;
 pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
@@ -189,7 +192,12 @@ mod blas {
 /// repeated products with the same partitions make the plan once and call
 /// [`MatvecPlan::apply`] (no re-planning, no staging window per call).
 /// Bitwise reproducible: with `A` split by columns the partial sums are
-/// added in rank order, never in arrival order.
+/// added in rank order, never in arrival order — the same bits run to run
+/// for the same partitions. Across rank counts the bits are the same only
+/// when `A` is split by rows alone (each `y[i]` one local kernel call over
+/// its whole row); with a column split the grouping of a row's terms
+/// follows the column parts (see the crate docs, "Bitwise
+/// reproducibility").
 pub fn matvec<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
@@ -246,11 +254,20 @@ pub fn sum_over_ranks<T: Element, C: OneSidedComm>(comm: &C, local: Result<T>) -
 /// rank order, so every rank gets the same value, bitwise reproducible run
 /// to run. `x` and `y` must be partitioned alike. One collective (an
 /// allreduce carrying the success vote).
+///
+/// With [`Summation::Exact`](crate::Summation::Exact) on `x` or `y` (and a
+/// floating-point or complex `T`) the rounded products are summed exactly
+/// and rounded once ([`crate::exact_sum`]): the same bits for any rank
+/// count, partition and backend (complex: every real product rounded,
+/// `f32`: exact products, so an exactly rounded dot).
 pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
     x: &DistArray<T, C, N>,
     y: &DistArray<T, C, N>,
 ) -> Result<T> {
     check_same_partition("dot", ("x", x), ("y", y))?;
+    if x.sums_exactly() || y.sums_exactly() {
+        return exact_dot(x, y);
+    }
     let local = x.try_with_local(|lx| {
         if std::ptr::eq(x, y) {
             // one array: a second view of it would be a second lock on it
@@ -262,6 +279,40 @@ pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
     sum_over_ranks(x.comm(), local)
 }
 
+/// Collective: [`dot`] with [`Summation::Exact`]: every rank's products
+/// summed into an [`ExactParts`], merged in one allreduce, rounded once.
+fn exact_dot<T: Element, C: OneSidedComm, const N: usize>(
+    x: &DistArray<T, C, N>,
+    y: &DistArray<T, C, N>,
+) -> Result<T> {
+    let local = x.try_with_local(|lx| {
+        let mut acc = ExactParts::new();
+        if std::ptr::eq(x, y) {
+            acc.add_dot(lx.as_slice(), lx.as_slice());
+        } else {
+            y.with_local(|ly| acc.add_dot(lx.as_slice(), ly.as_slice()))?;
+        }
+        Ok(acc)
+    });
+    Ok(exact_sum::allreduce_parts(x.comm(), local)?.round())
+}
+
+/// Collective: the exact `v · v` of a local part that an update kernel has
+/// just written (its own fixed-order dot ignored), merged over the ranks.
+fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize>(
+    v: &DistArray<T, C, N>,
+    updated: Result<()>,
+) -> Result<T> {
+    let local = updated.and_then(|_| {
+        v.with_local(|l| {
+            let mut acc = ExactParts::new();
+            acc.add_dot(l.as_slice(), l.as_slice());
+            acc
+        })
+    });
+    Ok(exact_sum::allreduce_parts(v.comm(), local)?.round())
+}
+
 /// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`, scaled so that it
 /// cannot overflow or underflow where the norm itself is representable
 /// (like BLAS `dnrm2`; `8 x 1e200` gives `2.83e200`). Each rank computes
@@ -269,7 +320,19 @@ pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
 /// in the backend's fixed rank order by the same kernel (the norm of two
 /// norms), so the result is bitwise reproducible run to run. `+0.0` for an
 /// empty vector. One collective.
+///
+/// With [`Summation::Exact`](crate::Summation::Exact) the squares are
+/// summed exactly ([`ExactNorm`]: no overflow or underflow either), so the
+/// result has the same bits for any rank count, partition and backend.
 pub fn norm2<T: Element, C: OneSidedComm, const N: usize>(x: &DistArray<T, C, N>) -> Result<f64> {
+    if x.sums_exactly() {
+        let local = x.with_local(|l| {
+            let mut acc = ExactNorm::new();
+            acc.add_elements(l.as_slice());
+            acc
+        });
+        return Ok(exact_sum::allreduce_norm(x.comm(), local)?.norm());
+    }
     let local = x.with_local(|l| kernels::norm2(l.as_slice()));
     allreduce_vote(x.comm(), local, |a, b| kernels::norm2(&[a, b]))
 }
@@ -292,7 +355,10 @@ pub fn axpby<T: Element, C: OneSidedComm, const N: usize>(
 /// Collective: `y = y + alpha * x`, returning the new `y · y` — one pass
 /// over each part ([`kernels::axpy_dot`]) and one combination over the
 /// ranks; the result is bitwise what [`dot`]`(y, y)` returns after the
-/// update. For a residual update that needs the residual's norm.
+/// update. For a residual update that needs the residual's norm. Exact
+/// (as [`dot`]) when `x` or `y` has [`Summation::Exact`](crate::Summation::Exact):
+/// the update is the same, the dot product is then taken exactly in a
+/// second pass over `y`.
 pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
     alpha: T,
     x: &DistArray<T, C, N>,
@@ -303,6 +369,9 @@ pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
             y.with_local_mut(|mut ly| kernels::axpy_dot(alpha, lx.as_slice(), ly.as_mut_slice()))
         })?
     });
+    if x.sums_exactly() || y.sums_exactly() {
+        return exact_self_dot(y, local.map(|_| ()));
+    }
     sum_over_ranks(x.comm(), local)
 }
 
@@ -310,7 +379,10 @@ pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
 /// `r = r - alpha * q`, returning the new `r · r` — one pass over each part
 /// ([`kernels::cg_update`]) and one combination over the ranks (bitwise
 /// what [`dot`]`(r, r)` returns after the update). All four arrays must be
-/// partitioned alike; `p` and `q` may be the same array.
+/// partitioned alike; `p` and `q` may be the same array. Exact (as
+/// [`dot`]) when any of the four has
+/// [`Summation::Exact`](crate::Summation::Exact): the update is the same,
+/// `r · r` is then taken exactly in a second pass over `r`.
 ///
 /// ```
 /// use distarray::{linalg, threaded, DistArray};
@@ -361,5 +433,15 @@ pub fn cg_update<T: Element, C: OneSidedComm, const N: usize>(
                 }
             })?
         });
+    if [
+        p.sums_exactly(),
+        q.sums_exactly(),
+        x.sums_exactly(),
+        r.sums_exactly(),
+    ]
+    .contains(&true)
+    {
+        return exact_self_dot(r, local.map(|_| ()));
+    }
     sum_over_ranks(p.comm(), local)
 }

@@ -9,6 +9,13 @@
 //! its part in row-major order, and the per-rank results are combined in
 //! rank order, so the same array on the same partition gives the same bits
 //! on every rank and in every run (the order does not depend on timing).
+//! The searches (`min`, `max`, `argmin`, `argmax`), `count`, `any`, `all`
+//! and integer folds do not depend on the order at all, so they give the
+//! same result on any rank count and partition; so do
+//! [`mean`](DistArray::mean) and [`map_sum`](DistArray::map_sum) with
+//! [`Summation::Exact`](crate::Summation::Exact) (an exact sum, rounded
+//! once). A floating-point fold through the closures of
+//! [`map_reduce`](DistArray::map_reduce) depends on the partition.
 //! The extremum searches (`min`, `argmax`, ...) skip values that are not
 //! comparable with themselves (NaN) and return `None` when nothing is left
 //! (an empty array); ties go to the first element in global row-major
@@ -36,6 +43,7 @@ use crate::array::DistArray;
 use crate::comm::{Element, OneSidedComm, RealElement};
 use crate::epoch::vote;
 use crate::error::Result;
+use crate::exact_sum::ExactSum;
 
 /// Collective: every rank's `value`, indexed by rank (moved as bytes, so
 /// any plain-old-data type works).
@@ -93,6 +101,42 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         Ok(all.into_iter().fold(identity, &combine))
     }
 
+    /// Collective: the sum of `map(v)` over all elements, as `f64`. With
+    /// [`Summation::Exact`](crate::Summation::Exact) the mapped values are
+    /// summed exactly ([`crate::exact_sum`]) and rounded once: the same bits
+    /// for any rank count, partition and backend, as long as `map` depends
+    /// on the value only. Otherwise like [`map_reduce`](Self::map_reduce)
+    /// with `+` (row-major fold per rank, rank order). One collective.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Summation};
+    /// threaded::run_ok(3, |comm| {
+    ///     let a = DistArray::<f32, _, 1>::from_fn(comm, [4], |[i]| i as f32)?
+    ///         .with_summation(Summation::Exact);
+    ///     assert_eq!(a.map_sum(|v| f64::from(v) * 1e16 - 1.0)?, 6e16 - 4.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn map_sum(&self, map: impl Fn(T) -> f64) -> Result<f64> {
+        if self.summation() != crate::Summation::Exact {
+            return self.map_reduce(0.0f64, map, |a, b| a + b);
+        }
+        let local = self.with_local(|l| {
+            let mut acc = ExactSum::new();
+            let mut buf = [0.0f64; crate::exact_sum::CHUNK];
+            for c in l.as_slice().chunks(buf.len()) {
+                for (o, &v) in buf.iter_mut().zip(c) {
+                    *o = map(v);
+                }
+                acc.add_slice(&buf[..c.len()]);
+            }
+            [acc]
+        });
+        let [total] = crate::exact_sum::allreduce(self.comm(), local)?;
+        Ok(total.to_f64())
+    }
+
     /// Collective: the number of elements for which `pred` holds.
     pub fn count(&self, pred: impl Fn(T) -> bool) -> Result<usize> {
         let n = self.map_reduce(0u64, |v| u64::from(pred(v)), |a, b| a + b)?;
@@ -115,10 +159,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 /// element types only.
 impl<T: RealElement, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: the arithmetic mean as `f64` (the sum of the values
-    /// converted to `f64`, in the fixed order, divided by the length);
-    /// `None` for an empty array.
+    /// converted to `f64` by [`map_sum`](Self::map_sum) — in the fixed
+    /// order, or exactly with [`Summation::Exact`](crate::Summation::Exact)
+    /// — divided by the length); `None` for an empty array.
     pub fn mean(&self) -> Result<Option<f64>> {
-        let sum = self.map_reduce(0.0f64, |v| v.to_f64(), |a, b| a + b)?;
+        let sum = self.map_sum(|v| v.to_f64())?;
         Ok((!self.is_empty()).then(|| sum / self.len() as f64))
     }
 

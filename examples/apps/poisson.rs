@@ -15,7 +15,14 @@
 //! iteration: the fused update `x += alpha p, r -= alpha q` that returns
 //! `r · r` (`linalg::cg_update`) and `p = r + beta p` (`linalg::axpby`).
 //! Every reduction runs in a fixed order, so a run's iterates are bitwise
-//! the same every time.
+//! the same every time. With `--exact` every dot product and norm is the
+//! correctly rounded exact sum (`Summation::Exact`), so the residual
+//! history and the solution have the **same bits on any number of ranks**,
+//! on the 2-D tiles and on the row bands alike, and on every backend; the
+//! rows that need no ghost are then not computed ahead of the ghosts
+//! (`--exact` implies `--no-overlap`: the overlapped apply adds a tile
+//! edge's west / east ghost term last, which rounds those points
+//! differently for different tilings).
 //!
 //! `--compare` also solves the same system with the previous layout (the
 //! grid as a 1-D array of whole rows, ghost rows through a `GhostedBlock`)
@@ -23,10 +30,11 @@
 
 use std::time::Instant;
 
+use distarray::exact_sum::{self, ExactParts, ExactSum};
 use distarray::kernels::{self, Block2, Stencil5};
 use distarray::linalg::{axpby, cg_update, dot, norm2, sum_over_ranks};
 use distarray::partition::distribute;
-use distarray::{DistArray, GhostedBlock, Halo, OneSidedComm, Result};
+use distarray::{DistArray, GhostedBlock, Halo, OneSidedComm, Result, Summation};
 
 /// Options of the Poisson driver.
 #[derive(Debug, Clone)]
@@ -49,6 +57,9 @@ pub struct Opts {
     /// Chronopoulos–Gear CG (`--single-reduction`): one allreduce per
     /// iteration instead of two (the same iterates in exact arithmetic).
     pub single_reduction: bool,
+    /// Exact dot products and norms (`--exact`): the same bits on any
+    /// number of ranks and either layout; implies no overlap.
+    pub exact: bool,
 }
 
 impl Opts {
@@ -62,6 +73,7 @@ impl Opts {
             baseline: true,
             overlap: true,
             single_reduction: false,
+            exact: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut it = args.iter();
@@ -79,13 +91,15 @@ impl Opts {
                 "--no-baseline" => o.baseline = false,
                 "--no-overlap" => o.overlap = false,
                 "--single-reduction" => o.single_reduction = true,
+                "--exact" => o.exact = true,
                 "--help" | "-h" => {
                     println!(
                         "options: --n N (64) --tol T (1e-8) --ranks P (2, threaded only) \
                          --compare (also the row-band layout, same run) \
                          --no-baseline (MPI only: skip the plain-MPI baseline) \
                          --no-overlap (ghosts first, then the whole tile) \
-                         --single-reduction (Chronopoulos-Gear CG: one allreduce per iteration)"
+                         --single-reduction (Chronopoulos-Gear CG: one allreduce per iteration) \
+                         --exact (exact dot products: the same bits on any number of ranks)"
                     );
                     std::process::exit(0);
                 }
@@ -117,8 +131,31 @@ trait Operator<C: OneSidedComm, const N: usize> {
     /// whose vote also carries an error of any rank's apply).
     fn apply_dot(&mut self, u: &DistArray<f64, C, N>, y: &mut DistArray<f64, C, N>) -> Result<f64> {
         let local = self.apply_local(u, y);
+        if u.summation() == Summation::Exact {
+            // the kernel's local dot is in a fixed order: take it exactly
+            let [uy] = exact_sum::allreduce(u.comm(), local.and_then(|_| exact_dots(u, &[y])))?;
+            return Ok(uy.to_f64());
+        }
         sum_over_ranks(u.comm(), local)
     }
+}
+
+/// This rank's exact parts of `u · v` for each `v` (no communication).
+fn exact_dots<C: OneSidedComm, const N: usize, const K: usize>(
+    u: &DistArray<f64, C, N>,
+    vs: &[&DistArray<f64, C, N>; K],
+) -> Result<[ExactSum; K]> {
+    let mut out = [ExactSum::new(); K];
+    for (acc, v) in out.iter_mut().zip(vs) {
+        let mut parts = ExactParts::new();
+        if std::ptr::eq(u, *v) {
+            u.with_local(|l| parts.add_dot(l.as_slice(), l.as_slice()))?;
+        } else {
+            u.try_with_local(|lu| v.with_local(|lv| parts.add_dot(lu.as_slice(), lv.as_slice())))?;
+        }
+        *acc = parts.re;
+    }
+    Ok(out)
 }
 
 /// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
@@ -361,13 +398,17 @@ fn serial_cg(n: usize, b: &[f64], tol: f64) -> Vec<f64> {
     x
 }
 
-/// CG from x = 0 on `A x = b`: (x, iterations, r · r, seconds).
+/// What a CG run returns: the solution, the iterations, `r · r` after each
+/// iteration (the first entry before the first), the seconds.
+type Solved<C, const N: usize> = (DistArray<f64, C, N>, usize, Vec<f64>, f64);
+
+/// CG from x = 0 on `A x = b`.
 fn cg<C: OneSidedComm, const N: usize>(
     op: &mut impl Operator<C, N>,
     b: &DistArray<f64, C, N>,
     tol: f64,
     max_iters: usize,
-) -> Result<(DistArray<f64, C, N>, usize, f64, f64)> {
+) -> Result<Solved<C, N>> {
     let t = Instant::now();
     let mut x = b.similar::<f64>()?;
     let mut r = b.similar::<f64>()?;
@@ -377,6 +418,7 @@ fn cg<C: OneSidedComm, const N: usize>(
     pd.assign(b)?;
     let bnorm = norm2(b)?;
     let mut rr = dot(&r, &r)?;
+    let mut history = vec![rr];
     let mut iters = 0;
     while rr.sqrt() > tol * bnorm && iters < max_iters {
         // ap = A p and p . ap in one pass
@@ -385,22 +427,24 @@ fn cg<C: OneSidedComm, const N: usize>(
         let rr2 = cg_update(alpha, &pd, &ap, &mut x, &mut r)?;
         axpby(1.0, &r, rr2 / rr, &mut pd)?;
         rr = rr2;
+        history.push(rr);
         iters += 1;
     }
-    Ok((x, iters, rr, t.elapsed().as_secs_f64()))
+    Ok((x, iters, history, t.elapsed().as_secs_f64()))
 }
 
 /// Chronopoulos–Gear CG from x = 0 on `A x = b` (the same iterates as
 /// [`cg`] in exact arithmetic): per iteration one fused pass updating `p`,
 /// `s = A p`, `x` and `r` and computing `r · r`, one apply `w = A r`, and
 /// **one** allreduce of `(r · r, w · r)` where CG needs two — on a network,
-/// half the reductions' latency. (x, iterations, r · r, seconds).
+/// half the reductions' latency. With exact sums the two are exact parts
+/// merged in the same single allreduce.
 fn cg_single_reduction<C: OneSidedComm, const N: usize>(
     op: &mut impl Operator<C, N>,
     b: &DistArray<f64, C, N>,
     tol: f64,
     max_iters: usize,
-) -> Result<(DistArray<f64, C, N>, usize, f64, f64)> {
+) -> Result<Solved<C, N>> {
     let t = Instant::now();
     let x = b.similar::<f64>()?;
     let mut r = b.similar::<f64>()?;
@@ -409,15 +453,24 @@ fn cg_single_reduction<C: OneSidedComm, const N: usize>(
     let mut w = b.similar::<f64>()?;
     r.assign(b)?;
     let bnorm = norm2(b)?;
-    // the two sums of an iteration in one allreduce (with the vote)
-    let reduce2 = |comm: &C, local: Result<[f64; 2]>| {
-        distarray::collective::allreduce_vote(comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
-    };
+    let exact = b.summation() == Summation::Exact;
+    // the two sums of an iteration (r · r, w · r) in one allreduce (with
+    // the vote): fixed-order local sums, or exact parts
+    let reduce2 =
+        |comm: &C, r: &DistArray<f64, C, N>, w: &DistArray<f64, C, N>, local: Result<[f64; 2]>| {
+            if exact {
+                let parts = local.and_then(|_| exact_dots(r, &[r, w]));
+                let [rr, wr] = exact_sum::allreduce(comm, parts)?;
+                return Ok([rr.to_f64(), wr.to_f64()]);
+            }
+            distarray::collective::allreduce_vote(comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
+        };
     let comm = b.comm().clone();
     let rr_local =
         |r: &DistArray<f64, C, N>| r.with_local(|l| kernels::dot(l.as_slice(), l.as_slice()));
     let first = rr_local(&r).and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
-    let [mut gamma, delta] = reduce2(&comm, first)?;
+    let [mut gamma, delta] = reduce2(&comm, &r, &w, first)?;
+    let mut history = vec![gamma];
     let mut alpha = gamma / delta;
     let mut beta = 0.0;
     let mut iters = 0;
@@ -448,13 +501,14 @@ fn cg_single_reduction<C: OneSidedComm, const N: usize>(
             })
         });
         let local = rr.and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
-        let [gamma_new, delta] = reduce2(&comm, local)?;
+        let [gamma_new, delta] = reduce2(&comm, &r, &w, local)?;
         beta = gamma_new / gamma;
         alpha = gamma_new / (delta - beta * gamma_new / alpha);
         gamma = gamma_new;
+        history.push(gamma);
         iters += 1;
     }
-    Ok((x, iters, gamma, t.elapsed().as_secs_f64()))
+    Ok((x, iters, history, t.elapsed().as_secs_f64()))
 }
 
 /// A process grid `[p1, p2]` with `p1 * p2 = p`, as square as possible,
@@ -469,31 +523,108 @@ fn grid_2d(p: usize) -> [usize; 2] {
     [p / p2, p2]
 }
 
+/// The summation mode of the options.
+fn mode(o: &Opts) -> Summation {
+    if o.exact {
+        Summation::Exact
+    } else {
+        Summation::Ordered
+    }
+}
+
+/// The system on the 2-D tiles: the operator and `b = A u*` (so that the
+/// discrete solution is exactly `u*`).
+fn grid_problem<C: OneSidedComm>(
+    comm: &C,
+    o: &Opts,
+) -> Result<(GridLaplacian<C>, DistArray<f64, C, 2>)> {
+    let n = o.n;
+    let ustar = DistArray::<f64, _, 2>::with_grid(comm.clone(), grid_2d(comm.size()), [n, n])?
+        .with_summation(mode(o));
+    ustar.with_local_mut(|mut l| l.fill_with(|[i, j]| exact(n, i, j)))?;
+    let mut op = GridLaplacian::new(&ustar, n)?;
+    op.overlap = o.overlap && !o.exact;
+    let mut b = ustar.similar::<f64>()?;
+    op.apply_dot(&ustar, &mut b)?;
+    Ok((op, b))
+}
+
+/// The same system on the row bands (a 1-D array of whole grid rows).
+fn band_problem<C: OneSidedComm>(comm: &C, o: &Opts) -> Result<(Laplacian, DistArray<f64, C, 1>)> {
+    let n = o.n;
+    let sizes: Vec<usize> = distribute(n, comm.size())
+        .into_iter()
+        .map(|r| r * n)
+        .collect();
+    let ustar1 =
+        DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?.with_summation(mode(o));
+    ustar1.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
+    let mut op1 = Laplacian::new(&ustar1, n)?;
+    let mut b1 = ustar1.similar::<f64>()?;
+    op1.apply_dot(&ustar1, &mut b1)?;
+    Ok((op1, b1))
+}
+
+/// The CG of the options (plain or single-reduction).
+fn solve_with<C: OneSidedComm, const N: usize>(
+    op: &mut impl Operator<C, N>,
+    b: &DistArray<f64, C, N>,
+    o: &Opts,
+) -> Result<Solved<C, N>> {
+    if o.single_reduction {
+        cg_single_reduction(op, b, o.tol, 10 * o.n * o.n)
+    } else {
+        cg(op, b, o.tol, 10 * o.n * o.n)
+    }
+}
+
+/// Collective: one solve on the 2-D tiles (`bands == false`) or on the row
+/// bands: (`r · r` before each iteration and at the end, the solution in
+/// global row-major order). For the reproducibility tests.
+#[allow(dead_code)] // used by tests/examples.rs, not by the example binaries
+pub fn solve<C: OneSidedComm>(comm: C, o: &Opts, bands: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (history, x) = if bands {
+        let (mut op, b) = band_problem(&comm, o)?;
+        let (x, _, h, _) = solve_with(&mut op, &b, o)?;
+        x.sync()?;
+        (h, x.to_vec()?)
+    } else {
+        let (mut op, b) = grid_problem(&comm, o)?;
+        let (x, _, h, _) = solve_with(&mut op, &b, o)?;
+        x.sync()?;
+        (h, x.to_vec()?)
+    };
+    Ok((history, x))
+}
+
+/// Collective: a hash of the bits of every element of `x` with its global
+/// position, combined by wrapping addition (order-free: the same on any
+/// number of ranks for the same values).
+fn bits_hash<C: OneSidedComm>(x: &DistArray<f64, C, 2>) -> Result<u64> {
+    let n = x.shape()[1] as u64;
+    let local = x.with_local(|l| {
+        l.iter_global().fold(0u64, |h, ([i, j], v)| {
+            let mut z = (i as u64 * n + j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ v.to_bits();
+            z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h.wrapping_add(z ^ (z >> 29))
+        })
+    });
+    sum_over_ranks(x.comm(), local)
+}
+
 /// Solves the system, prints a report on rank 0 and returns (iterations,
 /// relative residual, max error against the discrete solution). Collective.
 pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let (n, p, me) = (o.n, comm.size(), comm.rank());
     let grid = grid_2d(p);
-    let ustar = DistArray::<f64, _, 2>::with_grid(comm.clone(), grid, [n, n])?;
-    ustar.with_local_mut(|mut l| l.fill_with(|[i, j]| exact(n, i, j)))?;
-    let mut op = GridLaplacian::new(&ustar, n)?;
-    op.overlap = o.overlap;
-    // b = A u*: the discrete solution is exactly u*
-    let mut b = ustar.similar::<f64>()?;
-    op.apply_dot(&ustar, &mut b)?;
+    let (mut op, b) = grid_problem(&comm, o)?;
     let bnorm = norm2(&b)?;
     // --compare: the same system on the row-band layout, same run; the
     // two solves alternate, three times each, and the fastest of each is
     // kept (the machine may be shared)
     let mut bands = None;
     if o.compare {
-        let sizes: Vec<usize> = distribute(n, p).into_iter().map(|r| r * n).collect();
-        let ustar1 = DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?;
-        ustar1.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
-        let mut op1 = Laplacian::new(&ustar1, n)?;
-        let mut b1 = ustar1.similar::<f64>()?;
-        op1.apply_dot(&ustar1, &mut b1)?;
-        bands = Some((op1, b1));
+        bands = Some(band_problem(&comm, o)?);
     }
     let rounds = if o.compare { 3 } else { 1 };
     let mut best = f64::INFINITY;
@@ -502,23 +633,16 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let mut solved = None;
     for _ in 0..rounds {
         if let Some((op1, b1)) = bands.as_mut() {
-            let (_, it1, _, t1) = if o.single_reduction {
-                cg_single_reduction(op1, b1, o.tol, 10 * n * n)?
-            } else {
-                cg(op1, b1, o.tol, 10 * n * n)?
-            };
+            let (_, it1, _, t1) = solve_with(op1, b1, o)?;
             iters1 = it1;
             best1 = best1.min(t1 / it1.max(1) as f64);
         }
-        let (x, iters, rr, elapsed) = if o.single_reduction {
-            cg_single_reduction(&mut op, &b, o.tol, 10 * n * n)?
-        } else {
-            cg(&mut op, &b, o.tol, 10 * n * n)?
-        };
+        let (x, iters, history, elapsed) = solve_with(&mut op, &b, o)?;
         best = best.min(elapsed / iters.max(1) as f64);
-        solved = Some((x, iters, rr, elapsed));
+        solved = Some((x, iters, history, elapsed));
     }
-    let (x, iters, rr, elapsed) = solved.expect("one solve at least");
+    let (x, iters, history, elapsed) = solved.expect("one solve at least");
+    let rr = *history.last().expect("r · r before the first iteration");
     x.sync()?;
     let local_err = x.with_local(|l| {
         l.iter_global()
@@ -531,6 +655,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
         .map(|e| e[0])
         .fold(0.0, f64::max);
     let resid = rr.sqrt() / bnorm;
+    let hash = bits_hash(&x)?;
     let per_iter = 1e3 * best;
     if me == 0 {
         println!(
@@ -538,7 +663,15 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
             comm.backend_name()
         );
         println!(
-            "  CG: {iters} iterations, relative residual {resid:.2e}, {elapsed:.3} s ({per_iter:.3} ms/iteration)"
+            "  CG: {iters} iterations, relative residual {resid:?}, {elapsed:.3} s ({per_iter:.3} ms/iteration)"
+        );
+        println!(
+            "  sums: {}; solution bits hash {hash:016x}",
+            if o.exact {
+                "exact (the same bits on any number of ranks)"
+            } else {
+                "fixed order (the same bits run to run for this rank count)"
+            }
         );
         println!("  max error against the discrete solution: {err:.2e}");
         if o.compare {
