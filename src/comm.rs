@@ -58,11 +58,13 @@
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, Mul, Sub};
+use std::sync::Arc;
 
 use num_complex::Complex;
 use num_traits::{NumCast, One, Zero};
 
 use crate::error::Result;
+use crate::pending::HandleSlot;
 
 /// The primitive type behind an [`Element`]; backends map it to their own
 /// datatypes (e.g. `MPI_DOUBLE`).
@@ -187,6 +189,14 @@ pub unsafe trait Element:
         self
     }
 
+    /// `self * a + b`; for `f32` and `f64` with one rounding (a fused
+    /// multiply-add, `f64::mul_add`: the same bits on every machine, in
+    /// hardware where the CPU has FMA). The stencil kernels use it.
+    #[inline]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        self * a + b
+    }
+
     /// The squared modulus `|x|²` as `f64` (for norms).
     fn abs2(self) -> f64;
 
@@ -261,6 +271,10 @@ macro_rules! impl_element_float {
             fn modulus(self) -> f64 {
                 (self as f64).abs()
             }
+            #[inline]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
+            }
         }
         impl RealElement for $t {
             #[inline]
@@ -317,15 +331,34 @@ impl_element_complex!(f32 => C32, f64 => C64);
 /// Handles are cheap to clone; each rank holds its own. Methods marked
 /// *collective* must be called by every rank of the communicator, in the
 /// same order; the others are local.
+///
+/// # Waiting for other ranks
+///
+/// Every method that may wait for another rank — the collectives, the
+/// neighbour exchange (and its [`PendingExchange::wait`]), window
+/// allocation — must call [`HandleSlot::settle`] on
+/// [`OneSidedComm::handle_slot`] before it waits, and every window must be
+/// given that slot ([`WindowState::new`](crate::checks::WindowState::new)),
+/// which settles it before every lock and fence: a rank never waits for
+/// another one while its non-blocking handle holds locks (see
+/// [`crate::pending`]). The conformance checks `crossing_handles` and
+/// `leaked_handle_does_not_hang` hang on a backend that skips it.
 pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// The window type of this backend.
-    type Window<T: Element>: Window<T>;
+    type Window<T: Element>: Window<T> + 'static;
 
     /// This rank, in `0..size()`.
     fn rank(&self) -> usize;
 
     /// Number of ranks.
     fn size(&self) -> usize;
+
+    /// This rank's slot for its one non-blocking block handle on this
+    /// communicator ([`crate::pending`]), shared by every clone of this
+    /// handle (and by wrappers such as
+    /// [`CountingComm`](crate::counting::CountingComm)): one per rank and
+    /// communicator.
+    fn handle_slot(&self) -> &Arc<HandleSlot>;
 
     /// Collective: returns once every rank has entered the barrier.
     ///

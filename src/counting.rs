@@ -176,6 +176,11 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         self.inner.size()
     }
 
+    /// The wrapped communicator's slot: the same rank and communicator.
+    fn handle_slot(&self) -> &std::sync::Arc<crate::pending::HandleSlot> {
+        self.inner.handle_slot()
+    }
+
     fn barrier(&self) -> Result<()> {
         self.collective(0);
         self.inner.barrier()

@@ -62,6 +62,15 @@ pub enum Error {
         target: usize,
     },
 
+    /// A non-blocking block operation ([`crate::pending`]) was started while
+    /// another handle of this rank is in flight on the same communicator
+    /// (on any of its arrays): a rank has at most one at a time, which is
+    /// what keeps handles from waiting for each other's locks in a cycle.
+    /// Wait for the first handle (or make any call that may wait for
+    /// another rank, which completes it) before starting the next.
+    #[error("a non-blocking handle is in flight: {0}")]
+    HandleInFlight(String),
+
     /// Passive-target and fence (active-target) synchronisation were mixed,
     /// e.g. a `lock` while a fence epoch is open, or a fence while locks are held.
     #[error("epoch mismatch: {0}")]
@@ -213,6 +222,17 @@ pub enum Error {
         second_rank: usize,
         /// The later access.
         second_op: String,
+    },
+
+    /// A file operation failed, or a file's contents are not what the
+    /// operation needs (a missing or corrupted file, wrong element type, a
+    /// checkpoint that was never committed, ...).
+    #[error("I/O error on {path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What went wrong.
+        message: String,
     },
 
     /// An error reported by the communication runtime (MPI error string, ...).

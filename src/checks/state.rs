@@ -6,6 +6,8 @@ use super::views::{AccessGuard, LocalViews, ViewGuard};
 use super::{check_rank, WindowLayout};
 use crate::comm::LockKind;
 use crate::error::{Error, Result};
+use crate::pending::HandleSlot;
+use std::sync::Arc;
 
 /// What an RMA operation does to the target's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,12 +54,21 @@ pub enum Access {
 /// only once the runtime epoch exists (after the runtime lock or fence
 /// returned), and a lock and a fence epoch never overlap (see
 /// [`EpochTracker`]).
+///
+/// # Non-blocking handles
+///
+/// Before it approves a lock (also a one-shot epoch) or a fence, it
+/// completes this rank's non-blocking handle in flight on the communicator
+/// ([`HandleSlot::settle`]): a rank never waits for a lock or a fence while
+/// its handle holds locks, which is what keeps handles out of deadlocks
+/// (see [`crate::pending`]).
 #[derive(Debug)]
 pub struct WindowState {
     me: usize,
     layout: WindowLayout,
     epochs: EpochTracker,
     views: LocalViews,
+    handles: Arc<HandleSlot>,
 }
 
 /// An approved RMA operation: hold it until the operation is complete (the
@@ -93,8 +104,11 @@ pub struct OneShot<'a> {
 
 impl WindowState {
     /// The state of rank `me`'s handle on a window whose parts have the
-    /// lengths `lens` (index = rank). Error: `me` out of range.
-    pub fn new(me: usize, lens: Vec<usize>) -> Result<Self> {
+    /// lengths `lens` (index = rank), on a communicator whose
+    /// [`HandleSlot`] for this rank is `handles`
+    /// ([`OneSidedComm::handle_slot`](crate::OneSidedComm::handle_slot)).
+    /// Error: `me` out of range.
+    pub fn new(me: usize, lens: Vec<usize>, handles: Arc<HandleSlot>) -> Result<Self> {
         check_rank(me, lens.len())?;
         let size = lens.len();
         Ok(WindowState {
@@ -102,7 +116,14 @@ impl WindowState {
             layout: WindowLayout::new(lens),
             epochs: EpochTracker::new(size),
             views: LocalViews::default(),
+            handles,
         })
+    }
+
+    /// This rank's slot for non-blocking handles on the communicator.
+    #[inline]
+    pub fn handles(&self) -> &Arc<HandleSlot> {
+        &self.handles
     }
 
     /// This rank.
@@ -132,8 +153,12 @@ impl WindowState {
     /// Approves a lock on `target`. The backend then takes its runtime lock
     /// and calls [`Locking::granted`]; if the runtime lock fails (or
     /// panics), dropping the guard forgets the lock.
+    ///
+    /// First completes this rank's non-blocking handle in flight, if any
+    /// (the lock may wait for other ranks).
     #[inline]
     pub fn lock(&self, target: usize, kind: LockKind) -> Result<Locking<'_>> {
+        self.handles.settle();
         self.epochs.begin_lock(target, kind)
     }
 
@@ -205,6 +230,8 @@ impl WindowState {
     /// Approves a one-shot epoch (lock, one operation, unlock in one call):
     /// the target belongs to this call until the guard drops, which the
     /// backend lets happen after its runtime unlock (also after an error).
+    /// Like [`WindowState::lock`], first completes this rank's handle in
+    /// flight.
     #[inline]
     pub fn begin_one_shot(
         &self,
@@ -214,6 +241,7 @@ impl WindowState {
         offset: usize,
         len: usize,
     ) -> Result<OneShot<'_>> {
+        self.handles.settle();
         self.layout.check(target, offset, len)?;
         if access == Access::Write && kind == LockKind::Shared {
             return Err(shared_write_error(target));
@@ -230,13 +258,15 @@ impl WindowState {
     /// the vote `all_ok` (one flag per rank), then the backend's `runtime`
     /// step; see [`EpochTracker::fence_collectively`]. Operations of the
     /// fence epoch are approved only once `runtime` has opened it, and none
-    /// after `fence_end` began.
+    /// after `fence_end` began. First completes this rank's handle in
+    /// flight (a fence waits for every rank).
     pub fn fence_collectively(
         &self,
         end: bool,
         all_ok: impl FnOnce(bool) -> Result<Vec<bool>>,
         runtime: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
+        self.handles.settle();
         self.epochs.fence_collectively(end, all_ok, runtime)
     }
 
@@ -300,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_view_pins_the_own_lock() {
-        let s = WindowState::new(0, vec![4]).unwrap();
+        let s = WindowState::new(0, vec![4], Arc::default()).unwrap();
         locked(&s, 0, LockKind::Exclusive);
         let v = s.open_view(true).unwrap();
         assert!(matches!(s.unlock(0), Err(Error::Conflict { .. })));
@@ -311,7 +341,7 @@ mod tests {
 
     #[test]
     fn writes_need_an_exclusive_lock() {
-        let s = WindowState::new(0, vec![4, 4]).unwrap();
+        let s = WindowState::new(0, vec![4, 4], Arc::default()).unwrap();
         locked(&s, 1, LockKind::Shared);
         assert!(s.approve(1, Access::Read, 0, 4).is_ok());
         assert!(matches!(
@@ -328,7 +358,7 @@ mod tests {
     fn views_and_unlocks_race_safely_across_threads() {
         // one thread opens and closes mutable views, another tries to
         // unlock: the unlock must never succeed while a view is alive
-        let s = WindowState::new(0, vec![1]).unwrap();
+        let s = WindowState::new(0, vec![1], Arc::default()).unwrap();
         locked(&s, 0, LockKind::Exclusive);
         let alive = std::sync::atomic::AtomicBool::new(false);
         let stop = std::sync::atomic::AtomicBool::new(false);

@@ -102,6 +102,7 @@ use crate::checks::{run_pieces, Access, WindowState};
 use crate::collective::{self, Combiner, Phase, Transport};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, PendingExchange, Window};
 use crate::error::{Error, Result};
+use crate::pending::HandleSlot;
 
 /// No rank (see `World::awaiting`).
 const NOBODY: usize = usize::MAX;
@@ -582,6 +583,7 @@ where
                 let comm = ThreadedComm {
                     world: world.clone(),
                     rank,
+                    handles: Arc::default(),
                 };
                 let world = world.clone();
                 let f = &f;
@@ -678,6 +680,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 pub struct ThreadedComm {
     world: Arc<World>,
     rank: usize,
+    /// This rank's non-blocking handle slot (settled before every wait for
+    /// another rank: the collectives here, locks and fences in the
+    /// windows' `WindowState`).
+    handles: Arc<HandleSlot>,
 }
 
 impl std::fmt::Debug for ThreadedComm {
@@ -780,6 +786,7 @@ unsafe impl Send for PendingReceives {}
 impl PendingReceives {
     fn finish(&mut self) -> Result<()> {
         self.done = true;
+        self.comm.handles.settle();
         let t = self.comm.resume_transport();
         for &(from, ptr, len, seq) in &self.recvs {
             // SAFETY: `ptr` points to `len` bytes of a receive buffer that
@@ -954,7 +961,12 @@ impl OneSidedComm for ThreadedComm {
         self.world.size
     }
 
+    fn handle_slot(&self) -> &Arc<HandleSlot> {
+        &self.handles
+    }
+
     fn barrier(&self) -> Result<()> {
+        self.handles.settle();
         self.world.exchange(self.rank, Arc::new(())).map(|_| ())
     }
 
@@ -970,6 +982,7 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
+        self.handles.settle();
         let (t, seqs) = self.send_exchange(sends, recvs)?;
         for ((from, buf), seq) in recvs.iter_mut().zip(seqs) {
             t.recv_seq(*from, Phase::Exchange, seq, buf)?;
@@ -983,6 +996,7 @@ impl OneSidedComm for ThreadedComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn PendingExchange>> {
+        self.handles.settle();
         let (t, seqs) = self.send_exchange(sends, recvs)?;
         drop(t);
         let recvs = recvs
@@ -998,6 +1012,7 @@ impl OneSidedComm for ThreadedComm {
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        self.handles.settle();
         let all = self.world.exchange(self.rank, Arc::new(local.to_vec()))?;
         Ok(all
             .iter()
@@ -1013,12 +1028,14 @@ impl OneSidedComm for ThreadedComm {
     /// mailboxes: `2 ⌈log2 P⌉` rounds, no rank touches more than two
     /// payloads per round.
     fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        self.handles.settle();
         let t = self.transport()?;
         collective::tree_allreduce(&t, buf, combine)
     }
 
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
         crate::checks::check_rank(root, self.world.size)?;
+        self.handles.settle();
         let t = self.transport()?;
         collective::tree_broadcast(&t, root, buf)
     }
@@ -1028,7 +1045,8 @@ impl OneSidedComm for ThreadedComm {
     /// serve it); one exchange hands every rank all segments, or tells every
     /// rank that one could not allocate.
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<ThreadedWindow<T>> {
-        let state = WindowState::new(self.rank, lens.to_vec())?;
+        self.handles.settle();
+        let state = WindowState::new(self.rank, lens.to_vec(), self.handles.clone())?;
         let mine: Option<Arc<Segment<T>>> = Segment::new(lens[self.rank]).ok().map(Arc::new);
         let all = self.world.exchange(self.rank, Arc::new(mine))?;
         let mut segments = Vec::with_capacity(all.len());

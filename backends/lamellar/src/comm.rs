@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use distarray::collective::{self, Combiner, Phase, Transport};
+use distarray::pending::HandleSlot;
 use distarray::{Element, Error, OneSidedComm, Result};
 use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
@@ -61,6 +62,11 @@ pub struct LamellarComm {
 struct CommInner {
     rank: usize,
     size: usize,
+    /// This PE's slot for its one non-blocking block handle on the
+    /// communicator: settled at the entry of every collective
+    /// ([`LamellarComm::coll_guard`]) and by the windows' `WindowState`
+    /// before every lock and fence.
+    handles: Arc<HandleSlot>,
     /// Serialises collectives issued from several threads of one PE.
     coll: Mutex<()>,
     /// Number of barriers entered so far.
@@ -268,6 +274,7 @@ impl LamellarCommBuilder {
                 tree_out: Mutex::new(tree_out),
                 tree_seq: AtomicU64::new(0),
                 tree_safe: AtomicU64::new(0),
+                handles: Arc::default(),
                 world,
             }),
         })
@@ -356,7 +363,11 @@ impl LamellarComm {
         self.sync();
     }
 
+    /// Takes the lock that serialises this PE's collectives, after
+    /// completing its non-blocking handle in flight: a collective waits for every PE, and none may wait for this one's
+    /// handle locks meanwhile (see [`distarray::pending`]).
     fn coll_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.handles.settle();
         self.inner.coll.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -746,6 +757,10 @@ impl OneSidedComm for LamellarComm {
 
     fn size(&self) -> usize {
         self.inner.size
+    }
+
+    fn handle_slot(&self) -> &Arc<HandleSlot> {
+        &self.inner.handles
     }
 
     fn barrier(&self) -> Result<()> {

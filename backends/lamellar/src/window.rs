@@ -88,7 +88,7 @@ impl<T: Element> LamellarWindow<T> {
     /// on every PE). `lens` holds every PE's length.
     pub(crate) fn create(comm: LamellarComm, lens: Vec<usize>, regions: Regions) -> Result<Self> {
         let rank = comm.rank();
-        let state = WindowState::new(rank, lens.clone())?;
+        let state = WindowState::new(rank, lens.clone(), comm.handle_slot().clone())?;
         let need = lens.iter().copied().max().unwrap_or(0);
         let region = regions.data::<T>();
         debug_assert!(region.len() >= need);

@@ -74,6 +74,7 @@ use std::io::Write;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
+use distarray::pending::HandleSlot;
 use distarray::{Element, Error, OneSidedComm, Result};
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
@@ -156,6 +157,11 @@ pub(crate) struct CommInner {
     exchange_raw: ffi::MPI_Comm,
     rank: usize,
     size: usize,
+    /// This rank's slot for its one non-blocking block handle on the
+    /// communicator: settled at the entry of every collective
+    /// ([`CommInner::collective`]) and of every exchange wait, and by the
+    /// windows' `WindowState` before every lock and fence.
+    handles: Arc<HandleSlot>,
 }
 
 // SAFETY: an MPI communicator handle is a process-wide object, not tied to
@@ -187,9 +193,18 @@ impl CommInner {
     }
 
     /// Takes the lock that orders this rank's collectives on the
-    /// communicator (take it before [`serial`]).
+    /// communicator (take it before [`serial`]), after completing this
+    /// rank's non-blocking handle in flight: a collective waits for every
+    /// rank, and none may wait for this one's handle locks meanwhile (see
+    /// [`distarray::pending`]).
     pub(crate) fn collective(&self) -> MutexGuard<'_, ()> {
+        self.handles.settle();
         self.collectives.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This rank's non-blocking handle slot.
+    pub(crate) fn handles(&self) -> &Arc<HandleSlot> {
+        &self.handles
     }
 
     /// Collective: `MPI_Barrier`.
@@ -513,6 +528,8 @@ impl MpiExchange {
     fn wait_all(&mut self) -> Result<()> {
         use std::os::raw::c_int;
         self.done = true;
+        // the receives wait for the neighbours: no handle locks meanwhile
+        self.comm.handles.settle();
         if self.reqs.is_empty() {
             return Ok(());
         }
@@ -701,8 +718,16 @@ impl MpiComm {
                 raw,
                 rank,
                 size,
+                handles: Arc::default(),
             }),
         })
+    }
+
+    /// The shared communicator state (raw handle, collective lock), for
+    /// the crate's own modules that call MPI-based libraries (HDF5).
+    #[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
+    pub(crate) fn inner(&self) -> &CommInner {
+        &self.inner
     }
 
     /// The underlying rsmpi communicator, for the application's own MPI
@@ -731,6 +756,10 @@ impl OneSidedComm for MpiComm {
 
     fn size(&self) -> usize {
         self.inner.size
+    }
+
+    fn handle_slot(&self) -> &Arc<HandleSlot> {
+        &self.inner.handles
     }
 
     fn barrier(&self) -> Result<()> {

@@ -27,6 +27,9 @@
 //!   threads, the panic hook that aborts the job).
 //! * [`window`]: [`MpiWindow`] (completion, how fence epochs map to MPI,
 //!   local access, collective free).
+//! * `hdf5` (feature `hdf5`): `Hdf5File`, arrays as datasets of one
+//!   parallel HDF5 file, each rank's part one hyperslab in one collective
+//!   MPI-IO transfer; readable by h5py and any HDF5 tool.
 //!
 //! Arguments are validated by [`distarray::checks`] before any MPI call, so
 //! misuse gives the same [`Error`](distarray::Error) as on the threaded
@@ -69,6 +72,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod comm;
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
 mod lifetime;
 mod quirks;
 mod raw;

@@ -134,7 +134,7 @@ impl<T: Element> MpiWindow<T> {
         let inner = comm.clone();
         let _collective = inner.collective();
         raw::ensure_live()?;
-        let state = WindowState::new(comm.rank(), lens.to_vec())?;
+        let state = WindowState::new(comm.rank(), lens.to_vec(), comm.handles().clone())?;
         let local_len = lens[comm.rank()];
         let elem = std::mem::size_of::<T>();
         let bytes = local_len
@@ -960,6 +960,9 @@ impl<T: Element> Drop for MpiWindow<T> {
     /// Collective: releases this rank's locks, closes a fence epoch and
     /// calls `MPI_Win_free` (see the module docs).
     fn drop(&mut self) {
+        // MPI_Win_free waits for every rank: complete this rank's handle in
+        // flight first (before the MPI call lock, which its unlocks take)
+        self.state.handles().settle();
         let _serial = serial();
         lifetime::unregister_window(self.win);
         if raw::finalized() {

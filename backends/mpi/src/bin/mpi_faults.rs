@@ -13,7 +13,14 @@
 //!   fails (injected) completes the first two before returning the error;
 //! * `window-failure`: window creation that MPI cannot do (run it where no
 //!   one-sided component works) returns an `Err` naming cause and fix on
-//!   every rank, and the job goes on.
+//!   every rank, and the job goes on;
+//! * `crossing-handles` (3 ranks): the program of issue 21 — ranks 0 and
+//!   1 start `put_block_start(.., Sum)` on two arrays towards rank 2, in
+//!   opposite orders, then wait — completes (a second start may be refused
+//!   with `Error::HandleInFlight`) instead of hanging;
+//! * `leaked-handle` (3 ranks): a handle leaked with `mem::forget` while
+//!   another rank writes its target and the owner opens a view hangs no
+//!   rank: the leaker's barrier completes it.
 //!
 //! Each mode prints `mpi_faults <mode>: ok (...)` on rank 0 when every
 //! assertion held; a failed assertion panics (the panic hook aborts the
@@ -31,10 +38,12 @@ fn main() {
         "app-funneled" => app_funneled(),
         "chunk-failure" => chunk_failure(),
         "window-failure" => window_failure(),
+        "crossing-handles" => crossing_handles(),
+        "leaked-handle" => leaked_handle(),
         other => {
             eprintln!(
                 "usage: mpi_faults after-finalize|universe-finalize|thread-level|app-funneled|\
-                 chunk-failure|window-failure (got {other:?})"
+                 chunk-failure|window-failure|crossing-handles|leaked-handle (got {other:?})"
             );
             std::process::exit(2);
         }
@@ -297,5 +306,116 @@ fn window_failure() {
     comm.barrier().expect("barrier");
     if comm.rank() == 0 {
         println!("mpi_faults window-failure: ok");
+    }
+}
+
+/// Two 1-D arrays of `f64` with 4 elements per rank, and the block of the
+/// last rank's part.
+fn two_arrays(
+    comm: &MpiComm,
+) -> (
+    DistArray<f64, MpiComm, 1>,
+    DistArray<f64, MpiComm, 1>,
+    distarray::Block<1>,
+) {
+    let p = comm.size();
+    let a = DistArray::<f64, _, 1>::new(comm.clone(), [4 * p]).expect("DistArray::new");
+    let b = DistArray::<f64, _, 1>::new(comm.clone(), [4 * p]).expect("DistArray::new");
+    let [part] = a.local_indices(p - 1).expect("local_indices");
+    (a, b, distarray::Block::new([part]))
+}
+
+fn ones(blk: &distarray::Block<1>) -> distarray::GlobalBlock<f64, 1> {
+    distarray::GlobalBlock::from_vec(blk.clone(), vec![1.0; blk.len()]).expect("length")
+}
+
+/// The program of issue 21 on MPI: each handle of the old design held an
+/// exclusive lock epoch on rank 2 from start to wait, so rank 0 (holding
+/// A, waiting for B) and rank 1 (holding B, waiting for A) hung in
+/// `MPI_Win_lock`.
+fn crossing_handles() {
+    let (_env, comm) = MpiComm::init().expect("MpiComm::init");
+    let (me, p) = (comm.rank(), comm.size());
+    assert!(p >= 3, "crossing-handles needs 3 ranks");
+    let (a, b, blk) = two_arrays(&comm);
+    comm.barrier().expect("barrier");
+    let mut refused = 0u8;
+    if me < 2 {
+        let (first, second) = if me == 0 { (&a, &b) } else { (&b, &a) };
+        let h1 = first
+            .put_block_start(ones(&blk), AccumulateOp::Sum)
+            .expect("first put_block_start");
+        // both ranks hold their first handle before either starts its second
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let h2 = match second.put_block_start(ones(&blk), AccumulateOp::Sum) {
+            Ok(h) => Some(h),
+            Err(Error::HandleInFlight(_)) => None,
+            Err(e) => panic!("rank {me}: second put_block_start: {e}"),
+        };
+        h1.wait().expect("first wait");
+        match h2 {
+            Some(h) => drop(h.wait().expect("second wait")),
+            None => {
+                refused = 1;
+                second
+                    .put_block_start(ones(&blk), AccumulateOp::Sum)
+                    .expect("second put_block_start, after the first wait")
+                    .wait()
+                    .expect("second wait");
+            }
+        }
+    }
+    comm.barrier().expect("barrier");
+    let refusals: u8 = comm
+        .allgather(&[refused])
+        .expect("allgather")
+        .iter()
+        .map(|v| v[0])
+        .sum();
+    if me == p - 1 {
+        let sums = (
+            a.with_local(|l| l.as_slice().to_vec()).expect("with_local"),
+            b.with_local(|l| l.as_slice().to_vec()).expect("with_local"),
+        );
+        assert_eq!(sums, (vec![2.0; 4], vec![2.0; 4]), "rank {me}");
+        println!(
+            "mpi_faults crossing-handles: ok ({refusals} second start(s) refused with \
+             HandleInFlight, every sum exact on rank {me})"
+        );
+    }
+}
+
+/// A leaked handle hangs no rank (see the module docs).
+fn leaked_handle() {
+    let (_env, comm) = MpiComm::init().expect("MpiComm::init");
+    let (me, p) = (comm.rank(), comm.size());
+    assert!(p >= 3, "leaked-handle needs 3 ranks");
+    let (a, _b, blk) = two_arrays(&comm);
+    comm.barrier().expect("barrier");
+    match me {
+        0 => std::mem::forget(
+            a.put_block_start(ones(&blk), AccumulateOp::Sum)
+                .expect("put_block_start"),
+        ),
+        1 => a
+            .put_block(&ones(&blk), AccumulateOp::Sum)
+            .expect("put_block"),
+        _ => {}
+    }
+    if me == p - 1 {
+        a.with_local(|l| l.as_slice().len()).expect("with_local");
+    }
+    comm.barrier().expect("barrier");
+    if me == p - 1 {
+        let got = a.with_local(|l| l.as_slice().to_vec()).expect("with_local");
+        assert_eq!(
+            got,
+            vec![2.0; 4],
+            "the leaked Sum is complete after the barrier"
+        );
+    }
+    comm.barrier().expect("barrier");
+    if me == 0 {
+        println!("mpi_faults leaked-handle: ok (the leaked Sum completed at the leaker's barrier)");
     }
 }
