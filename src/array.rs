@@ -17,6 +17,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
 use crate::epoch::{vote, Epoch};
 use crate::error::{Error, Result};
+use crate::exact_sum::Summation;
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 
 /// An N-dimensional array of `T` distributed over the ranks of `C`.
@@ -40,11 +41,23 @@ use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 /// ```
 pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {
     comm: C,
-    win: C::Window<T>,
+    /// Shared with the communicator's [`HandleSlot`](crate::pending::HandleSlot)
+    /// while a handle of this array is in flight (its epochs refer to the
+    /// window); dropping the array completes that handle first, so this is
+    /// the last `Arc` when the array drops and the window is freed then.
+    win: Arc<C::Window<T>>,
     part: Arc<ContinuousPartitioning<N>>,
-    /// A non-blocking block operation ([`crate::pending`]) holds locks of
-    /// this array: at most one at a time per rank.
-    pub(crate) handle_in_flight: std::sync::atomic::AtomicBool,
+    /// How floating-point reductions add ([`Summation`]).
+    summation: Summation,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Drop for DistArray<T, C, N> {
+    /// Collective (freeing the window is, on MPI): first completes this
+    /// rank's non-blocking handle in flight, if any (see
+    /// [`crate::pending`]), then frees the window.
+    fn drop(&mut self) {
+        self.comm.handle_slot().settle();
+    }
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
@@ -84,9 +97,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         let win = unsafe { comm.allocate_window::<T>(&lens)? };
         Ok(DistArray {
             comm,
-            win,
+            win: Arc::new(win),
             part: Arc::new(part),
-            handle_in_flight: std::sync::atomic::AtomicBool::new(false),
+            summation: Summation::Ordered,
         })
     }
 
@@ -204,6 +217,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// The window holding the local parts (offsets are row-major offsets
     /// into each rank's part): the escape hatch for raw RMA.
     pub fn window(&self) -> &C::Window<T> {
+        &self.win
+    }
+
+    /// The window's `Arc` (for the handles of [`crate::pending`]).
+    pub(crate) fn window_arc(&self) -> &Arc<C::Window<T>> {
         &self.win
     }
 
@@ -335,9 +353,68 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     }
 
     /// Collective: a zero-filled array of element type `U` with the same
-    /// partitioning.
+    /// partitioning and the same [`Summation`] mode.
     pub fn similar<U: Element>(&self) -> Result<DistArray<U, C, N>> {
-        DistArray::with_partitioning(self.comm.clone(), (*self.part).clone())
+        Ok(
+            DistArray::with_partitioning(self.comm.clone(), (*self.part).clone())?
+                .with_summation(self.summation),
+        )
+    }
+
+    /// This array with floating-point reductions in `mode` (builder form of
+    /// [`set_summation`](Self::set_summation)).
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Summation};
+    /// // the same bits on 1, 2, 3 and 4 ranks
+    /// let sums: Vec<f64> = (1..=4)
+    ///     .map(|p| {
+    ///         threaded::run_ok(p, |comm| {
+    ///             let x = DistArray::<f64, _, 1>::from_fn(comm, [1000], |[i]| 1.0 / (i as f64 + 1.0))?
+    ///                 .with_summation(Summation::Exact);
+    ///             x.sum()
+    ///         })
+    ///         .unwrap()[0]
+    ///     })
+    ///     .collect();
+    /// assert!(sums.iter().all(|s| s.to_bits() == sums[0].to_bits()));
+    /// ```
+    pub fn with_summation(mut self, mode: Summation) -> Self {
+        self.summation = mode;
+        self
+    }
+
+    /// Sets how this array's floating-point reductions add (local; use the
+    /// same mode on every rank). [`Summation::Ordered`] by default;
+    /// [`Summation::Exact`] gives the same bits for any rank count,
+    /// partition and backend. Arrays made with [`similar`](Self::similar)
+    /// inherit it.
+    pub fn set_summation(&mut self, mode: Summation) {
+        self.summation = mode;
+    }
+
+    /// How this array's floating-point reductions add.
+    pub fn summation(&self) -> Summation {
+        self.summation
+    }
+
+    /// `true` if reductions of this array sum exactly: the array asks for
+    /// [`Summation::Exact`] and `T` is a floating-point or complex type
+    /// (integer sums are exact anyway).
+    pub(crate) fn sums_exactly(&self) -> bool {
+        self.summation == Summation::Exact && crate::exact_sum::is_float_kind(T::KIND)
+    }
+
+    /// Collective: the exact sum of the elements (every rank's part into an
+    /// [`ExactParts`](crate::exact_sum::ExactParts), merged in one
+    /// allreduce).
+    fn exact_sum(&self) -> Result<T> {
+        let local = self.with_local(|l| {
+            let mut acc = crate::exact_sum::ExactParts::new();
+            acc.add_slice(l.as_slice());
+            acc
+        });
+        Ok(crate::exact_sum::allreduce_parts(&self.comm, local)?.round::<T>())
     }
 
     /// Collective: a zero-filled array of element type `U` and another shape
@@ -372,13 +449,53 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// rounds; the combination order is fixed (rank order, in the tree of
     /// [`crate::collective`] on the threaded and Lamellar backends, MPI's
     /// own fixed order on MPI), so the result is bitwise reproducible run
-    /// to run. `combine` must be associative. For the built-in operations
+    /// to run (for this rank count and partition: a floating-point
+    /// `combine` rounds differently when the parts change — for sums use
+    /// [`sum`](Self::sum) / [`map_sum`](Self::map_sum) with
+    /// [`Summation::Exact`]). `combine` must be associative. For the built-in operations
     /// prefer [`reduce_op`](Self::reduce_op) (or pass a
     /// [`kernels`](crate::kernels) function such as
     /// [`kernels::sum`](crate::kernels::sum) as `local`): its local pass
     /// runs with independent accumulators in a fixed order.
     pub fn reduce(&self, local: impl FnOnce(&[T]) -> T, combine: impl Fn(T, T) -> T) -> Result<T> {
         let mine = self.with_local(|l| local(l.as_slice()));
+        crate::collective::allreduce_vote(&self.comm, mine, combine)
+    }
+
+    /// Collective: like [`reduce`](Self::reduce), but `local` sees the
+    /// rank's [`LocalView`] — its values with their shape and global index
+    /// range — and may return any plain-old-data type: for reductions that
+    /// depend on where an element lies (a boundary norm, a weighted sum, a
+    /// search returning an index). The per-rank results are combined in the
+    /// fixed rank order of [`reduce`](Self::reduce); one collective.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray};
+    /// threaded::run_ok(3, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm, [4, 5], |[i, j]| (i * 5 + j) as f64)?;
+    ///     // the sum of the last column, read from each part's own rows
+    ///     let edge = a.reduce_local(
+    ///         |l| {
+    ///             let [rows, cols] = l.global_range();
+    ///             let w = cols.len();
+    ///             if cols.end != 5 || w == 0 {
+    ///                 return 0.0;
+    ///             }
+    ///             (0..rows.len()).map(|r| l.as_slice()[r * w + w - 1]).sum()
+    ///         },
+    ///         |x, y| x + y,
+    ///     )?;
+    ///     assert_eq!(edge, 4.0 + 9.0 + 14.0 + 19.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn reduce_local<U: bytemuck::Pod>(
+        &self,
+        local: impl FnOnce(LocalView<'_, T, N>) -> U,
+        combine: impl Fn(U, U) -> U,
+    ) -> Result<U> {
+        let mine = self.with_local(local);
         crate::collective::allreduce_vote(&self.comm, mine, combine)
     }
 
@@ -391,10 +508,19 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     ///
     /// # Errors
     ///
+    /// `Sum` follows the array's [`Summation`] mode like [`sum`](Self::sum)
+    /// (exact, so independent of the rank count, with
+    /// [`Summation::Exact`]); `Min` and `Max` are independent of the order
+    /// anyway, and integer `Sum` / `Prod` wrap exactly. A floating-point
+    /// `Prod` is always in the fixed order.
+    ///
     /// [`Error::InvalidArgument`] on every rank for
     /// [`AccumulateOp::Replace`], and for `Min` / `Max` of an empty array
     /// (no identity); `Sum` / `Prod` of an empty array are `0` / `1`.
     pub fn reduce_op(&self, op: AccumulateOp) -> Result<T> {
+        if op == AccumulateOp::Sum && self.sums_exactly() {
+            return self.exact_sum();
+        }
         let local = self
             .with_local(|l| crate::kernels::reduce(l.as_slice(), op))
             .and_then(|r| r);
@@ -424,8 +550,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: the sum of all elements (wrapping for integers): each
     /// rank's part with [`kernels::sum`](crate::kernels::sum) (fixed order,
     /// bitwise reproducible), the partial sums added in rank order, so every
-    /// rank gets the same value.
+    /// rank gets the same value. With [`Summation::Exact`]
+    /// ([`with_summation`](Self::with_summation)) a floating-point or
+    /// complex sum is the correctly rounded exact sum instead
+    /// ([`crate::exact_sum`]): the same bits for any rank count, partition
+    /// and backend. One collective either way.
     pub fn sum(&self) -> Result<T> {
+        if self.sums_exactly() {
+            return self.exact_sum();
+        }
         // wrapping for integers, like accumulate(Sum)
         let add = |a: T, b: T| T::combine(AccumulateOp::Sum, a, b);
         self.reduce(crate::kernels::sum, add)

@@ -106,7 +106,7 @@ impl<const N: usize> Block<N> {
         Ok(())
     }
 
-    fn intersect(&self, other: &[Range<usize>; N]) -> Option<Block<N>> {
+    pub(crate) fn intersect(&self, other: &[Range<usize>; N]) -> Option<Block<N>> {
         let ranges: [Range<usize>; N] = std::array::from_fn(|d| {
             self.ranges[d].start.max(other[d].start)..self.ranges[d].end.min(other[d].end)
         });
@@ -227,6 +227,25 @@ pub(crate) fn gather_box<T: Copy, const N: usize>(
     let row = inter.shape()[N - 1];
     for (k, dst) in packed.chunks_exact_mut(row.max(1)).enumerate() {
         dst.copy_from_slice(&outer_buf[row_in(outer, inter, k)]);
+    }
+}
+
+/// Copies the rows of `inter` from `src_buf` (laid out row-major as
+/// `src_outer`) into `dst_buf` (laid out as `dst_outer`); `inter` lies in
+/// both. Empty intersections copy nothing.
+pub(crate) fn copy_box<T: Copy, const N: usize>(
+    src_outer: &Block<N>,
+    src_buf: &[T],
+    dst_outer: &Block<N>,
+    dst_buf: &mut [T],
+    inter: &Block<N>,
+) {
+    if inter.is_empty() {
+        return;
+    }
+    let rows = inter.len() / inter.shape()[N - 1];
+    for k in 0..rows {
+        dst_buf[row_in(dst_outer, inter, k)].copy_from_slice(&src_buf[row_in(src_outer, inter, k)]);
     }
 }
 

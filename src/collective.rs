@@ -203,6 +203,60 @@ where
     Ok(bytemuck::pod_read_unaligned(&buf[VOTE..]))
 }
 
+/// Collective: the largest of every rank's `value` (a rank-local scalar:
+/// a residual, a time step, a timer), on every rank. A NaN loses to any
+/// number, as with `f64::max`; the result is NaN only if every rank's is.
+/// Independent of the order of combination, so the same bits on any rank
+/// count. One collective carrying the success vote, like
+/// [`allreduce_vote`].
+///
+/// ```
+/// use distarray::{collective, threaded, OneSidedComm};
+/// threaded::run_ok(4, |comm| {
+///     let mine = [0.5, f64::NAN, 2.5, -1.0][comm.rank()];
+///     assert_eq!(collective::allreduce_max(&comm, mine)?, 2.5);
+///     assert_eq!(collective::allreduce_min(&comm, mine)?, -1.0);
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub fn allreduce_max<C, T>(comm: &C, value: T) -> Result<T>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod + PartialOrd,
+{
+    allreduce_vote(comm, Ok(value), |a, b| extremum(a, b, true))
+}
+
+/// Collective: the smallest of every rank's `value`, on every rank; NaN as
+/// in [`allreduce_max`].
+pub fn allreduce_min<C, T>(comm: &C, value: T) -> Result<T>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod + PartialOrd,
+{
+    allreduce_vote(comm, Ok(value), |a, b| extremum(a, b, false))
+}
+
+/// The larger (`max`) or smaller of `a` and `b`; an unordered value (NaN)
+/// loses to any ordered one. The lower rank's value wins a tie.
+fn extremum<T: PartialOrd>(a: T, b: T, max: bool) -> T {
+    #[allow(clippy::eq_op)]
+    let (a_nan, b_nan) = (a != a, b != b);
+    if a_nan {
+        return b;
+    }
+    if b_nan {
+        return a;
+    }
+    let b_wins = if max { b > a } else { b < a };
+    if b_wins {
+        b
+    } else {
+        a
+    }
+}
+
 /// Collective: combines every rank's `data` element-wise with `op` (same
 /// length on every rank; the fixed rank order of
 /// [`OneSidedComm::allreduce_bytes`]), leaving the result in every rank's

@@ -219,19 +219,23 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
         let mut open = OpenReads::new(win);
         let total = self.values.len();
         let mut rest: &mut [T] = &mut self.values;
-        let mut own = None;
+        let mut pieces = Vec::with_capacity(self.plan.len());
         for t in &self.plan {
             debug_assert_eq!(total - rest.len(), t.first_slot, "plan in slot order");
             let (dst, tail) = std::mem::take(&mut rest).split_at_mut(t.count);
             rest = tail;
-            if t.rank == me {
-                own = Some((t, dst));
-                continue;
-            }
-            open.read(t.rank, &t.runs, dst)?;
+            pieces.push((t, dst));
         }
-        if let Some((t, dst)) = own {
-            array.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
+        // locks in increasing rank order, the own part (its own lock, taken
+        // and released) at its turn, as every multi-target operation does:
+        // no cycle with another rank's ordered locks (see crate::pending)
+        pieces.sort_by_key(|(t, _)| t.rank);
+        for (t, dst) in pieces {
+            if t.rank == me {
+                array.with_local(|l| copy_runs(l.as_slice(), &t.runs, dst))?;
+            } else {
+                open.read(t.rank, &t.runs, dst)?;
+            }
         }
         let out = compute();
         open.close()?;

@@ -133,6 +133,11 @@ pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     /// Every rank's packed boxes.
     staging: DistArray<T, C, 1>,
     scratch: Vec<T>,
+    /// The pieces of `local`, one after the other, taken from the interior
+    /// when an update of a [`Ghosted`](crate::Ghosted) array starts and
+    /// written to the ghost cells when it finishes, like the neighbours'
+    /// messages.
+    wrap: Vec<T>,
     /// Neighbour messages ([`Halo::update_ghosts`]), where the backend has
     /// them: the message to each neighbour (index = `sends`): its boxes,
     /// packed one after the other, then one status element (all-zero
@@ -163,10 +168,38 @@ impl<T: Element, C: OneSidedComm, const N: usize> Drop for Halo<T, C, N> {
 #[must_use = "call finish() to wait for the ghost cells"]
 pub struct GhostUpdate<'a, T: Element, C: OneSidedComm, const N: usize> {
     halo: &'a mut Halo<T, C, N>,
-    array: &'a DistArray<T, C, N>,
-    /// The own part, when the caller passed it ([`Halo::start_update_from`]).
-    own: Option<&'a [T]>,
+    /// Where the own values come from.
+    own: Own<'a, T, C, N>,
     done: bool,
+}
+
+/// Where an update reads this rank's own values from.
+pub(crate) enum Own<'a, T: Element, C: OneSidedComm, const N: usize> {
+    /// The array's part, through a local view.
+    Array(&'a DistArray<T, C, N>),
+    /// The array's part, from a view the caller holds already
+    /// ([`Halo::start_update_from`]).
+    Slice(&'a DistArray<T, C, N>, &'a [T]),
+    /// The interior of the halo's own extended box: the storage of a
+    /// [`Ghosted`](crate::Ghosted) array.
+    Interior,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Clone for Own<'_, T, C, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Copy for Own<'_, T, C, N> {}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Own<'_, T, C, N> {
+    fn array(&self) -> Option<&DistArray<T, C, N>> {
+        match self {
+            Own::Array(a) | Own::Slice(a, _) => Some(a),
+            Own::Interior => None,
+        }
+    }
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
@@ -178,7 +211,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
             return Ok(());
         }
         self.done = true;
-        self.halo.finish_messages(self.array, self.own)
+        self.halo.finish_messages(self.own)
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
+    /// The halo whose exchange is in flight: its extended box may be read
+    /// and written meanwhile (the exchange uses the message buffers only).
+    pub(crate) fn halo_mut(&mut self) -> &mut Halo<T, C, N> {
+        self.halo
     }
 }
 
@@ -410,6 +451,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             Ok((staging_len, local, sources, sends))
         });
         let (staging_len, local, sources, sends) = vote(comm, planned)?;
+        let wrap_len = local.iter().map(|l: &Piece<N>| l.len()).sum();
         let staging = DistArray::<T, C, 1>::with_part_sizes(comm.clone(), [staging_len])?;
         let own = part.part_range(me)?;
         let ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
@@ -439,16 +481,39 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             sends,
             staging,
             scratch: vec![T::default(); most],
+            wrap: vec![T::default(); wrap_len],
         })
     }
 
-    fn check_partition(&self, array: &DistArray<T, C, N>, what: &str) -> Result<()> {
-        if array.partitioning() != &self.part {
-            return Err(Error::InvalidPartition(format!(
-                "Halo::{what}: the array is partitioned unlike the one the halo was planned for"
-            )));
+    fn check_partition(&self, own: Own<'_, T, C, N>, what: &str) -> Result<()> {
+        match own.array() {
+            Some(array) if array.partitioning() != &self.part => {
+                Err(Error::InvalidPartition(format!(
+                    "Halo::{what}: the array is partitioned unlike the one the halo was planned for"
+                )))
+            }
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The communicator the halo was planned on.
+    pub(crate) fn comm(&self) -> &C {
+        self.staging.comm()
+    }
+
+    /// The partition the halo was planned for.
+    pub(crate) fn partitioning(&self) -> &ContinuousPartitioning<N> {
+        &self.part
+    }
+
+    /// The extended box, its shape and the ghost width.
+    pub(crate) fn data(&self) -> (&[T], &[usize; N], &[usize; N]) {
+        (&self.data, &self.ext_shape, &self.width)
+    }
+
+    /// The extended box (mutably), its shape and the ghost width.
+    pub(crate) fn data_mut(&mut self) -> (&mut [T], &[usize; N], &[usize; N]) {
+        (&mut self.data, &self.ext_shape, &self.width)
     }
 
     /// Collective: copies this rank's part into the interior and every
@@ -460,6 +525,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// overwrites `array` or the staging window while another still
     /// reads). `array` must be partitioned as the one the halo was planned
     /// for.
+    ///
+    /// A loop that refreshes every step copies the whole part each time; a
+    /// [`Ghosted`](crate::Ghosted) array keeps the part inside the extended
+    /// box and moves only the ghost cells.
     pub fn refresh(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         let comm = array.comm().clone();
         if self.outbox.is_some() {
@@ -545,7 +614,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         &'a mut self,
         array: &'a DistArray<T, C, N>,
     ) -> Result<GhostUpdate<'a, T, C, N>> {
-        self.start_update_inner(array, None)
+        self.start_update_inner(Own::Array(array))
     }
 
     /// [`Halo::start_update`] for a caller that holds a local view of its
@@ -561,30 +630,42 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         let want: usize = self.own.iter().map(|r| r.len()).product();
         if own.len() != want {
             // every rank still takes part (nobody waits for a message)
-            let r = self.start_update_inner(array, None).map(|u| u.finish());
+            let r = self
+                .start_update_inner(Own::Array(array))
+                .map(|u| u.finish());
             drop(r);
             return Err(Error::InvalidArgument(format!(
                 "Halo::start_update_from: the own part has {want} elements, not {}",
                 own.len()
             )));
         }
-        self.start_update_inner(array, Some(own))
+        self.start_update_inner(Own::Slice(array, own))
     }
 
-    fn start_update_inner<'a>(
+    pub(crate) fn start_update_inner<'a>(
         &'a mut self,
-        array: &'a DistArray<T, C, N>,
-        own: Option<&'a [T]>,
+        own: Own<'a, T, C, N>,
     ) -> Result<GhostUpdate<'a, T, C, N>> {
         if self.outbox.is_none() {
-            let comm = array.comm().clone();
-            let packed = self.pack_from(array, own);
+            let comm = self.comm().clone();
+            let packed = self.pack_from(own);
             vote(&comm, packed)?;
-            let fetched = self.fetch_parts(array, false, own);
+            if let Own::Interior = own {
+                // a ghosted array: its values as they are now (the staging
+                // window holds the neighbours', the wrap onto itself is
+                // taken here); `finish` reads them, so the caller may
+                // change the part meanwhile, as with messages
+                self.snapshot_local_pieces();
+                return Ok(GhostUpdate {
+                    halo: self,
+                    own,
+                    done: false,
+                });
+            }
+            let fetched = self.fetch_parts(false, own);
             vote(&comm, fetched)?;
             return Ok(GhostUpdate {
                 halo: self,
-                array,
                 own,
                 done: true,
             });
@@ -597,10 +678,16 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                 *buf.last_mut().expect("status element") = T::ONE;
             }
         }
-        let packed = previous.and_then(|_| self.pack_messages(array, own));
+        let packed = previous.and_then(|_| self.pack_messages(own));
+        if let (Ok(()), Own::Interior) = (&packed, own) {
+            // the periodic wrap onto this rank, from the same values as its
+            // messages (the caller may change the part before `finish`)
+            self.snapshot_local_pieces();
+        }
         // started also after a local failure (the messages say so), so that
         // no neighbour waits for a message that never comes
-        let started = self.start_messages(array.comm());
+        let comm = self.comm().clone();
+        let started = self.start_messages(&comm);
         if let Err(e) = packed {
             let _ = self.complete_in_flight();
             return Err(e);
@@ -608,7 +695,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         started?;
         Ok(GhostUpdate {
             halo: self,
-            array,
             own,
             done: false,
         })
@@ -616,20 +702,27 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     /// Packs every neighbour's message and marks it packed (the caller
     /// marked them failed before; no exchange is in flight).
-    fn pack_messages(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
-        self.check_partition(array, "update_ghosts")?;
+    fn pack_messages(&mut self, src: Own<'_, T, C, N>) -> Result<()> {
+        self.check_partition(src, "update_ghosts")?;
         let Halo {
-            outbox, own, sends, ..
+            outbox,
+            own,
+            sends,
+            data,
+            width,
+            ext_shape,
+            ..
         } = self;
         let outbox = outbox.as_mut().expect("message path");
         if outbox.is_empty() {
             return Ok(());
         }
-        with_own(array, src, |src| {
+        let from = OwnValues::new(src, data, own, width, ext_shape);
+        from.with(|src| {
             for (d, buf) in sends.iter().zip(outbox.iter_mut()) {
                 let mut at = 0;
                 for b in &d.boxes {
-                    at += gather_box(src, own, b, &mut buf[at..]);
+                    at += src.gather(b, &mut buf[at..]);
                 }
                 buf[at] = T::ZERO;
             }
@@ -639,7 +732,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// Waits for the exchange in flight, if any. If the wait fails, the
     /// backend may not be done with the buffers: they are leaked and
     /// replaced by new ones, never reused or freed under it.
-    fn complete_in_flight(&mut self) -> Result<()> {
+    pub(crate) fn complete_in_flight(&mut self) -> Result<()> {
         let pending = self
             .in_flight
             .get_mut()
@@ -694,7 +787,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     /// Completes the exchange, checks the neighbours' status elements and
     /// fills the ghost cells.
-    fn finish_messages(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
+    fn finish_messages(&mut self, src: Own<'_, T, C, N>) -> Result<()> {
+        if self.outbox.is_none() {
+            // one-sided, a ghosted array's update (see `start_update_inner`):
+            // the gets, then a vote (nobody packs again while another reads)
+            let comm = self.comm().clone();
+            let fetched = self.fetch_remote().map(|_| self.scatter_local_pieces());
+            return vote(&comm, fetched);
+        }
         self.complete_in_flight()?;
         for (s, b) in self.sources.iter().zip(self.inbox.iter()) {
             if failed_status(b.last().expect("status element")) {
@@ -704,34 +804,102 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
                 });
             }
         }
-        self.unpack_messages(array, src)
-    }
-
-    /// Copies the received messages (and any periodic wrap onto this rank
-    /// itself) into the ghost cells.
-    fn unpack_messages(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
         let Halo {
             data,
             sources,
             inbox,
-            scratch,
             ext_shape,
-            own,
-            local,
             ..
         } = self;
         for (s, buf) in sources.iter().zip(inbox.iter()) {
             s.scatter_into(data, ext_shape, buf);
         }
-        if !local.is_empty() {
-            with_own(array, src, |l| {
-                for piece in local.iter() {
-                    let n = gather_box(l, own, &piece.src, scratch);
-                    scatter(data, ext_shape, &piece.dst, &piece.shape(), &scratch[..n]);
-                }
-            })?;
+        match src {
+            // taken when the update started
+            Own::Interior => {
+                self.scatter_local_pieces();
+                Ok(())
+            }
+            _ => self.copy_local_pieces(src),
         }
-        Ok(())
+    }
+
+    /// Copies the pieces this rank needs from its own part (a periodic wrap
+    /// onto itself) into its ghost cells.
+    fn copy_local_pieces(&mut self, src: Own<'_, T, C, N>) -> Result<()> {
+        if self.local.is_empty() {
+            return Ok(());
+        }
+        let Halo {
+            data,
+            scratch,
+            ext_shape,
+            own,
+            local,
+            width,
+            ..
+        } = self;
+        if let Own::Interior = src {
+            // source and destination are the same box: through `wrap`
+            self.snapshot_local_pieces();
+            self.scatter_local_pieces();
+            return Ok(());
+        }
+        let from = OwnValues::new(src, &[], own, width, ext_shape);
+        from.with(|s| {
+            for piece in local.iter() {
+                let n = s.gather(&piece.src, scratch);
+                scatter(data, ext_shape, &piece.dst, &piece.shape(), &scratch[..n]);
+            }
+        })
+    }
+
+    /// Copies the pieces of the periodic wrap onto this rank from the
+    /// interior of the extended box into `wrap`.
+    fn snapshot_local_pieces(&mut self) {
+        let Halo {
+            data,
+            own,
+            width,
+            ext_shape,
+            local,
+            wrap,
+            ..
+        } = self;
+        let from = Gather {
+            src: data,
+            shape: *ext_shape,
+            shift: *width,
+            part: own,
+        };
+        let mut at = 0;
+        for piece in local.iter() {
+            at += from.gather(&piece.src, &mut wrap[at..]);
+        }
+    }
+
+    /// Writes `wrap` (see [`Halo::snapshot_local_pieces`]) to the ghost
+    /// cells of the wrap.
+    fn scatter_local_pieces(&mut self) {
+        let Halo {
+            data,
+            ext_shape,
+            local,
+            wrap,
+            ..
+        } = self;
+        let mut at = 0;
+        for piece in local.iter() {
+            let n = piece.len();
+            scatter(
+                data,
+                ext_shape,
+                &piece.dst,
+                &piece.shape(),
+                &wrap[at..at + n],
+            );
+            at += n;
+        }
     }
 
     /// Copies this rank's part into the interior of the extended box.
@@ -756,24 +924,32 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// fetches ([`Halo::fetch`] / [`Halo::fetch_ghosts`]), and no rank packs
     /// again before every rank's fetch returned (a later collective).
     pub fn pack(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
-        self.pack_from(array, None)
+        self.pack_from(Own::Array(array))
     }
 
-    fn pack_from(&mut self, array: &DistArray<T, C, N>, src: Option<&[T]>) -> Result<()> {
-        self.check_partition(array, "pack")?;
+    fn pack_from(&mut self, src: Own<'_, T, C, N>) -> Result<()> {
+        self.check_partition(src, "pack")?;
         if self.sends.is_empty() {
             return Ok(());
         }
-        let own = &self.own;
+        let Halo {
+            own,
+            sends,
+            data,
+            width,
+            ext_shape,
+            staging,
+            ..
+        } = self;
         // the staging part holds the neighbours' boxes one after the other
-        let boxes = self.sends.iter().flat_map(|d| &d.boxes);
-        with_own(array, src, |src| {
-            self.staging.with_local_mut(|mut st| {
+        let boxes = sends.iter().flat_map(|d| &d.boxes);
+        let from = OwnValues::new(src, data, own, width, ext_shape);
+        from.with(|src| {
+            staging.with_local_mut(|mut st| {
                 let st = st.as_mut_slice();
                 let mut at = 0;
                 for b in boxes {
-                    let n = gather_box(src, own, b, &mut st[at..]);
-                    at += n;
+                    at += src.gather(b, &mut st[at..]);
                 }
             })
         })?
@@ -783,7 +959,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// for the synchronisation it needs): the own part into the interior,
     /// and the ghost cells, one `get` per neighbour.
     pub fn fetch(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
-        self.fetch_parts(array, true, None)
+        self.fetch_parts(true, Own::Array(array))
     }
 
     /// One-sided: like [`Halo::fetch`], but fills only the ghost cells and
@@ -791,43 +967,38 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// read the own part from the array itself and only the faces from the
     /// halo ([`Halo::ghost_face`]), it saves a copy of the whole part.
     pub fn fetch_ghosts(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
-        self.fetch_parts(array, false, None)
+        self.fetch_parts(false, Own::Array(array))
     }
 
-    fn fetch_parts(
-        &mut self,
-        array: &DistArray<T, C, N>,
-        interior: bool,
-        src: Option<&[T]>,
-    ) -> Result<()> {
-        self.check_partition(array, "fetch")?;
+    fn fetch_parts(&mut self, interior: bool, src: Own<'_, T, C, N>) -> Result<()> {
+        self.check_partition(src, "fetch")?;
         if self.own.iter().any(|r| r.is_empty()) {
             return Ok(());
         }
-        let own_shape: [usize; N] = self.own.clone().map(|r| r.len());
+        if interior {
+            if let Some(array) = src.array() {
+                self.copy_interior(array)?;
+            }
+        }
+        // periodic wrap onto this rank itself
+        self.copy_local_pieces(src)?;
+        self.fetch_remote()
+    }
+
+    /// One-sided: the ghost cells from the neighbours' staging parts, one
+    /// `get` per neighbour.
+    fn fetch_remote(&mut self) -> Result<()> {
+        if self.own.iter().any(|r| r.is_empty()) {
+            return Ok(());
+        }
         let Halo {
             data,
             sources,
             scratch,
             ext_shape,
-            width,
-            own,
-            local,
             staging,
             ..
         } = self;
-        if interior || !local.is_empty() {
-            with_own(array, src, |l| {
-                if interior {
-                    scatter(data, ext_shape, width, &own_shape, l);
-                }
-                // periodic wrap onto this rank itself
-                for piece in local.iter() {
-                    let n = gather_box(l, own, &piece.src, scratch);
-                    scatter(data, ext_shape, &piece.dst, &piece.shape(), &scratch[..n]);
-                }
-            })?;
-        }
         for s in sources.iter() {
             let buf = &mut scratch[..s.len];
             staging.with_epoch(s.rank, LockKind::Shared, |w| w.get(s.rank, s.offset, buf))?;
@@ -917,44 +1088,93 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     }
 }
 
-/// Runs `f` on this rank's part of `array`: `own` if the caller passed it
-/// (a view it already holds), else through a local view.
-fn with_own<T: Element, C: OneSidedComm, const N: usize, R>(
-    array: &DistArray<T, C, N>,
-    own: Option<&[T]>,
-    f: impl FnOnce(&[T]) -> R,
-) -> Result<R> {
-    match own {
-        Some(v) => Ok(f(v)),
-        None => array.with_local(|l| f(l.as_slice())),
+/// This rank's own values, wherever an update reads them from
+/// ([`Own`]): opened once per use, then read box by box.
+struct OwnValues<'a, 's, T: Element, C: OneSidedComm, const N: usize> {
+    own: Own<'a, T, C, N>,
+    /// The extended box (read for [`Own::Interior`]).
+    data: &'s [T],
+    part: &'s [Range<usize>; N],
+    width: &'s [usize; N],
+    ext_shape: &'s [usize; N],
+}
+
+impl<'a, 's, T: Element, C: OneSidedComm, const N: usize> OwnValues<'a, 's, T, C, N> {
+    fn new(
+        own: Own<'a, T, C, N>,
+        data: &'s [T],
+        part: &'s [Range<usize>; N],
+        width: &'s [usize; N],
+        ext_shape: &'s [usize; N],
+    ) -> Self {
+        OwnValues {
+            own,
+            data,
+            part,
+            width,
+            ext_shape,
+        }
+    }
+
+    /// Runs `f` with the values open (a local view of the array, or the
+    /// slice the caller passed, or the extended box).
+    fn with<R>(&self, f: impl FnOnce(&Gather<'_, T, N>) -> R) -> Result<R> {
+        let part_shape: [usize; N] = self.part.clone().map(|r| r.len());
+        fn over_part<'t, T, const N: usize>(
+            src: &'t [T],
+            shape: [usize; N],
+            part: &'t [Range<usize>; N],
+        ) -> Gather<'t, T, N> {
+            Gather {
+                src,
+                shape,
+                shift: [0; N],
+                part,
+            }
+        }
+        match self.own {
+            Own::Array(a) => a.with_local(|l| f(&over_part(l.as_slice(), part_shape, self.part))),
+            Own::Slice(_, s) => Ok(f(&over_part(s, part_shape, self.part))),
+            Own::Interior => Ok(f(&Gather {
+                src: self.data,
+                shape: *self.ext_shape,
+                shift: *self.width,
+                part: self.part,
+            })),
+        }
     }
 }
 
-/// Copies the box `b` (global indices, inside the part `own`) of the
-/// part's row-major values `src` into the front of `out`, row-major;
-/// returns its length.
-fn gather_box<T: Copy, const N: usize>(
-    src: &[T],
-    own: &[Range<usize>; N],
-    b: &[Range<usize>; N],
-    out: &mut [T],
-) -> usize {
-    let shape: [usize; N] = b.clone().map(|r| r.len());
-    let own_shape: [usize; N] = own.clone().map(|r| r.len());
-    let row = shape[N - 1];
-    let len: usize = shape.iter().product();
-    if len == 0 {
-        return 0;
+/// Row-major values holding this rank's part at offset `shift` (zero for
+/// the part itself, the ghost width for an extended box).
+struct Gather<'s, T, const N: usize> {
+    src: &'s [T],
+    shape: [usize; N],
+    shift: [usize; N],
+    part: &'s [Range<usize>; N],
+}
+
+impl<T: Copy, const N: usize> Gather<'_, T, N> {
+    /// Copies the box `b` (global indices, inside the part) into the front
+    /// of `out`, row-major; returns its length.
+    fn gather(&self, b: &[Range<usize>; N], out: &mut [T]) -> usize {
+        let shape: [usize; N] = b.clone().map(|r| r.len());
+        let row = shape[N - 1];
+        let len: usize = shape.iter().product();
+        if len == 0 {
+            return 0;
+        }
+        let mut rows_shape = shape;
+        rows_shape[N - 1] = 1;
+        for (k, chunk) in out[..len].chunks_exact_mut(row).enumerate() {
+            let rel = multi_index(&rows_shape, k);
+            let at: [usize; N] =
+                std::array::from_fn(|d| b[d].start - self.part[d].start + self.shift[d] + rel[d]);
+            let o = linear_offset(&self.shape, &at);
+            chunk.copy_from_slice(&self.src[o..o + row]);
+        }
+        len
     }
-    let mut rows_shape = shape;
-    rows_shape[N - 1] = 1;
-    for (k, chunk) in out[..len].chunks_exact_mut(row).enumerate() {
-        let rel = multi_index(&rows_shape, k);
-        let at: [usize; N] = std::array::from_fn(|d| b[d].start - own[d].start + rel[d]);
-        let o = linear_offset(&own_shape, &at);
-        chunk.copy_from_slice(&src[o..o + row]);
-    }
-    len
 }
 
 /// Copies `src` (row-major over `shape`) into `data` (row-major over

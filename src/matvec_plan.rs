@@ -73,7 +73,14 @@ struct Slot {
 /// A reusable plan for `y = A x` (or `y = Aᵀ x`) with fixed
 /// partitions of `A`, `x` and `y` — made once, applied many times with no
 /// re-planning and no allocation of its buffers per call — whose reduction
-/// of partial sums is **bitwise reproducible**.
+/// of partial sums is **bitwise reproducible** run to run. It is not
+/// independent of the rank count when a row's terms (a column's, for the
+/// transpose) are split over several ranks: each contributor's partial sum
+/// rounds its own group of terms, and the groups follow the partition
+/// (exact partial sums would need an integer accumulator per element of
+/// `y`, ~280 bytes each, on the wire). With `A` split by rows only
+/// (`matvec`), every `y[i]` is one kernel call over the whole row and the
+/// bits are the same on any number of ranks.
 ///
 /// # How a product runs
 ///
@@ -553,25 +560,26 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
     ) -> Result<()> {
         let me = self.comm.rank();
         {
-            // all remote pieces of x in flight together (MPI), then the own
-            // piece, then completion; pieces are in increasing `at` order
+            // all remote pieces of x in flight together (MPI), then
+            // completion; pieces are in increasing `at` order, so in
+            // increasing owner order (x is 1-D), and the own piece is copied
+            // at its turn: locks in rank order, as every multi-target
+            // operation takes them (no lock cycle, see crate::pending)
             let mut open = OpenReads::new(x.window());
             let mut rest: &mut [T] = &mut self.xs;
             let mut done = 0;
-            let mut own = None;
             for f in &self.fetch {
                 let (_, tail) = std::mem::take(&mut rest).split_at_mut(f.at - done);
                 let (dst, tail) = tail.split_at_mut(f.len);
                 rest = tail;
                 done = f.at + f.len;
                 if f.owner == me {
-                    own = Some((f, dst));
+                    x.with_local(|l| {
+                        dst.copy_from_slice(&l.as_slice()[f.offset..f.offset + f.len])
+                    })?;
                 } else {
                     open.read(f.owner, &[(f.offset, f.len)], dst)?;
                 }
-            }
-            if let Some((f, dst)) = own {
-                x.with_local(|l| dst.copy_from_slice(&l.as_slice()[f.offset..f.offset + f.len]))?;
             }
             open.close()?;
         }

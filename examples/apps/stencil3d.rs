@@ -1,12 +1,17 @@
 //! The 3-D stencil driver: explicit diffusion steps
-//! `u ← u + ν (Σ six neighbours − 6 u)` on a periodic `n³` grid, the array
-//! tiled over a 3-D process grid, ghost layers through one [`Halo`]
-//! refreshed per step. Checks the result against a serial run of the same
-//! arithmetic (bit for bit) and prints the time per step.
+//! `u ← (1 − 6ν) u + ν Σ six neighbours` on a periodic `n³` grid, the
+//! array tiled over a 3-D process grid. The idiomatic form: two
+//! [`Ghosted`] arrays (each rank's part stored inside its ghost margins),
+//! per step one ghost update (faces only, one message per neighbour) and
+//! the 7-point [`Stencil`] from one into the other — no copy of the part.
+//! Checks the result against a serial run of the same kernel on the whole
+//! grid (bit for bit: the stencil's evaluation order does not depend on
+//! the partition) and prints the time per step.
 
 use std::time::Instant;
 
-use distarray::{DistArray, Halo, OneSidedComm, Result};
+use distarray::stencil::{self, Stencil};
+use distarray::{DistArray, Ghosted, OneSidedComm, Result};
 
 /// Options of the 3-D stencil driver.
 pub struct Opts {
@@ -64,7 +69,7 @@ pub fn grid_3d(p: usize) -> [usize; 3] {
     let mut best = [p, 1, 1];
     for a in 1..=p {
         for b in 1..=p / a {
-            if p % (a * b) == 0 {
+            if p.is_multiple_of(a * b) {
                 let c = p / (a * b);
                 let spread = |g: [usize; 3]| g.iter().max().unwrap() - g.iter().min().unwrap();
                 if spread([a, b, c]) < spread(best) {
@@ -81,49 +86,39 @@ fn initial([i, j, k]: [usize; 3], n: usize) -> f64 {
     (6.0 * x(i)).sin() * (4.0 * x(j)).cos() + x(k)
 }
 
-/// One step on a row-major extended box `ext` (ghost width 1) of interior
-/// shape `s`, into `out` (row-major over `s`).
-fn step(ext: &[f64], s: [usize; 3], out: &mut [f64]) {
-    let (e1, e2) = (s[1] + 2, s[2] + 2);
-    let at = |i: usize, j: usize, k: usize| (i * e1 + j) * e2 + k;
-    let mut o = 0;
-    for i in 1..=s[0] {
-        for j in 1..=s[1] {
-            for k in 1..=s[2] {
-                let c = ext[at(i, j, k)];
-                let nb = ext[at(i - 1, j, k)]
-                    + ext[at(i + 1, j, k)]
-                    + ext[at(i, j - 1, k)]
-                    + ext[at(i, j + 1, k)]
-                    + ext[at(i, j, k - 1)]
-                    + ext[at(i, j, k + 1)];
-                out[o] = c + NU * (nb - 6.0 * c);
-                o += 1;
-            }
-        }
-    }
+/// The diffusion step as a stencil: `(1 − 6ν)` at the centre, `ν` at the
+/// six neighbours.
+fn diffusion() -> Stencil<f64, 3> {
+    Stencil::star(1, |o| if o == [0, 0, 0] { 1.0 - 6.0 * NU } else { NU }).expect("radius 1")
 }
 
-/// The serial reference: the same arithmetic on the whole periodic grid.
+/// The whole periodic grid with one ghost layer, row-major over `n + 2`.
+fn padded(u: &[f64], n: usize) -> Vec<f64> {
+    let e = n + 2;
+    let w = |v: usize| (v + n - 1) % n;
+    (0..e * e * e)
+        .map(|l| u[(w(l / (e * e)) * n + w((l / e) % e)) * n + w(l % e)])
+        .collect()
+}
+
+/// The serial reference: the same stencil on the whole periodic grid.
 fn serial(n: usize, steps: usize) -> Vec<f64> {
-    let idx = |i: usize, j: usize, k: usize| (i * n + j) * n + k;
+    let st = diffusion();
     let mut u: Vec<f64> = (0..n * n * n)
         .map(|l| initial([l / (n * n), (l / n) % n, l % n], n))
         .collect();
-    let mut ext = vec![0.0; (n + 2).pow(3)];
-    let mut next = vec![0.0; n * n * n];
+    let e = n + 2;
     for _ in 0..steps {
-        let e = n + 2;
-        for i in 0..e {
-            for j in 0..e {
-                for k in 0..e {
-                    let w = |v: usize| (v + n - 1) % n;
-                    ext[(i * e + j) * e + k] = u[idx(w(i), w(j), w(k))];
-                }
-            }
-        }
-        step(&ext, [n, n, n], &mut next);
-        std::mem::swap(&mut u, &mut next);
+        let ext = padded(&u, n);
+        stencil::apply(
+            &st,
+            &ext,
+            [e, e, e],
+            [1..n + 1, 1..n + 1, 1..n + 1],
+            &mut u,
+            false,
+        )
+        .expect("serial stencil");
     }
     u
 }
@@ -134,26 +129,30 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
     let n = o.n;
     let grid = grid_3d(comm.size());
     let u = DistArray::<f64, _, 3>::with_grid(comm.clone(), grid, [n, n, n])?;
-    u.with_local_mut(|mut l| l.fill_with(|i| initial(i, n)))?;
-    let v = u.similar::<f64>()?;
+    let st = diffusion();
     // a 7-point stencil reads the faces only: 6 neighbours, not 26
-    let mut halo = Halo::new_faces(&u, [1, 1, 1], [true, true, true])?;
-    let s = u.local_shape();
-    let (mut cur, mut nxt) = (&u, &v);
+    let mut cur = Ghosted::new_faces(&u, [1, 1, 1], [true, true, true])?;
+    let mut nxt = Ghosted::new_faces(&u, [1, 1, 1], [true, true, true])?;
+    cur.fill_with(|i| initial(i, n));
     // the compute floor: the same kernel on the whole grid, one thread, no
     // ghost exchange (the ghost cells filled once beforehand)
     let baseline = if o.baseline && comm.rank() == 0 {
         let e = n + 2;
-        let ext: Vec<f64> = (0..e * e * e)
-            .map(|l| {
-                let w = |v: usize| (v + n - 1) % n;
-                initial([w(l / (e * e)), w((l / e) % e), w(l % e)], n)
-            })
+        let all: Vec<f64> = (0..n * n * n)
+            .map(|l| initial([l / (n * n), (l / n) % n, l % n], n))
             .collect();
+        let ext = padded(&all, n);
         let mut out = vec![0.0; n * n * n];
         let t = Instant::now();
         for _ in 0..o.steps {
-            step(std::hint::black_box(&ext), [n, n, n], &mut out);
+            stencil::apply(
+                &st,
+                std::hint::black_box(&ext),
+                [e, e, e],
+                [1..n + 1, 1..n + 1, 1..n + 1],
+                &mut out,
+                false,
+            )?;
         }
         std::hint::black_box(&out);
         Some(t.elapsed().as_secs_f64() / o.steps.max(1) as f64)
@@ -163,8 +162,8 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
     u.sync()?;
     let start = Instant::now();
     for _ in 0..o.steps {
-        halo.refresh(cur)?;
-        nxt.with_local_mut(|mut l| step(halo.as_slice(), s, l.as_mut_slice()))?;
+        cur.update_ghosts()?;
+        cur.apply_to(&st, &mut nxt, false)?;
         std::mem::swap(&mut cur, &mut nxt);
     }
     let mine = start.elapsed().as_secs_f64() / o.steps.max(1) as f64;
@@ -174,9 +173,9 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
         .iter()
         .map(|t| t[0])
         .fold(0.0, f64::max);
-    cur.sync()?;
+    cur.store(&u)?;
     if o.check {
-        let got = cur.to_vec()?;
+        let got = u.to_vec()?;
         let expect = serial(n, o.steps);
         if got != expect {
             let worst = got

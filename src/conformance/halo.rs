@@ -2,6 +2,8 @@
 //! array, for periodic and non-periodic dimensions, widths larger than a
 //! neighbour's part, and empty parts.
 
+use std::ops::Range;
+
 use super::array::grid_2d;
 use super::{expect_err, ok, Check};
 use crate::comm::OneSidedComm;
@@ -96,6 +98,40 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
     ok(comm, "barrier", comm.barrier());
 }
 
+/// The global index whose value the cell at `g` (an index of the extended
+/// box, negative or past the end beyond an edge) holds: wrapped around in
+/// a periodic dimension; `None` past a non-periodic edge.
+pub(super) fn wrapped<const N: usize>(
+    g: [isize; N],
+    shape: [usize; N],
+    periodic: [bool; N],
+) -> Option<[usize; N]> {
+    let mut inside = [0usize; N];
+    for d in 0..N {
+        let n = shape[d] as isize;
+        if (0..n).contains(&g[d]) {
+            inside[d] = g[d] as usize;
+        } else if periodic[d] {
+            inside[d] = g[d].rem_euclid(n) as usize;
+        } else {
+            return None;
+        }
+    }
+    Some(inside)
+}
+
+/// In how many dimensions the cell `rel` of an extended box (ghost width
+/// `width` around the part `own`) lies outside the part.
+pub(super) fn dims_outside<const N: usize>(
+    rel: &[usize; N],
+    width: [usize; N],
+    own: &[Range<usize>; N],
+) -> usize {
+    (0..N)
+        .filter(|&d| rel[d] < width[d] || rel[d] >= width[d] + own[d].len())
+        .count()
+}
+
 /// Refreshes a halo of `a` (filled with `f`) and compares every cell of
 /// the extended box: ghosts inside the array or wrapped around hold `f` of
 /// the owner's index, ghosts past a non-periodic edge keep `BOUNDARY`.
@@ -146,30 +182,17 @@ fn check_halo<C: OneSidedComm, const N: usize>(
             let g: [isize; N] = std::array::from_fn(|d| {
                 own[d].start as isize - width[d] as isize + rel[d] as isize
             });
-            let mut inside = [0usize; N];
-            let mut outside = false;
-            for d in 0..N {
-                let n = shape[d] as isize;
-                if (0..n).contains(&g[d]) {
-                    inside[d] = g[d] as usize;
-                } else if periodic[d] {
-                    inside[d] = g[d].rem_euclid(n) as usize;
-                } else {
-                    outside = true;
-                }
-            }
             // without corners, cells outside the part in two or more
             // dimensions are not fetched
-            let beyond = (0..N)
-                .filter(|&d| rel[d] < width[d] || rel[d] >= width[d] + own[d].len())
-                .count();
-            let expect = if outside || (!corners && beyond > 1) {
-                BOUNDARY
-            } else if beyond == 0 {
-                // the interior, copied by the refresh of round 0 only
-                f(inside)
-            } else {
-                f(inside) + round
+            let beyond = dims_outside(&rel, width, &own);
+            let expect = match wrapped(g, shape, periodic) {
+                None => BOUNDARY,
+                Some(_) if !corners && beyond > 1 => BOUNDARY,
+                Some(inside) if beyond == 0 => {
+                    // the interior, copied by the refresh of round 0 only
+                    f(inside)
+                }
+                Some(inside) => f(inside) + round,
             };
             assert_eq!(
                 h.get(g),

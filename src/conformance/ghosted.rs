@@ -1,0 +1,332 @@
+//! Checks of [`Ghosted`] arrays: every cell of the extended box after each
+//! kind of update (periodic and not, corners or faces, widths larger than a
+//! neighbour's part, empty parts), stencils giving the serial bits on any
+//! rank count, and bad input refused on every rank.
+
+use std::ops::Range;
+
+use super::array::grid_2d;
+use super::halo::{dims_outside, wrapped};
+use super::{expect_err, ok, Check};
+use crate::comm::OneSidedComm;
+use crate::error::Error;
+use crate::partition::{linear_offset, multi_index};
+use crate::stencil::{self, Stencil};
+use crate::{DistArray, Ghosted};
+
+/// The ghosted-array checks.
+pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
+    vec![
+        ("ghosted_cells", ghosted_cells::<C>),
+        ("ghosted_stencils", ghosted_stencils::<C>),
+        ("ghosted_bad_input", ghosted_bad_input::<C>),
+    ]
+}
+
+/// Fills a ghosted copy of `a` with `f` and compares every cell of the
+/// extended box after an update, an overlapped update (whose work adds 1
+/// to the part) and a store back into `a`.
+fn check_cells<C: OneSidedComm, const N: usize>(
+    comm: &C,
+    a: &DistArray<i64, C, N>,
+    f: impl Fn([usize; N]) -> i64,
+    width: [usize; N],
+    periodic: [bool; N],
+    corners: bool,
+) where
+    ndarray::Dim<[usize; N]>: ndarray::Dimension,
+{
+    const BOUNDARY: i64 = -7;
+    let shape = a.shape();
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(&f)));
+    let mut g = if corners {
+        ok(comm, "Ghosted::new", Ghosted::new(a, width, periodic))
+    } else {
+        ok(
+            comm,
+            "Ghosted::new_faces",
+            Ghosted::new_faces(a, width, periodic),
+        )
+    };
+    let own = g.own_range();
+    let empty = own.iter().any(|r| r.is_empty());
+    // the boundary value in every ghost cell, the part untouched
+    let part: Vec<i64> = g.interior().iter().copied().collect();
+    g.view_mut().fill(BOUNDARY);
+    g.interior_mut()
+        .iter_mut()
+        .zip(&part)
+        .for_each(|(v, &p)| *v = p);
+    const SCRIBBLE: i64 = -11;
+    let g_ext = g.extended_shape();
+    for round in 0..2i64 {
+        if round == 0 {
+            ok(comm, "update_ghosts", g.update_ghosts());
+        } else {
+            // the work adds 1 to the part and scribbles over every ghost
+            // cell: the finished update overwrites those it fills (from
+            // the neighbours and the periodic wrap onto this rank alike)
+            let r = g.update_ghosts_with(|mut v| {
+                let ext = g_ext;
+                let vals = v.as_slice_mut().expect("standard layout");
+                let mut inside = 0;
+                for (k, x) in vals.iter_mut().enumerate() {
+                    let rel = multi_index(&ext, k);
+                    if dims_outside(&rel, width, &own) == 0 {
+                        *x += 1;
+                        inside += 1;
+                    } else {
+                        *x = SCRIBBLE;
+                    }
+                }
+                inside
+            });
+            let n = ok(comm, "update_ghosts_with", r);
+            assert_eq!(n, own.iter().map(|r| r.len()).product::<usize>());
+            // the work ran after the faces were sent: the neighbours hold
+            // round 0's values, this rank's part holds round 1's
+        }
+        let ext = g.extended_shape();
+        let total: usize = if empty { 0 } else { ext.iter().product() };
+        let view = g.view().into_dyn();
+        for k in 0..total {
+            let rel = multi_index(&ext, k);
+            let gi: [isize; N] = std::array::from_fn(|d| {
+                own[d].start as isize - width[d] as isize + rel[d] as isize
+            });
+            let beyond = dims_outside(&rel, width, &own);
+            // cells no update fills keep the boundary value, or what the
+            // work of round 1 wrote there
+            let unfilled = if round == 0 { BOUNDARY } else { SCRIBBLE };
+            let expect = match wrapped(gi, shape, periodic) {
+                None => unfilled,
+                Some(_) if !corners && beyond > 1 => unfilled,
+                Some(inside) if beyond == 0 => f(inside) + round,
+                // a ghost cell, a copy of a part as it was when sent
+                Some(inside) => f(inside),
+            };
+            assert_eq!(
+                g.get(gi),
+                Some(expect),
+                "rank {}: round {round}, cell {gi:?} (width {width:?}, periodic {periodic:?})",
+                comm.rank()
+            );
+            assert_eq!(view[rel.as_slice()], expect);
+        }
+    }
+    // back into the array: f + 1 everywhere
+    ok(comm, "store", g.store(a));
+    let back = ok(comm, "to_vec", a.to_vec());
+    ok(comm, "barrier", comm.barrier());
+    for (k, &v) in back.iter().enumerate() {
+        assert_eq!(v, f(multi_index(&shape, k)) + 1);
+    }
+    ok(comm, "barrier", comm.barrier());
+}
+
+fn ghosted_cells<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<i64, C, 2>::with_grid(comm.clone(), grid_2d(p), [7, 9]),
+    );
+    let f2 = |[i, j]: [usize; 2]| (i * 100 + j) as i64;
+    check_cells(comm, &a, f2, [2, 1], [true, false], true);
+    check_cells(comm, &a, f2, [1, 3], [false, true], true);
+    check_cells(comm, &a, f2, [2, 2], [false, false], false);
+    // 3-D split over the first dimension: with more ranks than planes
+    // some parts are empty; widths reach past a neighbour's part
+    let b = ok(
+        comm,
+        "new",
+        DistArray::<i64, C, 3>::new(comm.clone(), [3, 3, 5]),
+    );
+    let f3 = |[i, j, k]: [usize; 3]| (i * 10_000 + j * 100 + k) as i64;
+    check_cells(comm, &b, f3, [2, 1, 2], [true, true, false], true);
+    check_cells(comm, &b, f3, [1, 1, 1], [false, false, true], false);
+    let c = ok(comm, "new", DistArray::<i64, C, 1>::new(comm.clone(), [11]));
+    check_cells(comm, &c, |[i]| i as i64 * 3, [3], [true], true);
+}
+
+/// The serial stencil over the whole array (periodic where asked, zero
+/// past the other edges), at the points of `within`.
+fn serial<const N: usize>(
+    st: &Stencil<f64, N>,
+    f: &impl Fn([usize; N]) -> f64,
+    shape: [usize; N],
+    periodic: [bool; N],
+    within: &[Range<usize>; N],
+) -> Vec<f64> {
+    let w = st.reach();
+    let ext: [usize; N] = std::array::from_fn(|d| shape[d] + 2 * w[d]);
+    let total: usize = ext.iter().product();
+    let mut input = vec![0.0; total];
+    for (k, v) in input.iter_mut().enumerate() {
+        let rel = multi_index(&ext, k);
+        let gi: [isize; N] = std::array::from_fn(|d| rel[d] as isize - w[d] as isize);
+        if let Some(at) = wrapped(gi, shape, periodic) {
+            *v = f(at);
+        }
+    }
+    let region: [Range<usize>; N] =
+        std::array::from_fn(|d| within[d].start + w[d]..within[d].end + w[d]);
+    let mut out = vec![0.0; within.iter().map(|r| r.len()).product()];
+    stencil::apply(st, &input, ext, region, &mut out, false).expect("serial stencil");
+    out
+}
+
+/// Stencils of radius 1..3, star and box, applied to ghosted arrays give
+/// the serial result bit for bit at every point, on any rank count and
+/// partition; `apply_within` leaves the other points alone; `apply_dot`
+/// returns the dot product of the input with the result.
+fn ghosted_stencils<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [19, 23];
+    let f = |[i, j]: [usize; 2]| ((i * 7919 + j * 104_729) % 1009) as f64 * 0.013 - 6.0;
+    for (layout, a) in [
+        (
+            "grid",
+            DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), shape),
+        ),
+        ("rows", DistArray::<f64, C, 2>::new(comm.clone(), shape)),
+    ] {
+        let a = ok(comm, layout, a);
+        ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(f)));
+        for r in 1..=3usize {
+            for (kind, st) in [
+                (
+                    "star",
+                    Stencil::<f64, 2>::star(r, |o| 0.25 + (o[0] * 3 - o[1]) as f64 / 7.0).unwrap(),
+                ),
+                (
+                    "box",
+                    Stencil::<f64, 2>::cube(r, |o| 1.0 / (10.0 + (o[0] + 2 * o[1]) as f64))
+                        .unwrap(),
+                ),
+            ] {
+                let periodic = [r == 2, r != 1];
+                let mut g = ok(comm, "Ghosted::new", Ghosted::new(&a, [r, r], periodic));
+                ok(comm, "update_ghosts", g.update_ghosts());
+                let out = ok(
+                    comm,
+                    "out",
+                    DistArray::<f64, C, 2>::with_partitioning(
+                        comm.clone(),
+                        a.partitioning().clone(),
+                    ),
+                );
+                ok(comm, "apply", g.apply(&st, &out, false));
+                // apply is local: a barrier before others read the results
+                ok(comm, "sync", out.sync());
+                let all = shape.map(|n| 0..n);
+                let want = serial(&st, &f, shape, periodic, &all);
+                let got = ok(comm, "to_vec", out.to_vec());
+                // nobody changes `out` before every rank has read it
+                ok(comm, "barrier", comm.barrier());
+                assert_eq!(
+                    got,
+                    want,
+                    "rank {}: {layout} {kind} radius {r}",
+                    comm.rank()
+                );
+                // accumulate at the points r away from the edges only
+                let within: [Range<usize>; 2] = shape.map(|n| r..n - r);
+                ok(
+                    comm,
+                    "apply_within",
+                    g.apply_within(&st, &out, within.clone(), true),
+                );
+                ok(comm, "sync", out.sync());
+                let inner = serial(&st, &f, shape, periodic, &within);
+                let got = ok(comm, "to_vec", out.to_vec());
+                ok(comm, "barrier", comm.barrier());
+                let wshape = within.clone().map(|x| x.len());
+                for (k, &v) in got.iter().enumerate() {
+                    let [i, j] = multi_index(&shape, k);
+                    let e = if within[0].contains(&i) && within[1].contains(&j) {
+                        let wk = linear_offset(&wshape, &[i - r, j - r]);
+                        want[k] + inner[wk]
+                    } else {
+                        want[k]
+                    };
+                    assert_eq!(
+                        v,
+                        e,
+                        "rank {}: {layout} {kind} r {r} at {i},{j}",
+                        comm.rank()
+                    );
+                }
+                // the fused dot product: u · (S u)
+                let d = ok(comm, "apply_dot", g.apply_dot(&st, &out));
+                let reference: f64 = (0..want.len())
+                    .map(|k| f(multi_index(&shape, k)) * want[k])
+                    .sum();
+                assert!(
+                    (d - reference).abs() <= 1e-12 * reference.abs().max(1.0),
+                    "{d} vs {reference}"
+                );
+            }
+        }
+    }
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// Bad input is refused on every rank, and the array stays usable.
+fn ghosted_bad_input<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), [8, 6]),
+    );
+    let mut g = ok(
+        comm,
+        "Ghosted::new",
+        Ghosted::new(&a, [1, 1], [false, false]),
+    );
+    // another partition (explicit part sizes: all rows on rank 0)
+    let mut rows = vec![0usize; p];
+    rows[0] = 8;
+    let other = ok(
+        comm,
+        "with_part_sizes",
+        DistArray::<f64, C, 2>::with_part_sizes(comm.clone(), [rows, vec![6]]),
+    );
+    if p > 1 {
+        expect_err(comm, "store to another partition", g.store(&other), |e| {
+            matches!(e, Error::InvalidPartition(_))
+        });
+        expect_err(comm, "load from another partition", g.load(&other), |e| {
+            matches!(e, Error::InvalidPartition(_))
+        });
+    }
+    // a stencil that reaches further than the ghosts
+    let wide = Stencil::<f64, 2>::star(2, |_| 1.0).unwrap();
+    expect_err(
+        comm,
+        "reach beyond the width",
+        g.apply(&wide, &a, false),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    );
+    // a box past the array
+    let st = Stencil::<f64, 2>::neg_laplacian();
+    expect_err(
+        comm,
+        "box past the array",
+        g.apply_within(&st, &a, [0..9, 0..6], false),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    );
+    // a periodic width beyond the extent
+    expect_err(
+        comm,
+        "too wide",
+        Ghosted::new(&a, [9, 0], [true, false]),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    );
+    // still usable
+    g.fill_with(|[i, j]| (i + j) as f64);
+    ok(comm, "update_ghosts", g.update_ghosts());
+    ok(comm, "apply", g.apply(&st, &a, false));
+    ok(comm, "barrier", comm.barrier());
+}

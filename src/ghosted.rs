@@ -1,0 +1,561 @@
+//! [`Ghosted`]: a distributed array whose storage on each rank is its part
+//! **plus** ghost margins — the layout of PETSc's DMDA local vectors and of
+//! hand-written MPI stencil codes.
+//!
+//! A rank's values live in the interior of its extended box (the part grown
+//! by `width[d]` on both sides of every dimension `d`); the margins hold
+//! copies of the neighbours' values. [`Ghosted::update_ghosts`] moves only
+//! the ghost cells — one message per neighbour where the backend has
+//! neighbour messages (MPI, threaded), one `get` per neighbour otherwise
+//! (Lamellar) — and nothing is copied per step: a stencil reads part and
+//! ghosts through one typed view ([`Ghosted::view`], an
+//! `ndarray::ArrayView` with the array's fixed dimension), or through
+//! [`Ghosted::apply`] with a [`Stencil`] of any radius.
+//!
+//! Where [`Halo`] adds ghost layers to a [`DistArray`] (the
+//! array stays the storage, each refresh copies the part into the halo), a
+//! `Ghosted` array *is* the storage: [`Ghosted::load`] and
+//! [`Ghosted::store`] copy between the two forms, for I/O and for the
+//! operations defined on `DistArray`.
+//!
+//! ```
+//! use distarray::{threaded, DistArray, Ghosted, stencil::Stencil};
+//! threaded::run_ok(4, |comm| {
+//!     // u = i + j on a 2 x 2 process grid, 2 ghost layers for a radius-2 star
+//!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [16, 16])?;
+//!     let mut u = Ghosted::new(&a, [2, 2], [false, false])?;
+//!     u.fill_with(|[i, j]| (i + j) as f64);
+//!     u.update_ghosts()?; // collective: the faces only
+//!     // the 9-point star of the second differences along both axes
+//!     let lap = Stencil::star(2, |o| match o {
+//!         [0, 0] => -5.0,
+//!         [0, k] | [k, 0] if k.abs() == 1 => 4.0 / 3.0,
+//!         _ => -1.0 / 12.0,
+//!     })?;
+//!     let out = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [16, 16])?;
+//!     // at the points two cells away from the array's edge (the rest keep 0)
+//!     u.apply_within(&lap, &out, [2..14, 2..14], false)?;
+//!     // the Laplacian of a linear function is zero
+//!     assert!(out.map_reduce(0.0, f64::abs, f64::max)? < 1e-12);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use std::ops::Range;
+
+use ndarray::{ArrayView, ArrayViewMut, Dim, Dimension, IxDyn};
+
+use crate::array::DistArray;
+use crate::block::{copy_box, Block};
+use crate::comm::{Element, OneSidedComm};
+use crate::epoch::vote;
+use crate::error::{Error, Result};
+use crate::halo::{Halo, Own};
+use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
+use crate::stencil::{self, Stencil};
+
+/// A distributed array stored with ghost margins; see the
+/// [module docs](self).
+pub struct Ghosted<T: Element, C: OneSidedComm, const N: usize> {
+    halo: Halo<T, C, N>,
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for Ghosted<T, C, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ghosted").field("halo", &self.halo).finish()
+    }
+}
+
+impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
+    /// Collective: a ghosted array partitioned like `array`, holding its
+    /// values, with `width[d]` ghost layers on both sides of dimension `d`
+    /// (wrapped around where `periodic[d]`), corners included (box
+    /// stencils). The ghost cells are zero until the first
+    /// [`update_ghosts`](Self::update_ghosts); those past a non-periodic
+    /// edge stay whatever the program stores there (boundary values).
+    ///
+    /// # Errors
+    ///
+    /// On every rank: a periodic width larger than the array's extent.
+    pub fn new(array: &DistArray<T, C, N>, width: [usize; N], periodic: [bool; N]) -> Result<Self> {
+        Self::from_halo(array, Halo::new(array, width, periodic)?)
+    }
+
+    /// Collective: like [`new`](Self::new), but the updates fill only the
+    /// faces (cells beside the part in one dimension), not edges and
+    /// corners: what star stencils read, from fewer neighbours (4 instead
+    /// of 8 in 2-D, 6 instead of 26 in 3-D).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`new`](Self::new).
+    pub fn new_faces(
+        array: &DistArray<T, C, N>,
+        width: [usize; N],
+        periodic: [bool; N],
+    ) -> Result<Self> {
+        Self::from_halo(array, Halo::new_faces(array, width, periodic)?)
+    }
+
+    fn from_halo(array: &DistArray<T, C, N>, halo: Halo<T, C, N>) -> Result<Self> {
+        let mut g = Ghosted { halo };
+        g.load(array)?;
+        Ok(g)
+    }
+
+    fn check_partition(&self, array: &DistArray<T, C, N>, what: &str) -> Result<()> {
+        if array.partitioning() != self.halo.partitioning() {
+            return Err(Error::InvalidPartition(format!(
+                "Ghosted::{what}: the array is partitioned unlike the ghosted one"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Collective: copies `array`'s values into the interior (this rank's
+    /// part); the ghost cells keep theirs.
+    ///
+    /// # Errors
+    ///
+    /// On every rank: `array` is partitioned unlike this one.
+    pub fn load(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
+        let (part, ext) = self.boxes();
+        let copied = self.check_partition(array, "load").and_then(|_| {
+            array.with_local(|l| copy_box(&part, l.as_slice(), &ext, self.halo.data_mut().0, &part))
+        });
+        vote(self.comm(), copied)
+    }
+
+    /// Collective: copies the interior into `array`'s parts, e.g. to use
+    /// the operations of [`DistArray`] (reductions, I/O) on the values.
+    ///
+    /// # Errors
+    ///
+    /// On every rank: `array` is partitioned unlike this one.
+    pub fn store(&self, array: &DistArray<T, C, N>) -> Result<()> {
+        let (part, ext) = self.boxes();
+        let copied = self.check_partition(array, "store").and_then(|_| {
+            array.with_local_mut(|mut l| {
+                copy_box(&ext, self.halo.data().0, &part, l.as_mut_slice(), &part)
+            })
+        });
+        vote(self.comm(), copied)
+    }
+
+    /// This rank's part and its extended box as blocks, in global
+    /// indices shifted by the ghost width (so that the extended box starts
+    /// at zero or above): the layouts [`copy_box`] copies between.
+    fn boxes(&self) -> (Block<N>, Block<N>) {
+        let own = self.own_range();
+        let width = self.width();
+        let part = Block::new(std::array::from_fn(|d| {
+            own[d].start + width[d]..own[d].end + width[d]
+        }));
+        let ext = Block::new(std::array::from_fn(|d| {
+            own[d].start..own[d].end + 2 * width[d]
+        }));
+        (part, ext)
+    }
+
+    /// Collective: fills every ghost cell inside the array (or wrapped
+    /// around a periodic edge) from its owner. Moves only the ghost cells:
+    /// one message per neighbour and no global synchronisation where the
+    /// backend has neighbour messages (MPI, threaded); one `get` per
+    /// neighbour between two votes elsewhere (Lamellar).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Halo::update_ghosts`]: a failure on one rank is reported
+    /// there and, as [`Error::PeerFailed`], on its neighbours; nobody waits
+    /// forever.
+    pub fn update_ghosts(&mut self) -> Result<()> {
+        self.halo.start_update_inner(Own::Interior)?.finish()
+    }
+
+    /// Collective: [`update_ghosts`](Self::update_ghosts) with `work`
+    /// overlapping the messages: the update starts (this rank's faces are
+    /// packed and sent), `work` runs on the extended box — typically the
+    /// stencil on the points that need no ghost cell — and then the update
+    /// finishes, overwriting the ghost cells with the neighbours' values.
+    /// `work` may read and write the interior; what it writes to ghost
+    /// cells inside the array is overwritten.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`update_ghosts`](Self::update_ghosts); `work` has run when
+    /// the start succeeded.
+    pub fn update_ghosts_with<R>(
+        &mut self,
+        work: impl FnOnce(ArrayViewMut<'_, T, Dim<[usize; N]>>) -> R,
+    ) -> Result<R>
+    where
+        Dim<[usize; N]>: Dimension,
+    {
+        let mut update = self.halo.start_update_inner(Own::Interior)?;
+        // the exchange in flight reads and writes the halo's message
+        // buffers, never the extended box
+        let r = work(typed_mut(update.halo_mut()));
+        update.finish()?;
+        Ok(r)
+    }
+
+    /// Local (no communication): applies `st` at every point of this rank's part, reading
+    /// the interior and ghost cells, and writes the results to `out`'s part
+    /// (or adds them, with `accumulate`). Call
+    /// [`update_ghosts`](Self::update_ghosts) first. The ghost width must
+    /// cover the stencil's [`reach`](Stencil::reach). Ghost cells past a
+    /// non-periodic edge are read as they are (boundary values, zero by
+    /// default); [`apply_within`](Self::apply_within) restricts the points.
+    ///
+    /// The same bits on any rank count: see [`crate::stencil`]. Other ranks
+    /// see the results after a synchronising call (a collective, or
+    /// [`DistArray::sync`]), as after any local write.
+    ///
+    /// # Errors
+    ///
+    /// `out` partitioned unlike this array; a width smaller than the
+    /// stencil's reach. Every rank that passes the same arguments gets the
+    /// same error (nothing is communicated, so nobody waits).
+    pub fn apply(
+        &self,
+        st: &Stencil<T, N>,
+        out: &DistArray<T, C, N>,
+        accumulate: bool,
+    ) -> Result<()> {
+        let all = self.halo.partitioning().shape().map(|n| 0..n);
+        self.apply_within(st, out, all, accumulate)
+    }
+
+    /// Local: [`apply`](Self::apply) at the points of this rank's part
+    /// that lie in the global box `within` (e.g. the points at least the
+    /// stencil's radius away from the array's edge); `out`'s other values
+    /// are left alone.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`apply`](Self::apply), and a box reaching past the array.
+    pub fn apply_within(
+        &self,
+        st: &Stencil<T, N>,
+        out: &DistArray<T, C, N>,
+        within: [Range<usize>; N],
+        accumulate: bool,
+    ) -> Result<()> {
+        let region = self.check_apply(st, out, &within)?;
+        out.try_with_local_mut(|mut l| {
+            self.apply_part(
+                st,
+                &region,
+                l.as_mut_slice(),
+                self.part_shape(),
+                [0; N],
+                accumulate,
+                false,
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Local: [`apply`](Self::apply) into the part of another ghosted
+    /// array (partitioned alike; its ghost cells are left alone): one step
+    /// of a time-stepping scheme, `next = S(u)`, with no copy.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted, stencil::Stencil};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [8], |[i]| (i % 2) as f64)?;
+    ///     let mut u = Ghosted::new(&a, [1], [true])?;
+    ///     let mut next = Ghosted::new(&a, [1], [true])?;
+    ///     let smooth = Stencil::<f64, 1>::star(1, |o| if o == [0] { 0.5 } else { 0.25 })?;
+    ///     u.update_ghosts()?;
+    ///     u.apply_to(&smooth, &mut next, false)?; // 0 1 0 1 ... becomes 0.5 everywhere
+    ///     assert!(next.interior().iter().all(|&v| v == 0.5));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`apply`](Self::apply).
+    pub fn apply_to(
+        &self,
+        st: &Stencil<T, N>,
+        out: &mut Ghosted<T, C, N>,
+        accumulate: bool,
+    ) -> Result<()> {
+        if out.partitioning() != self.partitioning() {
+            return Err(Error::InvalidPartition(
+                "Ghosted::apply_to: the output is partitioned unlike the input".into(),
+            ));
+        }
+        let all = self.partitioning().shape().map(|n| 0..n);
+        let region = self.check_reach(st, &all)?;
+        let (out_data, out_ext, out_width) = out.halo.data_mut();
+        let (out_ext, out_width) = (*out_ext, *out_width);
+        self.apply_part(st, &region, out_data, out_ext, out_width, accumulate, false)
+            .map(|_| ())
+    }
+
+    /// Collective: [`apply`](Self::apply) (overwriting `out`) and the dot
+    /// product of this array with the result, `u · (S u)` summed over all
+    /// ranks — `p · A p` of a conjugate-gradient step in one pass. The
+    /// local sums follow [`stencil::apply_dot`]'s fixed order and the
+    /// ranks' sums are combined in the backend's fixed order: the same bits
+    /// run after run for one partition.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`apply`](Self::apply).
+    pub fn apply_dot(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
+        let all = self.halo.partitioning().shape().map(|n| 0..n);
+        let local = self.check_apply(st, out, &all).and_then(|region| {
+            out.try_with_local_mut(|mut l| {
+                self.apply_part(
+                    st,
+                    &region,
+                    l.as_mut_slice(),
+                    self.part_shape(),
+                    [0; N],
+                    false,
+                    true,
+                )
+            })
+        });
+        crate::linalg::sum_over_ranks(self.comm(), local)
+    }
+
+    /// Checks the arguments of an apply; returns this rank's points, as a
+    /// global box.
+    fn check_apply(
+        &self,
+        st: &Stencil<T, N>,
+        out: &DistArray<T, C, N>,
+        within: &[Range<usize>; N],
+    ) -> Result<[Range<usize>; N]> {
+        self.check_partition(out, "apply")?;
+        self.check_reach(st, within)
+    }
+
+    /// Checks the stencil's reach against the ghost width and `within`
+    /// against the array; returns this rank's points, as a global box.
+    fn check_reach(
+        &self,
+        st: &Stencil<T, N>,
+        within: &[Range<usize>; N],
+    ) -> Result<[Range<usize>; N]> {
+        let width = self.width();
+        let reach = st.reach();
+        if (0..N).any(|d| reach[d] > width[d]) {
+            return Err(Error::InvalidArgument(format!(
+                "Ghosted::apply: the stencil reaches {reach:?}, the ghost width is {width:?}"
+            )));
+        }
+        let shape = self.halo.partitioning().shape();
+        if (0..N).any(|d| within[d].start > within[d].end || within[d].end > shape[d]) {
+            return Err(Error::InvalidArgument(format!(
+                "Ghosted::apply_within: {within:?} is not a box inside the array's shape {shape:?}"
+            )));
+        }
+        let own = self.own_range();
+        Ok(std::array::from_fn(|d| {
+            let s = own[d].start.max(within[d].start);
+            s..own[d].end.min(within[d].end).max(s)
+        }))
+    }
+
+    /// The stencil at the points `region` (global, inside the part) into
+    /// `out`, row-major over `out_shape`, holding this rank's part at
+    /// offset `out_shift` (zero for a part, the ghost width for an
+    /// extended box); returns the local dot product when `dot`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_part(
+        &self,
+        st: &Stencil<T, N>,
+        region: &[Range<usize>; N],
+        out: &mut [T],
+        out_shape: [usize; N],
+        out_shift: [usize; N],
+        accumulate: bool,
+        dot: bool,
+    ) -> Result<T> {
+        if region.iter().any(|r| r.is_empty()) {
+            return Ok(T::ZERO);
+        }
+        let (data, ext, width) = self.halo.data();
+        let own = self.own_range();
+        let in_ext: [Range<usize>; N] = std::array::from_fn(|d| {
+            let s = region[d].start - own[d].start + width[d];
+            s..s + region[d].len()
+        });
+        let start: [usize; N] =
+            std::array::from_fn(|d| region[d].start - own[d].start + out_shift[d]);
+        stencil::apply_into(
+            st, data, *ext, in_ext, out, out_shape, start, accumulate, dot,
+        )
+    }
+
+    /// Local: sets every value of this rank's part from its global index
+    /// (the ghost cells are left alone).
+    pub fn fill_with(&mut self, f: impl Fn([usize; N]) -> T) {
+        let own = self.own_range();
+        let shape = self.part_shape();
+        let (data, ext, width) = self.halo.data_mut();
+        let count: usize = shape.iter().product();
+        for k in 0..count {
+            let rel = multi_index(&shape, k);
+            let at: [usize; N] = std::array::from_fn(|d| rel[d] + width[d]);
+            data[linear_offset(ext, &at)] = f(std::array::from_fn(|d| own[d].start + rel[d]));
+        }
+    }
+
+    /// Local: maps every value of this rank's part (the ghost cells are
+    /// left alone), row by row.
+    pub fn map_inplace(&mut self, f: impl Fn(T) -> T) {
+        self.for_each_row(|row| row.iter_mut().for_each(|v| *v = f(*v)));
+    }
+
+    /// Local: runs `f` on every row (last dimension) of this rank's part
+    /// in the extended box, in row-major order.
+    pub fn for_each_row(&mut self, mut f: impl FnMut(&mut [T])) {
+        let shape = self.part_shape();
+        let (data, ext, width) = self.halo.data_mut();
+        for_rows(&shape, ext, width, |o, n| f(&mut data[o..o + n]));
+    }
+
+    /// The extended box (part and ghost cells) as a typed `ndarray` view:
+    /// index `w[d]` in dimension `d` is the part's first element (global
+    /// index `own_range()[d].start`).
+    pub fn view(&self) -> ArrayView<'_, T, Dim<[usize; N]>>
+    where
+        Dim<[usize; N]>: Dimension,
+    {
+        let (data, ext, _) = self.halo.data();
+        ArrayView::from_shape(IxDyn(ext), data)
+            .expect("the extended box matches its shape")
+            .into_dimensionality()
+            .expect("N dimensions")
+    }
+
+    /// The extended box, mutably (to set boundary values in the ghost
+    /// cells past a non-periodic edge, or to compute in place).
+    pub fn view_mut(&mut self) -> ArrayViewMut<'_, T, Dim<[usize; N]>>
+    where
+        Dim<[usize; N]>: Dimension,
+    {
+        typed_mut(&mut self.halo)
+    }
+
+    /// This rank's part: the interior of the extended box, a typed view.
+    pub fn interior(&self) -> ArrayView<'_, T, Dim<[usize; N]>>
+    where
+        Dim<[usize; N]>: Dimension,
+    {
+        let inner = self.halo.interior();
+        let mut v = self.view();
+        v.slice_each_axis_inplace(|ax| ndarray::Slice::from(inner[ax.axis.index()].clone()));
+        v
+    }
+
+    /// This rank's part, mutably.
+    pub fn interior_mut(&mut self) -> ArrayViewMut<'_, T, Dim<[usize; N]>>
+    where
+        Dim<[usize; N]>: Dimension,
+    {
+        let inner = self.halo.interior();
+        let mut v = self.view_mut();
+        v.slice_each_axis_inplace(|ax| ndarray::Slice::from(inner[ax.axis.index()].clone()));
+        v
+    }
+
+    /// The extended box's values, row-major over
+    /// [`extended_shape`](Self::extended_shape): what a kernel that
+    /// computes its own offsets reads.
+    pub fn as_slice(&self) -> &[T] {
+        self.halo.data().0
+    }
+
+    /// The extended box's values, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.halo.data_mut().0
+    }
+
+    /// The value at a global index (negative or past the end for ghost
+    /// cells beyond the array's edge), if it lies in the extended box.
+    pub fn get(&self, index: [isize; N]) -> Option<T> {
+        self.halo.get(index)
+    }
+
+    /// The global index ranges of this rank's part.
+    pub fn own_range(&self) -> [Range<usize>; N] {
+        self.halo.own_range()
+    }
+
+    /// The shape of this rank's part.
+    fn part_shape(&self) -> [usize; N] {
+        self.own_range().map(|r| r.len())
+    }
+
+    /// The ghost width per dimension.
+    pub fn width(&self) -> [usize; N] {
+        self.halo.width()
+    }
+
+    /// The shape of the extended box.
+    pub fn extended_shape(&self) -> [usize; N] {
+        self.halo.extended_shape()
+    }
+
+    /// The ranks this rank receives ghost cells from.
+    pub fn neighbours(&self) -> Vec<usize> {
+        self.halo.neighbours()
+    }
+
+    /// The partition (that of the array it was made from).
+    pub fn partitioning(&self) -> &ContinuousPartitioning<N> {
+        self.halo.partitioning()
+    }
+
+    /// The communicator.
+    pub fn comm(&self) -> &C {
+        self.halo.comm()
+    }
+}
+
+/// The halo's extended box as a typed mutable view.
+fn typed_mut<T: Element, C: OneSidedComm, const N: usize>(
+    halo: &mut Halo<T, C, N>,
+) -> ArrayViewMut<'_, T, Dim<[usize; N]>>
+where
+    Dim<[usize; N]>: Dimension,
+{
+    let (data, ext, _) = halo.data_mut();
+    let ext = *ext;
+    ArrayViewMut::from_shape(IxDyn(&ext), data)
+        .expect("the extended box matches its shape")
+        .into_dimensionality()
+        .expect("N dimensions")
+}
+
+/// Calls `f(offset, len)` for every row (last dimension) of the box of
+/// shape `shape` at `start` in row-major values of shape `outer`.
+fn for_rows<const N: usize>(
+    shape: &[usize; N],
+    outer: &[usize; N],
+    start: &[usize; N],
+    mut f: impl FnMut(usize, usize),
+) {
+    let row = shape[N - 1];
+    let count: usize = shape.iter().product();
+    if row == 0 || count == 0 {
+        return;
+    }
+    let mut rows_shape = *shape;
+    rows_shape[N - 1] = 1;
+    for k in 0..count / row {
+        let rel = multi_index(&rows_shape, k);
+        let at: [usize; N] = std::array::from_fn(|d| start[d] + rel[d]);
+        f(linear_offset(outer, &at), row);
+    }
+}

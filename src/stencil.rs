@@ -1,0 +1,565 @@
+//! Stencils of any shape and radius in 1, 2 or 3 (or more) dimensions:
+//! [`Stencil`] (the points and their weights) and the local kernels that
+//! apply it to a box of values with a ghost margin ([`apply`],
+//! [`apply_dot`]). A [`Ghosted`](crate::Ghosted) array applies them to its
+//! part: [`Ghosted::apply`](crate::Ghosted::apply).
+//!
+//! # Evaluation order: the same bits everywhere
+//!
+//! Each output value is `Σ_k w_k · in[i + o_k]` over the stencil's points
+//! `(o_k, w_k)` **in the order they were given**: `a = w_0 in_0`, then
+//! `a = fma(w_k, in_k, a)` for each further point — a fused multiply-add,
+//! one rounding ([`Element::mul_add`]), which is
+//! correctly rounded by definition and so gives the same bits in hardware
+//! (used where the CPU has FMA) and in software. With `accumulate`, the
+//! sum is then added to the output (`out + a`). So every output value
+//! depends only on its neighbourhood, never on where the part begins, the
+//! vector width, the machine or the rank count: a stencil step gives the
+//! same bits on any number of ranks and any partition.
+//!
+//! The kernel walks the output row by row and, within a row, blocks of
+//! [`LANES`](crate::kernels::LANES) consecutive values held in independent
+//! accumulators, one pass over the block per point: every load is
+//! contiguous and the compiler vectorises the block without changing the
+//! order of any value's additions.
+//!
+//! ```
+//! use distarray::stencil::{self, Stencil};
+//! // the 1-D second difference on 0, 1, 4, 9, 16 (one ghost on each side)
+//! let st = Stencil::<f64, 1>::star(1, |o| if o == [0] { -2.0 } else { 1.0 })?;
+//! let input = [0.0, 1.0, 4.0, 9.0, 16.0];
+//! let mut out = [0.0; 3];
+//! stencil::apply(&st, &input, [5], [1..4], &mut out, false)?;
+//! assert_eq!(out, [2.0, 2.0, 2.0]);
+//! # Ok::<(), distarray::Error>(())
+//! ```
+
+use std::ops::Range;
+
+use crate::comm::Element;
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::partition::{linear_offset, multi_index};
+
+/// Values per block of a row: independent accumulators the compiler keeps
+/// in vector registers (enough of them to hide the additions' latency).
+const WIDE: usize = 32;
+
+/// The block for the rest of a row before the last few values.
+const BLOCK: usize = 8;
+
+/// A stencil: points (offsets from the centre) with their weights, applied
+/// in the order given (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stencil<T, const N: usize> {
+    points: Vec<([isize; N], T)>,
+    reach: [usize; N],
+}
+
+impl<T: Element, const N: usize> Stencil<T, N> {
+    /// A stencil of the given points and weights, evaluated in this order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if there is no point or a point appears
+    /// twice.
+    pub fn from_points(points: Vec<([isize; N], T)>) -> Result<Self> {
+        if points.is_empty() {
+            return Err(Error::InvalidArgument(
+                "Stencil::from_points: a stencil needs at least one point".into(),
+            ));
+        }
+        for (k, (o, _)) in points.iter().enumerate() {
+            if points[..k].iter().any(|(p, _)| p == o) {
+                return Err(Error::InvalidArgument(format!(
+                    "Stencil::from_points: the point {o:?} appears twice"
+                )));
+            }
+        }
+        let reach = std::array::from_fn(|d| {
+            points
+                .iter()
+                .map(|(o, _)| o[d].unsigned_abs())
+                .max()
+                .unwrap_or(0)
+        });
+        Ok(Stencil { points, reach })
+    }
+
+    /// The star of radius `r`: the centre and the `r` nearest points on
+    /// each side along every axis (`2 N r + 1` points: 5 for the 2-D
+    /// radius-1 Laplacian, 9 for radius 2, 7 in 3-D), with weights
+    /// `weight(offset)`. Order: the centre, then axis by axis (axis 0
+    /// first), offsets `-r, ..., -1, 1, ..., r`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `r` is 0 (use
+    /// [`from_points`](Self::from_points) for a point).
+    pub fn star(r: usize, weight: impl Fn([isize; N]) -> T) -> Result<Self> {
+        if r == 0 || N == 0 {
+            return Err(Error::InvalidArgument(
+                "Stencil::star: the radius must be at least 1".into(),
+            ));
+        }
+        let r = r as isize;
+        let mut points = vec![([0; N], weight([0; N]))];
+        for d in 0..N {
+            for k in (-r..=r).filter(|&k| k != 0) {
+                let mut o = [0isize; N];
+                o[d] = k;
+                points.push((o, weight(o)));
+            }
+        }
+        Self::from_points(points)
+    }
+
+    /// The box of radius `r`: every point with all offsets in `-r..=r`
+    /// (`(2r + 1)^N` points: 9 in 2-D for radius 1, 27 in 3-D), row-major
+    /// order of the offsets, with weights `weight(offset)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `r` is 0.
+    pub fn cube(r: usize, weight: impl Fn([isize; N]) -> T) -> Result<Self> {
+        if r == 0 || N == 0 {
+            return Err(Error::InvalidArgument(
+                "Stencil::cube: the radius must be at least 1".into(),
+            ));
+        }
+        let side = 2 * r + 1;
+        let count = side.pow(N as u32);
+        let points = (0..count)
+            .map(|k| {
+                let m = multi_index(&[side; N], k);
+                let o: [isize; N] = std::array::from_fn(|d| m[d] as isize - r as isize);
+                (o, weight(o))
+            })
+            .collect();
+        Self::from_points(points)
+    }
+
+    /// The discrete Laplacian with unit spacing, negated: `2N` at the
+    /// centre, `-1` at the `2N` nearest neighbours (the 5-point stencil in
+    /// 2-D, 7-point in 3-D): symmetric positive definite with Dirichlet
+    /// boundaries.
+    pub fn neg_laplacian() -> Self {
+        let two_n: T = num_traits::NumCast::from(2 * N).expect("2N fits every element type");
+        let minus_one = T::ZERO - T::ONE;
+        Self::star(1, |o| if o == [0; N] { two_n } else { minus_one }).expect("radius 1 is valid")
+    }
+
+    /// The points and weights, in evaluation order.
+    pub fn points(&self) -> &[([isize; N], T)] {
+        &self.points
+    }
+
+    /// How far the stencil reaches from the centre along each axis: the
+    /// ghost width it needs.
+    pub fn reach(&self) -> [usize; N] {
+        self.reach
+    }
+}
+
+/// Checks that `region` (in the coordinates of `shape`) keeps the
+/// stencil's reach inside `shape`, and that `out` matches it.
+fn check<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &[T],
+    shape: [usize; N],
+    region: &[Range<usize>; N],
+    out_len: usize,
+) -> Result<()> {
+    if N == 0 {
+        return Err(Error::InvalidArgument(
+            "stencil: zero-dimensional arrays have no neighbours".into(),
+        ));
+    }
+    if input.len() != shape.iter().product::<usize>() {
+        return Err(Error::ShapeMismatch {
+            expected: vec![shape.iter().product::<usize>()],
+            found: vec![input.len()],
+        });
+    }
+    for d in 0..N {
+        let r = &region[d];
+        let reach = st.reach[d];
+        if r.start > r.end || (r.start < r.end && (r.start < reach || r.end + reach > shape[d])) {
+            return Err(Error::InvalidArgument(format!(
+                "stencil: region {r:?} in dimension {d} with reach {reach} leaves the input's \
+                 extent 0..{}",
+                shape[d]
+            )));
+        }
+    }
+    let want: usize = region.iter().map(|r| r.len()).product();
+    if out_len != want {
+        return Err(Error::ShapeMismatch {
+            expected: vec![want],
+            found: vec![out_len],
+        });
+    }
+    Ok(())
+}
+
+/// Applies `st` to `input` (row-major, `shape`) at every point of `region`
+/// (ranges in `input`'s coordinates, at least the stencil's
+/// [`reach`](Stencil::reach) from its edges), writing the results to `out`
+/// (row-major over the region's shape), or adding them when `accumulate`.
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] if `input` or `out` do not match `shape` or
+/// `region`; [`Error::InvalidArgument`] if the stencil would read outside
+/// `input`.
+pub fn apply<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &[T],
+    shape: [usize; N],
+    region: [Range<usize>; N],
+    out: &mut [T],
+    accumulate: bool,
+) -> Result<()> {
+    let rshape = region.clone().map(|r| r.len());
+    apply_into(
+        st, input, shape, region, out, rshape, [0; N], accumulate, false,
+    )
+    .map(|_| ())
+}
+
+/// [`apply`] without accumulation, returning also `Σ in · out` over the
+/// region (the centre values times the stencil's results): `p · A p` in a
+/// conjugate-gradient step, without a second pass over memory. The sum runs
+/// row by row, each row in the order of [`kernels::dot`], the rows in
+/// row-major order: it depends only on the region's shape.
+///
+/// # Errors
+///
+/// Those of [`apply`].
+pub fn apply_dot<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &[T],
+    shape: [usize; N],
+    region: [Range<usize>; N],
+    out: &mut [T],
+) -> Result<T> {
+    let rshape = region.clone().map(|r| r.len());
+    apply_into(st, input, shape, region, out, rshape, [0; N], false, true)
+}
+
+/// [`apply`] / [`apply_dot`] (when `dot`) writing the region's results
+/// into the box at `out_start` of `out`, row-major over `out_shape`
+/// (a sub-box of a part, without a copy).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_into<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &[T],
+    shape: [usize; N],
+    region: [Range<usize>; N],
+    out: &mut [T],
+    out_shape: [usize; N],
+    out_start: [usize; N],
+    accumulate: bool,
+    dot: bool,
+) -> Result<T> {
+    check(
+        st,
+        input,
+        shape,
+        &region,
+        region.iter().map(|r| r.len()).product(),
+    )?;
+    if out.len() != out_shape.iter().product::<usize>()
+        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
+    {
+        return Err(Error::ShapeMismatch {
+            expected: out_shape.to_vec(),
+            found: vec![out.len()],
+        });
+    }
+    Ok(run(
+        st, input, shape, &region, out, out_shape, out_start, accumulate, dot,
+    ))
+}
+
+/// The kernel, on checked arguments; returns the dot product when `dot`.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &[T],
+    shape: [usize; N],
+    region: &[Range<usize>; N],
+    out: &mut [T],
+    out_shape: [usize; N],
+    out_start: [usize; N],
+    accumulate: bool,
+    dot: bool,
+) -> T {
+    let row = region[N - 1].len();
+    if row == 0 || region.iter().any(|r| r.is_empty()) {
+        return T::ZERO;
+    }
+    // each point's offset in `input`, relative to the centre
+    let strides: [isize; N] =
+        std::array::from_fn(|d| shape[d + 1..].iter().product::<usize>() as isize);
+    let offsets: Vec<isize> = st
+        .points
+        .iter()
+        .map(|(o, _)| (0..N).map(|d| o[d] * strides[d]).sum())
+        .collect();
+    let weights: Vec<T> = st.points.iter().map(|&(_, w)| w).collect();
+    let mut rows_shape: [usize; N] = region.clone().map(|r| r.len());
+    rows_shape[N - 1] = 1;
+    let count: usize = rows_shape.iter().product();
+    // every row's (centre in `input`, start in `out`)
+    let rows: Vec<(usize, usize)> = (0..count)
+        .map(|k| {
+            let rel = multi_index(&rows_shape, k);
+            let at: [usize; N] = std::array::from_fn(|d| region[d].start + rel[d]);
+            let o = linear_offset(&out_shape, &std::array::from_fn(|d| out_start[d] + rel[d]));
+            (linear_offset(&shape, &at), o)
+        })
+        .collect();
+    stencil_rows(input, &offsets, &weights, &rows, row, out, accumulate, dot)
+}
+
+crate::kernels::dispatch! {
+    /// Every row of the region, in row-major order (see [`run`]); the dot
+    /// products when `dot`. Compiled for AVX2 and FMA where the CPU has
+    /// them, and for the baseline otherwise: the same bits either way
+    /// (each value's operations are the same at any vector width).
+    #[allow(clippy::too_many_arguments)]
+    fn stencil_rows<T: Element>(
+        input: &[T],
+        offsets: &[isize],
+        w: &[T],
+        rows: &[(usize, usize)],
+        row: usize,
+        out: &mut [T],
+        accumulate: bool,
+        dot: bool
+    ) -> T {
+        let mut acc = T::ZERO;
+        let mut starts = vec![0usize; offsets.len()];
+        for &(centre, o) in rows {
+            for (s, &off) in starts.iter_mut().zip(offsets) {
+                *s = (centre as isize + off) as usize;
+            }
+            let out_row = &mut out[o..o + row];
+            row_body(input, &starts, w, out_row, accumulate);
+            if dot {
+                let d = kernels::dot(&input[centre..centre + row], out_row);
+                acc = T::combine(crate::comm::AccumulateOp::Sum, acc, d);
+            }
+        }
+        acc
+    }
+}
+
+/// One output row: `out[j] (+)= Σ_k w[k] · input[starts[k] + j]`.
+#[inline(always)]
+fn row_body<T: Element>(input: &[T], starts: &[usize], w: &[T], out: &mut [T], accumulate: bool) {
+    let n = out.len();
+    assert!(
+        !starts.is_empty()
+            && starts.len() == w.len()
+            && starts.iter().all(|&s| s + n <= input.len()),
+        "stencil rows inside the input"
+    );
+    // the common point counts (1-D to 3-D stars of radius 1 to 3, the 2-D
+    // and 3-D boxes of radius 1) with the count known at compile time: the
+    // loop over the points unrolls, its offsets and weights stay in
+    // registers
+    macro_rules! fixed {
+        ($($k:literal),*) => {
+            match starts.len() {
+                $($k => {
+                    let s: &[usize; $k] = starts.try_into().expect("length checked");
+                    let w: &[T; $k] = w.try_into().expect("length checked");
+                    row_blocks(input, s, w, out, accumulate)
+                })*
+                _ => row_blocks(input, starts, w, out, accumulate),
+            }
+        };
+    }
+    let j = fixed!(3, 5, 7, 9, 13, 19, 25, 27);
+    for (k, o) in out.iter_mut().enumerate().skip(j) {
+        let mut a = w[0] * input[starts[0] + k];
+        for (&s, &wk) in starts[1..].iter().zip(&w[1..]) {
+            a = wk.mul_add(input[s + k], a);
+        }
+        *o = if accumulate { *o + a } else { a };
+    }
+}
+
+/// The whole blocks of one output row; returns where the tail begins.
+#[inline(always)]
+fn row_blocks<T: Element>(
+    input: &[T],
+    starts: &[usize],
+    w: &[T],
+    out: &mut [T],
+    accumulate: bool,
+) -> usize {
+    let n = out.len();
+    let mut j = 0;
+    while j + WIDE <= n {
+        blocks::<T, WIDE>(input, starts, w, &mut out[j..j + WIDE], j, accumulate);
+        j += WIDE;
+    }
+    while j + BLOCK <= n {
+        blocks::<T, BLOCK>(input, starts, w, &mut out[j..j + BLOCK], j, accumulate);
+        j += BLOCK;
+    }
+    j
+}
+
+/// `B` consecutive outputs from column `j` of the row, in `B` independent
+/// accumulators (vector registers).
+#[inline(always)]
+fn blocks<T: Element, const B: usize>(
+    input: &[T],
+    starts: &[usize],
+    w: &[T],
+    out: &mut [T],
+    j: usize,
+    accumulate: bool,
+) {
+    let base = input.as_ptr();
+    // SAFETY: `row_body` asserted `s + n <= input.len()` for every start
+    // `s`, and `j + B <= n` here, so the `B` values from `s + j` lie
+    // inside `input`, which this shared borrow keeps alive and unchanged.
+    let row = |s: usize| unsafe { std::slice::from_raw_parts(base.add(s + j), B) };
+    let first = row(starts[0]);
+    let mut a = [T::ZERO; B];
+    for l in 0..B {
+        a[l] = w[0] * first[l];
+    }
+    for (&s, &wk) in starts[1..].iter().zip(&w[1..]) {
+        let v = row(s);
+        for l in 0..B {
+            a[l] = wk.mul_add(v[l], a[l]);
+        }
+    }
+    if accumulate {
+        for l in 0..B {
+            out[l] = out[l] + a[l];
+        }
+    } else {
+        out.copy_from_slice(&a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stencil at every point of the region, one value at a time.
+    fn reference<const N: usize>(
+        st: &Stencil<f64, N>,
+        input: &[f64],
+        shape: [usize; N],
+        region: &[Range<usize>; N],
+    ) -> Vec<f64> {
+        let rshape: [usize; N] = region.clone().map(|r| r.len());
+        (0..rshape.iter().product())
+            .map(|k| {
+                let rel = multi_index(&rshape, k);
+                let mut a: Option<f64> = None;
+                for (o, w) in st.points() {
+                    let at: [usize; N] =
+                        std::array::from_fn(|d| (region[d].start + rel[d]) as isize as usize);
+                    let at: [usize; N] = std::array::from_fn(|d| (at[d] as isize + o[d]) as usize);
+                    let x = input[linear_offset(&shape, &at)];
+                    a = Some(match a {
+                        None => w * x,
+                        Some(a) => w.mul_add(x, a),
+                    });
+                }
+                a.unwrap()
+            })
+            .collect()
+    }
+
+    fn values(n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f64 * 0.37 - 100.0)
+            .collect()
+    }
+
+    #[test]
+    fn star_and_cube_match_the_reference_bitwise() {
+        // rows long enough for the wide blocks, the short ones and a tail
+        let shape = [13, 83];
+        let input = values(13 * 83);
+        for r in 1..=3 {
+            for st in [
+                Stencil::<f64, 2>::star(r, |o| 1.0 / (1.0 + ((o[0] * 3 + o[1]) as f64).abs()))
+                    .unwrap(),
+                Stencil::<f64, 2>::cube(r, |o| 0.1 * (o[0] - 2 * o[1]) as f64 + 0.3).unwrap(),
+            ] {
+                let region = [r..13 - r, r..83 - r];
+                let want = reference(&st, &input, shape, &region);
+                let mut out = vec![0.0; want.len()];
+                apply(&st, &input, shape, region.clone(), &mut out, false).unwrap();
+                assert_eq!(out, want, "radius {r}");
+                // the baseline (SSE2) code gives the same bits as AVX2
+                let mut base = vec![0.0; want.len()];
+                kernels::on_baseline(|| {
+                    apply(&st, &input, shape, region.clone(), &mut base, false).unwrap()
+                });
+                assert_eq!(base, want);
+                let mut acc = vec![1.5; want.len()];
+                apply(&st, &input, shape, region.clone(), &mut acc, true).unwrap();
+                let plus: Vec<f64> = want.iter().map(|v| 1.5 + v).collect();
+                assert_eq!(acc, plus);
+                let d = apply_dot(&st, &input, shape, region.clone(), &mut out).unwrap();
+                assert_eq!(out, want);
+                let row = region[1].len();
+                let mut expect = 0.0;
+                for (k, orow) in want.chunks(row).enumerate() {
+                    let c = linear_offset(&shape, &[region[0].start + k, region[1].start]);
+                    expect += kernels::dot(&input[c..c + row], orow);
+                }
+                assert_eq!(d, expect);
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn three_dimensions_and_one() {
+        let shape = [6, 7, 9];
+        let input = values(6 * 7 * 9);
+        let st = Stencil::<f64, 3>::neg_laplacian();
+        assert_eq!(st.points().len(), 7);
+        let region = [1..5, 1..6, 1..8];
+        let want = reference(&st, &input, shape, &region);
+        let mut out = vec![0.0; want.len()];
+        apply(&st, &input, shape, region, &mut out, false).unwrap();
+        assert_eq!(out, want);
+        let st1 = Stencil::<f64, 1>::star(2, |o| o[0] as f64).unwrap();
+        let input1 = values(40);
+        let want1 = reference(&st1, &input1, [40], &[2..38]);
+        let mut out1 = vec![0.0; 36];
+        apply(&st1, &input1, [40], [2..38], &mut out1, false).unwrap();
+        assert_eq!(out1, want1);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let st = Stencil::<f64, 2>::star(2, |_| 1.0).unwrap();
+        let input = vec![0.0; 100];
+        let mut out = vec![0.0; 36];
+        // reaches outside
+        assert!(apply(&st, &input, [10, 10], [1..7, 2..8], &mut out, false).is_err());
+        // wrong output length
+        assert!(apply(&st, &input, [10, 10], [2..8, 2..8], &mut out[..30], false).is_err());
+        // wrong input length
+        assert!(apply(&st, &input[..90], [10, 10], [2..8, 2..8], &mut out, false).is_err());
+        assert!(apply(&st, &input, [10, 10], [2..8, 2..8], &mut out, false).is_ok());
+        assert!(Stencil::<f64, 2>::star(0, |_| 1.0).is_err());
+        assert!(Stencil::<f64, 2>::from_points(vec![([0, 1], 1.0), ([0, 1], 2.0)]).is_err());
+        assert!(Stencil::<f64, 2>::from_points(vec![]).is_err());
+    }
+}
