@@ -14,7 +14,7 @@ fn main() -> distarray::Result<()> {
         .map(|s| s.parse().expect("number of ranks"))
         .unwrap_or(4);
     let p1 = (1..=p)
-        .filter(|d| p % d == 0 && d * d <= p)
+        .filter(|d| p.is_multiple_of(*d) && d * d <= p)
         .max()
         .unwrap_or(1);
     let grid = [p1, p / p1];

@@ -9,7 +9,7 @@ use rstest::rstest;
 
 fn wild(r: usize) -> f64 {
     let e = (r * 7 % 13) as i32 - 6;
-    (1.0 + r as f64 / 3.0) * 10f64.powi(e) * if r % 2 == 0 { 1.0 } else { -1.0 }
+    (1.0 + r as f64 / 3.0) * 10f64.powi(e) * if r.is_multiple_of(2) { 1.0 } else { -1.0 }
 }
 
 #[rstest]

@@ -38,6 +38,7 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         baseline: false,
         overlap: p != 2,
         single_reduction: p == 3,
+        exact: p == 2,
     };
     for r in threaded::run(p, |comm| poisson_app::run(comm, &o)).unwrap() {
         let (iters, resid, err) = r.unwrap();
@@ -45,6 +46,72 @@ fn poisson_example(#[values(1, 2, 3, 4)] p: usize) {
         assert!(resid <= 1e-10);
         assert!(err < 1e-8, "error against the discrete solution: {err}");
     }
+}
+
+/// `--exact`: the Poisson CG's residual history and solution have the
+/// same bits on 1, 2, 3 and 4 ranks, on the 2-D tiles and on the row bands
+/// (and the two layouts agree with each other), for plain and
+/// single-reduction CG.
+#[rstest]
+fn poisson_exact_same_bits_on_1_to_4_ranks(#[values(false, true)] single_reduction: bool) {
+    let o = poisson_app::Opts {
+        n: 23,
+        tol: 1e-10,
+        ranks: 1,
+        compare: false,
+        baseline: false,
+        overlap: true, // --exact turns it off
+        single_reduction,
+        exact: true,
+    };
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut first: Option<(Vec<u64>, Vec<u64>)> = None;
+    for bands in [false, true] {
+        for p in 1..=4 {
+            let runs = threaded::run_ok(p, |comm| poisson_app::solve(comm, &o, bands)).unwrap();
+            for (rank, (history, x)) in runs.iter().enumerate() {
+                assert!(history.len() > 10, "CG ran: {} iterations", history.len());
+                assert_eq!(x.len(), 23 * 23);
+                let got = (bits(history), bits(x));
+                match &first {
+                    None => first = Some(got),
+                    Some(want) => {
+                        assert_eq!(
+                            got.0, want.0,
+                            "residual history: P = {p}, bands = {bands}, rank {rank}"
+                        );
+                        assert_eq!(
+                            got.1, want.1,
+                            "solution: P = {p}, bands = {bands}, rank {rank}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Without `--exact` the rank count changes the rounding (the property
+/// the exact mode removes): the histories on 1 and 3 ranks differ in their
+/// bits somewhere, while both converge.
+#[test]
+fn poisson_ordered_sums_depend_on_the_rank_count() {
+    let o = poisson_app::Opts {
+        n: 23,
+        tol: 1e-10,
+        ranks: 1,
+        compare: false,
+        baseline: false,
+        overlap: false,
+        single_reduction: false,
+        exact: false,
+    };
+    let h1 = threaded::run_ok(1, |comm| poisson_app::solve(comm, &o, true)).unwrap();
+    let h3 = threaded::run_ok(3, |comm| poisson_app::solve(comm, &o, true)).unwrap();
+    assert_ne!(
+        h1[0].0, h3[0].0,
+        "ordered sums happened to agree on 1 and 3 ranks"
+    );
 }
 
 #[rstest]

@@ -223,6 +223,7 @@ fn poisson_example_costs_two_collectives_per_iteration(
                 baseline: false,
                 overlap: true,
                 single_reduction,
+                exact: false,
             };
             let (iters, _, _) = poisson_app::run(comm.clone(), &o)?;
             Ok::<_, distarray::Error>((iters, comm.counts()))

@@ -26,7 +26,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
 /// A process grid `[p1, p2]` with `p1 * p2 = p`, as square as possible.
 pub fn grid_2d(p: usize) -> [usize; 2] {
     let p1 = (1..=p)
-        .filter(|d| p % d == 0 && d * d <= p)
+        .filter(|d| p.is_multiple_of(*d) && d * d <= p)
         .max()
         .unwrap_or(1);
     [p1, p / p1]

@@ -245,13 +245,13 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
     assert_eq!(got, want, "rank {me}");
     assert_eq!(got.get([3, 4]).unwrap(), value(3, 4));
     assert!(local <= shape[0] * shape[1]);
-    // a second handle of this rank on the array while one is in flight is
-    // refused (no cycle of handles waiting for each other's locks), not a
-    // hang; the scoped form cannot leak its handle
+    // a second handle of this rank on the communicator while one is in
+    // flight is refused (no cycle of handles waiting for each other's
+    // locks), not a hang; the scoped form cannot leak its handle
     let first = ok(comm, "get_block_start", a.get_block_start(&blk));
     let second = a.get_block_start(&blk);
     assert!(
-        matches!(second, Err(Error::EpochMismatch(_))),
+        matches!(second, Err(Error::HandleInFlight(_))),
         "rank {me}: {second:?}"
     );
     drop(first); // waits and unlocks

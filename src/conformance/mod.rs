@@ -22,12 +22,18 @@ mod array;
 mod blocks;
 mod collectives;
 mod complex;
+mod exact;
+mod ghosted;
 mod halo;
+mod handles;
+#[cfg(feature = "zarr")]
+mod io;
 mod linalg;
 mod plans;
 mod reproducible;
 mod safety;
 mod slice;
+mod transpose;
 
 pub use linalg::matvec_distributions;
 pub use reproducible::REPEATS;
@@ -42,14 +48,20 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(collectives::checks::<C>());
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
+    v.extend(handles::checks::<C>());
     v.extend(linalg::checks::<C>());
     v.extend(plans::checks::<C>());
     v.extend(reproducible::checks::<C>());
+    v.extend(exact::checks::<C>());
     v.extend(safety::checks::<C>());
     v.extend(algebra::checks::<C>());
     v.extend(complex::checks::<C>());
     v.extend(halo::checks::<C>());
+    v.extend(ghosted::checks::<C>());
     v.extend(slice::checks::<C>());
+    v.extend(transpose::checks::<C>());
+    #[cfg(feature = "zarr")]
+    v.extend(io::checks::<C>());
     v
 }
 

@@ -220,7 +220,7 @@ fn main() -> distarray::Result<()> {
 
             // the backend-independent checks alone, as `DistArray::get` runs
             // them (a one-shot epoch approved by the window state)
-            let state = WindowState::new(me, vec![per; p])?;
+            let state = WindowState::new(me, vec![per; p], Default::default())?;
             let t = Instant::now();
             for _ in 0..ELEM_ITERS {
                 let one = state.begin_one_shot(

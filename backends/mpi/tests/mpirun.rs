@@ -369,6 +369,37 @@ fn failed_chunk_completes_issued_chunks() {
     fault("chunk-failure", 2, Net::Tcp);
 }
 
+/// Issue 21: two ranks starting non-blocking `Sum` handles on two arrays
+/// towards a third rank, in opposite orders, complete (the old design hung
+/// in `MPI_Win_lock`: each handle held an exclusive lock epoch from start to
+/// wait); a leaked handle hangs no other rank. Shared memory and TCP
+/// (osc/pt2pt), 3 ranks, 60 s timeout each.
+#[test]
+fn crossing_and_leaked_handles_do_not_hang() {
+    // MPICH over UCX's TCP transport: both modes pass their assertions
+    // and reach MPI_Finalize on every rank, where all three ranks then
+    // wait forever inside MPICH (seen with MPICH 4.0.2 from Debian; the
+    // conformance suite's same checks over TCP, which run on into more
+    // work before finalising, pass). Open issue; TCP is run on Open MPI.
+    let nets: &[Net] = if FAMILY == "mpich" {
+        &[Net::Shm]
+    } else {
+        &[Net::Shm, Net::Tcp]
+    };
+    for &net in nets {
+        for mode in ["crossing-handles", "leaked-handle"] {
+            let args = [mode];
+            let job = Job {
+                args: &args,
+                net,
+                timeout_secs: 60,
+                ..Job::new(env!("CARGO_BIN_EXE_mpi_faults"), 3)
+            };
+            succeeds(&job, &format!("mpi_faults {mode}: ok"));
+        }
+    }
+}
+
 /// Window creation where no one-sided component works (Open MPI over TCP
 /// with only osc/rdma, as on a cluster without RDMA): an `Err` on every rank
 /// naming the cause and the fix, and the job goes on.
@@ -386,3 +417,387 @@ fn window_creation_failure_names_cause_and_fix() {
     let stdout = succeeds(&job, "mpi_faults window-failure: ok");
     assert!(stdout.contains("--mca osc pt2pt"), "{stdout}");
 }
+
+/// A scratch directory for one test.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("distarray-mpi-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The fingerprint the heat example printed.
+fn heat_fingerprint(stdout: &str) -> String {
+    let at = stdout.find("fingerprint ").expect("a fingerprint line") + "fingerprint ".len();
+    stdout[at..at + 16].to_string()
+}
+
+/// Runs the heat example on `ranks` ranks with the space-separated
+/// `args`; returns its output once it succeeded and printed `expect`.
+fn heat(ranks: usize, args: &str, expect: &str) -> String {
+    let bin = example("mpi_heat_checkpoint");
+    let args: Vec<&str> = args.split_whitespace().collect();
+    succeeds(
+        &Job {
+            args: &args,
+            ..Job::new(&bin, ranks)
+        },
+        expect,
+    )
+}
+
+/// Checkpoint/restart on MPI: 20 steps on 4 ranks with a checkpoint at 10;
+/// the restart at 10 on 3 ranks reaches the same bits at step 20.
+#[test]
+fn heat_checkpoint_restart_on_another_rank_count() {
+    let dir = scratch("heat");
+    let (a, b) = (dir.display(), dir.join("b"));
+    let b = b.display();
+    let full = heat(
+        4,
+        &format!("--n 90 --steps 20 --checkpoint-every 10 --dir {a}/a"),
+        "fingerprint",
+    );
+    heat(
+        4,
+        &format!("--n 90 --steps 10 --checkpoint-every 10 --dir {b}"),
+        "fingerprint",
+    );
+    let rest = heat(
+        3,
+        &format!("--n 90 --steps 20 --checkpoint-every 10 --restart --dir {b}"),
+        "restarted from checkpoint step-000010",
+    );
+    assert_eq!(heat_fingerprint(&rest), heat_fingerprint(&full));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill -9` of one rank while the job writes its second checkpoint: the
+/// job ends, the first checkpoint stays readable, the half-written one is
+/// not listed, and a restart on 2 ranks reaches the uninterrupted run's
+/// bits.
+#[test]
+fn kill_9_of_one_rank_mid_checkpoint_keeps_the_previous_one() {
+    let dir = scratch("kill");
+    let bin = example("mpi_heat_checkpoint");
+    let reference = heat(
+        2,
+        &format!(
+            "--n 500 --steps 30 --checkpoint-every 0 --dir {}/ref",
+            dir.display()
+        ),
+        "fingerprint",
+    );
+    let ck = dir.join("ck");
+    let mut killed_mid_write = false;
+    // the kill picks the newest process running the example: no other job
+    // (heat_checkpoint_restart_on_another_rank_count runs the same binary)
+    // may run meanwhile
+    let one_at_a_time = MPIRUN.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0..5 {
+        let _ = std::fs::remove_dir_all(&ck);
+        let mut cmd = Command::new(launcher(if FAMILY == "mpich" {
+            "mpiexec.mpich"
+        } else {
+            "mpirun"
+        }));
+        if FAMILY == "openmpi" {
+            cmd.args(["--oversubscribe", "--mca", "btl", "self,vader"])
+                .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        }
+        let mut job = cmd
+            .args([
+                "-n",
+                "3",
+                &bin,
+                "--n",
+                "500",
+                "--steps",
+                "30",
+                "--checkpoint-every",
+                "10",
+                "--chunk-rows",
+                "2",
+                "--dir",
+                ck.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let staging = ck.join(".step-000020.partial").join("u").join("c");
+        let start = Instant::now();
+        while !staging.exists() && start.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // SIGKILL one rank (not the launcher): the newest process running the example
+        let pids = Command::new("pgrep")
+            .args(["-n", "-f", &format!("^{bin}")])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&pids.stdout).trim().to_string();
+        assert!(!pid.is_empty(), "no rank process found");
+        Command::new("kill").args(["-9", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while job.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the job hung after one rank was killed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if ck.join("step-000010").exists() && !ck.join("step-000020").exists() {
+            killed_mid_write = true;
+            break;
+        }
+        eprintln!("attempt {attempt}: the kill missed the write window; again");
+    }
+    drop(one_at_a_time);
+    assert!(
+        killed_mid_write,
+        "could not kill a rank while the job wrote the checkpoint"
+    );
+    let rest = heat(
+        2,
+        &format!(
+            "--n 500 --steps 30 --checkpoint-every 10 --restart --dir {}",
+            ck.display()
+        ),
+        "restarted from checkpoint step-000010",
+    );
+    assert_eq!(heat_fingerprint(&rest), heat_fingerprint(&reference));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Parallel HDF5 (feature `hdf5`): `src/bin/hdf5_io.rs` writes and reads
+/// every element type in 1 to 3 dimensions across rank counts and
+/// partitions, h5py reads what it wrote and writes files it reads
+/// (`tests/hdf5_clients.py`), and bad input gives an `Err` on every rank.
+#[cfg(feature = "hdf5")]
+mod hdf5 {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// A fresh directory for one test's files.
+    fn scratch(test: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hdf5-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch directory");
+        dir
+    }
+
+    /// Runs `hdf5_io` with `args` on `ranks` ranks and expects its success line.
+    fn hdf5_io(args: &[&str], ranks: usize) -> String {
+        let job = Job {
+            args,
+            timeout_secs: 120,
+            ..Job::new(env!("CARGO_BIN_EXE_hdf5_io"), ranks)
+        };
+        succeeds(&job, &format!("hdf5_io {}: ok", args[0]))
+    }
+
+    /// Written on 4 ranks (2 x 2 grid), read on 3, 1, 2 and 4 ranks (MPICH:
+    /// 3 and 1) with other partitions (1-D with an empty part, columns,
+    /// first dimension) and the default one: every element has the same
+    /// bits. Then written on 3 ranks (3 x 1 grid) and read on 4.
+    #[test]
+    fn hdf5_round_trip_across_rank_counts_and_partitions() {
+        let dir = scratch("round-trip");
+        let file = dir.join("p4.h5");
+        let file = file.to_str().expect("utf-8 path");
+        let out = hdf5_io(&["write", file, "1"], 4);
+        assert!(out.contains("36 datasets, grid [2, 2]"), "{out}");
+        // MPICH is slow with more ranks than cores (it busy-waits): fewer jobs
+        let readers: &[usize] = if FAMILY == "mpich" {
+            &[3, 1]
+        } else {
+            &[3, 1, 2, 4]
+        };
+        for &ranks in readers {
+            let out = hdf5_io(&["read", file, "1"], ranks);
+            assert!(out.contains("36 datasets checked bit for bit"), "{out}");
+        }
+        let file3 = dir.join("p3.h5");
+        let file3 = file3.to_str().expect("utf-8 path");
+        hdf5_io(&["write", file3, "4"], 3);
+        hdf5_io(&["read", file3, "4"], 4);
+        // another seed must not pass: the check can fail
+        let job = Job {
+            args: &["read", file3, "5"],
+            timeout_secs: 120,
+            ..Job::new(env!("CARGO_BIN_EXE_hdf5_io"), 2)
+        };
+        let (out, _) = job.run();
+        assert!(
+            !out.status.success(),
+            "wrong values passed:\n{}",
+            describe(&out)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `python3` with h5py and numpy, or a failure that says how to get them.
+    fn python() -> Command {
+        let probe = Command::new("python3")
+            .args(["-c", "import h5py, numpy"])
+            .output();
+        match probe {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "the HDF5 client test needs Python's h5py and numpy: `pip install h5py numpy` \
+                 (scripts/test-all.sh installs them):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!("the HDF5 client test needs python3 with h5py and numpy: {e}"),
+        }
+        Command::new("python3")
+    }
+
+    fn clients(args: &[&str]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hdf5_clients.py");
+        let out = python()
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "hdf5_clients.py {args:?} failed:\n{}",
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// h5py reads what distarray wrote on 4 ranks and finds every element
+    /// and attribute exactly; distarray reads on 3 and 4 ranks (MPICH: 3) what h5py
+    /// wrote (big-endian, chunked and gzip-compressed datasets among them)
+    /// exactly; h5dump shows complex numbers as h5py's `{r, i}` compound.
+    #[test]
+    fn hdf5_real_clients_h5py_and_h5dump() {
+        let dir = scratch("clients");
+        let ours = dir.join("distarray.h5");
+        let ours = ours.to_str().expect("utf-8 path");
+        hdf5_io(&["write", ours, "6"], 4);
+        let out = clients(&["check", ours, "6"]);
+        assert!(
+            out.contains("h5py check: 36 datasets equal bit for bit"),
+            "{out}"
+        );
+        // h5py must see a wrong seed as wrong
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hdf5_clients.py");
+        let wrong = python()
+            .args([script, "check", ours, "7"])
+            .output()
+            .expect("run python3");
+        assert!(!wrong.status.success(), "h5py accepted wrong values");
+
+        let theirs = dir.join("h5py.h5");
+        let theirs = theirs.to_str().expect("utf-8 path");
+        let out = clients(&["write", theirs, "9"]);
+        assert!(out.contains("h5py write: 36 datasets"), "{out}");
+        let readers: &[usize] = if FAMILY == "mpich" { &[3] } else { &[3, 4] };
+        for &ranks in readers {
+            let out = hdf5_io(&["read", theirs, "9"], ranks);
+            assert!(out.contains("36 datasets checked bit for bit"), "{out}");
+        }
+
+        if let Ok(dump) = Command::new("h5dump").args(["-H", ours]).output() {
+            let text = String::from_utf8_lossy(&dump.stdout);
+            assert!(dump.status.success(), "h5dump failed:\n{}", describe(&dump));
+            for want in [
+                "DATASET \"c128_3d\"",
+                "H5T_IEEE_F64LE \"r\";",
+                "H5T_IEEE_F32LE \"i\";",
+                "H5T_STD_I8LE",
+                "H5T_STD_U64LE",
+                "SIMPLE { ( 5, 6, 7 ) / ( 5, 6, 7 ) }",
+            ] {
+                assert!(text.contains(want), "h5dump -H: no {want:?}:\n{text}");
+            }
+        } else {
+            eprintln!("h5dump not installed (hdf5-tools): skipped the h5dump check");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Missing, unreadable, truncated and corrupted files, paths and names
+    /// that differ between ranks, wrong element types, shapes and dimension
+    /// counts, existing names: an `Err` on every rank, no hang, and the
+    /// ranks stay in step (a good read afterwards).
+    #[test]
+    fn hdf5_bad_input_errors_on_every_rank() {
+        for ranks in [1, 3] {
+            let dir = scratch(&format!("faults-{ranks}"));
+            let out = hdf5_io(&["faults", dir.to_str().expect("utf-8 path")], ranks);
+            assert!(out.contains("bad inputs refused on every rank"), "{out}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+/// The tokens after `relative residual ` and `solution bits hash ` in the
+/// Poisson example's report.
+fn residual_and_hash(stdout: &str) -> (String, String) {
+    let after = |key: &str| {
+        let at = stdout
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key:?} in:\n{stdout}"));
+        stdout[at + key.len()..]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    (after("relative residual "), after("solution bits hash "))
+}
+
+/// `--exact`: the Poisson CG prints the same final residual (shortest
+/// round-trip form) and the same hash of the solution's bits on 1, 2, 3
+/// and 4 MPI ranks, plain and single-reduction, and the same residual as
+/// the threaded backend on 2 ranks.
+#[test]
+fn poisson_exact_same_bits_on_1_to_4_ranks() {
+    let bin = example("mpi_poisson_cg");
+    for single in [false, true] {
+        let mut args = vec!["--n", "40", "--exact", "--no-baseline"];
+        if single {
+            args.push("--single-reduction");
+        }
+        let mut seen: Option<(String, String)> = None;
+        for ranks in 1..=4 {
+            let job = Job {
+                args: &args,
+                timeout_secs: 120,
+                ..Job::new(&bin, ranks)
+            };
+            let got = residual_and_hash(&succeeds(&job, "solution bits hash"));
+            match &seen {
+                None => seen = Some(got),
+                Some(want) => assert_eq!(&got, want, "{args:?} on {ranks} ranks"),
+            }
+        }
+        let opts = poisson_app::Opts {
+            n: 40,
+            tol: 1e-8,
+            ranks: 2,
+            compare: false,
+            baseline: false,
+            overlap: true,
+            single_reduction: single,
+            exact: true,
+        };
+        let threaded =
+            distarray::threaded::run_ok(2, |comm| poisson_app::run(comm, &opts)).unwrap();
+        let (want_resid, _) = seen.expect("four runs");
+        assert_eq!(
+            format!("{:?}", threaded[0].1),
+            want_resid,
+            "threaded backend"
+        );
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../../examples/apps/poisson.rs"]
+mod poisson_app;
