@@ -661,28 +661,6 @@ pub trait Window<T: Element>: Send + Sync {
             .try_for_each(|(offset, piece)| self.get(target, offset, &mut dst[piece]))
     }
 
-    /// Issues the reads of [`Window::get_runs`] without waiting for them,
-    /// where the backend can: MPI issues its `MPI_Get`s and returns; they
-    /// complete at the next [`Window::flush`] or [`Window::unlock`] of
-    /// `target`. The default (threaded, Lamellar) completes them at once.
-    /// Checks and errors are those of `get_runs`.
-    ///
-    /// # Safety
-    ///
-    /// `dst` may still be written by the backend after this returns: the
-    /// caller must not read, write, move or free it until `flush(target)`
-    /// or `unlock(target)` returned (also when unwinding). The safe way to
-    /// overlap reads with computation is
-    /// [`GhostedBlock::sync_overlapped`](crate::GhostedBlock::sync_overlapped).
-    unsafe fn get_runs_deferred(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        dst: &mut [T],
-    ) -> Result<()> {
-        self.get_runs(target, runs, dst)
-    }
-
     /// Non-blocking [`Window::get_runs`]: issues the reads and returns a
     /// request; [`RmaRequest::wait`] completes them (the data is in `dst`).
     /// MPI issues one `MPI_Rget` per run (request-based RMA, so the wait

@@ -39,6 +39,14 @@ pub struct Counts {
     pub accumulates: Vec<usize>,
     /// `lock` calls (epochs opened).
     pub locks: Vec<usize>,
+    /// RMA calls as the program issued them: one per `get`, `put` or
+    /// `accumulate` and one per `*_runs` batch, whatever its number of runs
+    /// (a strided block is one batch per target). The MPI backend issues a
+    /// batch of several runs as one operation (a derived datatype), so on
+    /// MPI this is its count of RMA operations; the threaded and Lamellar
+    /// backends move each run on its own (counted in `gets`, `puts` and
+    /// `accumulates`).
+    pub batches: Vec<usize>,
     /// Elements moved by gets, puts and accumulates.
     pub elements: usize,
     /// Gets, puts and accumulates to *other* ranks (one per run), and the
@@ -67,6 +75,7 @@ impl Counts {
             puts: vec![0; size],
             accumulates: vec![0; size],
             locks: vec![0; size],
+            batches: vec![0; size],
             elements: 0,
             messages: 0,
             bytes: 0,
@@ -90,6 +99,11 @@ impl Counts {
     /// Total accumulates.
     pub fn accumulates_total(&self) -> usize {
         self.accumulates.iter().sum()
+    }
+
+    /// Total RMA calls (see [`Counts::batches`]).
+    pub fn batches_total(&self) -> usize {
+        self.batches.iter().sum()
     }
 
     /// Total lock epochs.
@@ -274,6 +288,14 @@ impl<W> CountingWindow<W> {
         f(&mut c)[target] += n;
     }
 
+    /// Records one RMA call (of any number of runs) to `target`.
+    fn batch(&self, target: usize) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .batches[target] += 1;
+    }
+
     /// Records `n` RMA messages of `bytes` in all when `target` is remote.
     fn message(&self, target: usize, n: usize, bytes: usize) {
         if target != self.rank {
@@ -322,6 +344,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         self.inner.get_locked(target, kind, offset, dst)?;
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.gets, 1, dst.len());
+        self.batch(target);
         self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
@@ -329,42 +352,35 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         self.inner.put_locked(target, kind, offset, src)?;
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.puts, 1, src.len());
+        self.batch(target);
         self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         self.inner.get(target, offset, dst)?;
         self.record(target, |c| &mut c.gets, 1, dst.len());
+        self.batch(target);
         self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
     fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
         self.inner.put(target, offset, src)?;
         self.record(target, |c| &mut c.puts, 1, src.len());
+        self.batch(target);
         self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
         self.inner.accumulate(target, offset, src, op)?;
         self.record(target, |c| &mut c.accumulates, 1, src.len());
+        self.batch(target);
         self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         self.inner.get_runs(target, runs, dst)?;
         self.record(target, |c| &mut c.gets, runs.len(), dst.len());
-        self.message(target, runs.len(), std::mem::size_of_val(dst));
-        Ok(())
-    }
-    unsafe fn get_runs_deferred(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        dst: &mut [T],
-    ) -> Result<()> {
-        // SAFETY: forwarded with the caller's guarantees unchanged.
-        unsafe { self.inner.get_runs_deferred(target, runs, dst)? };
-        self.record(target, |c| &mut c.gets, runs.len(), dst.len());
+        self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(dst));
         Ok(())
     }
@@ -380,6 +396,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         // SAFETY: forwarded with the caller's guarantees unchanged.
         let req = unsafe { self.inner.get_runs_start(target, runs, dst)? };
         self.record(target, |c| &mut c.gets, runs.len(), n);
+        self.batch(target);
         self.message(target, runs.len(), bytes);
         Ok(req)
     }
@@ -397,6 +414,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
             AccumulateOp::Replace => self.record(target, |c| &mut c.puts, runs.len(), src.len()),
             _ => self.record(target, |c| &mut c.accumulates, runs.len(), src.len()),
         }
+        self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(req)
     }
@@ -404,6 +422,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         self.inner.put_runs(target, runs, src)?;
         self.record(target, |c| &mut c.puts, runs.len(), src.len());
+        self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(())
     }
@@ -416,6 +435,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
     ) -> Result<()> {
         self.inner.accumulate_runs(target, runs, src, op)?;
         self.record(target, |c| &mut c.accumulates, runs.len(), src.len());
+        self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(())
     }

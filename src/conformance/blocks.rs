@@ -128,6 +128,19 @@ fn block_call_counts<C: OneSidedComm>(comm: &C) {
             touched,
             "one epoch per remote target"
         );
+        // one RMA call per remote target, however many rows the block has
+        // (on MPI one operation: a derived datatype)
+        let one_per_target: Vec<usize> = remote_runs.iter().map(|&n| usize::from(n > 0)).collect();
+        let remote_batches = |c: &crate::counting::Counts| {
+            let mut b = c.batches.clone();
+            b[me] = 0;
+            b
+        };
+        assert_eq!(
+            remote_batches(&c),
+            one_per_target,
+            "rank {me}: RMA calls per target for {blk:?}"
+        );
         cc.reset();
         let gb = GlobalBlock::zeros(blk.clone());
         ok(comm, "put_block", a.put_block(&gb, AccumulateOp::Sum));
@@ -135,6 +148,11 @@ fn block_call_counts<C: OneSidedComm>(comm: &C) {
         assert_eq!(
             c.accumulates, remote_runs,
             "rank {me}: accumulates per target"
+        );
+        assert_eq!(
+            remote_batches(&c),
+            one_per_target,
+            "rank {me}: accumulate calls per target for {blk:?}"
         );
         assert_eq!(c.gets_total() + c.puts_total(), 0);
     }
