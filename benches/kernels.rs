@@ -1,6 +1,7 @@
 //! Local kernel benchmark (one core): `kernels::dot`, `norm2`, `sum`,
-//! `axpby`, `axpy_dot`, `cg_update` and the 5-point stencil
-//! (`stencil5`, `stencil5_dot`), each against the memory-bandwidth floor of
+//! `axpby`, `axpy_dot`, `cg_update`, the 5-point stencil
+//! (`stencil5`, `stencil5_dot`) and `stencil::Stencil` (the PRK radius-2
+//! star, accumulating; the 3-D 7-point Laplacian with its fused dot), each against the memory-bandwidth floor of
 //! its own access pattern, measured in the same run by a reference loop that
 //! moves the same bytes with trivial integer work (reads summed into 16
 //! independent sums with the same software prefetch as the kernels, writes
@@ -26,6 +27,7 @@ use std::time::Instant;
 
 use distarray::exact_sum::{ExactNorm, ExactSum};
 use distarray::kernels::{self, Block2, Stencil5};
+use distarray::stencil::{self, Stencil};
 
 /// A kernel run and its floor: (name, bytes moved, kernel, floor).
 type Case<'a> = (String, usize, Box<dyn FnMut() + 'a>, Box<dyn FnMut() + 'a>);
@@ -321,6 +323,71 @@ fn run(n: usize, reps: usize, csv: &mut String, report: &mut String) {
             copy_xor(
                 as_u64_mut(&mut ys.borrow_mut()[..grid]),
                 as_u64(&xr[..grid]),
+            )
+        }),
+    ));
+    // `stencil::Stencil` of any radius: the PRK radius-2 star (9 points) on
+    // the side x side grid, `OUT += S(IN)` over the interior (as the PRK
+    // kernel and `Ghosted::apply_to` do), and the 7-point 3-D Laplacian on
+    // a cube of about the same number of points. Floor: the same bytes
+    // (read IN, read and write OUT) with trivial work.
+    let star2 = Stencil::<f64, 2>::star(2, |o| {
+        let r = o[0].unsigned_abs().max(o[1].unsigned_abs());
+        if r == 0 {
+            0.0
+        } else {
+            (o[0] + o[1]).signum() as f64 / (4 * r) as f64
+        }
+    })
+    .unwrap();
+    cases.push((
+        format!("Stencil radius-2 star, OUT += S(IN) ({side}x{side})"),
+        3 * f * grid,
+        Box::new(move || {
+            let region = [2..side - 2, 2..side - 2];
+            let m = (side - 4) * (side - 4);
+            stencil::apply(
+                &star2,
+                &xr[..grid],
+                [side, side],
+                region,
+                &mut xs.borrow_mut()[..m],
+                true,
+            )
+            .unwrap();
+        }),
+        Box::new(move || {
+            // OUT ^= IN: read both, write OUT (the accumulate's traffic)
+            xor_into(
+                as_u64_mut(&mut ys.borrow_mut()[..grid]),
+                as_u64(&xr[..grid]),
+            )
+        }),
+    ));
+    let c = (n as f64).cbrt() as usize;
+    let cube = c * c * c;
+    let lap3 = Stencil::<f64, 3>::neg_laplacian();
+    cases.push((
+        format!("Stencil 7-point 3-D, apply_dot ({c}x{c}x{c})"),
+        2 * f * cube,
+        Box::new(move || {
+            let region = [1..c - 1, 1..c - 1, 1..c - 1];
+            let m = (c - 2) * (c - 2) * (c - 2);
+            black_box(
+                stencil::apply_dot(
+                    &lap3,
+                    &xr[..cube],
+                    [c, c, c],
+                    region,
+                    &mut xs.borrow_mut()[..m],
+                )
+                .unwrap(),
+            );
+        }),
+        Box::new(move || {
+            copy_xor(
+                as_u64_mut(&mut ys.borrow_mut()[..cube]),
+                as_u64(&xr[..cube]),
             )
         }),
     ));
