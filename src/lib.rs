@@ -11,7 +11,8 @@
 //! * [`ContinuousPartitioning`]: the per-dimension cut into one box per rank.
 //! * Whole-array operations: element-wise algebra and copies
 //!   ([`algebra`]), reductions ([`reduce`]), linear algebra ([`linalg`]),
-//!   the distributed transpose of 2-D arrays ([`transpose`]).
+//!   the distributed transpose of 2-D arrays ([`transpose`]), the
+//!   matrix-matrix product ([`matmul`]).
 //! * [`kernels`]: local slice kernels (fixed-order reductions, fused vector
 //!   updates, the 5-point stencil) that the distributed operations use.
 //! * Backends: [`threaded`] (in process, the embedded default); MPI
@@ -120,6 +121,7 @@ pub mod halo;
 pub mod io;
 pub mod kernels;
 pub mod linalg;
+pub mod matmul;
 mod matvec_plan;
 mod overlap;
 pub mod partition;

@@ -29,6 +29,7 @@ mod handles;
 #[cfg(feature = "zarr")]
 mod io;
 mod linalg;
+mod matmul;
 mod plans;
 mod reproducible;
 mod safety;
@@ -50,6 +51,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(blocks::checks::<C>());
     v.extend(handles::checks::<C>());
     v.extend(linalg::checks::<C>());
+    v.extend(matmul::checks::<C>());
     v.extend(plans::checks::<C>());
     v.extend(reproducible::checks::<C>());
     v.extend(exact::checks::<C>());
