@@ -16,7 +16,8 @@
 //!
 //! The local kernel is `matrixmultiply`'s `dgemm` / `sgemm` for `f64` and
 //! `f32` (blocked and vectorised, at run time AVX2/FMA where the CPU has
-//! them) and a plain Rust loop for the integers and complex types.
+//! them), CBLAS `dgemm` / `sgemm` with the `blas` feature, and a plain Rust
+//! loop for the integers and complex types.
 //! Transposed operands cost nothing extra: the panels are read as stored
 //! and handed to the kernel with swapped strides.
 //!
@@ -26,7 +27,9 @@
 //! `K`, each panel in the kernel's fixed order, and the panels sit at the
 //! same global positions whatever the partition: the result has the **same
 //! bits for any number of ranks and any partitions** of `A`, `B` and `C`
-//! (on one machine: `matrixmultiply` chooses FMA or not by the CPU).
+//! (on one machine: `matrixmultiply` chooses FMA or not by the CPU). With
+//! the `blas` feature the bits are the BLAS library's: an optimised BLAS
+//! may block the inner dimension differently for different shapes.
 //!
 //! ```
 //! use distarray::{matmul, threaded, DistArray};
@@ -196,6 +199,10 @@ fn gemm_acc<T: Element>(
             && (k == 0 || n == 0 || (k - 1) * sb.0 + (n - 1) * sb.1 < b.len()),
         "gemm strides inside the operands"
     );
+    #[cfg(feature = "blas")]
+    if blas::gemm_acc(m, k, n, a, sa, b, sb, c) {
+        return;
+    }
     let stride = |s: usize| s as isize;
     match T::KIND {
         ElementKind::F64 => {
@@ -264,6 +271,99 @@ fn gemm_acc<T: Element>(
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(feature = "blas")]
+mod blas {
+    use crate::comm::{Element, ElementKind};
+
+    /// CBLAS `?gemm` (`c += a b`, operands as in [`super::gemm_acc`], each
+    /// stored with unit stride along one dimension) for `f64` / `f32`;
+    /// `false` for other element types or sizes beyond `i32`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_acc<T: Element>(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[T],
+        sa: (usize, usize),
+        b: &[T],
+        sb: (usize, usize),
+        c: &mut [T],
+    ) -> bool {
+        // (transpose flag, leading dimension) of an operand read row-major
+        let layout = |s: (usize, usize), cols: usize| match s {
+            (ld, 1) if ld >= cols.max(1) => Some((cblas::Transpose::None, ld)),
+            (1, ld) => Some((cblas::Transpose::Ordinary, ld)),
+            _ => None,
+        };
+        let (Some((ta, lda)), Some((tb, ldb))) = (layout(sa, k), layout(sb, n)) else {
+            return false;
+        };
+        let int = |x: usize| i32::try_from(x).ok();
+        let (Some(m), Some(k), Some(n), Some(lda), Some(ldb)) =
+            (int(m), int(k), int(n), int(lda), int(ldb))
+        else {
+            return false;
+        };
+        if m == 0 || n == 0 || k == 0 {
+            return true;
+        }
+        match T::KIND {
+            ElementKind::F64 => {
+                let (a, b): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f64] = bytemuck::cast_slice_mut(c);
+                // SAFETY: `a` and `b` hold op(A) (m x k) and op(B) (k x n)
+                // with the leading dimensions given, `c` is m x n row-major
+                // with leading dimension n (checked by the caller): every
+                // access of dgemm is in bounds.
+                unsafe {
+                    cblas::dgemm(
+                        cblas::Layout::RowMajor,
+                        ta,
+                        tb,
+                        m,
+                        n,
+                        k,
+                        1.0,
+                        a,
+                        lda.max(1),
+                        b,
+                        ldb.max(1),
+                        1.0,
+                        c,
+                        n,
+                    )
+                };
+                true
+            }
+            ElementKind::F32 => {
+                let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [f32] = bytemuck::cast_slice_mut(c);
+                // SAFETY: as for dgemm above.
+                unsafe {
+                    cblas::sgemm(
+                        cblas::Layout::RowMajor,
+                        ta,
+                        tb,
+                        m,
+                        n,
+                        k,
+                        1.0,
+                        a,
+                        lda.max(1),
+                        b,
+                        ldb.max(1),
+                        1.0,
+                        c,
+                        n,
+                    )
+                };
+                true
+            }
+            _ => false,
         }
     }
 }
