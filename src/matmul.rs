@@ -175,6 +175,24 @@ fn local_product<T: Element, C: OneSidedComm>(
     c.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(&acc))
 }
 
+/// The local kernel: `c += a b` for row-major `a` (`m x k`), `b` (`k x n`)
+/// and `c` (`m x n`), as [`matmul`] uses it on each panel (the one-rank
+/// floor the benchmarks compare with).
+///
+/// ```
+/// let (a, b) = ([1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.0, 1.0]);
+/// let mut c = [1.0; 4];
+/// distarray::matmul::gemm_local(2, 2, 2, &a, &b, &mut c);
+/// assert_eq!(c, [2.0, 3.0, 4.0, 5.0]);
+/// ```
+///
+/// # Panics
+///
+/// If the slices are shorter than the shapes say, or `c` is not `m x n`.
+pub fn gemm_local<T: Element>(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]) {
+    gemm_acc(m, k, n, a, (k, 1), b, (n, 1), c);
+}
+
 /// `c += a b` for `a` of `m x k` (strides `sa`), `b` of `k x n` (strides
 /// `sb`) and `c` of `m x n` row-major: `matrixmultiply` for `f64` / `f32`,
 /// a fixed-order loop (the products of each element added in the order of
