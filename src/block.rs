@@ -249,6 +249,61 @@ pub(crate) fn copy_box<T: Copy, const N: usize>(
     }
 }
 
+/// Row-major values holding this rank's part at offset `shift` (zero for
+/// the part itself, the ghost width for an extended box).
+pub(crate) struct Gather<'s, T, const N: usize> {
+    pub(crate) src: &'s [T],
+    pub(crate) shape: [usize; N],
+    pub(crate) shift: [usize; N],
+    pub(crate) part: &'s [Range<usize>; N],
+}
+
+impl<T: Copy, const N: usize> Gather<'_, T, N> {
+    /// Copies the box `b` (global indices, inside the part) into the front
+    /// of `out`, row-major; returns its length.
+    pub(crate) fn gather(&self, b: &[Range<usize>; N], out: &mut [T]) -> usize {
+        let shape: [usize; N] = b.clone().map(|r| r.len());
+        let row = shape[N - 1];
+        let len: usize = shape.iter().product();
+        if len == 0 {
+            return 0;
+        }
+        let mut rows_shape = shape;
+        rows_shape[N - 1] = 1;
+        for (k, chunk) in out[..len].chunks_exact_mut(row).enumerate() {
+            let rel = multi_index(&rows_shape, k);
+            let at: [usize; N] =
+                std::array::from_fn(|d| b[d].start - self.part[d].start + self.shift[d] + rel[d]);
+            let o = linear_offset(&self.shape, &at);
+            chunk.copy_from_slice(&self.src[o..o + row]);
+        }
+        len
+    }
+}
+
+/// Copies `src` (row-major over `shape`) into `data` (row-major over
+/// `ext_shape`) at `dst`.
+pub(crate) fn scatter<T: Copy, const N: usize>(
+    data: &mut [T],
+    ext_shape: &[usize; N],
+    dst: &[usize; N],
+    shape: &[usize; N],
+    src: &[T],
+) {
+    let row = shape[N - 1];
+    if row == 0 {
+        return;
+    }
+    let mut rows_shape = *shape;
+    rows_shape[N - 1] = 1;
+    for (k, chunk) in src.chunks_exact(row).enumerate() {
+        let rel = multi_index(&rows_shape, k);
+        let at: [usize; N] = std::array::from_fn(|d| dst[d] + rel[d]);
+        let o = linear_offset(ext_shape, &at);
+        data[o..o + row].copy_from_slice(chunk);
+    }
+}
+
 /// Combines consecutive pieces of `src` into the runs `(offset, len)` of
 /// `dst` with `op` (`Replace` stores them).
 pub(crate) fn combine_runs<T: Element>(

@@ -17,9 +17,18 @@
 //! saw it hold it held throughout. At any moment between the end of A and
 //! the start of C every rank of the cycle waits for a lock that the next
 //! one holds and will never release: a deadlock.
+//!
+//! # Waiting for a rank that waits in a collective
+//!
+//! The other certain deadlock: a lock holder that waits in a collective
+//! (or for a neighbour's exchange message) which needs the rank waiting
+//! for its lock. [`World::blocked_in_collective`] tells.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use super::world::{relock, World, NOBODY};
+use crate::collective::Phase;
 
 /// The ranks currently holding a lock in a mode incompatible with a
 /// waiter's request (read live from the lock).
@@ -121,6 +130,37 @@ impl WaitGraph {
             }
         }
         false
+    }
+}
+
+/// Removes a rank's entry from the wait graph when its lock wait ends.
+pub(super) struct WaitRegistration<'a> {
+    pub(super) graph: &'a WaitGraph,
+    pub(super) rank: usize,
+}
+
+impl Drop for WaitRegistration<'_> {
+    fn drop(&mut self) {
+        self.graph.end(self.rank);
+    }
+}
+
+impl World {
+    /// `true` while `rank` waits in a collective that has not completed
+    /// and that `me` has not entered yet (so `rank` waits for `me`).
+    pub(super) fn blocked_in_collective(&self, rank: usize, me: usize) -> bool {
+        // in an exchange `rank` waits for one neighbour's message: for `me`
+        // only if that neighbour is `me` and its message is not there yet
+        let awaited = self.awaiting[rank].load(Ordering::SeqCst);
+        if awaited != NOBODY {
+            return awaited == me
+                && !relock(&self.mailboxes[rank].queue)
+                    .iter()
+                    .any(|m| m.from == me && m.phase == Phase::Exchange);
+        }
+        let tree = self.blocked[rank].load(Ordering::SeqCst);
+        (tree != 0 && self.entered[me].load(Ordering::SeqCst) < tree)
+            || relock(&self.exchange).slots[rank].is_some()
     }
 }
 

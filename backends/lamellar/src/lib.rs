@@ -7,7 +7,7 @@
 //! write back under a per-target guard) use Lamellar's remote atomics; the
 //! barrier is a dissemination barrier over remote atomics; windows reuse
 //! the regions of dropped windows. The source files `window.rs`, `target.rs`
-//! and `comm.rs` document the design, `BENCHMARKS-lamellar.md` the figures
+//! and `comm/` document the design, `BENCHMARKS-lamellar.md` the figures
 //! behind it (Lamellar's active messages and barrier cost milliseconds
 //! here, the remote atomics microseconds).
 //!

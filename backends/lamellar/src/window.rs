@@ -23,7 +23,7 @@
 //!
 //! Dropping a window releases the locks this PE still holds and hands its
 //! regions back to the communicator, which reuses them for a later window
-//! once every PE has dropped this one (see `RegionCache` in `comm.rs`), or
+//! once every PE has dropped this one (see `RegionCache` in `comm/regions.rs`), or
 //! releases them; Lamellar's distributed reference count frees the memory
 //! once no PE holds a handle. Drop does not wait for the other PEs, so an
 //! early drop on one PE cannot hang the rest.

@@ -1,0 +1,293 @@
+//! [`LamellarComm`]: the [`OneSidedComm`] of one Lamellar world.
+//!
+//! One world per process (Lamellar allows no second one), created from the
+//! environment: with `LAMELLAR_NUM_PES` set (as the launcher
+//! `distarray-lamellar-run` does) the `shmem` lamellae joins the job named by
+//! `LAMELLAR_PE_ID` / `LAMELLAR_JOB_ID`; without it a single PE runs on the
+//! `local` lamellae.
+//!
+//! The communicator's collectives live in the submodules: the barrier
+//! (`barrier`), the allgather (`allgather`) and the tree collectives'
+//! transport (`tree`); the windows' regions and their reuse in `regions`;
+//! building the world in `builder`.
+
+use std::any::TypeId;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use distarray::collective::{self, Combiner};
+use distarray::pending::HandleSlot;
+use distarray::{Element, Error, OneSidedComm, Result};
+use lamellar::active_messaging::prelude::*;
+use lamellar::memregion::prelude::*;
+
+use crate::window::LamellarWindow;
+
+// Building the world and the communicator's regions.
+mod builder;
+// The dissemination barrier.
+mod barrier;
+// The allgather through a scratch region.
+mod allgather;
+// The transport of the tree collectives (allreduce, broadcast).
+mod tree;
+// Windows' regions and their reuse.
+mod regions;
+
+pub use self::builder::LamellarCommBuilder;
+pub(crate) use self::regions::Regions;
+use self::regions::{shm_free_bytes, RegionCache};
+use self::tree::SLOT_WORDS;
+
+/// The Lamellar backend's communicator: a cheap handle on the world of this
+/// process.
+///
+/// Collective operations (`barrier`, `allgather`, `create_window`, window
+/// `fence`s) must be called by every PE in the same order, from one thread
+/// per PE.
+#[derive(Clone)]
+pub struct LamellarComm {
+    inner: Arc<CommInner>,
+}
+
+struct CommInner {
+    rank: usize,
+    size: usize,
+    /// This PE's slot for its one non-blocking block handle on the
+    /// communicator: settled at the entry of every collective
+    /// ([`LamellarComm::coll_guard`]) and by the windows' `WindowState`
+    /// before every lock and fence.
+    handles: Arc<HandleSlot>,
+    /// Serialises collectives issued from several threads of one PE.
+    coll: Mutex<()>,
+    /// Number of barriers entered so far.
+    epoch: AtomicU64,
+    /// Word `r` of a PE's part: the latest barrier its partner of round `r`
+    /// has reached.
+    bar: SharedMemoryRegion<u64>,
+    /// Regions of dropped windows, for reuse by later windows.
+    cache: Mutex<RegionCache>,
+    /// Word 0 of each PE's part: the byte length of its contribution;
+    /// words 1.. its bytes (when they fit).
+    scratch: SharedMemoryRegion<u64>,
+    /// Message slots of the tree collectives (see
+    /// [`TREE_WORDS`](tree::TREE_WORDS)).
+    tree: SharedMemoryRegion<u64>,
+    /// Registered source buffer of this PE's tree messages.
+    tree_out: Mutex<OneSidedMemoryRegion<u64>>,
+    /// Tree collectives entered so far (their sequence number).
+    tree_seq: AtomicU64,
+    /// Every PE has completed the tree collectives up to this number.
+    tree_safe: AtomicU64,
+    // Declared last: dropped after the region above.
+    world: LamellarWorld,
+}
+
+/// A future that is pending once (waking itself): `block_on` of it runs
+/// the executor's queued tasks before it completes.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl LamellarComm {
+    /// Builds the world from the environment with default settings (see
+    /// [`LamellarCommBuilder::build`]).
+    pub fn from_env() -> Result<Self> {
+        LamellarCommBuilder::default().build()
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> LamellarCommBuilder {
+        LamellarCommBuilder::default()
+    }
+
+    /// The underlying Lamellar world (for code that mixes distarray with raw
+    /// Lamellar calls, e.g. benchmarks).
+    pub fn world(&self) -> &LamellarWorld {
+        &self.inner.world
+    }
+
+    /// Lets the Lamellar runtime of this PE run the tasks it has pending
+    /// (incoming messages, e.g. reference-count updates of regions other
+    /// PEs dropped), as it does while this thread waits in a Lamellar call.
+    /// Called from every waiting loop of this crate.
+    pub(crate) fn progress(&self) {
+        self.inner.world.block_on(YieldOnce(false));
+    }
+
+    /// Takes the lock that serialises this PE's collectives, after
+    /// completing its non-blocking handle in flight: a collective waits for every PE, and none may wait for this one's
+    /// handle locks meanwhile (see [`distarray::pending`]).
+    fn coll_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.handles.settle();
+        self.inner.coll.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl OneSidedComm for LamellarComm {
+    type Window<T: Element> = LamellarWindow<T>;
+
+    fn rank(&self) -> usize {
+        self.inner.rank
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    fn handle_slot(&self) -> &Arc<HandleSlot> {
+        &self.inner.handles
+    }
+
+    fn barrier(&self) -> Result<()> {
+        // A failed PE ends the whole job (exit-on-panic hook + launcher), so
+        // a barrier never has to report `Error::Aborted` here.
+        let _g = self.coll_guard();
+        self.sync();
+        Ok(())
+    }
+
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        let parts = self.allgather_bytes(bytemuck::cast_slice(local))?;
+        parts
+            .into_iter()
+            .map(|bytes| {
+                if bytes.len() % std::mem::size_of::<T>() != 0 {
+                    return Err(Error::Backend(format!(
+                        "allgather received {} bytes, not a whole number of {:?} elements",
+                        bytes.len(),
+                        T::KIND
+                    )));
+                }
+                let mut v = vec![T::ZERO; bytes.len() / std::mem::size_of::<T>()];
+                bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+                Ok(v)
+            })
+            .collect()
+    }
+
+    /// The binomial tree of [`collective::tree_allreduce`] over remote
+    /// puts and atomics (2 ⌈log2 P⌉ rounds); payloads larger than a slot
+    /// (4 KiB) run the same tree over a temporary region with
+    /// payload-sized slots (`big_tree_allreduce`), so the bits are the same
+    /// either way and no PE ever holds more than two payloads.
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        let _g = self.coll_guard();
+        if buf.len() > SLOT_WORDS * 8 {
+            return self.big_tree_allreduce(buf, combine);
+        }
+        self.tree_collective(true, |t| collective::tree_allreduce(t, buf, combine))
+    }
+
+    /// The binomial tree of [`collective::tree_broadcast`], in slot-sized
+    /// pieces.
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        distarray::checks::check_rank(root, self.inner.size)?;
+        let _g = self.coll_guard();
+        if buf.is_empty() {
+            return self.tree_collective(false, |t| collective::tree_broadcast(t, root, buf));
+        }
+        for piece in buf.chunks_mut(SLOT_WORDS * 8) {
+            self.tree_collective(false, |t| collective::tree_broadcast(t, root, piece))?;
+        }
+        Ok(())
+    }
+
+    /// Reuses cached regions that every PE has free (one allgather of their
+    /// ids), or allocates new ones of `max(lens)` elements per PE.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<LamellarWindow<T>> {
+        let _g = self.coll_guard();
+        // Contribution: [0, ids of this PE's free regions of type T].
+        let mut mine = vec![0u64];
+        {
+            let cache = self.cache();
+            let t = TypeId::of::<T>();
+            mine.extend(cache.free.iter().filter(|r| r.type_id == t).map(|r| r.id));
+        }
+        let parts = self.allgather_bytes_locked(bytemuck::cast_slice(&mine))?;
+        let parts: Vec<Vec<u64>> = parts
+            .iter()
+            .map(|b| {
+                let mut v = vec![0u64; b.len() / 8];
+                bytemuck::cast_slice_mut::<u64, u8>(&mut v).copy_from_slice(b);
+                v
+            })
+            .collect();
+        let lens = lens.to_vec();
+        // Lamellar regions cannot be empty: at least one element per PE.
+        let need = lens.iter().copied().max().unwrap_or(0).max(1);
+        // Every PE computes the same choice from the same gathered lists
+        // (capacities are the same on every PE for the same id).
+        let regions = {
+            let mut cache = self.cache();
+            let chosen = cache
+                .free
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.type_id == TypeId::of::<T>()
+                        && r.cap >= need
+                        && parts.iter().all(|p| p[1..].contains(&r.id))
+                })
+                .min_by_key(|(_, r)| (r.cap, r.id))
+                .map(|(i, _)| i);
+            chosen.map(|i| cache.free.swap_remove(i))
+        };
+        let regions = match regions {
+            Some(r) => r,
+            None => self.alloc_regions::<T>(need)?,
+        };
+        LamellarWindow::create(self.clone(), lens, regions)
+    }
+
+    /// Every PE's region holds `max(lens)` elements (Lamellar regions have
+    /// one length everywhere) and, with the shared-memory lamellae, every
+    /// PE of the job maps its region on this node: the whole job's regions
+    /// must fit in the free space of `/dev/shm` and in available memory, or
+    /// Lamellar would grow its heap until the kernel's OOM killer ends
+    /// processes on the whole machine.
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        let per_pe = lens.iter().copied().max().unwrap_or(0).max(1) as u128 * elem_size as u128;
+        let total = per_pe * self.size() as u128;
+        if let Some(free) = shm_free_bytes() {
+            if total > free {
+                return Err(Error::OutOfMemory {
+                    what: format!(
+                        "a Lamellar window ({} PEs x {per_pe} bytes in /dev/shm)",
+                        self.size()
+                    ),
+                    requested: total,
+                    available: free,
+                });
+            }
+        }
+        distarray::checks::check_memory("a Lamellar window (all PEs of this node)", total)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "lamellar"
+    }
+}
+
+impl std::fmt::Debug for LamellarComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LamellarComm")
+            .field("rank", &self.inner.rank)
+            .field("size", &self.inner.size)
+            .finish()
+    }
+}
