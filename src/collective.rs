@@ -57,7 +57,7 @@ pub enum Phase {
     Reduce(u32),
     /// The binomial broadcast: from the parent in the broadcast tree.
     Broadcast,
-    /// A neighbour exchange ([`OneSidedComm::exchange_bytes`]), on
+    /// A neighbour exchange ([`NeighbourMessages::exchange_bytes`](crate::NeighbourMessages::exchange_bytes)), on
     /// backends that implement it over their transport.
     Exchange,
 }
@@ -389,7 +389,7 @@ fn failed_with_reason<C: OneSidedComm>(comm: &C, flag: u64, own: Option<&Error>)
 }
 
 /// Collective over the neighbour exchange
-/// ([`OneSidedComm::exchange_bytes`]): a **reduce-scatter by recursive
+/// ([`NeighbourMessages::exchange_bytes`](crate::NeighbourMessages::exchange_bytes)): a **reduce-scatter by recursive
 /// halving**. Every rank holds a full-length vector `data`; `bounds` (length
 /// `P + 1`, non-decreasing, `bounds[P] == data.len()`) gives rank `r` the
 /// range `bounds[r]..bounds[r + 1]`. On return that range of each rank's
@@ -529,7 +529,7 @@ where
                 .iter_mut()
                 .map(|(from, b)| (*from, bytemuck::cast_slice_mut(&mut b[..])))
                 .collect();
-            comm.exchange_bytes(&sends, &mut recvs)?;
+            crate::comm::messages_of(comm)?.exchange_bytes(&sends, &mut recvs)?;
         }
         // in a fixed order: the partner's portion, then the extra rank's
         for ((_, r), (_, got)) in recv.iter().zip(inbox.iter()) {

@@ -398,74 +398,14 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// [`broadcast_vote`](crate::collective::broadcast_vote).
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()>;
 
-    /// Whether [`OneSidedComm::exchange_bytes`] is available: backends with
-    /// point-to-point messages (MPI, threaded) say yes; the others (Lamellar)
-    /// no, and callers such as [`Halo`](crate::Halo) then fall back to
-    /// one-sided gets.
-    fn supports_exchange(&self) -> bool {
-        false
-    }
-
-    /// Collective: a sparse exchange of byte messages between neighbours,
-    /// what a halo update needs. This rank sends each `sends[i].1` to rank
-    /// `sends[i].0` and receives, from each rank `recvs[j].0`, exactly
-    /// `recvs[j].1.len()` bytes into `recvs[j].1`. Every rank calls it the
-    /// same number of times (with empty lists where it has no neighbours);
-    /// the messages between two ranks are matched in the order their calls
-    /// were made (for [`OneSidedComm::exchange_bytes_start`], started), so
-    /// the sender's and the receiver's lists must agree (both derived from
-    /// one agreed plan, as [`Halo`](crate::Halo) does).
-    ///
-    /// Why messages and not RMA: a `get` needs a round trip (request, then
-    /// reply) *and* a synchronisation telling the reader that the owner's
-    /// data is ready; a message carries both in one one-way latency, and
-    /// only between neighbours (PETSc's scatters, MPI's neighbourhood
-    /// collectives). MPI sends each message with `MPI_Isend` and waits for
-    /// all with one `MPI_Waitall`.
-    ///
-    /// Errors: a rank out of range (before anything is sent), a message
-    /// whose length differs from the receiver's buffer (at the receiver),
-    /// and [`Error::Backend`](crate::Error::Backend) where
-    /// [`OneSidedComm::supports_exchange`] is false (the default).
-    fn exchange_bytes(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<()> {
-        let _ = (sends, recvs);
-        Err(crate::Error::Backend(format!(
-            "the {} backend has no point-to-point messages (exchange_bytes)",
-            self.backend_name()
-        )))
-    }
-
-    /// Starts [`OneSidedComm::exchange_bytes`] and returns without waiting
-    /// where the backend can, so that the caller computes while the
-    /// messages travel; [`PendingExchange::wait`] completes it. MPI posts
-    /// its `MPI_Irecv`s and `MPI_Isend`s and returns (the `MPI_Waitall` is
-    /// in `wait`); the threaded backend sends at once and receives in
-    /// `wait`. The default runs the whole exchange before returning. Same
-    /// rules, checks and errors as `exchange_bytes` (some errors only
-    /// appear at `wait`).
-    ///
-    /// The safe way to use it is [`Halo::start_update`](crate::Halo::start_update).
-    ///
-    /// # Safety
-    ///
-    /// The backend may read the `sends` buffers and write the `recvs`
-    /// buffers until the returned handle's `wait` has returned or the
-    /// handle has been dropped (dropping it waits too): until then the
-    /// caller must not write the `sends` buffers, nor read, write, move or
-    /// free the `recvs` buffers. Leaking the handle (`mem::forget`) leaves
-    /// the exchange in flight for good, so its buffers must then be leaked
-    /// as well.
-    unsafe fn exchange_bytes_start(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn PendingExchange>> {
-        self.exchange_bytes(sends, recvs)?;
-        Ok(Box::new(CompletedExchange))
+    /// The neighbour-message capability ([`NeighbourMessages`]), where this
+    /// backend has point-to-point messages (MPI, threaded); `None` (the
+    /// default) where it has not (Lamellar), and callers such as
+    /// [`Halo`](crate::Halo) then use one-sided gets. A capability a
+    /// backend implements or not, rather than a flag beside methods that
+    /// fail: code that holds a `&dyn NeighbourMessages` can send.
+    fn messages(&self) -> Option<&dyn NeighbourMessages> {
+        None
     }
 
     /// Collective: creates a window in which this rank exposes `local_len`
@@ -534,8 +474,80 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
 }
 
+/// Point-to-point messages between neighbours: the capability a halo
+/// update, a transpose or a reduce-scatter wants, which a backend has
+/// (MPI, threaded) or not (Lamellar). Reached through
+/// [`OneSidedComm::messages`]; [`messages_of`] turns its absence into an
+/// error.
+pub trait NeighbourMessages: Send + Sync {
+    /// Collective: a sparse exchange of byte messages between neighbours,
+    /// what a halo update needs. This rank sends each `sends[i].1` to rank
+    /// `sends[i].0` and receives, from each rank `recvs[j].0`, exactly
+    /// `recvs[j].1.len()` bytes into `recvs[j].1`. Every rank calls it the
+    /// same number of times (with empty lists where it has no neighbours);
+    /// the messages between two ranks are matched in the order their calls
+    /// were made (for [`NeighbourMessages::exchange_bytes_start`], started), so
+    /// the sender's and the receiver's lists must agree (both derived from
+    /// one agreed plan, as [`Halo`](crate::Halo) does).
+    ///
+    /// Why messages and not RMA: a `get` needs a round trip (request, then
+    /// reply) *and* a synchronisation telling the reader that the owner's
+    /// data is ready; a message carries both in one one-way latency, and
+    /// only between neighbours (PETSc's scatters, MPI's neighbourhood
+    /// collectives). MPI sends each message with `MPI_Isend` and waits for
+    /// all with one `MPI_Waitall`.
+    ///
+    /// Errors: a rank out of range (before anything is sent), a message
+    /// whose length differs from the receiver's buffer (at the receiver).
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()>;
+
+    /// Starts [`NeighbourMessages::exchange_bytes`] and returns without waiting
+    /// where the backend can, so that the caller computes while the
+    /// messages travel; [`PendingExchange::wait`] completes it. MPI posts
+    /// its `MPI_Irecv`s and `MPI_Isend`s and returns (the `MPI_Waitall` is
+    /// in `wait`); the threaded backend sends at once and receives in
+    /// `wait`. The default runs the whole exchange before returning. Same
+    /// rules, checks and errors as `exchange_bytes` (some errors only
+    /// appear at `wait`).
+    ///
+    /// The safe way to use it is [`Halo::start_update`](crate::Halo::start_update).
+    ///
+    /// # Safety
+    ///
+    /// The backend may read the `sends` buffers and write the `recvs`
+    /// buffers until the returned handle's `wait` has returned or the
+    /// handle has been dropped (dropping it waits too): until then the
+    /// caller must not write the `sends` buffers, nor read, write, move or
+    /// free the `recvs` buffers. Leaking the handle (`mem::forget`) leaves
+    /// the exchange in flight for good, so its buffers must then be leaked
+    /// as well.
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn PendingExchange>> {
+        self.exchange_bytes(sends, recvs)?;
+        Ok(Box::new(CompletedExchange))
+    }
+}
+
+/// The neighbour-message capability of `comm`, or [`Error::Backend`](crate::Error::Backend)
+/// naming the backend that has none.
+pub fn messages_of<C: OneSidedComm>(comm: &C) -> Result<&dyn NeighbourMessages> {
+    comm.messages().ok_or_else(|| {
+        crate::Error::Backend(format!(
+            "the {} backend has no point-to-point messages (NeighbourMessages)",
+            comm.backend_name()
+        ))
+    })
+}
+
 /// A neighbour exchange in flight, from
-/// [`OneSidedComm::exchange_bytes_start`]. Dropping it without calling
+/// [`NeighbourMessages::exchange_bytes_start`]. Dropping it without calling
 /// [`PendingExchange::wait`] waits as well (and drops the outcome).
 pub trait PendingExchange: Send {
     /// Waits until every message of the exchange has been sent and
@@ -547,7 +559,7 @@ pub trait PendingExchange: Send {
     fn wait(self: Box<Self>) -> Result<()>;
 }
 
-/// An exchange that completed before [`OneSidedComm::exchange_bytes_start`]
+/// An exchange that completed before [`NeighbourMessages::exchange_bytes_start`]
 /// returned (its default).
 #[derive(Debug, Clone, Copy)]
 pub struct CompletedExchange;

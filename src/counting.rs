@@ -24,7 +24,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::collective::Combiner;
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, NeighbourMessages, OneSidedComm, Window};
 use crate::error::Result;
 
 /// Operation counts of one rank, per target (index = target rank). A `*_runs`
@@ -62,7 +62,7 @@ pub struct Counts {
     /// Payload bytes this rank passed to collectives (its contribution to
     /// an allgather, allreduce or broadcast; none for barriers).
     pub collective_bytes: usize,
-    /// Neighbour exchanges ([`OneSidedComm::exchange_bytes`]): every rank
+    /// Neighbour exchanges ([`NeighbourMessages::exchange_bytes`]): every rank
     /// calls them, but they synchronise only neighbours, so they are not
     /// counted as collectives; their messages are in `messages`.
     pub exchanges: usize,
@@ -133,8 +133,8 @@ impl<C: OneSidedComm> CountingComm<C> {
     }
 
     /// Like [`CountingComm::new`], but as if the backend had no neighbour
-    /// exchange ([`OneSidedComm::supports_exchange`] false,
-    /// `exchange_bytes` refused): runs the one-sided fallbacks (the halo's
+    /// exchange ([`OneSidedComm::messages`] `None`,
+    /// no `NeighbourMessages`): runs the one-sided fallbacks (the halo's
     /// gets) on a backend that has messages, e.g. to test them on the
     /// threaded backend.
     pub fn without_exchange(inner: C) -> Self {
@@ -216,37 +216,12 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         self.inner.broadcast_bytes(root, buf)
     }
 
-    fn supports_exchange(&self) -> bool {
-        !self.no_exchange && self.inner.supports_exchange()
-    }
-
-    fn exchange_bytes(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<()> {
-        if self.no_exchange {
-            return Err(crate::Error::Backend(
-                "neighbour exchange hidden (CountingComm::without_exchange)".into(),
-            ));
+    fn messages(&self) -> Option<&dyn NeighbourMessages> {
+        if self.no_exchange || self.inner.messages().is_none() {
+            None
+        } else {
+            Some(self)
         }
-        self.count_exchange(sends);
-        self.inner.exchange_bytes(sends, recvs)
-    }
-
-    unsafe fn exchange_bytes_start(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn crate::comm::PendingExchange>> {
-        if self.no_exchange {
-            return Err(crate::Error::Backend(
-                "neighbour exchange hidden (CountingComm::without_exchange)".into(),
-            ));
-        }
-        self.count_exchange(sends);
-        // SAFETY: forwarded with the caller's guarantees unchanged.
-        unsafe { self.inner.exchange_bytes_start(sends, recvs) }
     }
 
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
@@ -265,6 +240,31 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
 
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
+    }
+}
+
+/// Counts the messages of the inner backend's exchanges (present only where
+/// the inner backend has messages and `without_exchange` did not hide them).
+impl<C: OneSidedComm> NeighbourMessages for CountingComm<C> {
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        let inner = crate::comm::messages_of(&self.inner)?;
+        self.count_exchange(sends);
+        inner.exchange_bytes(sends, recvs)
+    }
+
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn crate::comm::PendingExchange>> {
+        let inner = crate::comm::messages_of(&self.inner)?;
+        self.count_exchange(sends);
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        unsafe { inner.exchange_bytes_start(sends, recvs) }
     }
 }
 

@@ -141,8 +141,8 @@ pub struct ReadmeDoctests;
 pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{
-    AccumulateOp, Element, ElementKind, LockKind, OneSidedComm, PendingExchange, RealElement,
-    RmaRequest, Window,
+    messages_of, AccumulateOp, Element, ElementKind, LockKind, NeighbourMessages, OneSidedComm,
+    PendingExchange, RealElement, RmaRequest, Window,
 };
 pub use epoch::Epoch;
 pub use error::{Error, Result};

@@ -294,12 +294,12 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         // the halving (Lamellar), takes one allreduce (O(log P) rounds)
         let pure_column_split = !direct && a_part.grid()[out_dim] == 1 && p > 2;
         let tree = pure_column_split
-            && (n_out * std::mem::size_of::<T>() <= TREE_BYTES || !comm.supports_exchange());
+            && (n_out * std::mem::size_of::<T>() <= TREE_BYTES || comm.messages().is_none());
         let reduction = if direct {
             Reduction::Direct
         } else if tree {
             Reduction::Tree
-        } else if pure_column_split && comm.supports_exchange() {
+        } else if pure_column_split && comm.messages().is_some() {
             Reduction::Halving
         } else {
             Reduction::Staging

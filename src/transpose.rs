@@ -25,7 +25,7 @@
 //! travel in one of two ways:
 //!
 //! * **One message per rank pair** that shares data, where the backend has
-//!   neighbour messages ([`OneSidedComm::supports_exchange`]: MPI,
+//!   neighbour messages ([`OneSidedComm::messages`]: MPI,
 //!   threaded), then one vote. Each message ends with a status element
 //!   (zero: packed; otherwise the sender failed and the receiver returns
 //!   [`Error::PeerFailed`]), so a rank that fails still sends and nobody
@@ -387,7 +387,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     ) -> Result<Self> {
         let comm = a.comm();
         let (me, p) = (comm.rank(), comm.size());
-        let messages = comm.supports_exchange();
+        let messages = comm.messages().is_some();
         let a_part = a.partitioning().clone();
         let b_part = out.partitioning().clone();
         let planned = check_pair(operation, a, out).and_then(|_| {
@@ -713,7 +713,8 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         // is waited for (or, when unwinding, dropped, which waits) before
         // it returns, and nothing reads or writes the buffers meanwhile
         // (`meanwhile` is `own`, which touches the arrays' parts only).
-        let started = unsafe { comm.exchange_bytes_start(&sends, &mut recvs) };
+        let started = crate::comm::messages_of(comm)
+            .and_then(|m| unsafe { m.exchange_bytes_start(&sends, &mut recvs) });
         drop((sends, recvs));
         let waited = started.and_then(|pending: Box<dyn PendingExchange>| {
             let r = meanwhile(self);

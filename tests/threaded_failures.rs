@@ -346,19 +346,25 @@ fn exchange_waits_only_for_neighbours() {
             0 => {
                 w.lock(2, LockKind::Exclusive)?;
                 let mut got = [0u8];
-                comm.exchange_bytes(&[], &mut [(1, &mut got[..])])?;
+                comm.messages()
+                    .expect("threaded has messages")
+                    .exchange_bytes(&[], &mut [(1, &mut got[..])])?;
                 w.unlock(2)?;
                 assert_eq!(got, [7]);
             }
             1 => {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                comm.exchange_bytes(&[(0, &[7u8][..])], &mut [])?;
+                comm.messages()
+                    .expect("threaded has messages")
+                    .exchange_bytes(&[(0, &[7u8][..])], &mut [])?;
             }
             _ => {
                 std::thread::sleep(std::time::Duration::from_millis(30));
                 w.lock(2, LockKind::Shared)?;
                 w.unlock(2)?;
-                comm.exchange_bytes(&[], &mut [])?;
+                comm.messages()
+                    .expect("threaded has messages")
+                    .exchange_bytes(&[], &mut [])?;
             }
         }
         comm.barrier()

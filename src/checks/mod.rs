@@ -66,7 +66,7 @@ impl WindowLayout {
 
 /// The ranks of a neighbour exchange's messages (sends and receives)
 /// against the number of ranks: the checks of
-/// [`OneSidedComm::exchange_bytes`]
+/// [`NeighbourMessages::exchange_bytes`](crate::NeighbourMessages::exchange_bytes)
 /// before anything is sent.
 pub fn check_exchange(
     sends: &[(usize, &[u8])],

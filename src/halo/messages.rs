@@ -1,5 +1,5 @@
 //! The message transport of a [`Halo`], where the backend has neighbour
-//! messages ([`OneSidedComm::supports_exchange`]): every rank packs the
+//! messages ([`OneSidedComm::messages`]): every rank packs the
 //! boxes each neighbour needs into one message per neighbour, followed by
 //! a status element, sends them and waits for its neighbours' messages.
 
@@ -95,7 +95,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         // those buffers (packing, unpacking, the next start) and `Drop`
         // complete it first. A leaked `GhostUpdate` leaves it there, where
         // the same rule applies; a leaked halo leaks the buffers too.
-        let pending = unsafe { comm.exchange_bytes_start(&sends, &mut recvs)? };
+        let pending =
+            unsafe { crate::comm::messages_of(comm)?.exchange_bytes_start(&sends, &mut recvs)? };
         *in_flight.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(pending);
         Ok(())
     }

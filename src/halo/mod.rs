@@ -20,7 +20,7 @@
 //! in one of two ways:
 //!
 //! * **Neighbour messages** where the backend has them
-//!   ([`OneSidedComm::supports_exchange`]: MPI, threaded):
+//!   ([`OneSidedComm::messages`]: MPI, threaded):
 //!   [`Halo::update_ghosts`] sends each neighbour its boxes in one message
 //!   and waits for the neighbours' messages. No barrier and no global
 //!   collective: on a network, one one-way latency per update, where a
@@ -66,7 +66,7 @@ use crate::partition::{linear_offset, ContinuousPartitioning};
 
 // The plan: which boxes each rank sends and receives (`Halo::new`).
 mod plan;
-// Neighbour messages (`OneSidedComm::exchange_bytes_start`).
+// Neighbour messages (`NeighbourMessages::exchange_bytes_start`).
 mod messages;
 // One-sided gets from a staging window (`Halo::pack`, `Halo::fetch`).
 mod one_sided;
@@ -276,7 +276,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     /// Fills the ghost cells (not the interior) from their owners,
     /// synchronising **only with the neighbours**. Where the backend has
-    /// neighbour messages ([`OneSidedComm::supports_exchange`]: MPI,
+    /// neighbour messages ([`OneSidedComm::messages`]: MPI,
     /// threaded), each rank packs what each neighbour needs from its own
     /// current values and sends it in one message, then waits for its
     /// neighbours' messages: one one-way latency, no barrier and no global

@@ -270,7 +270,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             .unwrap_or(0);
         // every rank runs the same backend, so all take the same branch
         let outbox = comm
-            .supports_exchange()
+            .messages()
+            .is_some()
             .then(|| sends.iter().map(|d| vec![T::ZERO; d.len() + 1]).collect());
         let inbox = sources.iter().map(|s| vec![T::ZERO; s.len + 1]).collect();
         Ok(Halo {

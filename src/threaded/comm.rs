@@ -12,7 +12,7 @@ use super::window::ThreadedWindow;
 use super::world::World;
 use crate::checks::WindowState;
 use crate::collective::{self, Combiner, Phase};
-use crate::comm::{Element, OneSidedComm, PendingExchange};
+use crate::comm::{Element, NeighbourMessages, OneSidedComm, PendingExchange};
 use crate::error::{Error, Result};
 use crate::pending::HandleSlot;
 
@@ -76,45 +76,8 @@ impl OneSidedComm for ThreadedComm {
         self.world.exchange(self.rank, Arc::new(())).map(|_| ())
     }
 
-    fn supports_exchange(&self) -> bool {
-        true
-    }
-
-    /// Through the rank mailboxes of the tree collectives: a message per
-    /// neighbour, which (in checking mode) orders the receiver after
-    /// everything the sender did before sending.
-    fn exchange_bytes(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<()> {
-        self.handles.settle();
-        let (t, seqs) = self.send_exchange(sends, recvs)?;
-        for ((from, buf), seq) in recvs.iter_mut().zip(seqs) {
-            t.recv_seq(*from, Phase::Exchange, seq, buf)?;
-        }
-        Ok(())
-    }
-
-    /// Sends at once; the receives happen in `wait`.
-    unsafe fn exchange_bytes_start(
-        &self,
-        sends: &[(usize, &[u8])],
-        recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn PendingExchange>> {
-        self.handles.settle();
-        let (t, seqs) = self.send_exchange(sends, recvs)?;
-        drop(t);
-        let recvs = recvs
-            .iter_mut()
-            .zip(seqs)
-            .map(|((r, b), seq)| (*r, b.as_mut_ptr(), b.len(), seq))
-            .collect();
-        Ok(Box::new(PendingReceives {
-            comm: self.clone(),
-            recvs,
-            done: false,
-        }))
+    fn messages(&self) -> Option<&dyn NeighbourMessages> {
+        Some(self)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
@@ -216,5 +179,44 @@ impl OneSidedComm for ThreadedComm {
 
     fn backend_name(&self) -> &'static str {
         "threaded"
+    }
+}
+
+impl NeighbourMessages for ThreadedComm {
+    /// Through the rank mailboxes of the tree collectives: a message per
+    /// neighbour, which (in checking mode) orders the receiver after
+    /// everything the sender did before sending.
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        self.handles.settle();
+        let (t, seqs) = self.send_exchange(sends, recvs)?;
+        for ((from, buf), seq) in recvs.iter_mut().zip(seqs) {
+            t.recv_seq(*from, Phase::Exchange, seq, buf)?;
+        }
+        Ok(())
+    }
+
+    /// Sends at once; the receives happen in `wait`.
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn PendingExchange>> {
+        self.handles.settle();
+        let (t, seqs) = self.send_exchange(sends, recvs)?;
+        drop(t);
+        let recvs = recvs
+            .iter_mut()
+            .zip(seqs)
+            .map(|((r, b), seq)| (*r, b.as_mut_ptr(), b.len(), seq))
+            .collect();
+        Ok(Box::new(PendingReceives {
+            comm: self.clone(),
+            recvs,
+            done: false,
+        }))
     }
 }

@@ -74,7 +74,7 @@ impl ThreadedComm {
 /// [`ThreadedComm::exchange_bytes_start`]: the caller's buffers, written in
 /// `wait` (or on drop).
 ///
-/// [`ThreadedComm::exchange_bytes_start`]: crate::OneSidedComm::exchange_bytes_start
+/// [`ThreadedComm::exchange_bytes_start`]: crate::NeighbourMessages::exchange_bytes_start
 pub(super) struct PendingReceives {
     pub(super) comm: ThreadedComm,
     /// (source, buffer, length, the number of the message to match).

@@ -75,7 +75,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use distarray::pending::HandleSlot;
-use distarray::{Element, Error, OneSidedComm, Result};
+use distarray::{Element, Error, NeighbourMessages, OneSidedComm, Result};
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::ffi;
@@ -152,7 +152,7 @@ pub(crate) struct CommInner {
     collectives: Mutex<()>,
     raw: ffi::MPI_Comm,
     /// A duplicate of the communicator that carries only the messages of
-    /// [`OneSidedComm::exchange_bytes`] (freed with it).
+    /// [`NeighbourMessages::exchange_bytes`] (freed with it).
     exchange: Option<SimpleCommunicator>,
     exchange_raw: ffi::MPI_Comm,
     rank: usize,
@@ -569,7 +569,7 @@ impl Drop for MpiExchange {
     }
 }
 
-/// The tag of [`OneSidedComm::exchange_bytes`] messages, on the private
+/// The tag of [`NeighbourMessages::exchange_bytes`] messages, on the private
 /// duplicate communicator that carries nothing else.
 const EXCHANGE_TAG: std::os::raw::c_int = 0x4441;
 
@@ -787,10 +787,21 @@ impl OneSidedComm for MpiComm {
         self.inner.broadcast_bytes(root, buf)
     }
 
-    fn supports_exchange(&self) -> bool {
-        true
+    fn messages(&self) -> Option<&dyn NeighbourMessages> {
+        Some(self)
     }
 
+    /// `MPI_Win_allocate` of this rank's part, then a barrier.
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<MpiWindow<T>> {
+        MpiWindow::new(self.inner.clone(), lens)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "mpi"
+    }
+}
+
+impl NeighbourMessages for MpiComm {
     /// `MPI_Isend` / `MPI_Irecv` per neighbour, one `MPI_Waitall`.
     fn exchange_bytes(
         &self,
@@ -809,15 +820,6 @@ impl OneSidedComm for MpiComm {
         // SAFETY: the caller's contract is this function's.
         let pending = unsafe { self.inner.exchange_start(sends, recvs)? };
         Ok(Box::new(pending))
-    }
-
-    /// `MPI_Win_allocate` of this rank's part, then a barrier.
-    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<MpiWindow<T>> {
-        MpiWindow::new(self.inner.clone(), lens)
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "mpi"
     }
 }
 

@@ -718,9 +718,9 @@ impl<T: Element> Window<T> for MpiWindow<T> {
     /// several targets at once, as `OpenReads` does (3 ranks over TCP: every
     /// rank stuck in `MPI_Win_unlock`); on shared memory the gets are
     /// complete when issued, so the flush costs little there.
-    /// One `MPI_Rget` (see [`RunsType`]; per run, per chunk of a long run,
-    /// where a batch cannot be one datatype); the request's
-    /// wait is one `MPI_Waitall`. In a fence epoch, or on the own part, the
+    /// One `MPI_Rget` per group of equal rows at equal distances (an
+    /// `MPI_Type_vector` target type; a lone run: one per chunk); the
+    /// request's wait is one `MPI_Waitall`. In a fence epoch, or on the own part, the
     /// blocking `get_runs`.
     unsafe fn get_runs_start<'w>(
         &'w self,
@@ -756,9 +756,8 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         Ok(Box::new(req))
     }
 
-    /// One `MPI_Rput` / `MPI_Raccumulate` (see [`RunsType`]; else per run,
-    /// per chunk); the
-    /// request's wait is one `MPI_Waitall` (the source may be reused; the
+    /// One `MPI_Rput` / `MPI_Raccumulate` per group of equal rows (a vector
+    /// target type; a lone run: one per chunk); the request's wait is one `MPI_Waitall` (the source may be reused; the
     /// unlock completes the writes at the target). In a fence epoch, or on
     /// the own part, the blocking path.
     unsafe fn write_runs_start<'w>(
@@ -798,8 +797,9 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         Ok(Box::new(req))
     }
 
-    /// One `MPI_Get` (a derived target datatype for several runs, see
-    /// [`RunsType`]), one `MPI_Win_flush` (see `flush_gets`).
+    /// One `MPI_Get` per group of equal rows at equal distances (an
+    /// `MPI_Type_vector` target type), one `MPI_Win_flush` (see
+    /// `flush_gets`).
     fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         let _own = self
             .state
@@ -816,12 +816,14 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         issued.and(flushed)
     }
 
-    /// One `MPI_Put` (see [`RunsType`]), one `MPI_Win_flush_local`.
+    /// One `MPI_Put` per group of equal rows (a vector target type), one
+    /// `MPI_Win_flush_local`.
     fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
         self.put_or_acc_runs(target, runs, src, None)
     }
 
-    /// One `MPI_Accumulate` (see [`RunsType`]), one `MPI_Win_flush_local`.
+    /// One `MPI_Accumulate` per group of equal rows (a vector target type),
+    /// one `MPI_Win_flush_local`.
     fn accumulate_runs(
         &self,
         target: usize,
