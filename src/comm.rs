@@ -335,7 +335,7 @@ impl_element_complex!(f32 => C32, f64 => C64);
 /// # Waiting for other ranks
 ///
 /// Every method that may wait for another rank — the collectives, the
-/// neighbour exchange (and its [`PendingExchange::wait`]), window
+/// neighbour exchange (and its [`Request::wait`]), window
 /// allocation — must call [`HandleSlot::settle`] on
 /// [`OneSidedComm::handle_slot`] before it waits, and every window must be
 /// given that slot ([`WindowState::new`](crate::checks::WindowState::new)),
@@ -507,7 +507,7 @@ pub trait NeighbourMessages: Send + Sync {
 
     /// Starts [`NeighbourMessages::exchange_bytes`] and returns without waiting
     /// where the backend can, so that the caller computes while the
-    /// messages travel; [`PendingExchange::wait`] completes it. MPI posts
+    /// messages travel; [`Request::wait`] completes it. MPI posts
     /// its `MPI_Irecv`s and `MPI_Isend`s and returns (the `MPI_Waitall` is
     /// in `wait`); the threaded backend sends at once and receives in
     /// `wait`. The default runs the whole exchange before returning. Same
@@ -529,9 +529,9 @@ pub trait NeighbourMessages: Send + Sync {
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn PendingExchange>> {
+    ) -> Result<Box<dyn Request>> {
         self.exchange_bytes(sends, recvs)?;
-        Ok(Box::new(CompletedExchange))
+        Ok(Box::new(Completed))
     }
 }
 
@@ -546,49 +546,33 @@ pub fn messages_of<C: OneSidedComm>(comm: &C) -> Result<&dyn NeighbourMessages> 
     })
 }
 
-/// A neighbour exchange in flight, from
-/// [`NeighbourMessages::exchange_bytes_start`]. Dropping it without calling
-/// [`PendingExchange::wait`] waits as well (and drops the outcome).
-pub trait PendingExchange: Send {
-    /// Waits until every message of the exchange has been sent and
-    /// received, and reports what went wrong (a received length that
-    /// differs from its buffer, a failed peer). Implementations return,
-    /// `Ok` or `Err`, only once the backend no longer uses the buffers
-    /// (callers that cannot be sure of that, e.g. after an `Err` of
-    /// another backend, leak them: [`Halo`](crate::Halo) does).
+/// Work in flight that completes later: a neighbour exchange (from
+/// [`NeighbourMessages::exchange_bytes_start`]) or RMA operations (from
+/// [`Window::get_runs_start`] / [`Window::write_runs_start`]). One type for
+/// both, so that code holding several (a halo, a transpose, a pending
+/// block) completes them alike. Dropping one without calling
+/// [`Request::wait`] waits as well (and drops the outcome).
+pub trait Request: Send {
+    /// Waits until the work is complete at this rank: an exchange's
+    /// messages sent and received, a read's data in its buffer, a write's
+    /// source reusable (a write is complete at the target after the
+    /// epoch's `flush` or `unlock`). Reports what went wrong (a received
+    /// length that differs from its buffer, a failed peer, a failed
+    /// operation). Implementations return, `Ok` or `Err`, only once the
+    /// backend no longer uses the buffers: an operation that failed is over
+    /// too (MPI waits for every request still active after an error);
+    /// callers that cannot be sure of that, e.g. after an `Err` of another
+    /// backend, leak them ([`Halo`](crate::Halo) does).
     fn wait(self: Box<Self>) -> Result<()>;
 }
 
-/// An exchange that completed before [`NeighbourMessages::exchange_bytes_start`]
-/// returned (its default).
+/// Work that completed before it was returned as a [`Request`] (the
+/// defaults of [`NeighbourMessages::exchange_bytes_start`],
+/// [`Window::get_runs_start`] and [`Window::write_runs_start`]).
 #[derive(Debug, Clone, Copy)]
-pub struct CompletedExchange;
+pub struct Completed;
 
-impl PendingExchange for CompletedExchange {
-    fn wait(self: Box<Self>) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// RMA operations in flight, from [`Window::get_runs_start`] or
-/// [`Window::write_runs_start`]. Dropping it without calling
-/// [`RmaRequest::wait`] waits as well (and drops the outcome).
-pub trait RmaRequest: Send {
-    /// Waits until the operations are complete at the origin: a read's data
-    /// is in its buffer, a write's source may be reused. (A write is
-    /// complete at the target after the epoch's `flush` or `unlock`.)
-    /// Implementations return, `Ok` or `Err`, only once the backend no
-    /// longer uses the buffers: an operation that failed is over too (MPI
-    /// waits for every request still active after an error).
-    fn wait(self: Box<Self>) -> Result<()>;
-}
-
-/// Operations that completed before they were returned as a request (the
-/// default of [`Window::get_runs_start`] and [`Window::write_runs_start`]).
-#[derive(Debug, Clone, Copy)]
-pub struct CompletedRma;
-
-impl RmaRequest for CompletedRma {
+impl Request for Completed {
     fn wait(self: Box<Self>) -> Result<()> {
         Ok(())
     }
@@ -674,7 +658,7 @@ pub trait Window<T: Element>: Send + Sync {
     }
 
     /// Non-blocking [`Window::get_runs`]: issues the reads and returns a
-    /// request; [`RmaRequest::wait`] completes them (the data is in `dst`).
+    /// request; [`Request::wait`] completes them (the data is in `dst`).
     /// MPI issues one `MPI_Rget` per run (request-based RMA, so the wait
     /// needs no flush of the whole target); Lamellar starts one RDMA future
     /// per run into a registered buffer and copies at the wait. The default
@@ -698,14 +682,14 @@ pub trait Window<T: Element>: Send + Sync {
         target: usize,
         runs: &[(usize, usize)],
         dst: &mut [T],
-    ) -> Result<Box<dyn RmaRequest + 'w>> {
+    ) -> Result<Box<dyn Request + 'w>> {
         self.get_runs(target, runs, dst)?;
-        Ok(Box::new(CompletedRma))
+        Ok(Box::new(Completed))
     }
 
     /// Non-blocking [`Window::put_runs`] (`op` = `Replace`) or
     /// [`Window::accumulate_runs`]: issues the writes and returns a
-    /// request; [`RmaRequest::wait`] completes them at the origin (`src` may
+    /// request; [`Request::wait`] completes them at the origin (`src` may
     /// be reused), the target's `unlock` or `flush` at the target. MPI:
     /// `MPI_Rput` / `MPI_Raccumulate` per run; Lamellar: RDMA futures from
     /// a registered copy of `src` (so `src` is free at once); the default
@@ -723,9 +707,9 @@ pub trait Window<T: Element>: Send + Sync {
         runs: &[(usize, usize)],
         src: &[T],
         op: AccumulateOp,
-    ) -> Result<Box<dyn RmaRequest + 'w>> {
+    ) -> Result<Box<dyn Request + 'w>> {
         self.write_runs(target, runs, src, op)?;
-        Ok(Box::new(CompletedRma))
+        Ok(Box::new(Completed))
     }
 
     /// [`Window::put_runs`] for `op` = `Replace`, else

@@ -260,7 +260,7 @@ impl<C: OneSidedComm> NeighbourMessages for CountingComm<C> {
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn crate::comm::PendingExchange>> {
+    ) -> Result<Box<dyn crate::comm::Request>> {
         let inner = crate::comm::messages_of(&self.inner)?;
         self.count_exchange(sends);
         // SAFETY: forwarded with the caller's guarantees unchanged.
@@ -390,7 +390,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         target: usize,
         runs: &[(usize, usize)],
         dst: &mut [T],
-    ) -> Result<Box<dyn crate::comm::RmaRequest + 'w>> {
+    ) -> Result<Box<dyn crate::comm::Request + 'w>> {
         let n = dst.len();
         let bytes = std::mem::size_of_val(dst);
         // SAFETY: forwarded with the caller's guarantees unchanged.
@@ -407,7 +407,7 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
         runs: &[(usize, usize)],
         src: &[T],
         op: AccumulateOp,
-    ) -> Result<Box<dyn crate::comm::RmaRequest + 'w>> {
+    ) -> Result<Box<dyn crate::comm::Request + 'w>> {
         // SAFETY: forwarded with the caller's guarantees unchanged.
         let req = unsafe { self.inner.write_runs_start(target, runs, src, op)? };
         match op {

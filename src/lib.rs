@@ -142,7 +142,7 @@ pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{
     messages_of, AccumulateOp, Element, ElementKind, LockKind, NeighbourMessages, OneSidedComm,
-    PendingExchange, RealElement, RmaRequest, Window,
+    RealElement, Request, Window,
 };
 pub use epoch::Epoch;
 pub use error::{Error, Result};

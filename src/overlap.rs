@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use crate::comm::{Element, LockKind, RmaRequest, Window};
+use crate::comm::{Element, LockKind, Request, Window};
 use crate::error::Result;
 
 /// Lock epochs opened on several targets with non-blocking operations
@@ -16,7 +16,7 @@ pub(crate) struct Epochs<'w, T: Element, W: Window<T>> {
     win: &'w W,
     targets: Vec<usize>,
     /// The operations in flight (request-based where the backend has them).
-    requests: Vec<Box<dyn RmaRequest + 'w>>,
+    requests: Vec<Box<dyn Request + 'w>>,
     _elem: PhantomData<T>,
 }
 
@@ -49,7 +49,7 @@ impl<'w, T: Element, W: Window<T>> Epochs<'w, T, W> {
     }
 
     /// Keeps `req` until [`Epochs::close`].
-    pub(crate) fn push(&mut self, req: Box<dyn RmaRequest + 'w>) {
+    pub(crate) fn push(&mut self, req: Box<dyn Request + 'w>) {
         self.requests.push(req);
     }
 

@@ -72,7 +72,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::block::Block;
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, PendingExchange, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Request, Window};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::ContinuousPartitioning;
@@ -716,7 +716,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         let started = crate::comm::messages_of(comm)
             .and_then(|m| unsafe { m.exchange_bytes_start(&sends, &mut recvs) });
         drop((sends, recvs));
-        let waited = started.and_then(|pending: Box<dyn PendingExchange>| {
+        let waited = started.and_then(|pending: Box<dyn Request>| {
             let r = meanwhile(self);
             pending.wait().map(|_| r)
         });

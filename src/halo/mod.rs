@@ -59,7 +59,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::array::DistArray;
-use crate::comm::{Element, OneSidedComm, PendingExchange};
+use crate::comm::{Element, OneSidedComm, Request};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, ContinuousPartitioning};
@@ -111,7 +111,7 @@ pub struct Halo<T: Element, C: OneSidedComm, const N: usize> {
     /// every method that touches them completes it first, and so does
     /// `Drop` (a leaked [`GhostUpdate`] cannot leave it running under
     /// freed memory).
-    in_flight: Mutex<Option<Box<dyn PendingExchange>>>,
+    in_flight: Mutex<Option<Box<dyn Request>>>,
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> Drop for Halo<T, C, N> {

@@ -12,7 +12,7 @@ use super::window::ThreadedWindow;
 use super::world::World;
 use crate::checks::WindowState;
 use crate::collective::{self, Combiner, Phase};
-use crate::comm::{Element, NeighbourMessages, OneSidedComm, PendingExchange};
+use crate::comm::{Element, NeighbourMessages, OneSidedComm, Request};
 use crate::error::{Error, Result};
 use crate::pending::HandleSlot;
 
@@ -204,7 +204,7 @@ impl NeighbourMessages for ThreadedComm {
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn PendingExchange>> {
+    ) -> Result<Box<dyn Request>> {
         self.handles.settle();
         let (t, seqs) = self.send_exchange(sends, recvs)?;
         drop(t);

@@ -11,7 +11,7 @@ use super::comm::ThreadedComm;
 use super::tree::TreeTransport;
 use super::world::{relock, World, NOBODY};
 use crate::collective::{Phase, Transport};
-use crate::comm::PendingExchange;
+use crate::comm::Request;
 use crate::error::Result;
 
 impl World {
@@ -104,7 +104,7 @@ impl PendingReceives {
     }
 }
 
-impl PendingExchange for PendingReceives {
+impl Request for PendingReceives {
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.finish()
     }

@@ -31,8 +31,8 @@
 use std::sync::Mutex;
 
 use distarray::checks::{run_pieces, Access, WindowState};
-use distarray::comm::CompletedRma;
-use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Result, RmaRequest, Window};
+use distarray::comm::Completed;
+use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Request, Result, Window};
 use lamellar::memregion::prelude::*;
 
 use crate::comm::{LamellarComm, Regions};
@@ -372,10 +372,10 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         target: usize,
         runs: &[(usize, usize)],
         dst: &mut [T],
-    ) -> Result<Box<dyn RmaRequest + 'w>> {
+    ) -> Result<Box<dyn Request + 'w>> {
         if target == self.rank || self.state.fence_is_open() || dst.is_empty() {
             self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(CompletedRma));
+            return Ok(Box::new(Completed));
         }
         let approval = self
             .state
@@ -414,14 +414,14 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         runs: &[(usize, usize)],
         src: &[T],
         op: AccumulateOp,
-    ) -> Result<Box<dyn RmaRequest + 'w>> {
+    ) -> Result<Box<dyn Request + 'w>> {
         if op != AccumulateOp::Replace
             || target == self.rank
             || self.state.fence_is_open()
             || src.is_empty()
         {
             self.write_runs(target, runs, src, op)?;
-            return Ok(Box::new(CompletedRma));
+            return Ok(Box::new(Completed));
         }
         let approval = self
             .state
@@ -540,7 +540,7 @@ impl<T: Element> LamellarGets<'_, T> {
     }
 }
 
-impl<T: Element> RmaRequest for LamellarGets<'_, T> {
+impl<T: Element> Request for LamellarGets<'_, T> {
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.finish();
         Ok(())
@@ -567,7 +567,7 @@ struct LamellarPuts<'w, T: Element> {
 // SAFETY: a slot number, a reference to a `Sync` window and counters.
 unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
 
-impl<T: Element> RmaRequest for LamellarPuts<'_, T> {
+impl<T: Element> Request for LamellarPuts<'_, T> {
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.done = true;
         self.win.finish(self.slot, |_| ());

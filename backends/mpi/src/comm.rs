@@ -555,7 +555,7 @@ impl MpiExchange {
     }
 }
 
-impl distarray::PendingExchange for MpiExchange {
+impl distarray::Request for MpiExchange {
     fn wait(self: Box<Self>) -> Result<()> {
         (*self).finish()
     }
@@ -816,7 +816,7 @@ impl NeighbourMessages for MpiComm {
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
-    ) -> Result<Box<dyn distarray::PendingExchange>> {
+    ) -> Result<Box<dyn distarray::Request>> {
         // SAFETY: the caller's contract is this function's.
         let pending = unsafe { self.inner.exchange_start(sends, recvs)? };
         Ok(Box::new(pending))

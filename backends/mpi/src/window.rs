@@ -727,10 +727,10 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         target: usize,
         runs: &[(usize, usize)],
         dst: &mut [T],
-    ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
+    ) -> Result<Box<dyn distarray::Request + 'w>> {
         if target == self.rank() {
             self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(distarray::comm::CompletedRma));
+            return Ok(Box::new(distarray::comm::Completed));
         }
         let approval = self
             .state
@@ -741,7 +741,7 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         if self.state.fence_is_open() {
             drop(approval);
             self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(distarray::comm::CompletedRma));
+            return Ok(Box::new(distarray::comm::Completed));
         }
         let mut req = MpiRequests {
             _approval: approval,
@@ -766,11 +766,11 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         runs: &[(usize, usize)],
         src: &[T],
         op: AccumulateOp,
-    ) -> Result<Box<dyn distarray::RmaRequest + 'w>> {
+    ) -> Result<Box<dyn distarray::Request + 'w>> {
         distarray::checks::check_op::<T>(op)?;
-        let blocking = || -> Result<Box<dyn distarray::RmaRequest + 'w>> {
+        let blocking = || -> Result<Box<dyn distarray::Request + 'w>> {
             self.write_runs(target, runs, src, op)?;
-            Ok(Box::new(distarray::comm::CompletedRma))
+            Ok(Box::new(distarray::comm::Completed))
         };
         if target == self.rank() {
             return blocking();
@@ -1150,7 +1150,7 @@ impl MpiRequests<'_> {
     }
 }
 
-impl distarray::RmaRequest for MpiRequests<'_> {
+impl distarray::Request for MpiRequests<'_> {
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.wait_all()
     }
