@@ -433,7 +433,7 @@ fn main() {
         // `cargo test --all-targets`: a smoke pass that writes nothing
         let (mut csv, mut report) = (String::new(), String::new());
         run(4096, 2, &mut csv, &mut report);
-        assert_eq!(csv.lines().count(), 12);
+        assert_eq!(csv.lines().count(), 14);
         println!("kernels bench: smoke run only (use `cargo bench` to measure)");
         return;
     }
