@@ -60,7 +60,7 @@ fn poisson_exact_same_bits_on_1_to_4_ranks(#[values(false, true)] single_reducti
         ranks: 1,
         compare: false,
         baseline: false,
-        overlap: true, // --exact turns it off
+        overlap: true, // the overlapped apply: the same bits as without
         single_reduction,
         exact: true,
     };
