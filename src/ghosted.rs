@@ -55,7 +55,7 @@ use ndarray::{ArrayView, ArrayViewMut, Dim, Dimension, IxDyn};
 
 use crate::array::DistArray;
 use crate::block::{copy_box, Block};
-use crate::comm::{Element, OneSidedComm};
+use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::exact_sum::{self, ExactParts};
@@ -67,6 +67,9 @@ use crate::stencil::{self, Stencil};
 /// [module docs](self).
 pub struct Ghosted<T: Element, C: OneSidedComm, const N: usize> {
     halo: Halo<T, C, N>,
+    /// Where each row (last dimension) of the part starts in the extended
+    /// box, in row-major order.
+    rows: Vec<usize>,
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for Ghosted<T, C, N> {
@@ -107,7 +110,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     }
 
     fn from_halo(array: &DistArray<T, C, N>, halo: Halo<T, C, N>) -> Result<Self> {
-        let mut g = Ghosted { halo };
+        let shape = halo.own_range().map(|r| r.len());
+        let (_, ext, width) = halo.data();
+        let mut rows = Vec::new();
+        for_rows(&shape, ext, width, |o, _| rows.push(o));
+        let mut g = Ghosted { halo, rows };
         g.load(array)?;
         Ok(g)
     }
@@ -386,11 +393,13 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// Collective: [`update_ghosts`](Self::update_ghosts) and
     /// [`apply_dot`](Self::apply_dot) in one call, the update overlapping
     /// the computation: this rank's faces are sent, the stencil runs at the
-    /// points whose neighbourhood lies inside the part (they read no ghost
-    /// cell) while the faces travel, then the update finishes and the
+    /// points that read no ghost cell the update fills (their neighbourhood
+    /// lies inside the part, or reaches past a non-periodic edge of the
+    /// array) while the faces travel, then the update finishes and the
     /// stencil runs on the rest, the frame of the part as wide as the
-    /// stencil's reach (PETSc's `DMGlobalToLocalBegin`, interior,
-    /// `DMGlobalToLocalEnd`, boundary). Every point is computed whole by
+    /// stencil's reach on the sides that have neighbours (PETSc's
+    /// `DMGlobalToLocalBegin`, interior, `DMGlobalToLocalEnd`, boundary).
+    /// Every point is computed whole by
     /// the same kernel, so `out` has the same bits as after
     /// `update_ghosts` and `apply_dot`; the local dot product adds the
     /// inner points first, then the frame (a fixed order for one
@@ -427,7 +436,16 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         let all = self.halo.partitioning().shape().map(|n| 0..n);
         let checked = self.check_apply(st, out, &all);
         let part_shape = self.part_shape();
+        // the inner box keeps the stencil's reach away from the sides whose
+        // ghost cells the update fills (none past a non-periodic edge)
         let reach = st.reach();
+        let sides = self.halo.filled_sides();
+        let margins: [[usize; 2]; N] = std::array::from_fn(|d| {
+            [
+                if sides[d][0] { reach[d] } else { 0 },
+                if sides[d][1] { reach[d] } else { 0 },
+            ]
+        });
         let mut update = self.halo.start_update_inner(Own::Interior)?;
         let local = out.try_with_local_mut(|mut l| {
             let o = l.as_mut_slice();
@@ -435,7 +453,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 Ok(region) => region.clone(),
                 Err(_) => return Ok(T::ZERO),
             };
-            let (inner, frame) = split_frame(&region, reach);
+            let (inner, frame) = split_frame(&region, margins);
             // the exchange in flight uses the message buffers only: the
             // interior of the extended box can be read meanwhile
             let first = apply_region(
@@ -461,7 +479,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     false,
                     true,
                 )?;
-                dot = dot + d;
+                dot = T::combine(AccumulateOp::Sum, dot, d);
             }
             Ok(dot)
         });
@@ -520,11 +538,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// communicated).
     pub fn axpby(&mut self, alpha: T, x: &DistArray<T, C, N>, beta: T) -> Result<()> {
         self.check_partition(x, "axpby")?;
+        let len = self.part_shape()[N - 1];
+        let (data, _, _) = self.halo.data_mut();
         x.with_local(|l| {
             let lx = l.as_slice();
-            self.rows_at_mut(|row, at| {
-                crate::kernels::axpby(alpha, &lx[at..at + row.len()], beta, row)
-            });
+            for (k, &o) in self.rows.iter().enumerate() {
+                let y = &mut data[o..o + len];
+                crate::kernels::axpby(alpha, &lx[k * len..(k + 1) * len], beta, y);
+            }
         })
     }
 
@@ -575,18 +596,20 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                         r.with_local_mut(|mut lr| {
                             let (lq, lx, lr) =
                                 (lq.as_slice(), lx.as_mut_slice(), lr.as_mut_slice());
+                            let len = self.part_shape()[N - 1];
+                            let p = self.halo.data().0;
                             let mut rr = T::ZERO;
-                            self.rows_at(|row, at| {
-                                let at = at..at + row.len();
+                            for (k, &o) in self.rows.iter().enumerate() {
+                                let at = k * len..(k + 1) * len;
                                 let d = crate::kernels::cg_update(
                                     alpha,
-                                    row,
+                                    &p[o..o + len],
                                     &lq[at.clone()],
                                     &mut lx[at.clone()],
                                     &mut lr[at],
                                 );
-                                rr = rr + d;
-                            });
+                                rr = T::combine(AccumulateOp::Sum, rr, d);
+                            }
                             rr
                         })
                     })
@@ -654,16 +677,16 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 )));
             }
         }
-        let shape = self.part_shape();
-        let row = shape[N - 1].max(1);
-        let (data, ext, width) = self.halo.data_mut();
+        let len = self.part_shape()[N - 1];
+        let Ghosted { halo, rows } = self;
+        let data = halo.data_mut().0;
         with_parts(&arrays, Vec::with_capacity(K), &mut |parts| {
-            let mut rows: Vec<_> = parts.iter_mut().map(|p| p.chunks_mut(row)).collect();
-            for_rows(&shape, ext, width, |o, n| {
+            let mut others: Vec<_> = parts.iter_mut().map(|p| p.chunks_mut(len.max(1))).collect();
+            for &o in rows.iter() {
                 let others: [&mut [T]; K] =
-                    std::array::from_fn(|k| rows[k].next().expect("a row of each part"));
-                f(&mut data[o..o + n], others);
-            });
+                    std::array::from_fn(|k| others[k].next().expect("a row of each part"));
+                f(&mut data[o..o + len], others);
+            }
         })
     }
 
@@ -728,24 +751,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// part, in row-major order, `at` being the row's offset in the part
     /// stored row-major (a [`DistArray`]'s local slice).
     fn rows_at(&self, mut f: impl FnMut(&[T], usize)) {
-        let shape = self.part_shape();
-        let (data, ext, width) = self.halo.data();
-        let mut at = 0;
-        for_rows(&shape, ext, width, |o, n| {
-            f(&data[o..o + n], at);
-            at += n;
-        });
-    }
-
-    /// [`rows_at`](Self::rows_at) with the rows mutable.
-    fn rows_at_mut(&mut self, mut f: impl FnMut(&mut [T], usize)) {
-        let shape = self.part_shape();
-        let (data, ext, width) = self.halo.data_mut();
-        let mut at = 0;
-        for_rows(&shape, ext, width, |o, n| {
-            f(&mut data[o..o + n], at);
-            at += n;
-        });
+        let len = self.part_shape()[N - 1];
+        let data = self.halo.data().0;
+        for (k, &o) in self.rows.iter().enumerate() {
+            f(&data[o..o + len], k * len);
+        }
     }
 
     /// Local: sets every value of this rank's part from its global index
@@ -771,9 +781,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// Local: runs `f` on every row (last dimension) of this rank's part
     /// in the extended box, in row-major order.
     pub fn for_each_row(&mut self, mut f: impl FnMut(&mut [T])) {
-        let shape = self.part_shape();
-        let (data, ext, width) = self.halo.data_mut();
-        for_rows(&shape, ext, width, |o, n| f(&mut data[o..o + n]));
+        let len = self.part_shape()[N - 1];
+        let data = self.halo.data_mut().0;
+        for &o in &self.rows {
+            f(&mut data[o..o + len]);
+        }
     }
 
     /// The extended box (part and ghost cells) as a typed `ndarray` view:
@@ -942,24 +954,27 @@ fn apply_region<T: Element, C: OneSidedComm, const N: usize>(
     )
 }
 
-/// Splits the box `region` into the inner box, `reach[d]` away from its
-/// faces, and the frame around it: for each dimension `d`, the slabs at
-/// its low and high end, as long as the inner box in the dimensions before
-/// `d` and whole in those after (disjoint; together with the inner box,
-/// the whole box; empty boxes where the box is thinner than twice the
-/// reach).
+/// Splits the box `region` into the inner box, `margins[d][0]` away from
+/// its low face in dimension `d` and `margins[d][1]` from its high face,
+/// and the frame around it: for each dimension `d`, the slabs at its low
+/// and high end, as long as the inner box in the dimensions before `d` and
+/// whole in those after (disjoint; together with the inner box, the whole
+/// box; the empty ones left out).
 fn split_frame<const N: usize>(
     region: &[Range<usize>; N],
-    reach: [usize; N],
+    margins: [[usize; 2]; N],
 ) -> ([Range<usize>; N], Vec<[Range<usize>; N]>) {
     let inner: [Range<usize>; N] = std::array::from_fn(|d| {
         let r = &region[d];
-        let lo = (r.start + reach[d]).min(r.end);
-        lo..r.end.saturating_sub(reach[d]).max(lo)
+        let lo = (r.start + margins[d][0]).min(r.end);
+        lo..r.end.saturating_sub(margins[d][1]).max(lo)
     });
     let mut frame = Vec::with_capacity(2 * N);
     for d in 0..N {
         for slab in [region[d].start..inner[d].start, inner[d].end..region[d].end] {
+            if slab.is_empty() {
+                continue;
+            }
             frame.push(std::array::from_fn(|k| match k.cmp(&d) {
                 std::cmp::Ordering::Less => inner[k].clone(),
                 std::cmp::Ordering::Equal => slab.clone(),
