@@ -502,12 +502,26 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         crate::linalg::sum_over_ranks(self.comm(), local)
     }
 
-    /// This rank's exact parts of `u · y` (no communication).
+    /// This rank's exact parts of `u · y` (no communication). The exact
+    /// sum takes its terms a chunk ([`exact_sum::CHUNK`]) at a time, so
+    /// short rows are gathered first: runs of whole rows of about four
+    /// chunks, beside the same rows of `y`, which are consecutive.
     fn exact_dot_parts(&self, y: &DistArray<T, C, N>) -> Result<ExactParts> {
+        let len = self.part_shape()[N - 1];
+        let data = self.halo.data().0;
         y.with_local(|l| {
             let ly = l.as_slice();
             let mut acc = ExactParts::new();
-            self.rows_at(|row, at| acc.add_dot(row, &ly[at..at + row.len()]));
+            let per_run = (4 * exact_sum::CHUNK / len.max(1)).max(1);
+            let mut run: Vec<T> = Vec::with_capacity(per_run * len);
+            for (r, rows) in self.rows.chunks(per_run).enumerate() {
+                run.clear();
+                for &o in rows {
+                    run.extend_from_slice(&data[o..o + len]);
+                }
+                let at = r * per_run * len;
+                acc.add_dot(&run, &ly[at..at + run.len()]);
+            }
             acc
         })
     }
@@ -745,17 +759,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         apply_region(
             &self.halo, st, region, out, out_shape, out_shift, accumulate, dot,
         )
-    }
-
-    /// Calls `f(row, at)` for every row (last dimension) of this rank's
-    /// part, in row-major order, `at` being the row's offset in the part
-    /// stored row-major (a [`DistArray`]'s local slice).
-    fn rows_at(&self, mut f: impl FnMut(&[T], usize)) {
-        let len = self.part_shape()[N - 1];
-        let data = self.halo.data().0;
-        for (k, &o) in self.rows.iter().enumerate() {
-            f(&data[o..o + len], k * len);
-        }
     }
 
     /// Local: sets every value of this rank's part from its global index

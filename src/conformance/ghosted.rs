@@ -21,6 +21,10 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("ghosted_stencils", ghosted_stencils::<C>),
         ("ghosted_overlapped_apply", ghosted_overlapped_apply::<C>),
         ("ghosted_vector_ops", ghosted_vector_ops::<C>),
+        (
+            "ghosted_exact_dot_of_long_rows",
+            exact_dot_of_long_rows::<C>,
+        ),
         ("ghosted_bad_input", ghosted_bad_input::<C>),
     ]
 }
@@ -357,6 +361,33 @@ fn ghosted_overlapped_apply<C: OneSidedComm>(comm: &C) {
             }
         }
     }
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// The exact dot product of `apply_dot` on long rows, which go to the
+/// exact sum a few at a time: the bits of `linalg::dot`.
+fn exact_dot_of_long_rows<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [2 * p + 5, 1500];
+    let f =
+        |[i, j]: [usize; 2]| ((i * 131 + j * 7) % 61) as f64 * 1e-3 - 0.02 + (j % 3) as f64 * 1e9;
+    let a = ok(
+        comm,
+        "new",
+        DistArray::<f64, C, 2>::new(comm.clone(), shape),
+    );
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(f)));
+    let mut g = ok(
+        comm,
+        "Ghosted::new_faces",
+        Ghosted::new_faces(&a, [1, 1], [false, true]),
+    );
+    ok(comm, "update_ghosts", g.update_ghosts());
+    let out = ok(comm, "similar", a.similar::<f64>()).with_summation(Summation::Exact);
+    let st = Stencil::<f64, 2>::neg_laplacian();
+    let d = ok(comm, "apply_dot", g.apply_dot(&st, &out));
+    ok(comm, "sync", out.sync());
+    assert_eq!(d, ok(comm, "dot", linalg::dot(&a, &out)));
     ok(comm, "barrier", comm.barrier());
 }
 
