@@ -342,8 +342,26 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// Those of [`apply`](Self::apply), on every rank.
     pub fn apply_dot(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
-        let local = self.apply_dot_local(st, out);
-        self.sum_dot(out, local)
+        let exact = out.sums_exactly();
+        let all = self.halo.partitioning().shape().map(|n| 0..n);
+        let local = self.check_apply(st, out, &all).and_then(|region| {
+            out.try_with_local_mut(|mut l| {
+                let o = l.as_mut_slice();
+                let shape = self.part_shape();
+                let d = self.apply_part(st, &region, o, shape, [0; N], false, !exact)?;
+                Ok(if exact {
+                    LocalDot::Exact(Box::new(exact_parts(
+                        self.halo.data().0,
+                        &self.rows,
+                        shape,
+                        o,
+                    )))
+                } else {
+                    LocalDot::Ordered(d)
+                })
+            })
+        });
+        self.reduce_dot(exact, local)
     }
 
     /// Local: [`apply_dot`](Self::apply_dot) without the sum over the
@@ -433,6 +451,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         st: &Stencil<T, N>,
         out: &DistArray<T, C, N>,
     ) -> Result<T> {
+        let exact = out.sums_exactly();
         let all = self.halo.partitioning().shape().map(|n| 0..n);
         let checked = self.check_apply(st, out, &all);
         let part_shape = self.part_shape();
@@ -446,12 +465,13 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 if sides[d][1] { reach[d] } else { 0 },
             ]
         });
-        let mut update = self.halo.start_update_inner(Own::Interior)?;
+        let Ghosted { halo, rows } = self;
+        let mut update = halo.start_update_inner(Own::Interior)?;
         let local = out.try_with_local_mut(|mut l| {
             let o = l.as_mut_slice();
             let region = match &checked {
                 Ok(region) => region.clone(),
-                Err(_) => return Ok(T::ZERO),
+                Err(_) => return Ok(LocalDot::Ordered(T::ZERO)),
             };
             let (inner, frame) = split_frame(&region, margins);
             // the exchange in flight uses the message buffers only: the
@@ -464,7 +484,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 part_shape,
                 [0; N],
                 false,
-                true,
+                !exact,
             );
             update.finish_in_place()?;
             let mut dot = first?;
@@ -477,53 +497,44 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     part_shape,
                     [0; N],
                     false,
-                    true,
+                    !exact,
                 )?;
                 dot = T::combine(AccumulateOp::Sum, dot, d);
             }
-            Ok(dot)
+            Ok(if exact {
+                LocalDot::Exact(Box::new(exact_parts(
+                    update.halo_mut().data().0,
+                    rows,
+                    part_shape,
+                    o,
+                )))
+            } else {
+                LocalDot::Ordered(dot)
+            })
         });
         // finishes the update if the view could not be opened (a no-op
         // otherwise): every rank takes part in it
         let finished = update.finish_in_place();
         drop(update);
         let local = checked.and(finished).and(local);
-        self.sum_dot(out, local)
+        self.reduce_dot(exact, local)
     }
 
-    /// Collective: the sum over the ranks of the local dot products
-    /// `local` (votes on them), or, when `out` sums exactly, the exact
-    /// `u · out` over the ranks.
-    fn sum_dot(&self, out: &DistArray<T, C, N>, local: Result<T>) -> Result<T> {
-        if out.sums_exactly() {
-            let parts = local.and_then(|_| self.exact_dot_parts(out));
+    /// Collective: the sum over the ranks of the local dot products (a vote
+    /// on `local`), or of the exact parts when `exact`.
+    fn reduce_dot(&self, exact: bool, local: Result<LocalDot<T>>) -> Result<T> {
+        if exact {
+            let parts = local.map(|l| match l {
+                LocalDot::Exact(parts) => *parts,
+                LocalDot::Ordered(_) => ExactParts::new(), // never: refused then
+            });
             return Ok(exact_sum::allreduce_parts(self.comm(), parts)?.round());
         }
+        let local = local.map(|l| match l {
+            LocalDot::Ordered(d) => d,
+            LocalDot::Exact(parts) => parts.round(),
+        });
         crate::linalg::sum_over_ranks(self.comm(), local)
-    }
-
-    /// This rank's exact parts of `u · y` (no communication). The exact
-    /// sum takes its terms a chunk ([`exact_sum::CHUNK`]) at a time, so
-    /// short rows are gathered first: runs of whole rows of about four
-    /// chunks, beside the same rows of `y`, which are consecutive.
-    fn exact_dot_parts(&self, y: &DistArray<T, C, N>) -> Result<ExactParts> {
-        let len = self.part_shape()[N - 1];
-        let data = self.halo.data().0;
-        y.with_local(|l| {
-            let ly = l.as_slice();
-            let mut acc = ExactParts::new();
-            let per_run = (4 * exact_sum::CHUNK / len.max(1)).max(1);
-            let mut run: Vec<T> = Vec::with_capacity(per_run * len);
-            for (r, rows) in self.rows.chunks(per_run).enumerate() {
-                run.clear();
-                for &o in rows {
-                    run.extend_from_slice(&data[o..o + len]);
-                }
-                let at = r * per_run * len;
-                acc.add_dot(&run, &ly[at..at + run.len()]);
-            }
-            acc
-        })
     }
 
     /// Local: `u = alpha x + beta u` on this rank's part, row by row
@@ -925,6 +936,38 @@ fn for_rows<const N: usize>(
         let at: [usize; N] = std::array::from_fn(|d| start[d] + rel[d]);
         f(linear_offset(outer, &at), row);
     }
+}
+
+/// A rank's part of a dot product: summed in the fixed order, or exact.
+enum LocalDot<T> {
+    Ordered(T),
+    Exact(Box<ExactParts>),
+}
+
+/// This rank's exact parts of `u · y`: `u`'s rows start at `rows` in
+/// `data`, `y` is a part of shape `shape` stored row-major. The exact sum
+/// takes its terms a chunk ([`exact_sum::CHUNK`]) at a time, so short rows
+/// go to it in runs of about four chunks: copied one after the other, beside
+/// the same rows of `y`, which are consecutive.
+fn exact_parts<T: Element, const N: usize>(
+    data: &[T],
+    rows: &[usize],
+    shape: [usize; N],
+    y: &[T],
+) -> ExactParts {
+    let len = shape[N - 1];
+    let mut acc = ExactParts::new();
+    let per_run = (4 * exact_sum::CHUNK / len.max(1)).max(1);
+    let mut run: Vec<T> = Vec::with_capacity(per_run * len);
+    for (r, rows) in rows.chunks(per_run).enumerate() {
+        run.clear();
+        for &o in rows {
+            run.extend_from_slice(&data[o..o + len]);
+        }
+        let at = r * per_run * len;
+        acc.add_dot(&run, &y[at..at + run.len()]);
+    }
+    acc
 }
 
 /// The stencil at the points `region` (global, inside the part) of
