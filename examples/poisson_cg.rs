@@ -1,6 +1,7 @@
 //! 2-D Poisson equation (5-point stencil) solved by conjugate gradients on
-//! the threaded backend: the grid tiled over a 2-D process grid, one ghost
-//! layer around each tile through a `Halo`.
+//! the threaded backend: the grid tiled over a 2-D process grid, the search
+//! direction a `Ghosted` array (each tile stored inside one ghost layer;
+//! per iteration `update_ghosts`, `apply_dot`, `cg_update`, `axpby`).
 //!
 //! ```text
 //! cargo run --release --example poisson_cg                     # 64 x 64, 2 ranks

@@ -12,6 +12,13 @@
 //! `ndarray::ArrayView` with the array's fixed dimension), or through
 //! [`Ghosted::apply`] with a [`Stencil`] of any radius.
 //!
+//! [`Ghosted::update_ghosts_and_apply_dot`] overlaps the update with the
+//! points that read no ghost cell. A solver keeps the one vector its
+//! operator reads ghosted (CG's search direction) and the others plain
+//! arrays: [`Ghosted::cg_update`], [`Ghosted::axpby`] and, for other fused
+//! updates, [`Ghosted::zip_rows`] walk the part's rows beside the arrays'
+//! parts, in one pass, without a copy (`examples/apps/poisson.rs`).
+//!
 //! Where [`Halo`] adds ghost layers to a [`DistArray`] (the
 //! array stays the storage, each refresh copies the part into the halo), a
 //! `Ghosted` array *is* the storage: [`Ghosted::load`] and
@@ -48,9 +55,10 @@ use ndarray::{ArrayView, ArrayViewMut, Dim, Dimension, IxDyn};
 
 use crate::array::DistArray;
 use crate::block::{copy_box, Block};
-use crate::comm::{Element, OneSidedComm};
+use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
+use crate::exact_sum::{self, ExactParts};
 use crate::halo::{Halo, Own};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 use crate::stencil::{self, Stencil};
@@ -59,6 +67,9 @@ use crate::stencil::{self, Stencil};
 /// [module docs](self).
 pub struct Ghosted<T: Element, C: OneSidedComm, const N: usize> {
     halo: Halo<T, C, N>,
+    /// Where each row (last dimension) of the part starts in the extended
+    /// box, in row-major order.
+    rows: Vec<usize>,
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> std::fmt::Debug for Ghosted<T, C, N> {
@@ -99,7 +110,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     }
 
     fn from_halo(array: &DistArray<T, C, N>, halo: Halo<T, C, N>) -> Result<Self> {
-        let mut g = Ghosted { halo };
+        let shape = halo.own_range().map(|r| r.len());
+        let (_, ext, width) = halo.data();
+        let mut rows = Vec::new();
+        for_rows(&shape, ext, width, |o, _| rows.push(o));
+        let mut g = Ghosted { halo, rows };
         g.load(array)?;
         Ok(g)
     }
@@ -301,16 +316,84 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// Collective: [`apply`](Self::apply) (overwriting `out`) and the dot
     /// product of this array with the result, `u · (S u)` summed over all
     /// ranks — `p · A p` of a conjugate-gradient step in one pass. The
-    /// local sums follow [`stencil::apply_dot`]'s fixed order and the
-    /// ranks' sums are combined in the backend's fixed order: the same bits
-    /// run after run for one partition.
+    /// local sums follow [`stencil::apply_dot`]'s fixed order (row by row,
+    /// the rows in row-major order) and the ranks' sums are combined in
+    /// the backend's fixed order: the same bits run after run for one
+    /// partition. When `out` has [`Summation::Exact`](crate::Summation::Exact)
+    /// the dot product is the correctly rounded exact sum (as
+    /// [`linalg::dot`](crate::linalg::dot)), taken in a second pass over
+    /// the part: the same bits on any rank count and partition.
+    ///
+    /// ```
+    /// use distarray::{stencil::Stencil, threaded, DistArray, Ghosted, Summation};
+    /// threaded::run_ok(3, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [6, 5], |[i, j]| (i * j) as f64)?;
+    ///     let mut u = Ghosted::new_faces(&a, [1, 1], [false, false])?;
+    ///     u.update_ghosts()?;
+    ///     let q = a.similar::<f64>()?.with_summation(Summation::Exact);
+    ///     let uq = u.apply_dot(&Stencil::neg_laplacian(), &q)?; // q = A u, u · q
+    ///     assert_eq!(uq, distarray::linalg::dot(&a.with_summation(Summation::Exact), &q)?);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`apply`](Self::apply), on every rank.
+    pub fn apply_dot(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
+        let exact = out.sums_exactly();
+        let all = self.halo.partitioning().shape().map(|n| 0..n);
+        let local = self.check_apply(st, out, &all).and_then(|region| {
+            out.try_with_local_mut(|mut l| {
+                let o = l.as_mut_slice();
+                let shape = self.part_shape();
+                let d = self.apply_part(st, &region, o, shape, [0; N], false, !exact)?;
+                Ok(if exact {
+                    LocalDot::Exact(Box::new(exact_parts(
+                        self.halo.data().0,
+                        &self.rows,
+                        shape,
+                        o,
+                    )))
+                } else {
+                    LocalDot::Ordered(d)
+                })
+            })
+        });
+        self.reduce_dot(exact, local)
+    }
+
+    /// Local: [`apply_dot`](Self::apply_dot) without the sum over the
+    /// ranks — this rank's part of `u · (S u)`, in the same fixed order —
+    /// for a caller that sums it with other values in one reduction (e.g.
+    /// with [`collective::allreduce_vote`](crate::collective::allreduce_vote):
+    /// the two dot products of a single-reduction CG in one allreduce).
+    /// Never exact: with exact sums, sum the parts yourself
+    /// ([`zip_rows`](Self::zip_rows) and
+    /// [`ExactParts`]).
+    ///
+    /// ```
+    /// use distarray::{linalg, stencil::Stencil, threaded, DistArray, Ghosted};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [9], |[i]| i as f64)?;
+    ///     let mut u = Ghosted::new(&a, [1], [true])?;
+    ///     u.update_ghosts()?;
+    ///     let st = Stencil::<f64, 1>::neg_laplacian();
+    ///     let mine = u.apply_dot_local(&st, &a.similar::<f64>()?)?;
+    ///     let out = a.similar::<f64>()?;
+    ///     assert_eq!(linalg::sum_over_ranks(&comm, Ok(mine))?, u.apply_dot(&st, &out)?);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     ///
     /// # Errors
     ///
     /// Those of [`apply`](Self::apply).
-    pub fn apply_dot(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
+    pub fn apply_dot_local(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
         let all = self.halo.partitioning().shape().map(|n| 0..n);
-        let local = self.check_apply(st, out, &all).and_then(|region| {
+        self.check_apply(st, out, &all).and_then(|region| {
             out.try_with_local_mut(|mut l| {
                 self.apply_part(
                     st,
@@ -322,8 +405,314 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     true,
                 )
             })
+        })
+    }
+
+    /// Collective: [`update_ghosts`](Self::update_ghosts) and
+    /// [`apply_dot`](Self::apply_dot) in one call, the update overlapping
+    /// the computation: this rank's faces are sent, the stencil runs at the
+    /// points that read no ghost cell the update fills (their neighbourhood
+    /// lies inside the part, or reaches past a non-periodic edge of the
+    /// array) while the faces travel, then the update finishes and the
+    /// stencil runs on the rest, the frame of the part as wide as the
+    /// stencil's reach on the sides that have neighbours (PETSc's
+    /// `DMGlobalToLocalBegin`, interior, `DMGlobalToLocalEnd`, boundary).
+    /// Every point is computed whole by
+    /// the same kernel, so `out` has the same bits as after
+    /// `update_ghosts` and `apply_dot`; the local dot product adds the
+    /// inner points first, then the frame (a fixed order for one
+    /// partition; exact with [`Summation::Exact`](crate::Summation::Exact)
+    /// as in `apply_dot`).
+    ///
+    /// ```
+    /// use distarray::{stencil::Stencil, threaded, DistArray, Ghosted};
+    /// threaded::run_ok(4, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [8, 8])?;
+    ///     let mut u = Ghosted::new_faces(&a, [1, 1], [false, false])?;
+    ///     u.fill_with(|[i, j]| (i * 8 + j) as f64);
+    ///     let (q1, q2) = (a.similar::<f64>()?, a.similar::<f64>()?);
+    ///     let st = Stencil::neg_laplacian();
+    ///     u.update_ghosts_and_apply_dot(&st, &q1)?; // overlapped
+    ///     u.update_ghosts()?;
+    ///     u.apply_dot(&st, &q2)?; // in turn
+    ///     assert_eq!(q1.to_vec()?, q2.to_vec()?);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`update_ghosts`](Self::update_ghosts) and
+    /// [`apply`](Self::apply), on every rank (the update runs also when the
+    /// arguments are refused, so that no neighbour waits).
+    pub fn update_ghosts_and_apply_dot(
+        &mut self,
+        st: &Stencil<T, N>,
+        out: &DistArray<T, C, N>,
+    ) -> Result<T> {
+        let exact = out.sums_exactly();
+        let all = self.halo.partitioning().shape().map(|n| 0..n);
+        let checked = self.check_apply(st, out, &all);
+        let part_shape = self.part_shape();
+        // the inner box keeps the stencil's reach away from the sides whose
+        // ghost cells the update fills (none past a non-periodic edge)
+        let reach = st.reach();
+        let sides = self.halo.filled_sides();
+        let margins: [[usize; 2]; N] = std::array::from_fn(|d| {
+            [
+                if sides[d][0] { reach[d] } else { 0 },
+                if sides[d][1] { reach[d] } else { 0 },
+            ]
+        });
+        let Ghosted { halo, rows } = self;
+        let mut update = halo.start_update_inner(Own::Interior)?;
+        let local = out.try_with_local_mut(|mut l| {
+            let o = l.as_mut_slice();
+            let region = match &checked {
+                Ok(region) => region.clone(),
+                Err(_) => return Ok(LocalDot::Ordered(T::ZERO)),
+            };
+            let (inner, frame) = split_frame(&region, margins);
+            // the exchange in flight uses the message buffers only: the
+            // interior of the extended box can be read meanwhile
+            let first = apply_region(
+                update.halo_mut(),
+                st,
+                &inner,
+                o,
+                part_shape,
+                [0; N],
+                false,
+                !exact,
+            );
+            update.finish_in_place()?;
+            let mut dot = first?;
+            for piece in &frame {
+                let d = apply_region(
+                    update.halo_mut(),
+                    st,
+                    piece,
+                    o,
+                    part_shape,
+                    [0; N],
+                    false,
+                    !exact,
+                )?;
+                dot = T::combine(AccumulateOp::Sum, dot, d);
+            }
+            Ok(if exact {
+                LocalDot::Exact(Box::new(exact_parts(
+                    update.halo_mut().data().0,
+                    rows,
+                    part_shape,
+                    o,
+                )))
+            } else {
+                LocalDot::Ordered(dot)
+            })
+        });
+        // finishes the update if the view could not be opened (a no-op
+        // otherwise): every rank takes part in it
+        let finished = update.finish_in_place();
+        drop(update);
+        let local = checked.and(finished).and(local);
+        self.reduce_dot(exact, local)
+    }
+
+    /// Collective: the sum over the ranks of the local dot products (a vote
+    /// on `local`), or of the exact parts when `exact`.
+    fn reduce_dot(&self, exact: bool, local: Result<LocalDot<T>>) -> Result<T> {
+        if exact {
+            let parts = local.map(|l| match l {
+                LocalDot::Exact(parts) => *parts,
+                LocalDot::Ordered(_) => ExactParts::new(), // never: refused then
+            });
+            return Ok(exact_sum::allreduce_parts(self.comm(), parts)?.round());
+        }
+        let local = local.map(|l| match l {
+            LocalDot::Ordered(d) => d,
+            LocalDot::Exact(parts) => parts.round(),
         });
         crate::linalg::sum_over_ranks(self.comm(), local)
+    }
+
+    /// Local: `u = alpha x + beta u` on this rank's part, row by row
+    /// ([`kernels::axpby`](crate::kernels::axpby): the same bits as
+    /// [`linalg::axpby`](crate::linalg::axpby) on the stored values); the
+    /// ghost cells are left alone. `x` must be partitioned like this array.
+    /// CG's `p = r + beta p` with `p` ghosted and `r` a plain array.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [4, 3], |[i, j]| (i + j) as f64)?;
+    ///     let mut p = Ghosted::new(&a, [1, 1], [false, false])?;
+    ///     let r = DistArray::<f64, _, 2>::from_fn(comm.clone(), [4, 3], |_| 1.0)?;
+    ///     p.axpby(1.0, &r, 0.5)?; // p = r + p / 2
+    ///     p.store(&a)?;
+    ///     assert_eq!(a.get([3, 2])?, 1.0 + 2.5);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `x` partitioned unlike this array (on every rank: nothing is
+    /// communicated).
+    pub fn axpby(&mut self, alpha: T, x: &DistArray<T, C, N>, beta: T) -> Result<()> {
+        self.check_partition(x, "axpby")?;
+        let len = self.part_shape()[N - 1];
+        let (data, _, _) = self.halo.data_mut();
+        x.with_local(|l| {
+            let lx = l.as_slice();
+            for (k, &o) in self.rows.iter().enumerate() {
+                let y = &mut data[o..o + len];
+                crate::kernels::axpby(alpha, &lx[k * len..(k + 1) * len], beta, y);
+            }
+        })
+    }
+
+    /// Collective: the conjugate-gradient update with this array as the
+    /// search direction `p`: `x = x + alpha p`, `r = r - alpha q`, returning
+    /// the new `r · r` — one pass over the parts, row by row
+    /// ([`kernels::cg_update`](crate::kernels::cg_update): `x` and `r` get
+    /// the same bits as from [`linalg::cg_update`](crate::linalg::cg_update)
+    /// on the stored values; `r · r` is summed row by row, the rows in
+    /// row-major order, then over the ranks in the backend's fixed order).
+    /// Exact, as [`linalg::cg_update`](crate::linalg::cg_update), when `q`,
+    /// `x` or `r` has [`Summation::Exact`](crate::Summation::Exact). `q`,
+    /// `x` and `r` must be partitioned like this array.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted};
+    /// threaded::run_ok(2, |comm| {
+    ///     let ones = DistArray::<f64, _, 2>::from_fn(comm.clone(), [3, 4], |_| 1.0)?;
+    ///     let p = Ghosted::new(&ones, [1, 1], [false, false])?;
+    ///     let q = DistArray::<f64, _, 2>::from_fn(comm.clone(), [3, 4], |_| 2.0)?;
+    ///     let mut x = ones.similar::<f64>()?;
+    ///     let mut r = DistArray::<f64, _, 2>::from_fn(comm.clone(), [3, 4], |_| 5.0)?;
+    ///     let rr = p.cg_update(2.0, &q, &mut x, &mut r)?; // x = 2, r = 5 - 4
+    ///     assert_eq!(rr, 12.0);
+    ///     assert_eq!(x.get([2, 3])?, 2.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// On every rank: an array partitioned unlike this one.
+    pub fn cg_update(
+        &self,
+        alpha: T,
+        q: &DistArray<T, C, N>,
+        x: &mut DistArray<T, C, N>,
+        r: &mut DistArray<T, C, N>,
+    ) -> Result<T> {
+        let local = self
+            .check_partition(q, "cg_update")
+            .and_then(|_| self.check_partition(x, "cg_update"))
+            .and_then(|_| self.check_partition(r, "cg_update"))
+            .and_then(|_| {
+                q.try_with_local(|lq| {
+                    x.try_with_local_mut(|mut lx| {
+                        r.with_local_mut(|mut lr| {
+                            let (lq, lx, lr) =
+                                (lq.as_slice(), lx.as_mut_slice(), lr.as_mut_slice());
+                            let len = self.part_shape()[N - 1];
+                            let p = self.halo.data().0;
+                            let mut rr = T::ZERO;
+                            for (k, &o) in self.rows.iter().enumerate() {
+                                let at = k * len..(k + 1) * len;
+                                let d = crate::kernels::cg_update(
+                                    alpha,
+                                    &p[o..o + len],
+                                    &lq[at.clone()],
+                                    &mut lx[at.clone()],
+                                    &mut lr[at],
+                                );
+                                rr = T::combine(AccumulateOp::Sum, rr, d);
+                            }
+                            rr
+                        })
+                    })
+                })
+            });
+        if q.sums_exactly() || x.sums_exactly() || r.sums_exactly() {
+            let parts = local.and_then(|_| {
+                r.with_local(|l| {
+                    let mut acc = ExactParts::new();
+                    acc.add_dot(l.as_slice(), l.as_slice());
+                    acc
+                })
+            });
+            return Ok(exact_sum::allreduce_parts(self.comm(), parts)?.round());
+        }
+        crate::linalg::sum_over_ranks(self.comm(), local)
+    }
+
+    /// Local: runs `f` on every row (last dimension) of this rank's part,
+    /// in row-major order, together with the same row of each array of
+    /// `arrays` (their parts, partitioned like this array, opened for
+    /// writing): the fused vector updates of a solver whose one vector is
+    /// ghosted and the others plain arrays, in one pass and without a copy.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted};
+    /// threaded::run_ok(3, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [5, 4], |[i, j]| (i * 4 + j) as f64)?;
+    ///     let mut u = Ghosted::new_faces(&a, [1, 1], [true, true])?;
+    ///     let (v, w) = (a.similar::<f64>()?, a.similar::<f64>()?);
+    ///     // v = 2 u, w = u + 1, then u = -u; and this rank's sum of v
+    ///     let mut sum = 0.0;
+    ///     u.zip_rows([&v, &w], |lu, [lv, lw]| {
+    ///         for k in 0..lu.len() {
+    ///             lv[k] = 2.0 * lu[k];
+    ///             lw[k] = lu[k] + 1.0;
+    ///             lu[k] = -lu[k];
+    ///             sum += lv[k];
+    ///         }
+    ///     })?;
+    ///     assert_eq!(distarray::linalg::sum_over_ranks(&comm, Ok(sum))?, 2.0 * 190.0);
+    ///     assert_eq!(w.get([4, 3])?, 20.0);
+    ///     u.store(&a)?;
+    ///     assert_eq!(a.get([1, 0])?, -4.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An array partitioned unlike this one, or the same array twice
+    /// (before `f` runs; on every rank that passes the same arrays); a
+    /// local view refused.
+    pub fn zip_rows<const K: usize>(
+        &mut self,
+        arrays: [&DistArray<T, C, N>; K],
+        mut f: impl FnMut(&mut [T], [&mut [T]; K]),
+    ) -> Result<()> {
+        for (k, a) in arrays.iter().enumerate() {
+            self.check_partition(a, "zip_rows")?;
+            if arrays[..k].iter().any(|b| std::ptr::eq(*a, *b)) {
+                return Err(Error::InvalidArgument(format!(
+                    "Ghosted::zip_rows: array {k} appears twice"
+                )));
+            }
+        }
+        let len = self.part_shape()[N - 1];
+        let Ghosted { halo, rows } = self;
+        let data = halo.data_mut().0;
+        with_parts(&arrays, Vec::with_capacity(K), &mut |parts| {
+            let mut others: Vec<_> = parts.iter_mut().map(|p| p.chunks_mut(len.max(1))).collect();
+            for &o in rows.iter() {
+                let others: [&mut [T]; K] =
+                    std::array::from_fn(|k| others[k].next().expect("a row of each part"));
+                f(&mut data[o..o + len], others);
+            }
+        })
     }
 
     /// Checks the arguments of an apply; returns this rank's points, as a
@@ -366,9 +755,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     }
 
     /// The stencil at the points `region` (global, inside the part) into
-    /// `out`, row-major over `out_shape`, holding this rank's part at
-    /// offset `out_shift` (zero for a part, the ghost width for an
-    /// extended box); returns the local dot product when `dot`.
+    /// `out`: see [`apply_region`].
     #[allow(clippy::too_many_arguments)]
     fn apply_part(
         &self,
@@ -380,19 +767,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         accumulate: bool,
         dot: bool,
     ) -> Result<T> {
-        if region.iter().any(|r| r.is_empty()) {
-            return Ok(T::ZERO);
-        }
-        let (data, ext, width) = self.halo.data();
-        let own = self.own_range();
-        let in_ext: [Range<usize>; N] = std::array::from_fn(|d| {
-            let s = region[d].start - own[d].start + width[d];
-            s..s + region[d].len()
-        });
-        let start: [usize; N] =
-            std::array::from_fn(|d| region[d].start - own[d].start + out_shift[d]);
-        stencil::apply_into(
-            st, data, *ext, in_ext, out, out_shape, start, accumulate, dot,
+        apply_region(
+            &self.halo, st, region, out, out_shape, out_shift, accumulate, dot,
         )
     }
 
@@ -419,9 +795,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// Local: runs `f` on every row (last dimension) of this rank's part
     /// in the extended box, in row-major order.
     pub fn for_each_row(&mut self, mut f: impl FnMut(&mut [T])) {
-        let shape = self.part_shape();
-        let (data, ext, width) = self.halo.data_mut();
-        for_rows(&shape, ext, width, |o, n| f(&mut data[o..o + n]));
+        let len = self.part_shape()[N - 1];
+        let data = self.halo.data_mut().0;
+        for &o in &self.rows {
+            f(&mut data[o..o + len]);
+        }
     }
 
     /// The extended box (part and ghost cells) as a typed `ndarray` view:
@@ -557,5 +935,119 @@ fn for_rows<const N: usize>(
         let rel = multi_index(&rows_shape, k);
         let at: [usize; N] = std::array::from_fn(|d| start[d] + rel[d]);
         f(linear_offset(outer, &at), row);
+    }
+}
+
+/// A rank's part of a dot product: summed in the fixed order, or exact.
+enum LocalDot<T> {
+    Ordered(T),
+    Exact(Box<ExactParts>),
+}
+
+/// This rank's exact parts of `u · y`: `u`'s rows start at `rows` in
+/// `data`, `y` is a part of shape `shape` stored row-major. The exact sum
+/// takes its terms a chunk ([`exact_sum::CHUNK`]) at a time, so short rows
+/// go to it in runs of about four chunks: copied one after the other, beside
+/// the same rows of `y`, which are consecutive.
+fn exact_parts<T: Element, const N: usize>(
+    data: &[T],
+    rows: &[usize],
+    shape: [usize; N],
+    y: &[T],
+) -> ExactParts {
+    let len = shape[N - 1];
+    let mut acc = ExactParts::new();
+    let per_run = (4 * exact_sum::CHUNK / len.max(1)).max(1);
+    let mut run: Vec<T> = Vec::with_capacity(per_run * len);
+    for (r, rows) in rows.chunks(per_run).enumerate() {
+        run.clear();
+        for &o in rows {
+            run.extend_from_slice(&data[o..o + len]);
+        }
+        let at = r * per_run * len;
+        acc.add_dot(&run, &y[at..at + run.len()]);
+    }
+    acc
+}
+
+/// The stencil at the points `region` (global, inside the part) of
+/// `halo`'s extended box into `out`, row-major over `out_shape`, holding
+/// this rank's part at offset `out_shift` (zero for a part, the ghost
+/// width for an extended box); returns the local dot product when `dot`.
+#[allow(clippy::too_many_arguments)]
+fn apply_region<T: Element, C: OneSidedComm, const N: usize>(
+    halo: &Halo<T, C, N>,
+    st: &Stencil<T, N>,
+    region: &[Range<usize>; N],
+    out: &mut [T],
+    out_shape: [usize; N],
+    out_shift: [usize; N],
+    accumulate: bool,
+    dot: bool,
+) -> Result<T> {
+    if region.iter().any(|r| r.is_empty()) {
+        return Ok(T::ZERO);
+    }
+    let (data, ext, width) = halo.data();
+    let own = halo.own_range();
+    let in_ext: [Range<usize>; N] = std::array::from_fn(|d| {
+        let s = region[d].start - own[d].start + width[d];
+        s..s + region[d].len()
+    });
+    let start: [usize; N] = std::array::from_fn(|d| region[d].start - own[d].start + out_shift[d]);
+    stencil::apply_into(
+        st, data, *ext, in_ext, out, out_shape, start, accumulate, dot,
+    )
+}
+
+/// Splits the box `region` into the inner box, `margins[d][0]` away from
+/// its low face in dimension `d` and `margins[d][1]` from its high face,
+/// and the frame around it: for each dimension `d`, the slabs at its low
+/// and high end, as long as the inner box in the dimensions before `d` and
+/// whole in those after (disjoint; together with the inner box, the whole
+/// box; the empty ones left out).
+fn split_frame<const N: usize>(
+    region: &[Range<usize>; N],
+    margins: [[usize; 2]; N],
+) -> ([Range<usize>; N], Vec<[Range<usize>; N]>) {
+    let inner: [Range<usize>; N] = std::array::from_fn(|d| {
+        let r = &region[d];
+        let lo = (r.start + margins[d][0]).min(r.end);
+        lo..r.end.saturating_sub(margins[d][1]).max(lo)
+    });
+    let mut frame = Vec::with_capacity(2 * N);
+    for d in 0..N {
+        for slab in [region[d].start..inner[d].start, inner[d].end..region[d].end] {
+            if slab.is_empty() {
+                continue;
+            }
+            frame.push(std::array::from_fn(|k| match k.cmp(&d) {
+                std::cmp::Ordering::Less => inner[k].clone(),
+                std::cmp::Ordering::Equal => slab.clone(),
+                std::cmp::Ordering::Greater => region[k].clone(),
+            }));
+        }
+    }
+    (inner, frame)
+}
+
+/// Runs `f` with the local parts of `arrays`, opened for writing one
+/// inside the other, after those in `acc`.
+fn with_parts<'a, T: Element, C: OneSidedComm, const N: usize>(
+    arrays: &[&DistArray<T, C, N>],
+    acc: Vec<&'a mut [T]>,
+    f: &mut dyn FnMut(&mut Vec<&mut [T]>),
+) -> Result<()> {
+    match arrays.split_first() {
+        None => {
+            let mut acc = acc;
+            f(&mut acc);
+            Ok(())
+        }
+        Some((a, rest)) => a.try_with_local_mut(|mut l| {
+            let mut acc: Vec<&mut [T]> = acc;
+            acc.push(l.as_mut_slice());
+            with_parts(rest, acc, f)
+        }),
     }
 }

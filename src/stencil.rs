@@ -311,15 +311,22 @@ fn run<T: Element, const N: usize>(
     let mut rows_shape: [usize; N] = region.clone().map(|r| r.len());
     rows_shape[N - 1] = 1;
     let count: usize = rows_shape.iter().product();
-    // every row's (centre in `input`, start in `out`)
-    let rows: Vec<(usize, usize)> = (0..count)
-        .map(|k| {
-            let rel = multi_index(&rows_shape, k);
-            let at: [usize; N] = std::array::from_fn(|d| region[d].start + rel[d]);
-            let o = linear_offset(&out_shape, &std::array::from_fn(|d| out_start[d] + rel[d]));
-            (linear_offset(&shape, &at), o)
-        })
-        .collect();
+    // every row's (centre in `input`, start in `out`), the row index
+    // counted up like an odometer (no division per row)
+    let mut rows: Vec<(usize, usize)> = Vec::with_capacity(count);
+    let mut rel = [0usize; N];
+    for _ in 0..count {
+        let at: [usize; N] = std::array::from_fn(|d| region[d].start + rel[d]);
+        let o = linear_offset(&out_shape, &std::array::from_fn(|d| out_start[d] + rel[d]));
+        rows.push((linear_offset(&shape, &at), o));
+        for d in (0..N - 1).rev() {
+            rel[d] += 1;
+            if rel[d] < rows_shape[d] {
+                break;
+            }
+            rel[d] = 0;
+        }
+    }
     stencil_rows(input, &offsets, &weights, &rows, row, out, accumulate, dot)
 }
 

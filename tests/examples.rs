@@ -60,7 +60,7 @@ fn poisson_exact_same_bits_on_1_to_4_ranks(#[values(false, true)] single_reducti
         ranks: 1,
         compare: false,
         baseline: false,
-        overlap: true, // --exact turns it off
+        overlap: true, // the overlapped apply: the same bits as without
         single_reduction,
         exact: true,
     };
@@ -88,6 +88,32 @@ fn poisson_exact_same_bits_on_1_to_4_ranks(#[values(false, true)] single_reducti
                 }
             }
         }
+    }
+}
+
+/// The overlapped apply (`Ghosted::update_ghosts_and_apply_dot`) computes
+/// every point whole: with exact sums, the residual history and the
+/// solution have the same bits as with `--no-overlap`.
+#[rstest]
+fn poisson_overlap_changes_no_bit(#[values(2, 4)] p: usize) {
+    let run = |overlap: bool| {
+        let o = poisson_app::Opts {
+            n: 21,
+            tol: 1e-10,
+            ranks: p,
+            compare: false,
+            baseline: false,
+            overlap,
+            single_reduction: false,
+            exact: true,
+        };
+        threaded::run_ok(p, |comm| poisson_app::solve(comm, &o, false)).unwrap()
+    };
+    let (with, without) = (run(true), run(false));
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!(bits(&a.0), bits(&b.0), "residual history, P = {p}");
+        assert_eq!(bits(&a.1), bits(&b.1), "solution, P = {p}");
     }
 }
 

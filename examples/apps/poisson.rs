@@ -2,39 +2,53 @@
 //! shared by the threaded example (`examples/poisson_cg.rs`) and the MPI /
 //! Lamellar ones.
 //!
-//! The unknowns of an `n x n` grid are a 2-D `DistArray` tiled over a 2-D
+//! The unknowns of an `n x n` grid are 2-D `DistArray`s tiled over a 2-D
 //! process grid (as square as the number of ranks allows, rows split
-//! first). The 5-point
-//! operator reads one ghost layer around a rank's tile through a [`Halo`]
-//! (planned once; each rank sends each neighbour the face it needs, one
-//! message each, no barrier: [`Halo::start_update`]; one `get` per
-//! neighbour where the backend has no messages), computes the rows that
-//! need no ghost row while the faces travel, and applies the library's
-//! branch-free stencil kernel, which
-//! also returns `p · A p`. CG then needs only two more passes per
-//! iteration: the fused update `x += alpha p, r -= alpha q` that returns
-//! `r · r` (`linalg::cg_update`) and `p = r + beta p` (`linalg::axpby`).
+//! first). The vector the operator is applied to — CG's search direction
+//! `p` — is a [`Ghosted`] array: each rank's tile stored inside one ghost
+//! layer, which stays zero past the grid's edge (the Dirichlet boundary).
+//! A CG iteration is then four library calls, each one pass over memory:
+//!
+//! ```text
+//! p.update_ghosts()?;                                  // faces only, one message per neighbour
+//! let alpha = rr / p.apply_dot(&laplacian, &q)?;       // q = A p and p · q
+//! let rr_new = p.cg_update(alpha, &q, &mut x, &mut r)?; // x += alpha p, r -= alpha q, r · r
+//! p.axpby(1.0, &r, rr_new / rr)?;                      // p = r + beta p
+//! ```
+//!
+//! with no copy of `p` and no hand-written tile code (`x`, `r`, `q` stay
+//! plain `DistArray`s; the ghosted operations walk `p`'s rows beside
+//! theirs). By default the first two calls are one,
+//! `p.update_ghosts_and_apply_dot(&laplacian, &q)`, which computes the
+//! points that read no ghost cell while the faces travel, then the tile's
+//! frame; `--no-overlap` makes the two calls in turn. Both give `q` the
+//! same bits (every point is computed whole, by the same kernel).
+//!
 //! Every reduction runs in a fixed order, so a run's iterates are bitwise
 //! the same every time. With `--exact` every dot product and norm is the
 //! correctly rounded exact sum (`Summation::Exact`), so the residual
 //! history and the solution have the **same bits on any number of ranks**,
-//! on the 2-D tiles and on the row bands alike, and on every backend; the
-//! rows that need no ghost are then not computed ahead of the ghosts
-//! (`--exact` implies `--no-overlap`: the overlapped apply adds a tile
-//! edge's west / east ghost term last, which rounds those points
-//! differently for different tilings).
+//! on the 2-D tiles and on the row bands alike, overlapped or not, and on
+//! every backend.
+//!
+//! `--single-reduction` runs Chronopoulos–Gear CG, which applies the
+//! operator to the residual: there `r` is the ghosted array, its fused
+//! update walks its rows beside the other vectors' ([`Ghosted::zip_rows`]),
+//! and the ghost update and the apply run in turn (the two dot products
+//! go into one allreduce).
 //!
 //! `--compare` also solves the same system with the previous layout (the
-//! grid as a 1-D array of whole rows, ghost rows through a `GhostedBlock`)
-//! in the same run and prints both times per iteration.
+//! grid as a 1-D array of whole rows, ghost rows through a `GhostedBlock`,
+//! the kernels' `stencil5_dot`: the code path of the module [`bands`],
+//! kept as it was) in the same run and prints both times per iteration.
 
 use std::time::Instant;
 
 use distarray::exact_sum::{self, ExactParts, ExactSum};
 use distarray::kernels::{self, Block2, Stencil5};
-use distarray::linalg::{axpby, cg_update, dot, norm2, sum_over_ranks};
-use distarray::partition::distribute;
-use distarray::{DistArray, GhostedBlock, Halo, OneSidedComm, Result, Summation};
+use distarray::linalg::{dot, norm2, sum_over_ranks};
+use distarray::stencil::Stencil;
+use distarray::{DistArray, Ghosted, OneSidedComm, Result, Summation};
 
 /// Options of the Poisson driver.
 #[derive(Debug, Clone)]
@@ -51,14 +65,15 @@ pub struct Opts {
     /// it, e.g. under a profiler that should see only distarray's calls).
     #[allow(dead_code)]
     pub baseline: bool,
-    /// Compute the rows that need no ghost row while the faces travel
-    /// (`--no-overlap`: update the ghosts first, then the whole tile).
+    /// Compute the points that read no ghost cell while the faces travel
+    /// (`Ghosted::update_ghosts_and_apply_dot`; `--no-overlap`:
+    /// `update_ghosts`, then `apply_dot`). The same bits either way.
     pub overlap: bool,
     /// Chronopoulos–Gear CG (`--single-reduction`): one allreduce per
     /// iteration instead of two (the same iterates in exact arithmetic).
     pub single_reduction: bool,
     /// Exact dot products and norms (`--exact`): the same bits on any
-    /// number of ranks and either layout; implies no overlap.
+    /// number of ranks and either layout.
     pub exact: bool,
 }
 
@@ -117,250 +132,391 @@ pub fn exact(n: usize, i: usize, j: usize) -> f64 {
     (std::f64::consts::PI * x).sin() * (2.0 * std::f64::consts::PI * y).sin() + x * y
 }
 
-/// A distributed 5-point operator on arrays of dimension `N`: `y = A u`,
-/// returning `u · y` summed over the ranks. Collective.
-trait Operator<C: OneSidedComm, const N: usize> {
-    /// `y = A u`, returning this rank's part of `u · y` (no reduction).
-    fn apply_local(
-        &mut self,
-        u: &DistArray<f64, C, N>,
-        y: &mut DistArray<f64, C, N>,
-    ) -> Result<f64>;
-
-    /// `y = A u`, returning `u · y` summed over the ranks (one allreduce,
-    /// whose vote also carries an error of any rank's apply).
-    fn apply_dot(&mut self, u: &DistArray<f64, C, N>, y: &mut DistArray<f64, C, N>) -> Result<f64> {
-        let local = self.apply_local(u, y);
-        if u.summation() == Summation::Exact {
-            // the kernel's local dot is in a fixed order: take it exactly
-            let [uy] = exact_sum::allreduce(u.comm(), local.and_then(|_| exact_dots(u, &[y])))?;
-            return Ok(uy.to_f64());
-        }
-        sum_over_ranks(u.comm(), local)
-    }
+/// The negative 5-point Laplacian `4 u - (four neighbours)`: 4 at the
+/// centre, -1 at the neighbours, added in the order given — that of the
+/// kernels' `stencil5`, which the row bands ([`bands`]) use, so that both
+/// layouts give the same bits (`Stencil::neg_laplacian()` is the same
+/// operator with the neighbours added axis by axis).
+fn laplacian() -> Stencil<f64, 2> {
+    Stencil::from_points(vec![
+        ([0, 0], 4.0),
+        ([0, -1], -1.0), // west
+        ([0, 1], -1.0),  // east
+        ([-1, 0], -1.0), // north
+        ([1, 0], -1.0),  // south
+    ])
+    .expect("five distinct points")
 }
 
-/// This rank's exact parts of `u · v` for each `v` (no communication).
-fn exact_dots<C: OneSidedComm, const N: usize, const K: usize>(
-    u: &DistArray<f64, C, N>,
-    vs: &[&DistArray<f64, C, N>; K],
-) -> Result<[ExactSum; K]> {
-    let mut out = [ExactSum::new(); K];
-    for (acc, v) in out.iter_mut().zip(vs) {
-        let mut parts = ExactParts::new();
-        if std::ptr::eq(u, *v) {
-            u.with_local(|l| parts.add_dot(l.as_slice(), l.as_slice()))?;
-        } else {
-            u.try_with_local(|lu| v.with_local(|lv| parts.add_dot(lu.as_slice(), lv.as_slice())))?;
-        }
-        *acc = parts.re;
-    }
-    Ok(out)
+/// A ghosted copy of `v` for the 5-point stencil: one ghost layer, the
+/// faces only (a star reads no corner), zero past the grid's edge (not
+/// periodic: the Dirichlet boundary).
+fn ghosted<C: OneSidedComm>(v: &DistArray<f64, C, 2>) -> Result<Ghosted<f64, C, 2>> {
+    Ghosted::new_faces(v, [1, 1], [false, false])
 }
 
-/// The 2-D layout: a tile per rank, one ghost layer from a [`Halo`].
-struct GridLaplacian<C: OneSidedComm> {
-    n: usize,
+/// What a CG run returns: the solution, the iterations, `r · r` after each
+/// iteration (the first entry before the first), the seconds.
+type Solved<C, const N: usize> = (DistArray<f64, C, N>, usize, Vec<f64>, f64);
+
+/// CG from x = 0 on `A x = b`, the search direction `p` ghosted.
+fn cg<C: OneSidedComm>(
+    b: &DistArray<f64, C, 2>,
     overlap: bool,
-    halo: Halo<f64, C, 2>,
-    west: Vec<f64>,
-    east: Vec<f64>,
-}
-
-impl<C: OneSidedComm> GridLaplacian<C> {
-    fn new(u: &DistArray<f64, C, 2>, n: usize) -> Result<Self> {
-        // Dirichlet boundaries: nothing past the grid's edge (not periodic)
-        let halo = Halo::new_faces(u, [1, 1], [false, false])?;
-        Ok(GridLaplacian {
-            n,
-            overlap: true,
-            halo,
-            west: Vec::new(),
-            east: Vec::new(),
-        })
+    tol: f64,
+    max_iters: usize,
+) -> Result<Solved<C, 2>> {
+    let t = Instant::now();
+    let a = laplacian();
+    // x, r and q = A p: plain arrays (q, x and r sum as b does)
+    let mut x = b.similar::<f64>()?;
+    let mut r = b.similar::<f64>()?;
+    let q = b.similar::<f64>()?;
+    r.assign(b)?;
+    // p = r, stored with its ghost layer
+    let mut p = ghosted(b)?;
+    let bnorm = norm2(b)?;
+    let mut rr = dot(&r, &r)?;
+    let mut history = vec![rr];
+    let mut iters = 0;
+    while rr.sqrt() > tol * bnorm && iters < max_iters {
+        // q = A p and p · q in one pass, after the ghost update
+        let pq = if overlap {
+            p.update_ghosts_and_apply_dot(&a, &q)?
+        } else {
+            p.update_ghosts()?;
+            p.apply_dot(&a, &q)?
+        };
+        let alpha = rr / pq;
+        // x += alpha p, r -= alpha q and r · r in one pass
+        let rr_new = p.cg_update(alpha, &q, &mut x, &mut r)?;
+        // p = r + beta p
+        p.axpby(1.0, &r, rr_new / rr)?;
+        rr = rr_new;
+        history.push(rr);
+        iters += 1;
     }
+    Ok((x, iters, history, t.elapsed().as_secs_f64()))
 }
 
-impl<C: OneSidedComm> Operator<C, 2> for GridLaplacian<C> {
-    /// This rank's tile of `y = A u` and its part of `u · y`, computed
-    /// while the ghost cells travel: the neighbours' faces are sent (one
-    /// message each, no barrier: every rank sends its own current values);
-    /// meanwhile the rows that need no ghost row are computed without their
-    /// west / east ghost columns; then, once the faces are in, those
-    /// columns' terms and the first and last rows.
-    fn apply_local(
-        &mut self,
-        u: &DistArray<f64, C, 2>,
-        y: &mut DistArray<f64, C, 2>,
-    ) -> Result<f64> {
-        let n = self.n;
-        let [rows_r, cols_r] = self.halo.own_range();
-        let (rows, cols) = (rows_r.len(), cols_r.len());
-        if rows == 0 || cols == 0 {
-            return self.halo.update_ghosts(u).map(|_| 0.0);
+/// Chronopoulos–Gear CG from x = 0 on `A x = b` (the same iterates as
+/// [`cg`] in exact arithmetic): per iteration one fused pass updating `p`,
+/// `s = A p`, `x` and `r` and computing `r · r`, one apply `w = A r`, and
+/// **one** allreduce of `(r · r, w · r)` where CG needs two — on a network,
+/// half the reductions' latency. The operator is applied to `r`, so `r` is
+/// the ghosted array here. With exact sums the two are exact parts merged
+/// in the same single allreduce.
+fn cg_single_reduction<C: OneSidedComm>(
+    b: &DistArray<f64, C, 2>,
+    tol: f64,
+    max_iters: usize,
+) -> Result<Solved<C, 2>> {
+    let t = Instant::now();
+    let a = laplacian();
+    let x = b.similar::<f64>()?;
+    let p = b.similar::<f64>()?;
+    let s = b.similar::<f64>()?;
+    let w = b.similar::<f64>()?;
+    // r = b, stored with its ghost layer
+    let mut r = ghosted(b)?;
+    let bnorm = norm2(b)?;
+    let exact = b.summation() == Summation::Exact;
+    let comm = b.comm().clone();
+    // the two sums of an iteration (r · r, w · r) in one allreduce (with
+    // the vote): fixed-order local sums, or exact parts
+    let reduce2 = |r: &mut Ghosted<f64, C, 2>, local: Result<[f64; 2]>| {
+        if exact {
+            let mut parts = [ExactParts::new(), ExactParts::new()];
+            let local = local.and_then(|_| {
+                r.zip_rows([&w], |lr, [lw]| {
+                    parts[0].add_dot(lr, lr);
+                    parts[1].add_dot(lr, lw);
+                })
+            });
+            let [rr, wr] = exact_sum::allreduce(&comm, local.map(|_| parts.map(|p| p.re)))?;
+            return Ok([rr.to_f64(), wr.to_f64()]);
         }
-        let st = Stencil5::laplacian();
-        let GridLaplacian {
-            halo,
-            west,
-            east,
-            overlap,
-            ..
-        } = self;
-        let overlap = *overlap;
-        // one view of u and one of y for the whole apply; the update packs
-        // from the view of u
-        u.try_with_local(|lu| {
-            let lu = lu.as_slice();
-            y.try_with_local_mut(|mut ly| {
-                let ly = ly.as_mut_slice();
-                let update = halo.start_update_from(u, lu)?;
-                // rows 1 .. rows - 1 while the faces travel: their north and
-                // south rows are the tile's own
-                let mut dot = if overlap && rows > 2 {
-                    let block = Block2 {
-                        rows: rows - 2,
-                        cols,
-                        u: &lu[cols..(rows - 1) * cols],
-                        north: Some(&lu[..cols]),
-                        south: Some(&lu[(rows - 1) * cols..]),
-                        west: None,
-                        east: None,
-                    };
-                    kernels::stencil5_dot(&st, &block, &mut ly[cols..(rows - 1) * cols])?
-                } else {
-                    0.0
-                };
-                update.finish()?;
-                let ext = halo.as_slice();
-                let e1 = cols + 2;
-                let north = (rows_r.start > 0).then(|| &ext[1..1 + cols]);
-                let south =
-                    (rows_r.end < n).then(|| &ext[(rows + 1) * e1 + 1..(rows + 1) * e1 + 1 + cols]);
-                west.clear();
-                east.clear();
-                if cols_r.start > 0 {
-                    west.extend((1..=rows).map(|i| ext[i * e1]));
+        distarray::collective::allreduce_vote(&comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
+    };
+    // r · r on this rank, row by row
+    let mut rr = 0.0;
+    let first = r.zip_rows([], |lr, []| rr += kernels::dot(lr, lr));
+    r.update_ghosts()?;
+    let first = first.and_then(|_| Ok([rr, r.apply_dot_local(&a, &w)?]));
+    let [mut gamma, delta] = reduce2(&mut r, first)?;
+    let mut history = vec![gamma];
+    let mut alpha = gamma / delta;
+    let mut beta = 0.0;
+    let mut iters = 0;
+    while gamma.sqrt() > tol * bnorm && iters < max_iters {
+        // p = r + beta p, s = w + beta s, x += alpha p, r -= alpha s, r . r
+        let mut rr = 0.0;
+        let fused = r.zip_rows([&p, &s, &x, &w], |lr, [lp, ls, lx, lw]| {
+            for i in 0..lr.len() {
+                lp[i] = lr[i] + beta * lp[i];
+                ls[i] = lw[i] + beta * ls[i];
+                lx[i] += alpha * lp[i];
+                lr[i] -= alpha * ls[i];
+            }
+            rr += kernels::dot(lr, lr);
+        });
+        // w = A r and this rank's w · r
+        r.update_ghosts()?;
+        let local = fused.and_then(|_| Ok([rr, r.apply_dot_local(&a, &w)?]));
+        let [gamma_new, delta] = reduce2(&mut r, local)?;
+        beta = gamma_new / gamma;
+        alpha = gamma_new / (delta - beta * gamma_new / alpha);
+        gamma = gamma_new;
+        history.push(gamma);
+        iters += 1;
+    }
+    Ok((x, iters, history, t.elapsed().as_secs_f64()))
+}
+
+/// The previous layout, kept as it was (for `--compare` and for the
+/// layout test of `--exact`): the grid as a 1-D array of whole rows, the
+/// rows above and below a rank's band through a `GhostedBlock`, the
+/// kernels' `stencil5_dot` on the band.
+pub mod bands {
+    use super::*;
+    use distarray::linalg::{axpby, cg_update};
+    use distarray::partition::distribute;
+    use distarray::GhostedBlock;
+
+    /// The 5-point operator on the row bands.
+    pub struct Laplacian {
+        n: usize,
+        ghosts: GhostedBlock<f64, 1>,
+        above: Option<usize>,
+        below: Option<usize>,
+    }
+
+    impl Laplacian {
+        fn new<C: OneSidedComm>(u: &DistArray<f64, C, 1>, n: usize) -> Result<Self> {
+            let r = u.local_indices(u.comm().rank())?[0].clone();
+            let mut ghosts = GhostedBlock::new(u);
+            let (first, end) = (r.start / n, r.end / n);
+            let has_rows = !r.is_empty();
+            let above = has_rows && first > 0;
+            let below = has_rows && end < n;
+            for j in 0..n {
+                if above {
+                    ghosts.push([(first - 1) * n + j])?;
                 }
-                if cols_r.end < n {
-                    east.extend((1..=rows).map(|i| ext[i * e1 + cols + 1]));
+                if below {
+                    ghosts.push([end * n + j])?;
                 }
-                let (west, east) = (
-                    (cols_r.start > 0).then_some(&west[..]),
-                    (cols_r.end < n).then_some(&east[..]),
-                );
-                if !overlap {
-                    // the whole tile in one pass, its ghosts all in
-                    let block = Block2 {
-                        rows,
-                        cols,
-                        u: lu,
-                        north,
-                        south,
-                        west,
-                        east,
-                    };
-                    return kernels::stencil5_dot(&st, &block, ly);
-                }
-                // the west / east terms of rows 1 .. rows - 1
-                for i in 1..rows.saturating_sub(1) {
-                    for (ghost, coef, j) in [(west, st.west, 0), (east, st.east, cols - 1)] {
-                        if let Some(g) = ghost {
-                            let term = coef * g[i];
-                            ly[i * cols + j] += term;
-                            dot += lu[i * cols + j] * term;
-                        }
-                    }
-                }
-                // the first and the last row, whole
-                let edge_rows: &[usize] = if rows == 1 { &[0] } else { &[0, rows - 1] };
-                for &i in edge_rows {
-                    let block = Block2 {
-                        rows: 1,
-                        cols,
-                        u: &lu[i * cols..(i + 1) * cols],
-                        north: if i == 0 {
-                            north
-                        } else {
-                            Some(&lu[(i - 1) * cols..i * cols])
-                        },
-                        south: if i == rows - 1 {
-                            south
-                        } else {
-                            Some(&lu[(i + 1) * cols..(i + 2) * cols])
-                        },
-                        west: west.map(|w| &w[i..i + 1]),
-                        east: east.map(|e| &e[i..i + 1]),
-                    };
-                    dot += kernels::stencil5_dot(&st, &block, &mut ly[i * cols..(i + 1) * cols])?;
-                }
-                Ok(dot)
+            }
+            ghosts.sync(u)?;
+            let above = above.then(|| {
+                ghosts
+                    .global_to_local([(first - 1) * n])
+                    .expect("ghost row above")
+            });
+            let below = below.then(|| ghosts.global_to_local([end * n]).expect("ghost row below"));
+            Ok(Laplacian {
+                n,
+                ghosts,
+                above,
+                below,
             })
-        })
-    }
-}
-
-/// The previous layout (for `--compare`): the grid as a 1-D array of whole
-/// rows, the ghost rows through a `GhostedBlock`.
-struct Laplacian {
-    n: usize,
-    ghosts: GhostedBlock<f64, 1>,
-    above: Option<usize>,
-    below: Option<usize>,
-}
-
-impl Laplacian {
-    fn new<C: OneSidedComm>(u: &DistArray<f64, C, 1>, n: usize) -> Result<Self> {
-        let r = u.local_indices(u.comm().rank())?[0].clone();
-        let mut ghosts = GhostedBlock::new(u);
-        let (first, end) = (r.start / n, r.end / n);
-        let has_rows = !r.is_empty();
-        let above = has_rows && first > 0;
-        let below = has_rows && end < n;
-        for j in 0..n {
-            if above {
-                ghosts.push([(first - 1) * n + j])?;
-            }
-            if below {
-                ghosts.push([end * n + j])?;
-            }
         }
-        ghosts.sync(u)?;
-        let above = above.then(|| {
-            ghosts
-                .global_to_local([(first - 1) * n])
-                .expect("ghost row above")
-        });
-        let below = below.then(|| ghosts.global_to_local([end * n]).expect("ghost row below"));
-        Ok(Laplacian {
-            n,
-            ghosts,
-            above,
-            below,
-        })
-    }
-}
 
-impl<C: OneSidedComm> Operator<C, 1> for Laplacian {
-    fn apply_local(
-        &mut self,
+        /// `y = A u`, returning this rank's part of `u · y` (no reduction).
+        fn apply_local<C: OneSidedComm>(
+            &mut self,
+            u: &DistArray<f64, C, 1>,
+            y: &mut DistArray<f64, C, 1>,
+        ) -> Result<f64> {
+            u.sync()?; // neighbours' updates of u are complete
+            self.ghosts.sync(u)?;
+            let n = self.n;
+            let vals = self.ghosts.values();
+            let above = self.above.map(|s| &vals[s..s + n]);
+            let below = self.below.map(|s| &vals[s..s + n]);
+            let local = u.with_local(|lu| {
+                let lu = lu.as_slice();
+                let block = Block2::rows(lu.len() / n.max(1), n, lu, above, below);
+                y.with_local_mut(|mut ly| {
+                    kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
+                })?
+            });
+            local.and_then(|r| r)
+        }
+
+        /// `y = A u`, returning `u · y` summed over the ranks (one
+        /// allreduce, whose vote also carries an error of any rank's apply).
+        fn apply_dot<C: OneSidedComm>(
+            &mut self,
+            u: &DistArray<f64, C, 1>,
+            y: &mut DistArray<f64, C, 1>,
+        ) -> Result<f64> {
+            let local = self.apply_local(u, y);
+            if u.summation() == Summation::Exact {
+                // the kernel's local dot is in a fixed order: take it exactly
+                let [uy] = exact_sum::allreduce(u.comm(), local.and_then(|_| exact_dots(u, &[y])))?;
+                return Ok(uy.to_f64());
+            }
+            sum_over_ranks(u.comm(), local)
+        }
+    }
+
+    /// This rank's exact parts of `u · v` for each `v` (no communication).
+    fn exact_dots<C: OneSidedComm, const K: usize>(
         u: &DistArray<f64, C, 1>,
-        y: &mut DistArray<f64, C, 1>,
-    ) -> Result<f64> {
-        u.sync()?; // neighbours' updates of u are complete
-        self.ghosts.sync(u)?;
-        let n = self.n;
-        let vals = self.ghosts.values();
-        let above = self.above.map(|s| &vals[s..s + n]);
-        let below = self.below.map(|s| &vals[s..s + n]);
-        let local = u.with_local(|lu| {
-            let lu = lu.as_slice();
-            let block = Block2::rows(lu.len() / n.max(1), n, lu, above, below);
-            y.with_local_mut(|mut ly| {
-                kernels::stencil5_dot(&Stencil5::laplacian(), &block, ly.as_mut_slice())
-            })?
-        });
-        local.and_then(|r| r)
+        vs: &[&DistArray<f64, C, 1>; K],
+    ) -> Result<[ExactSum; K]> {
+        let mut out = [ExactSum::new(); K];
+        for (acc, v) in out.iter_mut().zip(vs) {
+            let mut parts = ExactParts::new();
+            if std::ptr::eq(u, *v) {
+                u.with_local(|l| parts.add_dot(l.as_slice(), l.as_slice()))?;
+            } else {
+                u.try_with_local(|lu| {
+                    v.with_local(|lv| parts.add_dot(lu.as_slice(), lv.as_slice()))
+                })?;
+            }
+            *acc = parts.re;
+        }
+        Ok(out)
+    }
+
+    /// CG from x = 0 on `A x = b`.
+    fn cg<C: OneSidedComm>(
+        op: &mut Laplacian,
+        b: &DistArray<f64, C, 1>,
+        tol: f64,
+        max_iters: usize,
+    ) -> Result<Solved<C, 1>> {
+        let t = Instant::now();
+        let mut x = b.similar::<f64>()?;
+        let mut r = b.similar::<f64>()?;
+        let mut pd = b.similar::<f64>()?;
+        let mut ap = b.similar::<f64>()?;
+        r.assign(b)?;
+        pd.assign(b)?;
+        let bnorm = norm2(b)?;
+        let mut rr = dot(&r, &r)?;
+        let mut history = vec![rr];
+        let mut iters = 0;
+        while rr.sqrt() > tol * bnorm && iters < max_iters {
+            // ap = A p and p . ap in one pass
+            let alpha = rr / op.apply_dot(&pd, &mut ap)?;
+            // x += alpha p, r -= alpha ap and r . r in one pass
+            let rr2 = cg_update(alpha, &pd, &ap, &mut x, &mut r)?;
+            axpby(1.0, &r, rr2 / rr, &mut pd)?;
+            rr = rr2;
+            history.push(rr);
+            iters += 1;
+        }
+        Ok((x, iters, history, t.elapsed().as_secs_f64()))
+    }
+
+    /// Chronopoulos–Gear CG (see [`super::cg_single_reduction`]) on the
+    /// row bands.
+    fn cg_single_reduction<C: OneSidedComm>(
+        op: &mut Laplacian,
+        b: &DistArray<f64, C, 1>,
+        tol: f64,
+        max_iters: usize,
+    ) -> Result<Solved<C, 1>> {
+        let t = Instant::now();
+        let x = b.similar::<f64>()?;
+        let mut r = b.similar::<f64>()?;
+        let p = b.similar::<f64>()?;
+        let s = b.similar::<f64>()?;
+        let mut w = b.similar::<f64>()?;
+        r.assign(b)?;
+        let bnorm = norm2(b)?;
+        let exact = b.summation() == Summation::Exact;
+        let reduce2 = |comm: &C,
+                       r: &DistArray<f64, C, 1>,
+                       w: &DistArray<f64, C, 1>,
+                       local: Result<[f64; 2]>| {
+            if exact {
+                let parts = local.and_then(|_| exact_dots(r, &[r, w]));
+                let [rr, wr] = exact_sum::allreduce(comm, parts)?;
+                return Ok([rr.to_f64(), wr.to_f64()]);
+            }
+            distarray::collective::allreduce_vote(comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
+        };
+        let comm = b.comm().clone();
+        let rr_local =
+            |r: &DistArray<f64, C, 1>| r.with_local(|l| kernels::dot(l.as_slice(), l.as_slice()));
+        let first = rr_local(&r).and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
+        let [mut gamma, delta] = reduce2(&comm, &r, &w, first)?;
+        let mut history = vec![gamma];
+        let mut alpha = gamma / delta;
+        let mut beta = 0.0;
+        let mut iters = 0;
+        while gamma.sqrt() > tol * bnorm && iters < max_iters {
+            // p = r + beta p, s = w + beta s, x += alpha p, r -= alpha s, r . r
+            let rr = r.try_with_local_mut(|mut lr| {
+                let lr = lr.as_mut_slice();
+                w.try_with_local(|lw| {
+                    let lw = lw.as_slice();
+                    p.try_with_local_mut(|mut lp| {
+                        let lp = lp.as_mut_slice();
+                        s.try_with_local_mut(|mut ls| {
+                            let ls = ls.as_mut_slice();
+                            x.with_local_mut(|mut lx| {
+                                let lx = lx.as_mut_slice();
+                                let mut rr = 0.0;
+                                for i in 0..lr.len() {
+                                    lp[i] = lr[i] + beta * lp[i];
+                                    ls[i] = lw[i] + beta * ls[i];
+                                    lx[i] += alpha * lp[i];
+                                    lr[i] -= alpha * ls[i];
+                                    rr += lr[i] * lr[i];
+                                }
+                                rr
+                            })
+                        })
+                    })
+                })
+            });
+            let local = rr.and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
+            let [gamma_new, delta] = reduce2(&comm, &r, &w, local)?;
+            beta = gamma_new / gamma;
+            alpha = gamma_new / (delta - beta * gamma_new / alpha);
+            gamma = gamma_new;
+            history.push(gamma);
+            iters += 1;
+        }
+        Ok((x, iters, history, t.elapsed().as_secs_f64()))
+    }
+
+    /// The system on the row bands (a 1-D array of whole grid rows): the
+    /// operator and `b = A u*`.
+    pub fn problem<C: OneSidedComm>(
+        comm: &C,
+        o: &Opts,
+    ) -> Result<(Laplacian, DistArray<f64, C, 1>)> {
+        let n = o.n;
+        let sizes: Vec<usize> = distribute(n, comm.size())
+            .into_iter()
+            .map(|r| r * n)
+            .collect();
+        let ustar1 =
+            DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?.with_summation(mode(o));
+        ustar1.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
+        let mut op1 = Laplacian::new(&ustar1, n)?;
+        let mut b1 = ustar1.similar::<f64>()?;
+        op1.apply_dot(&ustar1, &mut b1)?;
+        Ok((op1, b1))
+    }
+
+    /// The CG of the options (plain or single-reduction) on the row bands.
+    pub fn solve<C: OneSidedComm>(
+        op: &mut Laplacian,
+        b: &DistArray<f64, C, 1>,
+        o: &Opts,
+    ) -> Result<Solved<C, 1>> {
+        if o.single_reduction {
+            cg_single_reduction(op, b, o.tol, 10 * o.n * o.n)
+        } else {
+            cg(op, b, o.tol, 10 * o.n * o.n)
+        }
     }
 }
 
@@ -398,119 +554,6 @@ fn serial_cg(n: usize, b: &[f64], tol: f64) -> Vec<f64> {
     x
 }
 
-/// What a CG run returns: the solution, the iterations, `r · r` after each
-/// iteration (the first entry before the first), the seconds.
-type Solved<C, const N: usize> = (DistArray<f64, C, N>, usize, Vec<f64>, f64);
-
-/// CG from x = 0 on `A x = b`.
-fn cg<C: OneSidedComm, const N: usize>(
-    op: &mut impl Operator<C, N>,
-    b: &DistArray<f64, C, N>,
-    tol: f64,
-    max_iters: usize,
-) -> Result<Solved<C, N>> {
-    let t = Instant::now();
-    let mut x = b.similar::<f64>()?;
-    let mut r = b.similar::<f64>()?;
-    let mut pd = b.similar::<f64>()?;
-    let mut ap = b.similar::<f64>()?;
-    r.assign(b)?;
-    pd.assign(b)?;
-    let bnorm = norm2(b)?;
-    let mut rr = dot(&r, &r)?;
-    let mut history = vec![rr];
-    let mut iters = 0;
-    while rr.sqrt() > tol * bnorm && iters < max_iters {
-        // ap = A p and p . ap in one pass
-        let alpha = rr / op.apply_dot(&pd, &mut ap)?;
-        // x += alpha p, r -= alpha ap and r . r in one pass
-        let rr2 = cg_update(alpha, &pd, &ap, &mut x, &mut r)?;
-        axpby(1.0, &r, rr2 / rr, &mut pd)?;
-        rr = rr2;
-        history.push(rr);
-        iters += 1;
-    }
-    Ok((x, iters, history, t.elapsed().as_secs_f64()))
-}
-
-/// Chronopoulos–Gear CG from x = 0 on `A x = b` (the same iterates as
-/// [`cg`] in exact arithmetic): per iteration one fused pass updating `p`,
-/// `s = A p`, `x` and `r` and computing `r · r`, one apply `w = A r`, and
-/// **one** allreduce of `(r · r, w · r)` where CG needs two — on a network,
-/// half the reductions' latency. With exact sums the two are exact parts
-/// merged in the same single allreduce.
-fn cg_single_reduction<C: OneSidedComm, const N: usize>(
-    op: &mut impl Operator<C, N>,
-    b: &DistArray<f64, C, N>,
-    tol: f64,
-    max_iters: usize,
-) -> Result<Solved<C, N>> {
-    let t = Instant::now();
-    let x = b.similar::<f64>()?;
-    let mut r = b.similar::<f64>()?;
-    let p = b.similar::<f64>()?;
-    let s = b.similar::<f64>()?;
-    let mut w = b.similar::<f64>()?;
-    r.assign(b)?;
-    let bnorm = norm2(b)?;
-    let exact = b.summation() == Summation::Exact;
-    // the two sums of an iteration (r · r, w · r) in one allreduce (with
-    // the vote): fixed-order local sums, or exact parts
-    let reduce2 =
-        |comm: &C, r: &DistArray<f64, C, N>, w: &DistArray<f64, C, N>, local: Result<[f64; 2]>| {
-            if exact {
-                let parts = local.and_then(|_| exact_dots(r, &[r, w]));
-                let [rr, wr] = exact_sum::allreduce(comm, parts)?;
-                return Ok([rr.to_f64(), wr.to_f64()]);
-            }
-            distarray::collective::allreduce_vote(comm, local, |a, b| [a[0] + b[0], a[1] + b[1]])
-        };
-    let comm = b.comm().clone();
-    let rr_local =
-        |r: &DistArray<f64, C, N>| r.with_local(|l| kernels::dot(l.as_slice(), l.as_slice()));
-    let first = rr_local(&r).and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
-    let [mut gamma, delta] = reduce2(&comm, &r, &w, first)?;
-    let mut history = vec![gamma];
-    let mut alpha = gamma / delta;
-    let mut beta = 0.0;
-    let mut iters = 0;
-    while gamma.sqrt() > tol * bnorm && iters < max_iters {
-        // p = r + beta p, s = w + beta s, x += alpha p, r -= alpha s, r . r
-        let rr = r.try_with_local_mut(|mut lr| {
-            let lr = lr.as_mut_slice();
-            w.try_with_local(|lw| {
-                let lw = lw.as_slice();
-                p.try_with_local_mut(|mut lp| {
-                    let lp = lp.as_mut_slice();
-                    s.try_with_local_mut(|mut ls| {
-                        let ls = ls.as_mut_slice();
-                        x.with_local_mut(|mut lx| {
-                            let lx = lx.as_mut_slice();
-                            let mut rr = 0.0;
-                            for i in 0..lr.len() {
-                                lp[i] = lr[i] + beta * lp[i];
-                                ls[i] = lw[i] + beta * ls[i];
-                                lx[i] += alpha * lp[i];
-                                lr[i] -= alpha * ls[i];
-                                rr += lr[i] * lr[i];
-                            }
-                            rr
-                        })
-                    })
-                })
-            })
-        });
-        let local = rr.and_then(|rr| Ok([rr, op.apply_local(&r, &mut w)?]));
-        let [gamma_new, delta] = reduce2(&comm, &r, &w, local)?;
-        beta = gamma_new / gamma;
-        alpha = gamma_new / (delta - beta * gamma_new / alpha);
-        gamma = gamma_new;
-        history.push(gamma);
-        iters += 1;
-    }
-    Ok((x, iters, history, t.elapsed().as_secs_f64()))
-}
-
 /// A process grid `[p1, p2]` with `p1 * p2 = p`, as square as possible,
 /// with more parts over the rows than over the columns when it cannot be
 /// square: a tile's west and east ghost columns cost one `get` per row,
@@ -532,49 +575,28 @@ fn mode(o: &Opts) -> Summation {
     }
 }
 
-/// The system on the 2-D tiles: the operator and `b = A u*` (so that the
-/// discrete solution is exactly `u*`).
-fn grid_problem<C: OneSidedComm>(
-    comm: &C,
-    o: &Opts,
-) -> Result<(GridLaplacian<C>, DistArray<f64, C, 2>)> {
+/// The system on the 2-D tiles: `b = A u*` (so that the discrete solution
+/// is exactly `u*`).
+fn grid_problem<C: OneSidedComm>(comm: &C, o: &Opts) -> Result<DistArray<f64, C, 2>> {
     let n = o.n;
     let ustar = DistArray::<f64, _, 2>::with_grid(comm.clone(), grid_2d(comm.size()), [n, n])?
         .with_summation(mode(o));
     ustar.with_local_mut(|mut l| l.fill_with(|[i, j]| exact(n, i, j)))?;
-    let mut op = GridLaplacian::new(&ustar, n)?;
-    op.overlap = o.overlap && !o.exact;
-    let mut b = ustar.similar::<f64>()?;
-    op.apply_dot(&ustar, &mut b)?;
-    Ok((op, b))
+    let mut u = ghosted(&ustar)?;
+    u.update_ghosts()?;
+    let b = ustar.similar::<f64>()?;
+    u.apply(&laplacian(), &b, false)?;
+    b.sync()?; // every rank's part of b written
+    Ok(b)
 }
 
-/// The same system on the row bands (a 1-D array of whole grid rows).
-fn band_problem<C: OneSidedComm>(comm: &C, o: &Opts) -> Result<(Laplacian, DistArray<f64, C, 1>)> {
-    let n = o.n;
-    let sizes: Vec<usize> = distribute(n, comm.size())
-        .into_iter()
-        .map(|r| r * n)
-        .collect();
-    let ustar1 =
-        DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?.with_summation(mode(o));
-    ustar1.with_local_mut(|mut l| l.fill_with(|[k]| exact(n, k / n, k % n)))?;
-    let mut op1 = Laplacian::new(&ustar1, n)?;
-    let mut b1 = ustar1.similar::<f64>()?;
-    op1.apply_dot(&ustar1, &mut b1)?;
-    Ok((op1, b1))
-}
-
-/// The CG of the options (plain or single-reduction).
-fn solve_with<C: OneSidedComm, const N: usize>(
-    op: &mut impl Operator<C, N>,
-    b: &DistArray<f64, C, N>,
-    o: &Opts,
-) -> Result<Solved<C, N>> {
+/// The CG of the options (plain or single-reduction) on the 2-D tiles.
+fn solve_grid<C: OneSidedComm>(b: &DistArray<f64, C, 2>, o: &Opts) -> Result<Solved<C, 2>> {
+    let max_iters = 10 * o.n * o.n;
     if o.single_reduction {
-        cg_single_reduction(op, b, o.tol, 10 * o.n * o.n)
+        cg_single_reduction(b, o.tol, max_iters)
     } else {
-        cg(op, b, o.tol, 10 * o.n * o.n)
+        cg(b, o.overlap, o.tol, max_iters)
     }
 }
 
@@ -584,13 +606,13 @@ fn solve_with<C: OneSidedComm, const N: usize>(
 #[allow(dead_code)] // used by tests/examples.rs, not by the example binaries
 pub fn solve<C: OneSidedComm>(comm: C, o: &Opts, bands: bool) -> Result<(Vec<f64>, Vec<f64>)> {
     let (history, x) = if bands {
-        let (mut op, b) = band_problem(&comm, o)?;
-        let (x, _, h, _) = solve_with(&mut op, &b, o)?;
+        let (mut op, b) = bands::problem(&comm, o)?;
+        let (x, _, h, _) = bands::solve(&mut op, &b, o)?;
         x.sync()?;
         (h, x.to_vec()?)
     } else {
-        let (mut op, b) = grid_problem(&comm, o)?;
-        let (x, _, h, _) = solve_with(&mut op, &b, o)?;
+        let b = grid_problem(&comm, o)?;
+        let (x, _, h, _) = solve_grid(&b, o)?;
         x.sync()?;
         (h, x.to_vec()?)
     };
@@ -617,14 +639,14 @@ fn bits_hash<C: OneSidedComm>(x: &DistArray<f64, C, 2>) -> Result<u64> {
 pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let (n, p, me) = (o.n, comm.size(), comm.rank());
     let grid = grid_2d(p);
-    let (mut op, b) = grid_problem(&comm, o)?;
+    let b = grid_problem(&comm, o)?;
     let bnorm = norm2(&b)?;
     // --compare: the same system on the row-band layout, same run; the
     // two solves alternate, three times each, and the fastest of each is
     // kept (the machine may be shared)
     let mut bands = None;
     if o.compare {
-        bands = Some(band_problem(&comm, o)?);
+        bands = Some(bands::problem(&comm, o)?);
     }
     let rounds = if o.compare { 3 } else { 1 };
     let mut best = f64::INFINITY;
@@ -633,11 +655,11 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     let mut solved = None;
     for _ in 0..rounds {
         if let Some((op1, b1)) = bands.as_mut() {
-            let (_, it1, _, t1) = solve_with(op1, b1, o)?;
+            let (_, it1, _, t1) = bands::solve(op1, b1, o)?;
             iters1 = it1;
             best1 = best1.min(t1 / it1.max(1) as f64);
         }
-        let (x, iters, history, elapsed) = solve_with(&mut op, &b, o)?;
+        let (x, iters, history, elapsed) = solve_grid(&b, o)?;
         best = best.min(elapsed / iters.max(1) as f64);
         solved = Some((x, iters, history, elapsed));
     }

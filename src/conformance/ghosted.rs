@@ -12,13 +12,19 @@ use crate::comm::OneSidedComm;
 use crate::error::Error;
 use crate::partition::{linear_offset, multi_index};
 use crate::stencil::{self, Stencil};
-use crate::{DistArray, Ghosted};
+use crate::{linalg, DistArray, Ghosted, Summation};
 
 /// The ghosted-array checks.
 pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     vec![
         ("ghosted_cells", ghosted_cells::<C>),
         ("ghosted_stencils", ghosted_stencils::<C>),
+        ("ghosted_overlapped_apply", ghosted_overlapped_apply::<C>),
+        ("ghosted_vector_ops", ghosted_vector_ops::<C>),
+        (
+            "ghosted_exact_dot_of_long_rows",
+            exact_dot_of_long_rows::<C>,
+        ),
         ("ghosted_bad_input", ghosted_bad_input::<C>),
     ]
 }
@@ -272,6 +278,281 @@ fn ghosted_stencils<C: OneSidedComm>(comm: &C) {
     ok(comm, "barrier", comm.barrier());
 }
 
+/// `update_ghosts_and_apply_dot` (the update overlapping the inner
+/// points) on arrays whose ghost cells were never filled: the serial bits
+/// at every point, for stars and boxes of radius 1 and 2, periodic or not,
+/// on the 2-D grid and on row bands (thin and empty parts included); its
+/// dot product close to the reference, and with exact sums the exact one
+/// (as `apply_dot` and `linalg::dot`); `apply_dot_local` summed over the
+/// ranks is `apply_dot`.
+fn ghosted_overlapped_apply<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [7, 12];
+    let f = |[i, j]: [usize; 2]| ((i * 31 + j * 17) % 23) as f64 * 0.37 - 4.0;
+    for (layout, a) in [
+        (
+            "grid",
+            DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), shape),
+        ),
+        ("rows", DistArray::<f64, C, 2>::new(comm.clone(), shape)),
+    ] {
+        let a = ok(comm, layout, a);
+        ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(f)));
+        for r in 1..=2usize {
+            for (kind, st) in [
+                ("neg_laplacian", Stencil::<f64, 2>::neg_laplacian()),
+                (
+                    "star",
+                    Stencil::<f64, 2>::star(r, |o| 0.5 + (o[0] - 2 * o[1]) as f64 / 9.0).unwrap(),
+                ),
+                (
+                    "box",
+                    Stencil::<f64, 2>::cube(r, |o| 1.0 / (20.0 + (o[0] * 3 + o[1]) as f64))
+                        .unwrap(),
+                ),
+            ] {
+                let periodic = [r == 2, kind == "box"];
+                let mut g = ok(comm, "Ghosted::new", Ghosted::new(&a, [r, r], periodic));
+                let out = ok(comm, "similar", a.similar::<f64>());
+                let d = ok(
+                    comm,
+                    "update_ghosts_and_apply_dot",
+                    g.update_ghosts_and_apply_dot(&st, &out),
+                );
+                ok(comm, "sync", out.sync());
+                let all = shape.map(|n| 0..n);
+                let want = serial(&st, &f, shape, periodic, &all);
+                let got = ok(comm, "to_vec", out.to_vec());
+                ok(comm, "barrier", comm.barrier());
+                assert_eq!(
+                    got,
+                    want,
+                    "rank {}: {layout} {kind} radius {r}",
+                    comm.rank()
+                );
+                let reference: f64 = (0..want.len())
+                    .map(|k| f(multi_index(&shape, k)) * want[k])
+                    .sum();
+                assert!(
+                    (d - reference).abs() <= 1e-12 * reference.abs().max(1.0),
+                    "{d} vs {reference}"
+                );
+                // the ordered dot of apply_dot is its local parts summed
+                let mine = ok(comm, "apply_dot_local", g.apply_dot_local(&st, &out));
+                let summed = ok(comm, "sum", linalg::sum_over_ranks(comm, Ok(mine)));
+                let whole = ok(comm, "apply_dot", g.apply_dot(&st, &out));
+                assert_eq!(summed, whole, "{layout} {kind} radius {r}");
+                // exact sums: both forms give linalg::dot's exact bits
+                let exact =
+                    ok(comm, "similar", a.similar::<f64>()).with_summation(Summation::Exact);
+                let want_exact = {
+                    ok(comm, "apply", g.apply(&st, &exact, false));
+                    ok(comm, "sync", exact.sync());
+                    ok(comm, "dot", linalg::dot(&a, &exact))
+                };
+                let e1 = ok(comm, "apply_dot exact", g.apply_dot(&st, &exact));
+                let e2 = ok(
+                    comm,
+                    "update_ghosts_and_apply_dot exact",
+                    g.update_ghosts_and_apply_dot(&st, &exact),
+                );
+                assert_eq!(e1, want_exact, "{layout} {kind} radius {r}");
+                assert_eq!(e2, want_exact, "{layout} {kind} radius {r}");
+            }
+        }
+    }
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// The exact dot product of `apply_dot` on long rows, which go to the
+/// exact sum a few at a time: the bits of `linalg::dot`.
+fn exact_dot_of_long_rows<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [2 * p + 5, 1500];
+    let f =
+        |[i, j]: [usize; 2]| ((i * 131 + j * 7) % 61) as f64 * 1e-3 - 0.02 + (j % 3) as f64 * 1e9;
+    let a = ok(
+        comm,
+        "new",
+        DistArray::<f64, C, 2>::new(comm.clone(), shape),
+    );
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(f)));
+    let mut g = ok(
+        comm,
+        "Ghosted::new_faces",
+        Ghosted::new_faces(&a, [1, 1], [false, true]),
+    );
+    ok(comm, "update_ghosts", g.update_ghosts());
+    let out = ok(comm, "similar", a.similar::<f64>()).with_summation(Summation::Exact);
+    let st = Stencil::<f64, 2>::neg_laplacian();
+    let d = ok(comm, "apply_dot", g.apply_dot(&st, &out));
+    ok(comm, "sync", out.sync());
+    assert_eq!(d, ok(comm, "dot", linalg::dot(&a, &out)));
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// The vector operations between a ghosted array and plain arrays
+/// partitioned alike — `axpby`, `cg_update`, `zip_rows` — give the bits of
+/// the same operations on plain arrays (`linalg`), touch no ghost cell,
+/// and refuse other partitions or a repeated array on every rank.
+fn ghosted_vector_ops<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    // more ranks than rows: row bands leave some parts empty
+    let shape = [5, 11];
+    let val = |seed: usize| {
+        move |[i, j]: [usize; 2]| {
+            ((i * 13 + j * 7 + seed * 5) % 17) as f64 * 0.61 - 3.0 + seed as f64
+        }
+    };
+    for (layout, a) in [
+        (
+            "grid",
+            DistArray::<f64, C, 2>::with_grid(comm.clone(), grid_2d(p), shape),
+        ),
+        ("rows", DistArray::<f64, C, 2>::new(comm.clone(), shape)),
+    ] {
+        let a = ok(comm, layout, a);
+        let alike = |seed: usize| {
+            let b = ok(comm, "similar", a.similar::<f64>());
+            ok(
+                comm,
+                "fill",
+                b.with_local_mut(|mut l| l.fill_with(val(seed))),
+            );
+            b
+        };
+        ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(val(0))));
+        let interior_bits = |g: &Ghosted<f64, C, 2>| {
+            let out = ok(comm, "similar", a.similar::<f64>());
+            ok(comm, "store", g.store(&out));
+            let v = ok(comm, "to_vec", out.to_vec());
+            ok(comm, "barrier", comm.barrier());
+            v
+        };
+        // the ghost cells stay zero (never updated)
+        let ghosts_zero = |g: &Ghosted<f64, C, 2>| {
+            let w = g.width();
+            let own = g.own_range();
+            if own.iter().any(|r| r.is_empty()) {
+                return;
+            }
+            for ((i, j), &v) in g.view().indexed_iter() {
+                let at = [i, j];
+                let inside = (0..2).all(|d| at[d] >= w[d] && at[d] - w[d] < own[d].len());
+                if !inside {
+                    assert_eq!(v, 0.0, "ghost cell {at:?} written");
+                }
+            }
+        };
+
+        // axpby: u = 1.5 x - 0.25 u
+        let mut g = ok(
+            comm,
+            "Ghosted::new",
+            Ghosted::new(&a, [1, 2], [false, false]),
+        );
+        let x = alike(1);
+        ok(comm, "axpby", g.axpby(1.5, &x, -0.25));
+        let (mut plain, x2) = (alike(0), alike(1));
+        ok(
+            comm,
+            "linalg::axpby",
+            linalg::axpby(1.5, &x2, -0.25, &mut plain),
+        );
+        // local writes: a barrier before others read them
+        ok(comm, "sync", plain.sync());
+        let want = ok(comm, "to_vec", plain.to_vec());
+        assert_eq!(interior_bits(&g), want, "axpby, {layout}");
+        ghosts_zero(&g);
+
+        // cg_update with the ghosted array as p, ordered and exact sums
+        for mode in [Summation::Ordered, Summation::Exact] {
+            let g = ok(
+                comm,
+                "Ghosted::new",
+                Ghosted::new(&a, [1, 1], [true, false]),
+            );
+            let q = alike(2);
+            let (mut x, mut r) = (alike(3).with_summation(mode), alike(4).with_summation(mode));
+            let rr = ok(comm, "cg_update", g.cg_update(0.75, &q, &mut x, &mut r));
+            let (mut x2, mut r2) = (alike(3).with_summation(mode), alike(4).with_summation(mode));
+            let rr2 = ok(
+                comm,
+                "linalg::cg_update",
+                linalg::cg_update(0.75, &a, &q, &mut x2, &mut r2),
+            );
+            for (name, got, want) in [("x", &x, &x2), ("r", &r, &r2)] {
+                let (got, want) = (
+                    ok(comm, "to_vec", got.to_vec()),
+                    ok(comm, "to_vec", want.to_vec()),
+                );
+                assert_eq!(got, want, "cg_update: {name}, {layout}, {mode:?}");
+            }
+            if mode == Summation::Exact {
+                assert_eq!(rr, rr2, "cg_update: exact r · r, {layout}");
+            } else {
+                // summed row by row: close to the flat sum, not its bits
+                assert!((rr - rr2).abs() <= 1e-12 * rr2.abs(), "{rr} vs {rr2}");
+            }
+            ok(comm, "barrier", comm.barrier());
+        }
+
+        // zip_rows: v = 2 u, w += u, u = -u; no array; the local sums
+        let mut g = ok(
+            comm,
+            "Ghosted::new",
+            Ghosted::new_faces(&a, [2, 1], [true, true]),
+        );
+        let (v, w) = (alike(5), alike(6));
+        let mut count = 0usize;
+        ok(
+            comm,
+            "zip_rows",
+            g.zip_rows([&v, &w], |lu, [lv, lw]| {
+                assert!(lu.len() == lv.len() && lu.len() == lw.len());
+                for k in 0..lu.len() {
+                    lv[k] = 2.0 * lu[k];
+                    lw[k] += lu[k];
+                    lu[k] = -lu[k];
+                }
+                count += lu.len();
+            }),
+        );
+        let part: usize = g.own_range().iter().map(|r| r.len()).product();
+        assert_eq!(count, part);
+        ok(comm, "sync", v.sync());
+        ok(comm, "sync", w.sync());
+        let mut rows_seen = 0usize;
+        ok(
+            comm,
+            "zip_rows, no array",
+            g.zip_rows([], |_, []| rows_seen += 1),
+        );
+        let own = g.own_range();
+        assert_eq!(rows_seen, if own[1].is_empty() { 0 } else { own[0].len() });
+        let (vv, ww) = (
+            ok(comm, "to_vec", v.to_vec()),
+            ok(comm, "to_vec", w.to_vec()),
+        );
+        let u = interior_bits(&g);
+        for k in 0..shape[0] * shape[1] {
+            let at = multi_index(&shape, k);
+            let u0 = val(0)(at);
+            assert_eq!(vv[k], 2.0 * u0);
+            assert_eq!(ww[k], val(6)(at) + u0);
+            assert_eq!(u[k], -u0);
+        }
+        ghosts_zero(&g);
+        expect_err(
+            comm,
+            "zip_rows, an array twice",
+            g.zip_rows([&v, &v], |_, _| {}),
+            |e| matches!(e, Error::InvalidArgument(_)),
+        );
+        ok(comm, "barrier", comm.barrier());
+    }
+}
+
 /// Bad input is refused on every rank, and the array stays usable.
 fn ghosted_bad_input<C: OneSidedComm>(comm: &C) {
     let p = comm.size();
@@ -301,6 +582,42 @@ fn ghosted_bad_input<C: OneSidedComm>(comm: &C) {
             matches!(e, Error::InvalidPartition(_))
         });
     }
+    if p > 1 {
+        let mut x = ok(comm, "similar", a.similar::<f64>());
+        let st = Stencil::<f64, 2>::neg_laplacian();
+        expect_err(
+            comm,
+            "axpby of another partition",
+            g.axpby(1.0, &other, 1.0),
+            |e| matches!(e, Error::InvalidPartition(_)),
+        );
+        let mut other_r = ok(comm, "similar", other.similar::<f64>());
+        expect_err(
+            comm,
+            "cg_update of another partition",
+            g.cg_update(1.0, &a, &mut x, &mut other_r),
+            |e| matches!(e, Error::InvalidPartition(_)),
+        );
+        expect_err(
+            comm,
+            "zip_rows of another partition",
+            g.zip_rows([&other], |_, _| {}),
+            |e| matches!(e, Error::InvalidPartition(_)),
+        );
+        // refused, and the update ran on every rank (nobody waits)
+        expect_err(
+            comm,
+            "update_ghosts_and_apply_dot into another partition",
+            g.update_ghosts_and_apply_dot(&st, &other),
+            |e| matches!(e, Error::InvalidPartition(_)),
+        );
+        expect_err(
+            comm,
+            "apply_dot_local into another partition",
+            g.apply_dot_local(&st, &other),
+            |e| matches!(e, Error::InvalidPartition(_)),
+        );
+    }
     // a stencil that reaches further than the ghosts
     let wide = Stencil::<f64, 2>::star(2, |_| 1.0).unwrap();
     expect_err(
@@ -324,9 +641,20 @@ fn ghosted_bad_input<C: OneSidedComm>(comm: &C) {
         Ghosted::new(&a, [9, 0], [true, false]),
         |e| matches!(e, Error::InvalidArgument(_)),
     );
+    expect_err(
+        comm,
+        "overlapped: reach beyond the width",
+        g.update_ghosts_and_apply_dot(&wide, &a),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    );
     // still usable
     g.fill_with(|[i, j]| (i + j) as f64);
     ok(comm, "update_ghosts", g.update_ghosts());
     ok(comm, "apply", g.apply(&st, &a, false));
+    ok(
+        comm,
+        "update_ghosts_and_apply_dot",
+        g.update_ghosts_and_apply_dot(&st, &a),
+    );
     ok(comm, "barrier", comm.barrier());
 }

@@ -167,8 +167,17 @@ impl<T: Element, C: OneSidedComm, const N: usize> GhostUpdate<'_, T, C, N> {
     /// Waits for the neighbours' messages and fills the ghost cells. The
     /// errors of [`Halo::update_ghosts`].
     pub fn finish(mut self) -> Result<()> {
+        self.finish_in_place()
+    }
+
+    /// [`finish`](Self::finish) that keeps the guard, so that the caller
+    /// goes on reading the extended box, ghost cells filled, through
+    /// [`halo_mut`](Self::halo_mut) (dropped afterwards, it does nothing
+    /// more).
+    pub(crate) fn finish_in_place(&mut self) -> Result<()> {
         if self.done {
-            // the update completed in `start_update` (no messages)
+            // the update completed in `start_update` (no messages), or
+            // was finished already
             return Ok(());
         }
         self.done = true;

@@ -167,6 +167,32 @@ fn requests<const N: usize>(
 }
 
 impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
+    /// For each dimension, whether an update fills ghost cells below
+    /// (`[d][0]`) and above (`[d][1]`) the part — from a neighbour or the
+    /// periodic wrap onto this rank: the sides next to which a stencil
+    /// waits for the update. The other ghost cells (past a non-periodic
+    /// edge) are never written by an update.
+    pub(crate) fn filled_sides(&self) -> [[bool; 2]; N] {
+        let mut sides = [[false; 2]; N];
+        let pieces = self
+            .sources
+            .iter()
+            .flat_map(|s| s.pieces.iter())
+            .chain(self.local.iter());
+        for piece in pieces {
+            let shape = piece.shape();
+            if shape.contains(&0) {
+                continue;
+            }
+            for d in 0..N {
+                let (lo, hi) = (piece.dst[d], piece.dst[d] + shape[d]);
+                sides[d][0] |= lo < self.width[d];
+                sides[d][1] |= hi > self.width[d] + self.own[d].len();
+            }
+        }
+        sides
+    }
+
     /// Collective: plans the ghost layers of every rank's part of `array`:
     /// `width[d]` layers on both sides of dimension `d`, wrapped around
     /// where `periodic[d]`, and allocates the staging window the refreshes
