@@ -222,20 +222,21 @@ fn gemm_acc<T: Element>(
         return;
     }
     let stride = |s: usize| s as isize;
-    match T::KIND {
-        ElementKind::F64 => {
+    // the same call for f64 and f32, on the element type's own slices
+    macro_rules! gemm {
+        ($t:ty, $f:path) => {{
             let (a, b) = (
-                bytemuck::cast_slice::<T, f64>(a),
-                bytemuck::cast_slice::<T, f64>(b),
+                bytemuck::cast_slice::<T, $t>(a),
+                bytemuck::cast_slice::<T, $t>(b),
             );
-            let c = bytemuck::cast_slice_mut::<T, f64>(c);
+            let c = bytemuck::cast_slice_mut::<T, $t>(c);
             // SAFETY: `a` holds `op(A)`'s `m x k` values at `i * sa.0 + l *
             // sa.1` and `b` `op(B)`'s `k x n` at `l * sb.0 + j * sb.1`, all
             // inside the slices (asserted above); `c` is `m x n` row-major
             // (stride `n`, 1), exclusively borrowed and not overlapping
             // `a` or `b`.
             unsafe {
-                matrixmultiply::dgemm(
+                $f(
                     m,
                     k,
                     n,
@@ -252,33 +253,11 @@ fn gemm_acc<T: Element>(
                     1,
                 )
             }
-        }
-        ElementKind::F32 => {
-            let (a, b) = (
-                bytemuck::cast_slice::<T, f32>(a),
-                bytemuck::cast_slice::<T, f32>(b),
-            );
-            let c = bytemuck::cast_slice_mut::<T, f32>(c);
-            // SAFETY: as for `f64` above.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    stride(sa.0),
-                    stride(sa.1),
-                    b.as_ptr(),
-                    stride(sb.0),
-                    stride(sb.1),
-                    1.0,
-                    c.as_mut_ptr(),
-                    stride(n),
-                    1,
-                )
-            }
-        }
+        }};
+    }
+    match T::KIND {
+        ElementKind::F64 => gemm!(f64, matrixmultiply::dgemm),
+        ElementKind::F32 => gemm!(f32, matrixmultiply::sgemm),
         _ => {
             for i in 0..m {
                 let row = &mut c[i * n..(i + 1) * n];
@@ -329,16 +308,17 @@ mod blas {
         if m == 0 || n == 0 || k == 0 {
             return true;
         }
-        match T::KIND {
-            ElementKind::F64 => {
-                let (a, b): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
-                let c: &mut [f64] = bytemuck::cast_slice_mut(c);
+        // the same call for f64 and f32, on the element type's own slices
+        macro_rules! gemm {
+            ($t:ty, $f:path) => {{
+                let (a, b): (&[$t], &[$t]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+                let c: &mut [$t] = bytemuck::cast_slice_mut(c);
                 // SAFETY: `a` and `b` hold op(A) (m x k) and op(B) (k x n)
                 // with the leading dimensions given, `c` is m x n row-major
                 // with leading dimension n (checked by the caller): every
-                // access of dgemm is in bounds.
+                // access of the gemm is in bounds.
                 unsafe {
-                    cblas::dgemm(
+                    $f(
                         cblas::Layout::RowMajor,
                         ta,
                         tb,
@@ -356,31 +336,11 @@ mod blas {
                     )
                 };
                 true
-            }
-            ElementKind::F32 => {
-                let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
-                let c: &mut [f32] = bytemuck::cast_slice_mut(c);
-                // SAFETY: as for dgemm above.
-                unsafe {
-                    cblas::sgemm(
-                        cblas::Layout::RowMajor,
-                        ta,
-                        tb,
-                        m,
-                        n,
-                        k,
-                        1.0,
-                        a,
-                        lda.max(1),
-                        b,
-                        ldb.max(1),
-                        1.0,
-                        c,
-                        n,
-                    )
-                };
-                true
-            }
+            }};
+        }
+        match T::KIND {
+            ElementKind::F64 => gemm!(f64, cblas::dgemm),
+            ElementKind::F32 => gemm!(f32, cblas::sgemm),
             _ => false,
         }
     }
