@@ -259,7 +259,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ) -> Result<()> {
         let region = self.check_apply(st, out, &within)?;
         out.try_with_local_mut(|mut l| {
-            self.apply_part(
+            apply_region(
+                &self.halo,
                 st,
                 &region,
                 l.as_mut_slice(),
@@ -309,8 +310,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         let region = self.check_reach(st, &all)?;
         let (out_data, out_ext, out_width) = out.halo.data_mut();
         let (out_ext, out_width) = (*out_ext, *out_width);
-        self.apply_part(st, &region, out_data, out_ext, out_width, accumulate, false)
-            .map(|_| ())
+        apply_region(
+            &self.halo, st, &region, out_data, out_ext, out_width, accumulate, false,
+        )
+        .map(|_| ())
     }
 
     /// Collective: [`apply`](Self::apply) (overwriting `out`) and the dot
@@ -348,7 +351,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
             out.try_with_local_mut(|mut l| {
                 let o = l.as_mut_slice();
                 let shape = self.part_shape();
-                let d = self.apply_part(st, &region, o, shape, [0; N], false, !exact)?;
+                let d = apply_region(&self.halo, st, &region, o, shape, [0; N], false, !exact)?;
                 Ok(if exact {
                     LocalDot::Exact(Box::new(exact_parts(
                         self.halo.data().0,
@@ -395,7 +398,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         let all = self.halo.partitioning().shape().map(|n| 0..n);
         self.check_apply(st, out, &all).and_then(|region| {
             out.try_with_local_mut(|mut l| {
-                self.apply_part(
+                apply_region(
+                    &self.halo,
                     st,
                     &region,
                     l.as_mut_slice(),
@@ -752,24 +756,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
             let s = own[d].start.max(within[d].start);
             s..own[d].end.min(within[d].end).max(s)
         }))
-    }
-
-    /// The stencil at the points `region` (global, inside the part) into
-    /// `out`: see [`apply_region`].
-    #[allow(clippy::too_many_arguments)]
-    fn apply_part(
-        &self,
-        st: &Stencil<T, N>,
-        region: &[Range<usize>; N],
-        out: &mut [T],
-        out_shape: [usize; N],
-        out_shift: [usize; N],
-        accumulate: bool,
-        dot: bool,
-    ) -> Result<T> {
-        apply_region(
-            &self.halo, st, region, out, out_shape, out_shift, accumulate, dot,
-        )
     }
 
     /// Local: sets every value of this rank's part from its global index
