@@ -325,55 +325,53 @@ impl<T: Element> MpiWindow<T> {
         let chunk_len = fault_injection::chunk_len();
         for (i, chunk) in dst.chunks_mut(chunk_len).enumerate() {
             fault_injection::check_chunk(i)?;
-            let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
-            let (ptr, n) = (chunk.as_mut_ptr().cast::<c_void>(), chunk.len() as c_int);
-            // SAFETY (both calls): `chunk` is a valid, exclusively borrowed
-            // buffer of `n` (<= MAX_COUNT) elements of `self.datatype`; the
-            // target range lies in `target`'s part (bounds checked by the
-            // caller); we are in an epoch on `target` (checked: a pinned
-            // lock epoch for the request-based form) and the caller
-            // completes the operation (MPI_Win_flush_local / MPI_Win_unlock,
-            // or the wait of the request) before `dst`'s borrow ends, also
-            // on error.
-            let rc = match reqs.as_deref_mut() {
-                // SAFETY: see the comment above this match.
-                None => unsafe {
-                    ffi::MPI_Get(
-                        ptr,
-                        n,
-                        self.datatype,
-                        rank_c(target),
-                        disp,
-                        n,
-                        self.datatype,
-                        self.win,
-                    )
-                },
-                // SAFETY: see the comment above this match.
-                Some(reqs) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Rget(
-                        ptr,
-                        n,
-                        self.datatype,
-                        rank_c(target),
-                        disp,
-                        n,
-                        self.datatype,
-                        self.win,
-                        r,
-                    )
-                }),
-            };
-            check(
-                rc,
-                if reqs.is_some() {
-                    "MPI_Rget"
-                } else {
-                    "MPI_Get"
-                },
-            )?;
+            let n = chunk.len() as c_int;
+            let at = offset + i * chunk_len;
+            self.get_one(target, chunk, at, (n, self.datatype), reqs.as_deref_mut())?;
         }
         Ok(())
+    }
+
+    /// One `MPI_Get` (with `reqs`: `MPI_Rget`, its request pushed to
+    /// `reqs`) of `dst.len()` (<= `MAX_COUNT`) contiguous elements from
+    /// `target`'s part at element `offset`, laid out there as `layout` (a
+    /// count of a datatype holding `dst.len()` elements of the window's
+    /// type: contiguous, or a committed vector type). The caller has
+    /// validated the target range and holds the epoch; it completes the
+    /// operation (flush / unlock, or the wait of the request) before `dst`
+    /// is released, also on error.
+    fn get_one(
+        &self,
+        target: usize,
+        dst: &mut [T],
+        offset: usize,
+        layout: (c_int, ffi::MPI_Datatype),
+        reqs: Option<&mut Vec<ffi::MPI_Request>>,
+    ) -> Result<()> {
+        let (ptr, n) = (dst.as_mut_ptr().cast::<c_void>(), dst.len() as c_int);
+        let (dt, win, from) = (self.datatype, self.win, rank_c(target));
+        let (disp, (tn, tdt)) = (offset as ffi::MPI_Aint, layout);
+        // SAFETY (both calls): `dst` is a valid, exclusively borrowed buffer
+        // of `n` elements of `dt`; `layout` covers `n` elements of `dt` in
+        // `target`'s part (bounds checked by the caller); we are in an
+        // epoch on `target` (checked: a pinned lock epoch for the
+        // request-based form) and the caller completes the operation
+        // (MPI_Win_flush_local / MPI_Win_unlock, or the wait of the
+        // request) before `dst`'s borrow ends, also on error.
+        let call = if reqs.is_some() {
+            "MPI_Rget"
+        } else {
+            "MPI_Get"
+        };
+        let rc = match reqs {
+            // SAFETY: see the comment above this match.
+            None => unsafe { ffi::MPI_Get(ptr, n, dt, from, disp, tn, tdt, win) },
+            // SAFETY: see the comment above this match.
+            Some(reqs) => push_request(reqs, |r| unsafe {
+                ffi::MPI_Rget(ptr, n, dt, from, disp, tn, tdt, win, r)
+            }),
+        };
+        check(rc, call)
     }
 
     /// `MPI_Put` (or `MPI_Accumulate` with `op`) of `src` (validated), in
@@ -399,43 +397,71 @@ impl<T: Element> MpiWindow<T> {
         }
         for (i, chunk) in src.chunks(chunk_len).enumerate() {
             fault_injection::check_chunk(i)?;
-            let disp = (offset + i * chunk_len) as ffi::MPI_Aint;
             let n = chunk.len() as c_int;
-            let ptr = chunk.as_ptr().cast::<c_void>();
-            let (dt, win, to) = (self.datatype, self.win, rank_c(target));
-            // SAFETY (all four calls): `chunk` is a valid buffer of `n`
-            // elements of `self.datatype`, borrowed until the caller
-            // completes the operation (MPI_Win_flush_local / MPI_Win_unlock,
-            // or the wait of the request), also on error; the target range
-            // is in bounds and we are in an epoch (checked: a pinned lock
-            // epoch approved for writes for the request-based form);
-            // `raw::op` is a predefined operation valid for every predefined
-            // datatype we use.
-            let rc = match (op, reqs.as_deref_mut()) {
-                // SAFETY: see the comment above this match.
-                (None, None) => unsafe { ffi::MPI_Put(ptr, n, dt, to, disp, n, dt, win) },
-                // SAFETY: see the comment above this match.
-                (Some(op), None) => unsafe {
-                    ffi::MPI_Accumulate(ptr, n, dt, to, disp, n, dt, raw::op(op), win)
-                },
-                // SAFETY: see the comment above this match.
-                (None, Some(reqs)) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Rput(ptr, n, dt, to, disp, n, dt, win, r)
-                }),
-                // SAFETY: see the comment above this match.
-                (Some(op), Some(reqs)) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Raccumulate(ptr, n, dt, to, disp, n, dt, raw::op(op), win, r)
-                }),
-            };
-            let call = match (op.is_some(), reqs.is_some()) {
-                (false, false) => "MPI_Put",
-                (true, false) => "MPI_Accumulate",
-                (false, true) => "MPI_Rput",
-                (true, true) => "MPI_Raccumulate",
-            };
-            check(rc, call)?;
+            let at = offset + i * chunk_len;
+            self.put_one(
+                target,
+                chunk,
+                at,
+                (n, self.datatype),
+                op,
+                reqs.as_deref_mut(),
+            )?;
         }
         Ok(())
+    }
+
+    /// One `MPI_Put` (`MPI_Accumulate` with `op`; with `reqs`, `MPI_Rput` /
+    /// `MPI_Raccumulate`, its request pushed to `reqs`) of `src.len()`
+    /// (<= `MAX_COUNT`) contiguous elements into `target`'s part at element
+    /// `offset`, laid out there as `layout` (as for [`Self::get_one`]). The
+    /// caller has validated the target range and holds the epoch; `src`
+    /// stays borrowed until it completes the operation, also on error.
+    fn put_one(
+        &self,
+        target: usize,
+        src: &[T],
+        offset: usize,
+        layout: (c_int, ffi::MPI_Datatype),
+        op: Option<AccumulateOp>,
+        reqs: Option<&mut Vec<ffi::MPI_Request>>,
+    ) -> Result<()> {
+        let (ptr, n) = (src.as_ptr().cast::<c_void>(), src.len() as c_int);
+        let (dt, win, to) = (self.datatype, self.win, rank_c(target));
+        let (disp, (tn, tdt)) = (offset as ffi::MPI_Aint, layout);
+        let call = match (op.is_some(), reqs.is_some()) {
+            (false, false) => "MPI_Put",
+            (true, false) => "MPI_Accumulate",
+            (false, true) => "MPI_Rput",
+            (true, true) => "MPI_Raccumulate",
+        };
+        // SAFETY (all four calls): `src` is a valid buffer of `n` elements
+        // of `dt`, borrowed until the caller completes the operation
+        // (MPI_Win_flush_local / MPI_Win_unlock, or the wait of the
+        // request), also on error; `layout` covers `n` elements of `dt` (the
+        // same predefined type, as accumulates require; a vector type's
+        // blocks ascending without overlap) in `target`'s part (bounds
+        // checked by the caller); we are in an epoch (checked: a pinned
+        // lock epoch approved for writes for the request-based form);
+        // `raw::op` is a predefined operation valid for every predefined
+        // datatype we use.
+        let rc = match (op, reqs) {
+            // SAFETY: see the comment above this match.
+            (None, None) => unsafe { ffi::MPI_Put(ptr, n, dt, to, disp, tn, tdt, win) },
+            // SAFETY: see the comment above this match.
+            (Some(op), None) => unsafe {
+                ffi::MPI_Accumulate(ptr, n, dt, to, disp, tn, tdt, raw::op(op), win)
+            },
+            // SAFETY: see the comment above this match.
+            (None, Some(reqs)) => push_request(reqs, |r| unsafe {
+                ffi::MPI_Rput(ptr, n, dt, to, disp, tn, tdt, win, r)
+            }),
+            // SAFETY: see the comment above this match.
+            (Some(op), Some(reqs)) => push_request(reqs, |r| unsafe {
+                ffi::MPI_Raccumulate(ptr, n, dt, to, disp, tn, tdt, raw::op(op), win, r)
+            }),
+        };
+        check(rc, call)
     }
 
     /// The runs of a batch into `dst` (validated, in an epoch as for
@@ -456,32 +482,14 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
+            // freed when dropped, which MPI allows while the get is pending
             let ty = RunsType::vector(&g, self.datatype)?;
-            let chunk = &mut dst[g.piece];
-            let (ptr, n) = (chunk.as_mut_ptr().cast::<c_void>(), chunk.len() as c_int);
-            let (dt, win, from) = (self.datatype, self.win, rank_c(target));
-            let disp = g.offset as ffi::MPI_Aint;
-            // SAFETY (both calls): `chunk` is a valid, exclusively borrowed
-            // buffer of `n` (<= MAX_COUNT) contiguous elements of `dt`;
-            // `ty` is a committed type of `n` elements of `dt` whose blocks
-            // are the group's runs (each in `target`'s part: checked by the
-            // caller); the epoch and completion are as in `raw_get`.
-            // Freeing `ty` while the operation is pending is allowed.
-            let rc = match reqs.as_deref_mut() {
-                // SAFETY: see the comment above this match.
-                None => unsafe { ffi::MPI_Get(ptr, n, dt, from, disp, 1, ty.0, win) },
-                // SAFETY: see the comment above this match.
-                Some(reqs) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Rget(ptr, n, dt, from, disp, 1, ty.0, win, r)
-                }),
-            };
-            check(
-                rc,
-                if reqs.is_some() {
-                    "MPI_Rget"
-                } else {
-                    "MPI_Get"
-                },
+            self.get_one(
+                target,
+                &mut dst[g.piece],
+                g.offset,
+                (1, ty.0),
+                reqs.as_deref_mut(),
             )?;
         }
         Ok(())
@@ -505,43 +513,16 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
+            // freed when dropped, which MPI allows while the write is pending
             let ty = RunsType::vector(&g, self.datatype)?;
-            let chunk = &src[g.piece];
-            let (ptr, n) = (chunk.as_ptr().cast::<c_void>(), chunk.len() as c_int);
-            let (dt, win, to) = (self.datatype, self.win, rank_c(target));
-            let disp = g.offset as ffi::MPI_Aint;
-            // SAFETY (all four calls): `chunk` is a valid buffer of `n`
-            // (<= MAX_COUNT) contiguous elements of `dt`, borrowed until the
-            // caller completes the operation, also on error; `ty` is a
-            // committed type of `n` elements of `dt` (the same predefined
-            // type, as accumulates require) whose blocks are the group's
-            // runs, ascending without overlap, each in `target`'s part
-            // (checked by the caller); the epoch is as in `raw_put`;
-            // `raw::op` is a predefined operation valid for `dt`. Freeing
-            // `ty` while the operation is pending is allowed.
-            let rc = match (op, reqs.as_deref_mut()) {
-                // SAFETY: see the comment above this match.
-                (None, None) => unsafe { ffi::MPI_Put(ptr, n, dt, to, disp, 1, ty.0, win) },
-                // SAFETY: see the comment above this match.
-                (Some(op), None) => unsafe {
-                    ffi::MPI_Accumulate(ptr, n, dt, to, disp, 1, ty.0, raw::op(op), win)
-                },
-                // SAFETY: see the comment above this match.
-                (None, Some(reqs)) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Rput(ptr, n, dt, to, disp, 1, ty.0, win, r)
-                }),
-                // SAFETY: see the comment above this match.
-                (Some(op), Some(reqs)) => push_request(reqs, |r| unsafe {
-                    ffi::MPI_Raccumulate(ptr, n, dt, to, disp, 1, ty.0, raw::op(op), win, r)
-                }),
-            };
-            let call = match (op.is_some(), reqs.is_some()) {
-                (false, false) => "MPI_Put",
-                (true, false) => "MPI_Accumulate",
-                (false, true) => "MPI_Rput",
-                (true, true) => "MPI_Raccumulate",
-            };
-            check(rc, call)?;
+            self.put_one(
+                target,
+                &src[g.piece],
+                g.offset,
+                (1, ty.0),
+                op,
+                reqs.as_deref_mut(),
+            )?;
         }
         Ok(())
     }
