@@ -476,7 +476,7 @@ impl<T: Element> MpiWindow<T> {
         dst: &mut [T],
         mut reqs: Option<&mut Vec<ffi::MPI_Request>>,
     ) -> Result<()> {
-        for g in self.vector_runs(runs, None)? {
+        for g in self.groups_of(runs, None)? {
             if g.count == 1 {
                 self.raw_get(target, g.offset, &mut dst[g.piece], reqs.as_deref_mut())?;
                 continue;
@@ -507,7 +507,7 @@ impl<T: Element> MpiWindow<T> {
         op: Option<AccumulateOp>,
         mut reqs: Option<&mut Vec<ffi::MPI_Request>>,
     ) -> Result<()> {
-        for g in self.vector_runs(runs, op)? {
+        for g in self.groups_of(runs, op)? {
             if g.count == 1 {
                 self.raw_put(target, g.offset, &src[g.piece], op, reqs.as_deref_mut())?;
                 continue;
@@ -531,7 +531,7 @@ impl<T: Element> MpiWindow<T> {
     /// where derived types are off ([`datatypes_enabled`]) or the MPI
     /// library computes long runs of this accumulate wrongly
     /// ([`crate::detected_quirks`]: their runs stay short, one call each).
-    fn vector_runs(
+    fn groups_of(
         &self,
         runs: &[(usize, usize)],
         op: Option<AccumulateOp>,
