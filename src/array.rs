@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, WindowOf};
 use crate::epoch::{vote, Epoch};
 use crate::error::{Error, Result};
 use crate::exact_sum::Summation;
@@ -45,7 +45,7 @@ pub struct DistArray<T: Element, C: OneSidedComm, const N: usize> {
     /// while a handle of this array is in flight (its epochs refer to the
     /// window); dropping the array completes that handle first, so this is
     /// the last `Arc` when the array drops and the window is freed then.
-    win: Arc<C::Window<T>>,
+    win: Arc<WindowOf<C, T>>,
     part: Arc<ContinuousPartitioning<N>>,
     /// How floating-point reductions add ([`Summation`]).
     summation: Summation,
@@ -94,7 +94,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         // SAFETY: the vote established that every rank passes the same
         // `lens` (derived from the same partition) and element type, that
         // every part's bytes fit and that every rank can allocate its part.
-        let win = unsafe { comm.allocate_window::<T>(&lens)? };
+        let raw = unsafe { comm.allocate_window::<T>(&lens)? };
+        let win = crate::comm::checked_window(&comm, raw, lens)?;
         Ok(DistArray {
             comm,
             win: Arc::new(win),
@@ -216,12 +217,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// The window holding the local parts (offsets are row-major offsets
     /// into each rank's part): the escape hatch for raw RMA.
-    pub fn window(&self) -> &C::Window<T> {
+    pub fn window(&self) -> &WindowOf<C, T> {
         &self.win
     }
 
     /// The window's `Arc` (for the handles of [`crate::pending`]).
-    pub(crate) fn window_arc(&self) -> &Arc<C::Window<T>> {
+    pub(crate) fn window_arc(&self) -> &Arc<WindowOf<C, T>> {
         &self.win
     }
 
@@ -266,7 +267,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Opens a passive-target epoch on `target`'s part: an RAII guard whose
     /// drop unlocks. Offsets of its operations are row-major offsets into
     /// that part.
-    pub fn lock(&self, target: usize, kind: LockKind) -> Result<Epoch<'_, T, C::Window<T>>> {
+    pub fn lock(&self, target: usize, kind: LockKind) -> Result<Epoch<'_, T, C::RawWindow<T>>> {
         Epoch::new(&self.win, target, kind)
     }
 
@@ -279,7 +280,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         &self,
         target: usize,
         kind: LockKind,
-        f: impl FnOnce(&C::Window<T>) -> Result<R>,
+        f: impl FnOnce(&WindowOf<C, T>) -> Result<R>,
     ) -> Result<R> {
         let epoch = self.lock(target, kind)?;
         let out = f(&self.win)?;

@@ -28,7 +28,7 @@ use std::ops::Range;
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::array::DistArray;
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm};
 use crate::error::{Error, Result};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 

@@ -65,6 +65,7 @@ use num_traits::{NumCast, One, Zero};
 
 use crate::error::Result;
 use crate::pending::HandleSlot;
+use crate::rma::{RawWindow, Window};
 
 /// The primitive type behind an [`Element`]; backends map it to their own
 /// datatypes (e.g. `MPI_DOUBLE`).
@@ -344,8 +345,9 @@ impl_element_complex!(f32 => C32, f64 => C64);
 /// [`crate::pending`]). The conformance checks `crossing_handles` and
 /// `leaked_handle_does_not_hang` hang on a backend that skips it.
 pub trait OneSidedComm: Clone + Send + Sync + 'static {
-    /// The window type of this backend.
-    type Window<T: Element>: Window<T> + 'static;
+    /// The raw window primitives of this backend ([`RawWindow`]); the
+    /// checked layer over them is [`Window`] (see [`WindowOf`]).
+    type RawWindow<T: Element>: RawWindow<T>;
 
     /// This rank, in `0..size()`.
     fn rank(&self) -> usize;
@@ -422,13 +424,14 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// [`Error::InvalidArgument`]: crate::Error::InvalidArgument
     /// [`Error::OutOfMemory`]: crate::Error::OutOfMemory
     /// [`Error::PeerFailed`]: crate::Error::PeerFailed
-    fn create_window<T: Element>(&self, local_len: usize) -> Result<Self::Window<T>> {
+    fn create_window<T: Element>(&self, local_len: usize) -> Result<WindowOf<Self, T>> {
         let lens = crate::checks::gather_window_lens::<T, Self>(self, local_len)?;
         // SAFETY: every rank passed the same `lens` (one allgather) and the
         // same element kind and size (checked on every rank from the same
         // gathered table), every part's byte size fits and every rank could
         // allocate its part.
-        unsafe { self.allocate_window::<T>(&lens) }
+        let raw = unsafe { self.allocate_window::<T>(&lens)? };
+        checked_window(self, raw, lens)
     }
 
     /// Collective: creates a window with the per-rank lengths `lens` (index
@@ -436,17 +439,18 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// that already agreed on them does. One vote checks that every rank
     /// passed the same lengths and element type and can allocate its part;
     /// if not, every rank returns an `Err` and nothing is allocated.
-    fn create_window_with_lens<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
+    fn create_window_with_lens<T: Element>(&self, lens: &[usize]) -> Result<WindowOf<Self, T>> {
         crate::checks::agree_window::<T, Self>(self, lens, 0)?;
         // SAFETY: the vote above established that every rank passed the same
         // lengths and element type and that every rank can allocate its part.
-        unsafe { self.allocate_window::<T>(lens) }
+        let raw = unsafe { self.allocate_window::<T>(lens)? };
+        checked_window(self, raw, lens.to_vec())
     }
 
-    /// Collective, for backends: allocates a window with the per-rank
+    /// Collective, for backends: allocates the raw window with the per-rank
     /// lengths `lens`, zero-filled. Called by [`OneSidedComm::create_window`]
-    /// and the array constructors once every rank agreed; never call it
-    /// directly.
+    /// and [`OneSidedComm::create_window_with_lens`] once every rank agreed,
+    /// which wrap it in the checked [`Window`]; never call it directly.
     ///
     /// # Safety
     ///
@@ -454,7 +458,7 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
     /// same `T`; every part's size in bytes fits in `isize`; every rank's
     /// [`OneSidedComm::check_allocation`] for its part succeeded. A backend
     /// relies on this to bound other ranks' accesses by `lens`.
-    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>>;
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::RawWindow<T>>;
 
     /// Local: checks that this rank can allocate its part of a window whose
     /// parts hold `lens` elements of `elem_size` bytes each, without
@@ -472,6 +476,20 @@ pub trait OneSidedComm: Clone + Send + Sync + 'static {
 
     /// A short name of the backend, for reports ("threaded", "mpi", ...).
     fn backend_name(&self) -> &'static str;
+}
+
+/// The checked window type of communicator `C` for elements `T`.
+pub type WindowOf<C, T> = Window<T, <C as OneSidedComm>::RawWindow<T>>;
+
+/// Wraps a freshly allocated raw window in the checked layer, with a
+/// window state for `lens` and `comm`'s handle slot.
+pub(crate) fn checked_window<C: OneSidedComm, T: Element>(
+    comm: &C,
+    raw: C::RawWindow<T>,
+    lens: Vec<usize>,
+) -> Result<WindowOf<C, T>> {
+    let state = crate::checks::WindowState::new(comm.rank(), lens, comm.handle_slot().clone())?;
+    Ok(Window::new(raw, state))
 }
 
 /// Point-to-point messages between neighbours: the capability a halo
@@ -576,198 +594,6 @@ impl Request for Completed {
     fn wait(self: Box<Self>) -> Result<()> {
         Ok(())
     }
-}
-
-/// One window of a [`OneSidedComm`]: each rank's exposed part plus this
-/// rank's epoch bookkeeping. Dropping it frees it; for backends whose free is
-/// collective (MPI), every rank must drop its handle.
-pub trait Window<T: Element>: Send + Sync {
-    /// This rank.
-    fn rank(&self) -> usize;
-
-    /// Number of ranks.
-    fn size(&self) -> usize;
-
-    /// Length of `target`'s part (every rank knows every length).
-    fn len_of(&self, target: usize) -> Result<usize>;
-
-    /// Length of this rank's own part.
-    fn local_len(&self) -> usize {
-        self.len_of(self.rank()).expect("own rank is in range")
-    }
-
-    /// Opens a passive-target access epoch on `target`. Blocks while the lock
-    /// is incompatible with locks other ranks hold. Errors: bad rank,
-    /// already locked by this rank, a fence epoch open.
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()>;
-
-    /// Closes the epoch on `target`; every operation issued in it is complete
-    /// at the target when this returns. Error: `target` not locked.
-    fn unlock(&self, target: usize) -> Result<()>;
-
-    /// Completes every operation issued to `target` so far, keeping the lock.
-    /// Error: `target` not locked.
-    fn flush(&self, target: usize) -> Result<()>;
-
-    /// An epoch of one read: `lock(target, kind)`, [`Window::get`],
-    /// `unlock(target)` in one call — the element-access path. The lock is
-    /// released even when the read fails. Backends may implement it with
-    /// fewer synchronisations (MPI skips the separate local flush).
-    fn get_locked(
-        &self,
-        target: usize,
-        kind: LockKind,
-        offset: usize,
-        dst: &mut [T],
-    ) -> Result<()> {
-        self.lock(target, kind)?;
-        let out = self.get(target, offset, dst);
-        let unlocked = self.unlock(target);
-        out.and(unlocked)
-    }
-
-    /// An epoch of one write: `lock(target, kind)`, [`Window::put`],
-    /// `unlock(target)` in one call, like [`Window::get_locked`].
-    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
-        self.lock(target, kind)?;
-        let out = self.put(target, offset, src);
-        let unlocked = self.unlock(target);
-        out.and(unlocked)
-    }
-
-    /// Reads `dst.len()` elements of `target`'s part starting at `offset`.
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()>;
-
-    /// Writes `src` into `target`'s part starting at `offset`. Needs an
-    /// exclusive lock on `target` or a fence epoch.
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()>;
-
-    /// Combines `src` element-wise into `target`'s part starting at `offset`.
-    /// Needs an exclusive lock on `target` or a fence epoch; concurrent
-    /// accumulates to the same elements in one fence epoch are element-wise
-    /// atomic.
-    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()>;
-
-    /// Reads several runs `(offset, len)` of `target` into `dst`, one after
-    /// the other (`dst.len()` must equal the sum of the lengths). One RMA
-    /// operation per run; the backend waits once for all of them.
-    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        crate::checks::check_runs_up_front(self, target, runs, dst.len())?;
-        crate::checks::run_pieces(runs)
-            .try_for_each(|(offset, piece)| self.get(target, offset, &mut dst[piece]))
-    }
-
-    /// Non-blocking [`Window::get_runs`]: issues the reads and returns a
-    /// request; [`Request::wait`] completes them (the data is in `dst`).
-    /// MPI issues one `MPI_Rget` per run (request-based RMA, so the wait
-    /// needs no flush of the whole target); Lamellar starts one RDMA future
-    /// per run into a registered buffer and copies at the wait. The default
-    /// (threaded) completes the reads before returning. Only in a lock
-    /// epoch on `target` (MPI's request-based operations are passive-target
-    /// only): in a fence epoch the reads complete before returning. While
-    /// the request lives, the target's lock cannot be released (the request
-    /// pins it, as a running operation does). Checks and errors are those
-    /// of `get_runs`.
-    ///
-    /// The safe interface is [`DistArray::get_block_start`](crate::DistArray::get_block_start).
-    ///
-    /// # Safety
-    ///
-    /// The backend may write `dst` until the request has been waited or
-    /// dropped (dropping waits too): until then the caller must not read,
-    /// write, move or free `dst`. If the request is leaked
-    /// (`mem::forget`), `dst` must be leaked too.
-    unsafe fn get_runs_start<'w>(
-        &'w self,
-        target: usize,
-        runs: &[(usize, usize)],
-        dst: &mut [T],
-    ) -> Result<Box<dyn Request + 'w>> {
-        self.get_runs(target, runs, dst)?;
-        Ok(Box::new(Completed))
-    }
-
-    /// Non-blocking [`Window::put_runs`] (`op` = `Replace`) or
-    /// [`Window::accumulate_runs`]: issues the writes and returns a
-    /// request; [`Request::wait`] completes them at the origin (`src` may
-    /// be reused), the target's `unlock` or `flush` at the target. MPI:
-    /// `MPI_Rput` / `MPI_Raccumulate` per run; Lamellar: RDMA futures from
-    /// a registered copy of `src` (so `src` is free at once); the default
-    /// (threaded) completes them before returning. Same epochs, pinning,
-    /// checks and errors as [`Window::get_runs_start`].
-    ///
-    /// # Safety
-    ///
-    /// The backend may read `src` until the request has been waited or
-    /// dropped: until then the caller must not write, move or free `src`;
-    /// if the request is leaked, `src` must be leaked too.
-    unsafe fn write_runs_start<'w>(
-        &'w self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<Box<dyn Request + 'w>> {
-        self.write_runs(target, runs, src, op)?;
-        Ok(Box::new(Completed))
-    }
-
-    /// [`Window::put_runs`] for `op` = `Replace`, else
-    /// [`Window::accumulate_runs`] with `op`.
-    fn write_runs(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<()> {
-        match op {
-            AccumulateOp::Replace => self.put_runs(target, runs, src),
-            _ => self.accumulate_runs(target, runs, src, op),
-        }
-    }
-
-    /// Writes consecutive pieces of `src` to the runs `(offset, len)` of
-    /// `target`. One RMA operation per run.
-    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        crate::checks::check_runs_up_front(self, target, runs, src.len())?;
-        crate::checks::run_pieces(runs)
-            .try_for_each(|(offset, piece)| self.put(target, offset, &src[piece]))
-    }
-
-    /// Accumulates consecutive pieces of `src` into the runs `(offset, len)`
-    /// of `target`. One RMA operation per run.
-    fn accumulate_runs(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<()> {
-        crate::checks::check_runs_up_front(self, target, runs, src.len())?;
-        crate::checks::run_pieces(runs)
-            .try_for_each(|(offset, piece)| self.accumulate(target, offset, &src[piece], op))
-    }
-
-    /// Collective: completes every operation issued on this window since the
-    /// previous fence and opens (or continues) a fence epoch, in which
-    /// operations on any target need no lock. Error: locks held.
-    fn fence(&self) -> Result<()>;
-
-    /// Collective: completes every operation of the fence epoch and closes
-    /// it. Error: no fence epoch open.
-    fn fence_end(&self) -> Result<()>;
-
-    /// Runs `f` on this rank's part, read-only. Requires a lock (shared or
-    /// exclusive) on this rank, which cannot be released while `f` runs;
-    /// refused in a fence epoch. Other ranks cannot write the part meanwhile
-    /// (writes need an exclusive lock); this rank's own writes to it fail
-    /// with [`Error::Conflict`](crate::Error::Conflict).
-    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R>;
-
-    /// Runs `f` on this rank's part, mutably. Requires an exclusive lock on
-    /// this rank, so that no other rank can access the part meanwhile.
-    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R>;
 }
 
 #[cfg(test)]

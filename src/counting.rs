@@ -24,8 +24,9 @@
 use std::sync::{Arc, Mutex};
 
 use crate::collective::Combiner;
-use crate::comm::{AccumulateOp, Element, LockKind, NeighbourMessages, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, NeighbourMessages, OneSidedComm};
 use crate::error::Result;
+use crate::rma::RawWindow;
 
 /// Operation counts of one rank, per target (index = target rank). A `*_runs`
 /// call counts one operation per run.
@@ -180,7 +181,7 @@ impl<C: OneSidedComm> CountingComm<C> {
 }
 
 impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
-    type Window<T: Element> = CountingWindow<C::Window<T>>;
+    type RawWindow<T: Element> = CountingWindow<C::RawWindow<T>>;
 
     fn rank(&self) -> usize {
         self.inner.rank()
@@ -224,7 +225,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
         }
     }
 
-    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::Window<T>> {
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<Self::RawWindow<T>> {
         self.collective(0);
         Ok(CountingWindow {
             // SAFETY: forwarded with the caller's guarantees unchanged.
@@ -268,7 +269,9 @@ impl<C: OneSidedComm> NeighbourMessages for CountingComm<C> {
     }
 }
 
-/// A window that forwards to `W` and counts successful operations.
+/// A raw window that forwards to `W` and counts the successful operations
+/// the checked layer issues (what reaches the backend: empty transfers and
+/// refused operations do not).
 pub struct CountingWindow<W> {
     inner: W,
     rank: usize,
@@ -286,6 +289,14 @@ impl<W> CountingWindow<W> {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         c.elements += elements;
         f(&mut c)[target] += n;
+    }
+
+    /// Records a put (`op` = `None`) or an accumulate of `n` runs.
+    fn record_write(&self, target: usize, op: Option<AccumulateOp>, n: usize, elements: usize) {
+        match op {
+            None => self.record(target, |c| &mut c.puts, n, elements),
+            Some(_) => self.record(target, |c| &mut c.accumulates, n, elements),
+        }
     }
 
     /// Records one RMA call (of any number of runs) to `target`.
@@ -313,78 +324,97 @@ impl<W> CountingWindow<W> {
     }
 }
 
-impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
-    fn rank(&self) -> usize {
-        self.inner.rank()
-    }
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-    fn len_of(&self, target: usize) -> Result<usize> {
-        self.inner.len_of(target)
-    }
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.inner.lock(target, kind)?;
+// SAFETY: every method forwards to the inner raw window with the caller's
+// guarantees unchanged and only counts afterwards.
+unsafe impl<T: Element, W: RawWindow<T>> RawWindow<T> for CountingWindow<W> {
+    unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        // SAFETY: forwarded (see the impl).
+        unsafe { self.inner.lock(target, kind)? };
         self.record(target, |c| &mut c.locks, 1, 0);
         Ok(())
     }
-    fn unlock(&self, target: usize) -> Result<()> {
-        self.inner.unlock(target)
+    unsafe fn unlock(&self, target: usize, kind: LockKind) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.unlock(target, kind) }
     }
-    fn flush(&self, target: usize) -> Result<()> {
-        self.inner.flush(target)
+    unsafe fn flush(&self, target: usize) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.flush(target) }
     }
-    fn get_locked(
+    unsafe fn get_locked(
         &self,
         target: usize,
         kind: LockKind,
         offset: usize,
         dst: &mut [T],
     ) -> Result<()> {
-        self.inner.get_locked(target, kind, offset, dst)?;
+        // SAFETY: forwarded.
+        unsafe { self.inner.get_locked(target, kind, offset, dst)? };
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.gets, 1, dst.len());
         self.batch(target);
         self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
-    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
-        self.inner.put_locked(target, kind, offset, src)?;
+    unsafe fn put_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        src: &[T],
+    ) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.put_locked(target, kind, offset, src)? };
         self.record(target, |c| &mut c.locks, 1, 0);
         self.record(target, |c| &mut c.puts, 1, src.len());
         self.batch(target);
         self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        self.inner.get(target, offset, dst)?;
+    unsafe fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.get(target, offset, dst)? };
         self.record(target, |c| &mut c.gets, 1, dst.len());
         self.batch(target);
         self.message(target, 1, std::mem::size_of_val(dst));
         Ok(())
     }
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        self.inner.put(target, offset, src)?;
-        self.record(target, |c| &mut c.puts, 1, src.len());
+    unsafe fn write(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.write(target, offset, src, op)? };
+        self.record_write(target, op, 1, src.len());
         self.batch(target);
         self.message(target, 1, std::mem::size_of_val(src));
         Ok(())
     }
-    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        self.inner.accumulate(target, offset, src, op)?;
-        self.record(target, |c| &mut c.accumulates, 1, src.len());
-        self.batch(target);
-        self.message(target, 1, std::mem::size_of_val(src));
-        Ok(())
-    }
-    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        self.inner.get_runs(target, runs, dst)?;
+    unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.get_runs(target, runs, dst)? };
         self.record(target, |c| &mut c.gets, runs.len(), dst.len());
         self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(dst));
         Ok(())
     }
-
+    unsafe fn write_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.write_runs(target, runs, src, op)? };
+        self.record_write(target, op, runs.len(), src.len());
+        self.batch(target);
+        self.message(target, runs.len(), std::mem::size_of_val(src));
+        Ok(())
+    }
     unsafe fn get_runs_start<'w>(
         &'w self,
         target: usize,
@@ -393,64 +423,41 @@ impl<T: Element, W: Window<T>> Window<T> for CountingWindow<W> {
     ) -> Result<Box<dyn crate::comm::Request + 'w>> {
         let n = dst.len();
         let bytes = std::mem::size_of_val(dst);
-        // SAFETY: forwarded with the caller's guarantees unchanged.
+        // SAFETY: forwarded.
         let req = unsafe { self.inner.get_runs_start(target, runs, dst)? };
         self.record(target, |c| &mut c.gets, runs.len(), n);
         self.batch(target);
         self.message(target, runs.len(), bytes);
         Ok(req)
     }
-
     unsafe fn write_runs_start<'w>(
         &'w self,
         target: usize,
         runs: &[(usize, usize)],
         src: &[T],
-        op: AccumulateOp,
+        op: Option<AccumulateOp>,
     ) -> Result<Box<dyn crate::comm::Request + 'w>> {
-        // SAFETY: forwarded with the caller's guarantees unchanged.
+        // SAFETY: forwarded.
         let req = unsafe { self.inner.write_runs_start(target, runs, src, op)? };
-        match op {
-            AccumulateOp::Replace => self.record(target, |c| &mut c.puts, runs.len(), src.len()),
-            _ => self.record(target, |c| &mut c.accumulates, runs.len(), src.len()),
-        }
+        self.record_write(target, op, runs.len(), src.len());
         self.batch(target);
         self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(req)
     }
-
-    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        self.inner.put_runs(target, runs, src)?;
-        self.record(target, |c| &mut c.puts, runs.len(), src.len());
-        self.batch(target);
-        self.message(target, runs.len(), std::mem::size_of_val(src));
-        Ok(())
-    }
-    fn accumulate_runs(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<()> {
-        self.inner.accumulate_runs(target, runs, src, op)?;
-        self.record(target, |c| &mut c.accumulates, runs.len(), src.len());
-        self.batch(target);
-        self.message(target, runs.len(), std::mem::size_of_val(src));
-        Ok(())
-    }
-    fn fence(&self) -> Result<()> {
+    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
         self.collective();
-        self.inner.fence()
+        self.inner.fence_vote(ok)
     }
-    fn fence_end(&self) -> Result<()> {
-        self.collective();
-        self.inner.fence_end()
+    unsafe fn fence(&self, end: bool) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.fence(end) }
     }
-    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        self.inner.with_local(f)
+    unsafe fn with_local<R>(&self, mutable: bool, f: impl FnOnce(*mut T, usize) -> R) -> Result<R> {
+        // SAFETY: forwarded.
+        unsafe { self.inner.with_local(mutable, f) }
     }
-    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.inner.with_local_mut(f)
+    unsafe fn release(&self, locks: &[(usize, LockKind)], fence_open: bool) {
+        // SAFETY: forwarded.
+        unsafe { self.inner.release(locks, fence_open) }
     }
 }

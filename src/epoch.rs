@@ -1,8 +1,9 @@
 //! RAII access epochs ([`Epoch`]) and the collective success vote
 //! ([`vote`]) that keeps ranks in step when one of them fails.
 
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm};
 use crate::error::{Error, Result};
+use crate::rma::{RawWindow, Window};
 
 /// A passive-target epoch on one target of one window: the lock is taken
 /// when the guard is made and released when it is dropped (also when the
@@ -26,16 +27,16 @@ use crate::error::{Error, Result};
 /// })
 /// .unwrap();
 /// ```
-pub struct Epoch<'a, T: Element, W: Window<T>> {
-    win: &'a W,
+pub struct Epoch<'a, T: Element, R: RawWindow<T>> {
+    win: &'a Window<T, R>,
     target: usize,
     locked: bool,
     _t: std::marker::PhantomData<T>,
 }
 
-impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
+impl<'a, T: Element, R: RawWindow<T>> Epoch<'a, T, R> {
     /// Locks `target` of `win` and returns the guard.
-    pub fn new(win: &'a W, target: usize, kind: LockKind) -> Result<Self> {
+    pub fn new(win: &'a Window<T, R>, target: usize, kind: LockKind) -> Result<Self> {
         win.lock(target, kind)?;
         Ok(Epoch {
             win,
@@ -51,7 +52,7 @@ impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
     }
 
     /// The window.
-    pub fn window(&self) -> &'a W {
+    pub fn window(&self) -> &'a Window<T, R> {
         self.win
     }
 
@@ -82,7 +83,7 @@ impl<'a, T: Element, W: Window<T>> Epoch<'a, T, W> {
     }
 }
 
-impl<T: Element, W: Window<T>> Drop for Epoch<'_, T, W> {
+impl<T: Element, R: RawWindow<T>> Drop for Epoch<'_, T, R> {
     /// Unlocks. If the lock cannot be released because a local view still
     /// relies on it (the guard was dropped inside `with_local`), this
     /// panics instead of leaking a lock other ranks would wait for forever:

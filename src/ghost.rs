@@ -28,7 +28,7 @@
 
 use crate::array::DistArray;
 use crate::block::copy_runs;
-use crate::comm::{Element, LockKind, OneSidedComm, Window};
+use crate::comm::{Element, LockKind, OneSidedComm};
 use crate::error::{Error, Result};
 use crate::overlap::OpenReads;
 use crate::partition::{linear_offset, ContinuousPartitioning};

@@ -128,6 +128,7 @@ pub mod partition;
 pub mod pending;
 pub mod redistribute;
 pub mod reduce;
+pub mod rma;
 pub mod slice;
 pub mod stencil;
 pub mod threaded;
@@ -142,7 +143,7 @@ pub use array::{DistArray, LocalView, LocalViewMut};
 pub use block::{Block, GlobalBlock};
 pub use comm::{
     messages_of, AccumulateOp, Element, ElementKind, LockKind, NeighbourMessages, OneSidedComm,
-    RealElement, Request, Window,
+    RealElement, Request, WindowOf,
 };
 pub use epoch::Epoch;
 pub use error::{Error, Result};
@@ -154,5 +155,6 @@ pub use halo::Halo;
 pub use num_complex::{Complex32, Complex64};
 pub use partition::ContinuousPartitioning;
 pub use pending::{PendingGet, PendingPut};
+pub use rma::{RawWindow, Window};
 pub use slice::{Slice, SliceRange};
 pub use transpose::TransposePlan;

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::collective::{allreduce_slice_vote, allreduce_vote};
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, WindowOf};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::linalg::{gemv_local, gemv_transpose_local};
@@ -157,7 +157,7 @@ pub struct MatvecPlan<T: Element, C: OneSidedComm> {
     reduction: Reduction,
     /// `true` when every rank's result lands in its own part of `y` only.
     direct: bool,
-    staging: Option<C::Window<T>>,
+    staging: Option<WindowOf<C, T>>,
     /// Where each rank's part of `y` starts (and its end), for
     /// [`Reduction::Halving`], and that reduction's buffers.
     bounds: Vec<usize>,

@@ -5,24 +5,25 @@
 
 use std::marker::PhantomData;
 
-use crate::comm::{Element, LockKind, Request, Window};
+use crate::comm::{Element, LockKind, Request};
 use crate::error::Result;
+use crate::rma::{RawWindow, Window};
 
 /// Lock epochs opened on several targets with non-blocking operations
 /// issued in them, completed together: [`Epochs::close`] (or the drop, also
 /// when unwinding) waits for every request, then unlocks every target. The
 /// core of [`OpenReads`] and of the handles of [`crate::pending`].
-pub(crate) struct Epochs<'w, T: Element, W: Window<T>> {
-    win: &'w W,
+pub(crate) struct Epochs<'w, T: Element, R: RawWindow<T>> {
+    win: &'w Window<T, R>,
     targets: Vec<usize>,
     /// The operations in flight (request-based where the backend has them).
     requests: Vec<Box<dyn Request + 'w>>,
     _elem: PhantomData<T>,
 }
 
-impl<'w, T: Element, W: Window<T>> Epochs<'w, T, W> {
+impl<'w, T: Element, R: RawWindow<T>> Epochs<'w, T, R> {
     /// No epoch open yet.
-    pub(crate) fn new(win: &'w W) -> Self {
+    pub(crate) fn new(win: &'w Window<T, R>) -> Self {
         Epochs {
             win,
             targets: Vec::new(),
@@ -32,7 +33,7 @@ impl<'w, T: Element, W: Window<T>> Epochs<'w, T, W> {
     }
 
     /// The window.
-    pub(crate) fn window(&self) -> &'w W {
+    pub(crate) fn window(&self) -> &'w Window<T, R> {
         self.win
     }
 
@@ -67,7 +68,7 @@ impl<'w, T: Element, W: Window<T>> Epochs<'w, T, W> {
     }
 }
 
-impl<T: Element, W: Window<T>> Drop for Epochs<'_, T, W> {
+impl<T: Element, R: RawWindow<T>> Drop for Epochs<'_, T, R> {
     fn drop(&mut self) {
         let _ = self.close();
     }
@@ -80,14 +81,14 @@ impl<T: Element, W: Window<T>> Drop for Epochs<'_, T, W> {
 /// outlives this value, and this value cannot be leaked by callers outside
 /// the crate (it is not public): every caller keeps it on its stack until
 /// it is closed or dropped.
-pub(crate) struct OpenReads<'w, 'b, T: Element, W: Window<T>> {
-    epochs: Epochs<'w, T, W>,
+pub(crate) struct OpenReads<'w, 'b, T: Element, R: RawWindow<T>> {
+    epochs: Epochs<'w, T, R>,
     _dst: PhantomData<&'b mut [T]>,
 }
 
-impl<'w, 'b, T: Element, W: Window<T>> OpenReads<'w, 'b, T, W> {
+impl<'w, 'b, T: Element, R: RawWindow<T>> OpenReads<'w, 'b, T, R> {
     /// No epoch open yet.
-    pub(crate) fn new(win: &'w W) -> Self {
+    pub(crate) fn new(win: &'w Window<T, R>) -> Self {
         OpenReads {
             epochs: Epochs::new(win),
             _dst: PhantomData,

@@ -110,9 +110,10 @@ use crate::array::DistArray;
 use crate::block::{
     combine_runs, contiguous_in, copy_runs, gather_box, scatter_box, Block, GlobalBlock,
 };
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm};
 use crate::error::{Error, Result};
 use crate::overlap::Epochs;
+use crate::rma::{RawWindow, Window};
 
 /// What became of a handle's operations: set once, when they are complete.
 type Outcome = OnceLock<Result<()>>;
@@ -125,14 +126,14 @@ trait Flight: Send {
 }
 
 /// The lock epochs and requests of one handle, and the window they borrow.
-struct Held<T: Element, W: Window<T> + 'static> {
+struct Held<T: Element, R: RawWindow<T>> {
     // Declared (so dropped) first: its requests and locks refer to `*win`.
-    epochs: Epochs<'static, T, W>,
+    epochs: Epochs<'static, T, R>,
     /// Keeps the window alive while `epochs` refers to it (never read).
-    _win: Arc<W>,
+    _win: Arc<Window<T, R>>,
 }
 
-impl<T: Element, W: Window<T> + 'static> Flight for Held<T, W> {
+impl<T: Element, R: RawWindow<T>> Flight for Held<T, R> {
     fn close(mut self: Box<Self>) -> Result<()> {
         self.epochs.close()
     }
@@ -345,7 +346,7 @@ struct Start<'a, T: Element, C: OneSidedComm, const N: usize> {
     block: Block<N>,
     data: Vec<T>,
     packed: Vec<(Block<N>, Vec<T>)>,
-    epochs: Epochs<'static, T, C::Window<T>>,
+    epochs: Epochs<'static, T, C::RawWindow<T>>,
 }
 
 impl<'a, T: Element, C: OneSidedComm, const N: usize> Start<'a, T, C, N> {
@@ -360,7 +361,7 @@ impl<'a, T: Element, C: OneSidedComm, const N: usize> Start<'a, T, C, N> {
         // the epochs — and with them every request and lock that refers to
         // the window — before that clone). Nothing else keeps this
         // reference.
-        let win: &'static C::Window<T> = unsafe { &*Arc::as_ptr(array.window_arc()) };
+        let win: &'static crate::WindowOf<C, T> = unsafe { &*Arc::as_ptr(array.window_arc()) };
         Ok(Start {
             array,
             claim: Some(claim),

@@ -72,7 +72,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::block::Block;
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Request, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Request};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
 use crate::partition::ContinuousPartitioning;

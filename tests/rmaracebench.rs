@@ -32,10 +32,10 @@
 //! form of the same program); racy cases that depend on a shared-lock
 //! write are ported as written, and the access rules refuse them.
 
-use distarray::threaded::{self, ThreadedComm, ThreadedWindow};
-use distarray::{AccumulateOp, Error, LockKind, OneSidedComm, Result, Window};
+use distarray::threaded::{self, ThreadedComm};
+use distarray::{AccumulateOp, Error, LockKind, OneSidedComm, Result};
 
-type W = ThreadedWindow<i32>;
+type W = distarray::WindowOf<ThreadedComm, i32>;
 const WIN_SIZE: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

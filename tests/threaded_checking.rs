@@ -2,7 +2,7 @@
 //! (`threaded::run_checked`) and controlled schedules (`threaded::check`,
 //! `threaded::replay`).
 
-use distarray::{conformance, threaded, Error, LockKind, OneSidedComm, Window};
+use distarray::{conformance, threaded, Error, LockKind, OneSidedComm};
 
 /// The whole conformance suite is race-free: no false alarm, under OS
 /// scheduling and under controlled schedules.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use distarray::threaded::{self, ThreadedComm};
-use distarray::{DistArray, Error, LockKind, OneSidedComm, Window};
+use distarray::{DistArray, Error, LockKind, OneSidedComm};
 
 #[test]
 fn panicking_rank_makes_run_return_an_error() {

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use distarray::epoch::vote;
 use distarray::linalg::{dot, gemv_local, matvec, MatvecPlan};
-use distarray::{AccumulateOp, Block, DistArray, LockKind, OneSidedComm, Window};
+use distarray::{AccumulateOp, Block, DistArray, LockKind, OneSidedComm};
 
 /// Options of the scaling driver.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::comm::{Element, OneSidedComm, Window};
+use crate::comm::{Element, OneSidedComm};
 use crate::error::{Error, Result};
 
 mod epochs;
@@ -132,22 +132,6 @@ pub fn run_pieces(
         *at += len;
         Some((offset, piece))
     })
-}
-
-/// Checks, before anything is issued, that every run `(offset, len)` lies
-/// in `target`'s part of `win` and that the runs' total is `buf_len`: for
-/// the default `*_runs` methods of [`Window`], so that a bad
-/// run late in a batch is refused before the first run is moved.
-pub fn check_runs_up_front<T: Element, W: Window<T> + ?Sized>(
-    win: &W,
-    target: usize,
-    runs: &[(usize, usize)],
-    buf_len: usize,
-) -> Result<()> {
-    check_runs_len(runs, buf_len)?;
-    let window_len = win.len_of(target)?;
-    runs.iter()
-        .try_for_each(|&(offset, len)| check_in_part(target, offset, len, window_len))
 }
 
 /// `offset..offset + len` lies in a part of `window_len` elements of

@@ -5,7 +5,7 @@
 
 use super::array::grid_2d;
 use super::{expect_err, ok, Check};
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm};
 use crate::error::Error;
 use crate::linalg::{dot, matvec, norm2};
 use crate::{Complex32, Complex64, DistArray};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{expect_err, ok, Check};
 use crate::array::DistArray;
 use crate::block::Block;
-use crate::comm::{AccumulateOp, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, LockKind, OneSidedComm};
 use crate::error::Error;
 
 /// The safety checks.

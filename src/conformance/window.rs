@@ -1,7 +1,7 @@
 //! Checks of the [`OneSidedComm`] / [`Window`] contract itself.
 
 use super::{expect_err, ok, Check};
-use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Window};
+use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm};
 use crate::error::Error;
 
 /// The window-level checks.

@@ -6,7 +6,7 @@
 use super::local::OwnValues;
 use super::{Halo, Own};
 use crate::array::DistArray;
-use crate::comm::{Element, LockKind, OneSidedComm, Window};
+use crate::comm::{Element, LockKind, OneSidedComm};
 use crate::error::Result;
 
 impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {

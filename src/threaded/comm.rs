@@ -10,7 +10,6 @@ use super::race::SegShadow;
 use super::segment::Segment;
 use super::window::ThreadedWindow;
 use super::world::World;
-use crate::checks::WindowState;
 use crate::collective::{self, Combiner, Phase};
 use crate::comm::{Element, NeighbourMessages, OneSidedComm, Request};
 use crate::error::{Error, Result};
@@ -57,7 +56,7 @@ impl ThreadedComm {
 }
 
 impl OneSidedComm for ThreadedComm {
-    type Window<T: Element> = ThreadedWindow<T>;
+    type RawWindow<T: Element> = ThreadedWindow<T>;
 
     fn rank(&self) -> usize {
         self.rank
@@ -115,7 +114,6 @@ impl OneSidedComm for ThreadedComm {
     /// rank that one could not allocate.
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<ThreadedWindow<T>> {
         self.handles.settle();
-        let state = WindowState::new(self.rank, lens.to_vec(), self.handles.clone())?;
         let mine: Option<Arc<Segment<T>>> = Segment::new(lens[self.rank]).ok().map(Arc::new);
         let all = self.world.exchange(self.rank, Arc::new(mine))?;
         let mut segments = Vec::with_capacity(all.len());
@@ -165,7 +163,6 @@ impl OneSidedComm for ThreadedComm {
         Ok(ThreadedWindow {
             world: self.world.clone(),
             rank: self.rank,
-            state,
             segments,
             shadows,
         })

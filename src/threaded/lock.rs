@@ -17,7 +17,7 @@ pub(super) struct PassiveLock {
 }
 
 impl<T: Element> ThreadedWindow<T> {
-    pub(super) fn release(&self, target: usize) {
+    pub(super) fn release_lock(&self, target: usize) {
         let seg = &self.segments[target];
         let mut l = relock(&seg.lock);
         if l.exclusive == Some(self.rank) {

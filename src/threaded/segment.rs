@@ -116,7 +116,7 @@ impl<T: Element> ThreadedWindow<T> {
     }
 
     /// Writes `src` to `target` from `offset`, combined with `op` (approved).
-    pub(super) fn write(
+    pub(super) fn store(
         &self,
         target: usize,
         offset: usize,

@@ -1,5 +1,5 @@
 //! [`ThreadedWindow`]: one rank's handle on a threaded window, its
-//! [`Window`] implementation and the checking mode's records of its
+//! [`RawWindow`] implementation and the checking mode's records of its
 //! accesses.
 
 use std::sync::Arc;
@@ -7,16 +7,15 @@ use std::sync::Arc;
 use super::race::{AccessKind, SegShadow};
 use super::segment::{Segment, ViewRelease};
 use super::world::World;
-use crate::checks::{run_pieces, Access, WindowState};
-use crate::comm::{AccumulateOp, Element, LockKind, Window};
+use crate::checks::run_pieces;
+use crate::comm::{AccumulateOp, Element, LockKind};
 use crate::error::{Error, Result};
+use crate::rma::RawWindow;
 
 /// One rank's handle on a threaded window.
 pub struct ThreadedWindow<T: Element> {
     pub(super) world: Arc<World>,
     pub(super) rank: usize,
-    /// Approves every operation (the same rules as every backend).
-    pub(super) state: WindowState,
     pub(super) segments: Vec<Arc<Segment<T>>>,
     /// Checking mode: every part's race-detection shadow.
     pub(super) shadows: Option<Vec<Arc<SegShadow>>>,
@@ -77,196 +76,125 @@ impl<T: Element> ThreadedWindow<T> {
     }
 }
 
-impl<T: Element> Window<T> for ThreadedWindow<T> {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-
-    fn size(&self) -> usize {
-        self.state.size()
-    }
-
-    fn len_of(&self, target: usize) -> Result<usize> {
-        self.state.len_of(target)
-    }
-
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+// SAFETY: locks exclude as documented (`acquire`: exclusive excludes every
+// other holder, shared excludes an exclusive one); copies stay within the
+// ranges given (the checked layer bounds them by the segments' lengths,
+// which every rank agreed on); every operation is complete when it returns
+// (plain copies under the segment's view lock); the segment's own view
+// registration refuses an RMA copy under a live local slice even if a
+// caller broke its precondition.
+unsafe impl<T: Element> RawWindow<T> for ThreadedWindow<T> {
+    unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.world.point(self.rank);
-        let locking = self.state.lock(target, kind)?;
-        // if the runtime lock fails, dropping `locking` forgets the lock
         self.acquire(target, kind)?;
-        locking.granted();
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].acquired(c, self.rank, kind);
         }
         Ok(())
     }
 
-    fn unlock(&self, target: usize) -> Result<()> {
+    unsafe fn unlock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.world.point(self.rank);
-        let unlocking = self.state.unlock(target)?;
-        self.record_release(target, unlocking.kind());
-        self.release(target);
+        self.record_release(target, kind);
+        self.release_lock(target);
         Ok(())
     }
 
-    fn flush(&self, target: usize) -> Result<()> {
+    unsafe fn flush(&self, target: usize) -> Result<()> {
         self.world.point(self.rank);
         // Operations complete when they return.
-        let _pin = self.state.flush(target)?;
         if let (Some(sh), Some(c)) = (&self.shadows, &self.world.clocks) {
             sh[target].complete(c, self.rank);
         }
         Ok(())
     }
 
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+    unsafe fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         self.world.point(self.rank);
-        let _own = self
-            .state
-            .approve(target, Access::Read, offset, dst.len())?;
         self.record(target, offset, dst.len(), AccessKind::Get)?;
         self.read(target, offset, dst)
     }
 
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
+    unsafe fn write(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
         self.world.point(self.rank);
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        self.record(target, offset, src.len(), AccessKind::Put)?;
-        self.write(target, offset, src, None)
+        let kind = op.map_or(AccessKind::Put, AccessKind::Acc);
+        self.record(target, offset, src.len(), kind)?;
+        self.store(target, offset, src, op)
     }
 
-    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
+    unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         self.world.point(self.rank);
-        crate::checks::check_op::<T>(op)?;
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        self.record(target, offset, src.len(), AccessKind::Acc(op))?;
-        self.write(target, offset, src, Some(op))
-    }
-
-    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        self.world.point(self.rank);
-        let _own = self
-            .state
-            .approve_runs(target, Access::Read, runs, dst.len())?;
         self.record_runs(target, runs, AccessKind::Get)?;
         self.read_runs(target, runs, dst)
     }
 
-    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        self.world.point(self.rank);
-        let _own = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        self.record_runs(target, runs, AccessKind::Put)?;
-        run_pieces(runs)
-            .try_for_each(|(offset, piece)| self.write(target, offset, &src[piece], None))
-    }
-
-    fn accumulate_runs(
+    unsafe fn write_runs(
         &self,
         target: usize,
         runs: &[(usize, usize)],
         src: &[T],
-        op: AccumulateOp,
+        op: Option<AccumulateOp>,
     ) -> Result<()> {
         self.world.point(self.rank);
-        crate::checks::check_op::<T>(op)?;
-        let _own = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        self.record_runs(target, runs, AccessKind::Acc(op))?;
-        run_pieces(runs)
-            .try_for_each(|(offset, piece)| self.write(target, offset, &src[piece], Some(op)))
+        let kind = op.map_or(AccessKind::Put, AccessKind::Acc);
+        self.record_runs(target, runs, kind)?;
+        run_pieces(runs).try_for_each(|(offset, piece)| self.store(target, offset, &src[piece], op))
     }
 
-    fn fence(&self) -> Result<()> {
-        // Operations complete when they return: the exchange (a barrier)
-        // orders them.
+    /// Operations complete when they return: the exchange (a barrier)
+    /// orders them, once this rank's are recorded as complete.
+    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
         self.complete_all();
-        self.state
-            .fence_collectively(false, |ok| self.all_ok(ok), || Ok(()))
+        self.all_ok(ok)
     }
 
-    fn fence_end(&self) -> Result<()> {
-        self.complete_all();
-        self.state
-            .fence_collectively(true, |ok| self.all_ok(ok), || Ok(()))
+    unsafe fn fence(&self, _end: bool) -> Result<()> {
+        Ok(())
     }
 
-    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    unsafe fn with_local<R>(&self, mutable: bool, f: impl FnOnce(*mut T, usize) -> R) -> Result<R> {
         self.world.point(self.rank);
-        let _view = self.state.open_view(false)?;
         let seg = &self.segments[self.rank];
-        self.record(self.rank, 0, seg.len(), AccessKind::ViewRead)?;
-        {
-            let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
-            if views.mut_view {
-                return Err(Self::conflict(
-                    self.rank,
-                    "shared view inside a mutable view",
-                ));
-            }
-            views.shared_views += 1;
-        }
-        let _release = ViewRelease {
-            seg,
-            mutable: false,
+        let kind = if mutable {
+            AccessKind::ViewWrite
+        } else {
+            AccessKind::ViewRead
         };
-        // SAFETY: the shared view is registered in the segment, so every RMA
-        // write to it fails until `_release` drops (after `f` returns or
-        // unwinds) — and the window state keeps remote writers out anyway
-        // (they need an exclusive lock, and this rank holds a lock on its
-        // part that cannot be released while `_view` lives); concurrent
-        // readers only read. The pointer covers `seg.len()` initialised
-        // elements.
-        let slice = unsafe { std::slice::from_raw_parts(seg.ptr() as *const T, seg.len()) };
-        let out = f(slice);
-        self.world.point(self.rank);
-        Ok(out)
-    }
-
-    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.world.point(self.rank);
-        let _view = self.state.open_view(true)?;
-        let seg = &self.segments[self.rank];
-        self.record(self.rank, 0, seg.len(), AccessKind::ViewWrite)?;
+        self.record(self.rank, 0, seg.len(), kind)?;
         {
             let mut views = seg.views.write().unwrap_or_else(|e| e.into_inner());
-            if views.mut_view || views.shared_views > 0 {
+            if views.mut_view || (mutable && views.shared_views > 0) {
                 return Err(Self::conflict(
                     self.rank,
-                    "mutable view while another view is alive",
+                    "local view while a conflicting view is alive",
                 ));
             }
-            views.mut_view = true;
+            if mutable {
+                views.mut_view = true;
+            } else {
+                views.shared_views += 1;
+            }
         }
-        let _release = ViewRelease { seg, mutable: true };
-        // SAFETY: the mutable view is registered, so every RMA access and
-        // every other view of this segment fails until `_release` drops (and
-        // this rank holds the exclusive lock on it, approved by the window
-        // state); the slice is therefore the only access to these
-        // `seg.len()` elements.
-        let slice = unsafe { std::slice::from_raw_parts_mut(seg.ptr(), seg.len()) };
-        let out = f(slice);
+        // the registration refuses every conflicting RMA copy until it drops
+        let _release = ViewRelease { seg, mutable };
+        let out = f(seg.ptr(), seg.len());
         self.world.point(self.rank);
         Ok(out)
     }
-}
 
-impl<T: Element> Drop for ThreadedWindow<T> {
-    fn drop(&mut self) {
-        // Release the locks this rank still holds so that no other rank
-        // waits for them forever. Memory is freed when the last rank's
-        // handle drops: there is nothing collective to wait for.
-        let (locks, _fence) = self.state.release_all();
-        for (t, kind) in locks {
+    /// Releases the locks so that no other rank waits for them forever.
+    /// Memory is freed when the last rank's handle drops: there is nothing
+    /// collective to wait for.
+    unsafe fn release(&self, locks: &[(usize, LockKind)], _fence_open: bool) {
+        for &(t, kind) in locks {
             self.record_release(t, kind);
-            self.release(t);
+            self.release_lock(t);
         }
     }
 }
@@ -275,7 +203,7 @@ impl<T: Element> std::fmt::Debug for ThreadedWindow<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ThreadedWindow")
             .field("rank", &self.rank)
-            .field("layout", self.state.layout())
+            .field("parts", &self.segments.len())
             .finish()
     }
 }
