@@ -54,10 +54,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # mismatch).
 echo "== MPI backend on Open MPI: conformance (1..4 ranks, shared memory and TCP), faults, examples, parallel HDF5 =="
 MPICC=mpicc.openmpi MPIEXEC=mpirun.openmpi HDF5_DIR="$hdf5_dir/openmpi" \
-  cargo test -p distarray-mpi --features hdf5
+  cargo test -p distarray-mpi --features hdf5,fault-injection
 echo "== MPI backend on MPICH: the same suite under mpiexec.mpich =="
 MPICC=mpicc.mpich MPIEXEC=mpiexec.mpich HDF5_DIR="$hdf5_dir/mpich" CARGO_TARGET_DIR=target/mpich \
-  cargo test -p distarray-mpi --features hdf5
+  cargo test -p distarray-mpi --features hdf5,fault-injection
 
 echo "== Lamellar backend: conformance with 1..4 PEs =="
 cargo test -p distarray-lamellar

@@ -84,7 +84,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         // type and part sizes on every rank, every part addressable in bytes
         // and allocatable.
         let key = part.as_ref().map(fingerprint).unwrap_or(0);
-        crate::checks::agree_window_after::<T, C>(
+        crate::comm::agree::agree_window_after::<T, C>(
             &comm,
             lens.as_ref()
                 .map(|l| (key, l.as_slice()))

@@ -192,7 +192,7 @@ impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
     }
 
     /// The wrapped communicator's slot: the same rank and communicator.
-    fn handle_slot(&self) -> &std::sync::Arc<crate::pending::HandleSlot> {
+    fn handle_slot(&self) -> &std::sync::Arc<crate::rma::handles::HandleSlot> {
         self.inner.handle_slot()
     }
 

@@ -102,9 +102,6 @@ impl<T: Element, R: RawWindow<T>> Drop for Epoch<'_, T, R> {
     }
 }
 
-/// Longest failure reason [`vote`] carries to the other ranks, in bytes.
-pub const REASON_MAX: usize = 256;
-
 /// Collective: every rank contributes whether its part of a collective
 /// operation succeeded. Returns this rank's own error, or
 /// [`Error::PeerFailed`] (naming the first failing rank and carrying its own
@@ -131,50 +128,4 @@ pub fn vote<C: OneSidedComm, V>(comm: &C, local: Result<V>) -> Result<V> {
     crate::collective::vote(comm, local)
 }
 
-/// Collective, called by every rank once a vote named `rank` as the first
-/// failing rank: every rank receives `rank`'s error message (`own` on that
-/// rank), cut to [`REASON_MAX`] bytes at a character boundary. One
-/// broadcast of a fixed `2 + REASON_MAX` bytes from `rank`, whatever the
-/// number of ranks.
-pub fn failure_reason<C: OneSidedComm>(
-    comm: &C,
-    rank: usize,
-    own: Option<&Error>,
-) -> Result<String> {
-    let mut buf = vec![0u8; 2 + REASON_MAX];
-    if comm.rank() == rank {
-        let text = own.map(|e| e.to_string()).unwrap_or_default();
-        let text = truncate_utf8(&text, REASON_MAX);
-        buf[..2].copy_from_slice(&(text.len() as u16).to_le_bytes());
-        buf[2..2 + text.len()].copy_from_slice(text.as_bytes());
-    }
-    comm.broadcast_bytes(rank, &mut buf)?;
-    let len = usize::from(u16::from_le_bytes([buf[0], buf[1]])).min(REASON_MAX);
-    Ok(String::from_utf8_lossy(&buf[2..2 + len]).into_owned())
-}
-
-/// The longest prefix of `s` of at most `max` bytes ending at a character
-/// boundary.
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate_utf8;
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate_utf8("abc", 5), "abc");
-        assert_eq!(truncate_utf8("abcdef", 3), "abc");
-        // 'é' is two bytes: cutting at 2 would split it
-        assert_eq!(truncate_utf8("aéb", 2), "a");
-    }
-}
+pub use crate::collective::{failure_reason, REASON_MAX};

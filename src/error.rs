@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A rank argument is not smaller than the communicator size.
-    #[error("rank {rank} is out of range for a communicator of {}", crate::partition::plural(*size, "rank"))]
+    #[error("rank {rank} is out of range for a communicator of {}", crate::error::plural(*size, "rank"))]
     RankOutOfRange {
         /// The offending rank.
         rank: usize,
@@ -244,4 +244,13 @@ pub enum Error {
 fn fmt_ranges(ranges: &[(usize, usize)]) -> String {
     let parts: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}..{b}")).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// `"1 part"`, `"3 parts"`.
+pub(crate) fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -105,12 +105,13 @@ extern crate blas_src;
 pub mod algebra;
 pub mod array;
 pub mod block;
-pub mod checks;
-pub mod collective;
 pub mod comm;
+pub use comm::collective;
+pub use rma::checks;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod counting;
+pub mod element;
 pub mod epoch;
 pub mod error;
 pub mod exact_sum;

@@ -272,14 +272,7 @@ impl<const N: usize> ContinuousPartitioning<N> {
     }
 }
 
-/// `"1 part"`, `"3 parts"`.
-pub(crate) fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("{n} {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+pub(crate) use crate::error::plural;
 
 /// Row-major linear offset of `index` in an array of `shape` (no checks).
 #[inline]

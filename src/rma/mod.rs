@@ -17,7 +17,10 @@
 //! (`distarray::conformance`) then checks it against the same rules as
 //! every other backend.
 
+pub mod checks;
+pub mod handles;
 pub mod raw;
+pub mod request;
 pub mod window;
 
 pub use raw::RawWindow;

@@ -3,8 +3,18 @@
 //! only caller is the checked [`Window`](super::Window), written once in
 //! this crate: a backend never approves, batches or falls back on its own.
 
-use crate::comm::{AccumulateOp, Completed, Element, LockKind, Request};
+use super::request::{Completed, Request};
+use crate::element::{AccumulateOp, Element};
 use crate::error::Result;
+
+/// Kind of a passive-target lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockKind {
+    /// Admits other shared lockers at the same time.
+    Shared,
+    /// Excludes every other rank while held.
+    Exclusive,
+}
 
 /// The raw RMA primitives of one rank's handle on a window: what a backend
 /// implements (MPI RMA, Lamellar RDMA, the threaded backend's shared

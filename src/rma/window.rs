@@ -6,9 +6,11 @@
 
 use std::marker::PhantomData;
 
+use super::raw::LockKind;
 use super::raw::RawWindow;
+use super::request::{Completed, Request};
 use crate::checks::{check_op, Access, Approval, WindowState};
-use crate::comm::{AccumulateOp, Completed, Element, LockKind, Request};
+use crate::element::{AccumulateOp, Element};
 use crate::error::Result;
 
 /// One rank's handle on a window of a

@@ -13,7 +13,7 @@ use super::world::World;
 use crate::collective::{self, Combiner, Phase};
 use crate::comm::{Element, NeighbourMessages, OneSidedComm, Request};
 use crate::error::{Error, Result};
-use crate::pending::HandleSlot;
+use crate::rma::handles::HandleSlot;
 
 /// One rank's handle on a threaded communicator (see the [module docs](super)).
 #[derive(Clone)]
@@ -137,7 +137,7 @@ impl OneSidedComm for ThreadedComm {
                     return Err(Error::OutOfMemory {
                         what: "this rank's part of a window".into(),
                         requested: lens[rank] as u128 * std::mem::size_of::<T>() as u128,
-                        available: crate::checks::available_memory().unwrap_or(0),
+                        available: crate::comm::agree::available_memory().unwrap_or(0),
                     })
                 }
                 None => {
@@ -171,7 +171,10 @@ impl OneSidedComm for ThreadedComm {
     /// All ranks live in this process: the whole window must fit.
     fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
         let total: u128 = lens.iter().map(|&l| l as u128 * elem_size as u128).sum();
-        crate::checks::check_memory("a threaded window (all ranks' parts in one process)", total)
+        crate::comm::agree::check_memory(
+            "a threaded window (all ranks' parts in one process)",
+            total,
+        )
     }
 
     fn backend_name(&self) -> &'static str {

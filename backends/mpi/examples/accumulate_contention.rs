@@ -90,7 +90,7 @@ fn trial(
     iters: usize,
 ) -> distarray::Result<f64> {
     let ones = vec![1.0f64; blk.len()];
-    let win = a.window().raw();
+    let win = a.window().backend().raw();
     comm.barrier()?;
     let t = Instant::now();
     match variant {

@@ -25,7 +25,7 @@ use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
 use distarray::checks::{Access, WindowState};
-use distarray::{Block, DistArray, LockKind, OneSidedComm, Window};
+use distarray::{Block, DistArray, LockKind, OneSidedComm};
 use distarray_mpi::{MpiComm, Threading};
 use mpi::ffi;
 use mpi::raw::AsRaw;
@@ -168,7 +168,7 @@ fn main() -> distarray::Result<()> {
     let per = 1024usize;
     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [per * p], |[i]| i as f64)?;
     let idx = per * target + 17; // owned by `target`, local offset 17
-    let win = a.window().raw();
+    let win = a.window().backend().raw();
     let mut elem = Vec::new();
     if me == 0 {
         // warm-up
@@ -295,7 +295,7 @@ fn main() -> distarray::Result<()> {
     b.sync()?;
     let mut bulk = Vec::new();
     if me == 0 {
-        let win = b.window().raw();
+        let win = b.window().backend().raw();
         let mut buf = vec![0.0f64; n];
         // warm-up (also faults the pages of `buf` in)
         raw_bulk_get(win, target as c_int, &mut buf);

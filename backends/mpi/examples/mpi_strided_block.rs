@@ -51,7 +51,7 @@ fn main() -> distarray::Result<()> {
     let nrows = rows.len();
     let block = Block::new([rows.clone(), 0..w]);
     let raw = RawWindow {
-        win: a.window().raw(),
+        win: a.window().backend().raw(),
     };
     let mut buf = vec![0.0f64; nrows * w];
     let (mut ours, mut vector, mut per_row) = (Vec::new(), Vec::new(), Vec::new());

@@ -202,11 +202,6 @@ impl CommInner {
         self.collectives.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// This rank's non-blocking handle slot.
-    pub(crate) fn handles(&self) -> &Arc<HandleSlot> {
-        &self.handles
-    }
-
     /// Collective: `MPI_Barrier`.
     pub(crate) fn barrier(&self) -> Result<()> {
         let _collective = self.collective();
@@ -748,7 +743,7 @@ impl MpiComm {
 }
 
 impl OneSidedComm for MpiComm {
-    type Window<T: Element> = MpiWindow<T>;
+    type RawWindow<T: Element> = MpiWindow<T>;
 
     fn rank(&self) -> usize {
         self.inner.rank

@@ -83,6 +83,7 @@ pub use comm::{MpiComm, MpiEnv, ABORT_CODE};
 pub use mpi::Threading;
 pub use quirks::detected as detected_quirks;
 #[doc(hidden)]
+#[cfg(feature = "fault-injection")]
 pub use raw::fault_injection;
 pub use raw::{check as mpi_result, library_version};
 pub use window::MpiWindow;

@@ -67,8 +67,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use distarray::checks::{run_pieces, Access, WindowState};
-use distarray::{AccumulateOp, Element, Error, LockKind, Result, Window};
+use distarray::checks::run_pieces;
+use distarray::{AccumulateOp, Element, Error, LockKind, RawWindow, Request, Result};
 use mpi::ffi;
 
 use crate::comm::CommInner;
@@ -88,8 +88,8 @@ pub struct MpiWindow<T: Element> {
     /// empty.
     base: NonNull<T>,
     datatype: ffi::MPI_Datatype,
-    /// Approves every operation (the same rules on every backend).
-    state: WindowState,
+    /// Length of this rank's part, in elements.
+    local_len: usize,
     /// `MPI_Win_lock_all` is held for a fence epoch.
     all_locked: AtomicBool,
     /// The MPI locks this rank holds, for finalisation (see
@@ -115,7 +115,7 @@ impl<T: Element> fmt::Debug for MpiWindow<T> {
         f.debug_struct("MpiWindow")
             .field("rank", &self.comm.rank())
             .field("kind", &T::KIND)
-            .field("layout", self.state.layout())
+            .field("local_len", &self.local_len)
             .finish()
     }
 }
@@ -134,7 +134,6 @@ impl<T: Element> MpiWindow<T> {
         let inner = comm.clone();
         let _collective = inner.collective();
         raw::ensure_live()?;
-        let state = WindowState::new(comm.rank(), lens.to_vec(), comm.handles().clone())?;
         let local_len = lens[comm.rank()];
         let elem = std::mem::size_of::<T>();
         let bytes = local_len
@@ -165,7 +164,7 @@ impl<T: Element> MpiWindow<T> {
             win,
             base: NonNull::dangling(),
             datatype: raw::datatype(T::KIND),
-            state,
+            local_len,
             all_locked: AtomicBool::new(false),
             held: HeldLocks::new(size),
             _elements: PhantomData,
@@ -301,12 +300,6 @@ impl<T: Element> MpiWindow<T> {
             let unlocked = self.unlock_held(target);
             issued.and(unlocked)
         })
-    }
-
-    /// Every rank's flag (an allgather).
-    fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
-        let all = self.comm.allgather(&[u8::from(ok)])?;
-        Ok(all.iter().map(|v| v[0] == 1).collect())
     }
 
     /// `MPI_Get` of `dst.len()` elements (already validated), in chunks of
@@ -549,15 +542,6 @@ impl<T: Element> MpiWindow<T> {
         Ok(vector_runs(runs, max_len))
     }
 
-    /// Before a local view: `MPI_Win_sync` (this rank's own writes to its
-    /// part are complete at the target when they return, see
-    /// `complete_writes`, so none is still landing under the view). The
-    /// caller holds a lock on its own part (the view's approval).
-    fn complete_own_part(&self) -> Result<()> {
-        let _serial = raw::enter()?;
-        self.win_sync()
-    }
-
     /// Completes the puts / accumulates just issued to `target`: at the
     /// origin (`MPI_Win_flush_local`, the buffer may be reused), and for
     /// this rank's own part also at the target (`MPI_Win_flush`), so that
@@ -578,79 +562,39 @@ impl<T: Element> MpiWindow<T> {
         // SAFETY: valid window; called only with a lock on self or lock_all.
         check(unsafe { ffi::MPI_Win_sync(self.win) }, "MPI_Win_sync")
     }
-
-    /// This rank's part as a raw slice pointer (dangling when empty).
-    fn local_ptr(&self) -> (*mut T, usize) {
-        (
-            self.base.as_ptr(),
-            self.state.len_of(self.me()).expect("own rank"),
-        )
-    }
 }
 
-impl<T: Element> Window<T> for MpiWindow<T> {
-    /// Lock, `MPI_Get`, unlock: the unlock completes the get, no separate
-    /// `MPI_Win_flush_local`.
-    fn get_locked(
-        &self,
-        target: usize,
-        kind: LockKind,
-        offset: usize,
-        dst: &mut [T],
-    ) -> Result<()> {
-        self.lock_get_unlock(target, kind, offset, dst)
-    }
-
-    /// Lock, `MPI_Put`, unlock: the unlock completes the put.
-    fn put_locked(&self, target: usize, kind: LockKind, offset: usize, src: &[T]) -> Result<()> {
-        self.lock_put_unlock(target, kind, offset, src)
-    }
-
-    fn rank(&self) -> usize {
-        self.comm.rank()
-    }
-
-    fn size(&self) -> usize {
-        self.comm.size()
-    }
-
-    fn len_of(&self, target: usize) -> Result<usize> {
-        self.state.len_of(target)
-    }
-
+// SAFETY: every primitive is the MPI call with the semantics the trait
+// states: `MPI_Win_lock` shared / exclusive excludes as documented; data
+// moves only within the ranges given (the window was allocated with the
+// agreed lengths, so MPI's own bounds match the checked layer's); gets are
+// complete in `dst` when they return (`MPI_Win_flush`), writes' sources
+// reusable (`MPI_Win_flush_local`, also after an error: what was issued is
+// completed first); requests are waited for (also when dropped) before
+// their buffers are given back; the fence epoch is built from
+// passive-target calls (see the module docs).
+unsafe impl<T: Element> RawWindow<T> for MpiWindow<T> {
     /// `MPI_Win_lock` (`MPI_LOCK_SHARED` / `MPI_LOCK_EXCLUSIVE`).
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        let locking = self.state.lock(target, kind)?;
-        // if the MPI lock fails, dropping `locking` forgets the lock
-        self.raw_lock(target, kind)?;
-        locking.granted();
-        Ok(())
+    unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
+        self.raw_lock(target, kind)
     }
 
     /// `MPI_Win_unlock`: completes every operation on `target`.
-    fn unlock(&self, target: usize) -> Result<()> {
-        // nothing else of this rank can use `target` until `_unlocking` drops
-        let _unlocking = self.state.unlock(target)?;
+    unsafe fn unlock(&self, target: usize, _kind: LockKind) -> Result<()> {
         self.raw_unlock(target)
     }
 
     /// `MPI_Win_flush`.
-    fn flush(&self, target: usize) -> Result<()> {
-        let _pin = self.state.flush(target)?;
+    unsafe fn flush(&self, target: usize) -> Result<()> {
         let _serial = raw::enter()?;
-        // SAFETY: valid window; this rank holds a lock on `target` (checked).
+        // SAFETY: valid window; this rank holds a lock on `target` (the
+        // caller's guarantee).
         let rc = unsafe { ffi::MPI_Win_flush(rank_c(target), self.win) };
         check(rc, "MPI_Win_flush")
     }
 
     /// `MPI_Get` + `MPI_Win_flush` (see `flush_gets`).
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve(target, Access::Read, offset, dst.len())?;
-        if dst.is_empty() {
-            return Ok(());
-        }
+    unsafe fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         let _serial = raw::enter()?;
         // Complete what was issued even after an error: `dst` is released
         // when we return.
@@ -659,323 +603,190 @@ impl<T: Element> Window<T> for MpiWindow<T> {
         issued.and(flushed)
     }
 
-    /// `MPI_Put` + `MPI_Win_flush_local`.
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
+    /// `MPI_Put` or `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`,
+    /// `MPI_MIN`, `MPI_MAX`), then `MPI_Win_flush_local` (see
+    /// `complete_writes`).
+    unsafe fn write(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
         let _serial = raw::enter()?;
         // Complete what was issued even after an error: `src` is released
         // when we return.
-        let issued = self.raw_put(target, offset, src, None, None);
+        let issued = self.raw_put(target, offset, src, op, None);
         let flushed = self.complete_writes(target);
         issued.and(flushed)
-    }
-
-    /// `MPI_Accumulate` (`MPI_REPLACE`, `MPI_SUM`, `MPI_PROD`, `MPI_MIN`,
-    /// `MPI_MAX`) + `MPI_Win_flush_local`.
-    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        distarray::checks::check_op::<T>(op)?;
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
-        let _serial = raw::enter()?;
-        // Complete what was issued even after an error (see `put`).
-        let issued = self.raw_put(target, offset, src, Some(op), None);
-        let flushed = self.complete_writes(target);
-        issued.and(flushed)
-    }
-
-    /// One `MPI_Get` per run, then `MPI_Win_flush` of `target`: the reads
-    /// are complete on return (earlier than the trait requires). Leaving
-    /// them to the epoch's `unlock` hangs Open MPI 4's osc/pt2pt (the
-    /// component that works over TCP) when a rank holds read epochs on
-    /// several targets at once, as `OpenReads` does (3 ranks over TCP: every
-    /// rank stuck in `MPI_Win_unlock`); on shared memory the gets are
-    /// complete when issued, so the flush costs little there.
-    /// One `MPI_Rget` per group of equal rows at equal distances (an
-    /// `MPI_Type_vector` target type; a lone run: one per chunk); the
-    /// request's wait is one `MPI_Waitall`. In a fence epoch, or on the own part, the
-    /// blocking `get_runs`.
-    unsafe fn get_runs_start<'w>(
-        &'w self,
-        target: usize,
-        runs: &[(usize, usize)],
-        dst: &mut [T],
-    ) -> Result<Box<dyn distarray::Request + 'w>> {
-        if target == self.rank() {
-            self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(distarray::comm::Completed));
-        }
-        let approval = self
-            .state
-            .approve_runs(target, Access::Read, runs, dst.len())?;
-        // The approval pins the epoch it relies on: a lock on `target`
-        // (then no fence can open) or the fence epoch (then it is open).
-        // Request-based RMA is for passive-target epochs only.
-        if self.state.fence_is_open() {
-            drop(approval);
-            self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(distarray::comm::Completed));
-        }
-        let mut req = MpiRequests {
-            _approval: approval,
-            reqs: Vec::new(),
-        };
-        if dst.is_empty() {
-            return Ok(Box::new(req));
-        }
-        let _serial = raw::enter()?;
-        // on an error, dropping `req` waits for what was issued
-        self.raw_get_runs(target, runs, dst, Some(&mut req.reqs))?;
-        Ok(Box::new(req))
-    }
-
-    /// One `MPI_Rput` / `MPI_Raccumulate` per group of equal rows (a vector
-    /// target type; a lone run: one per chunk); the request's wait is one `MPI_Waitall` (the source may be reused; the
-    /// unlock completes the writes at the target). In a fence epoch, or on
-    /// the own part, the blocking path.
-    unsafe fn write_runs_start<'w>(
-        &'w self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<Box<dyn distarray::Request + 'w>> {
-        distarray::checks::check_op::<T>(op)?;
-        let blocking = || -> Result<Box<dyn distarray::Request + 'w>> {
-            self.write_runs(target, runs, src, op)?;
-            Ok(Box::new(distarray::comm::Completed))
-        };
-        if target == self.rank() {
-            return blocking();
-        }
-        let approval = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        // as in `get_runs_start`: a pinned fence epoch means no requests
-        if self.state.fence_is_open() {
-            drop(approval);
-            return blocking();
-        }
-        let mut req = MpiRequests {
-            _approval: approval,
-            reqs: Vec::new(),
-        };
-        if src.is_empty() {
-            return Ok(Box::new(req));
-        }
-        let acc = (op != AccumulateOp::Replace).then_some(op);
-        let _serial = raw::enter()?;
-        // on an error, dropping `req` waits for what was issued
-        self.raw_put_runs(target, runs, src, acc, Some(&mut req.reqs))?;
-        Ok(Box::new(req))
     }
 
     /// One `MPI_Get` per group of equal rows at equal distances (an
     /// `MPI_Type_vector` target type), one `MPI_Win_flush` (see
-    /// `flush_gets`).
-    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve_runs(target, Access::Read, runs, dst.len())?;
-        if dst.is_empty() {
-            return Ok(());
-        }
+    /// `flush_gets`: leaving the reads to the epoch's `unlock` hangs Open
+    /// MPI 4's osc/pt2pt when a rank holds read epochs on several targets
+    /// at once).
+    unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         let _serial = raw::enter()?;
-        // stops at the first failed run
+        // stops at the first failed run; what was issued is completed
         let issued = self.raw_get_runs(target, runs, dst, None);
-        // Complete what was issued even after an error: `dst` is released
-        // when we return.
         let flushed = self.flush_gets(target);
         issued.and(flushed)
     }
 
-    /// One `MPI_Put` per group of equal rows (a vector target type), one
-    /// `MPI_Win_flush_local`.
-    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        self.put_or_acc_runs(target, runs, src, None)
-    }
-
-    /// One `MPI_Accumulate` per group of equal rows (a vector target type),
-    /// one `MPI_Win_flush_local`.
-    fn accumulate_runs(
-        &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<()> {
-        distarray::checks::check_op::<T>(op)?;
-        self.put_or_acc_runs(target, runs, src, Some(op))
-    }
-
-    /// Opens or continues the fence epoch (see the module docs for how it
-    /// maps to MPI).
-    fn fence(&self) -> Result<()> {
-        // every rank learns whether all could fence: none waits alone in
-        // the runtime step; operations are approved only after it
-        self.state.fence_collectively(
-            false,
-            |ok| self.all_ok(ok),
-            || {
-                let _collective = self.comm.collective();
-                let _serial = raw::enter()?;
-                if self.all_locked.load(Ordering::SeqCst) {
-                    // SAFETY: valid window inside the lock_all epoch.
-                    let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
-                    check(rc, "MPI_Win_flush_all")?;
-                    self.win_sync()?;
-                    self.comm.barrier_locked()?;
-                    self.win_sync()
-                } else {
-                    // Every rank has closed its passive epochs (checked on
-                    // each rank by the window state) once it reaches the
-                    // barrier.
-                    self.comm.barrier_locked()?;
-                    // SAFETY: valid window; this rank holds no lock on it
-                    // (checked by the window state).
-                    let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
-                    check(rc, "MPI_Win_lock_all")?;
-                    self.held.set_all(true);
-                    self.all_locked.store(true, Ordering::SeqCst);
-                    self.win_sync()
-                }
-            },
-        )
-    }
-
-    /// Closes the fence epoch: `MPI_Win_unlock_all` then a barrier.
-    fn fence_end(&self) -> Result<()> {
-        self.state.fence_collectively(
-            true,
-            |ok| self.all_ok(ok),
-            || {
-                let _collective = self.comm.collective();
-                let _serial = raw::enter()?;
-                if self.all_locked.swap(false, Ordering::SeqCst) {
-                    self.held.set_all(false);
-                    // SAFETY: valid window; this rank holds lock_all (flag).
-                    let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
-                    check(rc, "MPI_Win_unlock_all")?;
-                }
-                self.comm.barrier_locked()
-            },
-        )
-    }
-
-    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        // keeps MPI_Finalize from freeing the memory under the slice
-        let _pin = ViewPin::new()?;
-        let _release = self.state.open_view(false)?;
-        self.complete_own_part()?;
-        let (ptr, len) = self.local_ptr();
-        // SAFETY: `ptr` is this rank's part of `len` initialised elements
-        // (or dangling with `len == 0`), alive as long as `self`. The window
-        // state approved the view: this rank holds a lock on its part (no
-        // fence epoch), which it cannot release while `_release` lives, and
-        // other ranks' writes need an exclusive lock on the part, which MPI
-        // does not grant while this rank's lock is held; this rank's own
-        // writes to the part are refused until `_release` drops, and
-        // `with_local_mut` cannot create a mutable slice meanwhile.
-        let slice = unsafe { std::slice::from_raw_parts(ptr as *const T, len) };
-        Ok(f(slice))
-    }
-
-    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        // keeps MPI_Finalize from freeing the memory under the slice
-        let _pin = ViewPin::new()?;
-        let _release = self.state.open_view(true)?;
-        self.complete_own_part()?;
-        let (ptr, len) = self.local_ptr();
-        // SAFETY: as in `with_local`, and the mutable view is registered so
-        // no other view and no RMA access of this rank to its own part
-        // exists while the slice lives; other ranks are excluded by the
-        // exclusive lock this rank holds on its part (checked).
-        let slice = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-        let out = f(slice);
-        let _serial = raw::enter()?;
-        // Make the local stores visible in the public copy.
-        self.win_sync()?;
-        Ok(out)
-    }
-}
-
-impl<T: Element> MpiWindow<T> {
-    /// One-element-style access in its own epoch: shared lock on `target`,
-    /// `MPI_Get`, unlock — the same as `lock` + [`Window::get`] + `unlock`
-    /// but without the `MPI_Win_flush_local` that `get` needs to be
-    /// blocking inside a longer epoch (here the unlock completes the get).
-    /// Errors as for those three calls.
-    fn lock_get_unlock(
-        &self,
-        target: usize,
-        kind: LockKind,
-        offset: usize,
-        dst: &mut [T],
-    ) -> Result<()> {
-        // A one-shot epoch, approved and recorded like `lock` (so no other
-        // thread of this rank opens a second epoch on `target` meanwhile).
-        let _one_shot = self
-            .state
-            .begin_one_shot(target, kind, Access::Read, offset, dst.len())?;
-        // The unlock completes the get (also after an error: `dst` is
-        // released when we return).
-        self.one_shot(target, kind, || {
-            if dst.is_empty() {
-                Ok(())
-            } else {
-                self.raw_get(target, offset, dst, None)
-            }
-        })
-    }
-
-    /// Exclusive lock on `target`, `MPI_Put` of `src`, unlock: `lock` +
-    /// [`Window::put`] + `unlock` without the intermediate
-    /// `MPI_Win_flush_local`.
-    fn lock_put_unlock(
-        &self,
-        target: usize,
-        kind: LockKind,
-        offset: usize,
-        src: &[T],
-    ) -> Result<()> {
-        let _one_shot =
-            self.state
-                .begin_one_shot(target, kind, Access::Write, offset, src.len())?;
-        self.one_shot(target, kind, || {
-            if src.is_empty() {
-                Ok(())
-            } else {
-                self.raw_put(target, offset, src, None, None)
-            }
-        })
-    }
-
-    fn put_or_acc_runs(
+    /// One `MPI_Put` / `MPI_Accumulate` per group of equal rows (a vector
+    /// target type), one `MPI_Win_flush_local`.
+    unsafe fn write_runs(
         &self,
         target: usize,
         runs: &[(usize, usize)],
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
-        let _own = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        if src.is_empty() {
-            return Ok(());
-        }
         let _serial = raw::enter()?;
-        // stops at the first failed run
+        // stops at the first failed run; what was issued is completed
         let issued = self.raw_put_runs(target, runs, src, op, None);
         let flushed = self.complete_writes(target);
         issued.and(flushed)
+    }
+
+    /// Lock, `MPI_Get`, unlock under one hold of the MPI call lock: the
+    /// unlock completes the get, no separate flush.
+    unsafe fn get_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        dst: &mut [T],
+    ) -> Result<()> {
+        self.one_shot(target, kind, || self.raw_get(target, offset, dst, None))
+    }
+
+    /// Lock, `MPI_Put`, unlock: the unlock completes the put.
+    unsafe fn put_locked(
+        &self,
+        target: usize,
+        kind: LockKind,
+        offset: usize,
+        src: &[T],
+    ) -> Result<()> {
+        self.one_shot(target, kind, || {
+            self.raw_put(target, offset, src, None, None)
+        })
+    }
+
+    /// One `MPI_Rget` per group of equal rows at equal distances (a vector
+    /// target type; a lone run: one per chunk); the request's wait is one
+    /// `MPI_Waitall`.
+    unsafe fn get_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<Box<dyn Request + 'w>> {
+        let mut req = MpiRequests { reqs: Vec::new() };
+        let _serial = raw::enter()?;
+        // on an error, dropping `req` waits for what was issued
+        self.raw_get_runs(target, runs, dst, Some(&mut req.reqs))?;
+        Ok(Box::new(req))
+    }
+
+    /// One `MPI_Rput` / `MPI_Raccumulate` per group of equal rows (a
+    /// vector target type; a lone run: one per chunk); the request's wait
+    /// is one `MPI_Waitall` (the source may be reused; the unlock completes
+    /// the writes at the target).
+    unsafe fn write_runs_start<'w>(
+        &'w self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<Box<dyn Request + 'w>> {
+        let mut req = MpiRequests { reqs: Vec::new() };
+        let _serial = raw::enter()?;
+        // on an error, dropping `req` waits for what was issued
+        self.raw_put_runs(target, runs, src, op, Some(&mut req.reqs))?;
+        Ok(Box::new(req))
+    }
+
+    /// Every rank's flag (an allgather): no rank waits alone in the
+    /// runtime step.
+    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
+        let all = self.comm.allgather(&[u8::from(ok)])?;
+        Ok(all.iter().map(|v| v[0] == 1).collect())
+    }
+
+    /// Opens or continues the fence epoch, or closes it (`end`); see the
+    /// module docs for how it maps to MPI.
+    unsafe fn fence(&self, end: bool) -> Result<()> {
+        let _collective = self.comm.collective();
+        let _serial = raw::enter()?;
+        if end {
+            if self.all_locked.swap(false, Ordering::SeqCst) {
+                self.held.set_all(false);
+                // SAFETY: valid window; this rank holds lock_all (flag).
+                let rc = unsafe { ffi::MPI_Win_unlock_all(self.win) };
+                check(rc, "MPI_Win_unlock_all")?;
+            }
+            self.comm.barrier_locked()
+        } else if self.all_locked.load(Ordering::SeqCst) {
+            // SAFETY: valid window inside the lock_all epoch.
+            let rc = unsafe { ffi::MPI_Win_flush_all(self.win) };
+            check(rc, "MPI_Win_flush_all")?;
+            self.win_sync()?;
+            self.comm.barrier_locked()?;
+            self.win_sync()
+        } else {
+            // Every rank has closed its passive epochs (the caller's
+            // guarantee, checked on each rank) once it reaches the barrier.
+            self.comm.barrier_locked()?;
+            // SAFETY: valid window; this rank holds no lock on it.
+            let rc = unsafe { ffi::MPI_Win_lock_all(0, self.win) };
+            check(rc, "MPI_Win_lock_all")?;
+            self.held.set_all(true);
+            self.all_locked.store(true, Ordering::SeqCst);
+            self.win_sync()
+        }
+    }
+
+    /// `MPI_Win_sync` before the access (this rank's own writes to its part
+    /// are complete at the target when they return, see
+    /// `complete_writes`, so none is still landing under the view) and
+    /// after a mutable one (the local stores become visible in the public
+    /// copy); the memory stays allocated meanwhile even if another thread
+    /// calls `MPI_Finalize` (a view pin).
+    unsafe fn with_local<R>(&self, mutable: bool, f: impl FnOnce(*mut T, usize) -> R) -> Result<R> {
+        // keeps MPI_Finalize from freeing the memory under the slice
+        let _pin = ViewPin::new()?;
+        {
+            let _serial = raw::enter()?;
+            self.win_sync()?;
+        }
+        let out = f(self.base.as_ptr(), self.local_len);
+        if mutable {
+            let _serial = raw::enter()?;
+            self.win_sync()?;
+        }
+        Ok(out)
+    }
+
+    /// `MPI_Win_unlock` of each lock and `MPI_Win_unlock_all` of an open
+    /// fence epoch (nothing after `MPI_Finalize`, which freed the window).
+    unsafe fn release(&self, locks: &[(usize, LockKind)], _fence_open: bool) {
+        let _serial = serial();
+        if raw::finalized() {
+            return;
+        }
+        for &(t, _) in locks {
+            self.held.set(t, false);
+            // SAFETY: valid window; this rank holds a lock on `t`.
+            let _ = unsafe { ffi::MPI_Win_unlock(rank_c(t), self.win) };
+        }
+        if self.all_locked.swap(false, Ordering::SeqCst) {
+            self.held.set_all(false);
+            // SAFETY: valid window; this rank holds lock_all.
+            let _ = unsafe { ffi::MPI_Win_unlock_all(self.win) };
+        }
     }
 }
 
@@ -1105,19 +916,18 @@ fn push_request(
 }
 
 /// Request-based RMA operations in flight (`MPI_Rget`, `MPI_Rput`,
-/// `MPI_Raccumulate`), holding the approval that pins their lock epoch:
-/// the target cannot be unlocked before they are waited for.
-struct MpiRequests<'w> {
-    _approval: distarray::checks::Approval<'w>,
+/// `MPI_Raccumulate`); the checked layer holds the approval that pins
+/// their lock epoch beside them.
+struct MpiRequests {
     reqs: Vec<ffi::MPI_Request>,
 }
 
 // SAFETY: MPI requests are process-wide handles, not tied to the issuing
 // thread, and every MPI call on them holds the process-wide lock
-// (`raw::enter` / `serial`); the approval is a set of counters (atomics).
-unsafe impl Send for MpiRequests<'_> {}
+// (`raw::enter` / `serial`).
+unsafe impl Send for MpiRequests {}
 
-impl MpiRequests<'_> {
+impl MpiRequests {
     /// Waits until every request has completed, or failed
     /// ([`raw::wait_requests`]): when this returns, `Ok` or `Err`, MPI no
     /// longer uses any buffer.
@@ -1131,25 +941,23 @@ impl MpiRequests<'_> {
     }
 }
 
-impl distarray::Request for MpiRequests<'_> {
+impl Request for MpiRequests {
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.wait_all()
     }
 }
 
-impl Drop for MpiRequests<'_> {
+impl Drop for MpiRequests {
     fn drop(&mut self) {
         let _ = self.wait_all();
     }
 }
 
 impl<T: Element> Drop for MpiWindow<T> {
-    /// Collective: releases this rank's locks, closes a fence epoch and
-    /// calls `MPI_Win_free` (see the module docs).
+    /// Collective: `MPI_Win_free`, which waits for every rank to free the
+    /// window too (the checked layer released this rank's locks and fence
+    /// epoch first, see [`RawWindow::release`]).
     fn drop(&mut self) {
-        // MPI_Win_free waits for every rank: complete this rank's handle in
-        // flight first (before the MPI call lock, which its unlocks take)
-        self.state.handles().settle();
         let _serial = serial();
         lifetime::unregister_window(self.win);
         if raw::finalized() {
@@ -1157,19 +965,11 @@ impl<T: Element> Drop for MpiWindow<T> {
             // would be erroneous.
             return;
         }
-        let (locks, _fence) = self.state.release_all();
-        for (t, _) in locks {
-            // SAFETY: valid window; this rank holds a lock on `t`.
-            let _ = unsafe { ffi::MPI_Win_unlock(rank_c(t), self.win) };
-        }
-        if self.all_locked.swap(false, Ordering::SeqCst) {
-            // SAFETY: valid window; this rank holds lock_all.
-            let _ = unsafe { ffi::MPI_Win_unlock_all(self.win) };
-        }
         // SAFETY: `win` is a valid window that no other handle refers to
         // (each rank has one `MpiWindow` per window); every epoch of this
-        // rank is closed above; no slice of its memory outlives `&mut self`.
-        // MPI_Win_free is collective: it returns once every rank freed it.
+        // rank was closed by `release`; no slice of its memory outlives
+        // `&mut self`. MPI_Win_free is collective: it returns once every
+        // rank freed it.
         let rc = unsafe { ffi::MPI_Win_free(&mut self.win) };
         if let Err(e) = check(rc, "MPI_Win_free") {
             eprintln!("distarray-mpi: {e}");

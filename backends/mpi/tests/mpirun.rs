@@ -363,6 +363,7 @@ fn thread_level_below_serialized_is_refused() {
 /// A `get` / `put` / `accumulate` whose later chunk fails completes the
 /// chunks already issued before returning the error (over TCP, where gets
 /// complete only when their replies arrive).
+#[cfg(feature = "fault-injection")]
 #[test]
 fn failed_chunk_completes_issued_chunks() {
     fault("chunk-failure", 2, Net::Shm);

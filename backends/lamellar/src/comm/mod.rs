@@ -275,7 +275,7 @@ impl OneSidedComm for LamellarComm {
                 });
             }
         }
-        distarray::checks::check_memory("a Lamellar window (all PEs of this node)", total)
+        distarray::comm::agree::check_memory("a Lamellar window (all PEs of this node)", total)
     }
 
     fn backend_name(&self) -> &'static str {

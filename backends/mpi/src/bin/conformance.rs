@@ -10,7 +10,7 @@
 //! aborts the whole job (non-zero exit). On success rank 0 prints
 //! `conformance: all N checks passed on P ranks (mpi)`.
 
-use distarray::{conformance, AccumulateOp, Element, Error, LockKind, OneSidedComm, Window};
+use distarray::{conformance, AccumulateOp, Element, Error, LockKind, OneSidedComm};
 use distarray_mpi::MpiComm;
 use mpi::topology::Color;
 use mpi::traits::Communicator;
@@ -221,8 +221,14 @@ fn errors_return(comm: &MpiComm) {
     let bad_rank = comm.size() as std::os::raw::c_int;
     // SAFETY: a valid window handle; the rank is out of range, which MPI
     // detects and reports through the window's error handler.
-    let rc =
-        unsafe { mpi::ffi::MPI_Win_lock(mpi::ffi::MPI_LOCK_SHARED as _, bad_rank, 0, w.raw()) };
+    let rc = unsafe {
+        mpi::ffi::MPI_Win_lock(
+            mpi::ffi::MPI_LOCK_SHARED as _,
+            bad_rank,
+            0,
+            w.backend().raw(),
+        )
+    };
     match distarray_mpi::mpi_result(rc, "MPI_Win_lock") {
         Err(Error::Backend(msg)) => {
             assert!(msg.starts_with("MPI_Win_lock failed: "), "{msg}");

@@ -26,8 +26,10 @@
 //! assertion held; a failed assertion panics (the panic hook aborts the
 //! job, non-zero exit).
 
-use distarray::{AccumulateOp, DistArray, Error, LockKind, OneSidedComm, Window};
-use distarray_mpi::{fault_injection, MpiComm, Threading};
+use distarray::{AccumulateOp, DistArray, Error, LockKind, OneSidedComm};
+#[cfg(feature = "fault-injection")]
+use distarray_mpi::fault_injection;
+use distarray_mpi::{MpiComm, Threading};
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -36,6 +38,7 @@ fn main() {
         "universe-finalize" => after_finalize(true),
         "thread-level" => thread_level(),
         "app-funneled" => app_funneled(),
+        #[cfg(feature = "fault-injection")]
         "chunk-failure" => chunk_failure(),
         "window-failure" => window_failure(),
         "crossing-handles" => crossing_handles(),
@@ -176,6 +179,7 @@ fn app_funneled() {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 /// Rank 0 works on rank 1's part (its own with one rank) in chunks of 4
 /// elements whose third chunk fails; every other rank waits in a barrier.
 fn chunk_failure() {

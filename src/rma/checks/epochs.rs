@@ -25,8 +25,8 @@ use std::sync::atomic::{
     Ordering::{Acquire, Release, SeqCst},
 };
 
-use crate::comm::LockKind;
 use crate::error::{Error, Result};
+use crate::rma::raw::LockKind;
 
 // Phase of a target word (bits 0..3) or of the fence word.
 const UNLOCKED: u64 = 0;

@@ -4,9 +4,9 @@
 use super::epochs::{EpochKind, EpochTracker, Locking, Pin, Unlocking};
 use super::views::{AccessGuard, LocalViews, ViewGuard};
 use super::{check_rank, WindowLayout};
-use crate::comm::LockKind;
 use crate::error::{Error, Result};
-use crate::pending::HandleSlot;
+use crate::rma::handles::HandleSlot;
+use crate::rma::raw::LockKind;
 use std::sync::Arc;
 
 /// What an RMA operation does to the target's memory.

@@ -346,7 +346,7 @@ where
     comm.broadcast_bytes(root, &mut buf)?;
     if word_of(&buf) != OK {
         // only the root's failure counts: it is the one every rank names
-        let reason = crate::epoch::failure_reason(comm, root, local.as_ref().err())?;
+        let reason = failure_reason(comm, root, local.as_ref().err())?;
         local?;
         return Err(Error::PeerFailed { rank: root, reason });
     }
@@ -374,14 +374,14 @@ fn word_of(buf: &[u8]) -> u64 {
 
 /// After a vote whose word is `flag`: if some rank failed (`flag` is its
 /// rank), every rank takes part in fetching its message
-/// ([`crate::epoch::failure_reason`], only on this path) and returns
+/// ([`failure_reason`], only on this path) and returns
 /// `own` (its own error) or [`Error::PeerFailed`] with that message.
 fn failed_with_reason<C: OneSidedComm>(comm: &C, flag: u64, own: Option<&Error>) -> Result<()> {
     if flag == OK {
         return Ok(());
     }
     let rank = flag as usize;
-    let reason = crate::epoch::failure_reason(comm, rank, own)?;
+    let reason = failure_reason(comm, rank, own)?;
     match own {
         Some(e) => Err(e.clone()),
         None => Err(Error::PeerFailed { rank, reason }),
@@ -541,4 +541,55 @@ where
     }
     debug_assert_eq!((lo, hi), (me, me + 1));
     Ok(())
+}
+
+/// Longest failure reason [`vote`] carries to the other ranks, in bytes.
+pub const REASON_MAX: usize = 256;
+
+/// Collective, called by every rank once a vote named `rank` as the first
+/// failing rank: every rank receives `rank`'s error message (`own` on that
+/// rank), cut to [`REASON_MAX`] bytes at a character boundary. One
+/// broadcast of a fixed `2 + REASON_MAX` bytes from `rank`, whatever the
+/// number of ranks.
+pub fn failure_reason<C: OneSidedComm>(
+    comm: &C,
+    rank: usize,
+    own: Option<&Error>,
+) -> Result<String> {
+    let mut buf = vec![0u8; 2 + REASON_MAX];
+    if comm.rank() == rank {
+        let text = own.map(|e| e.to_string()).unwrap_or_default();
+        let text = truncate_utf8(&text, REASON_MAX);
+        buf[..2].copy_from_slice(&(text.len() as u16).to_le_bytes());
+        buf[2..2 + text.len()].copy_from_slice(text.as_bytes());
+    }
+    comm.broadcast_bytes(rank, &mut buf)?;
+    let len = usize::from(u16::from_le_bytes([buf[0], buf[1]])).min(REASON_MAX);
+    Ok(String::from_utf8_lossy(&buf[2..2 + len]).into_owned())
+}
+
+/// The longest prefix of `s` of at most `max` bytes ending at a character
+/// boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_utf8("abc", 5), "abc");
+        assert_eq!(truncate_utf8("abcdef", 3), "abc");
+        // 'é' is two bytes: cutting at 2 would split it
+        assert_eq!(truncate_utf8("aéb", 2), "a");
+    }
 }
