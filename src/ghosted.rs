@@ -17,7 +17,7 @@
 //! operator reads ghosted (CG's search direction) and the others plain
 //! arrays: [`Ghosted::cg_update`], [`Ghosted::axpby`] and, for other fused
 //! updates, [`Ghosted::zip_rows`] walk the part's rows beside the arrays'
-//! parts, in one pass, without a copy (`examples/apps/poisson.rs`).
+//! parts, in one pass, without a copy (`apps/src/poisson.rs`).
 //!
 //! Where [`Halo`] adds ghost layers to a [`DistArray`] (the
 //! array stays the storage, each refresh copies the part into the halo), a

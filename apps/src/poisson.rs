@@ -63,7 +63,6 @@ pub struct Opts {
     pub compare: bool,
     /// MPI example: also run the plain-MPI baseline (`--no-baseline` skips
     /// it, e.g. under a profiler that should see only distarray's calls).
-    #[allow(dead_code)]
     pub baseline: bool,
     /// Compute the points that read no ghost cell while the faces travel
     /// (`Ghosted::update_ghosts_and_apply_dot`; `--no-overlap`:
@@ -603,7 +602,6 @@ fn solve_grid<C: OneSidedComm>(b: &DistArray<f64, C, 2>, o: &Opts) -> Result<Sol
 /// Collective: one solve on the 2-D tiles (`bands == false`) or on the row
 /// bands: (`r · r` before each iteration and at the end, the solution in
 /// global row-major order). For the reproducibility tests.
-#[allow(dead_code)] // used by tests/examples.rs, not by the example binaries
 pub fn solve<C: OneSidedComm>(comm: C, o: &Opts, bands: bool) -> Result<(Vec<f64>, Vec<f64>)> {
     let (history, x) = if bands {
         let (mut op, b) = bands::problem(&comm, o)?;
