@@ -225,7 +225,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// The same bits on any rank count: see [`crate::stencil`]. Other ranks
     /// see the results after a synchronising call (a collective, or
-    /// [`DistArray::sync`]), as after any local write.
+    /// [`DistArray::barrier`]), as after any local write.
     ///
     /// # Errors
     ///

@@ -344,7 +344,7 @@ pub fn norm2<T: Element, C: OneSidedComm, const N: usize>(x: &DistArray<T, C, N>
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's
 /// part ([`kernels::axpby`]: one pass); `x` and `y` must be partitioned
-/// alike. Call `sync` before other ranks read `y` remotely.
+/// alike. Call `y.barrier()` before other ranks read `y` remotely.
 pub fn axpby<T: Element, C: OneSidedComm, const N: usize>(
     alpha: T,
     x: &DistArray<T, C, N>,

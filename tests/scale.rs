@@ -105,7 +105,7 @@ fn cg_iteration_costs_at_most_three_collectives(#[values(64, 256)] p: usize) {
         for _ in 0..8 {
             let (_, c) = counted(&comm, || {
                 // q = A p
-                pv.sync()?;
+                pv.barrier()?;
                 // the interior rows while the two ghost values are in flight
                 ghosts.sync_overlapped(&pv, || {
                     pv.with_local(|lp| {
