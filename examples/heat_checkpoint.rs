@@ -8,8 +8,7 @@
 //! Both print the same fingerprint for step 20: the restarted run, on 3
 //! ranks from the checkpoint at step 10, gives the same bits.
 
-#[path = "apps/heat.rs"]
-mod app;
+use distarray_apps::heat as app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();

@@ -8,8 +8,7 @@
 //! cargo run --release --features openblas --example matvec       # CBLAS kernel (libopenblas-dev)
 //! ```
 
-#[path = "apps/matvec.rs"]
-mod app;
+use distarray_apps::matvec as app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();

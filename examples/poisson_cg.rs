@@ -9,8 +9,7 @@
 //! cargo run --release --example poisson_cg -- --n 512 --ranks 4 --compare  # vs row bands, same run
 //! ```
 
-#[path = "apps/poisson.rs"]
-mod app;
+use distarray_apps::poisson as app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();

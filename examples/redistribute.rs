@@ -24,7 +24,7 @@ fn main() -> distarray::Result<()> {
         // the rank that owns it first
         let a = DistArray::<i32, _, 2>::with_grid(comm.clone(), grid, [6, 8])?;
         a.with_local_mut(|mut l| l.fill_with(|_| me as i32))?;
-        a.sync()?;
+        a.barrier()?;
         if me == 0 {
             println!("tiled over a {grid:?} process grid (entry = original owner):\n{a}");
         }

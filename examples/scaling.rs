@@ -6,8 +6,7 @@
 //! cargo run --release --example scaling -- --ranks 2 --n 2000 --reps 20
 //! ```
 
-#[path = "apps/scaling.rs"]
-mod app;
+use distarray_apps::scaling as app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();

@@ -6,8 +6,7 @@
 //! cargo run --release --example stencil3d -- --n 96 --steps 50 --ranks 8 --no-check
 //! ```
 
-#[path = "apps/stencil3d.rs"]
-mod app;
+use distarray_apps::stencil3d as app;
 
 fn main() -> distarray::Result<()> {
     let opts = app::Opts::from_args();

@@ -6,7 +6,7 @@
 //! error on every rank and the results are visible to every rank when it
 //! returns (like [`DistArray::fill`]). Like `fill`, it starts writing its
 //! target at once: one-sided reads of the target that other ranks issued
-//! before the call must be complete, so put a [`DistArray::sync`] between
+//! before the call must be complete, so put a [`DistArray::barrier`] between
 //! reading remote elements of an array and overwriting it collectively. The target is `&mut`, so it can never
 //! alias a source; sources may be the same array several times.
 //!

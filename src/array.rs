@@ -2,7 +2,7 @@
 //! [`OneSidedComm`], each rank's part stored row-major directly in window
 //! memory.
 //!
-//! Constructors, `fill`, `sum`, `similar`, `sync`, `from_fn` and `Drop` are
+//! Constructors, `fill`, `sum`, `similar`, `barrier`, `from_fn` and `Drop` are
 //! **collective**: every rank must call them, in the same order. Element
 //! access ([`DistArray::get`] / [`DistArray::set`]), local views and
 //! [`DistArray::to_vec`] are one-sided: a rank calls them alone.
@@ -29,11 +29,11 @@ use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 ///     let a = DistArray::<i64, _, 2>::from_fn(comm.clone(), [4, 3], |[i, j]| (10 * i + j) as i64)?;
 ///     assert_eq!(a.local_indices(comm.rank())?, [2 * comm.rank()..2 * comm.rank() + 2, 0..3]);
 ///     assert_eq!(a.get([3, 1])?, 31); // one-sided read, maybe remote
-///     a.sync()?;
+///     a.barrier()?;
 ///     if comm.rank() == 0 {
 ///         a.set([3, 1], -1)?; // one-sided write into rank 1's part
 ///     }
-///     a.sync()?;
+///     a.barrier()?;
 ///     assert_eq!(a.sum()?, (0..4).flat_map(|i| (0..3).map(move |j| 10 * i + j)).sum::<i64>() - 32);
 ///     Ok(())
 /// })
@@ -258,9 +258,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             .expect("own rank is in range")
     }
 
-    /// Collective: a barrier. Every one-sided operation any rank completed
-    /// (epoch closed) before it is visible to every rank after it.
-    pub fn sync(&self) -> Result<()> {
+    /// Collective: a barrier over the array's ranks (its communicator's
+    /// [`OneSidedComm::barrier`]). Every one-sided operation any rank
+    /// completed (epoch closed) before it is visible to every rank after it.
+    pub fn barrier(&self) -> Result<()> {
         self.comm.barrier()
     }
 

@@ -14,9 +14,9 @@
 //!     let mut b = a.get_block(&Block::new([1..5, 2..4]))?;
 //!     assert_eq!(b.get([4, 3])?, 43);
 //!     b.set([1, 2], 100)?;
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     a.put_block(&b, AccumulateOp::Sum)?; // every rank adds its copy
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     assert_eq!(a.get([1, 2])?, 12 + 3 * 100);
 //!     Ok(())
 //! })

@@ -142,7 +142,7 @@ impl<T: Element, const N: usize> GhostedBlock<T, N> {
     /// (which must be partitioned like the array the set was made for).
     /// One `get` per contiguous run per remote rank; own entries are copied
     /// locally. Call it after the owners' writes are complete (e.g. after
-    /// `array.sync()`).
+    /// `array.barrier()`).
     pub fn sync<C: OneSidedComm>(&mut self, array: &DistArray<T, C, N>) -> Result<()> {
         if array.partitioning() != &self.part {
             return Err(Error::InvalidPartition(

@@ -17,7 +17,7 @@
 //! operator reads ghosted (CG's search direction) and the others plain
 //! arrays: [`Ghosted::cg_update`], [`Ghosted::axpby`] and, for other fused
 //! updates, [`Ghosted::zip_rows`] walk the part's rows beside the arrays'
-//! parts, in one pass, without a copy (`examples/apps/poisson.rs`).
+//! parts, in one pass, without a copy (`apps/src/poisson.rs`).
 //!
 //! Where [`Halo`] adds ghost layers to a [`DistArray`] (the
 //! array stays the storage, each refresh copies the part into the halo), a
@@ -225,7 +225,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// The same bits on any rank count: see [`crate::stencil`]. Other ranks
     /// see the results after a synchronising call (a collective, or
-    /// [`DistArray::sync`]), as after any local write.
+    /// [`DistArray::barrier`]), as after any local write.
     ///
     /// # Errors
     ///

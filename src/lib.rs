@@ -27,7 +27,7 @@
 //!     // a 6 x 4 matrix on a 2 x 2 process grid, a[i, j] = i + j
 //!     let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [2, 2], [6, 4])?;
 //!     a.with_local_mut(|mut local| local.fill_with(|[i, j]| (i + j) as f64))?;
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     // any rank reads any element one-sidedly
 //!     assert_eq!(a.get([5, 3])?, 8.0);
 //!     a.sum()

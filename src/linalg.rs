@@ -38,6 +38,11 @@ use crate::exact_sum::{self, ExactNorm, ExactParts};
 use crate::kernels;
 pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
+/// Whether [`gemv_local`] calls CBLAS `?gemv` for `f64` / `f32` (this
+/// crate's `blas` feature) rather than the plain-Rust kernel: for reports
+/// that name the local kernel.
+pub const GEMV_USES_BLAS: bool = cfg!(feature = "blas");
+
 /// `y[i] = sum_j a[i, j] * x[j]` for a row-major `rows x cols` matrix `a`
 /// (overwrites `y`).
 pub fn gemv_local<T: Element>(a: &[T], rows: usize, cols: usize, x: &[T], y: &mut [T]) {
@@ -339,7 +344,7 @@ pub fn norm2<T: Element, C: OneSidedComm, const N: usize>(x: &DistArray<T, C, N>
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's
 /// part ([`kernels::axpby`]: one pass); `x` and `y` must be partitioned
-/// alike. Call `sync` before other ranks read `y` remotely.
+/// alike. Call `y.barrier()` before other ranks read `y` remotely.
 pub fn axpby<T: Element, C: OneSidedComm, const N: usize>(
     alpha: T,
     x: &DistArray<T, C, N>,

@@ -92,11 +92,11 @@
 //!     let all = pending.wait()?;
 //!     assert_eq!(all.as_slice()[29], 29.0);
 //!     assert!(local_work > 0.0);
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     // every rank adds 1 to elements 10..20, without waiting at once
 //!     let ones = distarray::GlobalBlock::from_vec(Block::new([10..20]), vec![1.0; 10])?;
 //!     let pending = a.put_block_start(ones, AccumulateOp::Sum)?;
-//!     a.sync()?; // a collective completes the handle first
+//!     a.barrier()?; // a collective completes the handle first
 //!     pending.wait()?; // returns at once
 //!     assert_eq!(a.get([15])?, 15.0 + comm.size() as f64);
 //!     Ok(())

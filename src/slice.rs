@@ -15,15 +15,15 @@
 //!     assert_eq!(patch.get([2, 3])?, 23);
 //!     let corner = a.slice(s![4.., 2])?; // rows 4.., column 2
 //!     assert_eq!(corner.read()?.as_slice(), &[42, 52]);
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     if comm.rank() == 0 {
 //!         corner.write(&[-1, -2])?;
 //!     }
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     assert_eq!(a.get([5, 2])?, -2);
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     corner.accumulate(&[1, 1], AccumulateOp::Sum)?; // every rank adds 1
-//!     a.sync()?;
+//!     a.barrier()?;
 //!     assert_eq!(a.get([4, 2])?, -1 + 3);
 //!     Ok(())
 //! })

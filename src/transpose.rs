@@ -43,7 +43,7 @@
 //! Like the operations of [`crate::algebra`], a transpose reads `A`'s part
 //! on its owner and writes `B`'s part on its owner: one-sided writes into
 //! `A` and one-sided reads of `B` that other ranks issued before the call
-//! must be complete (a [`DistArray::sync`]); after the call `B` is
+//! must be complete (a [`DistArray::barrier`]); after the call `B` is
 //! complete on every rank.
 //!
 //! ```

@@ -67,7 +67,7 @@ fn make(
     let a = DistArray::with_part_sizes(comm.clone(), [s0.to_vec(), s1.to_vec()]).unwrap();
     a.with_local_mut(|mut l| l.fill_with(|[i, j]| value(i, j)))
         .unwrap();
-    a.sync().unwrap();
+    a.barrier().unwrap();
     a
 }
 
@@ -114,17 +114,17 @@ proptest! {
                 a.put_block(&gb, AccumulateOp::Replace).unwrap();
                 assert_eq!(cc.counts().puts, expected_runs(a.partitioning(), &blk, me));
             }
-            a.sync().unwrap();
+            a.barrier().unwrap();
             let mut serial: Vec<i64> = (0..shape[0] * shape[1]).map(|k| value(k / shape[1].max(1), k % shape[1].max(1))).collect();
             for (k, (idx, _)) in gb.iter().enumerate() {
                 serial[linear_offset(&shape, &idx)] = data[k];
             }
             assert_eq!(a.to_vec().unwrap(), serial);
-            a.sync().unwrap();
+            a.barrier().unwrap();
             cc.reset();
             a.put_block(&gb, AccumulateOp::Sum).unwrap();
             assert_eq!(cc.counts().accumulates, expected_runs(a.partitioning(), &blk, me));
-            a.sync().unwrap();
+            a.barrier().unwrap();
             for (k, (idx, _)) in gb.iter().enumerate() {
                 serial[linear_offset(&shape, &idx)] += data[k] * p as i64;
             }

@@ -96,7 +96,7 @@ fn a_vote_inside_a_locked_view_is_reported_as_a_deadlock() {
             assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
             vote(&comm, Ok(())).unwrap(); // completes rank 0's vote
         }
-        a.sync().unwrap();
+        a.barrier().unwrap();
         assert_eq!(a.get([0]).unwrap(), 0.0);
     })
     .unwrap();

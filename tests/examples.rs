@@ -2,17 +2,11 @@
 //! they check their own results against serial computations and return
 //! `Err` on a mismatch.
 
-#[allow(dead_code)]
-#[path = "../examples/apps/matvec.rs"]
-mod matvec_app;
-#[allow(dead_code)]
-#[path = "../examples/apps/poisson.rs"]
-mod poisson_app;
-#[allow(dead_code)]
-#[path = "../examples/apps/stencil3d.rs"]
-mod stencil3d_app;
-
 use distarray::threaded;
+use distarray_apps::matvec as matvec_app;
+use distarray_apps::poisson as poisson_app;
+use distarray_apps::scaling as scaling_app;
+use distarray_apps::stencil3d as stencil3d_app;
 use rstest::rstest;
 
 #[rstest]
@@ -154,10 +148,6 @@ fn stencil3d_example(#[values(1, 2, 3, 4, 8)] p: usize) {
     assert_eq!(stencil3d_app::grid_3d(8), [2, 2, 2]);
     assert_eq!(stencil3d_app::grid_3d(12), [2, 2, 3]);
 }
-
-#[allow(dead_code)]
-#[path = "../examples/apps/scaling.rs"]
-mod scaling_app;
 
 #[rstest]
 fn scaling_example(#[values(1, 3)] p: usize) {

@@ -8,6 +8,7 @@ use distarray::io::{
 use distarray::{
     conformance, threaded, Complex32, Complex64, DistArray, Element, Error, OneSidedComm,
 };
+use distarray_apps::heat as heat_app;
 use rstest::rstest;
 use std::path::{Path, PathBuf};
 
@@ -364,10 +365,6 @@ fn distarray_reads_what_python_zarr_writes() {
     assert_eq!(n, 10, "every array Python wrote was checked");
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
-#[allow(dead_code)]
-#[path = "../examples/apps/heat.rs"]
-mod heat_app;
 
 /// 20 steps on 4 ranks with a checkpoint at 10; the restart at 10 on 3
 /// ranks (another grid) reaches step 20 with the same bits.

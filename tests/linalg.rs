@@ -90,7 +90,7 @@ fn conjugate_gradients_small(#[values(1, 2, 3)] p: usize) {
             rr = rr_new;
             k += 1;
         }
-        x.sync()?;
+        x.barrier()?;
         let got = x.to_vec()?;
         for (i, v) in got.iter().enumerate() {
             assert_relative_eq!(

@@ -274,7 +274,7 @@ fn matvec_with_rows_split_has_the_same_bits_on_1_to_4_ranks() {
             sizes[p - 1] = m;
             let mut y = DistArray::<f64, _, 1>::with_part_sizes(comm.clone(), [sizes])?;
             linalg::matvec(&a, &x, &mut y)?;
-            y.sync()?;
+            y.barrier()?;
             Ok(y.to_vec()?.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
         })
         .unwrap();

@@ -10,6 +10,7 @@ use distarray::counting::{CountingComm, Counts};
 use distarray::linalg::{axpby, dot, norm2, MatvecPlan};
 use distarray::threaded::{self, ThreadedComm};
 use distarray::{DistArray, GhostedBlock, Halo, OneSidedComm, Result};
+use distarray_apps::poisson as poisson_app;
 use rstest::rstest;
 
 fn ceil_log2(p: usize) -> usize {
@@ -104,7 +105,7 @@ fn cg_iteration_costs_at_most_three_collectives(#[values(64, 256)] p: usize) {
         for _ in 0..8 {
             let (_, c) = counted(&comm, || {
                 // q = A p
-                pv.sync()?;
+                pv.barrier()?;
                 // the interior rows while the two ghost values are in flight
                 ghosts.sync_overlapped(&pv, || {
                     pv.with_local(|lp| {
@@ -197,10 +198,6 @@ fn planned_matvec_costs_neighbour_messages(#[values(64, 256)] p: usize) {
         );
     }
 }
-
-#[allow(dead_code)]
-#[path = "../examples/apps/poisson.rs"]
-mod poisson_app;
 
 /// The Poisson example's CG (the measurement): two collectives per
 /// iteration (the two reductions; no barrier before the ghost update) —

@@ -200,7 +200,7 @@ fn a_panic_inside_a_local_view_releases_the_lock() {
             // the epoch guard unlocked during unwinding: locking again works
             a.with_local(|l| assert_eq!(l.as_slice().len(), 2)).unwrap();
         }
-        a.sync().unwrap();
+        a.barrier().unwrap();
         // and other ranks can read rank 0's part
         assert_eq!(a.get([0]).unwrap(), 0.0);
     })
@@ -234,14 +234,14 @@ fn a_collective_inside_a_locked_view_is_reported_as_a_deadlock() {
         let a = DistArray::<f64, _, 1>::new(comm.clone(), [4]).unwrap();
         if comm.rank() == 0 {
             // holds the exclusive lock on its part while waiting in a barrier
-            a.with_local_mut(|_| a.sync().unwrap()).unwrap();
+            a.with_local_mut(|_| a.barrier().unwrap()).unwrap();
         } else {
             std::thread::sleep(Duration::from_millis(30));
             let e = a.get([0]).unwrap_err();
             assert!(matches!(e, Error::Deadlock(_)), "{e:?}");
-            a.sync().unwrap(); // completes rank 0's barrier
+            a.barrier().unwrap(); // completes rank 0's barrier
         }
-        a.sync().unwrap();
+        a.barrier().unwrap();
         assert_eq!(a.get([0]).unwrap(), 0.0);
     })
     .unwrap();

@@ -1,6 +1,6 @@
 /*
  * Matrix-free PETSc CG on the 2-D Poisson problem of distarray's Poisson CG
- * example (examples/apps/poisson.rs), for a same-run comparison.
+ * example (apps/src/poisson.rs), for a same-run comparison.
  *
  *   - grid: n x n unknowns on a DMDA (star stencil, width 1), Dirichlet zero
  *     outside the grid;

@@ -34,7 +34,7 @@ fn read_all<T: crate::Element, C: OneSidedComm, const N: usize>(
     a: &DistArray<T, C, N>,
 ) -> Vec<T> {
     let v = ok(comm, "to_vec", a.to_vec());
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     v
 }
 

@@ -45,7 +45,7 @@ fn interface_check<C: OneSidedComm, const N: usize>(comm: &C, a: DistArray<i64, 
         "fill local",
         a.with_local_mut(|mut l| l.fill_with(first)),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let serial: Vec<i64> = (0..a.len())
         .map(|k| first(crate::partition::multi_index(&shape, k)))
         .collect();
@@ -59,14 +59,14 @@ fn interface_check<C: OneSidedComm, const N: usize>(comm: &C, a: DistArray<i64, 
         );
     }
     assert_eq!(ok(comm, "to_vec", a.to_vec()), serial);
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     if comm.rank() == comm.size() - 1 {
         for k in 0..a.len() {
             let idx = crate::partition::multi_index(&shape, k);
             ok(comm, "set", a.set(idx, second(idx)));
         }
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let serial2: Vec<i64> = (0..a.len())
         .map(|k| second(crate::partition::multi_index(&shape, k)))
         .collect();
@@ -82,7 +82,7 @@ fn interface_check<C: OneSidedComm, const N: usize>(comm: &C, a: DistArray<i64, 
         comm.rank()
     );
     assert_eq!(ok(comm, "sum", a.sum()), serial2.iter().sum::<i64>());
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 fn array_interface_1d<C: OneSidedComm>(comm: &C) {
@@ -317,7 +317,7 @@ fn array_local_views<C: OneSidedComm>(comm: &C) {
             }
         }),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     ok(
         comm,
         "check",
@@ -346,7 +346,7 @@ fn array_local_views<C: OneSidedComm>(comm: &C) {
         |e| matches!(e, Error::IndexOutsideBlock { ranges, .. } if *ranges == part_ranges),
     );
     // a view of an empty part is fine
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 /// One rank drops an array while the others still read it (including the

@@ -53,7 +53,7 @@ fn array_block<C: OneSidedComm>(comm: &C) {
             "fill",
             a.with_local_mut(|mut l| l.fill_with(|[i, j]| value(i, j))),
         );
-        ok(comm, "sync", a.sync());
+        ok(comm, "barrier", a.barrier());
         // getblock of the local indices equals the local part
         let own = Block::new(ok(comm, "local_indices", a.local_indices(comm.rank())));
         let gb = ok(comm, "get_block", a.get_block(&own));
@@ -86,7 +86,7 @@ fn array_block<C: OneSidedComm>(comm: &C) {
             assert_eq!(g.global_to_local(*idx), Some(slot));
             assert_eq!(g.values()[slot], value(idx[0], idx[1]));
         }
-        ok(comm, "sync", a.sync());
+        ok(comm, "barrier", a.barrier());
     }
 }
 
@@ -99,7 +99,7 @@ fn block_call_counts<C: OneSidedComm>(comm: &C) {
         "with_grid",
         DistArray::<i32, _, 2>::with_grid(cc.clone(), grid, [9, 10]),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     for blk in [
         Block::new([0..9, 0..10]),
         Block::new([2..7, 3..8]),
@@ -177,7 +177,7 @@ fn block_call_counts<C: OneSidedComm>(comm: &C) {
             "rank {me}: full block of rows, target {t}"
         );
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 fn put_block_replace_and_sum<C: OneSidedComm>(comm: &C) {
@@ -196,13 +196,13 @@ fn put_block_replace_and_sum<C: OneSidedComm>(comm: &C) {
     for k in 0..gb.as_slice().len() {
         gb.as_mut_slice()[k] = (me * 100 + k) as i64;
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     ok(
         comm,
         "put_block replace",
         a.put_block(&gb, AccumulateOp::Replace),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let mut serial = vec![0i64; shape[0] * shape[1]];
     for (r, &n) in bands.iter().enumerate() {
         let s: usize = bands[..r].iter().sum();
@@ -215,12 +215,12 @@ fn put_block_replace_and_sum<C: OneSidedComm>(comm: &C) {
         serial,
         "rank {me}: after Replace"
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // everyone sums the same overlapping block at once
     let blk = Block::new([1..shape[0], 1..4]);
     let ones = GlobalBlock::from_vec(blk.clone(), vec![me as i64 + 1; blk.len()]).unwrap();
     ok(comm, "put_block sum", a.put_block(&ones, AccumulateOp::Sum));
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let add = (p * (p + 1) / 2) as i64;
     for i in 0..shape[0] {
         for j in 0..shape[1] {
@@ -234,7 +234,7 @@ fn put_block_replace_and_sum<C: OneSidedComm>(comm: &C) {
         serial,
         "rank {me}: after Sum"
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 /// `get_block_start` / `put_block_start`: the same values as the blocking
@@ -253,7 +253,7 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
         "fill",
         a.with_local_mut(|mut l| l.fill_with(|[i, j]| value(i, j))),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // a block over every part, not contiguous in most of them
     let blk = Block::new([1..shape[0] - 1, 2..6]);
     let pending = ok(comm, "get_block_start", a.get_block_start(&blk));
@@ -279,7 +279,7 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
         a.get_block_overlapped(&blk, || 7),
     );
     assert_eq!((again, k), (want.clone(), 7));
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // every rank adds its rank + 1 to one overlapping block; rank 0 also
     // replaces a band and waits later
     let ones = GlobalBlock::from_vec(blk.clone(), vec![me as f64 + 1.0; blk.len()]).unwrap();
@@ -290,7 +290,7 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
     );
     let back = ok(comm, "PendingPut::wait", back.wait());
     assert_eq!(back.as_slice()[0], me as f64 + 1.0, "the block comes back");
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let add = (p * (p + 1) / 2) as f64;
     let all = ok(comm, "to_vec", a.to_vec());
     for i in 0..shape[0] {
@@ -303,7 +303,7 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
             );
         }
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     if me == 0 {
         let band = Block::new([0..1, 0..7]);
         let gb = GlobalBlock::from_vec(band, vec![-1.0; 7]).unwrap();
@@ -314,9 +314,9 @@ fn nonblocking_blocks<C: OneSidedComm>(comm: &C) {
         );
         drop(pending); // waits: complete at the targets
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     assert_eq!(ok(comm, "get", a.get([0, 6])), -1.0, "rank {me}");
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // a leaked read keeps its buffer and its locks; the array's drop (every
     // rank) releases them: nothing hangs, nothing is written after the free
     let b = ok(
@@ -381,7 +381,7 @@ fn ghost_call_counts_and_reuse<C: OneSidedComm>(comm: &C) {
         assert_eq!(ok(comm, "get_global", g.get_global([i])), i as f64);
     }
     // owners change their values; a second sync reuses the plan
-    ok(comm, "sync", x.sync());
+    ok(comm, "barrier", x.barrier());
     ok(comm, "map_local", x.map_local(|v| -v));
     cc.reset();
     ok(comm, "ghost sync", g.sync(&x));
@@ -396,7 +396,7 @@ fn ghost_call_counts_and_reuse<C: OneSidedComm>(comm: &C) {
     expect_err(comm, "not a ghost", g.get_global([n + 5]), |e| {
         matches!(e, Error::InvalidArgument(_))
     });
-    ok(comm, "sync", x.sync());
+    ok(comm, "barrier", x.barrier());
 }
 
 fn redistribute_tiles_columns_rows<C: OneSidedComm>(comm: &C) {
@@ -412,7 +412,7 @@ fn redistribute_tiles_columns_rows<C: OneSidedComm>(comm: &C) {
         "fill",
         a.with_local_mut(|mut l| l.fill_with(|[i, j]| value(i, j))),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let serial = ok(comm, "to_vec", a.to_vec());
     let cols = ok(comm, "redistribute_grid", a.redistribute_grid([1, p]));
     assert_eq!(cols.partitioning().grid(), [1, p]);
@@ -449,7 +449,7 @@ fn redistribute_tiles_columns_rows<C: OneSidedComm>(comm: &C) {
         back.redistribute_grid([p + 1, 1]),
         |e| matches!(e, Error::InvalidPartition(_)),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 fn filter_keeps_order<C: OneSidedComm>(comm: &C) {
@@ -541,5 +541,5 @@ fn block_bad_input<C: OneSidedComm>(comm: &C) {
             |e| matches!(e, Error::InvalidPartition(_)),
         );
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }

@@ -88,7 +88,7 @@ fn complex_matvec_dot<C: OneSidedComm>(comm: &C) {
             .map(|i| (0..n).map(|j| a_of(i, j) * x_of(j)).sum())
             .collect();
         assert_eq!(ok(comm, "to_vec", y.to_vec()), expect, "grid {grid:?}");
-        ok(comm, "sync", y.sync());
+        ok(comm, "barrier", y.barrier());
     }
     // dot conjugates its first argument (zdotc)
     let x = ok(

@@ -322,7 +322,7 @@ fn cg_same_bits<C: OneSidedComm>(comm: &C) {
         history.push(rr.to_bits());
     }
     assert_eq!(history, want_hist, "rank {}: residual history", comm.rank());
-    ok(comm, "sync", x.sync());
+    ok(comm, "barrier", x.barrier());
     let got_x: Vec<u64> = ok(comm, "to_vec", x.to_vec())
         .iter()
         .map(|v| v.to_bits())

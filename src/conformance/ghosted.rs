@@ -224,7 +224,7 @@ fn ghosted_stencils<C: OneSidedComm>(comm: &C) {
                 );
                 ok(comm, "apply", g.apply(&st, &out, false));
                 // apply is local: a barrier before others read the results
-                ok(comm, "sync", out.sync());
+                ok(comm, "barrier", out.barrier());
                 let all = shape.map(|n| 0..n);
                 let want = serial(&st, &f, shape, periodic, &all);
                 let got = ok(comm, "to_vec", out.to_vec());
@@ -243,7 +243,7 @@ fn ghosted_stencils<C: OneSidedComm>(comm: &C) {
                     "apply_within",
                     g.apply_within(&st, &out, within.clone(), true),
                 );
-                ok(comm, "sync", out.sync());
+                ok(comm, "barrier", out.barrier());
                 let inner = serial(&st, &f, shape, periodic, &within);
                 let got = ok(comm, "to_vec", out.to_vec());
                 ok(comm, "barrier", comm.barrier());
@@ -319,7 +319,7 @@ fn ghosted_overlapped_apply<C: OneSidedComm>(comm: &C) {
                     "update_ghosts_and_apply_dot",
                     g.update_ghosts_and_apply_dot(&st, &out),
                 );
-                ok(comm, "sync", out.sync());
+                ok(comm, "barrier", out.barrier());
                 let all = shape.map(|n| 0..n);
                 let want = serial(&st, &f, shape, periodic, &all);
                 let got = ok(comm, "to_vec", out.to_vec());
@@ -347,7 +347,7 @@ fn ghosted_overlapped_apply<C: OneSidedComm>(comm: &C) {
                     ok(comm, "similar", a.similar::<f64>()).with_summation(Summation::Exact);
                 let want_exact = {
                     ok(comm, "apply", g.apply(&st, &exact, false));
-                    ok(comm, "sync", exact.sync());
+                    ok(comm, "barrier", exact.barrier());
                     ok(comm, "dot", linalg::dot(&a, &exact))
                 };
                 let e1 = ok(comm, "apply_dot exact", g.apply_dot(&st, &exact));
@@ -386,7 +386,7 @@ fn exact_dot_of_long_rows<C: OneSidedComm>(comm: &C) {
     let out = ok(comm, "similar", a.similar::<f64>()).with_summation(Summation::Exact);
     let st = Stencil::<f64, 2>::neg_laplacian();
     let d = ok(comm, "apply_dot", g.apply_dot(&st, &out));
-    ok(comm, "sync", out.sync());
+    ok(comm, "barrier", out.barrier());
     assert_eq!(d, ok(comm, "dot", linalg::dot(&a, &out)));
     ok(comm, "barrier", comm.barrier());
 }
@@ -460,7 +460,7 @@ fn ghosted_vector_ops<C: OneSidedComm>(comm: &C) {
             linalg::axpby(1.5, &x2, -0.25, &mut plain),
         );
         // local writes: a barrier before others read them
-        ok(comm, "sync", plain.sync());
+        ok(comm, "barrier", plain.barrier());
         let want = ok(comm, "to_vec", plain.to_vec());
         assert_eq!(interior_bits(&g), want, "axpby, {layout}");
         ghosts_zero(&g);
@@ -520,8 +520,8 @@ fn ghosted_vector_ops<C: OneSidedComm>(comm: &C) {
         );
         let part: usize = g.own_range().iter().map(|r| r.len()).product();
         assert_eq!(count, part);
-        ok(comm, "sync", v.sync());
-        ok(comm, "sync", w.sync());
+        ok(comm, "barrier", v.barrier());
+        ok(comm, "barrier", w.barrier());
         let mut rows_seen = 0usize;
         ok(
             comm,

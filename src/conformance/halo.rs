@@ -51,7 +51,7 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
     assert_eq!(nb, want, "rank {me}");
     for _ in 0..3 {
         ok(comm, "pack", h.pack(&a));
-        ok(comm, "sync", a.sync());
+        ok(comm, "barrier", a.barrier());
         cc.reset();
         ok(comm, "fetch", h.fetch(&a));
         let c = cc.counts();
@@ -67,14 +67,14 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
             3,
             "rank {me}: {c:?}"
         );
-        ok(comm, "sync", a.sync());
+        ok(comm, "barrier", a.barrier());
     }
     // fetch_ghosts fills the ghosts only: the interior keeps what it held
     ok(comm, "fill", a.fill(3.0));
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     h.view_mut().fill(-1.0);
     ok(comm, "pack", h.pack(&a));
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     ok(comm, "fetch_ghosts", h.fetch_ghosts(&a));
     let own = h.own_range();
     let interior_cell = own.clone().map(|r| r.start as isize);
@@ -89,7 +89,7 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
             );
         }
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // fetch refuses an array of another partition
     let b = ok(comm, "new", DistArray::<f32, _, 2>::new(cc.clone(), [8, 8]));
     expect_err(comm, "fetch from another partition", h.fetch(&b), |e| {

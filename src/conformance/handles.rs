@@ -75,7 +75,7 @@ fn crossing_handles<C: OneSidedComm>(comm: &C) {
     let (a, b, blk) = two_arrays(comm);
     let starters = p.min(2);
     let owner = p - 1;
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // round 1: start, start, wait, wait
     if me < starters {
         let (first, second) = if me == 0 { (&a, &b) } else { (&b, &a) };
@@ -107,10 +107,10 @@ fn crossing_handles<C: OneSidedComm>(comm: &C) {
         let m = ok(comm, "with_local", b.with_local(|l| l.as_slice().len()));
         assert_eq!((n, m), (blk.len(), blk.len()));
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     assert_values(comm, &a, &blk, starters as i64);
     assert_values(comm, &b, &blk, starters as i64);
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // round 2: start, then a blocking write to the same owner on the other
     // array while the handle is in flight, then wait
     if me < starters {
@@ -128,10 +128,10 @@ fn crossing_handles<C: OneSidedComm>(comm: &C) {
         );
         drop(ok(comm, "wait", h.wait()));
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     assert_values(comm, &a, &blk, 2 * starters as i64);
     assert_values(comm, &b, &blk, 2 * starters as i64);
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 /// A leaked handle (`mem::forget`) hangs no other rank: rank 0 leaks a
@@ -145,7 +145,7 @@ fn leaked_handle_does_not_hang<C: OneSidedComm>(comm: &C) {
     let (me, p) = (comm.rank(), comm.size());
     let (a, b, blk) = two_arrays(comm);
     let owner = p - 1;
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     if me == 0 {
         std::mem::forget(ok(
             comm,
@@ -173,7 +173,7 @@ fn leaked_handle_does_not_hang<C: OneSidedComm>(comm: &C) {
     }
     ok(comm, "barrier", comm.barrier());
     assert_values(comm, &a, &blk, p.min(2) as i64);
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     if me == 0 {
         let got = ok(comm, "get_block_start", b.get_block_start(&blk));
         let got = ok(comm, "wait", got.wait());
@@ -181,5 +181,5 @@ fn leaked_handle_does_not_hang<C: OneSidedComm>(comm: &C) {
         std::mem::forget(ok(comm, "get_block_start", a.get_block_start(&blk)));
     }
     drop(a);
-    ok(comm, "sync", b.sync());
+    ok(comm, "barrier", b.barrier());
 }

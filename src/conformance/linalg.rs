@@ -159,7 +159,7 @@ fn dot_norm_axpby<C: OneSidedComm>(comm: &C) {
     assert!((ok(comm, "norm2", norm2(&x)) - xx.sqrt()).abs() < 1e-12);
     // y = 2 x - 0.5 y
     ok(comm, "axpby", axpby(2.0, &x, -0.5, &mut y));
-    ok(comm, "sync", y.sync());
+    ok(comm, "barrier", y.barrier());
     let expect: Vec<f64> = (0..n)
         .map(|i| 2.0 * i as f64 - 0.5 * (2.0 - i as f64))
         .collect();
@@ -234,7 +234,7 @@ fn norm2_scaled_and_fused_updates<C: OneSidedComm>(comm: &C) {
         ok(comm, "dot", dot(&r2, &r2)).to_bits(),
         "cg_update's r . r"
     );
-    ok(comm, "sync", x1.sync());
+    ok(comm, "barrier", x1.barrier());
     assert_eq!(
         ok(comm, "to_vec", x1.to_vec()),
         ok(comm, "to_vec", x2.to_vec())
@@ -244,7 +244,7 @@ fn norm2_scaled_and_fused_updates<C: OneSidedComm>(comm: &C) {
         ok(comm, "to_vec", r2.to_vec())
     );
     // everyone has read x1 and r1 before anyone changes them again
-    ok(comm, "sync", x1.sync());
+    ok(comm, "barrier", x1.barrier());
     // p and q the same array
     let rr = ok(
         comm,

@@ -55,7 +55,7 @@ fn fill<T: Element, C: OneSidedComm>(
         "fill",
         x.with_local_mut(|mut l| l.fill_with(|[i, j]| f(i, j))),
     );
-    ok(comm, "sync", x.sync());
+    ok(comm, "barrier", x.barrier());
 }
 
 fn value(seed: u64, i: usize, j: usize) -> f64 {

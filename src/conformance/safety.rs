@@ -155,7 +155,7 @@ fn view_stable_under_remote_write<C: OneSidedComm>(comm: &C) {
         "new",
         DistArray::<i64, C, 1>::new(comm.clone(), [2 * p]),
     );
-    ok(comm, "barrier", a.sync());
+    ok(comm, "barrier", a.barrier());
     if me == 1 {
         let (first, second) = ok(
             comm,
@@ -184,13 +184,13 @@ fn view_stable_under_remote_write<C: OneSidedComm>(comm: &C) {
         );
         ok(comm, "unlock", epoch.unlock());
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     assert_eq!(
         ok(comm, "get", a.get([2])),
         5,
         "rank {me}: the write landed"
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
 }
 
 /// A batch whose later run is out of range is refused before its first run

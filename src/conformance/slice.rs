@@ -27,7 +27,7 @@ fn slice_read_write<C: OneSidedComm>(comm: &C) {
         "fill",
         a.with_local_mut(|mut l| l.fill_with(|[i, j]| f(i, j))),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let cases = [
         (s![1..3, ..], [1..3, 0..n]),
         (s![..=2, 4..], [0..3, 4..n]),
@@ -48,16 +48,16 @@ fn slice_read_write<C: OneSidedComm>(comm: &C) {
     }
     // the last rank writes a column through a slice, everyone sees it
     let col = ok(comm, "slice", a.slice(s![.., 3]));
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     if me == p - 1 {
         let vals: Vec<i32> = (0..m as i32).map(|i| -i).collect();
         ok(comm, "write", col.write(&vals));
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     for i in 0..m {
         assert_eq!(ok(comm, "get", a.get([i, 3])), -(i as i32));
     }
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     // every rank adds into one row slice at once
     let row = ok(comm, "slice", a.slice(s![6, ..]));
     ok(
@@ -65,7 +65,7 @@ fn slice_read_write<C: OneSidedComm>(comm: &C) {
         "accumulate",
         row.accumulate(&[1; 6], AccumulateOp::Sum),
     );
-    ok(comm, "sync", a.sync());
+    ok(comm, "barrier", a.barrier());
     let after = ok(comm, "read", row.read());
     for ([i, j], v) in after.iter() {
         let before = if j == 3 { -(i as i32) } else { f(i, j) };

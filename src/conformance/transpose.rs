@@ -106,7 +106,7 @@ fn all_pairs<T: Element, C: OneSidedComm>(
                     );
                 }
             }
-            ok(comm, "sync", b.sync());
+            ok(comm, "barrier", b.barrier());
         }
     }
 }
@@ -182,7 +182,7 @@ fn transpose_accumulate<C: OneSidedComm>(comm: &C) {
                     );
                 }
             }
-            ok(comm, "sync", b.sync());
+            ok(comm, "barrier", b.barrier());
             // the PRK kernel through one plan
             ok(comm, "zero b", b.fill(0.0));
             let mut plan = ok(comm, "plan", TransposePlan::new(&a, &b));
@@ -202,7 +202,7 @@ fn transpose_accumulate<C: OneSidedComm>(comm: &C) {
                     );
                 }
             }
-            ok(comm, "sync", b.sync());
+            ok(comm, "barrier", b.barrier());
         }
     }
     // integers (wrapping) and complex numbers, columns -> grid
@@ -403,7 +403,7 @@ fn transpose_messages<C: OneSidedComm>(comm: &C) {
                     let (j, i) = (k / 8, k % 8);
                     assert_eq!(*v, (i * 12 + j) as f64, "rank {me}: {an} -> {bn}");
                 }
-                ok(comm, "sync", b.sync());
+                ok(comm, "barrier", b.barrier());
             }
         }
     }

@@ -13,7 +13,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// One-sided (local): copies the boxes of this rank's part of `array`
     /// that its neighbours need into its staging part. The first half of
     /// [`Halo::refresh`], for loops that synchronise anyway: every rank
-    /// packs, then a barrier (e.g. [`DistArray::sync`]), then every rank
+    /// packs, then a barrier (e.g. [`DistArray::barrier`]), then every rank
     /// fetches ([`Halo::fetch`] / [`Halo::fetch_ghosts`]), and no rank packs
     /// again before every rank's fetch returned (a later collective).
     pub fn pack(&mut self, array: &DistArray<T, C, N>) -> Result<()> {

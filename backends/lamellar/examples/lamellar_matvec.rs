@@ -1,5 +1,5 @@
 //! The distributed matrix-vector product of `examples/matvec.rs` (the same
-//! generic driver, `examples/apps/matvec.rs`) on the Lamellar backend: one
+//! generic driver, `distarray_apps::matvec`) on the Lamellar backend: one
 //! PE per process, started by `distarray-lamellar-run`.
 //!
 //! ```text
@@ -10,9 +10,7 @@
 //! Options: `--n N` (5000), `--dist rows|cols` (rows), `--reps R` (10);
 //! `--ranks` is ignored (the launcher's `-n` decides).
 
-#[path = "../../../examples/apps/matvec.rs"]
-mod app;
-
+use distarray_apps::matvec as app;
 use distarray_lamellar::LamellarComm;
 
 fn main() -> distarray::Result<()> {

@@ -1,5 +1,5 @@
 //! The 2-D Poisson conjugate-gradient solver of `examples/poisson_cg.rs`
-//! (the same generic driver, `examples/apps/poisson.rs`) on the Lamellar
+//! (the same generic driver, `distarray_apps::poisson`) on the Lamellar
 //! backend.
 //!
 //! ```text
@@ -7,9 +7,7 @@
 //! target/release/distarray-lamellar-run -n 4 -- target/release/examples/lamellar_poisson_cg --n 200
 //! ```
 
-#[path = "../../../examples/apps/poisson.rs"]
-mod app;
-
+use distarray_apps::poisson as app;
 use distarray_lamellar::LamellarComm;
 
 fn main() -> distarray::Result<()> {

@@ -1,4 +1,4 @@
-//! The scaling driver of `examples/scaling.rs` (`examples/apps/scaling.rs`)
+//! The scaling driver of `examples/scaling.rs` (`distarray_apps::scaling`)
 //! on the Lamellar backend: per-call latencies of the tree allreduce, the
 //! old allgather-based reduction, barrier and gets, and the column-split
 //! matvec (accumulates vs the reproducible plan), in one run.
@@ -8,9 +8,7 @@
 //! target/release/distarray-lamellar-run -n 2 -- target/release/examples/lamellar_scaling --n 2000
 //! ```
 
-#[path = "../../../examples/apps/scaling.rs"]
-mod app;
-
+use distarray_apps::scaling as app;
 use distarray_lamellar::LamellarComm;
 
 fn main() -> distarray::Result<()> {

@@ -292,7 +292,7 @@ fn main() -> distarray::Result<()> {
                 .for_each(|(i, x)| *x = i as f64)
         })?;
     }
-    b.sync()?;
+    b.barrier()?;
     let mut bulk = Vec::new();
     if me == 0 {
         let win = b.window().backend().raw();
@@ -326,7 +326,7 @@ fn main() -> distarray::Result<()> {
             format!("| bulk get 64 MiB, raw lock + `MPI_Get` + unlock | {rw:.2} GiB/s | 1.00× |"),
         ];
     }
-    b.sync()?;
+    b.barrier()?;
     drop(b);
 
     if me == 0 {

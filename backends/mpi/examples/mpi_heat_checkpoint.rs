@@ -1,4 +1,4 @@
-//! The 2-D heat equation with checkpoint/restart (`examples/apps/heat.rs`,
+//! The 2-D heat equation with checkpoint/restart (`distarray_apps::heat`,
 //! the core's generic driver) on the MPI backend.
 //!
 //! ```text
@@ -9,9 +9,7 @@
 //! Both print the same fingerprint for step 20 (`--ranks` is ignored:
 //! mpirun's `-n` decides).
 
-#[path = "../../../examples/apps/heat.rs"]
-mod app;
-
+use distarray_apps::heat as app;
 use distarray_mpi::MpiComm;
 
 fn main() -> distarray::Result<()> {

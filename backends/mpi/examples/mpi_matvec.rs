@@ -1,5 +1,5 @@
 //! The distributed matrix-vector product of `examples/matvec.rs` (the same
-//! generic driver, `examples/apps/matvec.rs`) on the MPI backend: one rank
+//! generic driver, `distarray_apps::matvec`) on the MPI backend: one rank
 //! per MPI process. After it, the same product written with plain MPI calls
 //! of the same library (the baseline a hand-written MPI code would be): by
 //! rows, `MPI_Allgatherv` of x, then the local gemv; by columns, the local
@@ -19,14 +19,12 @@
 //! Options: `--n N` (5000), `--dist rows|cols` (rows), `--reps R` (10);
 //! `--ranks` is ignored (mpirun's `-n` decides).
 
-#[path = "../../../examples/apps/matvec.rs"]
-mod app;
-
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
 use distarray::partition::distribute;
 use distarray::{linalg, OneSidedComm};
+use distarray_apps::matvec as app;
 use distarray_mpi::MpiComm;
 use mpi::collective::SystemOperation;
 use mpi::ffi;

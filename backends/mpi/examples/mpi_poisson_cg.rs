@@ -1,5 +1,5 @@
 //! The 2-D Poisson / conjugate-gradient solver of `examples/poisson_cg.rs`
-//! (the same generic driver, `examples/apps/poisson.rs`) on the MPI
+//! (the same generic driver, `distarray_apps::poisson`) on the MPI
 //! backend: one rank per MPI process. After it, the same CG written with
 //! plain MPI calls of the same library (the baseline a hand-written MPI
 //! code would be): blocks of whole grid rows, ghost rows by `MPI_Sendrecv`,
@@ -14,14 +14,12 @@
 //! layout), `--no-baseline` (skip the plain-MPI solve); `--ranks` is
 //! ignored (mpirun's `-n` decides).
 
-#[path = "../../../examples/apps/poisson.rs"]
-mod app;
-
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
 use distarray::partition::distribute;
 use distarray::OneSidedComm;
+use distarray_apps::poisson as app;
 use distarray_mpi::MpiComm;
 use mpi::collective::SystemOperation;
 use mpi::ffi;

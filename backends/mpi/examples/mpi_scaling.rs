@@ -1,4 +1,4 @@
-//! The scaling driver of `examples/scaling.rs` (`examples/apps/scaling.rs`)
+//! The scaling driver of `examples/scaling.rs` (`distarray_apps::scaling`)
 //! on the MPI backend: per-call latencies of the allreduce, the old
 //! allgather-based reduction, barrier and gets, and the column-split
 //! matvec (accumulates vs the reproducible plan), in one run.
@@ -8,9 +8,7 @@
 //! mpirun -n 2 target/release/examples/mpi_scaling --n 2000 --reps 20
 //! ```
 
-#[path = "../../../examples/apps/scaling.rs"]
-mod app;
-
+use distarray_apps::scaling as app;
 use distarray_mpi::MpiComm;
 
 fn main() -> distarray::Result<()> {

@@ -46,7 +46,7 @@ fn main() -> distarray::Result<()> {
     }
     let a =
         DistArray::<f64, _, 2>::from_fn(comm.clone(), [n, n], |idx| (idx[0] * n + idx[1]) as f64)?;
-    a.sync()?;
+    a.barrier()?;
     let rows = a.partitioning().part_range(1)?[0].clone();
     let nrows = rows.len();
     let block = Block::new([rows.clone(), 0..w]);

@@ -15,6 +15,8 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use distarray_apps::poisson as poisson_app;
+
 /// `openmpi`, `mpich` or `other`: the family of the MPI headers the crate
 /// was built with (from build.rs).
 const FAMILY: &str = env!("DISTARRAY_MPI_FAMILY");
@@ -798,7 +800,3 @@ fn poisson_exact_same_bits_on_1_to_4_ranks() {
         );
     }
 }
-
-#[allow(dead_code)]
-#[path = "../../../examples/apps/poisson.rs"]
-mod poisson_app;

@@ -1,5 +1,6 @@
 //! The matvec driver, generic over the backend: shared by the threaded
-//! example (`examples/matvec.rs`) and the MPI / Lamellar ones.
+//! example (`examples/matvec.rs`) and the MPI / Lamellar ones. The report
+//! names the local kernel ([`linalg::GEMV_USES_BLAS`]).
 
 use std::time::Instant;
 
@@ -111,7 +112,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> distarray::Result<()> {
             "matvec N = {n} on {p} rank(s) of the {} backend, A distributed by {}{}",
             comm.backend_name(),
             if o.rows { "rows" } else { "columns" },
-            if cfg!(feature = "blas") {
+            if linalg::GEMV_USES_BLAS {
                 ", local kernel: CBLAS dgemv"
             } else {
                 ", local kernel: plain Rust"

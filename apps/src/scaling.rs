@@ -117,7 +117,7 @@ fn accumulate_matvec<C: OneSidedComm>(
 ) -> distarray::Result<()> {
     let comm = a.comm();
     let [rows, cols] = a.local_indices(comm.rank())?;
-    a.sync()?;
+    a.barrier()?;
     let local = y
         .with_local_mut(|mut l| l.as_mut_slice().fill(0.0))
         .and_then(|_| {

@@ -63,7 +63,6 @@ pub struct Opts {
     pub compare: bool,
     /// MPI example: also run the plain-MPI baseline (`--no-baseline` skips
     /// it, e.g. under a profiler that should see only distarray's calls).
-    #[allow(dead_code)]
     pub baseline: bool,
     /// Compute the points that read no ghost cell while the faces travel
     /// (`Ghosted::update_ghosts_and_apply_dot`; `--no-overlap`:
@@ -328,7 +327,7 @@ pub mod bands {
             u: &DistArray<f64, C, 1>,
             y: &mut DistArray<f64, C, 1>,
         ) -> Result<f64> {
-            u.sync()?; // neighbours' updates of u are complete
+            u.barrier()?; // neighbours' updates of u are complete
             self.ghosts.sync(u)?;
             let n = self.n;
             let vals = self.ghosts.values();
@@ -586,7 +585,7 @@ fn grid_problem<C: OneSidedComm>(comm: &C, o: &Opts) -> Result<DistArray<f64, C,
     u.update_ghosts()?;
     let b = ustar.similar::<f64>()?;
     u.apply(&laplacian(), &b, false)?;
-    b.sync()?; // every rank's part of b written
+    b.barrier()?; // every rank's part of b written
     Ok(b)
 }
 
@@ -603,17 +602,16 @@ fn solve_grid<C: OneSidedComm>(b: &DistArray<f64, C, 2>, o: &Opts) -> Result<Sol
 /// Collective: one solve on the 2-D tiles (`bands == false`) or on the row
 /// bands: (`r · r` before each iteration and at the end, the solution in
 /// global row-major order). For the reproducibility tests.
-#[allow(dead_code)] // used by tests/examples.rs, not by the example binaries
 pub fn solve<C: OneSidedComm>(comm: C, o: &Opts, bands: bool) -> Result<(Vec<f64>, Vec<f64>)> {
     let (history, x) = if bands {
         let (mut op, b) = bands::problem(&comm, o)?;
         let (x, _, h, _) = bands::solve(&mut op, &b, o)?;
-        x.sync()?;
+        x.barrier()?;
         (h, x.to_vec()?)
     } else {
         let b = grid_problem(&comm, o)?;
         let (x, _, h, _) = solve_grid(&b, o)?;
-        x.sync()?;
+        x.barrier()?;
         (h, x.to_vec()?)
     };
     Ok((history, x))
@@ -665,7 +663,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<(usize, f64, f64)> {
     }
     let (x, iters, history, elapsed) = solved.expect("one solve at least");
     let rr = *history.last().expect("r · r before the first iteration");
-    x.sync()?;
+    x.barrier()?;
     let local_err = x.with_local(|l| {
         l.iter_global()
             .map(|([i, j], v)| (v - exact(n, i, j)).abs())

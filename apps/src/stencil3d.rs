@@ -159,7 +159,7 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<f64> {
     } else {
         None
     };
-    u.sync()?;
+    u.barrier()?;
     let start = Instant::now();
     for _ in 0..o.steps {
         cur.update_ghosts()?;
