@@ -43,7 +43,7 @@ impl ElementKind {
         matches!(self, ElementKind::C32 | ElementKind::C64)
     }
 
-    /// Whether [`Window::accumulate`] with `op` is defined for this kind:
+    /// Whether [`Window::accumulate`](crate::Window::accumulate) with `op` is defined for this kind:
     /// every op for integers and floats; `Replace`, `Sum` and `Prod` for
     /// complex numbers, which have no order (`Min` / `Max`), as in MPI.
     pub fn supports(self, op: AccumulateOp) -> bool {
@@ -51,7 +51,7 @@ impl ElementKind {
     }
 }
 
-/// How [`Window::accumulate`] combines an incoming value with the target's.
+/// How [`Window::accumulate`](crate::Window::accumulate) combines an incoming value with the target's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccumulateOp {
     /// `target = incoming` (an atomic put).
@@ -109,7 +109,7 @@ pub unsafe trait Element:
     /// Multiplicative identity (`One::one()` as a constant).
     const ONE: Self;
 
-    /// The value [`Window::accumulate`] stores when `incoming` is combined
+    /// The value [`Window::accumulate`](crate::Window::accumulate) stores when `incoming` is combined
     /// into `current` with `op`. Backends that apply accumulates in software
     /// (threaded, Lamellar) use this; MPI uses its own reduction operators,
     /// which compute the same. Ops that [`ElementKind::supports`] refuses

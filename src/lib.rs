@@ -42,9 +42,11 @@
 //! node has, on any backend: writes need an exclusive lock on their target,
 //! local views hold a lock on their own part, every batch is checked before
 //! it is issued, and window creation is agreed by every rank (element type,
-//! layout, byte sizes, memory) before anything is allocated. The rules, and
-//! the one object that enforces them for every backend, are described in
-//! [`checks::WindowState`].
+//! layout, byte sizes, memory) before anything is allocated. Backends
+//! implement only raw `unsafe` primitives ([`RawWindow`]); the checked
+//! layer over them ([`Window`]) is written once here and approves every
+//! operation with [`checks::WindowState`] before a backend sees it (see
+//! [`rma`]).
 //!
 //! # Bitwise reproducibility
 //!

@@ -19,7 +19,7 @@
 //! 1. **At most one handle in flight per rank and communicator**, across
 //!    all of its arrays and element types (the communicator's
 //!    [`HandleSlot`]). A start while another handle of the rank is in
-//!    flight returns [`Error::HandleInFlight`] before it locks anything. A
+//!    flight returns [`Error::HandleInFlight`](crate::Error::HandleInFlight) before it locks anything. A
 //!    start takes its locks in increasing rank order (its own part, copied
 //!    at once under a lock of its own, at its turn).
 //! 2. **A rank never waits for another rank while its handle holds locks.**
@@ -50,14 +50,14 @@
 //! epoch ([`DistArray::lock`], [`DistArray::with_epoch`]) or a local view
 //! whose closure waits for another rank — which can deadlock without any
 //! handle and is documented there (the threaded backend reports it as
-//! [`Error::Deadlock`]).
+//! [`Error::Deadlock`](crate::Error::Deadlock)).
 //!
 //! Leaking a handle (`mem::forget`) leaks its buffers, not its locks: the
 //! operation stays in the slot, and rule 2 completes it at the rank's next
 //! call that may wait for another rank (at the latest when the array is
 //! dropped), so other ranks wait for a leaked lock only while the leaker
 //! computes. Until then a new start on the communicator returns
-//! [`Error::HandleInFlight`]. The backend never writes freed memory: a
+//! [`Error::HandleInFlight`](crate::Error::HandleInFlight). The backend never writes freed memory: a
 //! leaked handle's buffers are never freed, a dropped handle first
 //! completes its operations (also when unwinding), and an operation that
 //! failed leaks its buffers.

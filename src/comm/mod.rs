@@ -1,5 +1,10 @@
-//! The communication contract: [`OneSidedComm`], [`Window`] and the
-//! [`Element`] types that can live in a window.
+//! The backend contract: [`OneSidedComm`] (collectives, window allocation,
+//! the optional [`NeighbourMessages`] capability) and the collectives
+//! written once on it ([`collective`], [`agree`]). A backend implements
+//! this trait and [`RawWindow`]; the checked [`Window`]
+//! over its raw windows lives in [`crate::rma`], the [`Element`] types in
+//! [`crate::element`]. The trait and its collectives are one layer (the
+//! trait's default methods call them): nothing here depends on arrays.
 //!
 //! Everything above this module (arrays, blocks, ghosts, linear algebra) is
 //! written once against these traits. Backends (the in-process

@@ -35,8 +35,8 @@ enum SlotState {
 /// the communicator uses it.
 ///
 /// The slot owns the handle's lock epochs and requests; the handle
-/// ([`PendingGet`], [`PendingPut`]) owns the buffers. Backends create one
-/// slot per rank and communicator ([`OneSidedComm::handle_slot`]), give it
+/// ([`PendingGet`](crate::PendingGet), [`PendingPut`](crate::PendingPut)) owns the buffers. Backends create one
+/// slot per rank and communicator ([`OneSidedComm::handle_slot`](crate::OneSidedComm::handle_slot)), give it
 /// to every window's [`WindowState`](crate::checks::WindowState) (which
 /// settles it before every lock and fence), and call
 /// [`HandleSlot::settle`] at the entry of every collective and of every

@@ -4,8 +4,8 @@
 use crate::error::Result;
 
 /// Work in flight that completes later: a neighbour exchange (from
-/// [`NeighbourMessages::exchange_bytes_start`]) or RMA operations (from
-/// [`Window::get_runs_start`] / [`Window::write_runs_start`]). One type for
+/// [`NeighbourMessages::exchange_bytes_start`](crate::NeighbourMessages::exchange_bytes_start)) or RMA operations (from
+/// [`Window::get_runs_start`](crate::Window::get_runs_start) / [`Window::write_runs_start`](crate::Window::write_runs_start)). One type for
 /// both, so that code holding several (a halo, a transpose, a pending
 /// block) completes them alike. Dropping one without calling
 /// [`Request::wait`] waits as well (and drops the outcome).
@@ -24,8 +24,8 @@ pub trait Request: Send {
 }
 
 /// Work that completed before it was returned as a [`Request`] (the
-/// defaults of [`NeighbourMessages::exchange_bytes_start`],
-/// [`Window::get_runs_start`] and [`Window::write_runs_start`]).
+/// defaults of [`NeighbourMessages::exchange_bytes_start`](crate::NeighbourMessages::exchange_bytes_start),
+/// [`Window::get_runs_start`](crate::Window::get_runs_start) and [`Window::write_runs_start`](crate::Window::write_runs_start)).
 #[derive(Debug, Clone, Copy)]
 pub struct Completed;
 

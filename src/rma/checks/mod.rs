@@ -5,8 +5,8 @@
 //! programs race-free on every backend; it is built from the rank and
 //! bounds checks ([`WindowLayout`]), the epoch bookkeeping
 //! ([`EpochTracker`]) and the local-view registry ([`LocalViews`]).
-//! Window creation is agreed collectively first ([`gather_window_lens`],
-//! [`agree_window`]): element type, part sizes in bytes and available
+//! Window creation is agreed collectively first ([`gather_window_lens`](crate::comm::agree::gather_window_lens),
+//! [`agree_window`](crate::comm::agree::agree_window)): element type, part sizes in bytes and available
 //! memory, so that a bad request fails on every rank before any allocation.
 //!
 //! Backends call these first and only then their runtime, so the same misuse
