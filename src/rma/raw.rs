@@ -38,9 +38,9 @@ pub enum LockKind {
 ///   [`RawWindow::with_local`] is alive while an operation could write it
 ///   (or, for a mutable view, read it).
 ///
-/// # Safety (for implementors)
+/// # Safety
 ///
-/// The checked layer relies on every implementation to do what each
+/// For implementors: the checked layer relies on every implementation to do what each
 /// method says: locks exclude as documented (an exclusive lock excludes
 /// every other rank's lock on the target, a shared one every exclusive
 /// lock), data moves only within the ranges given, operations are complete

@@ -72,7 +72,7 @@ impl OneSidedComm for ThreadedComm {
 
     fn barrier(&self) -> Result<()> {
         self.handles.settle();
-        self.world.exchange(self.rank, Arc::new(())).map(|_| ())
+        self.world.rendezvous(self.rank, Arc::new(())).map(|_| ())
     }
 
     fn messages(&self) -> Option<&dyn NeighbourMessages> {
@@ -81,7 +81,7 @@ impl OneSidedComm for ThreadedComm {
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
         self.handles.settle();
-        let all = self.world.exchange(self.rank, Arc::new(local.to_vec()))?;
+        let all = self.world.rendezvous(self.rank, Arc::new(local.to_vec()))?;
         Ok(all
             .iter()
             .map(|v| {
@@ -115,7 +115,7 @@ impl OneSidedComm for ThreadedComm {
     unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<ThreadedWindow<T>> {
         self.handles.settle();
         let mine: Option<Arc<Segment<T>>> = Segment::new(lens[self.rank]).ok().map(Arc::new);
-        let all = self.world.exchange(self.rank, Arc::new(mine))?;
+        let all = self.world.rendezvous(self.rank, Arc::new(mine))?;
         let mut segments = Vec::with_capacity(all.len());
         for (rank, s) in all.iter().enumerate() {
             let seg = s
@@ -152,7 +152,7 @@ impl OneSidedComm for ThreadedComm {
             None => None,
             Some(_) => {
                 let mine = Arc::new(SegShadow::new(self.world.size, self.rank, lens[self.rank]));
-                let all = self.world.exchange(self.rank, mine)?;
+                let all = self.world.rendezvous(self.rank, mine)?;
                 Some(
                     all.iter()
                         .map(|s| s.clone().downcast::<SegShadow>().expect("shadow"))

@@ -160,7 +160,7 @@ impl World {
         }
         let tree = self.blocked[rank].load(Ordering::SeqCst);
         (tree != 0 && self.entered[me].load(Ordering::SeqCst) < tree)
-            || relock(&self.exchange).slots[rank].is_some()
+            || relock(&self.rendezvous).slots[rank].is_some()
     }
 }
 

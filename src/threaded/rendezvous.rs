@@ -1,4 +1,4 @@
-//! The all-ranks rendezvous ([`World::exchange`]): every rank contributes
+//! The all-ranks rendezvous ([`World::rendezvous`]): every rank contributes
 //! a value and every rank gets all of them. Barriers, allgathers, window
 //! creation and the fences' votes go through it.
 
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 type Shared = Arc<dyn Any + Send + Sync>;
 
 #[derive(Default)]
-pub(super) struct Exchange {
+pub(super) struct RendezvousState {
     pub(super) generation: u64,
     pub(super) slots: Vec<Option<Shared>>,
     pub(super) arrived: usize,
@@ -30,11 +30,11 @@ pub(super) struct Exchange {
 impl World {
     /// The collective primitive: every rank contributes a value, every rank
     /// gets all values (index = rank).
-    pub(super) fn exchange(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
+    pub(super) fn rendezvous(&self, rank: usize, value: Shared) -> Result<Arc<Vec<Shared>>> {
         self.point(rank);
         self.check_failed()?;
         self.entered[rank].fetch_add(1, Ordering::SeqCst);
-        let mut ex = relock(&self.exchange);
+        let mut ex = relock(&self.rendezvous);
         if let Some(e) = &ex.broken {
             return Err(e.clone());
         }
@@ -65,14 +65,14 @@ impl World {
             }
             ex.arrived = 0;
             ex.generation += 1;
-            self.exchange_cv.notify_all();
+            self.rendezvous_cv.notify_all();
             return Ok(all);
         }
         loop {
             if let Some(s) = &self.sched {
                 drop(ex);
                 let waited = s.wait(rank, || "the other ranks to join a collective".into());
-                ex = relock(&self.exchange);
+                ex = relock(&self.rendezvous);
                 if let (Err(e), true) = (waited, ex.generation == generation) {
                     ex.slots[rank] = None;
                     ex.clocks[rank] = None;
@@ -81,7 +81,7 @@ impl World {
                 }
             } else {
                 let (guard, _) = self
-                    .exchange_cv
+                    .rendezvous_cv
                     .wait_timeout(ex, POLL)
                     .unwrap_or_else(|e| e.into_inner());
                 ex = guard;

@@ -61,7 +61,7 @@ impl<T: Element> ThreadedWindow<T> {
 
     /// Every rank's flag (a barrier).
     fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
-        let all = self.world.exchange(self.rank, Arc::new(ok))?;
+        let all = self.world.rendezvous(self.rank, Arc::new(ok))?;
         Ok(all
             .iter()
             .map(|v| *v.downcast_ref::<bool>().expect("flag"))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::clock::Clocks;
 use super::deadlock::WaitGraph;
-use super::rendezvous::Exchange;
+use super::rendezvous::RendezvousState;
 use super::run::Mode;
 use super::schedule::Scheduler;
 use super::tree::Mailbox;
@@ -29,8 +29,8 @@ pub(super) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// State shared by all ranks of one [`run`](super::run::run).
 pub(super) struct World {
     pub(super) size: usize,
-    pub(super) exchange: Mutex<Exchange>,
-    pub(super) exchange_cv: Condvar,
+    pub(super) rendezvous: Mutex<RendezvousState>,
+    pub(super) rendezvous_cv: Condvar,
     /// The first failure: (rank, message).
     pub(super) failure: Mutex<Option<(usize, String)>>,
     failed: AtomicBool,
@@ -66,12 +66,12 @@ impl World {
     pub(super) fn new(size: usize, mode: Mode) -> Self {
         World {
             size,
-            exchange: Mutex::new(Exchange {
+            rendezvous: Mutex::new(RendezvousState {
                 slots: vec![None; size],
                 clocks: vec![None; size],
-                ..Exchange::default()
+                ..RendezvousState::default()
             }),
-            exchange_cv: Condvar::new(),
+            rendezvous_cv: Condvar::new(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             finished: (0..size).map(|_| AtomicBool::new(false)).collect(),
@@ -109,7 +109,7 @@ impl World {
     /// Wakes every thread waiting on a condition variable (mailboxes and
     /// the exchange) after a failure or a rank's return.
     pub(super) fn notify_waiters(&self) {
-        self.exchange_cv.notify_all();
+        self.rendezvous_cv.notify_all();
         for m in &self.mailboxes {
             m.cv.notify_all();
         }
@@ -118,11 +118,11 @@ impl World {
     /// The communicator is broken (a rank returned while others waited
     /// for it): the error every collective reports from now on.
     pub(super) fn broken(&self) -> Option<Error> {
-        relock(&self.exchange).broken.clone()
+        relock(&self.rendezvous).broken.clone()
     }
 
     pub(super) fn set_broken(&self, e: Error) {
-        let mut ex = relock(&self.exchange);
+        let mut ex = relock(&self.rendezvous);
         if ex.broken.is_none() {
             ex.broken = Some(e);
         }

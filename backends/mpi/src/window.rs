@@ -1,8 +1,10 @@
-//! [`MpiWindow`]: a [`Window`] on an MPI window from `MPI_Win_allocate`.
+//! [`MpiWindow`]: the [`RawWindow`] primitives on an MPI window from
+//! `MPI_Win_allocate`.
 //!
-//! Every method validates its arguments with [`distarray::checks`] first
-//! (rank, bounds, epoch), so misuse returns the same [`Error`] as on the
-//! threaded backend and never reaches MPI. MPI errors that still happen
+//! This file only maps primitives to MPI calls: every operation reaches it
+//! after the checked [`distarray::Window`] approved it (rank, bounds,
+//! epoch, views), so misuse returns the same [`Error`] as on every other
+//! backend and never reaches MPI. MPI errors that still happen
 //! (the window has `MPI_ERRORS_RETURN`) come back as
 //! [`Error::Backend`] with the MPI error string.
 //!
@@ -25,11 +27,11 @@
 //! handed the destination buffer back to the caller. So the fence epoch is
 //! built from passive-target calls with the same semantics:
 //!
-//! * the first [`Window::fence`]: `MPI_Barrier`, then `MPI_Win_lock_all`
+//! * the first [`Window::fence`](distarray::Window::fence): `MPI_Barrier`, then `MPI_Win_lock_all`
 //!   (a shared lock on every target, held for the whole fence epoch);
 //! * later fences: `MPI_Win_flush_all` (every operation of the epoch is
 //!   complete at its target), `MPI_Win_sync`, `MPI_Barrier`, `MPI_Win_sync`;
-//! * [`Window::fence_end`]: `MPI_Win_unlock_all`, `MPI_Barrier`.
+//! * [`Window::fence_end`](distarray::Window::fence_end): `MPI_Win_unlock_all`, `MPI_Barrier`.
 //!
 //! That is exactly what a fence promises (everything issued before it is
 //! complete and visible everywhere after it), while each operation stays
@@ -41,8 +43,8 @@
 //! `with_local` / `with_local_mut` hand out the memory `MPI_Win_allocate`
 //! returned, under a lock on this rank (exclusive for writing), with
 //! `MPI_Win_sync` around the access so the public and private copies of the
-//! window agree. [`WindowState`] approves every operation: other ranks'
-//! writes need an exclusive lock on the part, which MPI does not grant
+//! window agree. The checked layer's `WindowState` approves every
+//! operation: other ranks' writes need an exclusive lock on the part, which MPI does not grant
 //! while the owner's view holds its lock; the owner cannot release that lock
 //! while the view lives; views are refused in fence epochs; and this rank's
 //! own RMA on its own part is refused while a view it would race with is
