@@ -28,15 +28,15 @@ use crate::error::Result;
 ///   [`RawWindow::with_local`] is alive while an operation could write it
 ///   (or, for a mutable view, read it).
 ///
-/// # Safety (for implementors)
+/// # Safety
 ///
-/// The checked layer relies on every implementation to do what each
-/// method says: locks exclude as documented (an exclusive lock excludes
-/// every other rank's lock on the target, a shared one every exclusive
-/// lock), data moves only within the ranges given, operations are complete
-/// when their method says so, and a request's buffers are no longer used
-/// once it has been waited or dropped. A wrong implementation breaks the
-/// safety of safe code, so implementing the trait is `unsafe`.
+/// For implementors: the checked layer relies on every implementation to
+/// do what each method says: locks exclude as documented (an exclusive
+/// lock excludes every other rank's lock on the target, a shared one every
+/// exclusive lock), data moves only within the ranges given, operations
+/// are complete when their method says so, and a request's buffers are no
+/// longer used once it has been waited or dropped. A wrong implementation
+/// breaks the safety of safe code, so implementing the trait is `unsafe`.
 ///
 /// Operations are blocking at the origin unless they return a
 /// [`Request`]: a read's data is in `dst` and a write's `src` is reusable
