@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use distarray::{AccumulateOp, DistArray, LockKind, OneSidedComm, Window};
+use distarray::{AccumulateOp, DistArray, LockKind, OneSidedComm};
 use distarray_lamellar::lamellar::active_messaging::prelude::*;
 use distarray_lamellar::lamellar::memregion::prelude::*;
 use distarray_lamellar::LamellarComm;
@@ -105,7 +105,7 @@ fn main() {
     );
 
     let w = comm.create_window::<f64>(bulk_elems).unwrap();
-    let region = w.raw_region().clone();
+    let region = w.backend().raw_region().clone();
 
     // Passive-target lock round trips.
     let s = median(&comm, || {

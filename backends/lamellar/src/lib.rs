@@ -34,7 +34,7 @@
 //! `local` lamellae.
 //!
 //! ```no_run
-//! use distarray::{OneSidedComm, Window, LockKind};
+//! use distarray::{LockKind, OneSidedComm};
 //! use distarray_lamellar::LamellarComm;
 //!
 //! let comm = LamellarComm::from_env().unwrap();

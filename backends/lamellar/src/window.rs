@@ -1,38 +1,46 @@
-//! [`LamellarWindow`]: a window over a Lamellar shared memory region.
+//! [`LamellarWindow`]: the raw window primitives ([`RawWindow`]) over a
+//! Lamellar shared memory region. Every check (ranks, bounds, epochs, the
+//! access model, local views) happens before, in the checked
+//! [`distarray::Window`] that wraps this raw window: misuse gives the same
+//! `Err` as on the other backends before anything is sent, and this module
+//! only moves data and takes locks, relying on the preconditions the trait
+//! states.
 //!
 //! * Memory: one `SharedMemoryRegion<T>` of `max(len over PEs)` elements per
-//!   PE (Lamellar regions have the same length everywhere); accesses are
-//!   checked against each PE's *true* length with [`WindowLayout`].
-//! * `get` / `put`: RDMA (`get` / `get_buffer` / `put` / `put_buffer`),
-//!   blocking at the origin; accesses to the calling PE's own part are
-//!   plain copies. Every operation is complete when it returns, so `flush`
-//!   and `unlock` have nothing left to wait for.
+//!   PE (Lamellar regions have the same length everywhere); the checked
+//!   layer bounds accesses by each PE's *true* length.
+//! * `get` / `write` (put): RDMA (`get` / `get_into_buffer` / `put` /
+//!   `put_buffer`), blocking at the origin; accesses to the calling PE's
+//!   own part are plain copies. Every operation is complete when it
+//!   returns, so `flush` and `unlock` have nothing left to wait for, and
+//!   the fence's runtime step is empty: the allgather of its vote (a
+//!   barrier) orders the epoch.
+//! * `get_runs_start` / `write_runs_start` (puts): RDMA futures spawned at
+//!   once into (from) a registered buffer; the request waits for them.
+//!   Accumulates complete before returning.
 //! * `lock` / `unlock`: a reader/writer lock per target PE in a small
 //!   control region, manipulated with remote atomics (see
 //!   [`crate::target`]); shared admits many, exclusive excludes every other
 //!   PE. Waiting is polling with back-off.
-//! * `accumulate`: under the target's accumulate guard (a remote
-//!   test-and-set lock), read the elements, combine them with
+//! * accumulate (`write` with an op): under the target's accumulate guard
+//!   (a remote test-and-set lock), read the elements, combine them with
 //!   [`Element::combine`] and write them back: element-wise atomic with
 //!   respect to every other accumulate on that target.
-//! * Every operation is first approved by the backend-independent
-//!   [`WindowState`] (bounds, epochs, the access model: writes need an
-//!   exclusive lock or a fence epoch, views keep their lock), so misuse
-//!   gives the same `Err` as on the other backends, before anything is
-//!   sent.
 //!
-//! Dropping a window releases the locks this PE still holds and hands its
+//! Dropping the checked window first releases, through
+//! [`RawWindow::release`], the locks this PE still holds (after completing
+//! the transfers of leaked requests); then this window drops and hands its
 //! regions back to the communicator, which reuses them for a later window
-//! once every PE has dropped this one (see `RegionCache` in `comm/regions.rs`), or
-//! releases them; Lamellar's distributed reference count frees the memory
-//! once no PE holds a handle. Drop does not wait for the other PEs, so an
-//! early drop on one PE cannot hang the rest.
+//! once every PE has dropped this one (see `RegionCache` in
+//! `comm/regions.rs`), or releases them; Lamellar's distributed reference
+//! count frees the memory once no PE holds a handle. Drop does not wait for
+//! the other PEs, so an early drop on one PE cannot hang the rest.
 
 use std::sync::Mutex;
 
-use distarray::checks::{run_pieces, Access, WindowState};
+use distarray::checks::run_pieces;
 use distarray::comm::Completed;
-use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, Request, Result, Window};
+use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, RawWindow, Request, Result};
 use lamellar::memregion::prelude::*;
 
 use crate::comm::{LamellarComm, Regions};
@@ -43,16 +51,16 @@ use crate::target::Ctl;
 /// between it and the caller's buffer stays in cache.
 const CHUNK_BYTES: usize = 64 << 10;
 
-/// One window of a [`LamellarComm`].
+/// The raw window of a [`LamellarComm`] (checked by [`distarray::Window`]).
 pub struct LamellarWindow<T: Element> {
     comm: LamellarComm,
     rank: usize,
-    /// Approves every operation (the same rules on every backend).
-    state: WindowState,
     region: SharedMemoryRegion<T>,
     /// Address of this PE's part of `region` (taken once, so that no
     /// reference to window memory is created outside a local view).
     local: usize,
+    /// Length of this PE's part (the region may hold more).
+    local_len: usize,
     ctl: Ctl,
     /// Elements per bulk-transfer chunk.
     chunk: usize,
@@ -86,9 +94,9 @@ impl<T: Element> Transfers<T> {
 impl<T: Element> LamellarWindow<T> {
     /// Collective: sets up a window over `regions` (new or reused, the same
     /// on every PE). `lens` holds every PE's length.
-    pub(crate) fn create(comm: LamellarComm, lens: Vec<usize>, regions: Regions) -> Result<Self> {
+    pub(crate) fn create(comm: LamellarComm, lens: &[usize], regions: Regions) -> Result<Self> {
         let rank = comm.rank();
-        let state = WindowState::new(rank, lens.clone(), comm.handle_slot().clone())?;
+        let local_len = lens[rank];
         let need = lens.iter().copied().max().unwrap_or(0);
         let region = regions.data::<T>();
         debug_assert!(region.len() >= need);
@@ -106,10 +114,10 @@ impl<T: Element> LamellarWindow<T> {
         comm.creation_barrier();
         Ok(LamellarWindow {
             local: local as usize,
+            local_len,
             chunk: (CHUNK_BYTES / std::mem::size_of::<T>()).max(1),
             bounce: Mutex::new(None),
             rank,
-            state,
             region,
             ctl: Ctl::new(regions.ctl.clone()),
             regions: Some(regions),
@@ -118,21 +126,26 @@ impl<T: Element> LamellarWindow<T> {
         })
     }
 
-    /// Pointer to this PE's part (valid for `self.local_len()` elements
+    /// Pointer to this PE's part (valid for `self.local_len` elements
     /// while the window lives).
     fn local_ptr(&self) -> *mut T {
         self.local as *mut T
     }
 
-    /// Reads `dst.len()` elements of `target` from `offset` (bounds checked
-    /// by the caller).
-    fn read(&self, target: usize, offset: usize, dst: &mut [T]) {
+    /// Reads `dst.len()` elements of `target` from `offset`.
+    ///
+    /// # Safety
+    ///
+    /// The range lies in `target`'s part and no local view of it is alive
+    /// (the preconditions of [`RawWindow::get`]).
+    unsafe fn load(&self, target: usize, offset: usize, dst: &mut [T]) {
         if dst.is_empty() {
         } else if target == self.rank {
-            // SAFETY: `offset + dst.len() <= local_len()` (checked by the
-            // caller) and the part holds that many initialised `T`s; `dst`
-            // is a separate buffer (no reference into window memory escapes
-            // a local view, and none is alive: checked by the caller).
+            // SAFETY: `offset + dst.len() <= local_len` (the caller's
+            // precondition) and the part holds that many initialised `T`s;
+            // `dst` is a separate buffer (no reference into window memory
+            // escapes a local view, and none is alive: the caller's
+            // precondition).
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     self.local_ptr().add(offset),
@@ -141,9 +154,9 @@ impl<T: Element> LamellarWindow<T> {
                 );
             }
         } else if dst.len() == 1 {
-            // SAFETY: in bounds of `target`'s part (checked by the caller;
-            // the region holds max(len) elements per PE); `block` returns
-            // once the value has arrived.
+            // SAFETY: in bounds of `target`'s part (the caller's
+            // precondition; the region holds max(len) elements per PE);
+            // `block` returns once the value has arrived.
             dst[0] = unsafe { self.region.get(target, offset).block() };
         } else {
             // Through a registered bounce buffer, in cache-sized chunks:
@@ -157,9 +170,10 @@ impl<T: Element> LamellarWindow<T> {
             for (i, part) in dst.chunks_mut(self.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
-                // part.len() <= offset + dst.len()`, checked by the caller).
-                // The bounce region is this window's alone (behind its
-                // mutex) and `block` returns once the data has arrived.
+                // part.len() <= offset + dst.len()`, the caller's
+                // precondition). The bounce region is this window's alone
+                // (behind its mutex) and `block` returns once the data has
+                // arrived.
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
                     self.region
@@ -171,18 +185,22 @@ impl<T: Element> LamellarWindow<T> {
         }
     }
 
-    /// Writes `src` to `target` from `offset` (bounds checked by the
-    /// caller).
-    fn write(&self, target: usize, offset: usize, src: &[T]) {
+    /// Writes `src` to `target` from `offset`.
+    ///
+    /// # Safety
+    ///
+    /// The range lies in `target`'s part and no local view of it is alive
+    /// (the preconditions of [`RawWindow::write`]).
+    unsafe fn store(&self, target: usize, offset: usize, src: &[T]) {
         if src.is_empty() {
         } else if target == self.rank {
-            // SAFETY: in bounds of the local part (checked by the caller);
-            // no local view is alive (checked by the caller), so no
-            // reference into the part exists; `copy` tolerates overlap.
+            // SAFETY: in bounds of the local part and no local view is
+            // alive (the caller's preconditions), so no reference into the
+            // part exists; `copy` tolerates overlap.
             unsafe { std::ptr::copy(src.as_ptr(), self.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
-            // SAFETY: in bounds of `target`'s part (checked by the caller);
-            // `block` returns once the transfer is complete.
+            // SAFETY: in bounds of `target`'s part (the caller's
+            // precondition); `block` returns once the transfer is complete.
             unsafe { self.region.put(target, offset, src[0]).block() };
         } else {
             // Through the registered bounce buffer, in cache-sized chunks.
@@ -194,10 +212,10 @@ impl<T: Element> LamellarWindow<T> {
             });
             for (i, part) in src.chunks(self.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
-                // SAFETY: in bounds of `target`'s part (checked by the
-                // caller); the bounce region is this window's alone (behind
-                // its mutex), and `block` returns once the transfer is
-                // complete, before the region is written again.
+                // SAFETY: in bounds of `target`'s part (the caller's
+                // precondition); the bounce region is this window's alone
+                // (behind its mutex), and `block` returns once the transfer
+                // is complete, before the region is written again.
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
                     self.region
@@ -208,25 +226,13 @@ impl<T: Element> LamellarWindow<T> {
         }
     }
 
-    /// Collective `fence` / `fence_end` (`end`): every PE learns whether
-    /// all could (an allgather of one flag, whose barriers also order the
-    /// operations of the epoch: they are complete when they return). If one
-    /// could not, every PE returns an error and none is left waiting.
-    fn fence_vote(&self, end: bool) -> Result<()> {
-        self.state.fence_collectively(
-            end,
-            |ok| {
-                let all = self.comm.allgather(&[u8::from(ok)])?;
-                Ok(all.iter().map(|v| v[0] == 1).collect())
-            },
-            // the allgather's barriers order the epoch's operations
-            || Ok(()),
-        )
-    }
-
     /// Combines `src` into `target` from `offset` with `op` under the
-    /// target's accumulate guard (approved by the caller).
-    fn combine(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) {
+    /// target's accumulate guard.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LamellarWindow::store`].
+    unsafe fn combine(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) {
         if src.is_empty() {
             return;
         }
@@ -234,18 +240,21 @@ impl<T: Element> LamellarWindow<T> {
             // A single-element replace is one RDMA write: atomic as it is.
             self.ctl
                 .with_acc_guard(target, &|| self.comm.progress(), || {
-                    self.write(target, offset, src)
+                    // SAFETY: the caller's preconditions.
+                    unsafe { self.store(target, offset, src) }
                 });
             return;
         }
         let mut cur = vec![T::ZERO; src.len()];
         self.ctl
             .with_acc_guard(target, &|| self.comm.progress(), || {
-                self.read(target, offset, &mut cur);
+                // SAFETY: the caller's preconditions, for the same range.
+                unsafe { self.load(target, offset, &mut cur) };
                 for (c, &s) in cur.iter_mut().zip(src) {
                     *c = T::combine(op, *c, s);
                 }
-                self.write(target, offset, &cur);
+                // SAFETY: as above.
+                unsafe { self.store(target, offset, &cur) };
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             });
     }
@@ -279,6 +288,14 @@ impl<T: Element> LamellarWindow<T> {
         }
     }
 
+    /// Completes the transfers of every request still in flight (leaked
+    /// ones: a request completes its own when waited or dropped).
+    fn complete_in_flight(&self) {
+        for t in self.in_flight().iter_mut().flatten() {
+            t.complete();
+        }
+    }
+
     fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
         self.bounce.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -290,103 +307,111 @@ impl<T: Element> LamellarWindow<T> {
     }
 }
 
-impl<T: Element> Window<T> for LamellarWindow<T> {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-
-    fn size(&self) -> usize {
-        self.state.size()
-    }
-
-    fn len_of(&self, target: usize) -> Result<usize> {
-        self.state.len_of(target)
-    }
-
-    fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        let locking = self.state.lock(target, kind)?;
+// SAFETY: locks exclude as documented (`Ctl::lock`: a reader/writer lock
+// word per target manipulated with remote atomics; exclusive excludes every
+// other holder, shared excludes an exclusive one). Data moves only within
+// the ranges given: `load` / `store` copy exactly `offset..offset + len` of
+// the target's part, which the checked layer bounds by the lengths every PE
+// agreed on (the region holds `max(len)` elements per PE). Every blocking
+// operation is complete when it returns (`block` on every RDMA future, a
+// SeqCst fence before the unlock publishes the epoch's local writes), and a
+// request's transfers read or fill only the registered buffer the window
+// owns, never the caller's `src` after returning; a request's wait or drop
+// (or, for leaked ones, `release` and the window's drop) completes them,
+// and `dst` is written only by the wait or drop of its request. Local views
+// get the pointer to this PE's part and its true length.
+unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
+    unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         self.ctl.lock(target, kind == LockKind::Exclusive, &|| {
             self.comm.progress()
         });
-        locking.granted();
         Ok(())
     }
 
-    fn unlock(&self, target: usize) -> Result<()> {
-        // nothing else of this PE can use `target` until `unlocking` drops
-        let unlocking = self.state.unlock(target)?;
+    unsafe fn unlock(&self, target: usize, kind: LockKind) -> Result<()> {
+        // Operations are complete; publish this PE's local writes before
+        // another PE can take the lock.
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.ctl
-            .unlock(target, unlocking.kind() == LockKind::Exclusive, &|| {
-                self.comm.progress()
-            });
+        self.ctl.unlock(target, kind == LockKind::Exclusive, &|| {
+            self.comm.progress()
+        });
         Ok(())
     }
 
-    fn flush(&self, target: usize) -> Result<()> {
+    unsafe fn flush(&self, _target: usize) -> Result<()> {
         // Operations complete when they return.
-        let _pin = self.state.flush(target)?;
         Ok(())
     }
 
-    fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve(target, Access::Read, offset, dst.len())?;
-        self.read(target, offset, dst);
+    unsafe fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
+        // SAFETY: the caller's preconditions (in bounds, in an epoch, no
+        // conflicting view).
+        unsafe { self.load(target, offset, dst) };
         Ok(())
     }
 
-    fn put(&self, target: usize, offset: usize, src: &[T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        self.write(target, offset, src);
+    unsafe fn write(
+        &self,
+        target: usize,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        // SAFETY: the caller's preconditions (in bounds, in an epoch
+        // admitting writes, no view).
+        unsafe {
+            match op {
+                None => self.store(target, offset, src),
+                Some(op) => self.combine(target, offset, src, op),
+            }
+        }
         Ok(())
     }
 
-    fn accumulate(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) -> Result<()> {
-        distarray::checks::check_op::<T>(op)?;
-        let _own = self
-            .state
-            .approve(target, Access::Write, offset, src.len())?;
-        self.combine(target, offset, src, op);
-        Ok(())
-    }
-
-    fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve_runs(target, Access::Read, runs, dst.len())?;
+    unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
         for (offset, piece) in run_pieces(runs) {
-            self.read(target, offset, &mut dst[piece]);
+            // SAFETY: the caller's preconditions, for each run.
+            unsafe { self.load(target, offset, &mut dst[piece]) };
+        }
+        Ok(())
+    }
+
+    unsafe fn write_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        for (offset, piece) in run_pieces(runs) {
+            // SAFETY: the caller's preconditions, for each run.
+            unsafe {
+                match op {
+                    None => self.store(target, offset, &src[piece]),
+                    Some(op) => self.combine(target, offset, &src[piece], op),
+                }
+            }
         }
         Ok(())
     }
 
     /// One RDMA future per run, spawned at once, into a registered buffer
     /// of `dst.len()` elements; the wait blocks on the futures, then copies
-    /// into `dst`. The own part, and fence epochs, take the blocking path.
+    /// into `dst`.
     unsafe fn get_runs_start<'w>(
         &'w self,
         target: usize,
         runs: &[(usize, usize)],
         dst: &mut [T],
     ) -> Result<Box<dyn Request + 'w>> {
-        if target == self.rank || self.state.fence_is_open() || dst.is_empty() {
-            self.get_runs(target, runs, dst)?;
-            return Ok(Box::new(Completed));
-        }
-        let approval = self
-            .state
-            .approve_runs(target, Access::Read, runs, dst.len())?;
         let buf = self.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
         let mut tasks = Vec::new();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
-            // SAFETY: in bounds of `target`'s part (approved); `sub` is a
-            // part of this request's own registered buffer, which nothing
-            // reads before the future completed (in `wait`).
+            // SAFETY: in bounds of `target`'s part (the caller's
+            // precondition); `sub` is a part of this request's own
+            // registered buffer, which nothing reads before the future
+            // completed (in `finish`).
             let task = unsafe {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
                 self.region.get_into_buffer(target, offset, lb).spawn()
@@ -395,7 +420,6 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         }
         let slot = self.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarGets {
-            _approval: approval,
             win: self,
             slot,
             dst: (dst.as_mut_ptr(), dst.len()),
@@ -406,26 +430,19 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
     /// Puts: `src` copied into a registered buffer, then one RDMA future
     /// per run, spawned at once (so `src` is free when this returns); the
     /// wait blocks on them. Accumulates (read, combine, write under the
-    /// target's guard), the own part and fence epochs take the blocking
-    /// path.
+    /// target's guard) complete before returning.
     unsafe fn write_runs_start<'w>(
         &'w self,
         target: usize,
         runs: &[(usize, usize)],
         src: &[T],
-        op: AccumulateOp,
+        op: Option<AccumulateOp>,
     ) -> Result<Box<dyn Request + 'w>> {
-        if op != AccumulateOp::Replace
-            || target == self.rank
-            || self.state.fence_is_open()
-            || src.is_empty()
-        {
-            self.write_runs(target, runs, src, op)?;
+        if op.is_some() {
+            // SAFETY: the caller's preconditions cover the blocking form.
+            unsafe { self.write_runs(target, runs, src, op)? };
             return Ok(Box::new(Completed));
         }
-        let approval = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
         let buf = self.comm.world().alloc_one_sided_mem_region::<T>(src.len());
         // SAFETY: the request's own registered buffer, not yet shared with
         // any transfer; the slice dies at the end of the statement.
@@ -433,79 +450,54 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
         let mut tasks = Vec::new();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
-            // SAFETY: in bounds of `target`'s part (approved for writes);
-            // `sub` is not written again
-            // (the request only reads it) and lives in the request until
-            // the future completed.
+            // SAFETY: in bounds of `target`'s part (the caller's
+            // precondition, in an exclusive lock epoch); `sub` is not
+            // written again (the request only reads it) and lives in the
+            // window's transfers until the future completed.
             let task = unsafe { self.region.put_buffer(target, offset, &sub).spawn() };
             tasks.push(task);
         }
         let slot = self.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarPuts {
-            _approval: approval,
             win: self,
             slot,
             done: false,
         }))
     }
 
-    fn put_runs(&self, target: usize, runs: &[(usize, usize)], src: &[T]) -> Result<()> {
-        let _own = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        for (offset, piece) in run_pieces(runs) {
-            self.write(target, offset, &src[piece]);
-        }
+    /// An allgather of one flag; its barriers also order the operations of
+    /// the epoch (they are complete when they return).
+    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
+        let all = self.comm.allgather(&[u8::from(ok)])?;
+        Ok(all.iter().map(|v| v[0] == 1).collect())
+    }
+
+    /// Nothing: the vote's allgather ordered the epoch.
+    unsafe fn fence(&self, _end: bool) -> Result<()> {
         Ok(())
     }
 
-    fn accumulate_runs(
+    /// `f` on this PE's part. Every access to it is an RDMA or a copy
+    /// that is complete when it returns, so there is nothing to
+    /// synchronise around it.
+    unsafe fn with_local<R>(
         &self,
-        target: usize,
-        runs: &[(usize, usize)],
-        src: &[T],
-        op: AccumulateOp,
-    ) -> Result<()> {
-        distarray::checks::check_op::<T>(op)?;
-        let _own = self
-            .state
-            .approve_runs(target, Access::Write, runs, src.len())?;
-        for (offset, piece) in run_pieces(runs) {
-            self.combine(target, offset, &src[piece], op);
+        _mutable: bool,
+        f: impl FnOnce(*mut T, usize) -> R,
+    ) -> Result<R> {
+        Ok(f(self.local_ptr(), self.local_len))
+    }
+
+    /// Completes the transfers of leaked requests first (their targets
+    /// stay locked until they are complete, so no other PE can open a view
+    /// under a late write), then releases the locks so that no other PE
+    /// waits for them forever. A fence epoch holds nothing to release.
+    unsafe fn release(&self, locks: &[(usize, LockKind)], _fence_open: bool) {
+        self.complete_in_flight();
+        for &(t, kind) in locks {
+            self.ctl
+                .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
         }
-        Ok(())
-    }
-
-    fn fence(&self) -> Result<()> {
-        self.fence_vote(false)
-    }
-
-    fn fence_end(&self) -> Result<()> {
-        self.fence_vote(true)
-    }
-
-    fn with_local<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        let _view = self.state.open_view(false)?;
-        // SAFETY: the local part holds `local_len()` initialised `T`s. The
-        // window state approved the view: this PE holds a lock on its part
-        // (no fence epoch), which it cannot release while `_view` lives;
-        // other PEs' writes need an exclusive lock on the part, which the
-        // lock protocol does not grant meanwhile; this PE's own writes to
-        // the part are refused until `_view` drops.
-        let slice =
-            unsafe { std::slice::from_raw_parts(self.local_ptr() as *const T, self.local_len()) };
-        Ok(f(slice))
-    }
-
-    fn with_local_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        let _view = self.state.open_view(true)?;
-        // SAFETY: the local part holds `local_len()` initialised `T`s. This
-        // PE holds the exclusive lock on itself, so no other PE accesses the
-        // part, and the lock cannot be released while the view is
-        // registered (`unlock` fails with `Conflict`); this PE's own RMA
-        // calls on the part fail too. The slice is the only access.
-        let slice = unsafe { std::slice::from_raw_parts_mut(self.local_ptr(), self.local_len()) };
-        Ok(f(slice))
     }
 }
 
@@ -513,7 +505,6 @@ impl<T: Element> Window<T> for LamellarWindow<T> {
 /// the window's transfers, and the caller's destination (written once they
 /// completed).
 struct LamellarGets<'w, T: Element> {
-    _approval: distarray::checks::Approval<'w>,
     win: &'w LamellarWindow<T>,
     slot: usize,
     dst: (*mut T, usize),
@@ -522,8 +513,7 @@ struct LamellarGets<'w, T: Element> {
 
 // SAFETY: `dst` is the caller's buffer, which the contract of
 // `get_runs_start` keeps valid and untouched until this request is waited
-// or dropped, on whatever thread; the window is `Sync`; the approval is a
-// set of counters.
+// or dropped, on whatever thread; the window is `Sync`.
 unsafe impl<T: Element> Send for LamellarGets<'_, T> {}
 
 impl<T: Element> LamellarGets<'_, T> {
@@ -558,13 +548,12 @@ impl<T: Element> Drop for LamellarGets<'_, T> {
 /// Puts in flight ([`LamellarWindow::write_runs_start`]): their slot in the
 /// window's transfers (which hold the registered copy of the source).
 struct LamellarPuts<'w, T: Element> {
-    _approval: distarray::checks::Approval<'w>,
     win: &'w LamellarWindow<T>,
     slot: usize,
     done: bool,
 }
 
-// SAFETY: a slot number, a reference to a `Sync` window and counters.
+// SAFETY: a slot number and a reference to a `Sync` window.
 unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
 
 impl<T: Element> Request for LamellarPuts<'_, T> {
@@ -584,21 +573,12 @@ impl<T: Element> Drop for LamellarPuts<'_, T> {
 }
 
 impl<T: Element> Drop for LamellarWindow<T> {
+    /// The checked window released the locks already ([`RawWindow::release`],
+    /// which completed leaked requests' transfers); completing them again
+    /// is harmless and covers a raw window dropped on its own. Then the
+    /// regions go back to the communicator.
     fn drop(&mut self) {
-        // Transfers of leaked requests first: their targets stay locked
-        // until they are complete, so no other PE can open a view under a
-        // late write, and their buffers outlive them.
-        for t in self.in_flight().iter_mut().flatten() {
-            t.complete();
-        }
-        // Release the locks this PE still holds (an early return or `?`
-        // inside an epoch, a leaked request) so that no other PE waits for
-        // them forever.
-        let (locks, _fence) = self.state.release_all();
-        for (t, kind) in locks {
-            self.ctl
-                .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
-        }
+        self.complete_in_flight();
         if let Some(regions) = self.regions.take() {
             self.comm.recycle(regions);
         }

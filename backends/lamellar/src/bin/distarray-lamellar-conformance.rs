@@ -11,7 +11,7 @@
 //! `--panic-on R` makes PE `R` panic once the world is up while the others
 //! wait in a barrier (used by the launcher's failure test).
 
-use distarray::{AccumulateOp, LockKind, OneSidedComm, Window};
+use distarray::{AccumulateOp, LockKind, OneSidedComm};
 use distarray_lamellar::LamellarComm;
 
 /// A named check of this backend.

@@ -55,8 +55,8 @@ struct CommInner {
     size: usize,
     /// This PE's slot for its one non-blocking block handle on the
     /// communicator: settled at the entry of every collective
-    /// ([`LamellarComm::coll_guard`]) and by the windows' `WindowState`
-    /// before every lock and fence.
+    /// ([`LamellarComm::coll_guard`]) and by the checked
+    /// [`distarray::Window`] before every lock and fence.
     handles: Arc<HandleSlot>,
     /// Serialises collectives issued from several threads of one PE.
     coll: Mutex<()>,
@@ -139,7 +139,7 @@ impl LamellarComm {
 }
 
 impl OneSidedComm for LamellarComm {
-    type Window<T: Element> = LamellarWindow<T>;
+    type RawWindow<T: Element> = LamellarWindow<T>;
 
     fn rank(&self) -> usize {
         self.inner.rank
@@ -227,7 +227,6 @@ impl OneSidedComm for LamellarComm {
                 v
             })
             .collect();
-        let lens = lens.to_vec();
         // Lamellar regions cannot be empty: at least one element per PE.
         let need = lens.iter().copied().max().unwrap_or(0).max(1);
         // Every PE computes the same choice from the same gathered lists
