@@ -32,7 +32,7 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::block::Block;
+use crate::block::{scatter_box, Block};
 use crate::comm::{Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -273,8 +273,25 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         // also the barrier that makes src complete everywhere before anyone
         // reads it
         vote(self.comm(), shape)?;
-        let block = Block::new(self.local_indices(self.comm().rank())?);
-        let pulled = self.try_with_local_mut(|mut l| src.get_block_into(&block, l.as_mut_slice()));
+        let pieces = self.partitioning().part_pieces(self.comm().rank());
+        let pulled = pieces.and_then(|pieces| {
+            self.try_with_local_mut(|mut l| {
+                if let [(one, _)] = pieces.as_slice() {
+                    // the part is one box: straight into window memory
+                    return src.get_block_into(&Block::new(one.clone()), l.as_mut_slice());
+                }
+                // block-cyclic: box by box, each into its place in the part
+                let part = Block::new(l.shape().map(|n| 0..n));
+                for (global, local) in &pieces {
+                    let piece = src.get_block(&Block::new(global.clone()))?;
+                    let at = Block::new(std::array::from_fn(|d| {
+                        local[d]..local[d] + global[d].len()
+                    }));
+                    scatter_box(&part, l.as_mut_slice(), &at, piece.as_slice());
+                }
+                Ok(())
+            })
+        });
         vote(self.comm(), pulled)
     }
 

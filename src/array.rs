@@ -119,6 +119,39 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         Self::create(comm, part)
     }
 
+    /// Collective: a zero-filled array in ScaLAPACK's block-cyclic layout
+    /// ([`ContinuousPartitioning::block_cyclic`]): dimension `d` cut into
+    /// blocks of `block[d]` indices dealt round-robin over `grid[d]`
+    /// process coordinates; the grid's product must be the number of
+    /// ranks. Element access, blocks, `copy_from` / `redistribute` (to and
+    /// from any partition), the element-wise algebra, reductions and
+    /// `matmul` work on it; ghosts, halos, transposes and matvec plans need
+    /// a contiguous partition and return an `Err` (redistribute first).
+    ///
+    /// ```
+    /// use distarray::{threaded, Block, DistArray};
+    /// threaded::run_ok(4, |comm| {
+    ///     // 2 x 2 process grid, 3 x 2 blocks
+    ///     let a = DistArray::<f64, _, 2>::block_cyclic(comm, [10, 9], [2, 2], [3, 2])?;
+    ///     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (10 * i + j) as f64))?;
+    ///     a.barrier()?;
+    ///     assert_eq!(a.get([7, 5])?, 75.0);
+    ///     let b = a.get_block(&Block::new([2..5, 3..6]))?;
+    ///     assert_eq!(b.get([4, 3])?, 43.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn block_cyclic(
+        comm: C,
+        shape: [usize; N],
+        grid: [usize; N],
+        block: [usize; N],
+    ) -> Result<Self> {
+        let part = ContinuousPartitioning::block_cyclic(shape, grid, block);
+        Self::create(comm, part)
+    }
+
     /// Collective: a zero-filled array with explicit part sizes per
     /// dimension (e.g. `[vec![7, 3], vec![10]]`: rows split 7 + 3, columns
     /// whole); the shape is their sums.
@@ -311,9 +344,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Runs `f` on a read-only view of this rank's part (shared lock on it).
     pub fn with_local<R>(&self, f: impl FnOnce(LocalView<'_, T, N>) -> R) -> Result<R> {
         let me = self.comm.rank();
-        let range = self.part.part_range(me)?;
+        let map = PartMap::new(&self.part, me)?;
         self.with_epoch(me, LockKind::Shared, |w| {
-            w.with_local(|data| f(LocalView { data, range }))
+            w.with_local(|data| f(LocalView { data, map }))
         })
     }
 
@@ -321,9 +354,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// it, so no other rank accesses it meanwhile).
     pub fn with_local_mut<R>(&self, f: impl FnOnce(LocalViewMut<'_, T, N>) -> R) -> Result<R> {
         let me = self.comm.rank();
-        let range = self.part.part_range(me)?;
+        let map = PartMap::new(&self.part, me)?;
         self.with_epoch(me, LockKind::Exclusive, |w| {
-            w.with_local_mut(|data| f(LocalViewMut { data, range }))
+            w.with_local_mut(|data| f(LocalViewMut { data, map }))
         })
     }
 
@@ -572,18 +605,15 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         let shape = self.shape();
         let mut out = vec![T::default(); self.len()];
         for rank in 0..self.comm.size() {
-            let range = self.part.part_range(rank)?;
-            let lshape = range.clone().map(|r| r.len());
-            let n: usize = lshape.iter().product();
+            let map = PartMap::new(&self.part, rank)?;
+            let n: usize = map.shape.iter().product();
             if n == 0 {
                 continue;
             }
             let mut buf = vec![T::default(); n];
             self.with_epoch(rank, LockKind::Shared, |w| w.get(rank, 0, &mut buf))?;
             for (k, v) in buf.into_iter().enumerate() {
-                let li = multi_index(&lshape, k);
-                let gi: [usize; N] = std::array::from_fn(|d| range[d].start + li[d]);
-                out[linear_offset(&shape, &gi)] = v;
+                out[linear_offset(&shape, &map.global_index(k))] = v;
             }
         }
         Ok(out)
@@ -672,13 +702,56 @@ impl<T: Element, C: OneSidedComm, const N: usize> fmt::Display for DistArray<T, 
 /// A read-only view of one rank's part, addressed locally or globally.
 pub struct LocalView<'a, T, const N: usize> {
     data: &'a [T],
-    range: [Range<usize>; N],
+    map: PartMap<'a, N>,
 }
 
 /// A mutable view of one rank's part, addressed locally or globally.
 pub struct LocalViewMut<'a, T, const N: usize> {
     data: &'a mut [T],
-    range: [Range<usize>; N],
+    map: PartMap<'a, N>,
+}
+
+/// Where a rank's part lies in the index space: its grid position and
+/// shape in the partition (one box, or blocks of a block-cyclic layout).
+#[derive(Clone, Copy)]
+struct PartMap<'a, const N: usize> {
+    part: &'a ContinuousPartitioning<N>,
+    coords: [usize; N],
+    shape: [usize; N],
+}
+
+impl<'a, const N: usize> PartMap<'a, N> {
+    fn new(part: &'a ContinuousPartitioning<N>, rank: usize) -> Result<Self> {
+        Ok(PartMap {
+            part,
+            coords: part.grid_index(rank)?,
+            shape: part.part_shape(rank)?,
+        })
+    }
+
+    fn global_index(&self, offset: usize) -> [usize; N] {
+        let li = multi_index(&self.shape, offset);
+        self.part.global_of_local(self.coords, li)
+    }
+
+    fn local_offset(&self, index: [usize; N]) -> Option<usize> {
+        let li = self.part.local_of_global(self.coords, index)?;
+        Some(linear_offset(&self.shape, &li))
+    }
+
+    /// Per dimension, from the first owned index to one past the last.
+    fn span(&self) -> [Range<usize>; N] {
+        std::array::from_fn(|d| {
+            let lo = self.part.global_of_local(self.coords, [0; N])[d];
+            if self.shape[d] == 0 {
+                lo..lo
+            } else {
+                let mut last = [0; N];
+                last[d] = self.shape[d] - 1;
+                lo..self.part.global_of_local(self.coords, last)[d] + 1
+            }
+        })
+    }
 }
 
 macro_rules! view_common {
@@ -691,12 +764,16 @@ macro_rules! view_common {
 
             /// The part's shape.
             pub fn shape(&self) -> [usize; N] {
-                self.range.clone().map(|r| r.len())
+                self.map.shape
             }
 
-            /// The global index ranges of the part.
+            /// The global index ranges of the part (its box). On a
+            /// block-cyclic dimension, the range from the first index the
+            /// part owns to one past the last: the part owns only some of
+            /// them (see [`ContinuousPartitioning::part_intervals`]; use
+            /// `global_index` / `local_offset` to map).
             pub fn global_range(&self) -> [Range<usize>; N] {
-                self.range.clone()
+                self.map.span()
             }
 
             /// The part as an `ndarray` view (dynamic dimension).
@@ -707,18 +784,12 @@ macro_rules! view_common {
 
             /// The global index of local row-major `offset`.
             pub fn global_index(&self, offset: usize) -> [usize; N] {
-                let li = multi_index(&self.shape(), offset);
-                std::array::from_fn(|d| self.range[d].start + li[d])
+                self.map.global_index(offset)
             }
 
             /// Local offset of a global index, if this part owns it.
             pub fn local_offset(&self, index: [usize; N]) -> Option<usize> {
-                if (0..N).all(|d| self.range[d].contains(&index[d])) {
-                    let li: [usize; N] = std::array::from_fn(|d| index[d] - self.range[d].start);
-                    Some(linear_offset(&self.shape(), &li))
-                } else {
-                    None
-                }
+                self.map.local_offset(index)
             }
 
             /// The element at a global index, if this part owns it.
@@ -760,7 +831,7 @@ impl<T: Copy, const N: usize> LocalViewMut<'_, T, N> {
             }
             None => Err(Error::IndexOutsideBlock {
                 index: index.to_vec(),
-                ranges: self.range.iter().map(|r| (r.start, r.end)).collect(),
+                ranges: self.map.span().iter().map(|r| (r.start, r.end)).collect(),
             }),
         }
     }

@@ -118,42 +118,60 @@ impl<const N: usize> Block<N> {
 
     /// The ranks the block touches, each with the runs of its window memory
     /// that the block covers. Ranks whose part misses the block are left
-    /// out. Errors: the block does not fit the partition's shape.
+    /// out. On a contiguous partition each rank appears once, in row-major
+    /// order of the process grid; on a block-cyclic one a rank appears once
+    /// per piece of the block it owns (one per combination of its blocks
+    /// that the block meets), each piece with its own intersection.
+    /// Errors: the block does not fit the partition's shape.
     pub fn plan(&self, part: &ContinuousPartitioning<N>) -> Result<Vec<TargetRuns<N>>> {
         self.validate(part.shape())?;
         let mut out = Vec::new();
         if self.is_empty() {
             return Ok(out);
         }
-        // only the grid slabs that overlap the block, per dimension
-        let slabs: [Range<usize>; N] = std::array::from_fn(|d| {
-            part.part_in_dim(d, self.ranges[d].start)
-                ..part.part_in_dim(d, self.ranges[d].end - 1) + 1
+        // per dimension, the blocks of the partition that meet the block
+        // (one per process coordinate on a contiguous dimension)
+        let blocks: [Range<usize>; N] = std::array::from_fn(|d| {
+            part.block_in_dim(d, self.ranges[d].start)
+                ..part.block_in_dim(d, self.ranges[d].end - 1) + 1
         });
-        let counts = slabs.clone().map(|r| r.len());
+        let counts = blocks.clone().map(|r| r.len());
         let total: usize = counts.iter().product();
         for k in 0..total {
             let rel = multi_index(&counts, k);
-            let g: [usize; N] = std::array::from_fn(|d| slabs[d].start + rel[d]);
-            let rank = part.rank_of(g)?;
-            let prange = part.part_range(rank)?;
-            if let Some(inter) = self.intersect(&prange) {
-                let runs = runs_of(&inter, &prange);
-                out.push(TargetRuns {
-                    rank,
-                    intersection: inter,
-                    runs,
-                });
-            }
+            let kb: [usize; N] = std::array::from_fn(|d| blocks[d].start + rel[d]);
+            let piece: [Range<usize>; N] = std::array::from_fn(|d| {
+                let b = part.boundaries(d);
+                b[kb[d]]..b[kb[d] + 1]
+            });
+            let Some(inter) = self.intersect(&piece) else {
+                continue;
+            };
+            let coords: [usize; N] = std::array::from_fn(|d| part.coord_of_block(d, kb[d]));
+            let rank = part.rank_of(coords)?;
+            // where the intersection starts in the rank's part
+            let local: [usize; N] = std::array::from_fn(|d| {
+                part.block_local_start(d, kb[d]) + inter.ranges[d].start - piece[d].start
+            });
+            let runs = runs_of(&inter, local, part.part_shape(rank)?);
+            out.push(TargetRuns {
+                rank,
+                intersection: inter,
+                runs,
+            });
         }
         Ok(out)
     }
 }
 
-/// Maximal contiguous runs of a part's row-major memory covered by `inter`
-/// (a box inside the part with ranges `prange`).
-fn runs_of<const N: usize>(inter: &Block<N>, prange: &[Range<usize>; N]) -> Vec<(usize, usize)> {
-    let pshape = prange.clone().map(|r| r.len());
+/// Maximal contiguous runs of a part's row-major memory (of shape
+/// `pshape`) covered by `inter`, a box whose first element sits at local
+/// index `local` of the part.
+fn runs_of<const N: usize>(
+    inter: &Block<N>,
+    local: [usize; N],
+    pshape: [usize; N],
+) -> Vec<(usize, usize)> {
     let ishape = inter.shape();
     let row = ishape[N - 1];
     let nrows: usize = ishape[..N - 1].iter().product();
@@ -162,9 +180,8 @@ fn runs_of<const N: usize>(inter: &Block<N>, prange: &[Range<usize>; N]) -> Vec<
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for k in 0..nrows {
         let rel = multi_index(&rows_shape, k);
-        let local: [usize; N] =
-            std::array::from_fn(|d| inter.ranges[d].start - prange[d].start + rel[d]);
-        let off = linear_offset(&pshape, &local);
+        let at: [usize; N] = std::array::from_fn(|d| local[d] + rel[d]);
+        let off = linear_offset(&pshape, &at);
         match runs.last_mut() {
             Some(last) if last.0 + last.1 == off => last.1 += row,
             _ => runs.push((off, row)),

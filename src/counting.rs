@@ -180,7 +180,8 @@ impl<C: OneSidedComm> CountingComm<C> {
     }
 }
 
-impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
+// SAFETY: every method forwards to `C` unchanged (and counts).
+unsafe impl<C: OneSidedComm> OneSidedComm for CountingComm<C> {
     type RawWindow<T: Element> = CountingWindow<C::RawWindow<T>>;
 
     fn rank(&self) -> usize {
@@ -444,9 +445,10 @@ unsafe impl<T: Element, W: RawWindow<T>> RawWindow<T> for CountingWindow<W> {
         self.message(target, runs.len(), std::mem::size_of_val(src));
         Ok(req)
     }
-    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
+    unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
         self.collective();
-        self.inner.fence_vote(ok)
+        // SAFETY: forwarded.
+        unsafe { self.inner.fence_vote(token) }
     }
     unsafe fn fence(&self, end: bool) -> Result<()> {
         // SAFETY: forwarded.

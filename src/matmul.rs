@@ -143,7 +143,36 @@ fn local_product<T: Element, C: OneSidedComm>(
     c: &DistArray<T, C, 2>,
 ) -> Result<()> {
     let me = c.comm().rank();
-    let [rows, cols] = c.partitioning().part_range(me)?;
+    // C's part: one box, or the blocks of a block-cyclic layout, each
+    // computed on its own and stored at its place in the part
+    let pieces = c.partitioning().part_pieces(me)?;
+    if let [([rows, cols], _)] = pieces.as_slice() {
+        let acc = piece_product(op_a, a, op_b, b, rows.clone(), cols.clone())?;
+        return c.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(&acc));
+    }
+    let width = c.local_shape()[1];
+    let mut part = vec![T::ZERO; c.local_shape().iter().product()];
+    for ([rows, cols], [r0, c0]) in pieces {
+        let nj = cols.len();
+        let acc = piece_product(op_a, a, op_b, b, rows, cols)?;
+        for (i, row) in acc.chunks_exact(nj.max(1)).enumerate() {
+            let at = (r0 + i) * width + c0;
+            part[at..at + nj].copy_from_slice(row);
+        }
+    }
+    c.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(&part))
+}
+
+/// The `rows x cols` piece of `C = op_a(A) op_b(B)`, row-major: the
+/// panels of `A` and `B` it needs read with `get_block` and multiplied.
+fn piece_product<T: Element, C: OneSidedComm>(
+    op_a: Op,
+    a: &DistArray<T, C, 2>,
+    op_b: Op,
+    b: &DistArray<T, C, 2>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+) -> Result<Vec<T>> {
     let k = op_a.shape(a.shape())[1];
     let (mi, nj) = (rows.len(), cols.len());
     let mut acc = vec![T::ZERO; mi * nj];
@@ -172,7 +201,7 @@ fn local_product<T: Element, C: OneSidedComm>(
             gemm_acc(mi, kp, nj, pa, sa, pb, sb, &mut acc);
         }
     }
-    c.with_local_mut(|mut l| l.as_mut_slice().copy_from_slice(&acc))
+    Ok(acc)
 }
 
 /// The local kernel: `c += a b` for row-major `a` (`m x k`), `b` (`k x n`)

@@ -89,7 +89,20 @@ use crate::rma::{RawWindow, Window};
 /// another one while its non-blocking handle holds locks (see
 /// [`crate::pending`]). The conformance checks `crossing_handles` and
 /// `leaked_handle_does_not_hang` hang on a backend that skips it.
-pub trait OneSidedComm: Clone + Send + Sync + 'static {
+///
+/// # Safety
+///
+/// The checked window layer trusts what a communicator reports: `rank()`
+/// and `size()` are this rank's true place in the communicator (the same
+/// on every clone), the collectives deliver every rank's true contribution
+/// (the window lengths every rank allocates for are agreed through
+/// `allgather`), and `handle_slot()` is this rank's one slot on the
+/// communicator. A communicator that lies about them could make the
+/// checked layer hand out another rank's memory or bound accesses wrongly,
+/// so implementing the trait is `unsafe`. Wrappers that forward every
+/// method (like [`CountingComm`](crate::counting::CountingComm)) keep the
+/// promises of what they wrap.
+pub unsafe trait OneSidedComm: Clone + Send + Sync + 'static {
     /// The raw window primitives of this backend ([`RawWindow`]); the
     /// checked layer over them is [`Window`] (see [`WindowOf`]).
     type RawWindow<T: Element>: RawWindow<T>;

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 mod algebra;
 mod array;
+mod block_cyclic;
 mod blocks;
 mod collectives;
 mod complex;
@@ -49,6 +50,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(collectives::checks::<C>());
     v.extend(array::checks::<C>());
     v.extend(blocks::checks::<C>());
+    v.extend(block_cyclic::checks::<C>());
     v.extend(handles::checks::<C>());
     v.extend(linalg::checks::<C>());
     v.extend(matmul::checks::<C>());

@@ -19,6 +19,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("fence_epochs", fence_epochs::<C>),
         ("epoch_errors", epoch_errors::<C>),
         ("fence_disagreement", fence_disagreement::<C>),
+        ("fence_steps_must_match", fence_steps_must_match::<C>),
         ("bounds_errors", bounds_errors::<C>),
         ("all_element_kinds", all_element_kinds::<C>),
     ]
@@ -615,5 +616,39 @@ fn fence_disagreement<C: OneSidedComm>(comm: &C) {
     expect_err(comm, "fence_end twice", w.fence_end(), |e| {
         matches!(e, Error::EpochMismatch(_))
     });
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// Ranks in different fence steps (one `fence_end` against the others'
+/// `fence`), or fencing different windows, get an `Err` on every rank and
+/// nothing changes: no rank goes on into an epoch the others did not open
+/// (where its writes could land under another rank's local view).
+fn fence_steps_must_match<C: OneSidedComm>(comm: &C) {
+    let (me, p) = (comm.rank(), comm.size());
+    if p == 1 {
+        return; // one rank is always in step with itself
+    }
+    let mismatch = |e: &Error| matches!(e, Error::EpochMismatch(m) if m.contains("same"));
+    let w = ok(comm, "create_window", comm.create_window::<u16>(2));
+    ok(comm, "fence", w.fence());
+    let r = if me == 0 { w.fence_end() } else { w.fence() };
+    expect_err(comm, "fence_end against fence", r, mismatch);
+    // the epoch is still open everywhere, and the fence counts in step
+    ok(comm, "put in the epoch", w.put((me + 1) % p, 0, &[3]));
+    ok(comm, "fence", w.fence());
+    ok(comm, "fence_end", w.fence_end());
+    // two windows: rank 0 fences one, the others the other
+    let (a, b) = (
+        ok(comm, "create_window a", comm.create_window::<u16>(2)),
+        ok(comm, "create_window b", comm.create_window::<u16>(2)),
+    );
+    let r = if me == 0 { a.fence() } else { b.fence() };
+    expect_err(comm, "fences of two windows", r, mismatch);
+    for w in [&a, &b] {
+        assert!(ok(comm, "lock", w.lock(me, LockKind::Shared).map(|_| true)));
+        ok(comm, "unlock", w.unlock(me));
+        ok(comm, "fence", w.fence());
+        ok(comm, "fence_end", w.fence_end());
+    }
     ok(comm, "barrier", comm.barrier());
 }

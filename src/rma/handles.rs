@@ -43,6 +43,10 @@ enum SlotState {
 /// wait for another rank's message.
 pub struct HandleSlot {
     state: Mutex<SlotState>,
+    /// Windows created on the communicator so far (by this rank): every
+    /// rank creates them collectively in the same order, so the count
+    /// names a window alike on every rank (its fences' votes carry it).
+    windows: std::sync::atomic::AtomicU64,
 }
 
 impl Default for HandleSlot {
@@ -67,7 +71,15 @@ impl HandleSlot {
     pub fn new() -> Self {
         HandleSlot {
             state: Mutex::new(SlotState::Empty),
+            windows: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The serial number of the next window created on the communicator
+    /// (0, 1, 2, … in creation order, the same on every rank).
+    pub fn next_window_serial(&self) -> u64 {
+        self.windows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotState> {

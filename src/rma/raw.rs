@@ -230,11 +230,21 @@ pub unsafe trait RawWindow<T: Element>: Send + Sync + 'static {
         Ok(Box::new(Completed))
     }
 
-    /// Collective, the first step of every `fence` / `fence_end`: every
-    /// rank's flag `ok`, indexed by rank. It is a barrier; backends whose
-    /// operations are complete when they return may let it order the
-    /// fence epoch (their [`RawWindow::fence`] then has nothing to do).
-    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>>;
+    /// Collective, the first step of every `fence` / `fence_end`: an
+    /// allgather of one word per rank (`token`: which window, fence and
+    /// step this rank is in, and whether its checks passed), indexed by
+    /// rank. It is a barrier; backends whose operations are complete when
+    /// they return may let it order the fence epoch (their
+    /// [`RawWindow::fence`] then has nothing to do). Where it can, a
+    /// backend runs it on a channel no other collective uses (MPI: a
+    /// private duplicate of the communicator), so that it can only match
+    /// another rank's fence vote.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the checked layer's fence, as the first step of a
+    /// fence of this window on every rank.
+    unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>>;
 
     /// Collective, the runtime step of a fence once every rank voted yes:
     /// completes every operation of the epoch and opens (or continues) the
@@ -242,8 +252,9 @@ pub unsafe trait RawWindow<T: Element>: Send + Sync + 'static {
     ///
     /// # Safety
     ///
-    /// Every rank calls it, in the same order; this rank holds no lock;
-    /// with `end`, a fence epoch is open; no operation is in progress.
+    /// Every rank calls it for the same fence of the same window with the
+    /// same `end` (the vote established it); this rank holds no lock; with
+    /// `end`, a fence epoch is open; no operation is in progress.
     unsafe fn fence(&self, end: bool) -> Result<()>;
 
     /// Runs `f` on a pointer to this rank's part and its length (dangling
@@ -251,17 +262,27 @@ pub unsafe trait RawWindow<T: Element>: Send + Sync + 'static {
     /// local access (MPI: the window's public and private copies made to
     /// agree before, and after a mutable access).
     ///
+    /// The implementation guarantees that the pointer is non-null,
+    /// aligned and valid for the part's `len` initialised elements (the
+    /// agreed length of this rank's part), writable when `mutable`, for the
+    /// whole call of `f`, and that no other rank writes them meanwhile
+    /// (other ranks' writes need an exclusive lock on the part, which the
+    /// runtime does not grant while this rank holds its lock).
+    ///
     /// # Safety
     ///
     /// This rank holds a lock on its own part (exclusive when `mutable`)
-    /// for the whole call, and no operation of this rank on its own part
-    /// runs meanwhile.
+    /// for the whole call, and no write of this rank to its own part (for
+    /// a mutable view: no access at all) runs meanwhile.
     unsafe fn with_local<R>(&self, mutable: bool, f: impl FnOnce(*mut T, usize) -> R) -> Result<R>;
 
     /// Releases what a dropped handle still holds: the locks `(target,
-    /// kind)` and, with `fence_open`, the fence epoch. Called once, from
-    /// the checked window's `Drop`, before the raw window drops (a
-    /// backend whose free is collective frees in its own `Drop`).
+    /// kind)` and, with `fence_open`, the fence epoch. Called at most once,
+    /// from the checked window's `Drop`, before the raw window drops (a
+    /// backend whose free is collective frees in its own `Drop`). A raw
+    /// window can also drop without it (its checked window was never made,
+    /// or a panic unwound through that `Drop`): its own `Drop` must then
+    /// not assume the epochs are closed.
     ///
     /// # Safety
     ///

@@ -435,11 +435,15 @@ impl<T: Element, R: RawWindow<T>> Window<T, R> {
     fn fence_step(&self, end: bool) -> Result<()> {
         self.state.fence_collectively(
             end,
-            |ok| self.raw.fence_vote(ok),
-            // SAFETY: every rank voted yes: each holds no lock and (for
-            // `end`) has a fence epoch open, and each is here, in the same
-            // order; nothing is in progress (the window state pins
-            // operations and refuses the fence while one runs).
+            // SAFETY: the first step of this window's fence on this rank;
+            // the window state checks that every rank's token names the
+            // same window, fence and step.
+            |token| unsafe { self.raw.fence_vote(token) },
+            // SAFETY: every rank voted yes in the same step of the same
+            // fence of this window: each holds no lock and (for `end`) has
+            // a fence epoch open; nothing is in progress (the window state
+            // refuses the fence while an operation of the epoch is pinned,
+            // and approves none until it is done).
             || unsafe { self.raw.fence(end) },
         )
     }

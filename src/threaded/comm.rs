@@ -55,7 +55,11 @@ impl ThreadedComm {
     }
 }
 
-impl OneSidedComm for ThreadedComm {
+// SAFETY: `rank` and `size` are this rank's place in the run; the
+// collectives deliver every rank's contribution (rendezvous and tree
+// transport of one world); the handle slot is this rank's, shared by every
+// clone of the handle.
+unsafe impl OneSidedComm for ThreadedComm {
     type RawWindow<T: Element> = ThreadedWindow<T>;
 
     fn rank(&self) -> usize {

@@ -59,15 +59,6 @@ impl<T: Element> ThreadedWindow<T> {
         }
     }
 
-    /// Every rank's flag (a barrier).
-    fn all_ok(&self, ok: bool) -> Result<Vec<bool>> {
-        let all = self.world.rendezvous(self.rank, Arc::new(ok))?;
-        Ok(all
-            .iter()
-            .map(|v| *v.downcast_ref::<bool>().expect("flag"))
-            .collect())
-    }
-
     pub(super) fn conflict(target: usize, reason: &str) -> Error {
         Error::Conflict {
             target,
@@ -147,11 +138,15 @@ unsafe impl<T: Element> RawWindow<T> for ThreadedWindow<T> {
         run_pieces(runs).try_for_each(|(offset, piece)| self.store(target, offset, &src[piece], op))
     }
 
-    /// Operations complete when they return: the exchange (a barrier)
+    /// Operations complete when they return: the rendezvous (a barrier)
     /// orders them, once this rank's are recorded as complete.
-    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
+    unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
         self.complete_all();
-        self.all_ok(ok)
+        let all = self.world.rendezvous(self.rank, Arc::new(token))?;
+        Ok(all
+            .iter()
+            .map(|v| v.downcast_ref::<u64>().copied().unwrap_or(u64::MAX))
+            .collect())
     }
 
     unsafe fn fence(&self, _end: bool) -> Result<()> {

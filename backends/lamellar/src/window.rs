@@ -465,11 +465,17 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         }))
     }
 
-    /// An allgather of one flag; its barriers also order the operations of
-    /// the epoch (they are complete when they return).
-    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
-        let all = self.comm.allgather(&[u8::from(ok)])?;
-        Ok(all.iter().map(|v| v[0] == 1).collect())
+    /// An allgather of the token (on the communicator's collective
+    /// channel: the checked layer refuses a vote that does not name the
+    /// same fence of the same window on every rank); its barriers also
+    /// order the operations of the epoch (they are complete when they
+    /// return).
+    unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
+        let all = self.comm.allgather(&[token])?;
+        Ok(all
+            .iter()
+            .map(|v| v.first().copied().unwrap_or(u64::MAX))
+            .collect())
     }
 
     /// Nothing: the vote's allgather ordered the epoch.

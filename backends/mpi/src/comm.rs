@@ -202,6 +202,23 @@ impl CommInner {
         self.collectives.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Collective: `MPI_Allgather` of one word per rank on the private
+    /// duplicate communicator (whose only other traffic is the neighbour
+    /// exchange's point-to-point messages, in another matching context):
+    /// the vote of a window fence, which no collective of the application
+    /// on the communicator can match.
+    pub(crate) fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
+        let _collective = self.collective();
+        raw::ensure_live()?;
+        let mut all = vec![0u64; self.size];
+        let _serial = raw::enter()?;
+        self.exchange
+            .as_ref()
+            .expect("duplicate present until drop")
+            .all_gather_into(&token, &mut all[..]);
+        Ok(all)
+    }
+
     /// Collective: `MPI_Barrier`.
     pub(crate) fn barrier(&self) -> Result<()> {
         let _collective = self.collective();
@@ -742,7 +759,10 @@ impl MpiComm {
     }
 }
 
-impl OneSidedComm for MpiComm {
+// SAFETY: `rank` and `size` are MPI's for the communicator; the collectives
+// are MPI collectives on it, which deliver every rank's contribution; the
+// handle slot is this rank's, shared by every clone of the handle.
+unsafe impl OneSidedComm for MpiComm {
     type RawWindow<T: Element> = MpiWindow<T>;
 
     fn rank(&self) -> usize {

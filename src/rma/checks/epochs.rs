@@ -373,13 +373,27 @@ impl EpochTracker {
             });
         }
         match phase {
-            OPEN => Ok(Fencing {
-                tracker: self,
-                before: OPEN,
-                after: OPEN,
-                // a continued fence epoch changes no state: nothing to undo
-                finished: false,
-            }),
+            OPEN => {
+                // a continued fence: nothing of the epoch may be in progress
+                // (the runtime step completes the epoch's operations), and
+                // none is approved until it is done (OPENING refuses pins)
+                if pins(f) > 0 {
+                    return Err(Error::EpochMismatch(
+                        "fence while an operation of the fence epoch is in progress".into(),
+                    ));
+                }
+                self.fence
+                    .compare_exchange(f, OPENING, SeqCst, SeqCst)
+                    .map_err(|_| {
+                        Error::EpochMismatch("fence while another thread uses the fence".into())
+                    })?;
+                Ok(Fencing {
+                    tracker: self,
+                    before: OPEN,
+                    after: OPEN,
+                    finished: false,
+                })
+            }
             CLOSED => {
                 self.fence
                     .compare_exchange(CLOSED, OPENING, SeqCst, SeqCst)
@@ -511,6 +525,27 @@ mod tests {
         assert!(matches!(t.pin(0), Err(Error::NoEpoch { .. })));
         drop(locking); // the runtime lock failed
         assert_eq!(t.lock_kind(0).unwrap(), None);
+    }
+
+    #[test]
+    fn a_continued_fence_waits_for_no_pin_and_refuses_new_ones() {
+        let t = EpochTracker::new(2);
+        t.begin_fence(false).unwrap().done();
+        // an operation of the epoch in progress: no continued fence
+        let pin = t.pin(1).unwrap();
+        assert!(matches!(t.begin_fence(false), Err(Error::EpochMismatch(_))));
+        drop(pin);
+        // during the continued fence nothing is approved, and its end
+        // restores the open epoch with no pin counted
+        let fencing = t.begin_fence(false).unwrap();
+        assert!(t.pin(1).is_err(), "no operation during a fence");
+        assert!(t.begin_fence(true).is_err(), "no fence_end during a fence");
+        fencing.done();
+        let pin = t.pin(1).unwrap();
+        assert!(t.begin_fence(true).is_err(), "fence_end under a pin");
+        drop(pin);
+        t.begin_fence(true).unwrap().done();
+        assert!(!t.fence_is_open());
     }
 
     #[test]

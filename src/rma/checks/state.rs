@@ -65,6 +65,12 @@ pub enum Access {
 #[derive(Debug)]
 pub struct WindowState {
     me: usize,
+    /// The window's serial number on its communicator (the same on every
+    /// rank), carried by its fences' votes.
+    serial: u64,
+    /// Fence calls on this handle so far (every rank calls them in the
+    /// same order), carried by the votes too.
+    fences: std::sync::atomic::AtomicU64,
     layout: WindowLayout,
     epochs: EpochTracker,
     views: LocalViews,
@@ -113,6 +119,8 @@ impl WindowState {
         let size = lens.len();
         Ok(WindowState {
             me,
+            serial: handles.next_window_serial(),
+            fences: std::sync::atomic::AtomicU64::new(0),
             layout: WindowLayout::new(lens),
             epochs: EpochTracker::new(size),
             views: LocalViews::default(),
@@ -255,19 +263,53 @@ impl WindowState {
     }
 
     /// Collective `fence` (or `fence_end` when `end`): this rank's checks,
-    /// the vote `all_ok` (one flag per rank), then the backend's `runtime`
-    /// step; see [`EpochTracker::fence_collectively`]. Operations of the
-    /// fence epoch are approved only once `runtime` has opened it, and none
-    /// after `fence_end` began. First completes this rank's handle in
-    /// flight (a fence waits for every rank).
+    /// the vote, then the backend's `runtime` step; see
+    /// [`EpochTracker::fence_collectively`]. Operations of the fence epoch
+    /// are approved only once `runtime` has opened it, and none after
+    /// `fence_end` began. First completes this rank's handle in flight (a
+    /// fence waits for every rank).
+    ///
+    /// The vote (`vote`: the backend's allgather of one word per rank)
+    /// carries, besides whether this rank's checks passed, which window,
+    /// which of its fence calls and which step (`fence` or `fence_end`)
+    /// this rank is in: unless every rank is in the same step of the same
+    /// fence of the same window, every rank returns
+    /// [`Error::EpochMismatch`] and nothing changes, so ranks that called
+    /// different fences (or a fence against another collective) never go
+    /// on into epochs the others did not open.
     pub fn fence_collectively(
         &self,
         end: bool,
-        all_ok: impl FnOnce(bool) -> Result<Vec<bool>>,
+        vote: impl FnOnce(u64) -> Result<Vec<u64>>,
         runtime: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         self.handles.settle();
-        self.epochs.fence_collectively(end, all_ok, runtime)
+        let seq = self
+            .fences
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // bit 0: this rank's checks passed; bit 1: fence_end; then the
+        // fence's number (32 bits) and the window's serial number
+        let step = (self.serial << 34) | ((seq & 0xFFFF_FFFF) << 2) | (u64::from(end) << 1);
+        self.epochs.fence_collectively(
+            end,
+            |ok| {
+                let tokens = vote(step | u64::from(ok))?;
+                if let Some(r) = tokens.iter().position(|&t| t & !1 != step) {
+                    // every rank of the vote sees the mismatch and takes
+                    // its call back: the counts stay in step
+                    self.fences
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(Error::EpochMismatch(format!(
+                        "rank {r} is not in the same {} of this window as rank {} (ranks must \
+                         call fence / fence_end on the same window in the same order)",
+                        if end { "fence_end" } else { "fence" },
+                        self.me
+                    )));
+                }
+                Ok(tokens.iter().map(|&t| t & 1 == 1).collect())
+            },
+            runtime,
+        )
     }
 
     /// Whether a fence epoch is open (or opening / closing) on this handle.

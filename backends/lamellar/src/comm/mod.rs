@@ -138,7 +138,10 @@ impl LamellarComm {
     }
 }
 
-impl OneSidedComm for LamellarComm {
+// SAFETY: `rank` and `size` are the PE's place in its team; the collectives
+// deliver every PE's contribution (registered regions and barriers of the
+// team); the handle slot is this PE's, shared by every clone.
+unsafe impl OneSidedComm for LamellarComm {
     type RawWindow<T: Element> = LamellarWindow<T>;
 
     fn rank(&self) -> usize {

@@ -716,11 +716,11 @@ unsafe impl<T: Element> RawWindow<T> for MpiWindow<T> {
         Ok(Box::new(req))
     }
 
-    /// Every rank's flag (an allgather): no rank waits alone in the
-    /// runtime step.
-    fn fence_vote(&self, ok: bool) -> Result<Vec<bool>> {
-        let all = self.comm.allgather(&[u8::from(ok)])?;
-        Ok(all.iter().map(|v| v[0] == 1).collect())
+    /// An allgather of the tokens on the communicator's private duplicate
+    /// (which carries no other collective, so only another rank's fence
+    /// vote can match it): no rank waits alone in the runtime step.
+    unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
+        self.comm.fence_vote(token)
     }
 
     /// Opens or continues the fence epoch, or closes it (`end`); see the
