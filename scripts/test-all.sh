@@ -31,6 +31,10 @@ hdf5_dir="/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)/hdf5
 [ -e "$hdf5_dir/openmpi/libhdf5.so" ] || need_pkgs+=(libhdf5-openmpi-dev)
 [ -e "$hdf5_dir/mpich/libhdf5.so" ] || need_pkgs+=(libhdf5-mpich-dev)
 command -v h5dump >/dev/null 2>&1 || need_pkgs+=(hdf5-tools)
+# ScaLAPACK for each MPI (the MPI backend's `scalapack` feature)
+libdir="/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
+ls "$libdir"/libscalapack-openmpi.so >/dev/null 2>&1 || need_pkgs+=(libscalapack-openmpi-dev)
+ls "$libdir"/libscalapack-mpich.so >/dev/null 2>&1 || need_pkgs+=(libscalapack-mpich-dev)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -54,10 +58,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # mismatch).
 echo "== MPI backend on Open MPI: conformance (1..4 ranks, shared memory and TCP), faults, examples, parallel HDF5 =="
 MPICC=mpicc.openmpi MPIEXEC=mpirun.openmpi HDF5_DIR="$hdf5_dir/openmpi" \
-  cargo test -p distarray-mpi --features hdf5,fault-injection
+  cargo test -p distarray-mpi --features hdf5,fault-injection,scalapack
 echo "== MPI backend on MPICH: the same suite under mpiexec.mpich =="
 MPICC=mpicc.mpich MPIEXEC=mpiexec.mpich HDF5_DIR="$hdf5_dir/mpich" CARGO_TARGET_DIR=target/mpich \
-  cargo test -p distarray-mpi --features hdf5,fault-injection
+  cargo test -p distarray-mpi --features hdf5,fault-injection,scalapack
 
 echo "== Lamellar backend: conformance with 1..4 PEs =="
 cargo test -p distarray-lamellar

@@ -140,6 +140,12 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A numerical method cannot go on with this input: a singular matrix
+    /// in an LU factorisation, a matrix that is not positive definite in a
+    /// Cholesky factorisation.
+    #[error("numerical failure: {0}")]
+    Numerical(String),
+
     /// Another rank failed (panicked) and the collective or lock this rank
     /// was waiting for can never complete.
     #[error("aborted: rank {rank} failed: {message}")]

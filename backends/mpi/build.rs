@@ -62,6 +62,21 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_HDF5").is_some() {
         check_hdf5_family(&family);
     }
+    if std::env::var_os("CARGO_FEATURE_SCALAPACK").is_some() {
+        link_scalapack(&family);
+    }
+}
+
+/// Links the ScaLAPACK built for the MPI family in use (Debian:
+/// `libscalapack-openmpi-dev` / `libscalapack-mpich-dev`), or the one named
+/// by `SCALAPACK_LIB` (e.g. `scalapack` for a generic build).
+fn link_scalapack(family: &str) {
+    println!("cargo:rerun-if-env-changed=SCALAPACK_LIB");
+    let lib = std::env::var("SCALAPACK_LIB").unwrap_or_else(|_| match family {
+        "mpich" => "scalapack-mpich".into(),
+        _ => "scalapack-openmpi".into(),
+    });
+    println!("cargo:rustc-link-lib={lib}");
 }
 
 /// Panics if the HDF5 headers `hdf5-metno-sys` found belong to a parallel

@@ -77,6 +77,8 @@ pub mod hdf5;
 mod lifetime;
 mod quirks;
 mod raw;
+#[cfg(feature = "scalapack")]
+pub mod scalapack;
 pub mod window;
 
 pub use comm::{MpiComm, MpiEnv, ABORT_CODE};

@@ -577,6 +577,20 @@ fn kill_9_of_one_rank_mid_checkpoint_keeps_the_previous_one() {
 /// every element type in 1 to 3 dimensions across rank counts and
 /// partitions, h5py reads what it wrote and writes files it reads
 /// (`tests/hdf5_clients.py`), and bad input gives an `Err` on every rank.
+/// The ScaLAPACK wrappers (LU and Cholesky solves by their residual, gemm
+/// against matmul, the four element types, the error cases) on 1–4 ranks.
+#[cfg(feature = "scalapack")]
+#[test]
+fn scalapack_wrappers() {
+    for ranks in 1..=4 {
+        let job = Job {
+            timeout_secs: 180,
+            ..Job::new(env!("CARGO_BIN_EXE_scalapack_check"), ranks)
+        };
+        succeeds(&job, "scalapack_check: ok");
+    }
+}
+
 #[cfg(feature = "hdf5")]
 mod hdf5 {
     use super::*;

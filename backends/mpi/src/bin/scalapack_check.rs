@@ -1,0 +1,265 @@
+//! The ScaLAPACK wrappers under `mpirun` (feature `scalapack`; run by
+//! `tests/mpirun.rs` on 1, 2, 3 and 4 ranks): LU and Cholesky solves of
+//! dense systems checked by their residual, `gemm` against distarray's own
+//! `matmul`, for `f32`, `f64`, `Complex32` and `Complex64`, on
+//! block-cyclic arrays whose blocks do not divide the extents and on a
+//! contiguous layout; then the errors — a singular matrix, a matrix that
+//! is not positive definite, non-square blocks, mismatched shapes and
+//! partitions that are no block-cyclic layout — on every rank. Prints
+//! `scalapack_check: ok` on rank 0.
+
+use distarray::{Complex32, Complex64, DistArray, Error, OneSidedComm};
+use distarray_mpi::scalapack::{self, ScalapackElement};
+use distarray_mpi::MpiComm;
+
+/// A `pr x pc` grid for `p` ranks, as square as possible.
+fn grid(p: usize) -> [usize; 2] {
+    let pr = (1..=p)
+        .filter(|d| p.is_multiple_of(*d) && d * d <= p)
+        .max()
+        .unwrap_or(1);
+    [pr, p / pr]
+}
+
+/// Element conversions for the checks.
+trait Num: ScalapackElement {
+    fn real(x: f64) -> Self;
+    fn cplx(re: f64, im: f64) -> Self;
+    fn abs(self) -> f64;
+    fn tol() -> f64;
+}
+
+impl Num for f32 {
+    fn real(x: f64) -> Self {
+        x as f32
+    }
+    fn cplx(re: f64, _: f64) -> Self {
+        re as f32
+    }
+    fn abs(self) -> f64 {
+        f64::from(self).abs()
+    }
+    fn tol() -> f64 {
+        1e-3
+    }
+}
+impl Num for f64 {
+    fn real(x: f64) -> Self {
+        x
+    }
+    fn cplx(re: f64, _: f64) -> Self {
+        re
+    }
+    fn abs(self) -> f64 {
+        self.abs()
+    }
+    fn tol() -> f64 {
+        1e-10
+    }
+}
+impl Num for Complex32 {
+    fn real(x: f64) -> Self {
+        Complex32::new(x as f32, 0.0)
+    }
+    fn cplx(re: f64, im: f64) -> Self {
+        Complex32::new(re as f32, im as f32)
+    }
+    fn abs(self) -> f64 {
+        f64::from(self.norm())
+    }
+    fn tol() -> f64 {
+        1e-3
+    }
+}
+impl Num for Complex64 {
+    fn real(x: f64) -> Self {
+        Complex64::new(x, 0.0)
+    }
+    fn cplx(re: f64, im: f64) -> Self {
+        Complex64::new(re, im)
+    }
+    fn abs(self) -> f64 {
+        self.norm()
+    }
+    fn tol() -> f64 {
+        1e-10
+    }
+}
+
+/// A general, well-conditioned matrix entry.
+fn general<T: Num>(i: usize, j: usize, n: usize) -> T {
+    let v = 1.0 / (1 + i + 2 * j) as f64 + if i == j { n as f64 } else { 0.0 };
+    T::cplx(v, 0.25 * ((i * 3 + j) % 5) as f64 - 0.5)
+}
+
+/// A Hermitian positive definite entry: diagonally dominant, `a(j, i) =
+/// conj(a(i, j))`.
+fn hpd<T: Num>(i: usize, j: usize, n: usize) -> T {
+    if i == j {
+        return T::real(2.0 * n as f64);
+    }
+    let (lo, hi) = (i.min(j), i.max(j));
+    let im = 0.1 * ((lo + 2 * hi) % 3) as f64;
+    T::cplx(1.0 / (1 + lo + hi) as f64, if i < j { im } else { -im })
+}
+
+/// The right-hand sides.
+fn rhs<T: Num>(i: usize, j: usize) -> T {
+    T::cplx((i as f64 - 3.0 * j as f64) * 0.5, (i % 3) as f64)
+}
+
+fn make<T: Num>(
+    comm: &MpiComm,
+    shape: [usize; 2],
+    blocks: [usize; 2],
+    f: impl Fn(usize, usize) -> T,
+) -> DistArray<T, MpiComm, 2> {
+    let a = DistArray::<T, _, 2>::block_cyclic(comm.clone(), shape, grid(comm.size()), blocks)
+        .expect("block_cyclic");
+    a.with_local_mut(|mut l| l.fill_with(|[i, j]| f(i, j)))
+        .expect("fill");
+    a.barrier().expect("barrier");
+    a
+}
+
+/// max |A X - B| over the entries, with A and B made again by `fa`, `fb`.
+fn residual<T: Num>(
+    comm: &MpiComm,
+    x: &DistArray<T, MpiComm, 2>,
+    fa: impl Fn(usize, usize) -> T,
+    fb: impl Fn(usize, usize) -> T,
+) -> f64 {
+    let [n, nrhs] = x.shape();
+    let a = DistArray::<T, _, 2>::from_fn(comm.clone(), [n, n], |[i, j]| fa(i, j)).expect("a");
+    let mut ax = DistArray::<T, _, 2>::new(comm.clone(), [n, nrhs]).expect("ax");
+    distarray::matmul::matmul(&a, x, &mut ax).expect("matmul");
+    let ax = ax.to_vec().expect("to_vec");
+    let mut worst = 0.0f64;
+    for i in 0..n {
+        for j in 0..nrhs {
+            let d = ax[i * nrhs + j] - fb(i, j);
+            worst = worst.max(d.abs());
+        }
+    }
+    worst
+}
+
+fn solves<T: Num>(comm: &MpiComm, what: &str) {
+    let n = 37;
+    let (fa, fb) = (|i, j| general::<T>(i, j, 37), |i, j| rhs::<T>(i, j));
+    // LU, blocks not dividing the extents
+    let mut a = make(comm, [n, n], [4, 4], fa);
+    let mut b = make(comm, [n, 3], [4, 2], fb);
+    scalapack::gesv(&mut a, &mut b).expect("gesv");
+    let r = residual(comm, &b, fa, fb);
+    assert!(r < T::tol() * n as f64, "{what}: gesv residual {r}");
+    // Cholesky
+    let fh = |i, j| hpd::<T>(i, j, 37);
+    let mut a = make(comm, [n, n], [5, 5], fh);
+    let mut b = make(comm, [n, 2], [5, 1], fb);
+    scalapack::posv(&mut a, &mut b).expect("posv");
+    let r = residual(comm, &b, fh, fb);
+    assert!(r < T::tol() * n as f64, "{what}: posv residual {r}");
+    // gemm against distarray's matmul
+    let (m, k, nn) = (13, 9, 11);
+    let a = make(comm, [m, k], [3, 2], |i, j| general::<T>(i, j, 5));
+    let b = make(comm, [k, nn], [2, 4], |i, j| rhs::<T>(i, j));
+    let mut c = make(comm, [m, nn], [3, 4], |i, j| T::real((i + j) as f64));
+    let two = T::real(2.0);
+    scalapack::gemm(two, &a, &b, T::real(0.5), &mut c).expect("gemm");
+    let mut ab = DistArray::<T, _, 2>::new(comm.clone(), [m, nn]).expect("ab");
+    distarray::matmul::matmul(&a, &b, &mut ab).expect("matmul");
+    let (got, ab) = (c.to_vec().expect("c"), ab.to_vec().expect("ab"));
+    for i in 0..m {
+        for j in 0..nn {
+            let want = two * ab[i * nn + j] + T::real(0.5 * (i + j) as f64);
+            let d = got[i * nn + j] - want;
+            assert!(d.abs() < T::tol() * 10.0, "{what}: gemm ({i}, {j})");
+        }
+    }
+}
+
+fn errors(comm: &MpiComm) {
+    let p = comm.size();
+    // singular: two equal rows
+    let mut a = make(comm, [8, 8], [2, 2], |i, j| {
+        general::<f64>(if i == 5 { 4 } else { i }, j, 8)
+    });
+    let mut b = make(comm, [8, 1], [2, 1], |i, _| i as f64);
+    let before = b.to_vec().expect("b");
+    match scalapack::gesv(&mut a, &mut b) {
+        Err(Error::Numerical(m)) if m.contains("singular") => {}
+        other => panic!("rank {}: singular gesv gave {other:?}", comm.rank()),
+    }
+    assert_eq!(b.to_vec().expect("b"), before, "b changed by a failed gesv");
+    // not positive definite
+    let mut a = make(comm, [6, 6], [2, 2], |i, j| if i == j { -1.0 } else { 0.0 });
+    match scalapack::potrf(&mut a) {
+        Err(Error::Numerical(m)) if m.contains("positive definite") => {}
+        other => panic!("rank {}: potrf of -I gave {other:?}", comm.rank()),
+    }
+    // non-square blocks, wrong shapes
+    let mut a = make(comm, [6, 6], [2, 3], |i, j| general::<f64>(i, j, 6));
+    let mut b = make(comm, [6, 1], [2, 1], |i, _| i as f64);
+    assert!(matches!(
+        scalapack::gesv(&mut a, &mut b),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut a = make(comm, [6, 5], [2, 2], |i, j| general::<f64>(i, j, 6));
+    assert!(matches!(
+        scalapack::gesv(&mut a, &mut b),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let (x, y) = (
+        make(comm, [4, 3], [2, 2], |i, j| (i + j) as f64),
+        make(comm, [4, 3], [2, 2], |i, j| (i + j) as f64),
+    );
+    let mut z = make(comm, [4, 3], [2, 2], |_, _| 0.0);
+    assert!(matches!(
+        scalapack::gemm(1.0, &x, &y, 0.0, &mut z),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // a contiguous partition that is a ScaLAPACK layout works ...
+    if p > 1 {
+        let n = 4 * p;
+        let mut a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [p, 1], [n, n]).expect("a");
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| general::<f64>(i, j, n)))
+            .expect("fill");
+        let mut b = DistArray::<f64, _, 2>::with_grid(comm.clone(), [p, 1], [n, 1]).expect("b");
+        b.with_local_mut(|mut l| l.fill_with(|[i, _]| i as f64))
+            .expect("fill");
+        // rows in blocks of 4 over p, columns one block of n: square blocks
+        // are needed, so this one is refused ...
+        assert!(matches!(
+            scalapack::gesv(&mut a, &mut b),
+            Err(Error::InvalidArgument(_))
+        ));
+        // ... and parts that are no blocks at all are a partition error
+        let mut sizes = vec![0; p];
+        sizes[0] = 1;
+        sizes[p - 1] += n - 1;
+        let mut c =
+            DistArray::<f64, _, 2>::with_part_sizes(comm.clone(), [sizes, vec![n]]).expect("c");
+        assert!(matches!(
+            scalapack::potrf(&mut c),
+            Err(Error::InvalidPartition(_))
+        ));
+    }
+}
+
+fn main() {
+    let (_env, comm) = MpiComm::init().expect("MpiComm::init");
+    solves::<f64>(&comm, "f64");
+    solves::<f32>(&comm, "f32");
+    solves::<Complex64>(&comm, "Complex64");
+    solves::<Complex32>(&comm, "Complex32");
+    errors(&comm);
+    comm.barrier().expect("barrier");
+    if comm.rank() == 0 {
+        println!(
+            "scalapack_check: ok ({} ranks, grid {:?})",
+            comm.size(),
+            grid(comm.size())
+        );
+    }
+}

@@ -1,0 +1,887 @@
+//! ScaLAPACK on distarray's memory (feature `scalapack`): the LU solve
+//! ([`gesv`]: `p?getrf` + `p?getrs`), the Cholesky factorisation and solve
+//! ([`potrf`], [`potrs`], [`posv`]) and the matrix product ([`gemm`]:
+//! `p?gemm`) for `f32`, `f64`, `Complex32` and `Complex64`, called on the
+//! local parts of 2-D block-cyclic [`DistArray`]s with no copy of the
+//! matrices.
+//!
+//! # Layout
+//!
+//! A 2-D array on a `pr x pc` process grid with blocks `mb x nb` —
+//! [`DistArray::block_cyclic`], or a contiguous partition whose parts are
+//! blocks of equal size (the last ones short), which is the same thing —
+//! is ScaLAPACK's 2-D block-cyclic layout, except for the order inside a
+//! local part: distarray stores it row-major, ScaLAPACK column-major. So
+//! the memory of an `m x n` array *is* the column-major block-cyclic
+//! layout of its **transpose** (`n x m`, blocks `nb x mb`, on the BLACS
+//! grid `pc x pr` in column-major process order, local leading dimension
+//! the local number of columns). [`Grid::descriptor`] gives that
+//! descriptor; the wrappers pass transposed problems accordingly:
+//!
+//! * `gemm`: `C = αAB + βC` is `Cᵀ = αBᵀAᵀ + βCᵀ`, one `p?gemm`;
+//! * `gesv`: `p?getrf` factors `Aᵀ` in place, `p?getrs` with `TRANS = 'T'`
+//!   solves `(Aᵀ)ᵀX = AX = B`; the right-hand sides are transposed into a
+//!   work buffer and back (`p?tran`, two copies of `B`, none of `A`);
+//! * `potrf` / `potrs`: a symmetric (Hermitian) `A` has `Aᵀ = A` (`Aᵀ =
+//!   conj(A)`, Hermitian positive definite too): `p?potrf` factors the
+//!   memory as it is; for complex types the solve conjugates the
+//!   right-hand sides on their way in and out.
+//!
+//! Every call is collective over the arrays' communicator. Errors (on every
+//! rank): a partition that is not a 2-D block-cyclic layout, arrays on
+//! different process grids or with incompatible blocks, non-square blocks
+//! or matrices where the routine needs square ones
+//! ([`Error::InvalidArgument`] / [`Error::InvalidPartition`]), a singular
+//! matrix or one that is not positive definite ([`Error::Numerical`]).
+//!
+//! ```no_run
+//! use distarray::DistArray;
+//! use distarray_mpi::{scalapack, MpiComm};
+//! let (_env, comm) = MpiComm::init()?;
+//! let n = 1000;
+//! // a 2 x 2 grid of 64 x 64 blocks (4 ranks)
+//! let mut a = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), [n, n], [2, 2], [64, 64])?;
+//! a.with_local_mut(|mut l| l.fill_with(|[i, j]| if i == j { 4.0 } else { 1.0 / (1 + i + j) as f64 }))?;
+//! let mut b = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), [n, 1], [2, 2], [64, 64])?;
+//! b.with_local_mut(|mut l| l.fill_with(|[i, _]| i as f64))?;
+//! scalapack::gesv(&mut a, &mut b)?; // b now holds x with A x = b
+//! # Ok::<(), distarray::Error>(())
+//! ```
+
+mod ffi;
+
+use std::os::raw::{c_char, c_int};
+
+use distarray::collective::{allreduce_max, allreduce_min};
+use distarray::{
+    Complex32, Complex64, ContinuousPartitioning, DistArray, Element, Error, OneSidedComm, Result,
+};
+
+use crate::lifetime;
+use crate::MpiComm;
+
+/// The element types ScaLAPACK computes with: `f32`, `f64`, `Complex32`,
+/// `Complex64` (sealed).
+pub trait ScalapackElement: Element + sealed::Sealed {
+    /// Complex (conjugation matters in Hermitian routines).
+    const COMPLEX: bool;
+
+    /// `p?getrf`.
+    ///
+    /// # Safety
+    ///
+    /// The arguments describe valid buffers as ScaLAPACK documents.
+    #[doc(hidden)]
+    unsafe fn getrf(
+        m: c_int,
+        n: c_int,
+        a: *mut Self,
+        desca: &[c_int; 9],
+        ipiv: *mut c_int,
+    ) -> c_int;
+
+    /// `p?getrs`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn getrs(
+        trans: u8,
+        n: c_int,
+        nrhs: c_int,
+        a: *const Self,
+        desca: &[c_int; 9],
+        ipiv: *const c_int,
+        b: *mut Self,
+        descb: &[c_int; 9],
+    ) -> c_int;
+
+    /// `p?potrf` (`uplo` = `b'L'` or `b'U'`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    unsafe fn potrf(uplo: u8, n: c_int, a: *mut Self, desca: &[c_int; 9]) -> c_int;
+
+    /// `p?potrs`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn potrs(
+        uplo: u8,
+        n: c_int,
+        nrhs: c_int,
+        a: *const Self,
+        desca: &[c_int; 9],
+        b: *mut Self,
+        descb: &[c_int; 9],
+    ) -> c_int;
+
+    /// `p?gemm` with no transposes: `C = αAB + βC`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: c_int,
+        n: c_int,
+        k: c_int,
+        alpha: Self,
+        a: *const Self,
+        desca: &[c_int; 9],
+        b: *const Self,
+        descb: &[c_int; 9],
+        beta: Self,
+        c: *mut Self,
+        descc: &[c_int; 9],
+    );
+
+    /// `C = Aᵀ` (`conj`: `C = Aᴴ`) for `C` of `m x n`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    unsafe fn tran(
+        conj: bool,
+        m: c_int,
+        n: c_int,
+        a: *const Self,
+        desca: &[c_int; 9],
+        c: *mut Self,
+        descc: &[c_int; 9],
+    );
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for distarray::Complex32 {}
+    impl Sealed for distarray::Complex64 {}
+}
+
+const ONE: c_int = 1;
+
+macro_rules! impl_element {
+    ($t:ty, $complex:expr, $getrf:ident, $getrs:ident, $potrf:ident, $potrs:ident, $gemm:ident, $tran:ident, $tranc:path) => {
+        impl ScalapackElement for $t {
+            const COMPLEX: bool = $complex;
+
+            unsafe fn getrf(
+                m: c_int,
+                n: c_int,
+                a: *mut Self,
+                desca: &[c_int; 9],
+                ipiv: *mut c_int,
+            ) -> c_int {
+                let mut info = 0;
+                // SAFETY: the caller's guarantees.
+                unsafe { ffi::$getrf(&m, &n, a, &ONE, &ONE, desca.as_ptr(), ipiv, &mut info) };
+                info
+            }
+
+            unsafe fn getrs(
+                trans: u8,
+                n: c_int,
+                nrhs: c_int,
+                a: *const Self,
+                desca: &[c_int; 9],
+                ipiv: *const c_int,
+                b: *mut Self,
+                descb: &[c_int; 9],
+            ) -> c_int {
+                let mut info = 0;
+                let t = trans as c_char;
+                // SAFETY: the caller's guarantees.
+                unsafe {
+                    ffi::$getrs(
+                        &t,
+                        &n,
+                        &nrhs,
+                        a,
+                        &ONE,
+                        &ONE,
+                        desca.as_ptr(),
+                        ipiv,
+                        b,
+                        &ONE,
+                        &ONE,
+                        descb.as_ptr(),
+                        &mut info,
+                        1,
+                    )
+                };
+                info
+            }
+
+            unsafe fn potrf(uplo: u8, n: c_int, a: *mut Self, desca: &[c_int; 9]) -> c_int {
+                let mut info = 0;
+                let u = uplo as c_char;
+                // SAFETY: the caller's guarantees.
+                unsafe { ffi::$potrf(&u, &n, a, &ONE, &ONE, desca.as_ptr(), &mut info, 1) };
+                info
+            }
+
+            unsafe fn potrs(
+                uplo: u8,
+                n: c_int,
+                nrhs: c_int,
+                a: *const Self,
+                desca: &[c_int; 9],
+                b: *mut Self,
+                descb: &[c_int; 9],
+            ) -> c_int {
+                let mut info = 0;
+                let u = uplo as c_char;
+                // SAFETY: the caller's guarantees.
+                unsafe {
+                    ffi::$potrs(
+                        &u,
+                        &n,
+                        &nrhs,
+                        a,
+                        &ONE,
+                        &ONE,
+                        desca.as_ptr(),
+                        b,
+                        &ONE,
+                        &ONE,
+                        descb.as_ptr(),
+                        &mut info,
+                        1,
+                    )
+                };
+                info
+            }
+
+            unsafe fn gemm(
+                m: c_int,
+                n: c_int,
+                k: c_int,
+                alpha: Self,
+                a: *const Self,
+                desca: &[c_int; 9],
+                b: *const Self,
+                descb: &[c_int; 9],
+                beta: Self,
+                c: *mut Self,
+                descc: &[c_int; 9],
+            ) {
+                let nn = b'N' as c_char;
+                // SAFETY: the caller's guarantees.
+                unsafe {
+                    ffi::$gemm(
+                        &nn,
+                        &nn,
+                        &m,
+                        &n,
+                        &k,
+                        &alpha,
+                        a,
+                        &ONE,
+                        &ONE,
+                        desca.as_ptr(),
+                        b,
+                        &ONE,
+                        &ONE,
+                        descb.as_ptr(),
+                        &beta,
+                        c,
+                        &ONE,
+                        &ONE,
+                        descc.as_ptr(),
+                        1,
+                        1,
+                    )
+                };
+            }
+
+            unsafe fn tran(
+                conj: bool,
+                m: c_int,
+                n: c_int,
+                a: *const Self,
+                desca: &[c_int; 9],
+                c: *mut Self,
+                descc: &[c_int; 9],
+            ) {
+                let (one, zero) = (<$t as Element>::ONE, <$t as Element>::ZERO);
+                let f = if conj { $tranc } else { ffi::$tran };
+                // SAFETY: the caller's guarantees.
+                unsafe {
+                    f(
+                        &m,
+                        &n,
+                        &one,
+                        a,
+                        &ONE,
+                        &ONE,
+                        desca.as_ptr(),
+                        &zero,
+                        c,
+                        &ONE,
+                        &ONE,
+                        descc.as_ptr(),
+                    )
+                };
+            }
+        }
+    };
+}
+
+impl_element!(
+    f32,
+    false,
+    psgetrf_,
+    psgetrs_,
+    pspotrf_,
+    pspotrs_,
+    psgemm_,
+    pstran_,
+    ffi::pstran_
+);
+impl_element!(
+    f64,
+    false,
+    pdgetrf_,
+    pdgetrs_,
+    pdpotrf_,
+    pdpotrs_,
+    pdgemm_,
+    pdtran_,
+    ffi::pdtran_
+);
+impl_element!(
+    Complex32,
+    true,
+    pcgetrf_,
+    pcgetrs_,
+    pcpotrf_,
+    pcpotrs_,
+    pcgemm_,
+    pctranu_,
+    ffi::pctranc_
+);
+impl_element!(
+    Complex64,
+    true,
+    pzgetrf_,
+    pzgetrs_,
+    pzpotrf_,
+    pzpotrs_,
+    pzgemm_,
+    pztranu_,
+    ffi::pztranc_
+);
+
+/// ScaLAPACK's `NUMROC`: how many of `n` indices in blocks of `nb` process
+/// coordinate `p` of `np` owns (the first block on coordinate 0).
+fn numroc(n: usize, nb: usize, p: usize, np: usize) -> usize {
+    let nblocks = n / nb;
+    let mut len = (nblocks / np) * nb;
+    let extra = nblocks % np;
+    if p < extra {
+        len += nb;
+    } else if p == extra {
+        len += n % nb;
+    }
+    len
+}
+
+/// A 2-D array's block-cyclic layout as ScaLAPACK sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Global shape.
+    shape: [usize; 2],
+    /// Block sizes per dimension.
+    blocks: [usize; 2],
+    /// Process grid.
+    grid: [usize; 2],
+    /// This rank's grid position.
+    me: [usize; 2],
+    /// This rank's local shape.
+    local: [usize; 2],
+}
+
+/// The block size of dimension `d` if its distribution is block-cyclic in
+/// ScaLAPACK's sense (contiguous parts count if they are blocks of one
+/// size, the last ones short or empty).
+fn block_of(part: &ContinuousPartitioning<2>, d: usize) -> Result<usize> {
+    if let Some(nb) = part.block_size(d) {
+        return Ok(nb);
+    }
+    let (n, sizes) = (part.shape()[d], part.part_sizes(d));
+    let nb = sizes[0].max(1);
+    let fits = sizes
+        .iter()
+        .enumerate()
+        .all(|(c, &s)| s == n.min((c + 1) * nb).saturating_sub(c * nb));
+    if fits {
+        Ok(nb)
+    } else {
+        Err(Error::InvalidPartition(format!(
+            "dimension {d}'s parts {sizes:?} are not a block-cyclic layout (parts of equal \
+             blocks, the last ones short): use DistArray::block_cyclic or redistribute"
+        )))
+    }
+}
+
+fn layout_of<T: Element>(a: &DistArray<T, MpiComm, 2>) -> Result<Layout> {
+    let part = a.partitioning();
+    let me = part.grid_index(a.comm().rank())?;
+    let blocks = [block_of(part, 0)?, block_of(part, 1)?];
+    let layout = Layout {
+        shape: part.shape(),
+        blocks,
+        grid: part.grid(),
+        me,
+        local: a.local_shape(),
+    };
+    if (0..2)
+        .any(|d| layout.shape[d] > c_int::MAX as usize || layout.blocks[d] > c_int::MAX as usize)
+    {
+        return Err(Error::InvalidArgument(
+            "a matrix dimension or block size exceeds ScaLAPACK's int range".into(),
+        ));
+    }
+    Ok(layout)
+}
+
+/// A BLACS process grid over a communicator: the context every
+/// descriptor of a call refers to. Made (collectively) for a `pr x pc`
+/// distarray grid; BLACS sees it as `pc x pr` in column-major order (see
+/// the [module docs](self)). Freed (collectively) when dropped.
+pub struct Grid {
+    ctxt: c_int,
+    handle: c_int,
+    grid: [usize; 2],
+}
+
+impl Grid {
+    /// Collective: the BLACS grid for arrays on the `grid` (`[pr, pc]`)
+    /// process grid of `comm`. Error: `pr * pc` is not the number of
+    /// ranks.
+    pub fn new(comm: &MpiComm, grid: [usize; 2]) -> Result<Self> {
+        if grid[0] * grid[1] != comm.size() || grid.contains(&0) {
+            return Err(Error::InvalidPartition(format!(
+                "process grid {grid:?} does not have {} ranks",
+                comm.size()
+            )));
+        }
+        let _serial = lifetime::enter()?;
+        let raw = comm.inner().raw();
+        // SAFETY: `raw` is a valid communicator of this process; BLACS
+        // keeps its own handle to it (freed in `drop`).
+        let handle = unsafe { ffi::Csys2blacs_handle(raw) };
+        let mut ctxt = handle;
+        let order = b"C\0";
+        // SAFETY: collective over the communicator (every rank calls it
+        // with the same grid); BLACS writes the new context to `ctxt`.
+        unsafe {
+            ffi::Cblacs_gridinit(
+                &mut ctxt,
+                order.as_ptr().cast(),
+                grid[1] as c_int,
+                grid[0] as c_int,
+            )
+        };
+        Ok(Grid { ctxt, handle, grid })
+    }
+
+    /// The ScaLAPACK descriptor (`DESC_` array of 9 ints) of `a`'s memory:
+    /// the column-major block-cyclic layout of `aᵀ` (see the [module
+    /// docs](self)), and its local leading dimension. Error: `a` is not a
+    /// 2-D block-cyclic layout on this grid.
+    pub fn descriptor<T: Element>(
+        &self,
+        a: &DistArray<T, MpiComm, 2>,
+    ) -> Result<([i32; 9], usize)> {
+        let l = layout_of(a)?;
+        if l.grid != self.grid {
+            return Err(Error::InvalidPartition(format!(
+                "the array's process grid {:?} is not the BLACS grid {:?}",
+                l.grid, self.grid
+            )));
+        }
+        self.desc_t(&l)
+    }
+
+    /// The descriptor of the transpose of an array laid out as `l`.
+    fn desc_t(&self, l: &Layout) -> Result<([c_int; 9], usize)> {
+        let lld = l.local[1].max(1);
+        self.desc([l.shape[1], l.shape[0]], [l.blocks[1], l.blocks[0]], lld)
+            .map(|d| (d, lld))
+    }
+
+    /// `descinit` of an `m x n` column-major matrix in blocks `mb x nb`.
+    fn desc(&self, shape: [usize; 2], blocks: [usize; 2], lld: usize) -> Result<[c_int; 9]> {
+        let mut desc = [0 as c_int; 9];
+        let mut info = 0;
+        let [m, n] = shape.map(|v| v as c_int);
+        let [mb, nb] = blocks.map(|v| v.max(1) as c_int);
+        let (zero, lld) = (0 as c_int, lld as c_int);
+        // SAFETY: `desc` holds 9 ints; every other argument is a valid
+        // pointer to an int.
+        unsafe {
+            ffi::descinit_(
+                desc.as_mut_ptr(),
+                &m,
+                &n,
+                &mb,
+                &nb,
+                &zero,
+                &zero,
+                &self.ctxt,
+                &lld,
+                &mut info,
+            )
+        };
+        if info != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "ScaLAPACK refused the descriptor (descinit info {info})"
+            )));
+        }
+        Ok(desc)
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        let Ok(_serial) = lifetime::enter() else {
+            return; // MPI is finalised: nothing to free
+        };
+        // SAFETY: the context and handle this grid made; collective like
+        // its creation (every rank drops its grid).
+        unsafe {
+            ffi::Cblacs_gridexit(self.ctxt);
+            ffi::Cfree_blacs_system_handle(self.handle);
+        }
+    }
+}
+
+/// The collective outcome of a ScaLAPACK `info`: an argument error (any
+/// rank's `info < 0`) or `failure(info)` (the largest positive `info`).
+fn outcome(
+    comm: &MpiComm,
+    routine: &str,
+    info: c_int,
+    failure: impl Fn(i64) -> String,
+) -> Result<()> {
+    let lo = allreduce_min(comm, i64::from(info))?;
+    let hi = allreduce_max(comm, i64::from(info))?;
+    if lo < 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{routine}: argument {} had an illegal value",
+            -lo
+        )));
+    }
+    if hi > 0 {
+        return Err(Error::Numerical(failure(hi)));
+    }
+    Ok(())
+}
+
+fn square(what: &str, l: &Layout) -> Result<()> {
+    if l.shape[0] != l.shape[1] {
+        return Err(Error::ShapeMismatch {
+            expected: vec![l.shape[0], l.shape[0]],
+            found: l.shape.to_vec(),
+        });
+    }
+    if l.blocks[0] != l.blocks[1] {
+        return Err(Error::InvalidArgument(format!(
+            "{what} needs square blocks, not {:?}",
+            l.blocks
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the right-hand sides `b` against the square `a`: `n` rows, the
+/// same grid, rows in `a`'s blocks.
+fn rhs_fits(a: &Layout, b: &Layout) -> Result<()> {
+    if b.shape[0] != a.shape[0] {
+        return Err(Error::ShapeMismatch {
+            expected: vec![a.shape[0], b.shape[1]],
+            found: b.shape.to_vec(),
+        });
+    }
+    if b.grid != a.grid {
+        return Err(Error::InvalidPartition(format!(
+            "right-hand sides on grid {:?}, the matrix on {:?}",
+            b.grid, a.grid
+        )));
+    }
+    if b.blocks[0] != a.blocks[0] {
+        return Err(Error::InvalidArgument(format!(
+            "the right-hand sides' row blocks ({}) must be the matrix's ({})",
+            b.blocks[0], a.blocks[0]
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `solve` on `x`, the right-hand sides `b` as a column-major `n x
+/// nrhs` work matrix distributed like `a`'s columns (rows over BLACS
+/// process rows in `a`'s blocks); `b`'s memory is `bᵀ` and is transposed
+/// in (conjugated with `conj`) and the solution back out.
+fn with_rhs<T: ScalapackElement>(
+    grid: &Grid,
+    a: &Layout,
+    b: &mut DistArray<T, MpiComm, 2>,
+    conj: bool,
+    solve: impl FnOnce(&mut [T], &[c_int; 9]) -> c_int,
+) -> Result<c_int> {
+    let bl = layout_of(b)?;
+    let (n, nrhs) = (bl.shape[0], bl.shape[1]);
+    let (desc_bt, _) = grid.desc_t(&bl)?;
+    // the work matrix: n x nrhs, rows in a's blocks over the BLACS rows
+    // (distarray's grid columns), columns in b's column blocks
+    let rows = numroc(n, a.blocks[0], bl.me[1], bl.grid[1]);
+    let cols = numroc(nrhs, bl.blocks[1], bl.me[0], bl.grid[0]);
+    let mut work = vec![T::ZERO; (rows * cols).max(1)];
+    let desc_w = grid.desc([n, nrhs], [a.blocks[0], bl.blocks[1]], rows.max(1))?;
+    let (ni, ri) = (n as c_int, nrhs as c_int);
+    b.with_local_mut(|mut lb| {
+        let _serial = lifetime::enter()?;
+        let bt = lb.as_mut_slice().as_mut_ptr();
+        // SAFETY: `bt` is this rank's part of bᵀ as `desc_bt` describes it
+        // (n x... its local part, exclusively ours under the view), `work`
+        // holds rows x cols elements as `desc_w` says; every rank calls
+        // this collectively; the MPI call lock is held.
+        unsafe { T::tran(conj, ni, ri, bt, &desc_bt, work.as_mut_ptr(), &desc_w) };
+        let info = solve(&mut work, &desc_w);
+        // SAFETY: as above, the other way.
+        unsafe { T::tran(conj, ri, ni, work.as_ptr(), &desc_w, bt, &desc_bt) };
+        Ok(info)
+    })?
+}
+
+/// Collective: solves `A X = B` by LU factorisation with partial pivoting
+/// (`p?getrf`, `p?getrs`) — ScaLAPACK's `p?gesv`. `a` (`n x n`, square
+/// blocks) is overwritten by the factors of `Aᵀ` (as ScaLAPACK leaves
+/// them), `b` (`n x nrhs`, rows in `a`'s blocks, the same process grid) by
+/// `X`. Errors: see the [module docs](self); a singular `A` gives
+/// [`Error::Numerical`] on every rank (and `b` is left unchanged).
+pub fn gesv<T: ScalapackElement>(
+    a: &mut DistArray<T, MpiComm, 2>,
+    b: &mut DistArray<T, MpiComm, 2>,
+) -> Result<()> {
+    let al = layout_of(a)?;
+    square("gesv", &al)?;
+    rhs_fits(&al, &layout_of(b)?)?;
+    let grid = Grid::new(a.comm(), al.grid)?;
+    let (desc_at, _) = grid.desc_t(&al)?;
+    let n = al.shape[0] as c_int;
+    // LOCr(M) + MB of aᵀ
+    let mut ipiv = vec![0 as c_int; al.local[1] + al.blocks[1]];
+    let info = a.with_local_mut(|mut la| {
+        let _serial = lifetime::enter()?;
+        // SAFETY: this rank's part of aᵀ as `desc_at` describes it,
+        // exclusively ours under the view; `ipiv` holds LOCr(n) + nb ints;
+        // collective on every rank; the MPI call lock is held.
+        Ok(unsafe {
+            T::getrf(
+                n,
+                n,
+                la.as_mut_slice().as_mut_ptr(),
+                &desc_at,
+                ipiv.as_mut_ptr(),
+            )
+        })
+    })??;
+    outcome(a.comm(), "p?getrf", info, |i| {
+        format!("the matrix is singular: U({i}, {i}) is exactly zero")
+    })?;
+    let info = a.try_with_local(|la| {
+        let at = la.as_slice().as_ptr();
+        with_rhs(&grid, &al, b, false, |w, desc_w| {
+            // SAFETY: the factors of aᵀ (read only), `ipiv` from getrf, the
+            // work matrix as `desc_w` says; collective; the MPI call lock
+            // is held by `with_rhs`.
+            unsafe {
+                T::getrs(
+                    b'T',
+                    n,
+                    desc_w[3],
+                    at,
+                    &desc_at,
+                    ipiv.as_ptr(),
+                    w.as_mut_ptr(),
+                    desc_w,
+                )
+            }
+        })
+    })?;
+    outcome(a.comm(), "p?getrs", info, |i| {
+        format!("p?getrs failed ({i})")
+    })
+}
+
+/// Collective: the Cholesky factorisation of the symmetric (Hermitian)
+/// positive definite `a` in place (`p?potrf`): `a`'s memory, which is
+/// `Aᵀ = A` (`conj(A)` for complex, Hermitian positive definite too),
+/// becomes its factor `L` in the lower triangle of that column-major
+/// layout (the upper triangle of `a` row-major) — what [`potrs`] takes.
+/// Only that triangle of `a` is read. Errors: see the [module docs](self);
+/// not positive definite: [`Error::Numerical`] on every rank.
+pub fn potrf<T: ScalapackElement>(a: &mut DistArray<T, MpiComm, 2>) -> Result<()> {
+    let al = layout_of(a)?;
+    square("potrf", &al)?;
+    let grid = Grid::new(a.comm(), al.grid)?;
+    let (desc_at, _) = grid.desc_t(&al)?;
+    let n = al.shape[0] as c_int;
+    let info = a.with_local_mut(|mut la| {
+        let _serial = lifetime::enter()?;
+        // SAFETY: this rank's part as `desc_at` describes it, ours under
+        // the view; collective; the MPI call lock is held.
+        Ok(unsafe { T::potrf(b'L', n, la.as_mut_slice().as_mut_ptr(), &desc_at) })
+    })??;
+    outcome(a.comm(), "p?potrf", info, |i| {
+        format!("the matrix is not positive definite (its leading minor of order {i} is not)")
+    })
+}
+
+/// Collective: solves `A X = B` with the Cholesky factor [`potrf`] left in
+/// `a` (`p?potrs`); `b` (`n x nrhs`, rows in `a`'s blocks, the same grid)
+/// is overwritten by `X`. `a` must hold `potrf`'s factor (otherwise the
+/// result is meaningless, but nothing worse).
+pub fn potrs<T: ScalapackElement>(
+    a: &DistArray<T, MpiComm, 2>,
+    b: &mut DistArray<T, MpiComm, 2>,
+) -> Result<()> {
+    let al = layout_of(a)?;
+    square("potrs", &al)?;
+    rhs_fits(&al, &layout_of(b)?)?;
+    let grid = Grid::new(a.comm(), al.grid)?;
+    let (desc_at, _) = grid.desc_t(&al)?;
+    let n = al.shape[0] as c_int;
+    let info = a.try_with_local(|la| {
+        let at = la.as_slice().as_ptr();
+        // complex: the memory factors conj(A), so solve for conj(X) from
+        // conj(B) (conjugate transposes in and out)
+        with_rhs(&grid, &al, b, T::COMPLEX, |w, desc_w| {
+            // SAFETY: the factor (read only) and the work matrix as their
+            // descriptors say; collective; the MPI call lock is held.
+            unsafe { T::potrs(b'L', n, desc_w[3], at, &desc_at, w.as_mut_ptr(), desc_w) }
+        })
+    })?;
+    outcome(a.comm(), "p?potrs", info, |i| {
+        format!("p?potrs failed ({i})")
+    })
+}
+
+/// Collective: [`potrf`] then [`potrs`] — ScaLAPACK's `p?posv`.
+pub fn posv<T: ScalapackElement>(
+    a: &mut DistArray<T, MpiComm, 2>,
+    b: &mut DistArray<T, MpiComm, 2>,
+) -> Result<()> {
+    rhs_fits(&layout_of(a)?, &layout_of(b)?)?;
+    potrf(a)?;
+    potrs(a, b)
+}
+
+/// Collective: `C = αAB + βC` with ScaLAPACK's `p?gemm` for `A` (`m x k`),
+/// `B` (`k x n`) and `C` (`m x n`) on one process grid with compatible
+/// blocks (`A`'s row blocks are `C`'s, `B`'s column blocks are `C`'s,
+/// `A`'s column blocks are `B`'s row blocks). Errors: see the [module
+/// docs](self).
+pub fn gemm<T: ScalapackElement>(
+    alpha: T,
+    a: &DistArray<T, MpiComm, 2>,
+    b: &DistArray<T, MpiComm, 2>,
+    beta: T,
+    c: &mut DistArray<T, MpiComm, 2>,
+) -> Result<()> {
+    let (al, bl, cl) = (layout_of(a)?, layout_of(b)?, layout_of(c)?);
+    let [m, k] = al.shape;
+    let n = bl.shape[1];
+    if bl.shape[0] != k || cl.shape != [m, n] {
+        return Err(Error::ShapeMismatch {
+            expected: vec![m, k, k, n, m, n],
+            found: vec![m, k, bl.shape[0], bl.shape[1], cl.shape[0], cl.shape[1]],
+        });
+    }
+    if al.grid != cl.grid || bl.grid != cl.grid {
+        return Err(Error::InvalidPartition(format!(
+            "gemm needs one process grid: A {:?}, B {:?}, C {:?}",
+            al.grid, bl.grid, cl.grid
+        )));
+    }
+    if al.blocks[0] != cl.blocks[0] || bl.blocks[1] != cl.blocks[1] || al.blocks[1] != bl.blocks[0]
+    {
+        return Err(Error::InvalidArgument(format!(
+            "gemm needs compatible blocks: A {:?}, B {:?}, C {:?}",
+            al.blocks, bl.blocks, cl.blocks
+        )));
+    }
+    let grid = Grid::new(c.comm(), cl.grid)?;
+    let (da, db, dc) = (
+        grid.desc_t(&al)?.0,
+        grid.desc_t(&bl)?.0,
+        grid.desc_t(&cl)?.0,
+    );
+    let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
+    let same = std::ptr::eq(a, b);
+    a.try_with_local(|la| {
+        let pa = la.as_slice().as_ptr();
+        let run = |pb: *const T| {
+            c.with_local_mut(|mut lc| {
+                let _serial = lifetime::enter()?;
+                // SAFETY: Cᵀ = α Bᵀ Aᵀ + β Cᵀ on the memory of B, A and C as
+                // their descriptors say (A and B read only under their
+                // views, C ours under its exclusive view); collective; the
+                // MPI call lock is held.
+                unsafe {
+                    T::gemm(
+                        ni,
+                        mi,
+                        ki,
+                        alpha,
+                        pb,
+                        &db,
+                        pa,
+                        &da,
+                        beta,
+                        lc.as_mut_slice().as_mut_ptr(),
+                        &dc,
+                    )
+                };
+                Ok(())
+            })?
+        };
+        if same {
+            run(pa)
+        } else {
+            b.try_with_local(|lb| run(lb.as_slice().as_ptr()))
+        }
+    })?;
+    // every rank's part of C is complete
+    distarray::epoch::vote(c.comm(), Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numroc;
+
+    #[test]
+    fn numroc_matches_the_block_cyclic_partition() {
+        for (n, nb, np) in [(10, 3, 2), (7, 1, 3), (5, 8, 2), (12, 2, 4), (0, 3, 2)] {
+            let part =
+                distarray::ContinuousPartitioning::<1>::block_cyclic([n], [np], [nb]).unwrap();
+            let sizes = part.part_sizes(0);
+            for (p, &size) in sizes.iter().enumerate() {
+                assert_eq!(numroc(n, nb, p, np), size, "n {n} nb {nb} np {np} p {p}");
+            }
+        }
+    }
+}
