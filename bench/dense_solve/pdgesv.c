@@ -1,7 +1,10 @@
 /* ScaLAPACK's pdgesv, the baseline of distarray_mpi::scalapack::gesv
  * (bench/dense_solve/run.sh): A X = B for an n x n diagonally dominant A and
- * one right-hand side, on the squarest process grid of the ranks (as the
- * distarray example), 2-D block-cyclic with NB x NB blocks (default 64).
+ * one right-hand side, 2-D block-cyclic with NB x NB blocks (default 64),
+ * on the BLACS grid the distarray example hands ScaLAPACK: distarray's
+ * squarest pr x pc grid (pr <= pc) holds the transposed layout on a
+ * pc x pr BLACS grid in column-major process order, so this program uses
+ * that grid too (the factorisation's communication depends on its shape).
  * The matrix is refilled before each solve (outside the timing); one
  * warm-up solve, then `reps` timed ones; prints the median (slowest rank)
  * and the residual max |A x - b| of the last solve.
@@ -47,7 +50,7 @@ int main(int argc, char **argv) {
     if (np % d == 0 && d * d <= np) pr = d;
   pc = np / pr;
   Cblacs_get(-1, 0, &ctx);
-  Cblacs_gridinit(&ctx, "Row", pr, pc);
+  Cblacs_gridinit(&ctx, "Col", pc, pr);
   Cblacs_gridinfo(ctx, &pr, &pc, &myr, &myc);
   int lr = numroc_(&n, &nb, &myr, &zero, &pr), lc = numroc_(&n, &nb, &myc, &zero, &pc);
   int lcb = numroc_(&one, &nb, &myc, &zero, &pc);
@@ -91,7 +94,7 @@ int main(int argc, char **argv) {
   MPI_Allreduce(MPI_IN_PLACE, &res, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   qsort(t + 1, reps, sizeof(double), cmp);
   if (me == 0)
-    printf("pdgesv n=%d P=%d grid=%dx%d nb=%d ms=%.3f residual=%.3e\n", n, np, pr, pc, nb,
+    printf("pdgesv n=%d P=%d blacs=%dx%d nb=%d ms=%.3f residual=%.3e\n", n, np, pr, pc, nb,
            1e3 * t[1 + reps / 2], res);
   Cblacs_gridexit(ctx);
   MPI_Finalize();
