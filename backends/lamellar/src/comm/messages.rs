@@ -55,13 +55,16 @@ use super::LamellarComm;
 /// One per process: Lamellar allows one world per process and
 /// [`LamellarComm`] one communicator on it (clones share it), so the active
 /// messages find it without a key.
-static MAILBOX: Mutex<Option<HashMap<(usize, u64), Vec<u8>>>> = Mutex::new(None);
+static MAILBOX: Mutex<Option<Messages>> = Mutex::new(None);
+
+/// Message bytes by (sender, sequence number).
+type Messages = HashMap<(usize, u64), Vec<u8>>;
 
 /// The process's mailbox (see [`MAILBOX`]).
 pub(super) struct Mailbox;
 
 impl Mailbox {
-    fn lock() -> MutexGuard<'static, Option<HashMap<(usize, u64), Vec<u8>>>> {
+    fn lock() -> MutexGuard<'static, Option<Messages>> {
         MAILBOX.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -151,14 +154,14 @@ impl LamellarComm {
                 // Spawned at once; the handle is not needed (the active
                 // message returns nothing), and the world waits for every
                 // active message at exit (`CommInner`'s drop too).
-                let _ = self.inner.world.spawn_am_pe(
+                drop(self.inner.world.spawn_am_pe(
                     to,
                     Deposit {
                         from: me,
                         seq,
                         bytes: data.to_vec(),
                     },
-                );
+                ));
             }
         }
         Ok(claimed)
