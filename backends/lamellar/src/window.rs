@@ -54,7 +54,7 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// The raw window of a [`LamellarComm`] (checked by [`distarray::Window`]).
 ///
 /// It holds no Lamellar handle and does not keep the communicator alive:
-/// its regions, buffers and transfers in flight ([`WindowCore`]) belong to
+/// its regions, buffers and transfers in flight (its core) belong to
 /// the communicator, which releases them when this window drops or, for a
 /// leaked window (`mem::forget`), when the communicator's last handle
 /// drops — Lamellar's world waits at exit for every region handle, so a
