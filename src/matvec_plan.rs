@@ -105,10 +105,10 @@ struct Slot {
 ///    (carrying the vote) combines them in the fixed tree order, O(log P)
 ///    messages per rank instead of P − 1 puts ([`Reduction::Tree`]).
 /// 6. A pure column split with a longer `y`, on a backend with neighbour
-///    messages (MPI, threaded), combines the partial vectors by a
+///    messages (MPI, threaded, Lamellar), combines the partial vectors by a
 ///    reduce-scatter by recursive halving: ⌈log2 P⌉ neighbour exchanges,
 ///    O(log P) messages and O(rows) data per rank, in a pairing order
-///    fixed by P ([`Reduction::Halving`]); elsewhere (Lamellar) by the
+///    fixed by P ([`Reduction::Halving`]); elsewhere by the
 ///    allreduce of step 5, whatever its length.
 ///
 /// [`MatvecPlan::apply_dot`] also returns `x · y` with the final vote
@@ -291,7 +291,7 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         let out_dim = usize::from(transpose);
         // the pure column split: every rank contributes to all of y; a
         // short y, or any y where the backend has no neighbour messages for
-        // the halving (Lamellar), takes one allreduce (O(log P) rounds)
+        // the halving, takes one allreduce (O(log P) rounds)
         let pure_column_split = !direct && a_part.grid()[out_dim] == 1 && p > 2;
         let tree = pure_column_split
             && (n_out * std::mem::size_of::<T>() <= TREE_BYTES || comm.messages().is_none());

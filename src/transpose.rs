@@ -31,7 +31,7 @@
 //!   [`Error::PeerFailed`]), so a rank that fails still sends and nobody
 //!   waits forever. Per call and rank: one neighbour exchange (one message
 //!   to each rank it shares data with) and one allreduce of one word.
-//! * **One `get` per rank pair** elsewhere (Lamellar): every rank packs its
+//! * **One `get` per rank pair** elsewhere (no messages): every rank packs its
 //!   outgoing tiles into its part of a staging window, a vote, one `get`
 //!   per source rank, a vote.
 //!

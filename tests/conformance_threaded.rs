@@ -15,8 +15,7 @@ fn conformance_suite(#[values(1, 2, 3, 4, 5, 6, 7, 8)] p: usize) {
 }
 
 /// The same suite with the neighbour exchange hidden: the one-sided
-/// fallbacks (a halo's packed gets) that backends without messages
-/// (Lamellar) run.
+/// fallbacks (a halo's packed gets) that backends without messages run.
 #[rstest]
 fn conformance_suite_without_exchange(#[values(1, 2, 3, 4)] p: usize) {
     use distarray::counting::CountingComm;

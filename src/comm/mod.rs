@@ -159,8 +159,8 @@ pub unsafe trait OneSidedComm: Clone + Send + Sync + 'static {
     fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()>;
 
     /// The neighbour-message capability ([`NeighbourMessages`]), where this
-    /// backend has point-to-point messages (MPI, threaded); `None` (the
-    /// default) where it has not (Lamellar), and callers such as
+    /// backend has point-to-point messages (MPI, threaded, Lamellar);
+    /// `None` (the default) where it has not, and callers such as
     /// [`Halo`](crate::Halo) then use one-sided gets. A capability a
     /// backend implements or not, rather than a flag beside methods that
     /// fail: code that holds a `&dyn NeighbourMessages` can send.
@@ -252,7 +252,7 @@ pub(crate) fn checked_window<C: OneSidedComm, T: Element>(
 
 /// Point-to-point messages between neighbours: the capability a halo
 /// update, a transpose or a reduce-scatter wants, which a backend has
-/// (MPI, threaded) or not (Lamellar). Reached through
+/// (MPI, threaded, Lamellar's active messages) or not. Reached through
 /// [`OneSidedComm::messages`]; [`messages_of`] turns its absence into an
 /// error.
 pub trait NeighbourMessages: Send + Sync {

@@ -17,6 +17,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("halo_nd", halo_nd::<C>),
         ("halo_rma_calls", halo_rma_calls::<C>),
         ("halo_leaked_update", halo_leaked_update::<C>),
+        ("halo_messages", halo_messages::<C>),
     ]
 }
 
@@ -95,6 +96,70 @@ fn halo_rma_calls<C: OneSidedComm>(comm: &C) {
     expect_err(comm, "fetch from another partition", h.fetch(&b), |e| {
         matches!(e, Error::InvalidPartition(_))
     });
+    ok(comm, "barrier", comm.barrier());
+}
+
+/// Where the backend has neighbour messages, a ghost update is one
+/// exchange of one message per neighbour and nothing else: no `get`, no
+/// lock, no collective (no barrier, no vote), update after update, blocking
+/// or started; the ghosts hold the neighbours' values.
+fn halo_messages<C: OneSidedComm>(comm: &C) {
+    if comm.messages().is_none() {
+        return;
+    }
+    let (me, p) = (comm.rank(), comm.size());
+    let cc = crate::counting::CountingComm::new(comm.clone());
+    let shape = [6, 8];
+    let a = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, _, 2>::with_grid(cc.clone(), grid_2d(p), shape),
+    );
+    let f = |[i, j]: [usize; 2]| (i * 100 + j) as f64;
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(f)));
+    for corners in [false, true] {
+        let mut h = if corners {
+            ok(comm, "Halo::new", Halo::new(&a, [1, 1], [false, true]))
+        } else {
+            ok(
+                comm,
+                "Halo::new_faces",
+                Halo::new_faces(&a, [1, 1], [false, true]),
+            )
+        };
+        let neighbours = h.neighbours();
+        for round in 0..3 {
+            ok(comm, "barrier", cc.barrier());
+            cc.reset();
+            if round == 1 {
+                let u = ok(comm, "start_update", h.start_update(&a));
+                ok(comm, "finish", u.finish());
+            } else {
+                ok(comm, "update_ghosts", h.update_ghosts(&a));
+            }
+            let c = cc.counts();
+            assert_eq!(c.collectives, 0, "rank {me}, round {round}: {c:?}");
+            assert_eq!(c.exchanges, 1, "rank {me}, round {round}: {c:?}");
+            // a symmetric pattern: this rank sends to the ranks it receives from
+            assert_eq!(c.messages, neighbours.len(), "rank {me}: {c:?}");
+            assert_eq!(c.gets_total(), 0, "rank {me}: {c:?}");
+            // (a view of the own part may lock it; no other rank's)
+            let remote_locks: usize = (0..p).filter(|&r| r != me).map(|r| c.locks[r]).sum();
+            assert_eq!(remote_locks, 0, "rank {me}: {c:?}");
+            // a ghost face inside the array holds the neighbour's values
+            let own = h.own_range();
+            if own.iter().all(|r| !r.is_empty()) {
+                let j = own[1].start as isize;
+                if own[0].start > 0 {
+                    let i = own[0].start - 1;
+                    assert_eq!(h.get([i as isize, j]), Some(f([i, j as usize])));
+                }
+                let below = (own[1].start + shape[1] - 1) % shape[1];
+                let i = own[0].start as isize;
+                assert_eq!(h.get([i, j - 1]), Some(f([i as usize, below])));
+            }
+        }
+    }
     ok(comm, "barrier", comm.barrier());
 }
 

@@ -20,14 +20,14 @@
 //! in one of two ways:
 //!
 //! * **Neighbour messages** where the backend has them
-//!   ([`OneSidedComm::messages`]: MPI, threaded):
+//!   ([`OneSidedComm::messages`]: MPI, threaded, Lamellar):
 //!   [`Halo::update_ghosts`] sends each neighbour its boxes in one message
 //!   and waits for the neighbours' messages. No barrier and no global
 //!   collective: on a network, one one-way latency per update, where a
 //!   `get` needs a full round trip plus a synchronisation telling the
 //!   reader the data is ready (measured in BENCHMARKS.md: the Poisson CG
 //!   went from 3.7 to 1.6 network round trips per iteration).
-//! * **One-sided gets** elsewhere (Lamellar): every rank packs into a
+//! * **One-sided gets** elsewhere (a backend without messages): every rank packs into a
 //!   staging window, a vote, **one `get` per neighbour**, a vote.
 //!
 //! [`Halo::refresh`] also copies the own part into the interior and ends
@@ -286,10 +286,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
     /// Fills the ghost cells (not the interior) from their owners,
     /// synchronising **only with the neighbours**. Where the backend has
     /// neighbour messages ([`OneSidedComm::messages`]: MPI,
-    /// threaded), each rank packs what each neighbour needs from its own
+    /// threaded, Lamellar), each rank packs what each neighbour needs from its own
     /// current values and sends it in one message, then waits for its
     /// neighbours' messages: one one-way latency, no barrier and no global
-    /// collective (what PETSc's ghost updates cost). Elsewhere (Lamellar) it
+    /// collective (what PETSc's ghost updates cost). Elsewhere it
     /// is [`Halo::refresh`]'s pack, vote, one `get` per neighbour and vote,
     /// without the interior.
     ///

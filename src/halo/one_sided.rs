@@ -1,5 +1,5 @@
 //! The one-sided transport of a [`Halo`], for backends without neighbour
-//! messages (Lamellar): every rank packs the boxes its neighbours need into
+//! messages: every rank packs the boxes its neighbours need into
 //! its part of a staging window, and after a synchronisation every rank
 //! fetches them, one `get` per neighbour.
 

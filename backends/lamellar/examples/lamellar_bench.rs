@@ -105,7 +105,7 @@ fn main() {
     );
 
     let w = comm.create_window::<f64>(bulk_elems).unwrap();
-    let region = w.backend().raw_region().clone();
+    let region = w.backend().raw_region().expect("region");
 
     // Passive-target lock round trips.
     let s = median(&comm, || {

@@ -6,7 +6,10 @@
 //! (a reader/writer lock word per target) and accumulates (read, combine,
 //! write back under a per-target guard) use Lamellar's remote atomics; the
 //! barrier is a dissemination barrier over remote atomics; windows reuse
-//! the regions of dropped windows. The source files `window.rs`, `target.rs`
+//! the regions of dropped windows. Neighbour messages
+//! ([`distarray::NeighbourMessages`], e.g. a `Halo`'s ghost updates) are
+//! active messages into a mailbox per PE, matched by per-pair sequence
+//! numbers, with no collective. The source files `window.rs`, `target.rs`
 //! and `comm/` document the design, `BENCHMARKS-lamellar.md` the figures
 //! behind it (Lamellar's active messages and barrier cost milliseconds
 //! here, the remote atomics microseconds).

@@ -36,14 +36,14 @@
 //! count frees the memory once no PE holds a handle. Drop does not wait for
 //! the other PEs, so an early drop on one PE cannot hang the rest.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use distarray::checks::run_pieces;
 use distarray::comm::Completed;
 use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, RawWindow, Request, Result};
 use lamellar::memregion::prelude::*;
 
-use crate::comm::{LamellarComm, Regions};
+use crate::comm::{LamellarComm, Regions, WeakComm};
 use crate::target::Ctl;
 
 /// Bulk transfers move through a registered bounce buffer of this size per
@@ -52,28 +52,74 @@ use crate::target::Ctl;
 const CHUNK_BYTES: usize = 64 << 10;
 
 /// The raw window of a [`LamellarComm`] (checked by [`distarray::Window`]).
+///
+/// It holds no Lamellar handle and does not keep the communicator alive:
+/// its regions, buffers and transfers in flight (its core) belong to
+/// the communicator, which releases them when this window drops or, for a
+/// leaked window (`mem::forget`), when the communicator's last handle
+/// drops — Lamellar's world waits at exit for every region handle, so a
+/// leaked handle would hang the job. Every operation first reaches the
+/// communicator and the core; once they are gone it returns
+/// [`Error::Backend`] (no memory is touched).
 pub struct LamellarWindow<T: Element> {
-    comm: LamellarComm,
+    comm: WeakComm,
+    core: Weak<WindowCore<T>>,
+    /// The core's key in the communicator's table of live windows.
+    key: u64,
     rank: usize,
-    region: SharedMemoryRegion<T>,
-    /// Address of this PE's part of `region` (taken once, so that no
-    /// reference to window memory is created outside a local view).
+    /// Address of this PE's part of the data region (taken once, so that
+    /// no reference to window memory is created outside a local view;
+    /// valid while the core lives).
     local: usize,
     /// Length of this PE's part (the region may hold more).
     local_len: usize,
-    ctl: Ctl,
     /// Elements per bulk-transfer chunk.
     chunk: usize,
+}
+
+/// What a window holds of Lamellar, owned by the communicator's table of
+/// live windows ([`LamellarComm::keep_window`]) and reached through a weak
+/// reference.
+pub(crate) struct WindowCore<T: Element> {
+    region: SharedMemoryRegion<T>,
+    ctl: Ctl,
     /// Bounce buffer of `chunk` elements for bulk get / put.
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
-    /// Returned to the communicator's cache on drop.
-    regions: Option<Regions>,
+    /// Returned to the communicator's cache when the window drops.
+    regions: Mutex<Option<Regions>>,
     /// The registered buffers and spawned futures of non-blocking
-    /// operations in flight, owned here (a request holds only its slot), so
-    /// that a leaked request leaks no Lamellar handle — Lamellar's world
-    /// waits for every one at exit — and its transfers are completed at the
-    /// latest when the window drops.
+    /// operations in flight (a request holds only its slot), completed at
+    /// the latest when the core drops.
     in_flight: Mutex<Vec<Option<Transfers<T>>>>,
+}
+
+impl<T: Element> WindowCore<T> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Option<Transfers<T>>>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes the transfers of every request still in flight (leaked
+    /// ones: a request completes its own when waited or dropped).
+    fn complete_in_flight(&self) {
+        for t in self.in_flight().iter_mut().flatten() {
+            t.complete();
+        }
+    }
+}
+
+impl<T: Element> Drop for WindowCore<T> {
+    /// No transfer outlives the buffer it reads or fills.
+    fn drop(&mut self) {
+        self.complete_in_flight();
+    }
+}
+
+/// A window's communicator and core, reached for one operation (and kept
+/// alive by it).
+struct Live<'w, T: Element> {
+    win: &'w LamellarWindow<T>,
+    comm: LamellarComm,
+    core: Arc<WindowCore<T>>,
 }
 
 /// The futures of one non-blocking operation and the registered buffer
@@ -112,17 +158,36 @@ impl<T: Element> LamellarWindow<T> {
         let local = unsafe { region.as_mut_ptr() }
             .map_err(|e| Error::Backend(format!("window region has no local part: {e:?}")))?;
         comm.creation_barrier();
+        let core = Arc::new(WindowCore {
+            region,
+            ctl: Ctl::new(regions.ctl.clone()),
+            bounce: Mutex::new(None),
+            regions: Mutex::new(Some(regions)),
+            in_flight: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&core);
+        let key = comm.keep_window(core);
         Ok(LamellarWindow {
+            comm: comm.downgrade(),
+            core: weak,
+            key,
+            rank,
             local: local as usize,
             local_len,
             chunk: (CHUNK_BYTES / std::mem::size_of::<T>()).max(1),
-            bounce: Mutex::new(None),
-            rank,
-            region,
-            ctl: Ctl::new(regions.ctl.clone()),
-            regions: Some(regions),
-            in_flight: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The communicator and the core, for one operation; `Err` once the
+    /// communicator's last handle has dropped (which released the core).
+    fn live(&self) -> Result<Live<'_, T>> {
+        let comm = self.comm.upgrade()?;
+        // The communicator keeps the core until this window drops.
+        let core = self.core.upgrade().ok_or_else(gone)?;
+        Ok(Live {
+            win: self,
             comm,
+            core,
         })
     }
 
@@ -132,6 +197,25 @@ impl<T: Element> LamellarWindow<T> {
         self.local as *mut T
     }
 
+    /// A handle on the data region, for benchmarks comparing with raw
+    /// Lamellar calls (a handle kept past the communicator's last handle
+    /// makes Lamellar's world wait for it at exit).
+    #[doc(hidden)]
+    pub fn raw_region(&self) -> Result<SharedMemoryRegion<T>> {
+        Ok(self.live()?.core.region.clone())
+    }
+}
+
+/// The error of an operation on a window whose communicator is gone.
+fn gone() -> Error {
+    Error::Backend(
+        "the window's communicator is gone (every LamellarComm handle of this PE dropped, \
+         which released the window's regions): the window is unusable"
+            .into(),
+    )
+}
+
+impl<T: Element> Live<'_, T> {
     /// Reads `dst.len()` elements of `target` from `offset`.
     ///
     /// # Safety
@@ -140,7 +224,7 @@ impl<T: Element> LamellarWindow<T> {
     /// (the preconditions of [`RawWindow::get`]).
     unsafe fn load(&self, target: usize, offset: usize, dst: &mut [T]) {
         if dst.is_empty() {
-        } else if target == self.rank {
+        } else if target == self.win.rank {
             // SAFETY: `offset + dst.len() <= local_len` (the caller's
             // precondition) and the part holds that many initialised `T`s;
             // `dst` is a separate buffer (no reference into window memory
@@ -148,7 +232,7 @@ impl<T: Element> LamellarWindow<T> {
             // precondition).
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    self.local_ptr().add(offset),
+                    self.win.local_ptr().add(offset),
                     dst.as_mut_ptr(),
                     dst.len(),
                 );
@@ -157,7 +241,7 @@ impl<T: Element> LamellarWindow<T> {
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition; the region holds max(len) elements per PE);
             // `block` returns once the value has arrived.
-            dst[0] = unsafe { self.region.get(target, offset).block() };
+            dst[0] = unsafe { self.core.region.get(target, offset).block() };
         } else {
             // Through a registered bounce buffer, in cache-sized chunks:
             // RDMA into it, then copy into `dst`.
@@ -165,9 +249,9 @@ impl<T: Element> LamellarWindow<T> {
             let bounce = bounce.get_or_insert_with(|| {
                 self.comm
                     .world()
-                    .alloc_one_sided_mem_region::<T>(self.chunk)
+                    .alloc_one_sided_mem_region::<T>(self.win.chunk)
             });
-            for (i, part) in dst.chunks_mut(self.chunk).enumerate() {
+            for (i, part) in dst.chunks_mut(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
                 // part.len() <= offset + dst.len()`, the caller's
@@ -176,8 +260,9 @@ impl<T: Element> LamellarWindow<T> {
                 // arrived.
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
-                    self.region
-                        .get_into_buffer(target, offset + i * self.chunk, buf)
+                    self.core
+                        .region
+                        .get_into_buffer(target, offset + i * self.win.chunk, buf)
                         .block();
                     part.copy_from_slice(sub.as_slice());
                 }
@@ -193,24 +278,24 @@ impl<T: Element> LamellarWindow<T> {
     /// (the preconditions of [`RawWindow::write`]).
     unsafe fn store(&self, target: usize, offset: usize, src: &[T]) {
         if src.is_empty() {
-        } else if target == self.rank {
+        } else if target == self.win.rank {
             // SAFETY: in bounds of the local part and no local view is
             // alive (the caller's preconditions), so no reference into the
             // part exists; `copy` tolerates overlap.
-            unsafe { std::ptr::copy(src.as_ptr(), self.local_ptr().add(offset), src.len()) };
+            unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `block` returns once the transfer is complete.
-            unsafe { self.region.put(target, offset, src[0]).block() };
+            unsafe { self.core.region.put(target, offset, src[0]).block() };
         } else {
             // Through the registered bounce buffer, in cache-sized chunks.
             let mut bounce = self.bounce();
             let bounce = bounce.get_or_insert_with(|| {
                 self.comm
                     .world()
-                    .alloc_one_sided_mem_region::<T>(self.chunk)
+                    .alloc_one_sided_mem_region::<T>(self.win.chunk)
             });
-            for (i, part) in src.chunks(self.chunk).enumerate() {
+            for (i, part) in src.chunks(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
                 // SAFETY: in bounds of `target`'s part (the caller's
                 // precondition); the bounce region is this window's alone
@@ -218,8 +303,9 @@ impl<T: Element> LamellarWindow<T> {
                 // is complete, before the region is written again.
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
-                    self.region
-                        .put_buffer(target, offset + i * self.chunk, &sub)
+                    self.core
+                        .region
+                        .put_buffer(target, offset + i * self.win.chunk, &sub)
                         .block();
                 }
             }
@@ -231,14 +317,15 @@ impl<T: Element> LamellarWindow<T> {
     ///
     /// # Safety
     ///
-    /// As for [`LamellarWindow::store`].
+    /// As for [`Live::store`].
     unsafe fn combine(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) {
         if src.is_empty() {
             return;
         }
         if op == AccumulateOp::Replace && src.len() == 1 {
             // A single-element replace is one RDMA write: atomic as it is.
-            self.ctl
+            self.core
+                .ctl
                 .with_acc_guard(target, &|| self.comm.progress(), || {
                     // SAFETY: the caller's preconditions.
                     unsafe { self.store(target, offset, src) }
@@ -246,7 +333,8 @@ impl<T: Element> LamellarWindow<T> {
             return;
         }
         let mut cur = vec![T::ZERO; src.len()];
-        self.ctl
+        self.core
+            .ctl
             .with_acc_guard(target, &|| self.comm.progress(), || {
                 // SAFETY: the caller's preconditions, for the same range.
                 unsafe { self.load(target, offset, &mut cur) };
@@ -259,13 +347,9 @@ impl<T: Element> LamellarWindow<T> {
             });
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Option<Transfers<T>>>> {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Keeps `t` until [`LamellarWindow::finish`] of the returned slot.
+    /// Keeps `t` until [`Live::finish`] of the returned slot.
     fn hold(&self, t: Transfers<T>) -> usize {
-        let mut f = self.in_flight();
+        let mut f = self.core.in_flight();
         match f.iter().position(Option::is_none) {
             Some(i) => {
                 f[i] = Some(t);
@@ -281,29 +365,15 @@ impl<T: Element> LamellarWindow<T> {
     /// Completes the transfers of `slot`, then runs `after` on their buffer
     /// (before it is freed).
     fn finish(&self, slot: usize, after: impl FnOnce(&OneSidedMemoryRegion<T>)) {
-        let t = self.in_flight().get_mut(slot).and_then(Option::take);
+        let t = self.core.in_flight().get_mut(slot).and_then(Option::take);
         if let Some(mut t) = t {
             t.complete();
             after(&t.buf);
         }
     }
 
-    /// Completes the transfers of every request still in flight (leaked
-    /// ones: a request completes its own when waited or dropped).
-    fn complete_in_flight(&self) {
-        for t in self.in_flight().iter_mut().flatten() {
-            t.complete();
-        }
-    }
-
     fn bounce(&self) -> std::sync::MutexGuard<'_, Option<OneSidedMemoryRegion<T>>> {
-        self.bounce.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The data region, for benchmarks comparing with raw Lamellar calls.
-    #[doc(hidden)]
-    pub fn raw_region(&self) -> &SharedMemoryRegion<T> {
-        &self.region
+        self.core.bounce.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -322,9 +392,10 @@ impl<T: Element> LamellarWindow<T> {
 // get the pointer to this PE's part and its true length.
 unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
-        self.ctl.lock(target, kind == LockKind::Exclusive, &|| {
-            self.comm.progress()
-        });
+        let l = self.live()?;
+        l.core
+            .ctl
+            .lock(target, kind == LockKind::Exclusive, &|| l.comm.progress());
         Ok(())
     }
 
@@ -332,9 +403,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         // Operations are complete; publish this PE's local writes before
         // another PE can take the lock.
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.ctl.unlock(target, kind == LockKind::Exclusive, &|| {
-            self.comm.progress()
-        });
+        let l = self.live()?;
+        l.core
+            .ctl
+            .unlock(target, kind == LockKind::Exclusive, &|| l.comm.progress());
         Ok(())
     }
 
@@ -346,7 +418,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     unsafe fn get(&self, target: usize, offset: usize, dst: &mut [T]) -> Result<()> {
         // SAFETY: the caller's preconditions (in bounds, in an epoch, no
         // conflicting view).
-        unsafe { self.load(target, offset, dst) };
+        unsafe { self.live()?.load(target, offset, dst) };
         Ok(())
     }
 
@@ -357,21 +429,23 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
+        let l = self.live()?;
         // SAFETY: the caller's preconditions (in bounds, in an epoch
         // admitting writes, no view).
         unsafe {
             match op {
-                None => self.store(target, offset, src),
-                Some(op) => self.combine(target, offset, src, op),
+                None => l.store(target, offset, src),
+                Some(op) => l.combine(target, offset, src, op),
             }
         }
         Ok(())
     }
 
     unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
+        let l = self.live()?;
         for (offset, piece) in run_pieces(runs) {
             // SAFETY: the caller's preconditions, for each run.
-            unsafe { self.load(target, offset, &mut dst[piece]) };
+            unsafe { l.load(target, offset, &mut dst[piece]) };
         }
         Ok(())
     }
@@ -383,12 +457,13 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
+        let l = self.live()?;
         for (offset, piece) in run_pieces(runs) {
             // SAFETY: the caller's preconditions, for each run.
             unsafe {
                 match op {
-                    None => self.store(target, offset, &src[piece]),
-                    Some(op) => self.combine(target, offset, &src[piece], op),
+                    None => l.store(target, offset, &src[piece]),
+                    Some(op) => l.combine(target, offset, &src[piece], op),
                 }
             }
         }
@@ -404,7 +479,8 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         runs: &[(usize, usize)],
         dst: &mut [T],
     ) -> Result<Box<dyn Request + 'w>> {
-        let buf = self.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
+        let l = self.live()?;
+        let buf = l.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
         let mut tasks = Vec::new();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
@@ -414,11 +490,11 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             // completed (in `finish`).
             let task = unsafe {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
-                self.region.get_into_buffer(target, offset, lb).spawn()
+                l.core.region.get_into_buffer(target, offset, lb).spawn()
             };
             tasks.push(task);
         }
-        let slot = self.hold(Transfers { buf, tasks });
+        let slot = l.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarGets {
             win: self,
             slot,
@@ -443,7 +519,8 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             unsafe { self.write_runs(target, runs, src, op)? };
             return Ok(Box::new(Completed));
         }
-        let buf = self.comm.world().alloc_one_sided_mem_region::<T>(src.len());
+        let l = self.live()?;
+        let buf = l.comm.world().alloc_one_sided_mem_region::<T>(src.len());
         // SAFETY: the request's own registered buffer, not yet shared with
         // any transfer; the slice dies at the end of the statement.
         unsafe { buf.as_mut_slice().copy_from_slice(src) };
@@ -454,10 +531,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             // precondition, in an exclusive lock epoch); `sub` is not
             // written again (the request only reads it) and lives in the
             // window's transfers until the future completed.
-            let task = unsafe { self.region.put_buffer(target, offset, &sub).spawn() };
+            let task = unsafe { l.core.region.put_buffer(target, offset, &sub).spawn() };
             tasks.push(task);
         }
-        let slot = self.hold(Transfers { buf, tasks });
+        let slot = l.hold(Transfers { buf, tasks });
         Ok(Box::new(LamellarPuts {
             win: self,
             slot,
@@ -471,7 +548,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     /// order the operations of the epoch (they are complete when they
     /// return).
     unsafe fn fence_vote(&self, token: u64) -> Result<Vec<u64>> {
-        let all = self.comm.allgather(&[token])?;
+        let all = self.comm.upgrade()?.allgather(&[token])?;
         Ok(all
             .iter()
             .map(|v| v.first().copied().unwrap_or(u64::MAX))
@@ -491,6 +568,9 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         _mutable: bool,
         f: impl FnOnce(*mut T, usize) -> R,
     ) -> Result<R> {
+        // The core (hence the region and this pointer) lives until `f`
+        // returned.
+        let _live = self.live()?;
         Ok(f(self.local_ptr(), self.local_len))
     }
 
@@ -498,11 +578,15 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     /// stay locked until they are complete, so no other PE can open a view
     /// under a late write), then releases the locks so that no other PE
     /// waits for them forever. A fence epoch holds nothing to release.
+    /// Nothing to do once the communicator is gone (it completed the
+    /// transfers when it released the core).
     unsafe fn release(&self, locks: &[(usize, LockKind)], _fence_open: bool) {
-        self.complete_in_flight();
+        let Ok(l) = self.live() else { return };
+        l.core.complete_in_flight();
         for &(t, kind) in locks {
-            self.ctl
-                .unlock(t, kind == LockKind::Exclusive, &|| self.comm.progress());
+            l.core
+                .ctl
+                .unlock(t, kind == LockKind::Exclusive, &|| l.comm.progress());
         }
     }
 }
@@ -523,30 +607,31 @@ struct LamellarGets<'w, T: Element> {
 unsafe impl<T: Element> Send for LamellarGets<'_, T> {}
 
 impl<T: Element> LamellarGets<'_, T> {
-    fn finish(&mut self) {
+    /// `Err` (`dst` untouched) once the communicator is gone.
+    fn finish(&mut self) -> Result<()> {
         self.done = true;
         let (ptr, len) = self.dst;
-        self.win.finish(self.slot, |buf| {
+        self.win.live()?.finish(self.slot, |buf| {
             // SAFETY: every transfer into `buf` has completed; `ptr` / `len`
             // is the caller's destination, valid and unaliased until this
             // request is done (the contract of `get_runs_start`); `buf`
             // holds `len` elements and nothing else accesses it.
             unsafe { std::slice::from_raw_parts_mut(ptr, len).copy_from_slice(buf.as_slice()) };
         });
+        Ok(())
     }
 }
 
 impl<T: Element> Request for LamellarGets<'_, T> {
     fn wait(mut self: Box<Self>) -> Result<()> {
-        self.finish();
-        Ok(())
+        self.finish()
     }
 }
 
 impl<T: Element> Drop for LamellarGets<'_, T> {
     fn drop(&mut self) {
         if !self.done {
-            self.finish();
+            let _ = self.finish();
         }
     }
 }
@@ -563,9 +648,10 @@ struct LamellarPuts<'w, T: Element> {
 unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
 
 impl<T: Element> Request for LamellarPuts<'_, T> {
+    /// `Err` once the communicator is gone (which completed the puts).
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.done = true;
-        self.win.finish(self.slot, |_| ());
+        self.win.live()?.finish(self.slot, |_| ());
         Ok(())
     }
 }
@@ -573,7 +659,9 @@ impl<T: Element> Request for LamellarPuts<'_, T> {
 impl<T: Element> Drop for LamellarPuts<'_, T> {
     fn drop(&mut self) {
         if !self.done {
-            self.win.finish(self.slot, |_| ());
+            if let Ok(l) = self.win.live() {
+                l.finish(self.slot, |_| ());
+            }
         }
     }
 }
@@ -582,11 +670,23 @@ impl<T: Element> Drop for LamellarWindow<T> {
     /// The checked window released the locks already ([`RawWindow::release`],
     /// which completed leaked requests' transfers); completing them again
     /// is harmless and covers a raw window dropped on its own. Then the
-    /// regions go back to the communicator.
+    /// communicator lets go of the core and takes the regions back. Once
+    /// the communicator is gone there is nothing left to do.
     fn drop(&mut self) {
-        self.complete_in_flight();
-        if let Some(regions) = self.regions.take() {
-            self.comm.recycle(regions);
+        let Ok(comm) = self.comm.upgrade() else {
+            return;
+        };
+        if let Some(core) = comm.release_window::<T>(self.key) {
+            core.complete_in_flight();
+            let regions = core
+                .regions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(core);
+            if let Some(regions) = regions {
+                comm.recycle(regions);
+            }
         }
     }
 }

@@ -206,6 +206,41 @@ fn panic_on_one_pe_ends_the_job() {
     );
 }
 
+/// A window leaked (`mem::forget`) on every PE, on one PE only, or while
+/// holding a lock on another PE: the job still ends, cleanly and quickly
+/// (before, the PE that leaked never shut its world down and the others
+/// waited for it at exit forever).
+#[test]
+fn leaked_window_does_not_hang_the_exit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for what in ["window", "window@0", "window@1", "locked-window@0"] {
+        let before = shm_files();
+        let (out, elapsed) = launch(
+            &["-n", "2", "--", CONFORMANCE, "--leak", what],
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "--leak {what}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        for pe in 0..2 {
+            assert!(
+                stdout.contains(&format!("[PE {pe}] PE {pe} (leaked: ")),
+                "--leak {what}: PE {pe} did not reach the end of main\n{stdout}"
+            );
+        }
+        assert!(
+            elapsed < Duration::from_secs(30),
+            "--leak {what}: the job took {elapsed:?}"
+        );
+        let left = leftovers(&before);
+        assert!(left.is_empty(), "--leak {what}: shm files left: {left:?}");
+    }
+}
+
 #[test]
 fn launcher_rejects_bad_arguments() {
     let out = Command::new(RUN)

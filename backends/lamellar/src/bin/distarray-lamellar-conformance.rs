@@ -9,9 +9,11 @@
 //! lock traffic). Rank 0 prints `conformance: all checks passed on P ranks`
 //! at the end.
 //! `--panic-on R` makes PE `R` panic once the world is up while the others
-//! wait in a barrier (used by the launcher's failure test).
+//! wait in a barrier (used by the launcher's failure test). `--leak WHAT`
+//! leaks (`mem::forget`) a `window`, an `array` or a `locked-window` and
+//! returns from `main` (the launcher's leak tests: the job must end).
 
-use distarray::{AccumulateOp, LockKind, OneSidedComm};
+use distarray::{AccumulateOp, Error, LockKind, OneSidedComm};
 use distarray_lamellar::LamellarComm;
 
 /// A named check of this backend.
@@ -160,13 +162,138 @@ fn mixed_lock_traffic(comm: &LamellarComm) {
     comm.barrier().unwrap();
 }
 
+/// A neighbour message whose length differs from the receive buffer (too
+/// short, too long) is an `Err` at the receiver, not a hang, and leaves the
+/// pair in step: the next exchanges between the same PEs match.
+fn exchange_length_mismatch(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let m = comm.messages().expect("the Lamellar backend has messages");
+    let right = (me + 1) % p;
+    let left = (me + p - 1) % p;
+    for (sent, expected) in [(3usize, 5usize), (6, 2), (0, 1)] {
+        let out = vec![me as u8; sent];
+        let mut buf = vec![0u8; expected];
+        let r = m.exchange_bytes(&[(right, &out[..])], &mut [(left, &mut buf[..])]);
+        match r {
+            Err(Error::InvalidArgument(msg)) => {
+                assert!(
+                    msg.contains(&format!("sent {sent} bytes")),
+                    "PE {me}: {msg}"
+                )
+            }
+            other => panic!("PE {me}: a {sent}-byte message into {expected} bytes: {other:?}"),
+        }
+        // the same pair, right after: in step
+        let out = [me as u8, 7];
+        let mut back = [0u8; 2];
+        m.exchange_bytes(&[(right, &out[..])], &mut [(left, &mut back[..])])
+            .unwrap();
+        assert_eq!(back, [left as u8, 7], "PE {me}");
+    }
+    // started, with a mismatch: the error comes from the wait
+    let out = [1u8; 4];
+    let mut buf = [0u8; 3];
+    // SAFETY: the buffers outlive the request, which is waited at once.
+    let req = unsafe { m.exchange_bytes_start(&[(right, &out[..])], &mut [(left, &mut buf[..])]) }
+        .unwrap();
+    assert!(
+        matches!(req.wait(), Err(Error::InvalidArgument(_))),
+        "PE {me}"
+    );
+    comm.barrier().unwrap();
+}
+
+/// Exchanges started on several arrays before any is waited for, waited
+/// in reverse order, with a one-way pattern (to the right only) that lets a
+/// PE run ahead of its receiver: every message reaches its own exchange.
+fn exchanges_in_flight(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let m = comm.messages().expect("the Lamellar backend has messages");
+    let right = (me + 1) % p;
+    let left = (me + p - 1) % p;
+    const N: usize = 5;
+    let outs: Vec<Vec<u8>> = (0..N).map(|k| vec![(me * 10 + k) as u8; k + 1]).collect();
+    let mut bufs: Vec<Vec<u8>> = (0..N).map(|k| vec![0u8; k + 1]).collect();
+    let mut reqs = Vec::new();
+    for (k, buf) in bufs.iter_mut().enumerate() {
+        // SAFETY: `outs` and `bufs` outlive every request (all are waited
+        // below, before the buffers are read or dropped).
+        let r = unsafe {
+            m.exchange_bytes_start(&[(right, &outs[k][..])], &mut [(left, &mut buf[..])])
+        };
+        reqs.push(r.unwrap());
+    }
+    for r in reqs.into_iter().rev() {
+        r.wait().unwrap();
+    }
+    for (k, buf) in bufs.iter().enumerate() {
+        assert_eq!(
+            buf,
+            &vec![(left * 10 + k) as u8; k + 1],
+            "PE {me}: exchange {k}"
+        );
+    }
+    comm.barrier().unwrap();
+}
+
+/// `--leak WHAT[@R]`: leaks (`mem::forget`) a window, an array or a
+/// window holding a lock (on every PE, or with `@R` on PE `R` only, the
+/// others drop theirs) and returns from `main`; the job must still end.
+fn leak(comm: &LamellarComm, spec: &str) {
+    let me = comm.rank();
+    let (what, only) = match spec.split_once('@') {
+        Some((w, r)) => (w, Some(r.parse::<usize>().expect("--leak WHAT@RANK"))),
+        None => (spec, None),
+    };
+    let forget = only.is_none_or(|r| r == me);
+    fn done<X>(x: X, forget: bool) {
+        if forget {
+            std::mem::forget(x);
+        }
+    }
+    match what {
+        "window" => {
+            let w = comm.create_window::<f64>(100).unwrap();
+            w.lock(me, LockKind::Exclusive).unwrap();
+            w.put(me, 0, &[1.0]).unwrap();
+            w.unlock(me).unwrap();
+            done(w, forget);
+        }
+        "array" => {
+            let a = distarray::DistArray::<f64, _, 1>::from_fn(comm.clone(), [64], |[i]| i as f64)
+                .unwrap();
+            done(a, forget);
+        }
+        "locked-window" => {
+            // leaked while holding a lock on the next PE
+            let w = comm.create_window::<u64>(4).unwrap();
+            let t = (me + 1) % comm.size();
+            w.lock(t, LockKind::Shared).unwrap();
+            done(w, forget);
+        }
+        other => {
+            eprintln!("--leak {other:?}: expected window, array or locked-window");
+            std::process::exit(2);
+        }
+    }
+    comm.barrier().unwrap();
+    println!("PE {me} (leaked: {forget}) returns from main");
+}
+
 fn main() {
     let mut panic_on = None;
+    let mut leaked = None;
     let mut timings = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--timings" => timings = true,
+            "--leak" => {
+                leaked = Some(
+                    args.next()
+                        .expect("--leak needs window, array or locked-window"),
+                )
+            }
             "--panic-on" => {
                 panic_on = args.next().and_then(|v| v.parse::<usize>().ok());
                 assert!(panic_on.is_some(), "--panic-on needs a rank");
@@ -192,6 +319,10 @@ fn main() {
         );
         return;
     }
+    if let Some(what) = leaked {
+        leak(&comm, &what);
+        return;
+    }
     let start = std::time::Instant::now();
     let n = if timings {
         // The same as `run_all`, with the time of every check.
@@ -209,11 +340,16 @@ fn main() {
     } else {
         distarray::conformance::run_all(&comm)
     };
-    let extra: [Check; 4] = [
+    let extra: [Check; 6] = [
         ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
         ("lamellar: window_churn", window_churn),
         ("lamellar: large_allgather", large_allgather),
         ("lamellar: mixed_lock_traffic", mixed_lock_traffic),
+        (
+            "lamellar: exchange_length_mismatch",
+            exchange_length_mismatch,
+        ),
+        ("lamellar: exchanges_in_flight", exchanges_in_flight),
     ];
     for (name, check) in extra {
         comm.barrier().unwrap();

@@ -119,12 +119,17 @@ impl LamellarCommBuilder {
             .try_alloc_shared_mem_region::<u64>(TREE_WORDS)
             .block()
             .map_err(|e| Error::Backend(format!("allocating the collectives' region: {e}")))?;
+        let gone = world
+            .try_alloc_shared_mem_region::<u64>(world.num_pes())
+            .block()
+            .map_err(|e| Error::Backend(format!("allocating the departure flags: {e}")))?;
         let tree_out = world.alloc_one_sided_mem_region::<u64>(SLOT_WORDS);
         // SAFETY: the regions are new; nobody accesses them before the
         // barrier.
         unsafe {
             bar.as_mut_slice().fill(0);
             tree.as_mut_slice().fill(0);
+            gone.as_mut_slice().fill(0);
         }
         world.barrier();
         Ok(LamellarComm {
@@ -135,11 +140,15 @@ impl LamellarCommBuilder {
                 epoch: AtomicU64::new(0),
                 bar,
                 cache: Mutex::new(RegionCache::default()),
+                live: Mutex::default(),
+                next_window: AtomicU64::new(0),
                 scratch,
                 tree,
                 tree_out: Mutex::new(tree_out),
                 tree_seq: AtomicU64::new(0),
                 tree_safe: AtomicU64::new(0),
+                seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
+                gone,
                 handles: Arc::default(),
                 world,
             }),

@@ -11,9 +11,10 @@
 //! transport (`tree`); the windows' regions and their reuse in `regions`;
 //! building the world in `builder`.
 
-use std::any::TypeId;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use distarray::collective::{self, Combiner};
 use distarray::pending::HandleSlot;
@@ -21,7 +22,7 @@ use distarray::{Element, Error, OneSidedComm, Result};
 use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 
-use crate::window::LamellarWindow;
+use crate::window::{LamellarWindow, WindowCore};
 
 // Building the world and the communicator's regions.
 mod builder;
@@ -33,6 +34,8 @@ mod allgather;
 mod tree;
 // Windows' regions and their reuse.
 mod regions;
+// Neighbour messages over active messages.
+mod messages;
 
 pub use self::builder::LamellarCommBuilder;
 pub(crate) use self::regions::Regions;
@@ -67,6 +70,12 @@ struct CommInner {
     bar: SharedMemoryRegion<u64>,
     /// Regions of dropped windows, for reuse by later windows.
     cache: Mutex<RegionCache>,
+    /// The cores (regions, buffers, transfers) of this PE's live windows,
+    /// by key: windows hold only weak references, so that a leaked window
+    /// keeps neither the communicator nor a Lamellar handle alive.
+    live: Mutex<HashMap<u64, Arc<dyn Any + Send + Sync>>>,
+    /// The key of the next window in `live`.
+    next_window: AtomicU64,
     /// Word 0 of each PE's part: the byte length of its contribution;
     /// words 1.. its bytes (when they fit).
     scratch: SharedMemoryRegion<u64>,
@@ -79,8 +88,46 @@ struct CommInner {
     tree_seq: AtomicU64,
     /// Every PE has completed the tree collectives up to this number.
     tree_safe: AtomicU64,
+    /// Per-pair numbers of the neighbour messages (see `messages`).
+    seqs: Mutex<messages::Sequences>,
+    /// Word `q` of a PE's part: PE `q` has dropped its communicator (see
+    /// `messages`).
+    gone: SharedMemoryRegion<u64>,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
+}
+
+impl Drop for CommInner {
+    /// Releases the cores of windows still alive (leaked ones: a window
+    /// that drops takes its core out first), completing their transfers,
+    /// so that Lamellar's world, dropped after, finds no handle left; then
+    /// marks this PE departed for the neighbour messages.
+    fn drop(&mut self) {
+        let live = std::mem::take(self.live.get_mut().unwrap_or_else(|e| e.into_inner()));
+        drop(live);
+        self.depart();
+    }
+}
+
+/// A handle on a communicator that does not keep it alive: what windows
+/// hold.
+#[derive(Clone)]
+pub(crate) struct WeakComm(Weak<CommInner>);
+
+impl WeakComm {
+    /// The communicator, or `Err` once its last handle has dropped.
+    pub(crate) fn upgrade(&self) -> Result<LamellarComm> {
+        self.0
+            .upgrade()
+            .map(|inner| LamellarComm { inner })
+            .ok_or_else(|| {
+                Error::Backend(
+                    "the window's communicator is gone (every LamellarComm handle of this PE \
+                     dropped, which released the window's regions): the window is unusable"
+                        .into(),
+                )
+            })
+    }
 }
 
 /// A future that is pending once (waking itself): `block_on` of it runs
@@ -129,6 +176,28 @@ impl LamellarComm {
         self.inner.world.block_on(YieldOnce(false));
     }
 
+    /// A handle that does not keep the communicator alive.
+    pub(crate) fn downgrade(&self) -> WeakComm {
+        WeakComm(Arc::downgrade(&self.inner))
+    }
+
+    /// Keeps a new window's core until [`LamellarComm::release_window`] of
+    /// the returned key (the window's drop) or the communicator's drop.
+    pub(crate) fn keep_window<T: Element>(&self, core: Arc<WindowCore<T>>) -> u64 {
+        let key = self.inner.next_window.fetch_add(1, Ordering::Relaxed);
+        self.live().insert(key, core);
+        key
+    }
+
+    /// Takes the core of window `key` out of the table.
+    pub(crate) fn release_window<T: Element>(&self, key: u64) -> Option<Arc<WindowCore<T>>> {
+        self.live().remove(&key)?.downcast().ok()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<dyn Any + Send + Sync>>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes the lock that serialises this PE's collectives, after
     /// completing its non-blocking handle in flight: a collective waits for every PE, and none may wait for this one's
     /// handle locks meanwhile (see [`distarray::pending`]).
@@ -162,6 +231,12 @@ unsafe impl OneSidedComm for LamellarComm {
         let _g = self.coll_guard();
         self.sync();
         Ok(())
+    }
+
+    /// Active messages into a mailbox per PE (see the `messages` module:
+    /// per-pair sequence numbers, no collective).
+    fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
+        Some(self)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
