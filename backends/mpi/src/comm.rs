@@ -157,6 +157,10 @@ pub(crate) struct CommInner {
     exchange_raw: ffi::MPI_Comm,
     rank: usize,
     size: usize,
+    /// The BLACS grids made on this communicator by the ScaLAPACK
+    /// wrappers, kept for later calls and freed before the communicator.
+    #[cfg(feature = "scalapack")]
+    pub(crate) blacs: Mutex<Vec<Arc<crate::scalapack::Grid>>>,
     /// This rank's slot for its one non-blocking block handle on the
     /// communicator: settled at the entry of every collective
     /// ([`CommInner::collective`]) and of every exchange wait, and by the
@@ -587,6 +591,9 @@ const EXCHANGE_TAG: std::os::raw::c_int = 0x4441;
 
 impl Drop for CommInner {
     fn drop(&mut self) {
+        // the BLACS grids first (their contexts were made from `comm`)
+        #[cfg(feature = "scalapack")]
+        self.blacs.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
         for comm in [self.exchange.take(), self.comm.take()]
             .into_iter()
             .flatten()
@@ -730,6 +737,8 @@ impl MpiComm {
                 raw,
                 rank,
                 size,
+                #[cfg(feature = "scalapack")]
+                blacs: Mutex::new(Vec::new()),
                 handles: Arc::default(),
             }),
         })

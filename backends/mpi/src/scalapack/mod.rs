@@ -554,6 +554,21 @@ impl Grid {
     }
 }
 
+/// The BLACS grid for `grid` on `comm`: made collectively by the first
+/// call that needs it, then kept by the communicator (every rank asks for
+/// the same grids in the same order, so every rank makes it at the same
+/// call) and freed with it.
+fn grid_for(comm: &MpiComm, grid: [usize; 2]) -> Result<std::sync::Arc<Grid>> {
+    let inner = comm.inner();
+    let mut cache = inner.blacs.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = cache.iter().find(|g| g.grid == grid) {
+        return Ok(g.clone());
+    }
+    let g = std::sync::Arc::new(Grid::new(comm, grid)?);
+    cache.push(g.clone());
+    Ok(g)
+}
+
 impl Drop for Grid {
     fn drop(&mut self) {
         let Ok(_serial) = lifetime::enter() else {
@@ -679,7 +694,7 @@ pub fn gesv<T: ScalapackElement>(
     let al = layout_of(a)?;
     square("gesv", &al)?;
     rhs_fits(&al, &layout_of(b)?)?;
-    let grid = Grid::new(a.comm(), al.grid)?;
+    let grid = grid_for(a.comm(), al.grid)?;
     let (desc_at, _) = grid.desc_t(&al)?;
     let n = al.shape[0] as c_int;
     // LOCr(M) + MB of aᵀ
@@ -737,7 +752,7 @@ pub fn gesv<T: ScalapackElement>(
 pub fn potrf<T: ScalapackElement>(a: &mut DistArray<T, MpiComm, 2>) -> Result<()> {
     let al = layout_of(a)?;
     square("potrf", &al)?;
-    let grid = Grid::new(a.comm(), al.grid)?;
+    let grid = grid_for(a.comm(), al.grid)?;
     let (desc_at, _) = grid.desc_t(&al)?;
     let n = al.shape[0] as c_int;
     let info = a.with_local_mut(|mut la| {
@@ -762,7 +777,7 @@ pub fn potrs<T: ScalapackElement>(
     let al = layout_of(a)?;
     square("potrs", &al)?;
     rhs_fits(&al, &layout_of(b)?)?;
-    let grid = Grid::new(a.comm(), al.grid)?;
+    let grid = grid_for(a.comm(), al.grid)?;
     let (desc_at, _) = grid.desc_t(&al)?;
     let n = al.shape[0] as c_int;
     let info = a.try_with_local(|la| {
@@ -824,7 +839,7 @@ pub fn gemm<T: ScalapackElement>(
             al.blocks, bl.blocks, cl.blocks
         )));
     }
-    let grid = Grid::new(c.comm(), cl.grid)?;
+    let grid = grid_for(c.comm(), cl.grid)?;
     let (da, db, dc) = (
         grid.desc_t(&al)?.0,
         grid.desc_t(&bl)?.0,
