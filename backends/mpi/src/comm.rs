@@ -593,7 +593,10 @@ impl Drop for CommInner {
     fn drop(&mut self) {
         // the BLACS grids first (their contexts were made from `comm`)
         #[cfg(feature = "scalapack")]
-        self.blacs.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+        self.blacs
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for comm in [self.exchange.take(), self.comm.take()]
             .into_iter()
             .flatten()
