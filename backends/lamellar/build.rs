@@ -34,7 +34,10 @@ fn main() {
     match pmix_lib_dir(build_dir) {
         Some(lib) => {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-            println!("cargo:rerun-if-changed={}", lib.join("libpmix.so").display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                lib.join("libpmix.so").display()
+            );
         }
         None => println!(
             "cargo:warning=network: no pmix-sys-*/out/lib/libpmix.so under {}; \
@@ -53,7 +56,10 @@ fn pmix_lib_dir(build_dir: &Path) -> Option<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("pmix-sys-"))
         .map(|e| e.path().join("out").join("lib"))
         .filter_map(|lib| {
-            let t = std::fs::metadata(lib.join("libpmix.so")).ok()?.modified().ok()?;
+            let t = std::fs::metadata(lib.join("libpmix.so"))
+                .ok()?
+                .modified()
+                .ok()?;
             Some((t, lib))
         })
         .collect();
