@@ -132,10 +132,11 @@ run_netns() {
   tmp="$(mktemp -d)"
   # Each "host" gets its own CPU. Open MPI binds each host's first rank to
   # that host's first core, CPU 0 here for both "hosts": both PEs would share
-  # CPU 0 and, since Lamellar (like MPI) polls while it waits, take turns at
-  # the scheduler's time slice (about 4 ms per remote get). So no binding by
-  # mpirun (`--bind-to none`); the PEs inherit the CPU of their namespace's
-  # launcher (taskset: A on CPU 0, B on CPU 1).
+  # CPU 0, and a PE sleeping in a blocking get waits for a target polling in
+  # Lamellar's barrier a scheduler time slice at a time (about 4 ms per get;
+  # see BENCHMARKS-lamellar.md). So no binding by mpirun (`--bind-to none`);
+  # the PEs inherit the CPU of their namespace's launcher (taskset: A on
+  # CPU 0, B on CPU 1).
   # NS_CPUS=mpirun keeps mpirun's own binding (both PEs on CPU 0: only to
   # reproduce the slow case).
   cpu_a="" cpu_b=""

@@ -3,6 +3,8 @@
 //! ```text
 //! cargo build --release -p distarray-lamellar --bins --examples
 //! target/release/distarray-lamellar-run -n 2 -- target/release/examples/lamellar_bench
+//! # over libfabric tcp (the `network` feature), loopback or two namespaces:
+//! scripts/lamellar-network.sh --no-build netns -- target/release/examples/lamellar_bench
 //! ```
 //!
 //! Every PE works on its right neighbour ((rank + 1) % P) at the same time
