@@ -3,10 +3,13 @@
 //! ```text
 //! cargo build --release -p distarray-lamellar --bins --examples
 //! target/release/distarray-lamellar-run -n 2 -- target/release/examples/lamellar_bench
+//! # over libfabric tcp (the `network` feature), loopback or two namespaces:
+//! scripts/lamellar-network.sh --no-build netns -- target/release/examples/lamellar_bench
 //! ```
 //!
-//! Every PE works on its right neighbour ((rank + 1) % P) at the same time;
-//! PE 0 prints its own timings. Figures are medians of `REPS` repetitions.
+//! Every PE works on its right neighbour ((rank + 1) % P) at the same time
+//! (with `--only0`, only PE 0 does; the others work on their own parts);
+//! PE 0 prints its own timings. `--quick`: fewer element operations. Figures are medians of `REPS` repetitions.
 
 use std::time::Instant;
 
@@ -38,7 +41,10 @@ fn timed(f: impl FnOnce()) -> f64 {
 fn main() {
     let comm = LamellarComm::from_env().expect("world");
     let (me, p) = (comm.rank(), comm.size());
-    let t = (me + 1) % p;
+    // `--only0`: only PE 0 works on a remote PE; the others work on their
+    // own parts (no transfers), so PE 0's target is otherwise idle.
+    let only0 = std::env::args().any(|a| a == "--only0");
+    let t = if only0 && me != 0 { me } else { (me + 1) % p };
     let quick = std::env::args().any(|a| a == "--quick");
     let n_small: usize = if quick { 200 } else { 2000 };
     let bulk_elems: usize = (8 << 20) / 8; // 8 MiB of f64
@@ -153,6 +159,36 @@ fn main() {
         format!("{:.2} us", s / n_small as f64 * 1e6),
     );
 
+    // Element put inside one epoch.
+    let s = median(&comm, || {
+        timed(|| {
+            w.lock(t, LockKind::Exclusive).unwrap();
+            for i in 0..n_small {
+                w.put(t, i, &[i as f64]).unwrap();
+            }
+            w.unlock(t).unwrap();
+        })
+    });
+    report(
+        "element put inside one epoch (Window)",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
+    // Raw Lamellar element put.
+    let s = median(&comm, || {
+        timed(|| {
+            for i in 0..n_small {
+                // SAFETY: in bounds; each PE writes only its neighbour's
+                // part, and nobody reads it meanwhile.
+                unsafe { region.put(t, i, i as f64).block() };
+            }
+        })
+    });
+    report(
+        "element put, raw SharedMemoryRegion::put",
+        format!("{:.2} us", s / n_small as f64 * 1e6),
+    );
+
     // Raw Lamellar element get.
     let s = median(&comm, || {
         timed(|| {
@@ -166,6 +202,26 @@ fn main() {
         "element get, raw SharedMemoryRegion::get",
         format!("{:.2} us", s / n_small as f64 * 1e6),
     );
+
+    // Raw element gets by PE 0 while the target waits in Lamellar's own
+    // barrier (which polls): how fast the target's runtime answers.
+    {
+        let n = n_small.min(200);
+        let mut per_get = 0.0;
+        if me == 0 {
+            per_get = timed(|| {
+                for i in 0..n {
+                    // SAFETY: in bounds; only read while nobody writes the region.
+                    std::hint::black_box(unsafe { region.get(1 % p, i).block() });
+                }
+            }) / n as f64;
+        }
+        comm.world().barrier();
+        report(
+            "element get, raw, target idle in LamellarWorld::barrier",
+            format!("{:.2} us", per_get * 1e6),
+        );
+    }
 
     // DistArray element get of an element owned by the neighbour.
     {
@@ -235,7 +291,7 @@ fn main() {
     // Accumulate throughput: every PE adds into its neighbour at once.
     let s = median(&comm, || {
         timed(|| {
-            w.lock(t, LockKind::Shared).unwrap();
+            w.lock(t, LockKind::Exclusive).unwrap();
             for i in 0..n_small {
                 w.accumulate(t, i % 64, &[1.0], AccumulateOp::Sum).unwrap();
             }
@@ -254,7 +310,7 @@ fn main() {
     let ones = vec![1.0f64; len];
     let s = median(&comm, || {
         timed(|| {
-            w.lock(t, LockKind::Shared).unwrap();
+            w.lock(t, LockKind::Exclusive).unwrap();
             w.accumulate(t, 0, &ones, AccumulateOp::Sum).unwrap();
             w.unlock(t).unwrap();
         })

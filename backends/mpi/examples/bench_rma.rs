@@ -32,6 +32,8 @@ use mpi::raw::AsRaw;
 use mpi::traits::Equivalence;
 
 /// Element gets per trial.
+/// (`BENCH_RMA_ELEM_ITERS` overrides it: over TCP, where a get costs tens
+/// of microseconds, e.g. 2000.)
 const ELEM_ITERS: usize = 200_000;
 /// Trials per variant (alternating).
 const TRIALS: usize = 9;
@@ -150,6 +152,10 @@ fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
 }
 
 fn main() -> distarray::Result<()> {
+    let elem_iters: usize = std::env::var("BENCH_RMA_ELEM_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ELEM_ITERS);
     // MPI_THREAD_SERIALIZED (what MpiComm::init asks for), or
     // `bench_rma multiple` for MPI_THREAD_MULTIPLE (no crate-level lock).
     let level = match std::env::args().nth(1).as_deref() {
@@ -180,49 +186,49 @@ fn main() -> distarray::Result<()> {
         let (mut set_da, mut set_fast, mut set_rw, mut checks) = (vec![], vec![], vec![], vec![]);
         for _ in 0..TRIALS {
             let t = Instant::now();
-            for _ in 0..ELEM_ITERS {
+            for _ in 0..elem_iters {
                 black_box(a.get(black_box([idx]))?);
             }
-            da.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+            da.push(t.elapsed().as_secs_f64() / elem_iters as f64);
 
             let w = a.window();
             let mut v = [0.0f64];
             let t = Instant::now();
-            for _ in 0..ELEM_ITERS {
+            for _ in 0..elem_iters {
                 w.lock(target, LockKind::Shared)?;
                 w.get(target, 17, &mut v)?;
                 w.unlock(target)?;
                 black_box(v);
             }
-            tr.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+            tr.push(t.elapsed().as_secs_f64() / elem_iters as f64);
 
             let t = Instant::now();
-            for _ in 0..ELEM_ITERS {
+            for _ in 0..elem_iters {
                 w.get_locked(target, LockKind::Shared, 17, &mut v)?;
                 black_box(v);
             }
-            fast.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+            fast.push(t.elapsed().as_secs_f64() / elem_iters as f64);
 
-            rw.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS, false));
-            rwf.push(raw_elem_get(win, target as c_int, 17, ELEM_ITERS, true));
+            rw.push(raw_elem_get(win, target as c_int, 17, elem_iters, false));
+            rwf.push(raw_elem_get(win, target as c_int, 17, elem_iters, true));
 
             let t = Instant::now();
-            for i in 0..ELEM_ITERS / 4 {
+            for i in 0..elem_iters / 4 {
                 a.set(black_box([idx]), i as f64)?;
             }
-            set_da.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
-            set_rw.push(raw_elem_put(win, target as c_int, 17, ELEM_ITERS / 4));
+            set_da.push(t.elapsed().as_secs_f64() / (elem_iters / 4) as f64);
+            set_rw.push(raw_elem_put(win, target as c_int, 17, elem_iters / 4));
             let t = Instant::now();
-            for i in 0..ELEM_ITERS / 4 {
+            for i in 0..elem_iters / 4 {
                 w.put_locked(target, LockKind::Exclusive, 17, &[i as f64])?;
             }
-            set_fast.push(t.elapsed().as_secs_f64() / (ELEM_ITERS / 4) as f64);
+            set_fast.push(t.elapsed().as_secs_f64() / (elem_iters / 4) as f64);
 
             // the backend-independent checks alone, as `DistArray::get` runs
             // them (a one-shot epoch approved by the window state)
             let state = WindowState::new(me, vec![per; p], Default::default())?;
             let t = Instant::now();
-            for _ in 0..ELEM_ITERS {
+            for _ in 0..elem_iters {
                 let one = state.begin_one_shot(
                     black_box(target),
                     LockKind::Shared,
@@ -232,7 +238,7 @@ fn main() -> distarray::Result<()> {
                 )?;
                 drop(black_box(one));
             }
-            checks.push(t.elapsed().as_secs_f64() / ELEM_ITERS as f64);
+            checks.push(t.elapsed().as_secs_f64() / elem_iters as f64);
         }
         let (da, tr, fast, rw, rwf) = (
             median(da),
