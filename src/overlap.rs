@@ -42,8 +42,12 @@ impl<'w, T: Element, R: RawWindow<T>> Epochs<'w, T, R> {
         &self.targets
     }
 
-    /// Opens an epoch of `kind` on `target`.
+    /// Opens an epoch of `kind` on `target`, unless this set already holds
+    /// one there (a block-cyclic block has several pieces on one owner).
     pub(crate) fn lock(&mut self, target: usize, kind: LockKind) -> Result<()> {
+        if self.targets.contains(&target) {
+            return Ok(());
+        }
         self.win.lock(target, kind)?;
         self.targets.push(target);
         Ok(())

@@ -21,6 +21,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("block_cyclic_call_counts", block_cyclic_call_counts::<C>),
         ("block_cyclic_matmul", block_cyclic_matmul::<C>),
         ("block_cyclic_needs_boxes", block_cyclic_needs_boxes::<C>),
+        ("block_cyclic_nonblocking", block_cyclic_nonblocking::<C>),
     ]
 }
 
@@ -390,4 +391,42 @@ fn block_cyclic_needs_boxes<C: OneSidedComm>(comm: &C) {
         DistArray::<f64, C, 2>::block_cyclic(comm.clone(), [4, 4], [p + 1, 1], [1, 1]),
         |e| matches!(e, Error::InvalidPartition(_)),
     );
+}
+
+/// Non-blocking blocks on a block-cyclic array: several pieces of one
+/// block on one owner are read and written under one epoch per owner.
+fn block_cyclic_nonblocking<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [11, 6];
+    let a = filled(comm, shape, [p, 1], [1, 6]);
+    let b = Block::new([1..10, 1..5]);
+    let got = ok(comm, "get_block_start", a.get_block_start(&b));
+    let got = ok(comm, "wait", got.wait());
+    for (g, v) in got.iter() {
+        assert_eq!(
+            v,
+            value(g),
+            "rank {}: get_block_start at {g:?}",
+            comm.rank()
+        );
+    }
+    ok(comm, "barrier", a.barrier());
+    let ones = ok(
+        comm,
+        "from_vec",
+        crate::block::GlobalBlock::from_vec(b.clone(), vec![1; b.len()]),
+    );
+    let put = ok(
+        comm,
+        "put_block_start",
+        a.put_block_start(ones, AccumulateOp::Sum),
+    );
+    ok(comm, "wait", put.wait());
+    ok(comm, "barrier", a.barrier());
+    let all = ok(comm, "to_vec", a.to_vec());
+    for (k, v) in all.iter().enumerate() {
+        let g = crate::partition::multi_index(&shape, k);
+        let add = if b.contains(g) { p as i64 } else { 0 };
+        assert_eq!(*v, value(g) + add, "after put_block_start at {g:?}");
+    }
 }
