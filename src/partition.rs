@@ -50,6 +50,29 @@ pub fn distribute(n: usize, parts: usize) -> Vec<usize> {
     (0..parts).map(|i| q + usize::from(i < r)).collect()
 }
 
+/// How many of `n` indices, cut into blocks of `nb` dealt round-robin over
+/// `p` process coordinates (block `k` to coordinate `k mod p`), coordinate
+/// `c` owns: ScaLAPACK's `NUMROC` with the first block on coordinate 0.
+///
+/// ```
+/// use distarray::partition::block_cyclic_extent;
+/// // 10 indices in blocks of 3 over 2: {0,1,2,6,7,8} and {3,4,5,9}
+/// assert_eq!(block_cyclic_extent(10, 3, 0, 2), 6);
+/// assert_eq!(block_cyclic_extent(10, 3, 1, 2), 4);
+/// ```
+pub fn block_cyclic_extent(n: usize, nb: usize, c: usize, p: usize) -> usize {
+    // whole cycles, then what is left of the last one
+    let nblocks = n / nb;
+    let mut len = (nblocks / p) * nb;
+    let extra = nblocks % p;
+    if c < extra {
+        len += nb;
+    } else if c == extra {
+        len += n % nb;
+    }
+    len
+}
+
 /// A partition of an N-dimensional index space into one box per rank; see
 /// the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -155,9 +178,7 @@ impl<const N: usize> ContinuousPartitioning<N> {
             }
             if nb.saturating_mul(p) >= n {
                 // at most one block per coordinate: the contiguous layout
-                sizes[d] = (0..p)
-                    .map(|c| n.min((c + 1) * nb).saturating_sub(c * nb))
-                    .collect();
+                sizes[d] = (0..p).map(|c| block_cyclic_extent(n, nb, c, p)).collect();
             } else {
                 cyclic[d] = nb;
                 // one size per process coordinate (for the checks below);
@@ -222,18 +243,10 @@ impl<const N: usize> ContinuousPartitioning<N> {
     fn dim_extent(&self, d: usize, c: usize) -> usize {
         let (n, nb, p) = (self.shape[d], self.cyclic[d], self.grid[d]);
         if nb == 0 {
-            return self.bounds[d][c + 1] - self.bounds[d][c];
+            self.bounds[d][c + 1] - self.bounds[d][c]
+        } else {
+            block_cyclic_extent(n, nb, c, p)
         }
-        // ScaLAPACK's NUMROC: whole cycles, then what is left of the last
-        let nblocks = n / nb;
-        let mut len = (nblocks / p) * nb;
-        let extra = nblocks % p;
-        if c < extra {
-            len += nb;
-        } else if c == extra {
-            len += n % nb;
-        }
-        len
     }
 
     /// The coordinate owning index `i` of dimension `d` and its local index
@@ -549,4 +562,30 @@ pub fn multi_index<const N: usize>(shape: &[usize; N], mut offset: usize) -> [us
         }
     }
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_cyclic_extent;
+
+    #[test]
+    fn block_cyclic_extent_counts_the_owned_indices() {
+        for (n, nb, p) in [
+            (10, 3, 2),
+            (7, 1, 3),
+            (5, 8, 2),
+            (12, 2, 4),
+            (0, 3, 2),
+            (9, 2, 5),
+        ] {
+            for c in 0..p {
+                let owned = (0..n).filter(|i| (i / nb) % p == c).count();
+                assert_eq!(
+                    block_cyclic_extent(n, nb, c, p),
+                    owned,
+                    "n {n} nb {nb} p {p} c {c}"
+                );
+            }
+        }
+    }
 }

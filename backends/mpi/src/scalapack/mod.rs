@@ -52,7 +52,8 @@ mod ffi;
 
 use std::os::raw::{c_char, c_int};
 
-use distarray::collective::{allreduce_max, allreduce_min};
+use distarray::collective::allreduce_slice_vote;
+use distarray::partition::block_cyclic_extent;
 use distarray::{
     Complex32, Complex64, ContinuousPartitioning, DistArray, Element, Error, OneSidedComm, Result,
 };
@@ -383,20 +384,6 @@ impl_element!(
     ffi::pztranc_
 );
 
-/// ScaLAPACK's `NUMROC`: how many of `n` indices in blocks of `nb` process
-/// coordinate `p` of `np` owns (the first block on coordinate 0).
-fn numroc(n: usize, nb: usize, p: usize, np: usize) -> usize {
-    let nblocks = n / nb;
-    let mut len = (nblocks / np) * nb;
-    let extra = nblocks % np;
-    if p < extra {
-        len += nb;
-    } else if p == extra {
-        len += n % nb;
-    }
-    len
-}
-
 /// A 2-D array's block-cyclic layout as ScaLAPACK sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
@@ -424,7 +411,7 @@ fn block_of(part: &ContinuousPartitioning<2>, d: usize) -> Result<usize> {
     let fits = sizes
         .iter()
         .enumerate()
-        .all(|(c, &s)| s == n.min((c + 1) * nb).saturating_sub(c * nb));
+        .all(|(c, &s)| s == block_cyclic_extent(n, nb, c, sizes.len()));
     if fits {
         Ok(nb)
     } else {
@@ -591,12 +578,13 @@ fn outcome(
     info: c_int,
     failure: impl Fn(i64) -> String,
 ) -> Result<()> {
-    let lo = allreduce_min(comm, i64::from(info))?;
-    let hi = allreduce_max(comm, i64::from(info))?;
-    if lo < 0 {
+    // one allreduce: the largest info and the largest -info (the smallest)
+    let mut both = [i64::from(info), -i64::from(info)];
+    allreduce_slice_vote(comm, Ok(()), &mut both, i64::max)?;
+    let [hi, neg_lo] = both;
+    if neg_lo > 0 {
         return Err(Error::InvalidArgument(format!(
-            "{routine}: argument {} had an illegal value",
-            -lo
+            "{routine}: argument {neg_lo} had an illegal value"
         )));
     }
     if hi > 0 {
@@ -661,8 +649,8 @@ fn with_rhs<T: ScalapackElement>(
     let (desc_bt, _) = grid.desc_t(&bl)?;
     // the work matrix: n x nrhs, rows in a's blocks over the BLACS rows
     // (distarray's grid columns), columns in b's column blocks
-    let rows = numroc(n, a.blocks[0], bl.me[1], bl.grid[1]);
-    let cols = numroc(nrhs, bl.blocks[1], bl.me[0], bl.grid[0]);
+    let rows = block_cyclic_extent(n, a.blocks[0], bl.me[1], bl.grid[1]);
+    let cols = block_cyclic_extent(nrhs, bl.blocks[1], bl.me[0], bl.grid[0]);
     let mut work = vec![T::ZERO; (rows * cols).max(1)];
     let desc_w = grid.desc([n, nrhs], [a.blocks[0], bl.blocks[1]], rows.max(1))?;
     let (ni, ri) = (n as c_int, nrhs as c_int);
@@ -882,21 +870,4 @@ pub fn gemm<T: ScalapackElement>(
     })?;
     // every rank's part of C is complete
     distarray::epoch::vote(c.comm(), Ok(()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::numroc;
-
-    #[test]
-    fn numroc_matches_the_block_cyclic_partition() {
-        for (n, nb, np) in [(10, 3, 2), (7, 1, 3), (5, 8, 2), (12, 2, 4), (0, 3, 2)] {
-            let part =
-                distarray::ContinuousPartitioning::<1>::block_cyclic([n], [np], [nb]).unwrap();
-            let sizes = part.part_sizes(0);
-            for (p, &size) in sizes.iter().enumerate() {
-                assert_eq!(numroc(n, nb, p, np), size, "n {n} nb {nb} np {np} p {p}");
-            }
-        }
-    }
 }
