@@ -26,25 +26,38 @@
 //!
 //! * **One message per rank pair** that shares data, where the backend has
 //!   neighbour messages ([`OneSidedComm::messages`]: MPI,
-//!   threaded), then one vote. Each message ends with a status element
-//!   (zero: packed; otherwise the sender failed and the receiver returns
-//!   [`Error::PeerFailed`]), so a rank that fails still sends and nobody
-//!   waits forever. Per call and rank: one neighbour exchange (one message
-//!   to each rank it shares data with) and one allreduce of one word.
+//!   threaded), and nothing else: no vote, no barrier — per call and
+//!   rank one neighbour exchange (one message to each rank it shares data
+//!   with), the same communication as a hand-written MPI transpose. Each
+//!   message ends with a status element (zero: packed; otherwise the
+//!   sender failed and the receiver returns [`Error::PeerFailed`]), so a
+//!   rank that fails still sends and nobody waits forever. Both parts are
+//!   held from before the tiles are packed until they are unpacked, so
+//!   nothing can fail on a rank after its messages are sent.
 //! * **One `get` per rank pair** elsewhere (no messages): every rank packs its
 //!   outgoing tiles into its part of a staging window, a vote, one `get`
 //!   per source rank, a vote.
 //!
-//! Every call ends with a vote, so an error on any rank (an array
-//! partitioned unlike the plan, a refused local view, a failed peer) is an
-//! error on every rank. After an error the contents of the output are
-//! unspecified.
+//! An error on a rank (an array partitioned unlike the plan, a refused
+//! local view) is an error on that rank and on every rank that receives
+//! a tile from it (as [`Error::PeerFailed`]; with the staging window, on
+//! every rank), like [`Ghosted::update_ghosts`](crate::Ghosted::update_ghosts).
+//! Errors from arguments (shapes, partitions) are the same on every rank.
+//! After an error the contents of the output are unspecified.
+//!
+//! [`TransposePlan::transpose_add_map`] also updates `A` in the same pass
+//! (`B += Aᵀ; A = f(A)`): each element of `A` is read once, so the PRK
+//! kernel's `A += 1` costs no second sweep over `A`.
 //!
 //! Like the operations of [`crate::algebra`], a transpose reads `A`'s part
 //! on its owner and writes `B`'s part on its owner: one-sided writes into
 //! `A` and one-sided reads of `B` that other ranks issued before the call
-//! must be complete (a [`DistArray::barrier`]); after the call `B` is
-//! complete on every rank.
+//! must be complete (a [`DistArray::barrier`]). When the call returns,
+//! this rank's part of `B` is complete; so is the part of every rank this
+//! rank received a tile from (that rank holds its part of `B` from before
+//! it sends until it has unpacked, so a read of it waits); other ranks'
+//! parts may still be in progress on the message path, so synchronise
+//! (any collective, or [`DistArray::barrier`]) before reading them.
 //!
 //! ```
 //! use distarray::{threaded, DistArray, TransposePlan};
@@ -55,11 +68,9 @@
 //!     a.transpose_into(&mut b)?;
 //!     assert_eq!(b.get([5, 2])?, 25);
 //!     // the PRK kernel: B += Aᵀ; A += 1, through one plan
-//!     let mut a = a;
 //!     let mut plan = TransposePlan::new(&a, &b)?;
 //!     for _ in 0..3 {
-//!         plan.transpose_add(&a, &mut b, 1)?;
-//!         a.add_scalar(1)?;
+//!         plan.transpose_add_map(&a, &mut b, 1, |v| v + 1)?;
 //!     }
 //!     // 25 + 25 + 26 + 27
 //!     assert_eq!(b.get([5, 2])?, 103);
@@ -229,6 +240,100 @@ fn failed_status<T: Element>(status: &T) -> bool {
     bytemuck::bytes_of(status).iter().any(|&b| b != 0)
 }
 
+/// Where the kernels read `A`'s elements from: a part read as it is, or a
+/// part whose elements are replaced by `g(v)` as they are read (the fused
+/// update of [`TransposePlan::transpose_add_map`]), so that `A` is read
+/// and written in the same pass. Indices are relative to a base (the
+/// first element of the tile being read).
+trait TileSource<T> {
+    /// Makes `base` index 0 of the reads that follow.
+    fn set_base(&mut self, base: usize);
+    /// The element at `at`.
+    fn read(&mut self, at: usize) -> T;
+    /// The four elements from `at` on.
+    fn read4(&mut self, at: usize) -> [T; 4];
+}
+
+/// A part read as it is.
+struct Plain<'a, T> {
+    part: &'a [T],
+    base: usize,
+}
+
+impl<T: Copy> TileSource<T> for Plain<'_, T> {
+    fn set_base(&mut self, base: usize) {
+        self.base = base;
+    }
+
+    #[inline(always)]
+    fn read(&mut self, at: usize) -> T {
+        self.part[self.base + at]
+    }
+
+    #[inline(always)]
+    fn read4(&mut self, at: usize) -> [T; 4] {
+        let s = &self.part[self.base + at..self.base + at + 4];
+        [s[0], s[1], s[2], s[3]]
+    }
+}
+
+/// A part whose elements become `g(v)` once read.
+struct Mapped<'a, T, G> {
+    part: &'a mut [T],
+    g: &'a G,
+    base: usize,
+}
+
+impl<T: Copy, G: Fn(T) -> T> TileSource<T> for Mapped<'_, T, G> {
+    fn set_base(&mut self, base: usize) {
+        self.base = base;
+    }
+
+    #[inline(always)]
+    fn read(&mut self, at: usize) -> T {
+        let d = &mut self.part[self.base + at];
+        let v = *d;
+        *d = (self.g)(v);
+        v
+    }
+
+    #[inline(always)]
+    fn read4(&mut self, at: usize) -> [T; 4] {
+        let s = &mut self.part[self.base + at..self.base + at + 4];
+        let v = [s[0], s[1], s[2], s[3]];
+        for (d, x) in s.iter_mut().zip(v) {
+            *d = (self.g)(x);
+        }
+        v
+    }
+}
+
+/// Runs `$body` with `$src` bound to a [`TileSource`] over this rank's
+/// part of `$a`: read as it is (a shared view) when `$map` is `None`,
+/// mapped by the closure in `Some` (an exclusive view). The body is
+/// compiled once for each kind of source.
+macro_rules! with_source {
+    ($a:expr, $map:expr, |$src:ident| $body:expr) => {
+        match $map {
+            Some(g) => $a.with_local_mut(|mut l| {
+                let mut $src = Mapped {
+                    part: l.as_mut_slice(),
+                    g,
+                    base: 0,
+                };
+                $body
+            }),
+            None => $a.with_local(|l| {
+                let mut $src = Plain {
+                    part: l.as_slice(),
+                    base: 0,
+                };
+                $body
+            }),
+        }
+    };
+}
+
 /// `dst[j * ds + i] ∘= src[i * ss + j]` for `i < rows`, `j < cols`, `∘=`
 /// being `f`, in `TILE` x `TILE` tiles (both sides stay in cache while a
 /// tile is done), eight source rows at a time: for each column `j` of the
@@ -241,7 +346,7 @@ fn failed_status<T: Element>(status: &T) -> bool {
 /// 4000 part the 4 x 4 form accumulates faster, 44 against 58 ms).
 #[inline]
 fn transpose_blocked<T: Element>(
-    src: &[T],
+    src: &mut impl TileSource<T>,
     ss: usize,
     dst: &mut [T],
     ds: usize,
@@ -262,7 +367,7 @@ fn transpose_blocked<T: Element>(
                 for j in j0..j1 {
                     let mut v = [T::ZERO; M];
                     for (r, x) in v.iter_mut().enumerate() {
-                        *x = src[(i + r) * ss + j];
+                        *x = src.read((i + r) * ss + j);
                     }
                     let at = j * ds + i;
                     for (d, x) in dst[at..at + M].iter_mut().zip(v) {
@@ -273,7 +378,7 @@ fn transpose_blocked<T: Element>(
             }
             for i in i..i1 {
                 for j in j0..j1 {
-                    f(&mut dst[j * ds + i], src[i * ss + j]);
+                    f(&mut dst[j * ds + i], src.read(i * ss + j));
                 }
             }
         }
@@ -288,7 +393,7 @@ fn transpose_blocked<T: Element>(
 /// C baseline's loop under gcc -O3.)
 #[inline]
 fn transpose_blocked_4x4<T: Element>(
-    src: &[T],
+    src: &mut impl TileSource<T>,
     ss: usize,
     dst: &mut [T],
     ds: usize,
@@ -311,8 +416,7 @@ fn transpose_blocked_4x4<T: Element>(
                     if mi == M && mj == M {
                         let mut blk = [[T::ZERO; M]; M];
                         for (r, b) in blk.iter_mut().enumerate() {
-                            let at = (i + r) * ss + j;
-                            b.copy_from_slice(&src[at..at + M]);
+                            *b = src.read4((i + r) * ss + j);
                         }
                         for c in 0..M {
                             let at = (j + c) * ds + i;
@@ -323,7 +427,10 @@ fn transpose_blocked_4x4<T: Element>(
                     } else {
                         for r in 0..mi {
                             for c in 0..mj {
-                                f(&mut dst[(j + c) * ds + i + r], src[(i + r) * ss + j + c]);
+                                f(
+                                    &mut dst[(j + c) * ds + i + r],
+                                    src.read((i + r) * ss + j + c),
+                                );
                             }
                         }
                     }
@@ -520,7 +627,12 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
 
     /// Collective: `out = aᵀ`. `a` and `out` must be partitioned like the
     /// arrays the plan was made for ([`Error::InvalidPartition`] on every
-    /// rank otherwise).
+    /// rank otherwise). With neighbour messages the call moves the tiles
+    /// and nothing else (no vote): when it returns, this rank's part of
+    /// `out` is complete, and so are the parts of the ranks it received a
+    /// tile from; before reading other ranks' parts one-sidedly,
+    /// synchronise (any collective, or [`DistArray::barrier`]). See the
+    /// [module docs](self) for errors.
     ///
     /// ```
     /// use distarray::{threaded, DistArray, Error, TransposePlan};
@@ -542,7 +654,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         a: &DistArray<T, C, 2>,
         out: &mut DistArray<T, C, 2>,
     ) -> Result<()> {
-        self.run(a, out, Op::Replace)
+        self.run(a, out, Op::Replace, None::<&fn(T) -> T>)
     }
 
     /// Collective: `out = out + alpha · aᵀ` (integers wrap), partitioned
@@ -573,7 +685,43 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         out: &mut DistArray<T, C, 2>,
         alpha: T,
     ) -> Result<()> {
-        self.run(a, out, Op::Add(alpha))
+        self.run(a, out, Op::Add(alpha), None::<&fn(T) -> T>)
+    }
+
+    /// Collective: `out = out + alpha · aᵀ` and `a = f(a)`, element-wise,
+    /// in one pass over `a`'s part: each element is read once, its old
+    /// value goes into the transpose and `f` of it is written back (the
+    /// PRK kernel's `B += Aᵀ; A += 1` without a second sweep over `A`).
+    /// Partitions, communication and errors as for
+    /// [`transpose_add`](Self::transpose_add); `a` is changed through its
+    /// window's local epoch (like [`DistArray::map_local`]), so it is
+    /// passed by reference. After an error the contents of `a` are
+    /// unspecified too.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, TransposePlan};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [4, 4], |[i, j]| (4 * i + j) as f64)?;
+    ///     let mut b = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, 2], [4, 4])?;
+    ///     let mut plan = TransposePlan::new(&a, &b)?;
+    ///     for _ in 0..2 {
+    ///         plan.transpose_add_map(&a, &mut b, 1.0, |v| v + 1.0)?; // B += Aᵀ; A += 1
+    ///     }
+    ///     // A[1, 3] = 7, then 8
+    ///     assert_eq!(b.get([3, 1])?, 15.0);
+    ///     assert_eq!(a.get([1, 3])?, 9.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn transpose_add_map(
+        &mut self,
+        a: &DistArray<T, C, 2>,
+        out: &mut DistArray<T, C, 2>,
+        alpha: T,
+        f: impl Fn(T) -> T,
+    ) -> Result<()> {
+        self.run(a, out, Op::Add(alpha), Some(&f))
     }
 
     fn check(&self, a: &DistArray<T, C, 2>, out: &DistArray<T, C, 2>) -> Result<()> {
@@ -587,39 +735,55 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         Ok(())
     }
 
-    fn run(&mut self, a: &DistArray<T, C, 2>, out: &DistArray<T, C, 2>, op: Op<T>) -> Result<()> {
+    fn run<G: Fn(T) -> T>(
+        &mut self,
+        a: &DistArray<T, C, 2>,
+        out: &DistArray<T, C, 2>,
+        op: Op<T>,
+        map: Option<&G>,
+    ) -> Result<()> {
         let comm = a.comm().clone();
         let checked = self.check(a, out);
         if matches!(self.transport, Transport::Staging { .. }) {
-            let packed = checked.and_then(|_| self.pack_staging(a));
+            let packed =
+                checked.and_then(|_| flat(with_source!(a, map, |src| self.pack_staging(&mut src))));
             // every rank packed before anyone reads
             vote(&comm, packed)?;
-            let moved = self
-                .own(a, out, op)
-                .and_then(|_| self.fetch_staging())
-                .and_then(|_| self.unpack(out, op));
+            let moved = flat(with_source!(a, map, |src| {
+                out.with_local_mut(|mut lb| self.own(&mut src, lb.as_mut_slice(), op))
+            }))
+            .and_then(|_| self.fetch_staging())
+            .and_then(|_| out.with_local_mut(|mut lb| self.unpack(lb.as_mut_slice(), op)));
             // nobody packs again before every rank has read
             return vote(&comm, moved);
         }
-        // neighbour messages: the tiles, each with a status element (failed
-        // until packed, so that a rank that fails still sends and nobody
-        // waits forever)
-        let packed = checked.and_then(|_| self.pack_messages(a));
-        if packed.is_err() {
+        // neighbour messages, no vote: both parts are held from before
+        // the tiles are packed until they are unpacked, so nothing can
+        // fail on this rank after its messages are sent; a rank that fails
+        // before sends its tiles with the status element set to "failed"
+        // (zero: packed), so its receivers return `PeerFailed` and nobody
+        // waits forever
+        let mut sent = false;
+        let moved = checked.and_then(|_| {
+            flat(flat(with_source!(a, map, |src| out.with_local_mut(
+                |mut lb| {
+                    let lb = lb.as_mut_slice();
+                    self.pack_messages(&mut src);
+                    sent = true;
+                    // the own tile is transposed while the messages travel
+                    self.exchange(&comm, |plan| plan.own(&mut src, lb, op))?;
+                    self.check_statuses()?;
+                    self.unpack(lb, op);
+                    Ok(())
+                }
+            ))))
+        });
+        if !sent {
             self.mark_failed();
+            // this rank's own error is the one to report
+            let _ = self.exchange(&comm, |_| ());
         }
-        // the own tile is transposed while the messages travel
-        let exchanged = self.exchange(&comm, |plan| packed.and_then(|_| plan.own(a, out, op)));
-        let (own, exchanged) = match exchanged {
-            Ok(own) => (own, Ok(())),
-            Err(e) => (Ok(()), Err(e)),
-        };
-        // this rank's own error first, then a failed exchange or peer
-        let moved = own
-            .and(exchanged)
-            .and_then(|_| self.check_statuses())
-            .and_then(|_| self.unpack(out, op));
-        vote(&comm, moved)
+        moved
     }
 
     /// Sets every outgoing message's status element to "failed".
@@ -633,26 +797,19 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
 
     /// Packs every outgoing tile, transposed, into its message and marks
     /// it packed.
-    fn pack_messages(&mut self, a: &DistArray<T, C, 2>) -> Result<()> {
+    fn pack_messages(&mut self, src: &mut impl TileSource<T>) {
         let Transport::Messages { outbox } = &mut self.transport else {
             unreachable!("message path")
         };
-        if outbox.is_empty() {
-            return Ok(());
+        for (t, buf) in self.sends.iter().zip(outbox.iter_mut()) {
+            pack_tile(src, &self.a_own, t, buf);
+            buf[t.len()] = T::ZERO;
         }
-        let (sends, a_own) = (&self.sends, &self.a_own);
-        a.with_local(|la| {
-            let la = la.as_slice();
-            for (t, buf) in sends.iter().zip(outbox.iter_mut()) {
-                pack_tile(la, a_own, t, buf);
-                buf[t.len()] = T::ZERO;
-            }
-        })
     }
 
     /// Packs every outgoing tile, transposed, into this rank's staging
     /// part, one after the other.
-    fn pack_staging(&mut self, a: &DistArray<T, C, 2>) -> Result<()> {
+    fn pack_staging(&mut self, src: &mut impl TileSource<T>) -> Result<()> {
         let Transport::Staging { staging } = &self.transport else {
             unreachable!("one-sided path")
         };
@@ -660,18 +817,11 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             return Ok(());
         }
         let (sends, a_own) = (&self.sends, &self.a_own);
-        a.try_with_local(|la| {
-            staging.with_local_mut(|mut st| {
-                let st = st.as_mut_slice();
-                for t in sends {
-                    pack_tile(
-                        la.as_slice(),
-                        a_own,
-                        t,
-                        &mut st[t.offset..t.offset + t.len()],
-                    );
-                }
-            })
+        staging.with_local_mut(|mut st| {
+            let st = st.as_mut_slice();
+            for t in sends {
+                pack_tile(src, a_own, t, &mut st[t.offset..t.offset + t.len()]);
+            }
         })
     }
 
@@ -692,6 +842,11 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     /// may not be done with the buffers: they are leaked and replaced, never
     /// reused or freed under it.
     fn exchange<R>(&mut self, comm: &C, meanwhile: impl FnOnce(&Self) -> R) -> Result<R> {
+        if self.sends.is_empty() && self.recvs.is_empty() {
+            // nothing to move (one rank, or partitions that keep every
+            // tile local): no exchange at all
+            return Ok(meanwhile(self));
+        }
         let Transport::Messages { outbox } = &mut self.transport else {
             unreachable!("message path")
         };
@@ -744,53 +899,45 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         Ok(())
     }
 
-    /// The tile this rank keeps: transposed from its part of `a` straight
-    /// into its part of `out`.
-    fn own(&self, a: &DistArray<T, C, 2>, out: &DistArray<T, C, 2>, op: Op<T>) -> Result<()> {
+    /// The tile this rank keeps: transposed from its part of `a` (`src`)
+    /// straight into its part of `out` (`lb`).
+    fn own(&self, src: &mut impl TileSource<T>, lb: &mut [T], op: Op<T>) {
         let Some(t) = &self.own_tile else {
-            return Ok(());
+            return;
         };
         let (a_own, b_own) = (&self.a_own, &self.b_own);
         let (acols, bcols) = (a_own[1].len(), b_own[1].len());
-        a.try_with_local(|la| {
-            out.with_local_mut(|mut lb| {
-                let src = &la.as_slice()
-                    [(t.rows.start - a_own[0].start) * acols + (t.cols.start - a_own[1].start)..];
-                let dst = &mut lb.as_mut_slice()
-                    [(t.cols.start - b_own[0].start) * bcols + (t.rows.start - b_own[1].start)..];
-                let (rows, cols) = (t.rows.len(), t.cols.len());
-                // the kernel each kind of update ran fastest with here
-                match op {
-                    Op::Replace => {
-                        transpose_blocked(src, acols, dst, bcols, rows, cols, |d, v| *d = v)
-                    }
-                    _ => with_update!(op, |f| transpose_blocked_4x4(
-                        src, acols, dst, bcols, rows, cols, f
-                    )),
-                }
-            })
-        })
+        src.set_base((t.rows.start - a_own[0].start) * acols + (t.cols.start - a_own[1].start));
+        let dst =
+            &mut lb[(t.cols.start - b_own[0].start) * bcols + (t.rows.start - b_own[1].start)..];
+        let (rows, cols) = (t.rows.len(), t.cols.len());
+        // the kernel each kind of update ran fastest with here
+        match op {
+            Op::Replace => transpose_blocked(src, acols, dst, bcols, rows, cols, |d, v| *d = v),
+            _ => with_update!(op, |f| transpose_blocked_4x4(
+                src, acols, dst, bcols, rows, cols, f
+            )),
+        }
     }
 
     /// Copies (or adds) every received tile, row by row, into this rank's
-    /// part of `out`.
-    fn unpack(&self, out: &DistArray<T, C, 2>, op: Op<T>) -> Result<()> {
-        if self.recvs.is_empty() {
-            return Ok(());
-        }
+    /// part of `out` (`lb`).
+    fn unpack(&self, lb: &mut [T], op: Op<T>) {
         let b_own = &self.b_own;
         let bcols = b_own[1].len();
-        out.with_local_mut(|mut lb| {
-            let lb = lb.as_mut_slice();
-            for (t, buf) in self.recvs.iter().zip(self.inbox.iter()) {
-                let ni = t.rows.len();
-                let col0 = t.rows.start - b_own[1].start;
-                let first = (t.cols.start - b_own[0].start) * bcols + col0;
-                let src = &buf[..t.len()];
-                with_update!(op, |f| copy_rows(src, ni, &mut lb[first..], bcols, f));
-            }
-        })
+        for (t, buf) in self.recvs.iter().zip(self.inbox.iter()) {
+            let ni = t.rows.len();
+            let col0 = t.rows.start - b_own[1].start;
+            let first = (t.cols.start - b_own[0].start) * bcols + col0;
+            let src = &buf[..t.len()];
+            with_update!(op, |f| copy_rows(src, ni, &mut lb[first..], bcols, f));
+        }
     }
+}
+
+/// The result of a closure run inside a view, or the view's error.
+fn flat<R>(r: Result<Result<R>>) -> Result<R> {
+    r?
 }
 
 /// `dst[r * ds + k] ∘= src[r * n + k]` for every row `r` of `src` (rows of
@@ -807,15 +954,20 @@ fn copy_rows<T: Copy>(src: &[T], n: usize, dst: &mut [T], ds: usize, f: impl Fn(
     }
 }
 
-/// Packs tile `t` of the part `la` (rows `own[0]`, columns `own[1]`)
-/// transposed into the front of `buf`: row `j` of the packed tile is
-/// column `j` of the tile.
-fn pack_tile<T: Element>(la: &[T], own: &[Range<usize>; 2], t: &Tile, buf: &mut [T]) {
+/// Packs tile `t` of the part read through `src` (rows `own[0]`, columns
+/// `own[1]`) transposed into the front of `buf`: row `j` of the packed
+/// tile is column `j` of the tile.
+fn pack_tile<T: Element>(
+    src: &mut impl TileSource<T>,
+    own: &[Range<usize>; 2],
+    t: &Tile,
+    buf: &mut [T],
+) {
     let acols = own[1].len();
     if t.len() == 0 {
         return;
     }
-    let src = &la[(t.rows.start - own[0].start) * acols + (t.cols.start - own[1].start)..];
+    src.set_base((t.rows.start - own[0].start) * acols + (t.cols.start - own[1].start));
     transpose_blocked(
         src,
         acols,
@@ -832,7 +984,9 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// `self` of shape `[n0, n1]`, and may be partitioned in any way. One
     /// message per rank pair that shares data (one `get` on backends
     /// without messages); plans each call: a loop keeps a
-    /// [`TransposePlan`] instead. See [`crate::transpose`].
+    /// [`TransposePlan`] instead. See [`crate::transpose`]. Unlike the
+    /// plan's calls it ends with a vote: when it returns, `out` is
+    /// complete on every rank.
     ///
     /// Errors, on every rank: `out` has the wrong shape
     /// ([`Error::OperandShape`]), the arrays are on communicators of
@@ -854,7 +1008,9 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_into(&self, out: &mut DistArray<T, C, 2>) -> Result<()> {
-        TransposePlan::plan("transpose_into", self, out)?.transpose(self, out)
+        let done = TransposePlan::plan("transpose_into", self, out)?.transpose(self, out);
+        // one-shot: complete (and an error) on every rank
+        vote(self.comm(), done)
     }
 
     /// Collective: `out = out + alpha · selfᵀ` (integers wrap); the shapes,
@@ -873,7 +1029,9 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_add_into(&self, out: &mut DistArray<T, C, 2>, alpha: T) -> Result<()> {
-        TransposePlan::plan("transpose_add_into", self, out)?.transpose_add(self, out, alpha)
+        let done =
+            TransposePlan::plan("transpose_add_into", self, out)?.transpose_add(self, out, alpha);
+        vote(self.comm(), done)
     }
 
     /// Collective: `selfᵀ` as a new array, split over its first dimension

@@ -3,8 +3,9 @@
 //! `bench/transpose/transpose.c`, a hand-written MPI transpose).
 //!
 //! `A` and `B` are `n x n` `f64`, both split by columns (a `1 x P` process
-//! grid); each iteration is `B += Aᵀ` ([`TransposePlan::transpose_add`],
-//! one message per rank pair) then `A += 1` ([`DistArray::add_scalar`]).
+//! grid); each iteration is `B += Aᵀ; A += 1` in one call
+//! ([`TransposePlan::transpose_add_map`]: one message per rank pair, no
+//! vote, `A` read and updated in the same pass).
 //! The first iteration is a warm-up and not timed, as in the PRK and the C
 //! version; the result is checked exactly.
 //!
@@ -15,10 +16,10 @@
 //!
 //! Prints `distarray_transpose n=... ranks=... iterations=...
 //! ms_per_iteration=...` (mean over the timed iterations, slowest rank),
-//! then, with `--parts`, the times of `transpose_add` and `add_scalar`
-//! apart, and with `--count`, the operations one iteration costs per rank,
-//! counted by [`CountingComm`] on a small array (they do not depend on
-//! `n`).
+//! then, with `--parts`, the times of the fused call, and of
+//! `transpose_add` and `add_scalar` (the unfused form) apart, and with
+//! `--count`, the operations one iteration costs per rank, counted by
+//! [`CountingComm`] on a small array (they do not depend on `n`).
 
 use std::time::Instant;
 
@@ -78,8 +79,7 @@ fn prk<C: OneSidedComm>(comm: &C, n: usize, iters: usize, parts: bool) -> Result
             comm.barrier()?;
             start = Instant::now();
         }
-        plan.transpose_add(&a, &mut b, 1.0)?;
-        a.add_scalar(1.0)?;
+        plan.transpose_add_map(&a, &mut b, 1.0, |v| v + 1.0)?;
     }
     let secs = start.elapsed().as_secs_f64();
     if parts {
@@ -93,10 +93,12 @@ fn prk<C: OneSidedComm>(comm: &C, n: usize, iters: usize, parts: bool) -> Result
             }
             Ok(1e3 * t.elapsed().as_secs_f64() / iters as f64)
         };
+        let fused = half(&mut || plan.transpose_add_map(&a, &mut b, 1.0, |v| v + 1.0))?;
         let tr = half(&mut || plan.transpose_add(&a, &mut b, 1.0))?;
         let ad = half(&mut || a.add_scalar(1.0))?;
         println!(
-            "rank {}: transpose_add {tr:.3} ms, add_scalar {ad:.3} ms per call",
+            "rank {}: transpose_add_map {fused:.3} ms; unfused: transpose_add {tr:.3} ms, \
+             add_scalar {ad:.3} ms per call",
             comm.rank()
         );
         return Ok((secs, 0.0));
@@ -135,8 +137,7 @@ fn main() -> Result<()> {
         let mut plan = TransposePlan::new(&a, &b)?;
         cc.barrier()?;
         cc.reset();
-        plan.transpose_add(&a, &mut b, 1.0)?;
-        a.add_scalar(1.0)?;
+        plan.transpose_add_map(&a, &mut b, 1.0, |v| v + 1.0)?;
         let c = cc.counts();
         println!(
             "rank {me}: per iteration: {} messages ({} bytes) in {} neighbour exchange(s), \
