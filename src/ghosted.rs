@@ -273,6 +273,82 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         .map(|_| ())
     }
 
+    /// Local: [`apply_within`](Self::apply_within), then every value of
+    /// this rank's part becomes `f(v)` (the ghost cells are left alone) —
+    /// in one pass over memory: the stencil runs slab by slab of the first
+    /// dimension and each slab of the part is mapped as soon as the
+    /// stencil has read it for the last time, while it is still in cache.
+    /// The results are those of `apply_within` followed by
+    /// [`map_inplace`](Self::map_inplace), bit for bit; the PRK stencil's
+    /// `OUT += S(IN); IN += 1` is one call.
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted, stencil::Stencil};
+    /// threaded::run_ok(2, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [6, 6], |[i, j]| (i + j) as f64)?;
+    ///     let out = a.similar::<f64>()?;
+    ///     let mut input = Ghosted::new_faces(&a, [1, 1], [false, false])?;
+    ///     let st = Stencil::<f64, 2>::star(1, |o| if o == [0, 0] { 0.0 } else { 0.25 })?;
+    ///     for _ in 0..2 {
+    ///         input.update_ghosts()?;
+    ///         // OUT += S(IN) at the points one away from the edge; IN += 1
+    ///         input.apply_within_map(&st, &out, [1..5, 1..5], true, |v| v + 1.0)?;
+    ///     }
+    ///     out.barrier()?;
+    ///     // the average of the neighbours of [2, 3] is 5, then 6
+    ///     assert_eq!(out.get([2, 3])?, 11.0);
+    ///     assert_eq!(out.get([0, 0])?, 0.0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`apply_within`](Self::apply_within); after an error
+    /// nothing has been mapped.
+    pub fn apply_within_map(
+        &mut self,
+        st: &Stencil<T, N>,
+        out: &DistArray<T, C, N>,
+        within: [Range<usize>; N],
+        accumulate: bool,
+        f: impl Fn(T) -> T,
+    ) -> Result<()> {
+        let region = self.check_apply(st, out, &within)?;
+        let own = self.own_range();
+        let part_shape = self.part_shape();
+        let (data, ext, width) = self.halo.data_mut();
+        let (ext, width) = (*ext, *width);
+        // the region and the part in the extended box's coordinates, and
+        // where the region starts in the part
+        let interior: [Range<usize>; N] =
+            std::array::from_fn(|d| width[d]..width[d] + part_shape[d]);
+        let empty = region.iter().any(|r| r.is_empty());
+        let in_ext: [Range<usize>; N] = std::array::from_fn(|d| {
+            if empty {
+                return 0..0;
+            }
+            let s = region[d].start - own[d].start + width[d];
+            s..s + region[d].len()
+        });
+        let start: [usize; N] = std::array::from_fn(|d| in_ext[d].start.saturating_sub(width[d]));
+        out.try_with_local_mut(|mut l| {
+            stencil::apply_into_then_map(
+                st,
+                data,
+                ext,
+                in_ext,
+                interior,
+                l.as_mut_slice(),
+                part_shape,
+                start,
+                accumulate,
+                f,
+            )
+        })
+    }
+
     /// Local: [`apply`](Self::apply) into the part of another ghosted
     /// array (partitioned alike; its ghost cells are left alone): one step
     /// of a time-stepping scheme, `next = S(u)`, with no copy.

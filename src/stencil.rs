@@ -295,42 +295,206 @@ fn run<T: Element, const N: usize>(
     accumulate: bool,
     dot: bool,
 ) -> T {
-    let row = region[N - 1].len();
-    if row == 0 || region.iter().any(|r| r.is_empty()) {
+    let Some(plan) = RowPlan::new(st, shape, region, out_shape, out_start) else {
         return T::ZERO;
-    }
-    // each point's offset in `input`, relative to the centre
-    let strides: [isize; N] =
-        std::array::from_fn(|d| shape[d + 1..].iter().product::<usize>() as isize);
-    let offsets: Vec<isize> = st
-        .points
-        .iter()
-        .map(|(o, _)| (0..N).map(|d| o[d] * strides[d]).sum())
-        .collect();
-    let weights: Vec<T> = st.points.iter().map(|&(_, w)| w).collect();
-    let mut rows_shape: [usize; N] = region.clone().map(|r| r.len());
-    rows_shape[N - 1] = 1;
-    let count: usize = rows_shape.iter().product();
-    // every row's (centre in `input`, start in `out`), the row index
-    // counted up like an odometer (no division per row)
-    let mut rows: Vec<(usize, usize)> = Vec::with_capacity(count);
-    let mut rel = [0usize; N];
-    for _ in 0..count {
-        let at: [usize; N] = std::array::from_fn(|d| region[d].start + rel[d]);
-        let o = linear_offset(&out_shape, &std::array::from_fn(|d| out_start[d] + rel[d]));
-        rows.push((linear_offset(&shape, &at), o));
-        for d in (0..N - 1).rev() {
-            rel[d] += 1;
-            if rel[d] < rows_shape[d] {
-                break;
-            }
-            rel[d] = 0;
-        }
-    }
-    stencil_rows(input, &offsets, &weights, &rows, row, out, accumulate, dot)
+    };
+    let mut starts = vec![0usize; plan.offsets.len()];
+    stencil_rows(
+        input,
+        &plan.offsets,
+        &plan.weights,
+        &plan.rows,
+        plan.row,
+        out,
+        accumulate,
+        dot,
+        &mut starts,
+    )
 }
 
-crate::kernels::dispatch! {
+/// Where a stencil's rows lie: each point's offset in the input relative
+/// to the centre, the weights, every output row's (centre in the input,
+/// start in the output) in row-major order, and the row length.
+struct RowPlan<T> {
+    offsets: Vec<isize>,
+    weights: Vec<T>,
+    rows: Vec<(usize, usize)>,
+    row: usize,
+}
+
+impl<T: Element> RowPlan<T> {
+    /// `None` when the region is empty.
+    fn new<const N: usize>(
+        st: &Stencil<T, N>,
+        shape: [usize; N],
+        region: &[Range<usize>; N],
+        out_shape: [usize; N],
+        out_start: [usize; N],
+    ) -> Option<Self> {
+        let row = region[N - 1].len();
+        if row == 0 || region.iter().any(|r| r.is_empty()) {
+            return None;
+        }
+        let strides: [isize; N] =
+            std::array::from_fn(|d| shape[d + 1..].iter().product::<usize>() as isize);
+        let offsets: Vec<isize> = st
+            .points
+            .iter()
+            .map(|(o, _)| (0..N).map(|d| o[d] * strides[d]).sum())
+            .collect();
+        let weights: Vec<T> = st.points.iter().map(|&(_, w)| w).collect();
+        let mut rows_shape: [usize; N] = region.clone().map(|r| r.len());
+        rows_shape[N - 1] = 1;
+        let count: usize = rows_shape.iter().product();
+        // the row index counted up like an odometer (no division per row)
+        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(count);
+        let mut rel = [0usize; N];
+        for _ in 0..count {
+            let at: [usize; N] = std::array::from_fn(|d| region[d].start + rel[d]);
+            let o = linear_offset(&out_shape, &std::array::from_fn(|d| out_start[d] + rel[d]));
+            rows.push((linear_offset(&shape, &at), o));
+            for d in (0..N - 1).rev() {
+                rel[d] += 1;
+                if rel[d] < rows_shape[d] {
+                    break;
+                }
+                rel[d] = 0;
+            }
+        }
+        Some(RowPlan {
+            offsets,
+            weights,
+            rows,
+            row,
+        })
+    }
+}
+
+/// [`apply_into`] without the dot product, and then `input[i] = f(input[i])`
+/// at every point of the box `interior` (in `input`'s coordinates; the
+/// region must lie inside it) — in one pass: the stencil runs slab by slab
+/// of the first dimension, and each slab of `interior` is mapped as soon
+/// as no output slab left reads it (the stencil's reach behind), while it
+/// is still in cache. The stencil reads every value before it is mapped,
+/// so the results are those of [`apply_into`] followed by a map.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_into_then_map<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &mut [T],
+    shape: [usize; N],
+    region: [Range<usize>; N],
+    interior: [Range<usize>; N],
+    out: &mut [T],
+    out_shape: [usize; N],
+    out_start: [usize; N],
+    accumulate: bool,
+    f: impl Fn(T) -> T,
+) -> Result<()> {
+    let count = region.iter().map(|r| r.len()).product();
+    check(st, input, shape, &region, count)?;
+    if out.len() != out_shape.iter().product::<usize>()
+        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
+    {
+        return Err(Error::ShapeMismatch {
+            expected: out_shape.to_vec(),
+            found: vec![out.len()],
+        });
+    }
+    if (0..N).any(|d| interior[d].end > shape[d] || interior[d].start > interior[d].end)
+        || (region.iter().all(|r| !r.is_empty())
+            && (0..N)
+                .any(|d| region[d].start < interior[d].start || region[d].end > interior[d].end))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "stencil: the box to map {interior:?} must lie in the input {shape:?} and hold the \
+             region {region:?}"
+        )));
+    }
+    let map_slab = |input: &mut [T], k: usize| {
+        for_rows_of(shape, &interior, k, |at, len| {
+            input[at..at + len].iter_mut().for_each(|v| *v = f(*v));
+        });
+    };
+    let plan = match RowPlan::new(st, shape, &region, out_shape, out_start) {
+        Some(plan) if N > 1 => plan,
+        _ => {
+            // nothing to apply, or one dimension (one row): apply, then map
+            apply_into(
+                st, input, shape, region, out, out_shape, out_start, accumulate, false,
+            )?;
+            for k in interior[0].clone() {
+                map_slab(input, k);
+            }
+            return Ok(());
+        }
+    };
+    let reach = st.reach()[0];
+    let per_slab = plan.rows.len() / region[0].len();
+    let mut starts = vec![0usize; plan.offsets.len()];
+    // the next slab of `interior` to map
+    let mut next = interior[0].start;
+    for (i, rows) in region[0].clone().zip(plan.rows.chunks(per_slab)) {
+        stencil_rows(
+            input,
+            &plan.offsets,
+            &plan.weights,
+            rows,
+            plan.row,
+            out,
+            accumulate,
+            false,
+            &mut starts,
+        );
+        // slab `next` is read by the output slabs up to `next + reach`,
+        // all done once `i` is
+        while next < interior[0].end && next + reach <= i {
+            map_slab(input, next);
+            next += 1;
+        }
+    }
+    for k in next..interior[0].end {
+        map_slab(input, k);
+    }
+    Ok(())
+}
+
+/// Calls `f(offset, len)` for every row (last dimension) of slab `k` (first
+/// dimension) of the box `b` in an array of `shape`, in row-major order.
+fn for_rows_of<const N: usize>(
+    shape: [usize; N],
+    b: &[Range<usize>; N],
+    k: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    if b.iter().any(|r| r.is_empty()) {
+        return;
+    }
+    let len = b[N - 1].len();
+    if N == 1 {
+        f(b[0].start, len);
+        return;
+    }
+    let mut at: [usize; N] = std::array::from_fn(|d| b[d].start);
+    at[0] = k;
+    loop {
+        f(linear_offset(&shape, &at), len);
+        // the odometer over dimensions 1 .. N - 1
+        let mut d = N - 1;
+        loop {
+            d -= 1;
+            if d == 0 {
+                return;
+            }
+            at[d] += 1;
+            if at[d] < b[d].end {
+                break;
+            }
+            at[d] = b[d].start;
+        }
+    }
+}
+
+crate::kernels::dispatch_wide! {
     /// Every row of the region, in row-major order (see [`run`]); the dot
     /// products when `dot`. Compiled for AVX2 and FMA where the CPU has
     /// them, and for the baseline otherwise: the same bits either way
@@ -344,16 +508,16 @@ crate::kernels::dispatch! {
         row: usize,
         out: &mut [T],
         accumulate: bool,
-        dot: bool
+        dot: bool,
+        starts: &mut [usize]
     ) -> T {
         let mut acc = T::ZERO;
-        let mut starts = vec![0usize; offsets.len()];
         for &(centre, o) in rows {
             for (s, &off) in starts.iter_mut().zip(offsets) {
                 *s = (centre as isize + off) as usize;
             }
             let out_row = &mut out[o..o + row];
-            row_body(input, &starts, w, out_row, accumulate);
+            row_body(input, starts, w, out_row, accumulate);
             if dot {
                 let d = kernels::dot(&input[centre..centre + row], out_row);
                 acc = T::combine(crate::comm::AccumulateOp::Sum, acc, d);
@@ -551,6 +715,97 @@ mod tests {
         let mut out1 = vec![0.0; 36];
         apply(&st1, &input1, [40], [2..38], &mut out1, false).unwrap();
         assert_eq!(out1, want1);
+    }
+
+    /// The fused apply-and-map gives the bits of an apply followed by a
+    /// map, in 1, 2 and 3 dimensions, for regions that do not reach the
+    /// part's edges, stencils reaching further in the first dimension, and
+    /// an empty region; on the AVX paths and the baseline.
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn apply_then_map_matches_apply_and_map() {
+        fn case<const N: usize>(
+            st: &Stencil<f64, N>,
+            shape: [usize; N],
+            region: [Range<usize>; N],
+            interior: [Range<usize>; N],
+        ) {
+            let f = |v: f64| 1.5 * v + 0.25;
+            let input = values(shape.iter().product());
+            let count: usize = region.iter().map(|r| r.len()).product();
+            let rshape = region.clone().map(|r| r.len());
+            let mut want_out = values(count.max(1))[..count].to_vec();
+            let mut got_out = want_out.clone();
+            let mut want_in = input.clone();
+            apply(st, &input, shape, region.clone(), &mut want_out, true).unwrap();
+            for k in interior[0].clone() {
+                for_rows_of(shape, &interior, k, |at, len| {
+                    want_in[at..at + len].iter_mut().for_each(|v| *v = f(*v))
+                });
+            }
+            let mut got_in = input.clone();
+            apply_into_then_map(
+                st,
+                &mut got_in,
+                shape,
+                region.clone(),
+                interior.clone(),
+                &mut got_out,
+                rshape,
+                [0; N],
+                true,
+                f,
+            )
+            .unwrap();
+            assert_eq!(got_out, want_out, "{region:?}");
+            assert_eq!(got_in, want_in, "{region:?} {interior:?}");
+            // the map touched exactly the interior
+            let changed = got_in.iter().zip(&input).filter(|(a, b)| a != b).count();
+            assert_eq!(changed, interior.iter().map(|r| r.len()).product::<usize>());
+        }
+        for baseline in [false, true] {
+            let run = || {
+                let star2 =
+                    Stencil::<f64, 2>::star(2, |o| 0.5 + o[0] as f64 - 0.25 * o[1] as f64).unwrap();
+                case(&star2, [12, 11], [2..10, 2..9], [2..10, 2..9]);
+                case(&star2, [12, 11], [3..6, 4..7], [2..10, 2..9]);
+                case(&star2, [12, 11], [5..5, 2..9], [2..10, 2..9]);
+                let tall = Stencil::<f64, 2>::from_points(vec![
+                    ([-3, 0], 1.0),
+                    ([0, 0], -2.0),
+                    ([2, 1], 0.5),
+                ])
+                .unwrap();
+                case(&tall, [15, 40], [3..12, 1..39], [3..12, 1..39]);
+                let lap = Stencil::<f64, 3>::neg_laplacian();
+                case(&lap, [7, 8, 9], [1..6, 1..7, 1..8], [1..6, 1..7, 1..8]);
+                case(&lap, [7, 8, 9], [2..4, 1..7, 3..5], [1..6, 1..7, 1..8]);
+                let st1 = Stencil::<f64, 1>::star(2, |o| o[0] as f64).unwrap();
+                case(&st1, [40], [2..38], [2..38]);
+            };
+            if baseline {
+                crate::kernels::on_baseline(run);
+            } else {
+                run();
+            }
+        }
+        // a region outside the box to map is refused
+        let st = Stencil::<f64, 2>::star(1, |_| 1.0).unwrap();
+        let mut input = values(36);
+        let mut out = vec![0.0; 16];
+        let r = apply_into_then_map(
+            &st,
+            &mut input,
+            [6, 6],
+            [1..5, 1..5],
+            [2..5, 1..5],
+            &mut out,
+            [4, 4],
+            [0, 0],
+            false,
+            |v| v,
+        );
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
     }
 
     #[test]

@@ -272,6 +272,51 @@ fn ghosted_stencils<C: OneSidedComm>(comm: &C) {
                     (d - reference).abs() <= 1e-12 * reference.abs().max(1.0),
                     "{d} vs {reference}"
                 );
+                // the stencil and a map of the part in one pass: the
+                // serial bits at the inner points, every value of the part
+                // mapped once, the ghost cells left alone
+                let mut h = ok(comm, "Ghosted::new", Ghosted::new(&a, [r, r], periodic));
+                ok(comm, "update_ghosts", h.update_ghosts());
+                let ghosts_before = h.view().to_owned();
+                let fused = ok(comm, "fused out", a.similar::<f64>());
+                ok(
+                    comm,
+                    "apply_within_map",
+                    h.apply_within_map(&st, &fused, within.clone(), true, |v| 2.0 * v - 1.0),
+                );
+                let mapped = ok(comm, "mapped", a.similar::<f64>());
+                ok(comm, "store", h.store(&mapped));
+                let got = ok(comm, "to_vec", fused.to_vec());
+                let got_mapped = ok(comm, "to_vec", mapped.to_vec());
+                ok(comm, "barrier", comm.barrier());
+                for (k, &v) in got.iter().enumerate() {
+                    let [i, j] = multi_index(&shape, k);
+                    let e = if within[0].contains(&i) && within[1].contains(&j) {
+                        inner[linear_offset(&wshape, &[i - r, j - r])]
+                    } else {
+                        0.0
+                    };
+                    let label = format!(
+                        "rank {}: fused {layout} {kind} r {r} at {i},{j}",
+                        comm.rank()
+                    );
+                    assert_eq!(v, e, "{label}");
+                    assert_eq!(got_mapped[k], 2.0 * f([i, j]) - 1.0, "{label}");
+                }
+                let w = [r, r];
+                let own = h.own_range();
+                for ((i, j), &v) in h.view().indexed_iter() {
+                    let at = [i, j];
+                    let inside = (0..2).all(|d| at[d] >= w[d] && at[d] < w[d] + own[d].len());
+                    if !inside {
+                        assert_eq!(
+                            v,
+                            ghosts_before[at],
+                            "rank {}: ghost cell {at:?}",
+                            comm.rank()
+                        );
+                    }
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The radius-R star stencil of the Parallel Research Kernels on a 2-D
 //! process grid, written the idiomatic way: a [`Ghosted`] input (its part
 //! stored inside its ghost margins), one `update_ghosts` per iteration
-//! (one message per neighbour, faces only), the stencil of any radius
-//! applied in place, `IN += 1` on the part. Each iteration:
+//! (one message per neighbour, faces only), then the stencil of any radius
+//! applied in place and `IN += 1` on the part in the same pass
+//! ([`Ghosted::apply_within_map`]). Each iteration:
 //!
 //! ```text
 //! OUT += S(IN)  at the points at least R away from the grid's edge
@@ -10,19 +11,22 @@
 //! ```
 //!
 //! The baseline is `bench/stencil/stencil.c`, the same kernel in C MPI;
-//! `bench/stencil/run.sh` runs both. `--halo` runs the older idiom instead
-//! (a `Halo` refreshed from a `DistArray` each iteration: a copy of the
-//! whole part and a vote per refresh).
+//! `bench/stencil/run.sh` runs both. `--unfused` applies the stencil and
+//! maps `IN` in two calls (`apply_within`, then `map_inplace`: two passes
+//! over memory); `--halo` runs the older idiom instead (a `Halo` refreshed
+//! from a `DistArray` each iteration: a copy of the whole part and a vote
+//! per refresh).
 //!
 //! ```text
 //! cargo build --release -p distarray-mpi --example mpi_stencil
-//! mpirun -n 2 target/release/examples/mpi_stencil N ITERS [R] [--halo]
+//! mpirun -n 2 target/release/examples/mpi_stencil N ITERS [R] [--unfused | --halo]
 //! ```
 //! It prints `rust_stencil n=.. p=.. r=.. per_iter_ms=.. checksum=..`
 //! (the checksum, the sum of OUT, is `2 (ITERS + 1) (N - 2R)^2`). With
 //! `PARTS=1` in the environment (`mpirun -x PARTS ...`) the ghosted form
 //! also prints rank 0's time per iteration in the ghost update, the
-//! stencil and `IN += 1` (the C program does the same).
+//! stencil and `IN += 1` (together when fused; the C program prints the
+//! same split).
 
 use std::time::Instant;
 
@@ -43,6 +47,7 @@ fn main() -> distarray::Result<()> {
     let (_env, comm) = MpiComm::init()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let halo_idiom = args.iter().any(|a| a == "--halo");
+    let unfused = args.iter().any(|a| a == "--unfused");
     let nums: Vec<usize> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
@@ -110,9 +115,16 @@ fn main() -> distarray::Result<()> {
             let t1 = Instant::now();
             input.update_ghosts()?;
             let t2 = Instant::now();
-            input.apply_within(&st, &out, inner.clone(), true)?;
+            if unfused {
+                input.apply_within(&st, &out, inner.clone(), true)?;
+            } else {
+                // OUT += S(IN); IN += 1, in one pass
+                input.apply_within_map(&st, &out, inner.clone(), true, |v| v + 1.0)?;
+            }
             let t3 = Instant::now();
-            input.map_inplace(|v| v + 1.0);
+            if unfused {
+                input.map_inplace(|v| v + 1.0);
+            }
             let t4 = Instant::now();
             if std::env::var("PARTS").is_ok() && it > 0 {
                 parts[0] += (t2 - t1).as_secs_f64();
@@ -135,7 +147,13 @@ fn main() -> distarray::Result<()> {
     if comm.rank() == 0 {
         println!(
             "rust_stencil{} n={n} p={} r={r} per_iter_ms={:.4} checksum={checksum:.6e}",
-            if halo_idiom { "_halo" } else { "" },
+            if halo_idiom {
+                "_halo"
+            } else if unfused {
+                "_unfused"
+            } else {
+                ""
+            },
             comm.size(),
             tmax / iters as f64 * 1e3
         );
