@@ -129,6 +129,7 @@ mod matvec_plan;
 mod overlap;
 pub mod partition;
 pub mod pending;
+pub mod permute;
 pub mod redistribute;
 pub mod reduce;
 pub mod rma;

@@ -31,6 +31,7 @@ mod handles;
 mod io;
 mod linalg;
 mod matmul;
+mod permute;
 mod plans;
 mod reproducible;
 mod safety;
@@ -64,6 +65,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(ghosted::checks::<C>());
     v.extend(slice::checks::<C>());
     v.extend(transpose::checks::<C>());
+    v.extend(permute::checks::<C>());
     #[cfg(feature = "zarr")]
     v.extend(io::checks::<C>());
     v
