@@ -986,7 +986,9 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// without messages); plans each call: a loop keeps a
     /// [`TransposePlan`] instead. See [`crate::transpose`]. Unlike the
     /// plan's calls it ends with a vote: when it returns, `out` is
-    /// complete on every rank.
+    /// complete on every rank. Block-cyclic arrays (either side) go through
+    /// [`permute_into`](DistArray::permute_into) (one `get_block` per
+    /// piece, two votes).
     ///
     /// Errors, on every rank: `out` has the wrong shape
     /// ([`Error::OperandShape`]), the arrays are on communicators of
@@ -1008,6 +1010,11 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_into(&self, out: &mut DistArray<T, C, 2>) -> Result<()> {
+        if self.partitioning().is_block_cyclic() || out.partitioning().is_block_cyclic() {
+            // no message plan for block-cyclic layouts: the general
+            // permutation (one get_block per piece)
+            return self.permute_into(out, [1, 0]);
+        }
         let done = TransposePlan::plan("transpose_into", self, out)?.transpose(self, out);
         // one-shot: complete (and an error) on every rank
         vote(self.comm(), done)
@@ -1029,6 +1036,19 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_add_into(&self, out: &mut DistArray<T, C, 2>, alpha: T) -> Result<()> {
+        if self.partitioning().is_block_cyclic() || out.partitioning().is_block_cyclic() {
+            // through a temporary partitioned like `out`
+            let mut t = out.similar::<T>()?;
+            self.permute_into(&mut t, [1, 0])?;
+            let sum = |o: T, v: T| {
+                T::combine(
+                    AccumulateOp::Sum,
+                    o,
+                    T::combine(AccumulateOp::Prod, alpha, v),
+                )
+            };
+            return out.update_with(&t, sum);
+        }
         let done =
             TransposePlan::plan("transpose_add_into", self, out)?.transpose_add(self, out, alpha);
         vote(self.comm(), done)

@@ -13,6 +13,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     vec![
         ("permute_axes", permute_axes::<C>),
         ("permute_errors", permute_errors::<C>),
+        ("transpose_block_cyclic", transpose_block_cyclic::<C>),
     ]
 }
 
@@ -136,4 +137,83 @@ fn permute_errors<C: OneSidedComm>(comm: &C) {
     // still usable
     ok(comm, "permute_into", a.permute_into(&mut out, [2, 1, 0]));
     assert_eq!(ok(comm, "get", out.get([3, 2, 1])), 6.0);
+}
+
+/// `transpose_into` / `transpose_add_into` / `transpose` with block-cyclic
+/// arrays on either side (the permutation path): every element.
+fn transpose_block_cyclic<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let (n0, n1) = (7, 5);
+    let f = |i: usize, j: usize| (10 * i + j) as i32;
+    let bc = |shape: [usize; 2]| {
+        ok(
+            comm,
+            "block-cyclic",
+            ContinuousPartitioning::block_cyclic(shape, [p, 1], [2, 1]),
+        )
+    };
+    let a = ok(
+        comm,
+        "a",
+        DistArray::<i32, C, 2>::with_partitioning(comm.clone(), bc([n0, n1])),
+    );
+    ok(
+        comm,
+        "fill",
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| f(i, j))),
+    );
+    let plain = ok(
+        comm,
+        "plain",
+        DistArray::<i32, C, 2>::from_fn(comm.clone(), [n0, n1], |[i, j]| f(i, j)),
+    );
+    for (name, src) in [("block-cyclic", &a), ("contiguous", &plain)] {
+        for target in ["block-cyclic", "contiguous"] {
+            let mut out = if target == "block-cyclic" {
+                ok(
+                    comm,
+                    "out",
+                    DistArray::<i32, C, 2>::with_partitioning(comm.clone(), bc([n1, n0])),
+                )
+            } else {
+                ok(
+                    comm,
+                    "out",
+                    DistArray::<i32, C, 2>::new(comm.clone(), [n1, n0]),
+                )
+            };
+            ok(comm, "fill", out.fill(i32::MAX));
+            ok(
+                comm,
+                "transpose_add_into",
+                src.transpose_add_into(&mut out, 2),
+            );
+            let got = ok(comm, "to_vec", out.to_vec());
+            ok(comm, "barrier", comm.barrier());
+            for (k, &v) in got.iter().enumerate() {
+                let (j, i) = (k / n0, k % n0);
+                assert_eq!(
+                    v,
+                    i32::MAX.wrapping_add(2 * f(i, j)),
+                    "rank {}: {name} -> {target}: [{j}, {i}]",
+                    comm.rank()
+                );
+            }
+            if name == "block-cyclic" || target == "block-cyclic" {
+                ok(comm, "transpose_into", src.transpose_into(&mut out));
+                let got = ok(comm, "to_vec", out.to_vec());
+                ok(comm, "barrier", comm.barrier());
+                for (k, &v) in got.iter().enumerate() {
+                    assert_eq!(
+                        v,
+                        f(k % n0, k / n0),
+                        "rank {}: {name} -> {target}",
+                        comm.rank()
+                    );
+                }
+            }
+        }
+    }
+    let t = ok(comm, "transpose", a.transpose());
+    assert_eq!(ok(comm, "get", t.get([4, 6])), f(6, 4));
 }

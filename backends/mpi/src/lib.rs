@@ -88,4 +88,4 @@ pub use quirks::detected as detected_quirks;
 #[cfg(feature = "fault-injection")]
 pub use raw::fault_injection;
 pub use raw::{check as mpi_result, library_version};
-pub use window::MpiWindow;
+pub use window::{datatypes_created, MpiWindow};

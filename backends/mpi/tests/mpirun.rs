@@ -372,6 +372,14 @@ fn failed_chunk_completes_issued_chunks() {
     fault("chunk-failure", 2, Net::Tcp);
 }
 
+/// Issue 22: strided blocks of one shape build one MPI vector type per
+/// window, not one per operation; more shapes than a window keeps still
+/// read right.
+#[test]
+fn strided_blocks_reuse_their_datatype() {
+    fault("datatype-cache", 2, Net::Shm);
+}
+
 /// Issue 21: two ranks starting non-blocking `Sum` handles on two arrays
 /// towards a third rank, in opposite orders, complete (the old design hung
 /// in `MPI_Win_lock`: each handle held an exclusive lock epoch from start to

@@ -20,7 +20,11 @@
 //!   with `Error::HandleInFlight`) instead of hanging;
 //! * `leaked-handle` (3 ranks): a handle leaked with `mem::forget` while
 //!   another rank writes its target and the owner opens a view hangs no
-//!   rank: the leaker's barrier completes it.
+//!   rank: the leaker's barrier completes it;
+//! * `datatype-cache` (2 ranks): strided blocks of one shape, read and
+//!   written again and again, build one MPI vector type per window (not
+//!   one per operation), and more shapes than a window keeps still give
+//!   the right values.
 //!
 //! Each mode prints `mpi_faults <mode>: ok (...)` on rank 0 when every
 //! assertion held; a failed assertion panics (the panic hook aborts the
@@ -43,10 +47,12 @@ fn main() {
         "window-failure" => window_failure(),
         "crossing-handles" => crossing_handles(),
         "leaked-handle" => leaked_handle(),
+        "datatype-cache" => datatype_cache(),
         other => {
             eprintln!(
                 "usage: mpi_faults after-finalize|universe-finalize|thread-level|app-funneled|\
-                 chunk-failure|window-failure|crossing-handles|leaked-handle (got {other:?})"
+                 chunk-failure|window-failure|crossing-handles|leaked-handle|datatype-cache (got \
+                 {other:?})"
             );
             std::process::exit(2);
         }
@@ -421,5 +427,61 @@ fn leaked_handle() {
     comm.barrier().expect("barrier");
     if me == 0 {
         println!("mpi_faults leaked-handle: ok (the leaked Sum completed at the leaker's barrier)");
+    }
+}
+
+/// `datatype-cache`: see the module docs.
+fn datatype_cache() {
+    use distarray::Block;
+    let (_env, comm) = MpiComm::init().expect("init");
+    let (me, p) = (comm.rank(), comm.size());
+    assert_eq!(p, 2, "datatype-cache runs on 2 ranks");
+    let (n0, n1) = (16, 40);
+    let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [n0, n1], |[i, j]| (i * n1 + j) as f64)
+        .expect("array");
+    // rows 8..16 are rank 1's, rows 0..8 rank 0's: a block of the other's
+    let rows = if me == 0 { 9..13 } else { 2..6 };
+    let block = Block::new([rows.clone(), 5..12]);
+    let before = distarray_mpi::datatypes_created();
+    for _ in 0..10 {
+        let got = a.get_block(&block).expect("get_block");
+        for (k, v) in got.as_slice().iter().enumerate() {
+            let (i, j) = (rows.start + k / 7, 5 + k % 7);
+            assert_eq!(*v, (i * n1 + j) as f64);
+        }
+    }
+    a.barrier().expect("barrier");
+    // the same shape written: the same type
+    let b = a.similar::<f64>().expect("b");
+    for _ in 0..10 {
+        b.put_block_from(&block, &[1.0; 28], AccumulateOp::Replace)
+            .expect("put_block");
+    }
+    b.barrier().expect("barrier");
+    let one_shape = distarray_mpi::datatypes_created() - before;
+    // (one per window: a's for the gets, b's for the puts)
+    assert_eq!(
+        one_shape, 2,
+        "rank {me}: vector types built for one block shape"
+    );
+    // more shapes than a window keeps: every read still right
+    let before = distarray_mpi::datatypes_created();
+    for round in 0..2 {
+        for w in 2..30 {
+            let block = Block::new([rows.clone(), 1..1 + w]);
+            let got = a.get_block(&block).expect("get_block");
+            for (k, v) in got.as_slice().iter().enumerate() {
+                let (i, j) = (rows.start + k / w, 1 + k % w);
+                assert_eq!(*v, (i * n1 + j) as f64, "round {round}, width {w}");
+            }
+        }
+    }
+    let many = distarray_mpi::datatypes_created() - before;
+    assert!(many >= 28, "rank {me}: {many} types for 28 shapes");
+    a.barrier().expect("barrier");
+    if me == 0 {
+        println!(
+            "mpi_faults datatype-cache: ok (one shape: {one_shape} types, 28 shapes twice: {many})"
+        );
     }
 }

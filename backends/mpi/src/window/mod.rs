@@ -81,7 +81,8 @@ mod requests;
 mod vector;
 
 use requests::{push_request, MpiRequests};
-use vector::{datatypes_enabled, vector_runs, RunsType, VectorRun};
+pub use vector::datatypes_created;
+use vector::{datatypes_enabled, vector_runs, TypeCache, VectorRun};
 
 /// One rank's handle on an MPI RMA window of `T` (see the
 /// [module docs](self)). Created collectively by
@@ -102,6 +103,8 @@ pub struct MpiWindow<T: Element> {
     /// The MPI locks this rank holds, for finalisation (see
     /// [`crate::lifetime`]).
     held: Arc<HeldLocks>,
+    /// The vector types of strided transfers, kept for reuse.
+    types: TypeCache,
     /// The elements are shared with other ranks (and MPI) behind `base`.
     _elements: PhantomData<UnsafeCell<T>>,
 }
@@ -174,6 +177,7 @@ impl<T: Element> MpiWindow<T> {
             local_len,
             all_locked: AtomicBool::new(false),
             held: HeldLocks::new(size),
+            types: TypeCache::default(),
             _elements: PhantomData,
         };
         // From here on, `w`'s Drop frees the window on error.
@@ -482,13 +486,13 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
-            // freed when dropped, which MPI allows while the get is pending
-            let ty = RunsType::vector(&g, self.datatype)?;
+            // kept by the window (we hold the MPI call lock, so it stays)
+            let ty = self.types.vector(&g, self.datatype)?;
             self.get_one(
                 target,
                 &mut dst[g.piece],
                 g.offset,
-                (1, ty.0),
+                (1, ty),
                 reqs.as_deref_mut(),
             )?;
         }
@@ -513,13 +517,13 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
-            // freed when dropped, which MPI allows while the write is pending
-            let ty = RunsType::vector(&g, self.datatype)?;
+            // kept by the window (we hold the MPI call lock, so it stays)
+            let ty = self.types.vector(&g, self.datatype)?;
             self.put_one(
                 target,
                 &src[g.piece],
                 g.offset,
-                (1, ty.0),
+                (1, ty),
                 op,
                 reqs.as_deref_mut(),
             )?;
@@ -805,10 +809,12 @@ impl<T: Element> Drop for MpiWindow<T> {
         let _serial = serial();
         lifetime::unregister_window(self.win);
         if raw::finalized() {
-            // MPI_Finalize already freed the window; calling MPI now
-            // would be erroneous.
+            // MPI_Finalize already freed the window and the types; calling
+            // MPI now would be erroneous.
+            self.types.forget();
             return;
         }
+        self.types.free();
         // SAFETY: `win` is a valid window that no other handle refers to
         // (each rank has one `MpiWindow` per window); every epoch of this
         // rank was closed by `release`; no slice of its memory outlives

@@ -3,6 +3,8 @@
 //! as one operation with an `MPI_Type_vector` target type ([`RunsType`]).
 
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use distarray::checks::run_pieces;
 use distarray::Result;
@@ -72,9 +74,76 @@ pub(super) fn vector_runs(runs: &[(usize, usize)], max_len: usize) -> Vec<Vector
 
 /// A committed `MPI_Type_vector` target type for a [`VectorRun`] of
 /// several runs. Freed when dropped (MPI keeps a freed type alive for the
-/// operations still using it). Built per operation: a microsecond, small
-/// next to one network message.
+/// operations still using it). Kept by the window's [`TypeCache`].
 pub(super) struct RunsType(pub(super) ffi::MPI_Datatype);
+
+/// How many vector types this process has committed ([`datatypes_created`]).
+static CREATED: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of MPI vector datatypes this process has built for strided
+/// transfers (blocks, slices, faces) so far: each window keeps the ones
+/// it used (see [`TypeCache`]), so a loop over blocks of one shape builds
+/// one. For tests and diagnostics.
+pub fn datatypes_created() -> usize {
+    CREATED.load(Ordering::Relaxed)
+}
+
+/// The vector types a window has used, by shape (run count, run length,
+/// stride): a window that reads or writes the same kind of strided block
+/// again — a plan's blocks, a halo's faces, the tiles of a loop — reuses
+/// the committed type instead of building and freeing one per operation
+/// (what an MPI code caches in its plan). The window's element type is
+/// fixed, so the shape is the whole key. At most [`TypeCache::CAPACITY`]
+/// types; the least recently used one is freed to make room.
+#[derive(Default)]
+pub(super) struct TypeCache {
+    types: Mutex<Vec<((usize, usize, usize), RunsType)>>,
+}
+
+impl TypeCache {
+    /// Types kept per window.
+    pub(super) const CAPACITY: usize = 16;
+
+    /// The committed type for `g` (built and kept on first use). Called,
+    /// and the type used, under the serialisation of MPI calls, which
+    /// keeps another thread from evicting (freeing) it meanwhile.
+    pub(super) fn vector(
+        &self,
+        g: &VectorRun,
+        base: ffi::MPI_Datatype,
+    ) -> Result<ffi::MPI_Datatype> {
+        let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (g.count, g.len, g.stride);
+        if let Some(i) = types.iter().position(|(k, _)| *k == key) {
+            // most recently used last
+            let entry = types.remove(i);
+            let ty = (entry.1).0;
+            types.push(entry);
+            return Ok(ty);
+        }
+        let ty = RunsType::vector(g, base)?;
+        let raw = ty.0;
+        if types.len() >= Self::CAPACITY {
+            // freed here; operations still using it complete normally
+            types.remove(0);
+        }
+        types.push((key, ty));
+        Ok(raw)
+    }
+
+    /// Frees every type (under the serialisation of MPI calls, before
+    /// `MPI_Finalize`).
+    pub(super) fn free(&self) {
+        self.types.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Drops the handles without calling MPI (after `MPI_Finalize`, which
+    /// freed the types).
+    pub(super) fn forget(&self) {
+        let types = std::mem::take(&mut *self.types.lock().unwrap_or_else(|e| e.into_inner()));
+        std::mem::forget(types);
+    }
+}
 
 impl RunsType {
     pub(super) fn vector(g: &VectorRun, base: ffi::MPI_Datatype) -> Result<RunsType> {
@@ -97,6 +166,7 @@ impl RunsType {
         // SAFETY: `ty.0` is the valid, uncommitted type just created.
         let rc = unsafe { ffi::MPI_Type_commit(&mut ty.0) };
         check(rc, "MPI_Type_commit")?;
+        CREATED.fetch_add(1, Ordering::Relaxed);
         Ok(ty)
     }
 }
