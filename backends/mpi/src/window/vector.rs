@@ -97,8 +97,11 @@ pub fn datatypes_created() -> usize {
 /// types; the least recently used one is freed to make room.
 #[derive(Default)]
 pub(super) struct TypeCache {
-    types: Mutex<Vec<((usize, usize, usize), RunsType)>>,
+    types: Mutex<Vec<(Shape, RunsType)>>,
 }
+
+/// A vector type's shape: run count, run length, stride (elements).
+type Shape = (usize, usize, usize);
 
 impl TypeCache {
     /// Types kept per window.
