@@ -125,6 +125,7 @@ pub mod io;
 pub mod kernels;
 pub mod linalg;
 pub mod matmul;
+mod matvec_cyclic;
 mod matvec_plan;
 mod overlap;
 pub mod partition;

@@ -202,13 +202,29 @@ mod blas {
 /// when `A` is split by rows alone (each `y[i]` one local kernel call over
 /// its whole row); with a column split the grouping of a row's terms
 /// follows the column parts (see the crate docs, "Bitwise
-/// reproducibility").
+/// reproducibility"). Block-cyclic operands take another path (no plan:
+/// each rank multiplies its blocks by the whole of `x`, one allreduce of
+/// `y`'s length sums the ranks' results in rank order).
 pub fn matvec<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
+    if any_block_cyclic(a, x, y) {
+        return crate::matvec_cyclic::matvec_any(a, x, y, false);
+    }
     MatvecPlan::new(a, x, y)?.apply(a, x, y)
+}
+
+/// Whether any operand of a product is block-cyclic (no matvec plan).
+fn any_block_cyclic<T: Element, C: OneSidedComm>(
+    a: &DistArray<T, C, 2>,
+    x: &DistArray<T, C, 1>,
+    y: &DistArray<T, C, 1>,
+) -> bool {
+    a.partitioning().is_block_cyclic()
+        || x.partitioning().is_block_cyclic()
+        || y.partitioning().is_block_cyclic()
 }
 
 /// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
@@ -219,6 +235,9 @@ pub fn matvec_transpose<T: Element, C: OneSidedComm>(
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
+    if any_block_cyclic(a, x, y) {
+        return crate::matvec_cyclic::matvec_any(a, x, y, true);
+    }
     MatvecPlan::new_transpose(a, x, y)?.apply(a, x, y)
 }
 

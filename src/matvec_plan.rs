@@ -171,7 +171,7 @@ fn overlap(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
 }
 
 /// `Err(OperandShape)` naming `operand` unless its length is `expected`.
-fn check_operand(
+pub(crate) fn check_operand(
     operation: &'static str,
     operand: &'static str,
     expected: usize,

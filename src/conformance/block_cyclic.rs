@@ -1,6 +1,7 @@
 //! Checks of block-cyclic arrays: element access, blocks (one RMA
 //! operation per contiguous run, counted), copies to and from contiguous
-//! partitions, the element-wise algebra, reductions, `matmul`, blocks that
+//! partitions, the element-wise algebra, reductions, `matmul`, `matvec`
+//! and `matvec_transpose`, blocks that
 //! do not divide the extent, ranks that own nothing, and a clean `Err` from
 //! the operations that need one box per rank.
 
@@ -22,6 +23,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("block_cyclic_matmul", block_cyclic_matmul::<C>),
         ("block_cyclic_needs_boxes", block_cyclic_needs_boxes::<C>),
         ("block_cyclic_nonblocking", block_cyclic_nonblocking::<C>),
+        ("block_cyclic_matvec", block_cyclic_matvec::<C>),
     ]
 }
 
@@ -428,5 +430,96 @@ fn block_cyclic_nonblocking<C: OneSidedComm>(comm: &C) {
         let g = crate::partition::multi_index(&shape, k);
         let add = if b.contains(g) { p as i64 } else { 0 };
         assert_eq!(*v, value(g) + add, "after put_block_start at {g:?}");
+    }
+}
+
+/// `matvec` and `matvec_transpose` with block-cyclic operands (any of the
+/// three, blocks not dividing the extents, element-cyclic): the serial
+/// product exactly (integer-valued floats), and again bit for bit.
+fn block_cyclic_matvec<C: OneSidedComm>(comm: &C) {
+    use crate::linalg::{matvec, matvec_transpose};
+    let p = comm.size();
+    let (m, n) = (13, 9);
+    let av = |i: usize, j: usize| ((i * 7 + j * 3) % 11) as f64 - 5.0;
+    let xv = |j: usize| (j % 5) as f64 - 2.0;
+    let want: Vec<f64> = (0..m)
+        .map(|i| (0..n).map(|j| av(i, j) * xv(j)).sum())
+        .collect();
+    let want_t: Vec<f64> = (0..n)
+        .map(|j| (0..m).map(|i| av(i, j) * xv(i % n)).sum())
+        .collect();
+    let grid = grid_2d(p);
+    let layouts = [
+        (
+            "contiguous",
+            ContinuousPartitioning::with_grid([m, n], grid),
+        ),
+        (
+            "2 x 2 blocks",
+            ContinuousPartitioning::block_cyclic([m, n], grid, [2, 2]),
+        ),
+        (
+            "element-cyclic",
+            ContinuousPartitioning::block_cyclic([m, n], grid, [1, 1]),
+        ),
+    ];
+    let vec_of = |len: usize, cyclic: bool, f: &dyn Fn(usize) -> f64| {
+        let part = if cyclic {
+            ContinuousPartitioning::block_cyclic([len], [p], [2])
+        } else {
+            ContinuousPartitioning::uniform([len], p)
+        };
+        let v = ok(
+            comm,
+            "vector",
+            DistArray::<f64, C, 1>::with_partitioning(comm.clone(), ok(comm, "part", part)),
+        );
+        ok(
+            comm,
+            "fill",
+            v.with_local_mut(|mut l| l.fill_with(|[i]| f(i))),
+        );
+        v
+    };
+    for (name, part) in layouts {
+        let a = ok(
+            comm,
+            "a",
+            DistArray::<f64, C, 2>::with_partitioning(comm.clone(), ok(comm, name, part)),
+        );
+        ok(
+            comm,
+            "fill",
+            a.with_local_mut(|mut l| l.fill_with(|[i, j]| av(i, j))),
+        );
+        for cyclic_vectors in [false, true] {
+            let x = vec_of(n, cyclic_vectors, &xv);
+            let mut y = vec_of(m, cyclic_vectors, &|_| 99.0);
+            ok(comm, "matvec", matvec(&a, &x, &mut y));
+            let got = ok(comm, "to_vec", y.to_vec());
+            assert_eq!(
+                got,
+                want,
+                "rank {}: {name}, cyclic x/y {cyclic_vectors}",
+                comm.rank()
+            );
+            ok(comm, "again", matvec(&a, &x, &mut y));
+            assert_eq!(ok(comm, "to_vec", y.to_vec()), got);
+            let xt = vec_of(m, cyclic_vectors, &|i| xv(i % n));
+            let mut yt = vec_of(n, !cyclic_vectors, &|_| 0.0);
+            ok(comm, "matvec_transpose", matvec_transpose(&a, &xt, &mut yt));
+            assert_eq!(
+                ok(comm, "to_vec", yt.to_vec()),
+                want_t,
+                "rank {}: transposed, {name}",
+                comm.rank()
+            );
+            ok(comm, "barrier", comm.barrier());
+            // a wrong length: refused on every rank
+            let short = vec_of(n - 1, cyclic_vectors, &xv);
+            expect_err(comm, "short x", matvec(&a, &short, &mut y), |e| {
+                matches!(e, Error::OperandShape { .. })
+            });
+        }
     }
 }
