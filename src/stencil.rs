@@ -574,7 +574,14 @@ fn row_blocks<T: Element>(
 ) -> usize {
     let n = out.len();
     let mut j = 0;
+    // the row that enters the stencil's window with this output row: the
+    // only one not already in cache from the rows before
+    let lead = starts.iter().copied().max().unwrap_or(0);
     while j + WIDE <= n {
+        kernels::prefetch_ahead(&input[lead + j..]);
+        kernels::prefetch_ahead(&input[lead + j + WIDE / 2..]);
+        kernels::prefetch_ahead(&out[j..]);
+        kernels::prefetch_ahead(&out[j + WIDE / 2..]);
         blocks::<T, WIDE>(input, starts, w, &mut out[j..j + WIDE], j, accumulate);
         j += WIDE;
     }
