@@ -577,11 +577,13 @@ fn row_blocks<T: Element>(
     // the row that enters the stencil's window with this output row: the
     // only one not already in cache from the rows before
     let lead = starts.iter().copied().max().unwrap_or(0);
+    // elements per prefetch (two cache lines)
+    let step = (128 / std::mem::size_of::<T>()).max(1);
     while j + WIDE <= n {
-        kernels::prefetch_ahead(&input[lead + j..]);
-        kernels::prefetch_ahead(&input[lead + j + WIDE / 2..]);
-        kernels::prefetch_ahead(&out[j..]);
-        kernels::prefetch_ahead(&out[j + WIDE / 2..]);
+        for k in (0..WIDE).step_by(step) {
+            kernels::prefetch_ahead(&input[lead + j + k..]);
+            kernels::prefetch_ahead(&out[j + k..]);
+        }
         blocks::<T, WIDE>(input, starts, w, &mut out[j..j + WIDE], j, accumulate);
         j += WIDE;
     }
