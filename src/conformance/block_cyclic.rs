@@ -24,6 +24,10 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("block_cyclic_needs_boxes", block_cyclic_needs_boxes::<C>),
         ("block_cyclic_nonblocking", block_cyclic_nonblocking::<C>),
         ("block_cyclic_matvec", block_cyclic_matvec::<C>),
+        (
+            "block_cyclic_ghosts_and_slices",
+            block_cyclic_ghosts_and_slices::<C>,
+        ),
     ]
 }
 
@@ -522,4 +526,56 @@ fn block_cyclic_matvec<C: OneSidedComm>(comm: &C) {
             });
         }
     }
+}
+
+/// Ghost entries ([`GhostedBlock`](crate::GhostedBlock): any set of
+/// global entries, fetched by owner) and slices (patches read, written and
+/// accumulated) on a block-cyclic array: every value, and the writes land
+/// where they belong.
+fn block_cyclic_ghosts_and_slices<C: OneSidedComm>(comm: &C) {
+    let p = comm.size();
+    let shape = [9, 10];
+    let a = filled(comm, shape, grid_2d(p), [2, 3]);
+    // the ghost entries of a 5-point stencil around this rank's first piece
+    let me = comm.rank();
+    let mut g = crate::GhostedBlock::new(&a);
+    let mut wanted = Vec::new();
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            if (i * 3 + j + me) % 4 == 0 {
+                ok(comm, "push", g.push([i, j]));
+                wanted.push([i, j]);
+            }
+        }
+    }
+    ok(comm, "sync", g.sync(&a));
+    for &at in &wanted {
+        assert_eq!(
+            ok(comm, "get_global", g.get_global(at)),
+            value(at),
+            "rank {me}: ghost {at:?}"
+        );
+    }
+    // a patch across several owners' blocks: read, then (rank 0) written
+    let patch = ok(comm, "slice", a.patch(Block::new([1..8, 2..9])));
+    let got = ok(comm, "read", patch.read());
+    for (at, v) in got.iter() {
+        assert_eq!(v, value(at), "rank {me}: patch {at:?}");
+    }
+    ok(comm, "barrier", a.barrier());
+    if me == 0 {
+        ok(comm, "write", patch.write(&vec![-1; patch.len()]));
+    }
+    ok(comm, "barrier", a.barrier());
+    let all = ok(comm, "to_vec", a.to_vec());
+    for (k, &v) in all.iter().enumerate() {
+        let at = crate::partition::multi_index(&shape, k);
+        let inside = (1..8).contains(&at[0]) && (2..9).contains(&at[1]);
+        assert_eq!(
+            v,
+            if inside { -1 } else { value(at) },
+            "rank {me}: after the write, {at:?}"
+        );
+    }
+    ok(comm, "barrier", a.barrier());
 }
