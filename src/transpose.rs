@@ -252,6 +252,12 @@ trait TileSource<T> {
     fn read(&mut self, at: usize) -> T;
     /// The four elements from `at` on.
     fn read4(&mut self, at: usize) -> [T; 4];
+    /// Called once a cache tile (`rows` x `cols` from `at`, rows `stride`
+    /// apart) has been read for the last time: the mapped source maps it
+    /// there, row by row, while it is still in cache (contiguous, so the
+    /// map vectorises; mapping element by element inside the transposing
+    /// loops made its strided stores the bottleneck).
+    fn done(&mut self, at: usize, rows: usize, cols: usize, stride: usize);
 }
 
 /// A part read as it is.
@@ -275,9 +281,12 @@ impl<T: Copy> TileSource<T> for Plain<'_, T> {
         let s = &self.part[self.base + at..self.base + at + 4];
         [s[0], s[1], s[2], s[3]]
     }
+
+    #[inline(always)]
+    fn done(&mut self, _: usize, _: usize, _: usize, _: usize) {}
 }
 
-/// A part whose elements become `g(v)` once read.
+/// A part whose elements become `g(v)` after they are read.
 struct Mapped<'a, T, G> {
     part: &'a mut [T],
     g: &'a G,
@@ -291,20 +300,23 @@ impl<T: Copy, G: Fn(T) -> T> TileSource<T> for Mapped<'_, T, G> {
 
     #[inline(always)]
     fn read(&mut self, at: usize) -> T {
-        let d = &mut self.part[self.base + at];
-        let v = *d;
-        *d = (self.g)(v);
-        v
+        self.part[self.base + at]
     }
 
     #[inline(always)]
     fn read4(&mut self, at: usize) -> [T; 4] {
-        let s = &mut self.part[self.base + at..self.base + at + 4];
-        let v = [s[0], s[1], s[2], s[3]];
-        for (d, x) in s.iter_mut().zip(v) {
-            *d = (self.g)(x);
+        let s = &self.part[self.base + at..self.base + at + 4];
+        [s[0], s[1], s[2], s[3]]
+    }
+
+    #[inline(always)]
+    fn done(&mut self, at: usize, rows: usize, cols: usize, stride: usize) {
+        for r in 0..rows {
+            let first = self.base + at + r * stride;
+            for v in &mut self.part[first..first + cols] {
+                *v = (self.g)(*v);
+            }
         }
-        v
     }
 }
 
@@ -381,6 +393,7 @@ fn transpose_blocked<T: Element>(
                     f(&mut dst[j * ds + i], src.read(i * ss + j));
                 }
             }
+            src.done(i0 * ss + j0, i1 - i0, j1 - j0, ss);
         }
     }
 }
@@ -436,6 +449,7 @@ fn transpose_blocked_4x4<T: Element>(
                     }
                 }
             }
+            src.done(i0 * ss + j0, i1 - i0, j1 - j0, ss);
         }
     }
 }
