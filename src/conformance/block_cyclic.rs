@@ -542,7 +542,7 @@ fn block_cyclic_ghosts_and_slices<C: OneSidedComm>(comm: &C) {
     let mut wanted = Vec::new();
     for i in 0..shape[0] {
         for j in 0..shape[1] {
-            if (i * 3 + j + me) % 4 == 0 {
+            if (i * 3 + j + me).is_multiple_of(4) {
                 ok(comm, "push", g.push([i, j]));
                 wanted.push([i, j]);
             }
