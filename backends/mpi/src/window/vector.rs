@@ -82,8 +82,8 @@ static CREATED: AtomicUsize = AtomicUsize::new(0);
 
 /// The number of MPI vector datatypes this process has built for strided
 /// transfers (blocks, slices, faces) so far: each window keeps the ones
-/// it used (see [`TypeCache`]), so a loop over blocks of one shape builds
-/// one. For tests and diagnostics.
+/// it used (up to 16, least recently used freed first), so a loop over
+/// blocks of one shape builds one. For tests and diagnostics.
 pub fn datatypes_created() -> usize {
     CREATED.load(Ordering::Relaxed)
 }
