@@ -248,15 +248,16 @@ fn failed_status<T: Element>(status: &T) -> bool {
 trait TileSource<T> {
     /// Makes `base` index 0 of the reads that follow.
     fn set_base(&mut self, base: usize);
-    /// The element at `at`.
+    /// The element at `at`, mapped in place at once (the 4 x 4 kernel).
     fn read(&mut self, at: usize) -> T;
-    /// The four elements from `at` on.
+    /// The four elements from `at` on, mapped in place at once.
     fn read4(&mut self, at: usize) -> [T; 4];
-    /// Called once a cache tile (`rows` x `cols` from `at`, rows `stride`
-    /// apart) has been read for the last time: the mapped source maps it
-    /// there, row by row, while it is still in cache (contiguous, so the
-    /// map vectorises; mapping element by element inside the transposing
-    /// loops made its strided stores the bottleneck).
+    /// The element at `at`, left as it is until [`done`](Self::done) (the
+    /// column kernel, whose strided stores back would be its bottleneck).
+    fn peek(&mut self, at: usize) -> T;
+    /// Maps a cache tile read with [`peek`](Self::peek) (`rows` x `cols`
+    /// from `at`, rows `stride` apart) after its last read, row by row,
+    /// while it is still in cache.
     fn done(&mut self, at: usize, rows: usize, cols: usize, stride: usize);
 }
 
@@ -283,10 +284,15 @@ impl<T: Copy> TileSource<T> for Plain<'_, T> {
     }
 
     #[inline(always)]
+    fn peek(&mut self, at: usize) -> T {
+        self.part[self.base + at]
+    }
+
+    #[inline(always)]
     fn done(&mut self, _: usize, _: usize, _: usize, _: usize) {}
 }
 
-/// A part whose elements become `g(v)` after they are read.
+/// A part whose elements become `g(v)` once read.
 struct Mapped<'a, T, G> {
     part: &'a mut [T],
     g: &'a G,
@@ -300,13 +306,25 @@ impl<T: Copy, G: Fn(T) -> T> TileSource<T> for Mapped<'_, T, G> {
 
     #[inline(always)]
     fn read(&mut self, at: usize) -> T {
-        self.part[self.base + at]
+        let d = &mut self.part[self.base + at];
+        let v = *d;
+        *d = (self.g)(v);
+        v
     }
 
     #[inline(always)]
     fn read4(&mut self, at: usize) -> [T; 4] {
-        let s = &self.part[self.base + at..self.base + at + 4];
-        [s[0], s[1], s[2], s[3]]
+        let s = &mut self.part[self.base + at..self.base + at + 4];
+        let v = [s[0], s[1], s[2], s[3]];
+        for (d, x) in s.iter_mut().zip(v) {
+            *d = (self.g)(x);
+        }
+        v
+    }
+
+    #[inline(always)]
+    fn peek(&mut self, at: usize) -> T {
+        self.part[self.base + at]
     }
 
     #[inline(always)]
@@ -379,7 +397,7 @@ fn transpose_blocked<T: Element>(
                 for j in j0..j1 {
                     let mut v = [T::ZERO; M];
                     for (r, x) in v.iter_mut().enumerate() {
-                        *x = src.read((i + r) * ss + j);
+                        *x = src.peek((i + r) * ss + j);
                     }
                     let at = j * ds + i;
                     for (d, x) in dst[at..at + M].iter_mut().zip(v) {
@@ -390,7 +408,7 @@ fn transpose_blocked<T: Element>(
             }
             for i in i..i1 {
                 for j in j0..j1 {
-                    f(&mut dst[j * ds + i], src.read(i * ss + j));
+                    f(&mut dst[j * ds + i], src.peek(i * ss + j));
                 }
             }
             src.done(i0 * ss + j0, i1 - i0, j1 - j0, ss);
@@ -449,7 +467,6 @@ fn transpose_blocked_4x4<T: Element>(
                     }
                 }
             }
-            src.done(i0 * ss + j0, i1 - i0, j1 - j0, ss);
         }
     }
 }
