@@ -238,6 +238,7 @@ impl<T: Element> Live<'_, T> {
                 );
             }
         } else if dst.len() == 1 {
+            self.comm.count_data_op();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition; the region holds max(len) elements per PE);
             // `block` returns once the value has arrived.
@@ -258,6 +259,7 @@ impl<T: Element> Live<'_, T> {
                 // precondition). The bounce region is this window's alone
                 // (behind its mutex) and `block` returns once the data has
                 // arrived.
+                self.comm.count_data_op();
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
                     self.core
@@ -284,6 +286,7 @@ impl<T: Element> Live<'_, T> {
             // part exists; `copy` tolerates overlap.
             unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
+            self.comm.count_data_op();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `block` returns once the transfer is complete.
             unsafe { self.core.region.put(target, offset, src[0]).block() };
@@ -301,6 +304,7 @@ impl<T: Element> Live<'_, T> {
                 // precondition); the bounce region is this window's alone
                 // (behind its mutex), and `block` returns once the transfer
                 // is complete, before the region is written again.
+                self.comm.count_data_op();
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
                     self.core
@@ -492,6 +496,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
                 l.core.region.get_into_buffer(target, offset, lb).spawn()
             };
+            l.comm.count_data_op();
             tasks.push(task);
         }
         let slot = l.hold(Transfers { buf, tasks });
@@ -532,6 +537,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             // written again (the request only reads it) and lives in the
             // window's transfers until the future completed.
             let task = unsafe { l.core.region.put_buffer(target, offset, &sub).spawn() };
+            l.comm.count_data_op();
             tasks.push(task);
         }
         let slot = l.hold(Transfers { buf, tasks });

@@ -236,6 +236,75 @@ fn exchanges_in_flight(comm: &LamellarComm) {
     comm.barrier().unwrap();
 }
 
+/// A 2-D block of another PE's part (many short rows: one run per row) is
+/// ONE remote data transfer for a get, a put and an accumulate, blocking
+/// or started (`remote_data_ops` counts every RDMA operation and packed
+/// active message a window issues to another PE); the values arrive.
+fn packed_block_transfers(comm: &LamellarComm) {
+    use distarray::block::{Block, GlobalBlock};
+    use distarray::DistArray;
+    let (me, p) = (comm.rank(), comm.size());
+    const ROWS: usize = 200;
+    const COLS: usize = 12;
+    let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [p, 1], [ROWS * p, COLS]).unwrap();
+    let value = |i: usize, j: usize| (i * 1000 + j) as f64;
+    let own = Block::new([me * ROWS..(me + 1) * ROWS, 0..COLS]);
+    let data: Vec<f64> = (me * ROWS..(me + 1) * ROWS)
+        .flat_map(|i| (0..COLS).map(move |j| value(i, j)))
+        .collect();
+    a.put_block_from(&own, &data, AccumulateOp::Replace).unwrap();
+    comm.barrier().unwrap();
+    let t = (me + 1) % p;
+    // rows t*ROWS+1 .. t*ROWS+ROWS-1, columns 3..9: ROWS-2 runs of 6
+    let block = Block::new([t * ROWS + 1..(t + 1) * ROWS - 1, 3..9]);
+    let expect: Vec<f64> = (t * ROWS + 1..(t + 1) * ROWS - 1)
+        .flat_map(|i| (3..9).map(move |j| value(i, j)))
+        .collect();
+    let remote = usize::from(p > 1) as u64;
+    let ops = |f: &dyn Fn()| {
+        let before = comm.remote_data_ops();
+        f();
+        comm.remote_data_ops() - before
+    };
+    let n = ops(&|| {
+        let mut buf = vec![0.0; expect.len()];
+        a.get_block_into(&block, &mut buf).unwrap();
+        assert_eq!(buf, expect, "PE {me}: packed get");
+    });
+    assert_eq!(n, remote, "PE {me}: a get of {} rows to PE {t}", ROWS - 2);
+    let n = ops(&|| {
+        let gb = a.get_block_start(&block).unwrap().wait().unwrap();
+        assert_eq!(gb.into_parts().1, expect, "PE {me}: packed get, started");
+    });
+    assert_eq!(n, remote, "PE {me}: a started get to PE {t}");
+    comm.barrier().unwrap();
+    let ones = vec![1.0; expect.len()];
+    let n = ops(&|| a.put_block_from(&block, &ones, AccumulateOp::Sum).unwrap());
+    assert_eq!(n, remote, "PE {me}: an accumulate to PE {t}");
+    comm.barrier().unwrap();
+    let n = ops(&|| {
+        let gb = GlobalBlock::from_vec(block.clone(), expect.iter().map(|x| 2.0 * x).collect());
+        let back = a.put_block_start(gb.unwrap(), AccumulateOp::Replace).unwrap();
+        back.wait().unwrap();
+    });
+    assert_eq!(n, remote, "PE {me}: a started put to PE {t}");
+    comm.barrier().unwrap();
+    // what the left neighbour wrote into this PE's part: 2x inside the
+    // block, untouched outside
+    let mut mine = vec![0.0; data.len()];
+    a.get_block_into(&own, &mut mine).unwrap();
+    for (k, (&got, &orig)) in mine.iter().zip(&data).enumerate() {
+        let (i, j) = (k / COLS, k % COLS);
+        let inside = (1..ROWS - 1).contains(&i) && (3..9).contains(&j);
+        assert_eq!(got, if inside { 2.0 * orig } else { orig }, "PE {me}: ({i}, {j})");
+    }
+    let n = ops(&|| {
+        a.put_block_from(&block, &expect, AccumulateOp::Replace).unwrap();
+    });
+    assert_eq!(n, remote, "PE {me}: a put to PE {t}");
+    comm.barrier().unwrap();
+}
+
 /// `--leak WHAT[@R]`: leaks (`mem::forget`) a window, an array or a
 /// window holding a lock (on every PE, or with `@R` on PE `R` only, the
 /// others drop theirs) and returns from `main`; the job must still end.
@@ -340,7 +409,7 @@ fn main() {
     } else {
         distarray::conformance::run_all(&comm)
     };
-    let extra: [Check; 6] = [
+    let extra: [Check; 7] = [
         ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
         ("lamellar: window_churn", window_churn),
         ("lamellar: large_allgather", large_allgather),
@@ -350,6 +419,7 @@ fn main() {
             exchange_length_mismatch,
         ),
         ("lamellar: exchanges_in_flight", exchanges_in_flight),
+        ("lamellar: packed_block_transfers", packed_block_transfers),
     ];
     for (name, check) in extra {
         comm.barrier().unwrap();

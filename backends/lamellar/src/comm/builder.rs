@@ -142,6 +142,7 @@ impl LamellarCommBuilder {
                 cache: Mutex::new(RegionCache::default()),
                 live: Mutex::default(),
                 next_window: AtomicU64::new(0),
+                data_ops: AtomicU64::new(0),
                 scratch,
                 tree,
                 tree_out: Mutex::new(tree_out),

@@ -76,6 +76,9 @@ struct CommInner {
     live: Mutex<HashMap<u64, Arc<dyn Any + Send + Sync>>>,
     /// The key of the next window in `live`.
     next_window: AtomicU64,
+    /// Data transfers this PE's windows have issued to other PEs (RDMA
+    /// gets and puts, packed active messages), for tests and benchmarks.
+    data_ops: AtomicU64,
     /// Word 0 of each PE's part: the byte length of its contribution;
     /// words 1.. its bytes (when they fit).
     scratch: SharedMemoryRegion<u64>,
@@ -174,6 +177,22 @@ impl LamellarComm {
     /// Called from every waiting loop of this crate.
     pub(crate) fn progress(&self) {
         self.inner.world.block_on(YieldOnce(false));
+    }
+
+    /// Counts one data transfer issued to another PE (see
+    /// [`LamellarComm::remote_data_ops`]).
+    pub(crate) fn count_data_op(&self) {
+        self.inner.data_ops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of data transfers this PE's windows have issued to other
+    /// PEs so far: each RDMA get or put (a bulk transfer moves in 64 KiB
+    /// chunks, one each) and each packed active message counts one; locks,
+    /// accumulate guards and collectives do not count. For tests and
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn remote_data_ops(&self) -> u64 {
+        self.inner.data_ops.load(Ordering::Relaxed)
     }
 
     /// A handle that does not keep the communicator alive.

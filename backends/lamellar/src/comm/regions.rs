@@ -27,6 +27,13 @@ pub(crate) struct Regions {
     pub(crate) ctl: SharedMemoryRegion<u64>,
 }
 
+impl Drop for Regions {
+    /// The packed transfers ([`crate::pack`]) no longer reach the memory.
+    fn drop(&mut self) {
+        crate::pack::unregister(self.id);
+    }
+}
+
 impl Regions {
     /// The data region as a region of `T`s.
     pub(crate) fn data<T: Element>(&self) -> SharedMemoryRegion<T> {
@@ -79,6 +86,10 @@ impl LamellarComm {
             cache.next_id += 1;
             cache.next_id
         };
+        // SAFETY: only the address of this PE's part is taken.
+        let base = unsafe { data.as_mut_ptr() }
+            .map_err(|e| Error::Backend(format!("window region has no local part: {e:?}")))?;
+        crate::pack::register::<T>(id, base, cap);
         Ok(Regions {
             id,
             type_id: TypeId::of::<T>(),
