@@ -10,6 +10,10 @@
 //! Every PE works on its right neighbour ((rank + 1) % P) at the same time
 //! (with `--only0`, only PE 0 does; the others work on their own parts);
 //! PE 0 prints its own timings. `--quick`: fewer element operations. Figures are medians of `REPS` repetitions.
+//! `--block`: only the strided-block figures (a 2-D block of 1000 rows x 8
+//! `f64` of the neighbour's part, `get_block_into` / `put_block_from`),
+//! each with the runs packed into one active message and with one RDMA
+//! operation per row, alternating.
 
 use std::time::Instant;
 
@@ -58,6 +62,11 @@ fn main() {
             "lamellar bench: {p} PEs, {} worker thread(s) per PE",
             comm.world().num_threads_per_pe()
         );
+    }
+
+    if std::env::args().any(|a| a == "--block") {
+        block_bench(&comm, t, &report);
+        return;
     }
 
     let s = median(&comm, || {
@@ -323,5 +332,49 @@ fn main() {
             len as f64 / s / 1e6
         ),
     );
+    comm.barrier().unwrap();
+}
+
+/// A 2-D block of 1000 rows x 8 `f64` of PE `t`'s part (1000 runs):
+/// `get_block_into` and `put_block_from`, packed (one active message) and
+/// per row (one RDMA operation each), alternating, 3 rounds.
+fn block_bench(comm: &LamellarComm, t: usize, report: &dyn Fn(&str, String)) {
+    use distarray::Block;
+    const ROWS: usize = 1000;
+    const COLS: usize = 64;
+    const W: usize = 8;
+    let p = comm.size();
+    let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [p, 1], [ROWS * p, COLS]).unwrap();
+    let block = Block::new([t * ROWS..(t + 1) * ROWS, 0..W]);
+    let mut buf = vec![0.0f64; ROWS * W];
+    for round in 0..3 {
+        for packed in [true, false] {
+            comm.set_packed_transfers(packed);
+            let ops0 = comm.remote_data_ops();
+            let g = median(comm, || {
+                timed(|| a.get_block_into(&block, &mut buf).unwrap())
+            });
+            let ops1 = comm.remote_data_ops();
+            let s = median(comm, || {
+                timed(|| {
+                    a.put_block_from(&block, &buf, AccumulateOp::Replace)
+                        .unwrap()
+                })
+            });
+            let ops2 = comm.remote_data_ops();
+            let how = if packed { "packed" } else { "per row" };
+            report(
+                &format!("round {round}: 2-D block {ROWS}x{W} f64, {how}: get / put"),
+                format!(
+                    "{:.1} us / {:.1} us  ({} / {} transfers each)",
+                    g * 1e6,
+                    s * 1e6,
+                    (ops1 - ops0) / REPS as u64,
+                    (ops2 - ops1) / REPS as u64
+                ),
+            );
+        }
+    }
+    comm.set_packed_transfers(true);
     comm.barrier().unwrap();
 }

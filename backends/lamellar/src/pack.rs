@@ -140,7 +140,8 @@ fn gather(id: u64, runs: &[(usize, usize)]) -> Option<Vec<u8>> {
         // table's lock is not needed past the check: the origin's epoch
         // keeps the regions alive, see the module documentation); the
         // origin's lock excludes every writer of these elements.
-        let src = unsafe { std::slice::from_raw_parts((p.base + o * p.elem) as *const u8, l * p.elem) };
+        let src =
+            unsafe { std::slice::from_raw_parts((p.base + o * p.elem) as *const u8, l * p.elem) };
         out.extend_from_slice(src);
     }
     Some(out)
@@ -226,8 +227,16 @@ mod tests {
         assert!(gather(9001, &[(5, 2)]).is_none(), "out of bounds");
         assert!(gather(9002, &[(0, 1)]).is_none(), "unknown region");
         let add = bytemuck::cast_slice::<f64, u8>(&[10.0, 20.0]).to_vec();
-        assert!(scatter(9001, &[(0, 1), (5, 1)], op_code(Some(AccumulateOp::Sum)), &add));
-        assert!(!scatter(9001, &[(0, 1)], op_code(None), &add), "length mismatch");
+        assert!(scatter(
+            9001,
+            &[(0, 1), (5, 1)],
+            op_code(Some(AccumulateOp::Sum)),
+            &add
+        ));
+        assert!(
+            !scatter(9001, &[(0, 1)], op_code(None), &add),
+            "length mismatch"
+        );
         assert!(scatter(9001, &[(2, 2)], op_code(None), &add));
         unregister(9001);
         assert!(gather(9001, &[(0, 1)]).is_none());

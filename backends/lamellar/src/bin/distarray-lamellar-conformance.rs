@@ -252,7 +252,8 @@ fn packed_block_transfers(comm: &LamellarComm) {
     let data: Vec<f64> = (me * ROWS..(me + 1) * ROWS)
         .flat_map(|i| (0..COLS).map(move |j| value(i, j)))
         .collect();
-    a.put_block_from(&own, &data, AccumulateOp::Replace).unwrap();
+    a.put_block_from(&own, &data, AccumulateOp::Replace)
+        .unwrap();
     comm.barrier().unwrap();
     let t = (me + 1) % p;
     // rows t*ROWS+1 .. t*ROWS+ROWS-1, columns 3..9: ROWS-2 runs of 6
@@ -284,7 +285,9 @@ fn packed_block_transfers(comm: &LamellarComm) {
     comm.barrier().unwrap();
     let n = ops(&|| {
         let gb = GlobalBlock::from_vec(block.clone(), expect.iter().map(|x| 2.0 * x).collect());
-        let back = a.put_block_start(gb.unwrap(), AccumulateOp::Replace).unwrap();
+        let back = a
+            .put_block_start(gb.unwrap(), AccumulateOp::Replace)
+            .unwrap();
         back.wait().unwrap();
     });
     assert_eq!(n, remote, "PE {me}: a started put to PE {t}");
@@ -296,10 +299,17 @@ fn packed_block_transfers(comm: &LamellarComm) {
     for (k, (&got, &orig)) in mine.iter().zip(&data).enumerate() {
         let (i, j) = (k / COLS, k % COLS);
         let inside = (1..ROWS - 1).contains(&i) && (3..9).contains(&j);
-        assert_eq!(got, if inside { 2.0 * orig } else { orig }, "PE {me}: ({i}, {j})");
+        assert_eq!(
+            got,
+            if inside { 2.0 * orig } else { orig },
+            "PE {me}: ({i}, {j})"
+        );
     }
+    // every PE checked its part before the neighbour writes it again
+    comm.barrier().unwrap();
     let n = ops(&|| {
-        a.put_block_from(&block, &expect, AccumulateOp::Replace).unwrap();
+        a.put_block_from(&block, &expect, AccumulateOp::Replace)
+            .unwrap();
     });
     assert_eq!(n, remote, "PE {me}: a put to PE {t}");
     comm.barrier().unwrap();

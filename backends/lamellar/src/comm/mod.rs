@@ -195,6 +195,15 @@ impl LamellarComm {
         self.inner.data_ops.load(Ordering::Relaxed)
     }
 
+    /// Whether a window's transfer of several runs to another PE (a
+    /// strided block) moves as one packed active message (the default) or
+    /// as one RDMA operation per run. Process-wide; for benchmarks
+    /// comparing the two.
+    #[doc(hidden)]
+    pub fn set_packed_transfers(&self, packed: bool) {
+        crate::window::set_packed(packed);
+    }
+
     /// A handle that does not keep the communicator alive.
     pub(crate) fn downgrade(&self) -> WeakComm {
         WeakComm(Arc::downgrade(&self.inner))
