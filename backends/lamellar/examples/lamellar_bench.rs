@@ -44,6 +44,8 @@ fn timed(f: impl FnOnce()) -> f64 {
 
 fn main() {
     let comm = LamellarComm::from_env().expect("world");
+    // dropped before `comm` (declared after it)
+    let world = comm.world().expect("world");
     let (me, p) = (comm.rank(), comm.size());
     // `--only0`: only PE 0 works on a remote PE; the others work on their
     // own parts (no transfers), so PE 0's target is otherwise idle.
@@ -60,7 +62,7 @@ fn main() {
     if me == 0 {
         println!(
             "lamellar bench: {p} PEs, {} worker thread(s) per PE",
-            comm.world().num_threads_per_pe()
+            world.num_threads_per_pe()
         );
     }
 
@@ -83,7 +85,7 @@ fn main() {
     let s = median(&comm, || {
         timed(|| {
             for _ in 0..100 {
-                comm.world().barrier();
+                world.barrier();
             }
         })
     });
@@ -101,7 +103,7 @@ fn main() {
     report("allgather of one u64", format!("{:.2} us", s / 100.0 * 1e6));
     let s = median(&comm, || {
         timed(|| {
-            let r = comm.world().alloc_shared_mem_region::<u64>(1024).block();
+            let r = world.alloc_shared_mem_region::<u64>(1024).block();
             drop(r);
         })
     });
@@ -225,7 +227,7 @@ fn main() {
                 }
             }) / n as f64;
         }
-        comm.world().barrier();
+        world.barrier();
         report(
             "element get, raw, target idle in LamellarWorld::barrier",
             format!("{:.2} us", per_get * 1e6),

@@ -52,7 +52,7 @@ use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, RawWindow,
 use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 
-use crate::comm::{LamellarComm, Regions, WeakComm};
+use crate::comm::{Comm, Regions, WeakComm};
 use crate::pack::{op_code, GatherRuns, ScatterRuns};
 use crate::target::Ctl;
 
@@ -88,7 +88,7 @@ pub struct LamellarWindow<T: Element> {
 }
 
 /// What a window holds of Lamellar, owned by the communicator's table of
-/// live windows ([`LamellarComm::keep_window`]) and reached through a weak
+/// live windows ([`Comm::keep_window`]) and reached through a weak
 /// reference.
 pub(crate) struct WindowCore<T: Element> {
     region: SharedMemoryRegion<T>,
@@ -130,7 +130,7 @@ impl<T: Element> Drop for WindowCore<T> {
 /// alive by it).
 struct Live<'w, T: Element> {
     win: &'w LamellarWindow<T>,
-    comm: LamellarComm,
+    comm: Comm,
     core: Arc<WindowCore<T>>,
 }
 
@@ -203,7 +203,7 @@ fn nonempty(runs: &[(usize, usize)]) -> Vec<(usize, usize)> {
 impl<T: Element> LamellarWindow<T> {
     /// Collective: sets up a window over `regions` (new or reused, the same
     /// on every PE). `lens` holds every PE's length.
-    pub(crate) fn create(comm: LamellarComm, lens: &[usize], regions: Regions) -> Result<Self> {
+    pub(crate) fn create(comm: Comm, lens: &[usize], regions: Regions) -> Result<Self> {
         let rank = comm.rank();
         let local_len = lens[rank];
         let need = lens.iter().copied().max().unwrap_or(0);

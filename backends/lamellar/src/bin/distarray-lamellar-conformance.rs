@@ -11,7 +11,9 @@
 //! `--panic-on R` makes PE `R` panic once the world is up while the others
 //! wait in a barrier (used by the launcher's failure test). `--leak WHAT`
 //! leaks (`mem::forget`) a `window`, an `array` or a `locked-window` and
-//! returns from `main` (the launcher's leak tests: the job must end).
+//! returns from `main` (the launcher's leak tests: the job must end);
+//! `--leak array-teardown` tears the world down under a live array and
+//! checks that its operations return `Err`.
 
 use distarray::{AccumulateOp, Error, LockKind, OneSidedComm};
 use distarray_lamellar::LamellarComm;
@@ -342,6 +344,28 @@ fn leak(comm: &LamellarComm, spec: &str) {
             let a = distarray::DistArray::<f64, _, 1>::from_fn(comm.clone(), [64], |[i]| i as f64)
                 .unwrap();
             done(a, forget);
+        }
+        "array-teardown" => {
+            // every PE: the world torn down (as at exit) under a live
+            // array; its operations and the communicator's are `Err`, and
+            // dropping it touches nothing
+            let a = distarray::DistArray::<f64, _, 1>::from_fn(comm.clone(), [64], |[i]| i as f64)
+                .unwrap();
+            comm.barrier().unwrap();
+            comm.tear_down_world();
+            assert!(
+                a.get([(me * 17 + 40) % 64]).is_err(),
+                "PE {me}: get after teardown"
+            );
+            assert!(a.sum().is_err(), "PE {me}: sum after teardown");
+            assert!(comm.barrier().is_err(), "PE {me}: barrier after teardown");
+            assert!(
+                comm.create_window::<f64>(4).is_err(),
+                "PE {me}: window after teardown"
+            );
+            drop(a);
+            println!("PE {me} (leaked: {forget}) returns from main");
+            return;
         }
         "locked-window" => {
             // leaked while holding a lock on the next PE

@@ -132,27 +132,25 @@ impl LamellarCommBuilder {
             gone.as_mut_slice().fill(0);
         }
         world.barrier();
-        Ok(LamellarComm {
-            inner: Arc::new(CommInner {
-                rank: world.my_pe(),
-                size: world.num_pes(),
-                coll: Mutex::new(()),
-                epoch: AtomicU64::new(0),
-                bar,
-                cache: Mutex::new(RegionCache::default()),
-                live: Mutex::default(),
-                next_window: AtomicU64::new(0),
-                data_ops: AtomicU64::new(0),
-                scratch,
-                tree,
-                tree_out: Mutex::new(tree_out),
-                tree_seq: AtomicU64::new(0),
-                tree_safe: AtomicU64::new(0),
-                seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
-                gone,
-                handles: Arc::default(),
-                world,
-            }),
-        })
+        Ok(LamellarComm::own(Arc::new(CommInner {
+            rank: world.my_pe(),
+            size: world.num_pes(),
+            coll: Mutex::new(()),
+            epoch: AtomicU64::new(0),
+            bar,
+            cache: Mutex::new(RegionCache::default()),
+            live: Mutex::default(),
+            next_window: AtomicU64::new(0),
+            data_ops: AtomicU64::new(0),
+            scratch,
+            tree,
+            tree_out: Mutex::new(tree_out),
+            tree_seq: AtomicU64::new(0),
+            tree_safe: AtomicU64::new(0),
+            seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
+            gone,
+            handles: Arc::default(),
+            world,
+        })))
     }
 }

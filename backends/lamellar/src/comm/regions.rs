@@ -6,7 +6,7 @@ use std::any::{Any, TypeId};
 use distarray::{Element, Error, Result};
 use lamellar::memregion::prelude::*;
 
-use super::LamellarComm;
+use super::Comm;
 use crate::target::CTL_WORDS;
 
 /// At most this many bytes per PE of dropped windows are kept for reuse.
@@ -59,7 +59,7 @@ pub(super) struct RegionCache {
     pub(super) free: Vec<Regions>,
 }
 
-impl LamellarComm {
+impl Comm {
     pub(super) fn cache(&self) -> std::sync::MutexGuard<'_, RegionCache> {
         self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
