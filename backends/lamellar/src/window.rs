@@ -318,12 +318,12 @@ impl<T: Element> Live<'_, T> {
             });
             for (i, part) in dst.chunks_mut(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
+                self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
                 // part.len() <= offset + dst.len()`, the caller's
                 // precondition). The bounce region is this window's alone
                 // (behind its mutex) and `block` returns once the data has
                 // arrived.
-                self.comm.count_data_op();
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
                     self.core
@@ -364,11 +364,11 @@ impl<T: Element> Live<'_, T> {
             });
             for (i, part) in src.chunks(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
+                self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (the caller's
                 // precondition); the bounce region is this window's alone
                 // (behind its mutex), and `block` returns once the transfer
                 // is complete, before the region is written again.
-                self.comm.count_data_op();
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
                     self.core
