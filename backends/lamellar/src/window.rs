@@ -187,6 +187,11 @@ pub(crate) fn set_packed(packed: bool) {
     PACKED.store(packed, Ordering::Relaxed);
 }
 
+/// Reads [`PACKED`].
+pub(crate) fn packed() -> bool {
+    PACKED.load(Ordering::Relaxed)
+}
+
 /// The error of a packed transfer the target refused (an unknown region
 /// or a range out of bounds: a broken contract, nothing was accessed).
 fn refused(target: usize) -> Error {

@@ -98,6 +98,8 @@ static FIRST_DROPPED: AtomicBool = AtomicBool::new(false);
 struct UserHandle {
     rank: usize,
     size: usize,
+    /// The communicator's `ams`.
+    ams: bool,
     handles: Arc<HandleSlot>,
     comm: WeakComm,
 }
@@ -182,6 +184,9 @@ pub(crate) struct CommInner {
     /// Word `q` of a PE's part: PE `q` has dropped its communicator (see
     /// `messages`).
     gone: SharedMemoryRegion<u64>,
+    /// Whether active messages may be used (not on a network lamellae,
+    /// see the builder): neighbour messages and packed transfers.
+    ams: bool,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
 }
@@ -256,6 +261,7 @@ impl LamellarComm {
         let user = UserHandle {
             rank: inner.rank,
             size: inner.size,
+            ams: inner.ams,
             handles: inner.handles.clone(),
             comm: WeakComm(Arc::downgrade(&inner)),
         };
@@ -312,6 +318,14 @@ impl LamellarComm {
     #[doc(hidden)]
     pub fn set_packed_transfers(&self, packed: bool) {
         crate::window::set_packed(packed);
+    }
+
+    /// Whether strided transfers are packed (see
+    /// [`LamellarComm::set_packed_transfers`]; off on a network lamellae,
+    /// see the builder).
+    #[doc(hidden)]
+    pub fn packed_transfers(&self) -> bool {
+        crate::window::packed()
     }
 }
 
@@ -388,7 +402,7 @@ unsafe impl OneSidedComm for LamellarComm {
     }
 
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
-        Some(self)
+        self.user.ams.then_some(self as _)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
@@ -444,9 +458,10 @@ unsafe impl OneSidedComm for Comm {
     }
 
     /// Active messages into a mailbox per PE (see the `messages` module:
-    /// per-pair sequence numbers, no collective).
+    /// per-pair sequence numbers, no collective); none on a network
+    /// lamellae (see the builder).
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
-        Some(self)
+        self.inner.ams.then_some(self as _)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
