@@ -10,6 +10,10 @@
 //! Every PE works on its right neighbour ((rank + 1) % P) at the same time
 //! (with `--only0`, only PE 0 does; the others work on their own parts);
 //! PE 0 prints its own timings. `--quick`: fewer element operations. Figures are medians of `REPS` repetitions.
+//! `--block`: only the strided-block figures (a 2-D block of 1000 rows x 8
+//! `f64` of the neighbour's part, `get_block_into` / `put_block_from`),
+//! each with the runs packed into one active message and with one RDMA
+//! operation per row, alternating.
 
 use std::time::Instant;
 
@@ -40,6 +44,8 @@ fn timed(f: impl FnOnce()) -> f64 {
 
 fn main() {
     let comm = LamellarComm::from_env().expect("world");
+    // dropped before `comm` (declared after it)
+    let world = comm.world().expect("world");
     let (me, p) = (comm.rank(), comm.size());
     // `--only0`: only PE 0 works on a remote PE; the others work on their
     // own parts (no transfers), so PE 0's target is otherwise idle.
@@ -56,8 +62,13 @@ fn main() {
     if me == 0 {
         println!(
             "lamellar bench: {p} PEs, {} worker thread(s) per PE",
-            comm.world().num_threads_per_pe()
+            world.num_threads_per_pe()
         );
+    }
+
+    if std::env::args().any(|a| a == "--block") {
+        block_bench(&comm, t, &report);
+        return;
     }
 
     let s = median(&comm, || {
@@ -74,7 +85,7 @@ fn main() {
     let s = median(&comm, || {
         timed(|| {
             for _ in 0..100 {
-                comm.world().barrier();
+                world.barrier();
             }
         })
     });
@@ -92,7 +103,7 @@ fn main() {
     report("allgather of one u64", format!("{:.2} us", s / 100.0 * 1e6));
     let s = median(&comm, || {
         timed(|| {
-            let r = comm.world().alloc_shared_mem_region::<u64>(1024).block();
+            let r = world.alloc_shared_mem_region::<u64>(1024).block();
             drop(r);
         })
     });
@@ -216,7 +227,7 @@ fn main() {
                 }
             }) / n as f64;
         }
-        comm.world().barrier();
+        world.barrier();
         report(
             "element get, raw, target idle in LamellarWorld::barrier",
             format!("{:.2} us", per_get * 1e6),
@@ -323,5 +334,55 @@ fn main() {
             len as f64 / s / 1e6
         ),
     );
+    comm.barrier().unwrap();
+}
+
+/// A 2-D block of 1000 rows x 8 `f64` of PE `t`'s part (1000 runs):
+/// `get_block_into` and `put_block_from`, packed (one active message) and
+/// per row (one RDMA operation each), alternating, 3 rounds.
+fn block_bench(comm: &LamellarComm, t: usize, report: &dyn Fn(&str, String)) {
+    use distarray::Block;
+    const ROWS: usize = 1000;
+    const COLS: usize = 64;
+    const W: usize = 8;
+    let p = comm.size();
+    let a = DistArray::<f64, _, 2>::with_grid(comm.clone(), [p, 1], [ROWS * p, COLS]).unwrap();
+    let block = Block::new([t * ROWS..(t + 1) * ROWS, 0..W]);
+    let mut buf = vec![0.0f64; ROWS * W];
+    // packing is off on a network lamellae (no active messages there)
+    let modes: &[bool] = if comm.packed_transfers() {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    for round in 0..3 {
+        for &packed in modes {
+            comm.set_packed_transfers(packed);
+            let ops0 = comm.remote_data_ops();
+            let g = median(comm, || {
+                timed(|| a.get_block_into(&block, &mut buf).unwrap())
+            });
+            let ops1 = comm.remote_data_ops();
+            let s = median(comm, || {
+                timed(|| {
+                    a.put_block_from(&block, &buf, AccumulateOp::Replace)
+                        .unwrap()
+                })
+            });
+            let ops2 = comm.remote_data_ops();
+            let how = if packed { "packed" } else { "per row" };
+            report(
+                &format!("round {round}: 2-D block {ROWS}x{W} f64, {how}: get / put"),
+                format!(
+                    "{:.1} us / {:.1} us  ({} / {} transfers each)",
+                    g * 1e6,
+                    s * 1e6,
+                    (ops1 - ops0) / REPS as u64,
+                    (ops2 - ops1) / REPS as u64
+                ),
+            );
+        }
+    }
+    comm.set_packed_transfers(modes[0]);
     comm.barrier().unwrap();
 }

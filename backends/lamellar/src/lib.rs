@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 mod comm;
+mod pack;
 mod target;
 mod window;
 

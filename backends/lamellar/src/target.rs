@@ -128,14 +128,16 @@ impl Ctl {
 
 /// Calls `attempt` until it returns `true`, backing off between failures:
 /// a few immediate retries, then yields, then sleeps growing to 1 ms.
-/// Every 16th failure calls `progress`, which lets the Lamellar runtime of
-/// this PE run its pending tasks (with the `single_thread` executor nothing
-/// else would while this thread waits).
+/// Every 16th failure, and before every sleep, calls `progress`, which lets
+/// the Lamellar runtime of this PE run its pending tasks (with the
+/// `single_thread` executor nothing else would while this thread waits:
+/// e.g. the packed transfers other PEs ask of this one, see
+/// [`crate::pack`]).
 pub(crate) fn backoff_until(mut attempt: impl FnMut() -> bool, progress: &dyn Fn()) {
     let mut failures = 0u32;
     while !attempt() {
         failures += 1;
-        if failures & 15 == 0 {
+        if failures & 15 == 0 || failures > 16 {
             progress();
         }
         if failures < 4 {

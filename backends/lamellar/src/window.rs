@@ -15,8 +15,15 @@
 //!   returns, so `flush` and `unlock` have nothing left to wait for, and
 //!   the fence's runtime step is empty: the allgather of its vote (a
 //!   barrier) orders the epoch.
-//! * `get_runs_start` / `write_runs_start` (puts): RDMA futures spawned at
-//!   once into (from) a registered buffer; the request waits for them.
+//! * `get_runs` / `write_runs` with more than one non-empty run to another
+//!   PE (a strided block: one run per row): ONE active message executed by
+//!   the target on its own memory, which gathers the runs into one buffer
+//!   and returns it, or scatters (combines) the packed data it carries (see
+//!   [`crate::pack`]); a single run stays one RDMA operation (per 64 KiB
+//!   chunk).
+//! * `get_runs_start` / `write_runs_start` (puts): the packed active
+//!   message, or for a single run an RDMA future, spawned at once (the RDMA
+//!   into or out of a registered buffer); the request waits for them.
 //!   Accumulates complete before returning.
 //! * `lock` / `unlock`: a reader/writer lock per target PE in a small
 //!   control region, manipulated with remote atomics (see
@@ -36,14 +43,17 @@
 //! count frees the memory once no PE holds a handle. Drop does not wait for
 //! the other PEs, so an early drop on one PE cannot hang the rest.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use distarray::checks::run_pieces;
 use distarray::comm::Completed;
 use distarray::{AccumulateOp, Element, Error, LockKind, OneSidedComm, RawWindow, Request, Result};
+use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 
-use crate::comm::{LamellarComm, Regions, WeakComm};
+use crate::comm::{Comm, Regions, WeakComm};
+use crate::pack::{op_code, GatherRuns, ScatterRuns};
 use crate::target::Ctl;
 
 /// Bulk transfers move through a registered bounce buffer of this size per
@@ -78,10 +88,12 @@ pub struct LamellarWindow<T: Element> {
 }
 
 /// What a window holds of Lamellar, owned by the communicator's table of
-/// live windows ([`LamellarComm::keep_window`]) and reached through a weak
+/// live windows ([`Comm::keep_window`]) and reached through a weak
 /// reference.
 pub(crate) struct WindowCore<T: Element> {
     region: SharedMemoryRegion<T>,
+    /// The regions' id, the same on every PE (for packed transfers).
+    id: u64,
     ctl: Ctl,
     /// Bounce buffer of `chunk` elements for bulk get / put.
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
@@ -118,29 +130,85 @@ impl<T: Element> Drop for WindowCore<T> {
 /// alive by it).
 struct Live<'w, T: Element> {
     win: &'w LamellarWindow<T>,
-    comm: LamellarComm,
+    comm: Comm,
     core: Arc<WindowCore<T>>,
 }
 
-/// The futures of one non-blocking operation and the registered buffer
-/// they read or fill.
-struct Transfers<T: Element> {
-    buf: OneSidedMemoryRegion<T>,
-    tasks: Vec<lamellar::LamellarTask<()>>,
+/// What one non-blocking operation has in flight.
+enum Transfers<T: Element> {
+    /// RDMA futures and the registered buffer they read or fill.
+    Rdma {
+        buf: OneSidedMemoryRegion<T>,
+        tasks: Vec<lamellar::LamellarTask<()>>,
+    },
+    /// A packed get: its active message, then the target's reply.
+    Gather {
+        target: usize,
+        am: Option<AmHandle<Option<Vec<u8>>>>,
+        reply: Option<Vec<u8>>,
+    },
+    /// A packed put: its active message, then whether the target did it.
+    Scatter {
+        target: usize,
+        am: Option<AmHandle<bool>>,
+        ok: bool,
+    },
 }
 
 impl<T: Element> Transfers<T> {
     fn complete(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.block();
+        match self {
+            Transfers::Rdma { tasks, .. } => {
+                for t in tasks.drain(..) {
+                    t.block();
+                }
+            }
+            Transfers::Gather { am, reply, .. } => {
+                if let Some(h) = am.take() {
+                    *reply = h.block();
+                }
+            }
+            Transfers::Scatter { am, ok, .. } => {
+                if let Some(h) = am.take() {
+                    *ok = h.block();
+                }
+            }
         }
     }
+}
+
+/// Whether batches of several runs to another PE move as one packed
+/// active message (the default) or as one RDMA operation per run
+/// (process-wide; see [`LamellarComm::set_packed_transfers`]).
+static PACKED: AtomicBool = AtomicBool::new(true);
+
+/// Sets [`PACKED`].
+pub(crate) fn set_packed(packed: bool) {
+    PACKED.store(packed, Ordering::Relaxed);
+}
+
+/// Reads [`PACKED`].
+pub(crate) fn packed() -> bool {
+    PACKED.load(Ordering::Relaxed)
+}
+
+/// The error of a packed transfer the target refused (an unknown region
+/// or a range out of bounds: a broken contract, nothing was accessed).
+fn refused(target: usize) -> Error {
+    Error::Backend(format!(
+        "PE {target} refused a packed transfer (no such window region there, or out of bounds)"
+    ))
+}
+
+/// The non-empty runs of a batch.
+fn nonempty(runs: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    runs.iter().copied().filter(|r| r.1 > 0).collect()
 }
 
 impl<T: Element> LamellarWindow<T> {
     /// Collective: sets up a window over `regions` (new or reused, the same
     /// on every PE). `lens` holds every PE's length.
-    pub(crate) fn create(comm: LamellarComm, lens: &[usize], regions: Regions) -> Result<Self> {
+    pub(crate) fn create(comm: Comm, lens: &[usize], regions: Regions) -> Result<Self> {
         let rank = comm.rank();
         let local_len = lens[rank];
         let need = lens.iter().copied().max().unwrap_or(0);
@@ -160,6 +228,7 @@ impl<T: Element> LamellarWindow<T> {
         comm.creation_barrier();
         let core = Arc::new(WindowCore {
             region,
+            id: regions.id,
             ctl: Ctl::new(regions.ctl.clone()),
             bounce: Mutex::new(None),
             regions: Mutex::new(Some(regions)),
@@ -238,6 +307,7 @@ impl<T: Element> Live<'_, T> {
                 );
             }
         } else if dst.len() == 1 {
+            self.comm.count_data_op();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition; the region holds max(len) elements per PE);
             // `block` returns once the value has arrived.
@@ -253,6 +323,7 @@ impl<T: Element> Live<'_, T> {
             });
             for (i, part) in dst.chunks_mut(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
+                self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
                 // part.len() <= offset + dst.len()`, the caller's
                 // precondition). The bounce region is this window's alone
@@ -284,6 +355,7 @@ impl<T: Element> Live<'_, T> {
             // part exists; `copy` tolerates overlap.
             unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
+            self.comm.count_data_op();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `block` returns once the transfer is complete.
             unsafe { self.core.region.put(target, offset, src[0]).block() };
@@ -297,6 +369,7 @@ impl<T: Element> Live<'_, T> {
             });
             for (i, part) in src.chunks(self.win.chunk).enumerate() {
                 let sub = bounce.sub_region(0..part.len());
+                self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (the caller's
                 // precondition); the bounce region is this window's alone
                 // (behind its mutex), and `block` returns once the transfer
@@ -362,13 +435,119 @@ impl<T: Element> Live<'_, T> {
         }
     }
 
-    /// Completes the transfers of `slot`, then runs `after` on their buffer
-    /// (before it is freed).
-    fn finish(&self, slot: usize, after: impl FnOnce(&OneSidedMemoryRegion<T>)) {
+    /// Completes the transfers of `slot`, then runs `after` on the data
+    /// they read (before it is freed; empty for writes). `Err` if the
+    /// target refused a packed transfer.
+    fn finish(&self, slot: usize, after: impl FnOnce(&[u8]) -> Result<()>) -> Result<()> {
         let t = self.core.in_flight().get_mut(slot).and_then(Option::take);
-        if let Some(mut t) = t {
-            t.complete();
-            after(&t.buf);
+        let Some(mut t) = t else { return Ok(()) };
+        t.complete();
+        match &t {
+            Transfers::Rdma { buf, .. } => {
+                // SAFETY: every transfer into or out of `buf` has
+                // completed; the buffer is this request's alone.
+                after(bytemuck::cast_slice(unsafe { buf.as_slice() }))
+            }
+            Transfers::Gather {
+                reply: Some(bytes), ..
+            } => after(bytes),
+            Transfers::Scatter { ok: true, .. } => after(&[]),
+            Transfers::Gather { target, .. } | Transfers::Scatter { target, .. } => {
+                Err(refused(*target))
+            }
+        }
+    }
+
+    /// Whether a batch to `target` moves as one packed active message:
+    /// another PE, and more than one non-empty run.
+    fn packs(&self, target: usize, runs: &[(usize, usize)]) -> bool {
+        target != self.win.rank
+            && PACKED.load(Ordering::Relaxed)
+            && runs.iter().filter(|r| r.1 > 0).nth(1).is_some()
+    }
+
+    /// Reads the runs of `target` into `dst`: one packed active message
+    /// ([`Live::packs`]), else one [`Live::load`] per run.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Live::load`], for every run.
+    unsafe fn load_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        dst: &mut [T],
+    ) -> Result<()> {
+        if !self.packs(target, runs) {
+            for (offset, piece) in run_pieces(runs) {
+                // SAFETY: the caller's preconditions, for each run.
+                unsafe { self.load(target, offset, &mut dst[piece]) };
+            }
+            return Ok(());
+        }
+        self.comm.count_data_op();
+        let am = GatherRuns {
+            id: self.core.id,
+            runs: nonempty(runs),
+        };
+        let reply = self.comm.world().spawn_am_pe(target, am).block();
+        match reply {
+            Some(bytes) if bytes.len() == std::mem::size_of_val(dst) => {
+                bytemuck::cast_slice_mut::<T, u8>(dst).copy_from_slice(&bytes);
+                Ok(())
+            }
+            _ => Err(refused(target)),
+        }
+    }
+
+    /// Writes (`op` = `None`) or combines consecutive pieces of `src` into
+    /// the runs of `target`: one packed active message ([`Live::packs`];
+    /// an accumulate under the target's accumulate guard), else one
+    /// [`Live::store`] / [`Live::combine`] per run.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Live::store`], for every run.
+    unsafe fn store_runs(
+        &self,
+        target: usize,
+        runs: &[(usize, usize)],
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) -> Result<()> {
+        if !self.packs(target, runs) {
+            for (offset, piece) in run_pieces(runs) {
+                // SAFETY: the caller's preconditions, for each run.
+                unsafe {
+                    match op {
+                        None => self.store(target, offset, &src[piece]),
+                        Some(op) => self.combine(target, offset, &src[piece], op),
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let send = || {
+            self.comm.count_data_op();
+            let am = ScatterRuns {
+                id: self.core.id,
+                runs: nonempty(runs),
+                op: op_code(op),
+                bytes: bytemuck::cast_slice(src).to_vec(),
+            };
+            self.comm.world().spawn_am_pe(target, am).block()
+        };
+        let ok = match op {
+            None => send(),
+            Some(_) => self
+                .core
+                .ctl
+                .with_acc_guard(target, &|| self.comm.progress(), send),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(refused(target))
         }
     }
 
@@ -441,13 +620,11 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         Ok(())
     }
 
+    /// One packed active message for several runs on another PE, else
+    /// one RDMA get (or local copy) per run.
     unsafe fn get_runs(&self, target: usize, runs: &[(usize, usize)], dst: &mut [T]) -> Result<()> {
-        let l = self.live()?;
-        for (offset, piece) in run_pieces(runs) {
-            // SAFETY: the caller's preconditions, for each run.
-            unsafe { l.load(target, offset, &mut dst[piece]) };
-        }
-        Ok(())
+        // SAFETY: the caller's preconditions.
+        unsafe { self.live()?.load_runs(target, runs, dst) }
     }
 
     unsafe fn write_runs(
@@ -457,21 +634,14 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
-        let l = self.live()?;
-        for (offset, piece) in run_pieces(runs) {
-            // SAFETY: the caller's preconditions, for each run.
-            unsafe {
-                match op {
-                    None => l.store(target, offset, &src[piece]),
-                    Some(op) => l.combine(target, offset, &src[piece], op),
-                }
-            }
-        }
-        Ok(())
+        // SAFETY: the caller's preconditions.
+        unsafe { self.live()?.store_runs(target, runs, src, op) }
     }
 
-    /// One RDMA future per run, spawned at once, into a registered buffer
-    /// of `dst.len()` elements; the wait blocks on the futures, then copies
+    /// One packed active message for several runs (spawned at once; the
+    /// wait blocks on it and copies the reply into `dst`), else one RDMA
+    /// future per run, spawned at once, into a registered buffer of
+    /// `dst.len()` elements; the wait blocks on the futures, then copies
     /// into `dst`.
     unsafe fn get_runs_start<'w>(
         &'w self,
@@ -480,6 +650,25 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         dst: &mut [T],
     ) -> Result<Box<dyn Request + 'w>> {
         let l = self.live()?;
+        if l.packs(target, runs) {
+            l.comm.count_data_op();
+            let am = GatherRuns {
+                id: l.core.id,
+                runs: nonempty(runs),
+            };
+            let am = Some(l.comm.world().spawn_am_pe(target, am));
+            let slot = l.hold(Transfers::Gather {
+                target,
+                am,
+                reply: None,
+            });
+            return Ok(Box::new(LamellarGets {
+                win: self,
+                slot,
+                dst: (dst.as_mut_ptr(), dst.len()),
+                done: false,
+            }));
+        }
         let buf = l.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
         let mut tasks = Vec::new();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
@@ -492,9 +681,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
                 l.core.region.get_into_buffer(target, offset, lb).spawn()
             };
+            l.comm.count_data_op();
             tasks.push(task);
         }
-        let slot = l.hold(Transfers { buf, tasks });
+        let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarGets {
             win: self,
             slot,
@@ -503,10 +693,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         }))
     }
 
-    /// Puts: `src` copied into a registered buffer, then one RDMA future
-    /// per run, spawned at once (so `src` is free when this returns); the
-    /// wait blocks on them. Accumulates (read, combine, write under the
-    /// target's guard) complete before returning.
+    /// Puts: for several runs one packed active message carrying a copy of
+    /// `src`, else `src` copied into a registered buffer and one RDMA future
+    /// per run; spawned at once (so `src` is free when this returns); the
+    /// wait blocks on them. Accumulates complete before returning.
     unsafe fn write_runs_start<'w>(
         &'w self,
         target: usize,
@@ -520,6 +710,26 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             return Ok(Box::new(Completed));
         }
         let l = self.live()?;
+        if l.packs(target, runs) {
+            l.comm.count_data_op();
+            let am = ScatterRuns {
+                id: l.core.id,
+                runs: nonempty(runs),
+                op: op_code(None),
+                bytes: bytemuck::cast_slice(src).to_vec(),
+            };
+            let am = Some(l.comm.world().spawn_am_pe(target, am));
+            let slot = l.hold(Transfers::Scatter {
+                target,
+                am,
+                ok: false,
+            });
+            return Ok(Box::new(LamellarPuts {
+                win: self,
+                slot,
+                done: false,
+            }));
+        }
         let buf = l.comm.world().alloc_one_sided_mem_region::<T>(src.len());
         // SAFETY: the request's own registered buffer, not yet shared with
         // any transfer; the slice dies at the end of the statement.
@@ -532,9 +742,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             // written again (the request only reads it) and lives in the
             // window's transfers until the future completed.
             let task = unsafe { l.core.region.put_buffer(target, offset, &sub).spawn() };
+            l.comm.count_data_op();
             tasks.push(task);
         }
-        let slot = l.hold(Transfers { buf, tasks });
+        let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarPuts {
             win: self,
             slot,
@@ -607,18 +818,27 @@ struct LamellarGets<'w, T: Element> {
 unsafe impl<T: Element> Send for LamellarGets<'_, T> {}
 
 impl<T: Element> LamellarGets<'_, T> {
-    /// `Err` (`dst` untouched) once the communicator is gone.
+    /// `Err` (`dst` untouched) once the communicator is gone, or if the
+    /// target refused a packed get.
     fn finish(&mut self) -> Result<()> {
         self.done = true;
         let (ptr, len) = self.dst;
-        self.win.live()?.finish(self.slot, |buf| {
-            // SAFETY: every transfer into `buf` has completed; `ptr` / `len`
-            // is the caller's destination, valid and unaliased until this
-            // request is done (the contract of `get_runs_start`); `buf`
-            // holds `len` elements and nothing else accesses it.
-            unsafe { std::slice::from_raw_parts_mut(ptr, len).copy_from_slice(buf.as_slice()) };
-        });
-        Ok(())
+        self.win.live()?.finish(self.slot, |bytes| {
+            if bytes.len() != len * std::mem::size_of::<T>() {
+                return Err(Error::Backend(format!(
+                    "a get returned {} bytes for {len} elements",
+                    bytes.len()
+                )));
+            }
+            // SAFETY: `ptr` / `len` is the caller's destination, valid and
+            // unaliased until this request is done (the contract of
+            // `get_runs_start`); `bytes` (the completed transfers' data)
+            // holds exactly its `len` elements.
+            unsafe {
+                std::slice::from_raw_parts_mut(ptr.cast::<u8>(), bytes.len()).copy_from_slice(bytes)
+            };
+            Ok(())
+        })
     }
 }
 
@@ -648,11 +868,11 @@ struct LamellarPuts<'w, T: Element> {
 unsafe impl<T: Element> Send for LamellarPuts<'_, T> {}
 
 impl<T: Element> Request for LamellarPuts<'_, T> {
-    /// `Err` once the communicator is gone (which completed the puts).
+    /// `Err` once the communicator is gone (which completed the puts), or
+    /// if the target refused a packed put.
     fn wait(mut self: Box<Self>) -> Result<()> {
         self.done = true;
-        self.win.live()?.finish(self.slot, |_| ());
-        Ok(())
+        self.win.live()?.finish(self.slot, |_| Ok(()))
     }
 }
 
@@ -660,7 +880,7 @@ impl<T: Element> Drop for LamellarPuts<'_, T> {
     fn drop(&mut self) {
         if !self.done {
             if let Ok(l) = self.win.live() {
-                l.finish(self.slot, |_| ());
+                let _ = l.finish(self.slot, |_| Ok(()));
             }
         }
     }

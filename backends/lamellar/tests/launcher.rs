@@ -241,6 +241,44 @@ fn leaked_window_does_not_hang_the_exit() {
     }
 }
 
+/// A `DistArray` leaked (`mem::forget`) on one PE only (either one), or on
+/// every PE: the job still ends, cleanly and quickly. The array holds a
+/// communicator handle, so the PE that leaked it never dropped its last
+/// handle; before the exit-time teardown its world never shut down and the
+/// other PE waited for it in Lamellar's shutdown forever (the job hit the
+/// time limit). `array-teardown`: the world torn down under a live array
+/// (as the exit hook does), whose operations then return `Err`.
+#[test]
+fn leaked_array_does_not_hang_the_exit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for what in ["array@0", "array@1", "array", "array-teardown"] {
+        let before = shm_files();
+        let (out, elapsed) = launch(
+            &["-n", "2", "--", CONFORMANCE, "--leak", what],
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "--leak {what}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        for pe in 0..2 {
+            assert!(
+                stdout.contains(&format!("[PE {pe}] PE {pe} (leaked: ")),
+                "--leak {what}: PE {pe} did not reach the end of main\n{stdout}"
+            );
+        }
+        assert!(
+            elapsed < Duration::from_secs(30),
+            "--leak {what}: the job took {elapsed:?}"
+        );
+        let left = leftovers(&before);
+        assert!(left.is_empty(), "--leak {what}: shm files left: {left:?}");
+    }
+}
+
 #[test]
 fn launcher_rejects_bad_arguments() {
     let out = Command::new(RUN)

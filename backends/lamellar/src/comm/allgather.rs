@@ -6,7 +6,7 @@
 use distarray::{Error, Result};
 use lamellar::memregion::prelude::*;
 
-use super::LamellarComm;
+use super::Comm;
 
 /// Bytes per PE that [`OneSidedComm::allgather`] moves through the
 /// persistent scratch region; larger contributions use a temporary region.
@@ -15,7 +15,7 @@ use super::LamellarComm;
 const SCRATCH_BYTES: usize = 64 * 1024;
 pub(super) const SCRATCH_WORDS: usize = SCRATCH_BYTES / 8;
 
-impl LamellarComm {
+impl Comm {
     /// Allgather of byte strings (collective).
     pub(super) fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
         let _g = self.coll_guard();

@@ -4,13 +4,13 @@
 
 use std::sync::atomic::Ordering;
 
-use super::LamellarComm;
+use super::Comm;
 use crate::target::backoff_until;
 
 /// Words per PE of the barrier region: one flag per dissemination round.
 pub(super) const BAR_WORDS: usize = 64;
 
-impl LamellarComm {
+impl Comm {
     /// Collective barrier for window creation (the guard is held).
     pub(crate) fn creation_barrier(&self) {
         self.sync();

@@ -131,27 +131,48 @@ impl LamellarCommBuilder {
             tree.as_mut_slice().fill(0);
             gone.as_mut_slice().fill(0);
         }
+        // Lamellar 0.8.1's active messages fail on the libfabric lamellae
+        // here (the target cannot resolve the sender's buffer of the
+        // serialized message: `local_alloc_and_offset_from_remote_pe_and_addr
+        // failed`, a panic in the runtime; see BENCHMARKS-lamellar.md,
+        // "Across nodes"). So on a network lamellae (an explicit
+        // LAMELLAR_BACKEND other than shmem / local) this backend uses no
+        // active messages: no neighbour messages (halos fall back to
+        // one-sided updates) and no packed transfers, unless
+        // DISTARRAY_LAMELLAR_AM=1 asks for them anyway.
+        let network = std::env::var("LAMELLAR_BACKEND")
+            .is_ok_and(|v| !matches!(v.as_str(), "shmem" | "local"));
+        let ams = match std::env::var("DISTARRAY_LAMELLAR_AM").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => !network,
+        };
+        // DISTARRAY_LAMELLAR_PACK=0: strided transfers as one RDMA
+        // operation per run instead of one packed active message.
+        if !ams || std::env::var("DISTARRAY_LAMELLAR_PACK").is_ok_and(|v| v == "0") {
+            crate::window::set_packed(false);
+        }
         world.barrier();
-        Ok(LamellarComm {
-            inner: Arc::new(CommInner {
-                rank: world.my_pe(),
-                size: world.num_pes(),
-                coll: Mutex::new(()),
-                epoch: AtomicU64::new(0),
-                bar,
-                cache: Mutex::new(RegionCache::default()),
-                live: Mutex::default(),
-                next_window: AtomicU64::new(0),
-                scratch,
-                tree,
-                tree_out: Mutex::new(tree_out),
-                tree_seq: AtomicU64::new(0),
-                tree_safe: AtomicU64::new(0),
-                seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
-                gone,
-                handles: Arc::default(),
-                world,
-            }),
-        })
+        Ok(LamellarComm::own(Arc::new(CommInner {
+            rank: world.my_pe(),
+            size: world.num_pes(),
+            coll: Mutex::new(()),
+            epoch: AtomicU64::new(0),
+            bar,
+            cache: Mutex::new(RegionCache::default()),
+            live: Mutex::default(),
+            next_window: AtomicU64::new(0),
+            data_ops: AtomicU64::new(0),
+            scratch,
+            tree,
+            tree_out: Mutex::new(tree_out),
+            tree_seq: AtomicU64::new(0),
+            tree_safe: AtomicU64::new(0),
+            seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
+            gone,
+            handles: Arc::default(),
+            ams,
+            world,
+        })))
     }
 }

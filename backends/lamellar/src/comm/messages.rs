@@ -47,7 +47,7 @@ use distarray::comm::{NeighbourMessages, Request};
 use distarray::{Error, Result};
 use lamellar::active_messaging::prelude::*;
 
-use super::LamellarComm;
+use super::{Comm, LamellarComm, WeakComm};
 
 /// Messages that arrived at this PE and were not received yet, by
 /// (sender, sequence number).
@@ -119,7 +119,7 @@ impl Sequences {
     }
 }
 
-impl LamellarComm {
+impl Comm {
     fn sequences(&self) -> MutexGuard<'_, Sequences> {
         self.inner.seqs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -240,7 +240,7 @@ impl LamellarComm {
     }
 }
 
-impl NeighbourMessages for LamellarComm {
+impl NeighbourMessages for Comm {
     /// One active message per send (spawned at once, not awaited), then a
     /// wait for each expected message in this PE's mailbox. No collective:
     /// only neighbours wait for each other. Errors: a PE out of range (on
@@ -279,17 +279,39 @@ impl NeighbourMessages for LamellarComm {
             .map(|((from, b), seq)| (*from, seq, b.as_mut_ptr(), b.len()))
             .collect();
         Ok(Box::new(PendingReceives {
-            comm: self.clone(),
+            comm: self.downgrade(),
             recvs,
             done: false,
         }))
     }
 }
 
+/// The messages of a [`LamellarComm`]: those of the communicator it
+/// reaches (`Err` once it is gone).
+impl NeighbourMessages for LamellarComm {
+    fn exchange_bytes(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        self.strong()?.exchange_bytes(sends, recvs)
+    }
+
+    unsafe fn exchange_bytes_start(
+        &self,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn Request>> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { self.strong()?.exchange_bytes_start(sends, recvs) }
+    }
+}
+
 /// The receives of an exchange started by `exchange_bytes_start`: the
 /// caller's buffers, written in `wait` (or on drop).
 struct PendingReceives {
-    comm: LamellarComm,
+    /// Weak: a leaked request keeps no communicator alive.
+    comm: WeakComm,
     /// (source, sequence number, buffer, length).
     recvs: Vec<(usize, u64, *mut u8, usize)>,
     done: bool,
@@ -303,7 +325,7 @@ unsafe impl Send for PendingReceives {}
 impl PendingReceives {
     fn finish(&mut self) -> Result<()> {
         self.done = true;
-        self.comm.receive_all(self.recvs.iter().copied())
+        self.comm.upgrade()?.receive_all(self.recvs.iter().copied())
     }
 }
 

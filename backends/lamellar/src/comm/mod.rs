@@ -13,7 +13,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use distarray::collective::{self, Combiner};
@@ -48,12 +48,100 @@ use self::tree::SLOT_WORDS;
 /// Collective operations (`barrier`, `allgather`, `create_window`, window
 /// `fence`s) must be called by every PE in the same order, from one thread
 /// per PE.
-#[derive(Clone)]
+///
+/// # Lifetime
+///
+/// The world lives while a handle of this PE lives (every clone counts,
+/// also those inside arrays) and is torn down when the last one drops.
+/// If handles were leaked (`mem::forget` of an array, of a clone or of a
+/// request) but the handle that [`LamellarComm::from_env`] /
+/// [`LamellarCommBuilder::build`] returned (or wherever it was moved) has
+/// dropped, the world is torn down when the process exits (an `atexit`
+/// hook): the windows of leaked arrays are released, then the world shuts
+/// down with the other PEs, so that a leak on some PEs cannot make the job
+/// wait forever at exit. (A process that exits while that first handle
+/// lives, e.g. `process::exit` in the middle of the work or the
+/// exit-on-panic hook, exits without waiting for the others, as before.)
+/// After the teardown every operation through a remaining handle, its
+/// windows and arrays returns [`Error::Backend`]; no memory is touched.
 pub struct LamellarComm {
+    user: Arc<UserHandle>,
+    /// This is the handle the builder returned (clones are not).
+    first: bool,
+}
+
+impl Clone for LamellarComm {
+    fn clone(&self) -> Self {
+        LamellarComm {
+            user: self.user.clone(),
+            first: false,
+        }
+    }
+}
+
+impl Drop for LamellarComm {
+    /// The first handle's drop arms the exit-time teardown.
+    fn drop(&mut self) {
+        if self.first {
+            FIRST_DROPPED.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The handle the builder returned has dropped (see [`LamellarComm`]'s
+/// lifetime).
+static FIRST_DROPPED: AtomicBool = AtomicBool::new(false);
+
+/// What every clone of this PE's [`LamellarComm`] shares: its place in the
+/// job and a weak reference to the communicator. Its drop (the last user
+/// handle's) tears the world down.
+struct UserHandle {
+    rank: usize,
+    size: usize,
+    /// The communicator's `ams`.
+    ams: bool,
+    handles: Arc<HandleSlot>,
+    comm: WeakComm,
+}
+
+impl Drop for UserHandle {
+    fn drop(&mut self) {
+        tear_down();
+    }
+}
+
+/// The one lasting strong reference to this process's communicator (the
+/// others live only for the duration of an operation): dropped by the last
+/// user handle's drop or at the process's exit ([`tear_down`]).
+static OWNER: Mutex<Option<Arc<CommInner>>> = Mutex::new(None);
+
+/// Drops [`OWNER`]: the communicator (its windows' cores, regions and the
+/// world) drops now, or when the operation in progress that still holds it
+/// returns.
+fn tear_down() {
+    let owner = OWNER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(owner);
+}
+
+/// The `atexit` hook: tears the world down if leaked handles kept it and
+/// the first handle has dropped.
+extern "C" fn tear_down_at_exit() {
+    if FIRST_DROPPED.load(Ordering::SeqCst) {
+        // Unwinding out of an `extern "C"` function aborts; a panic is
+        // reported by the hook and the exit goes on.
+        let _ = std::panic::catch_unwind(tear_down);
+    }
+}
+
+/// The crate's own strong handle on the communicator, held by operations
+/// in progress (and by nothing that outlives them: windows and requests
+/// hold a [`WeakComm`]). Not counted as a user handle.
+#[derive(Clone)]
+pub(crate) struct Comm {
     inner: Arc<CommInner>,
 }
 
-struct CommInner {
+pub(crate) struct CommInner {
     rank: usize,
     size: usize,
     /// This PE's slot for its one non-blocking block handle on the
@@ -76,6 +164,9 @@ struct CommInner {
     live: Mutex<HashMap<u64, Arc<dyn Any + Send + Sync>>>,
     /// The key of the next window in `live`.
     next_window: AtomicU64,
+    /// Data transfers this PE's windows have issued to other PEs (RDMA
+    /// gets and puts, packed active messages), for tests and benchmarks.
+    data_ops: AtomicU64,
     /// Word 0 of each PE's part: the byte length of its contribution;
     /// words 1.. its bytes (when they fit).
     scratch: SharedMemoryRegion<u64>,
@@ -93,6 +184,9 @@ struct CommInner {
     /// Word `q` of a PE's part: PE `q` has dropped its communicator (see
     /// `messages`).
     gone: SharedMemoryRegion<u64>,
+    /// Whether active messages may be used (not on a network lamellae,
+    /// see the builder): neighbour messages and packed transfers.
+    ams: bool,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
 }
@@ -115,18 +209,16 @@ impl Drop for CommInner {
 pub(crate) struct WeakComm(Weak<CommInner>);
 
 impl WeakComm {
-    /// The communicator, or `Err` once its last handle has dropped.
-    pub(crate) fn upgrade(&self) -> Result<LamellarComm> {
-        self.0
-            .upgrade()
-            .map(|inner| LamellarComm { inner })
-            .ok_or_else(|| {
-                Error::Backend(
-                    "the window's communicator is gone (every LamellarComm handle of this PE \
+    /// The communicator, or `Err` once it was torn down (see
+    /// [`LamellarComm`]'s lifetime).
+    pub(crate) fn upgrade(&self) -> Result<Comm> {
+        self.0.upgrade().map(|inner| Comm { inner }).ok_or_else(|| {
+            Error::Backend(
+                "the window's communicator is gone (every LamellarComm handle of this PE \
                      dropped, which released the window's regions): the window is unusable"
-                        .into(),
-                )
-            })
+                    .into(),
+            )
+        })
     }
 }
 
@@ -162,9 +254,84 @@ impl LamellarComm {
         LamellarCommBuilder::default()
     }
 
-    /// The underlying Lamellar world (for code that mixes distarray with raw
-    /// Lamellar calls, e.g. benchmarks).
-    pub fn world(&self) -> &LamellarWorld {
+    /// The first user handle on a new communicator, which becomes the
+    /// [`OWNER`]; registers the exit hook (once per process: one world per
+    /// process).
+    pub(super) fn own(inner: Arc<CommInner>) -> Self {
+        let user = UserHandle {
+            rank: inner.rank,
+            size: inner.size,
+            ams: inner.ams,
+            handles: inner.handles.clone(),
+            comm: WeakComm(Arc::downgrade(&inner)),
+        };
+        *OWNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(inner);
+        // SAFETY: registers a function without arguments that never
+        // unwinds; `atexit` has no other precondition.
+        let rc = unsafe { libc::atexit(tear_down_at_exit) };
+        if rc != 0 {
+            eprintln!("distarray-lamellar: atexit failed; a leaked array may hang the exit");
+        }
+        LamellarComm {
+            user: Arc::new(user),
+            first: true,
+        }
+    }
+
+    /// Collective: tears the world down now, as the exit hook does for a
+    /// process whose handles were leaked (every PE must call it; this
+    /// handle, its clones, windows and arrays stay and return `Err` from
+    /// then on). For tests of that state.
+    #[doc(hidden)]
+    pub fn tear_down_world(&self) {
+        tear_down();
+    }
+
+    /// The communicator, for one operation; `Err` once it was torn down.
+    pub(crate) fn strong(&self) -> Result<Comm> {
+        self.user.comm.upgrade()
+    }
+
+    /// A handle on the underlying Lamellar world (for code that mixes
+    /// distarray with raw Lamellar calls, e.g. benchmarks); `Err` once the
+    /// world was torn down. A handle kept past the last communicator
+    /// handle delays the world's shutdown until it drops.
+    pub fn world(&self) -> Result<LamellarWorld> {
+        Ok(self.strong()?.inner.world.clone())
+    }
+
+    /// Number of data transfers this PE's windows have issued to other
+    /// PEs so far: each RDMA get or put (a bulk transfer moves in 64 KiB
+    /// chunks, one each) and each packed active message counts one; locks,
+    /// accumulate guards and collectives do not count. For tests and
+    /// benchmarks (0 once the world was torn down).
+    #[doc(hidden)]
+    pub fn remote_data_ops(&self) -> u64 {
+        self.strong()
+            .map_or(0, |c| c.inner.data_ops.load(Ordering::Relaxed))
+    }
+
+    /// Whether a window's transfer of several runs to another PE (a
+    /// strided block) moves as one packed active message (the default) or
+    /// as one RDMA operation per run. Process-wide; for benchmarks
+    /// comparing the two.
+    #[doc(hidden)]
+    pub fn set_packed_transfers(&self, packed: bool) {
+        crate::window::set_packed(packed);
+    }
+
+    /// Whether strided transfers are packed (see
+    /// [`LamellarComm::set_packed_transfers`]; off on a network lamellae,
+    /// see the builder).
+    #[doc(hidden)]
+    pub fn packed_transfers(&self) -> bool {
+        crate::window::packed()
+    }
+}
+
+impl Comm {
+    /// The underlying Lamellar world.
+    pub(crate) fn world(&self) -> &LamellarWorld {
         &self.inner.world
     }
 
@@ -174,6 +341,12 @@ impl LamellarComm {
     /// Called from every waiting loop of this crate.
     pub(crate) fn progress(&self) {
         self.inner.world.block_on(YieldOnce(false));
+    }
+
+    /// Counts one data transfer issued to another PE (see
+    /// [`LamellarComm::remote_data_ops`]).
+    pub(crate) fn count_data_op(&self) {
+        self.inner.data_ops.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A handle that does not keep the communicator alive.
@@ -207,10 +380,61 @@ impl LamellarComm {
     }
 }
 
+// SAFETY: every method is the communicator's (below), reached for the
+// call; `rank`, `size` and the handle slot are copies of its own.
+unsafe impl OneSidedComm for LamellarComm {
+    type RawWindow<T: Element> = LamellarWindow<T>;
+
+    fn rank(&self) -> usize {
+        self.user.rank
+    }
+
+    fn size(&self) -> usize {
+        self.user.size
+    }
+
+    fn handle_slot(&self) -> &Arc<HandleSlot> {
+        &self.user.handles
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.strong()?.barrier()
+    }
+
+    fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
+        self.user.ams.then_some(self as _)
+    }
+
+    fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        self.strong()?.allgather(local)
+    }
+
+    fn allreduce_bytes(&self, buf: &mut [u8], combine: Combiner<'_>) -> Result<()> {
+        self.strong()?.allreduce_bytes(buf, combine)
+    }
+
+    fn broadcast_bytes(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        self.strong()?.broadcast_bytes(root, buf)
+    }
+
+    unsafe fn allocate_window<T: Element>(&self, lens: &[usize]) -> Result<LamellarWindow<T>> {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { self.strong()?.allocate_window(lens) }
+    }
+
+    fn check_allocation(&self, lens: &[usize], elem_size: usize) -> Result<()> {
+        self.strong()?.check_allocation(lens, elem_size)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "lamellar"
+    }
+}
+
 // SAFETY: `rank` and `size` are the PE's place in its team; the collectives
 // deliver every PE's contribution (registered regions and barriers of the
 // team); the handle slot is this PE's, shared by every clone.
-unsafe impl OneSidedComm for LamellarComm {
+unsafe impl OneSidedComm for Comm {
     type RawWindow<T: Element> = LamellarWindow<T>;
 
     fn rank(&self) -> usize {
@@ -234,9 +458,10 @@ unsafe impl OneSidedComm for LamellarComm {
     }
 
     /// Active messages into a mailbox per PE (see the `messages` module:
-    /// per-pair sequence numbers, no collective).
+    /// per-pair sequence numbers, no collective); none on a network
+    /// lamellae (see the builder).
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
-        Some(self)
+        self.inner.ams.then_some(self as _)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
@@ -363,8 +588,8 @@ unsafe impl OneSidedComm for LamellarComm {
 impl std::fmt::Debug for LamellarComm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LamellarComm")
-            .field("rank", &self.inner.rank)
-            .field("size", &self.inner.size)
+            .field("rank", &self.user.rank)
+            .field("size", &self.user.size)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::any::{Any, TypeId};
 use distarray::{Element, Error, Result};
 use lamellar::memregion::prelude::*;
 
-use super::LamellarComm;
+use super::Comm;
 use crate::target::CTL_WORDS;
 
 /// At most this many bytes per PE of dropped windows are kept for reuse.
@@ -25,6 +25,13 @@ pub(crate) struct Regions {
     /// A `SharedMemoryRegion<T>` for the window's `T`.
     data: Box<dyn Any + Send + Sync>,
     pub(crate) ctl: SharedMemoryRegion<u64>,
+}
+
+impl Drop for Regions {
+    /// The packed transfers ([`crate::pack`]) no longer reach the memory.
+    fn drop(&mut self) {
+        crate::pack::unregister(self.id);
+    }
 }
 
 impl Regions {
@@ -52,7 +59,7 @@ pub(super) struct RegionCache {
     pub(super) free: Vec<Regions>,
 }
 
-impl LamellarComm {
+impl Comm {
     pub(super) fn cache(&self) -> std::sync::MutexGuard<'_, RegionCache> {
         self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -79,6 +86,10 @@ impl LamellarComm {
             cache.next_id += 1;
             cache.next_id
         };
+        // SAFETY: only the address of this PE's part is taken.
+        let base = unsafe { data.as_mut_ptr() }
+            .map_err(|e| Error::Backend(format!("window region has no local part: {e:?}")))?;
+        crate::pack::register::<T>(id, base, cap);
         Ok(Regions {
             id,
             type_id: TypeId::of::<T>(),

@@ -10,7 +10,7 @@ use distarray::collective::{self, Combiner, Phase, Transport};
 use distarray::{Error, Result};
 use lamellar::memregion::prelude::*;
 
-use super::LamellarComm;
+use super::Comm;
 use crate::target::backoff_until;
 
 /// Payload words of one message slot of the tree collectives; larger
@@ -29,7 +29,7 @@ const DONE_WORD: usize = (2 + ROUNDS) * SLOT;
 /// sequence number), one slot per reduction round, the done word.
 pub(super) const TREE_WORDS: usize = DONE_WORD + 1;
 
-impl LamellarComm {
+impl Comm {
     /// Runs a tree collective (the caller holds the collective guard):
     /// numbers it and publishes its completion.
     pub(super) fn tree_collective<R>(
@@ -93,7 +93,7 @@ impl LamellarComm {
 /// has completed collective `seq - 2` (known after any barrier or
 /// allreduce, otherwise read from the receiver's done word).
 pub(super) struct TreeTransport<'a> {
-    comm: &'a LamellarComm,
+    comm: &'a Comm,
     seq: u64,
 }
 
@@ -228,12 +228,12 @@ unsafe fn read_slot(region: &SharedMemoryRegion<u64>, word: usize, buf: &mut [u8
     Ok(())
 }
 
-/// The messages of one large allreduce ([`LamellarComm::big_tree_allreduce`]):
+/// The messages of one large allreduce ([`Comm::big_tree_allreduce`]):
 /// a fresh region with a slot per message a PE can receive (the broadcast,
 /// and one per reduction round), each written once, by one sender: the
 /// payload, then a flag word set to 1, on which the receiver waits.
 struct BigTransport<'a> {
-    comm: &'a LamellarComm,
+    comm: &'a Comm,
     region: &'a SharedMemoryRegion<u64>,
     /// This PE's registered send buffer, one payload long.
     out: &'a OneSidedMemoryRegion<u64>,
