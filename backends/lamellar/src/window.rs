@@ -61,7 +61,7 @@ use crate::target::Ctl;
 /// between it and the caller's buffer stays in cache.
 const CHUNK_BYTES: usize = 64 << 10;
 
-/// The raw window of a [`LamellarComm`] (checked by [`distarray::Window`]).
+/// The raw window of a [`LamellarComm`](crate::LamellarComm) (checked by [`distarray::Window`]).
 ///
 /// It holds no Lamellar handle and does not keep the communicator alive:
 /// its regions, buffers and transfers in flight (its core) belong to
