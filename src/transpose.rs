@@ -72,6 +72,9 @@
 //!     for _ in 0..3 {
 //!         plan.transpose_add_map(&a, &mut b, 1, |v| v + 1)?;
 //!     }
+//!     // the plan's calls complete this rank's part: synchronise before
+//!     // reading another rank's
+//!     b.barrier()?;
 //!     // 25 + 25 + 26 + 27
 //!     assert_eq!(b.get([5, 2])?, 103);
 //!     Ok(())
@@ -143,6 +146,7 @@ enum Op<T> {
 ///     // rows -> rows on 2 ranks: this rank sends one message, to the other
 ///     assert_eq!(plan.destinations(), vec![1 - comm.rank()]);
 ///     plan.transpose(&a, &mut b)?;
+///     b.barrier()?;
 ///     assert_eq!(b.get([1, 2])?, 9.0);
 ///     Ok(())
 /// })
@@ -672,6 +676,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     ///     let mut b = a.similar::<i32>()?;
     ///     let mut plan = TransposePlan::new(&a, &b)?;
     ///     plan.transpose(&a, &mut b)?;
+    ///     b.barrier()?; // before reading other ranks' parts
     ///     assert_eq!(b.to_vec()?, vec![0, 2, 1, 3]);
     ///     // an output partitioned otherwise does not fit this plan
     ///     let mut cols = DistArray::<i32, _, 2>::with_grid(comm.clone(), [1, 2], [2, 2])?;
@@ -738,6 +743,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     ///     for _ in 0..2 {
     ///         plan.transpose_add_map(&a, &mut b, 1.0, |v| v + 1.0)?; // B += Aᵀ; A += 1
     ///     }
+    ///     b.barrier()?; // before reading other ranks' parts
     ///     // A[1, 3] = 7, then 8
     ///     assert_eq!(b.get([3, 1])?, 15.0);
     ///     assert_eq!(a.get([1, 3])?, 9.0);
