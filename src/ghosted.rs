@@ -851,7 +851,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// Local: maps every value of this rank's part (the ghost cells are
     /// left alone), row by row.
     pub fn map_inplace(&mut self, f: impl Fn(T) -> T) {
-        self.for_each_row(|row| row.iter_mut().for_each(|v| *v = f(*v)));
+        let len = self.part_shape()[N - 1];
+        let data = self.halo.data_mut().0;
+        crate::kernels::map_rows(data, &self.rows, len, &f);
     }
 
     /// Local: runs `f` on every row (last dimension) of this rank's part

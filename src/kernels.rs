@@ -196,6 +196,19 @@ macro_rules! dispatch_wide {
 
 pub(crate) use dispatch_wide;
 
+dispatch_wide! {
+    /// `v = f(v)` over the rows of `len` values starting at `rows` in
+    /// `data`, compiled for the widest vectors the CPU has (a map over
+    /// cache-resident rows, where the vector width shows).
+    pub(crate) fn map_rows<T: Element, F: Fn(T) -> T>(data: &mut [T], rows: &[usize], len: usize, f: &F) -> () {
+        for &o in rows {
+            for v in &mut data[o..o + len] {
+                *v = f(*v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Unit tests set this to run the baseline (SSE2) code on an AVX2 CPU.

@@ -48,11 +48,13 @@ const WIDE: usize = 32;
 /// The block for the rest of a row before the last few values.
 const BLOCK: usize = 8;
 
-/// Inputs of at least this many bytes are read with software prefetch
-/// (larger than the last-level caches of common CPUs: the rows stream
-/// from memory); smaller ones are read without (measured: the hints cost
-/// 5-10 % when the rows are in cache).
-const PREFETCH_FROM_BYTES: usize = 24 << 20;
+/// Inputs of at least this many bytes are taken to stream from memory
+/// (larger than the last-level caches of common CPUs): they are read with
+/// software prefetch, and a stencil fused with a map runs in one pass.
+/// Smaller ones are read without prefetch (the hints cost about 5 % when
+/// the rows are in cache) and fused work runs in two passes (measured
+/// faster there).
+const STREAMING_BYTES: usize = 24 << 20;
 
 /// A stencil: points (offsets from the centre) with their weights, applied
 /// in the order given (see the [module docs](self)).
@@ -378,10 +380,11 @@ impl<T: Element> RowPlan<T> {
 
 /// [`apply_into`] without the dot product, and then `input[i] = f(input[i])`
 /// at every point of the box `interior` (in `input`'s coordinates; the
-/// region must lie inside it) — in one pass: the stencil runs slab by slab
-/// of the first dimension, and each slab of `interior` is mapped as soon
-/// as no output slab left reads it (the stencil's reach behind), while it
-/// is still in cache. The stencil reads every value before it is mapped,
+/// region must lie inside it) — for inputs larger than the caches in one
+/// pass: the stencil runs slab by slab of the first dimension, and each
+/// slab of `interior` is mapped as soon as no output slab left reads it
+/// (the stencil's reach behind), while it is still in cache; smaller
+/// inputs in two. The stencil reads every value before it is mapped,
 /// so the results are those of [`apply_into`] followed by a map.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_into_then_map<T: Element, const N: usize>(
@@ -395,6 +398,27 @@ pub(crate) fn apply_into_then_map<T: Element, const N: usize>(
     out_start: [usize; N],
     accumulate: bool,
     f: impl Fn(T) -> T,
+) -> Result<()> {
+    let one_pass = std::mem::size_of_val(input) >= STREAMING_BYTES;
+    apply_then_map_passes(
+        st, input, shape, region, interior, out, out_shape, out_start, accumulate, f, one_pass,
+    )
+}
+
+/// [`apply_into_then_map`] in one pass (`one_pass`) or two.
+#[allow(clippy::too_many_arguments)]
+fn apply_then_map_passes<T: Element, const N: usize>(
+    st: &Stencil<T, N>,
+    input: &mut [T],
+    shape: [usize; N],
+    region: [Range<usize>; N],
+    interior: [Range<usize>; N],
+    out: &mut [T],
+    out_shape: [usize; N],
+    out_start: [usize; N],
+    accumulate: bool,
+    f: impl Fn(T) -> T,
+    one_pass: bool,
 ) -> Result<()> {
     let count = region.iter().map(|r| r.len()).product();
     check(st, input, shape, &region, count)?;
@@ -422,15 +446,20 @@ pub(crate) fn apply_into_then_map<T: Element, const N: usize>(
         });
     };
     let plan = match RowPlan::new(st, shape, &region, out_shape, out_start) {
-        Some(plan) if N > 1 => plan,
+        // rows streaming from memory: one pass, each slab mapped while in cache
+        Some(plan) if N > 1 && one_pass => plan,
         _ => {
-            // nothing to apply, or one dimension (one row): apply, then map
+            // nothing to apply, one dimension (one row), or an input that
+            // fits the caches, where the second pass hits the cache and
+            // the slab-by-slab calls cost more (measured): apply, then map
             apply_into(
                 st, input, shape, region, out, out_shape, out_start, accumulate, false,
             )?;
+            let mut rows = Vec::new();
             for k in interior[0].clone() {
-                map_slab(input, k);
+                for_rows_of(shape, &interior, k, |at, _| rows.push(at));
             }
+            kernels::map_rows(input, &rows, interior[N - 1].len(), &f);
             return Ok(());
         }
     };
@@ -520,7 +549,7 @@ crate::kernels::dispatch_wide! {
         let mut acc = T::ZERO;
         // an input larger than the caches streams from memory: prefetch
         // (in cache the hints are pure overhead)
-        let prefetch = std::mem::size_of_val(input) >= PREFETCH_FROM_BYTES;
+        let prefetch = std::mem::size_of_val(input) >= STREAMING_BYTES;
         for &(centre, o) in rows {
             for (s, &off) in starts.iter_mut().zip(offsets) {
                 *s = (centre as isize + off) as usize;
@@ -763,7 +792,7 @@ mod tests {
             let count: usize = region.iter().map(|r| r.len()).product();
             let rshape = region.clone().map(|r| r.len());
             let mut want_out = values(count.max(1))[..count].to_vec();
-            let mut got_out = want_out.clone();
+            let got_out = want_out.clone();
             let mut want_in = input.clone();
             apply(st, &input, shape, region.clone(), &mut want_out, true).unwrap();
             for k in interior[0].clone() {
@@ -771,25 +800,32 @@ mod tests {
                     want_in[at..at + len].iter_mut().for_each(|v| *v = f(*v))
                 });
             }
-            let mut got_in = input.clone();
-            apply_into_then_map(
-                st,
-                &mut got_in,
-                shape,
-                region.clone(),
-                interior.clone(),
-                &mut got_out,
-                rshape,
-                [0; N],
-                true,
-                f,
-            )
-            .unwrap();
-            assert_eq!(got_out, want_out, "{region:?}");
-            assert_eq!(got_in, want_in, "{region:?} {interior:?}");
-            // the map touched exactly the interior
-            let changed = got_in.iter().zip(&input).filter(|(a, b)| a != b).count();
-            assert_eq!(changed, interior.iter().map(|r| r.len()).product::<usize>());
+            for one_pass in [true, false] {
+                let mut got_in = input.clone();
+                let mut got_out = got_out.clone();
+                apply_then_map_passes(
+                    st,
+                    &mut got_in,
+                    shape,
+                    region.clone(),
+                    interior.clone(),
+                    &mut got_out,
+                    rshape,
+                    [0; N],
+                    true,
+                    f,
+                    one_pass,
+                )
+                .unwrap();
+                assert_eq!(got_out, want_out, "{region:?} one pass {one_pass}");
+                assert_eq!(
+                    got_in, want_in,
+                    "{region:?} {interior:?} one pass {one_pass}"
+                );
+                // the map touched exactly the interior
+                let changed = got_in.iter().zip(&input).filter(|(a, b)| a != b).count();
+                assert_eq!(changed, interior.iter().map(|r| r.len()).product::<usize>());
+            }
         }
         for baseline in [false, true] {
             let run = || {
