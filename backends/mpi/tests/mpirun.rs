@@ -150,6 +150,9 @@ fn conformance(ranks: usize, net: Net, mca: &[&str]) {
     let job = Job {
         mca,
         net,
+        // the whole suite on 4 ranks oversubscribing 2 cores takes
+        // 3-5 minutes under MPICH
+        timeout_secs: 900,
         ..Job::new(env!("CARGO_BIN_EXE_conformance"), ranks)
     };
     let (out, took) = job.run();
