@@ -210,6 +210,25 @@ fn check<T: Element, const N: usize>(
     Ok(())
 }
 
+/// Checks that an output of `len` values, row-major over `out_shape`,
+/// holds the region's results in the box at `out_start`.
+fn check_out<const N: usize>(
+    len: usize,
+    out_shape: [usize; N],
+    out_start: [usize; N],
+    region: &[Range<usize>; N],
+) -> Result<()> {
+    if len != out_shape.iter().product::<usize>()
+        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
+    {
+        return Err(Error::ShapeMismatch {
+            expected: out_shape.to_vec(),
+            found: vec![len],
+        });
+    }
+    Ok(())
+}
+
 /// Applies `st` to `input` (row-major, `shape`) at every point of `region`
 /// (ranges in `input`'s coordinates, at least the stencil's
 /// [`reach`](Stencil::reach) from its edges), writing the results to `out`
@@ -277,14 +296,7 @@ pub(crate) fn apply_into<T: Element, const N: usize>(
         &region,
         region.iter().map(|r| r.len()).product(),
     )?;
-    if out.len() != out_shape.iter().product::<usize>()
-        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
-    {
-        return Err(Error::ShapeMismatch {
-            expected: out_shape.to_vec(),
-            found: vec![out.len()],
-        });
-    }
+    check_out(out.len(), out_shape, out_start, &region)?;
     Ok(run(
         st, input, shape, &region, out, out_shape, out_start, accumulate, dot,
     ))
@@ -422,14 +434,7 @@ fn apply_then_map_passes<T: Element, const N: usize>(
 ) -> Result<()> {
     let count = region.iter().map(|r| r.len()).product();
     check(st, input, shape, &region, count)?;
-    if out.len() != out_shape.iter().product::<usize>()
-        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
-    {
-        return Err(Error::ShapeMismatch {
-            expected: out_shape.to_vec(),
-            found: vec![out.len()],
-        });
-    }
+    check_out(out.len(), out_shape, out_start, &region)?;
     if (0..N).any(|d| interior[d].end > shape[d] || interior[d].start > interior[d].end)
         || (region.iter().all(|r| !r.is_empty())
             && (0..N)
