@@ -10,7 +10,7 @@
  * and the residual max |A x - b| of the last solve.
  *
  *   mpicc -O3 -march=native -o pdgesv bench/dense_solve/pdgesv.c -lscalapack-openmpi -lopenblas
- *   OPENBLAS_NUM_THREADS=1 mpirun -n 4 ./pdgesv 2000 3 [nb]
+ *   OPENBLAS_NUM_THREADS=1 mpirun -n 4 ./pdgesv 2000 3 [nb [pivot]]
  */
 #include <math.h>
 #include <mpi.h>
@@ -33,6 +33,16 @@ static double entry(int i, int j, int n) {
   return 1.0 / (1 + i + 2 * j) + (i == j ? (double)n : 0.0);
 }
 
+/* With pivot != 0, row i of A is row q i + 3 mod n of entry()'s matrix (q
+   the first of 7, 11, 13, 17 prime to n): every step of the LU pivots. */
+static int row(int i, int n, int pivot) {
+  if (!pivot) return i;
+  int qs[4] = {7, 11, 13, 17}, q = 1;
+  for (int k = 3; k >= 0; k--)
+    if (n % qs[k] != 0) q = qs[k];
+  return (int)(((long)q * i + 3) % n);
+}
+
 static int cmp(const void *x, const void *y) {
   double a = *(const double *)x, b = *(const double *)y;
   return (a > b) - (a < b);
@@ -43,6 +53,7 @@ int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1000;
   int reps = argc > 2 ? atoi(argv[2]) : 3;
   int nb = argc > 3 ? atoi(argv[3]) : 64;
+  int pivot = argc > 4 ? atoi(argv[4]) : 0;
   int me, np, ctx, pr, pc, myr, myc, info, zero = 0, one = 1;
   Cblacs_pinfo(&me, &np);
   pr = 1;
@@ -66,7 +77,7 @@ int main(int argc, char **argv) {
     for (int jl = 0; jl < lc; jl++)
       for (int il = 0; il < lr; il++) {
         int i = (il / nb * pr + myr) * nb + il % nb, j = (jl / nb * pc + myc) * nb + jl % nb;
-        a[il + (size_t)jl * lld] = entry(i, j, n);
+        a[il + (size_t)jl * lld] = entry(row(i, n, pivot), j, n);
       }
     for (int il = 0; il < lr && lcb > 0; il++) {
       int i = (il / nb * pr + myr) * nb + il % nb;
@@ -88,7 +99,7 @@ int main(int argc, char **argv) {
   double res = 0.0;
   for (int i = me; i < n; i += np) {
     double s = 0.0;
-    for (int j = 0; j < n; j++) s += entry(i, j, n) * x[j];
+    for (int j = 0; j < n; j++) s += entry(row(i, n, pivot), j, n) * x[j];
     res = fmax(res, fabs(s - i * 0.5));
   }
   MPI_Allreduce(MPI_IN_PLACE, &res, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);

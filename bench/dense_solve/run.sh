@@ -5,6 +5,7 @@
 #
 #   bash bench/dense_solve/run.sh                    # n = 2000, P = 1 2 4, 3 rounds
 #   SIZES="1000 2000" RANKS="2" ROUNDS=5 bash bench/dense_solve/run.sh
+#   PIVOT=1 bash bench/dense_solve/run.sh            # a matrix on which the LU pivots
 #
 # Needs libscalapack-openmpi-dev and libopenblas-dev. Each round runs C and
 # distarray back to back (alternating which goes first); OpenBLAS one thread
@@ -17,6 +18,7 @@ RANKS=${RANKS:-"1 2 4"}
 ROUNDS=${ROUNDS:-3}
 REPS=${REPS:-3}
 NB=${NB:-64}
+PIVOT=${PIVOT:-0}   # 1: rows of A permuted, every LU step pivots
 MPIRUN=${MPIRUN:-"mpirun.openmpi --oversubscribe --mca btl self,vader"}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -33,11 +35,11 @@ for n in $SIZES; do
     cs=(); ds=(); rs=()
     for r in $(seq 1 "$ROUNDS"); do
       if [ $((r % 2)) = 1 ]; then
-        c=$(timeout 600 $MPIRUN -n "$p" "$C_BIN" "$n" "$REPS" "$NB" | ms)
-        d=$(timeout 600 $MPIRUN -n "$p" "$OURS" --n "$n" --reps "$REPS" --nb "$NB" | ms)
+        c=$(timeout 600 $MPIRUN -n "$p" "$C_BIN" "$n" "$REPS" "$NB" "$PIVOT" | ms)
+        d=$(timeout 600 $MPIRUN -n "$p" "$OURS" --n "$n" --reps "$REPS" --nb "$NB" --pivot "$PIVOT" | ms)
       else
-        d=$(timeout 600 $MPIRUN -n "$p" "$OURS" --n "$n" --reps "$REPS" --nb "$NB" | ms)
-        c=$(timeout 600 $MPIRUN -n "$p" "$C_BIN" "$n" "$REPS" "$NB" | ms)
+        d=$(timeout 600 $MPIRUN -n "$p" "$OURS" --n "$n" --reps "$REPS" --nb "$NB" --pivot "$PIVOT" | ms)
+        c=$(timeout 600 $MPIRUN -n "$p" "$C_BIN" "$n" "$REPS" "$NB" "$PIVOT" | ms)
       fi
       cs+=("$c"); ds+=("$d"); rs+=("$(echo "$d / $c" | bc -l)")
     done

@@ -7,8 +7,11 @@
 //!
 //! ```text
 //! cargo build --release -p distarray-mpi --features scalapack,openblas --example mpi_dense_solve
-//! mpirun -n 4 target/release/examples/mpi_dense_solve --n 2000 --reps 3 --nb 64
+//! mpirun -n 4 target/release/examples/mpi_dense_solve --n 2000 --reps 3 --nb 64 [--pivot 1]
 //! ```
+//!
+//! `--pivot 1` permutes the rows of `A` so that the LU pivots on every
+//! step.
 
 use std::time::Instant;
 
@@ -17,6 +20,20 @@ use distarray_mpi::{scalapack, MpiComm};
 
 fn entry(i: usize, j: usize, n: usize) -> f64 {
     1.0 / (1 + i + 2 * j) as f64 + if i == j { n as f64 } else { 0.0 }
+}
+
+/// With `--pivot 1` row `i` of `A` is row `q i + 3 mod n` of [`entry`]'s
+/// matrix (`q` the first of 7, 11, 13, 17 prime to `n`): as well
+/// conditioned, but every step of the LU pivots.
+fn row(i: usize, n: usize, pivot: bool) -> usize {
+    if !pivot {
+        return i;
+    }
+    let q = [7, 11, 13, 17]
+        .into_iter()
+        .find(|q| n % q != 0)
+        .unwrap_or(1);
+    (q * i + 3) % n
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -31,6 +48,7 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() -> distarray::Result<()> {
     let (_env, comm) = MpiComm::init()?;
     let (n, reps, nb) = (arg("--n", 1000), arg("--reps", 3), arg("--nb", 64));
+    let pivot = arg("--pivot", 0) != 0;
     let p = comm.size();
     let pr = (1..=p)
         .filter(|d| p.is_multiple_of(*d) && d * d <= p)
@@ -41,7 +59,7 @@ fn main() -> distarray::Result<()> {
     let mut b = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), [n, 1], grid, [nb, nb])?;
     let mut times = Vec::new();
     for _ in 0..=reps {
-        a.with_local_mut(|mut l| l.fill_with(|[i, j]| entry(i, j, n)))?;
+        a.with_local_mut(|mut l| l.fill_with(|[i, j]| entry(row(i, n, pivot), j, n)))?;
         b.with_local_mut(|mut l| l.fill_with(|[i, _]| i as f64 * 0.5))?;
         comm.barrier()?;
         let t0 = Instant::now();
@@ -53,7 +71,7 @@ fn main() -> distarray::Result<()> {
     let x = b.to_vec()?;
     let mut res = 0.0f64;
     for i in (comm.rank()..n).step_by(p) {
-        let s: f64 = (0..n).map(|j| entry(i, j, n) * x[j]).sum();
+        let s: f64 = (0..n).map(|j| entry(row(i, n, pivot), j, n) * x[j]).sum();
         res = res.max((s - i as f64 * 0.5).abs());
     }
     let res = distarray::collective::allreduce_max(&comm, res)?;

@@ -92,6 +92,14 @@ fn general<T: Num>(i: usize, j: usize, n: usize) -> T {
     T::cplx(v, 0.25 * ((i * 3 + j) % 5) as f64 - 0.5)
 }
 
+/// [`general`] with its rows permuted (row `i` is row `5i + 3 mod n` of
+/// it, `n` prime to 5): as well conditioned, but the largest entry of
+/// each row and column is off the diagonal, so the LU pivots on every
+/// step (in the factors of `Aᵀ` that `gesv` computes, too).
+fn pivoting<T: Num>(i: usize, j: usize, n: usize) -> T {
+    general((5 * i + 3) % n, j, n)
+}
+
 /// A Hermitian positive definite entry: diagonally dominant, `a(j, i) =
 /// conj(a(i, j))`.
 fn hpd<T: Num>(i: usize, j: usize, n: usize) -> T {
@@ -153,6 +161,18 @@ fn solves<T: Num>(comm: &MpiComm, what: &str) {
     scalapack::gesv(&mut a, &mut b).expect("gesv");
     let r = residual(comm, &b, fa, fb);
     assert!(r < T::tol() * n as f64, "{what}: gesv residual {r}");
+    // LU that pivots, one and several right-hand sides
+    let fp = |i, j| pivoting::<T>(i, j, 37);
+    for (nrhs, blocks) in [(1, [4, 1]), (5, [4, 2])] {
+        let mut a = make(comm, [n, n], [4, 4], fp);
+        let mut b = make(comm, [n, nrhs], blocks, fb);
+        scalapack::gesv(&mut a, &mut b).expect("gesv");
+        let r = residual(comm, &b, fp, fb);
+        assert!(
+            r < T::tol() * n as f64,
+            "{what}: pivoting gesv residual {r} ({nrhs} rhs)"
+        );
+    }
     // Cholesky
     let fh = |i, j| hpd::<T>(i, j, 37);
     let mut a = make(comm, [n, n], [5, 5], fh);

@@ -22,6 +22,18 @@ extern "C" {
     );
     pub(super) fn Cblacs_gridexit(ctxt: c_int);
 
+    /// Fills a descriptor without checks (ScaLAPACK's `DESCSET`).
+    pub(super) fn descset_(
+        desc: *mut c_int,
+        m: *const c_int,
+        n: *const c_int,
+        mb: *const c_int,
+        nb: *const c_int,
+        irsrc: *const c_int,
+        icsrc: *const c_int,
+        ctxt: *const c_int,
+        lld: *const c_int,
+    );
     pub(super) fn descinit_(
         desc: *mut c_int,
         m: *const c_int,
@@ -37,7 +49,7 @@ extern "C" {
 }
 
 macro_rules! scalapack_fns {
-    ($t:ty, $getrf:ident, $getrs:ident, $potrf:ident, $potrs:ident, $gemm:ident, $tran:ident) => {
+    ($t:ty, $getrf:ident, $trsm:ident, $lapiv:ident, $potrf:ident, $potrs:ident, $gemm:ident, $tran:ident) => {
         extern "C" {
             pub(super) fn $getrf(
                 m: *const c_int,
@@ -49,21 +61,49 @@ macro_rules! scalapack_fns {
                 ipiv: *mut c_int,
                 info: *mut c_int,
             );
-            pub(super) fn $getrs(
-                trans: *const c_char,
+            /// `B := alpha B op(A)⁻¹` or `alpha op(A)⁻¹ B` for a triangular `A`
+            /// (PBLAS, C: the hidden lengths are ignored).
+            pub(super) fn $trsm(
+                side: *const c_char,
+                uplo: *const c_char,
+                transa: *const c_char,
+                diag: *const c_char,
+                m: *const c_int,
                 n: *const c_int,
-                nrhs: *const c_int,
+                alpha: *const $t,
                 a: *const $t,
                 ia: *const c_int,
                 ja: *const c_int,
                 desca: *const c_int,
-                ipiv: *const c_int,
                 b: *mut $t,
                 ib: *const c_int,
                 jb: *const c_int,
                 descb: *const c_int,
-                info: *mut c_int,
-                trans_len: FLen,
+                side_len: FLen,
+                uplo_len: FLen,
+                transa_len: FLen,
+                diag_len: FLen,
+            );
+            /// Applies the pivots `ipiv` (or their inverse) to the rows or
+            /// columns of `A`.
+            pub(super) fn $lapiv(
+                direc: *const c_char,
+                rowcol: *const c_char,
+                pivroc: *const c_char,
+                m: *const c_int,
+                n: *const c_int,
+                a: *mut $t,
+                ia: *const c_int,
+                ja: *const c_int,
+                desca: *const c_int,
+                ipiv: *const c_int,
+                ip: *const c_int,
+                jp: *const c_int,
+                descip: *const c_int,
+                iwork: *mut c_int,
+                direc_len: FLen,
+                rowcol_len: FLen,
+                pivroc_len: FLen,
             );
             pub(super) fn $potrf(
                 uplo: *const c_char,
@@ -132,10 +172,10 @@ macro_rules! scalapack_fns {
     };
 }
 
-scalapack_fns!(f32, psgetrf_, psgetrs_, pspotrf_, pspotrs_, psgemm_, pstran_);
-scalapack_fns!(f64, pdgetrf_, pdgetrs_, pdpotrf_, pdpotrs_, pdgemm_, pdtran_);
-scalapack_fns!(Complex32, pcgetrf_, pcgetrs_, pcpotrf_, pcpotrs_, pcgemm_, pctranu_);
-scalapack_fns!(Complex64, pzgetrf_, pzgetrs_, pzpotrf_, pzpotrs_, pzgemm_, pztranu_);
+scalapack_fns!(f32, psgetrf_, pstrsm_, pslapiv_, pspotrf_, pspotrs_, psgemm_, pstran_);
+scalapack_fns!(f64, pdgetrf_, pdtrsm_, pdlapiv_, pdpotrf_, pdpotrs_, pdgemm_, pdtran_);
+scalapack_fns!(Complex32, pcgetrf_, pctrsm_, pclapiv_, pcpotrf_, pcpotrs_, pcgemm_, pctranu_);
+scalapack_fns!(Complex64, pzgetrf_, pztrsm_, pzlapiv_, pzpotrf_, pzpotrs_, pzgemm_, pztranu_);
 
 macro_rules! conj_tran {
     ($($t:ty => $tranc:ident),*) => {

@@ -1,5 +1,6 @@
 //! ScaLAPACK on distarray's memory (feature `scalapack`): the LU solve
-//! ([`gesv`]: `p?getrf` + `p?getrs`), the Cholesky factorisation and solve
+//! ([`gesv`]: `p?getrf`, then the solve on the right-hand sides as they
+//! lie in memory), the Cholesky factorisation and solve
 //! ([`potrf`], [`potrs`], [`posv`]) and the matrix product ([`gemm`]:
 //! `p?gemm`) for `f32`, `f64`, `Complex32` and `Complex64`, called on the
 //! local parts of 2-D block-cyclic [`DistArray`]s with no copy of the
@@ -19,9 +20,11 @@
 //! descriptor; the wrappers pass transposed problems accordingly:
 //!
 //! * `gemm`: `C = αAB + βC` is `Cᵀ = αBᵀAᵀ + βCᵀ`, one `p?gemm`;
-//! * `gesv`: `p?getrf` factors `Aᵀ` in place, `p?getrs` with `TRANS = 'T'`
-//!   solves `(Aᵀ)ᵀX = AX = B`; the right-hand sides are transposed into a
-//!   work buffer and back (`p?tran`, two copies of `B`, none of `A`);
+//! * `gesv`: `p?getrf` factors `Aᵀ = P L U` in place; `B`'s memory is
+//!   `Bᵀ`, and `AX = B` is `Xᵀ P L U = Bᵀ`, solved on the right where `Bᵀ`
+//!   lies: two `p?trsm('R', .., 'N')`, then `p?lapiv` applies `Pᵀ` to the
+//!   columns (no copy of `A` or `B`, and no transposed solve: `p?getrs`
+//!   with `TRANS = 'T'` copies panels of the factors);
 //! * `potrf` / `potrs`: a symmetric (Hermitian) `A` has `Aᵀ = A` (`Aᵀ =
 //!   conj(A)`, Hermitian positive definite too): `p?potrf` factors the
 //!   memory as it is; for complex types the solve conjugates the
@@ -81,23 +84,45 @@ pub trait ScalapackElement: Element + sealed::Sealed {
         ipiv: *mut c_int,
     ) -> c_int;
 
-    /// `p?getrs`.
+    /// `p?trsm('R', uplo, 'N', diag)`: `B := B A⁻¹` for the `m x n`
+    /// matrix `B` and the triangular `n x n` matrix `A` (`uplo` = `b'L'`
+    /// or `b'U'`; `diag` = `b'U'` for a unit diagonal, `b'N'` otherwise).
     ///
     /// # Safety
     ///
     /// As for [`ScalapackElement::getrf`].
     #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn getrs(
-        trans: u8,
+    unsafe fn trsm_right(
+        uplo: u8,
+        diag: u8,
+        m: c_int,
         n: c_int,
-        nrhs: c_int,
         a: *const Self,
         desca: &[c_int; 9],
-        ipiv: *const c_int,
         b: *mut Self,
         descb: &[c_int; 9],
-    ) -> c_int;
+    );
+
+    /// `p?lapiv('B', 'C', 'C')`: `B := B Pᵀ` for the `m x n` matrix `B`,
+    /// where `P` is the permutation of the row pivots `ipiv` of a
+    /// `p?getrf` (distributed over a process column as `descip` says),
+    /// `iwork` its workspace.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ScalapackElement::getrf`].
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn unpivot_columns(
+        m: c_int,
+        n: c_int,
+        b: *mut Self,
+        descb: &[c_int; 9],
+        ipiv: *const c_int,
+        descip: &[c_int; 9],
+        iwork: *mut c_int,
+    );
 
     /// `p?potrf` (`uplo` = `b'L'` or `b'U'`).
     ///
@@ -173,7 +198,7 @@ mod sealed {
 const ONE: c_int = 1;
 
 macro_rules! impl_element {
-    ($t:ty, $complex:expr, $getrf:ident, $getrs:ident, $potrf:ident, $potrs:ident, $gemm:ident, $tran:ident, $tranc:path) => {
+    ($t:ty, $complex:expr, $getrf:ident, $trsm:ident, $lapiv:ident, $potrf:ident, $potrs:ident, $gemm:ident, $tran:ident, $tranc:path) => {
         impl ScalapackElement for $t {
             const COMPLEX: bool = $complex;
 
@@ -190,38 +215,81 @@ macro_rules! impl_element {
                 info
             }
 
-            unsafe fn getrs(
-                trans: u8,
+            unsafe fn trsm_right(
+                uplo: u8,
+                diag: u8,
+                m: c_int,
                 n: c_int,
-                nrhs: c_int,
                 a: *const Self,
                 desca: &[c_int; 9],
-                ipiv: *const c_int,
                 b: *mut Self,
                 descb: &[c_int; 9],
-            ) -> c_int {
-                let mut info = 0;
-                let t = trans as c_char;
+            ) {
+                let (side, u, no, d) = (
+                    b'R' as c_char,
+                    uplo as c_char,
+                    b'N' as c_char,
+                    diag as c_char,
+                );
+                let one = <$t as Element>::ONE;
                 // SAFETY: the caller's guarantees.
                 unsafe {
-                    ffi::$getrs(
-                        &t,
+                    ffi::$trsm(
+                        &side,
+                        &u,
+                        &no,
+                        &d,
+                        &m,
                         &n,
-                        &nrhs,
+                        &one,
                         a,
                         &ONE,
                         &ONE,
                         desca.as_ptr(),
-                        ipiv,
                         b,
                         &ONE,
                         &ONE,
                         descb.as_ptr(),
-                        &mut info,
+                        1,
+                        1,
+                        1,
                         1,
                     )
                 };
-                info
+            }
+
+            unsafe fn unpivot_columns(
+                m: c_int,
+                n: c_int,
+                b: *mut Self,
+                descb: &[c_int; 9],
+                ipiv: *const c_int,
+                descip: &[c_int; 9],
+                iwork: *mut c_int,
+            ) {
+                let (back, col) = (b'B' as c_char, b'C' as c_char);
+                // SAFETY: the caller's guarantees.
+                unsafe {
+                    ffi::$lapiv(
+                        &back,
+                        &col,
+                        &col,
+                        &m,
+                        &n,
+                        b,
+                        &ONE,
+                        &ONE,
+                        descb.as_ptr(),
+                        ipiv,
+                        &ONE,
+                        &ONE,
+                        descip.as_ptr(),
+                        iwork,
+                        1,
+                        1,
+                        1,
+                    )
+                };
             }
 
             unsafe fn potrf(uplo: u8, n: c_int, a: *mut Self, desca: &[c_int; 9]) -> c_int {
@@ -343,7 +411,8 @@ impl_element!(
     f32,
     false,
     psgetrf_,
-    psgetrs_,
+    pstrsm_,
+    pslapiv_,
     pspotrf_,
     pspotrs_,
     psgemm_,
@@ -354,7 +423,8 @@ impl_element!(
     f64,
     false,
     pdgetrf_,
-    pdgetrs_,
+    pdtrsm_,
+    pdlapiv_,
     pdpotrf_,
     pdpotrs_,
     pdgemm_,
@@ -365,7 +435,8 @@ impl_element!(
     Complex32,
     true,
     pcgetrf_,
-    pcgetrs_,
+    pctrsm_,
+    pclapiv_,
     pcpotrf_,
     pcpotrs_,
     pcgemm_,
@@ -376,7 +447,8 @@ impl_element!(
     Complex64,
     true,
     pzgetrf_,
-    pzgetrs_,
+    pztrsm_,
+    pzlapiv_,
     pzpotrf_,
     pzpotrs_,
     pzgemm_,
@@ -507,6 +579,34 @@ impl Grid {
         let lld = l.local[1].max(1);
         self.desc([l.shape[1], l.shape[0]], [l.blocks[1], l.blocks[0]], lld)
             .map(|d| (d, lld))
+    }
+
+    /// The descriptor of the pivots `p?getrf` leaves for the transpose of
+    /// a square array laid out as `l` (what `p?getrs` builds for them):
+    /// a column vector over the BLACS process rows, replicated in each
+    /// process column.
+    fn pivot_desc(&self, l: &Layout) -> [c_int; 9] {
+        let mut desc = [0 as c_int; 9];
+        let mb = l.blocks[1].max(1) as c_int;
+        // BLACS rows are distarray's grid columns (see the module docs)
+        let m = (l.shape[1] + l.blocks[1].max(1) * l.grid[1]) as c_int;
+        let lld = mb + l.local[1] as c_int;
+        let (one, zero, mycol) = (1 as c_int, 0 as c_int, l.me[0] as c_int);
+        // SAFETY: `desc` holds 9 ints; the others point to ints.
+        unsafe {
+            ffi::descset_(
+                desc.as_mut_ptr(),
+                &m,
+                &one,
+                &mb,
+                &one,
+                &zero,
+                &mycol,
+                &self.ctxt,
+                &lld,
+            )
+        };
+        desc
     }
 
     /// `descinit` of an `m x n` column-major matrix in blocks `mb x nb`.
@@ -670,7 +770,8 @@ fn with_rhs<T: ScalapackElement>(
 }
 
 /// Collective: solves `A X = B` by LU factorisation with partial pivoting
-/// (`p?getrf`, `p?getrs`) — ScaLAPACK's `p?gesv`. `a` (`n x n`, square
+/// (`p?getrf`, then two `p?trsm` and `p?lapiv` on the right-hand sides
+/// where they lie, see the [module docs](self)) — ScaLAPACK's `p?gesv`. `a` (`n x n`, square
 /// blocks) is overwritten by the factors of `Aᵀ` (as ScaLAPACK leaves
 /// them), `b` (`n x nrhs`, rows in `a`'s blocks, the same process grid) by
 /// `X`. Errors: see the [module docs](self); a singular `A` gives
@@ -705,29 +806,52 @@ pub fn gesv<T: ScalapackElement>(
     outcome(a.comm(), "p?getrf", info, |i| {
         format!("the matrix is singular: U({i}, {i}) is exactly zero")
     })?;
-    let info = a.try_with_local(|la| {
+    // Solve on the right, on bᵀ as it lies in memory (no copy, no
+    // transposed solve): A X = B is Xᵀ Aᵀ = Bᵀ, and getrf left Aᵀ = P L U,
+    // so Xᵀ = ((Bᵀ U⁻¹) L⁻¹) Pᵀ.
+    let bl = layout_of(b)?;
+    let (desc_bt, _) = grid.desc_t(&bl)?;
+    let nrhs = bl.shape[1] as c_int;
+    let descip = grid.pivot_desc(&al);
+    let mut iwork = vec![0 as c_int; pivot_work(&al)];
+    a.try_with_local(|la| {
         let at = la.as_slice().as_ptr();
-        with_rhs(&grid, &al, b, false, |w, desc_w| {
-            // SAFETY: the factors of aᵀ (read only), `ipiv` from getrf, the
-            // work matrix as `desc_w` says; collective; the MPI call lock
-            // is held by `with_rhs`.
+        b.with_local_mut(|mut lb| {
+            let _serial = lifetime::enter()?;
+            let bt = lb.as_mut_slice().as_mut_ptr();
+            // SAFETY: `at` is this rank's part of the factors of aᵀ (read
+            // only, under its view) as `desc_at` describes it, `bt` this
+            // rank's part of bᵀ as `desc_bt` describes it (exclusively ours
+            // under the view; its column blocks are aᵀ's, checked by
+            // `rhs_fits`), `ipiv` the pivots getrf wrote, laid out as
+            // `descip` says, `iwork` at least the workspace p?lapiv needs
+            // (`pivot_work`); every rank calls these collectively; the MPI
+            // call lock is held.
             unsafe {
-                T::getrs(
-                    b'T',
+                T::trsm_right(b'U', b'N', nrhs, n, at, &desc_at, bt, &desc_bt);
+                T::trsm_right(b'L', b'U', nrhs, n, at, &desc_at, bt, &desc_bt);
+                T::unpivot_columns(
+                    nrhs,
                     n,
-                    desc_w[3],
-                    at,
-                    &desc_at,
+                    bt,
+                    &desc_bt,
                     ipiv.as_ptr(),
-                    w.as_mut_ptr(),
-                    desc_w,
-                )
+                    &descip,
+                    iwork.as_mut_ptr(),
+                );
             }
-        })
-    })?;
-    outcome(a.comm(), "p?getrs", info, |i| {
-        format!("p?getrs failed ({i})")
+            Ok(())
+        })?
     })
+}
+
+/// Workspace (ints) of `p?lapiv` transposing the pivots of the factors of
+/// the transpose of an array laid out as `l`: ScaLAPACK asks for at most
+/// `LOCc(M_P) + MB_P * ⌈⌈LOCr(M_P) / MB_P⌉ / (lcm / P_r)⌉ ≤ 2 M_P + MB_P`
+/// with `M_P = n + MB · P_r`; twice that, for margin.
+fn pivot_work(l: &Layout) -> usize {
+    let mp = l.shape[0] + l.blocks[0].max(1) * l.grid[1];
+    2 * (2 * mp + l.blocks[0].max(1)) + 64
 }
 
 /// Collective: the Cholesky factorisation of the symmetric (Hermitian)
