@@ -296,6 +296,23 @@ pub(crate) fn prefetch_ahead<U>(chunk: &[U]) {
     let _ = chunk;
 }
 
+/// Hints the CPU to fetch the cache line holding `p` (any address: it is
+/// never dereferenced). For access patterns the hardware prefetchers do
+/// not follow, such as the rows of the next tile of a transpose.
+#[inline(always)]
+pub(crate) fn prefetch_line<U>(p: *const U) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint: it never faults and has no
+        // effect the program can observe, whatever the address; SSE is
+        // part of the x86-64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Sum of `a[k] * b[k]` over one leaf, in lanes (the tail padded with
 /// zeros, as in [`leaf1`]).
 #[inline(always)]

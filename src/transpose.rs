@@ -89,6 +89,7 @@ use crate::block::Block;
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Request};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::partition::ContinuousPartitioning;
 
 /// Side of the square tiles of the cache-blocked local transpose.
@@ -263,6 +264,9 @@ trait TileSource<T> {
     /// from `at`, rows `stride` apart) after its last read, row by row,
     /// while it is still in cache.
     fn done(&mut self, at: usize, rows: usize, cols: usize, stride: usize);
+    /// Hints the CPU to fetch the element at `at` (which may lie outside
+    /// the part: nothing is read).
+    fn prefetch(&self, at: usize);
 }
 
 /// A part read as it is.
@@ -294,6 +298,11 @@ impl<T: Copy> TileSource<T> for Plain<'_, T> {
 
     #[inline(always)]
     fn done(&mut self, _: usize, _: usize, _: usize, _: usize) {}
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize) {
+        kernels::prefetch_line(self.part.as_ptr().wrapping_add(self.base + at));
+    }
 }
 
 /// A part whose elements become `g(v)` once read.
@@ -340,6 +349,11 @@ impl<T: Copy, G: Fn(T) -> T> TileSource<T> for Mapped<'_, T, G> {
             }
         }
     }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize) {
+        kernels::prefetch_line(self.part.as_ptr().wrapping_add(self.base + at));
+    }
 }
 
 /// Runs `$body` with `$src` bound to a [`TileSource`] over this rank's
@@ -368,6 +382,54 @@ macro_rules! with_source {
     };
 }
 
+/// Tiles of at least this many bytes (source and destination together)
+/// are transposed with software prefetch: their rows come from memory, or
+/// from a cache the other ranks' traffic keeps evicting, and neither
+/// tile-order walk is a pattern the hardware prefetchers follow. (Measured
+/// here on the own tile of a 1000 x 1000 transpose on two ranks, 500 x 500
+/// with the 4 x 4 kernel and the fused map: 1.8–1.9 ns per element with
+/// its data evicted from the caches before each call, 0.84–0.88 with the
+/// prefetch; 0.37 against 0.42 with the data in cache.)
+const PREFETCH_BYTES: usize = 1 << 20;
+
+/// Prefetches, while the tile at (`i0`, `j0`) is done, rows `i0 + off ..
+/// i0 + off + m` of the next tile of `src` and columns `..` of `dst` it
+/// will write: called once per group of `m` rows, it spreads the next
+/// tile's fetches over the current one's work.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn prefetch_next_tile<T>(
+    src: &impl TileSource<T>,
+    ss: usize,
+    dst: &[T],
+    ds: usize,
+    [rows, cols]: [usize; 2],
+    [i0, j0]: [usize; 2],
+    off: usize,
+    m: usize,
+) {
+    let (ni, nj) = if j0 + TILE < cols {
+        (i0, j0 + TILE)
+    } else {
+        (i0 + TILE, 0)
+    };
+    if ni >= rows {
+        return;
+    }
+    let line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+    let (tr, tc) = (TILE.min(rows - ni), TILE.min(cols - nj));
+    for r in ni + off..(ni + off + m).min(ni + tr) {
+        for l in (0..tc).step_by(line) {
+            src.prefetch(r * ss + nj + l);
+        }
+    }
+    for c in nj + off..(nj + off + m).min(nj + tc) {
+        for l in (0..tr).step_by(line) {
+            kernels::prefetch_line(dst.as_ptr().wrapping_add(c * ds + ni + l));
+        }
+    }
+}
+
 /// `dst[j * ds + i] ∘= src[i * ss + j]` for `i < rows`, `j < cols`, `∘=`
 /// being `f`, in `TILE` x `TILE` tiles (both sides stay in cache while a
 /// tile is done), eight source rows at a time: for each column `j` of the
@@ -392,12 +454,16 @@ fn transpose_blocked<T: Element>(
     if rows == 0 || cols == 0 {
         return;
     }
+    let prefetch = 2 * rows * cols * std::mem::size_of::<T>() >= PREFETCH_BYTES;
     for i0 in (0..rows).step_by(TILE) {
         let i1 = (i0 + TILE).min(rows);
         for j0 in (0..cols).step_by(TILE) {
             let j1 = (j0 + TILE).min(cols);
             let mut i = i0;
             while i + M <= i1 {
+                if prefetch {
+                    prefetch_next_tile(src, ss, dst, ds, [rows, cols], [i0, j0], i - i0, M);
+                }
                 for j in j0..j1 {
                     let mut v = [T::ZERO; M];
                     for (r, x) in v.iter_mut().enumerate() {
@@ -440,11 +506,15 @@ fn transpose_blocked_4x4<T: Element>(
     if rows == 0 || cols == 0 {
         return;
     }
+    let prefetch = 2 * rows * cols * std::mem::size_of::<T>() >= PREFETCH_BYTES;
     for i0 in (0..rows).step_by(TILE) {
         let i1 = (i0 + TILE).min(rows);
         for j0 in (0..cols).step_by(TILE) {
             let j1 = (j0 + TILE).min(cols);
             for i in (i0..i1).step_by(M) {
+                if prefetch {
+                    prefetch_next_tile(src, ss, dst, ds, [rows, cols], [i0, j0], i - i0, M);
+                }
                 let mi = M.min(i1 - i);
                 for j in (j0..j1).step_by(M) {
                     let mj = M.min(j1 - j);
