@@ -31,7 +31,7 @@ fn row(i: usize, n: usize, pivot: bool) -> usize {
     }
     let q = [7, 11, 13, 17]
         .into_iter()
-        .find(|q| n % q != 0)
+        .find(|q| !n.is_multiple_of(*q))
         .unwrap_or(1);
     (q * i + 3) % n
 }
