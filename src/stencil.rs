@@ -169,6 +169,11 @@ impl<T: Element, const N: usize> Stencil<T, N> {
     }
 }
 
+/// The number of elements of `shape`, `None` if it overflows.
+fn volume(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |v, &e| v.checked_mul(e))
+}
+
 /// Checks that `region` (in the coordinates of `shape`) keeps the
 /// stencil's reach inside `shape`, and that `out` matches it.
 fn check<T: Element, const N: usize>(
@@ -183,16 +188,18 @@ fn check<T: Element, const N: usize>(
             "stencil: zero-dimensional arrays have no neighbours".into(),
         ));
     }
-    if input.len() != shape.iter().product::<usize>() {
+    if volume(&shape) != Some(input.len()) {
         return Err(Error::ShapeMismatch {
-            expected: vec![shape.iter().product::<usize>()],
+            expected: shape.to_vec(),
             found: vec![input.len()],
         });
     }
     for d in 0..N {
         let r = &region[d];
         let reach = st.reach[d];
-        if r.start > r.end || (r.start < r.end && (r.start < reach || r.end + reach > shape[d])) {
+        // checked: a region near usize::MAX must not wrap into the input
+        let beyond = r.end.checked_add(reach).is_none_or(|e| e > shape[d]);
+        if r.start > r.end || r.end > shape[d] || (r.start < r.end && (r.start < reach || beyond)) {
             return Err(Error::InvalidArgument(format!(
                 "stencil: region {r:?} in dimension {d} with reach {reach} leaves the input's \
                  extent 0..{}",
@@ -218,8 +225,12 @@ fn check_out<const N: usize>(
     out_start: [usize; N],
     region: &[Range<usize>; N],
 ) -> Result<()> {
-    if len != out_shape.iter().product::<usize>()
-        || (0..N).any(|d| out_start[d] + region[d].len() > out_shape[d])
+    if volume(&out_shape) != Some(len)
+        || (0..N).any(|d| {
+            out_start[d]
+                .checked_add(region[d].len())
+                .is_none_or(|e| e > out_shape[d])
+        })
     {
         return Err(Error::ShapeMismatch {
             expected: out_shape.to_vec(),
@@ -584,7 +595,9 @@ fn row_body<T: Element>(
     assert!(
         !starts.is_empty()
             && starts.len() == w.len()
-            && starts.iter().all(|&s| s + n <= input.len()),
+            && starts
+                .iter()
+                .all(|&s| s.checked_add(n).is_some_and(|e| e <= input.len())),
         "stencil rows inside the input"
     );
     // the common point counts (1-D to 3-D stars of radius 1 to 3, the 2-D
@@ -875,6 +888,30 @@ mod tests {
             |v| v,
         );
         assert!(matches!(r, Err(Error::InvalidArgument(_))));
+    }
+
+    /// A region ending near `usize::MAX` once wrapped `end + reach` to a
+    /// small number and passed the check; the kernel then read before the
+    /// input (outside review). Refused now, in any build.
+    #[test]
+    fn regions_that_overflow_are_refused() {
+        let pts = vec![
+            ([0, 0, 0], 1.0),
+            ([1, 0, 0], 1.0),
+            ([-1, 0, 0], 1.0),
+            ([0, 1, 0], 1.0),
+            ([0, -1, 0], 1.0),
+        ];
+        let st = Stencil::<f64, 3>::from_points(pts).unwrap();
+        let input = vec![0.0; 4 * 16];
+        let mut out = vec![0.0; 16];
+        let region = [2..3, usize::MAX - 1..usize::MAX, 0..16];
+        let r = apply(&st, &input, [4, 1, 16], region, &mut out, false);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+        // a shape whose volume overflows is refused too
+        let st = Stencil::<f64, 2>::star(1, |_| 1.0).unwrap();
+        let r = apply(&st, &input, [usize::MAX, 2], [1..2, 1..1], &mut [], false);
+        assert!(matches!(r, Err(Error::ShapeMismatch { .. })), "{r:?}");
     }
 
     #[test]
