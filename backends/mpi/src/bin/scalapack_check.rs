@@ -4,13 +4,16 @@
 //! `matmul`, for `f32`, `f64`, `Complex32` and `Complex64`, on
 //! block-cyclic arrays whose blocks do not divide the extents and on a
 //! contiguous layout; then the errors — a singular matrix, a matrix that
-//! is not positive definite, non-square blocks, mismatched shapes and
-//! partitions that are no block-cyclic layout — on every rank. Prints
+//! is not positive definite, non-square blocks, mismatched shapes,
+//! partitions that are no block-cyclic layout, arrays on a communicator
+//! with the ranks in another order, a view refused on one rank — on every
+//! rank. Prints
 //! `scalapack_check: ok` on rank 0.
 
 use distarray::{Complex32, Complex64, DistArray, Error, OneSidedComm};
 use distarray_mpi::scalapack::{self, ScalapackElement};
 use distarray_mpi::MpiComm;
+use mpi::topology::{Color, Communicator};
 
 /// A `pr x pc` grid for `p` ranks, as square as possible.
 fn grid(p: usize) -> [usize; 2] {
@@ -239,6 +242,48 @@ fn errors(comm: &MpiComm) {
         scalapack::gemm(1.0, &x, &y, 0.0, &mut z),
         Err(Error::ShapeMismatch { .. })
     ));
+    // the right-hand side on the same ranks in reverse order: refused on
+    // every rank (outside review: BLACS took each rank for the other's
+    // position, and p?trsm wrote through an empty part's pointer)
+    let rev = MpiComm::from_communicator(
+        comm.communicator()
+            .split_by_color_with_key(Color::with_value(0), (p - comm.rank()) as i32)
+            .expect("every rank has a colour"),
+    )
+    .expect("reversed communicator");
+    let mut a = make(comm, [8, 8], [2, 2], |i, j| general::<f64>(i, j, 8));
+    let mut b = make(&rev, [8, 1], [2, 1], |i, _| i as f64);
+    let r = scalapack::gesv(&mut a, &mut b);
+    if p > 1 {
+        assert!(
+            matches!(r, Err(Error::InvalidPartition(_))),
+            "rank {}: {r:?}",
+            comm.rank()
+        );
+    } else {
+        r.expect("one rank: the same ranks in the same order");
+    }
+    let x = make(&rev, [4, 4], [2, 2], |i, j| (i + j) as f64);
+    let y = make(comm, [4, 4], [2, 2], |i, j| (i * j) as f64);
+    let mut z = make(comm, [4, 4], [2, 2], |_, _| 0.0);
+    let r = scalapack::gemm(1.0, &x, &y, 0.0, &mut z);
+    assert_eq!(r.is_err(), p > 1, "rank {}: {r:?}", comm.rank());
+    // a view refused on one rank only (rank 0 holds one of A's already):
+    // an error on every rank, where the others used to wait in p?gemm
+    let x = make(comm, [4, 4], [2, 2], |i, j| (i + j) as f64);
+    let r = if comm.rank() == 0 {
+        x.with_local(|_| scalapack::gemm(1.0, &x, &y, 0.0, &mut z))
+            .expect("outer view")
+    } else {
+        scalapack::gemm(1.0, &x, &y, 0.0, &mut z)
+    };
+    assert!(
+        r.is_err(),
+        "rank {}: gemm with a view refused on rank 0 gave {r:?}",
+        comm.rank()
+    );
+    // and the arrays work again afterwards
+    scalapack::gemm(1.0, &x, &y, 0.0, &mut z).expect("gemm after the refused view");
     // a contiguous partition that is a ScaLAPACK layout works ...
     if p > 1 {
         let n = 4 * p;

@@ -33,9 +33,14 @@
 //! Every call is collective over the arrays' communicator. Errors (on every
 //! rank): a partition that is not a 2-D block-cyclic layout, arrays on
 //! different process grids or with incompatible blocks, non-square blocks
-//! or matrices where the routine needs square ones
-//! ([`Error::InvalidArgument`] / [`Error::InvalidPartition`]), a singular
-//! matrix or one that is not positive definite ([`Error::Numerical`]).
+//! or matrices where the routine needs square ones, arrays on communicators
+//! with other ranks or another rank order ([`Error::InvalidArgument`] /
+//! [`Error::InvalidPartition`]), a singular matrix or one that is not
+//! positive definite ([`Error::Numerical`]), a view of an array refused on
+//! some rank (for instance one that rank holds itself). No rank enters
+//! ScaLAPACK before every rank has checked its arguments and holds its
+//! views (one vote), so none waits in a BLACS collective for a rank that
+//! returned an error.
 //!
 //! ```no_run
 //! use distarray::DistArray;
@@ -670,6 +675,67 @@ impl Drop for Grid {
     }
 }
 
+/// The door to ScaLAPACK's collectives: a rank passes it (one vote) only
+/// once it holds every view its call needs, and every rank learns whether
+/// all did. A rank whose checks or views failed votes its error instead
+/// (in [`gated`]), so the others return it too rather than wait forever
+/// inside a BLACS or PBLAS collective for a rank that never comes.
+struct Gate<'a> {
+    comm: &'a MpiComm,
+    voted: bool,
+}
+
+impl Gate<'_> {
+    /// Collective: every rank holds its views; `Err` if one did not (then
+    /// nothing may call ScaLAPACK).
+    fn pass(&mut self) -> Result<()> {
+        self.voted = true;
+        distarray::epoch::vote(self.comm, Ok(()))
+    }
+}
+
+/// Runs `run` (which takes this rank's views and calls [`Gate::pass`]
+/// inside them before any ScaLAPACK call) after `checked`, this rank's
+/// argument checks; a rank that fails before passing the gate votes its
+/// error there, so every rank returns an error.
+fn gated<R>(
+    comm: &MpiComm,
+    checked: Result<()>,
+    run: impl FnOnce(&mut Gate<'_>) -> Result<R>,
+) -> Result<R> {
+    let mut gate = Gate { comm, voted: false };
+    let r = checked.and_then(|_| run(&mut gate));
+    if !gate.voted {
+        let e = r.as_ref().err().cloned().unwrap_or_else(|| {
+            Error::Backend("a ScaLAPACK call returned without passing its gate".into())
+        });
+        return Err(distarray::epoch::vote(comm, Err::<(), _>(e)).unwrap_err());
+    }
+    r
+}
+
+/// `Err` unless `other` is the communicator of `a` or one with the same
+/// ranks in the same order (congruent): the BLACS grid is `a`'s, and every
+/// descriptor is built with this rank's position in it.
+fn same_ranks(a: &MpiComm, other: &MpiComm, what: &str) -> Result<()> {
+    let _serial = lifetime::enter()?;
+    let mut verdict: c_int = 0;
+    // SAFETY: two valid communicators of this process (kept alive by the
+    // borrowed handles) and an out-pointer to an int; the MPI call lock is
+    // held.
+    let rc =
+        unsafe { mpi::ffi::MPI_Comm_compare(a.inner().raw(), other.inner().raw(), &mut verdict) };
+    // SAFETY: reading MPI's predefined comparison results.
+    let (ident, congruent) = unsafe { (mpi::ffi::RSMPI_IDENT, mpi::ffi::RSMPI_CONGRUENT) };
+    if rc != mpi::ffi::MPI_SUCCESS as c_int || (verdict != ident && verdict != congruent) {
+        return Err(Error::InvalidPartition(format!(
+            "{what} is on a communicator other than the matrix's (ScaLAPACK needs the same \
+             ranks in the same order)"
+        )));
+    }
+    Ok(())
+}
+
 /// The collective outcome of a ScaLAPACK `info`: an argument error (any
 /// rank's `info < 0`) or `failure(info)` (the largest positive `info`).
 fn outcome(
@@ -733,20 +799,22 @@ fn rhs_fits(a: &Layout, b: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Runs `solve` on `x`, the right-hand sides `b` as a column-major `n x
-/// nrhs` work matrix distributed like `a`'s columns (rows over BLACS
-/// process rows in `a`'s blocks); `b`'s memory is `bᵀ` and is transposed
-/// in (conjugated with `conj`) and the solution back out.
+/// Runs `solve` on the right-hand sides `b` (laid out as `bl`, this
+/// rank's part at `bt`, held under the caller's exclusive view) as a
+/// column-major `n x nrhs` work matrix distributed like `a`'s columns
+/// (rows over BLACS process rows in `a`'s blocks); `b`'s memory is `bᵀ`
+/// and is transposed in (conjugated with `conj`) and the solution back
+/// out. Collective; call it only after every rank passed the [`Gate`].
 fn with_rhs<T: ScalapackElement>(
     grid: &Grid,
     a: &Layout,
-    b: &mut DistArray<T, MpiComm, 2>,
+    bl: &Layout,
+    bt: *mut T,
     conj: bool,
     solve: impl FnOnce(&mut [T], &[c_int; 9]) -> c_int,
 ) -> Result<c_int> {
-    let bl = layout_of(b)?;
     let (n, nrhs) = (bl.shape[0], bl.shape[1]);
-    let (desc_bt, _) = grid.desc_t(&bl)?;
+    let (desc_bt, _) = grid.desc_t(bl)?;
     // the work matrix: n x nrhs, rows in a's blocks over the BLACS rows
     // (distarray's grid columns), columns in b's column blocks
     let rows = block_cyclic_extent(n, a.blocks[0], bl.me[1], bl.grid[1]);
@@ -754,19 +822,16 @@ fn with_rhs<T: ScalapackElement>(
     let mut work = vec![T::ZERO; (rows * cols).max(1)];
     let desc_w = grid.desc([n, nrhs], [a.blocks[0], bl.blocks[1]], rows.max(1))?;
     let (ni, ri) = (n as c_int, nrhs as c_int);
-    b.with_local_mut(|mut lb| {
-        let _serial = lifetime::enter()?;
-        let bt = lb.as_mut_slice().as_mut_ptr();
-        // SAFETY: `bt` is this rank's part of bᵀ as `desc_bt` describes it
-        // (n x... its local part, exclusively ours under the view), `work`
-        // holds rows x cols elements as `desc_w` says; every rank calls
-        // this collectively; the MPI call lock is held.
-        unsafe { T::tran(conj, ni, ri, bt, &desc_bt, work.as_mut_ptr(), &desc_w) };
-        let info = solve(&mut work, &desc_w);
-        // SAFETY: as above, the other way.
-        unsafe { T::tran(conj, ri, ni, work.as_ptr(), &desc_w, bt, &desc_bt) };
-        Ok(info)
-    })?
+    let _serial = lifetime::enter()?;
+    // SAFETY: `bt` is this rank's part of bᵀ as `desc_bt` describes it,
+    // exclusively the caller's under its view; `work` holds rows x cols
+    // elements as `desc_w` says; every rank calls this (each passed the
+    // gate); the MPI call lock is held.
+    unsafe { T::tran(conj, ni, ri, bt, &desc_bt, work.as_mut_ptr(), &desc_w) };
+    let info = solve(&mut work, &desc_w);
+    // SAFETY: as above, the other way.
+    unsafe { T::tran(conj, ri, ni, work.as_ptr(), &desc_w, bt, &desc_bt) };
+    Ok(info)
 }
 
 /// Collective: solves `A X = B` by LU factorisation with partial pivoting
@@ -780,69 +845,81 @@ pub fn gesv<T: ScalapackElement>(
     a: &mut DistArray<T, MpiComm, 2>,
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
-    let al = layout_of(a)?;
-    square("gesv", &al)?;
-    rhs_fits(&al, &layout_of(b)?)?;
-    let grid = grid_for(a.comm(), al.grid)?;
-    let (desc_at, _) = grid.desc_t(&al)?;
+    let comm = a.comm().clone();
+    let checked = (|| {
+        let al = layout_of(a)?;
+        square("gesv", &al)?;
+        let bl = layout_of(b)?;
+        rhs_fits(&al, &bl)?;
+        same_ranks(&comm, b.comm(), "the right-hand side")?;
+        Ok((al, bl))
+    })();
+    let (al, bl) = match &checked {
+        Ok(l) => *l,
+        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
+    };
     let n = al.shape[0] as c_int;
+    let nrhs = bl.shape[1] as c_int;
     // LOCr(M) + MB of aᵀ
     let mut ipiv = vec![0 as c_int; al.local[1] + al.blocks[1]];
-    let info = a.with_local_mut(|mut la| {
-        let _serial = lifetime::enter()?;
-        // SAFETY: this rank's part of aᵀ as `desc_at` describes it,
-        // exclusively ours under the view; `ipiv` holds LOCr(n) + nb ints;
-        // collective on every rank; the MPI call lock is held.
-        Ok(unsafe {
-            T::getrf(
-                n,
-                n,
-                la.as_mut_slice().as_mut_ptr(),
-                &desc_at,
-                ipiv.as_mut_ptr(),
-            )
-        })
-    })??;
-    outcome(a.comm(), "p?getrf", info, |i| {
-        format!("the matrix is singular: U({i}, {i}) is exactly zero")
-    })?;
-    // Solve on the right, on bᵀ as it lies in memory (no copy, no
-    // transposed solve): A X = B is Xᵀ Aᵀ = Bᵀ, and getrf left Aᵀ = P L U,
-    // so Xᵀ = ((Bᵀ U⁻¹) L⁻¹) Pᵀ.
-    let bl = layout_of(b)?;
-    let (desc_bt, _) = grid.desc_t(&bl)?;
-    let nrhs = bl.shape[1] as c_int;
-    let descip = grid.pivot_desc(&al);
     let mut iwork = vec![0 as c_int; pivot_work(&al)];
-    a.try_with_local(|la| {
-        let at = la.as_slice().as_ptr();
-        b.with_local_mut(|mut lb| {
-            let _serial = lifetime::enter()?;
-            let bt = lb.as_mut_slice().as_mut_ptr();
-            // SAFETY: `at` is this rank's part of the factors of aᵀ (read
-            // only, under its view) as `desc_at` describes it, `bt` this
-            // rank's part of bᵀ as `desc_bt` describes it (exclusively ours
-            // under the view; its column blocks are aᵀ's, checked by
-            // `rhs_fits`), `ipiv` the pivots getrf wrote, laid out as
-            // `descip` says, `iwork` at least the workspace p?lapiv needs
-            // (`pivot_work`); every rank calls these collectively; the MPI
-            // call lock is held.
-            unsafe {
-                T::trsm_right(b'U', b'N', nrhs, n, at, &desc_at, bt, &desc_bt);
-                T::trsm_right(b'L', b'U', nrhs, n, at, &desc_at, bt, &desc_bt);
-                T::unpivot_columns(
-                    nrhs,
-                    n,
-                    bt,
-                    &desc_bt,
-                    ipiv.as_ptr(),
-                    &descip,
-                    iwork.as_mut_ptr(),
-                );
-            }
-            Ok(())
-        })?
+    gated(&comm, Ok(()), |gate| {
+        flat(a.with_local_mut(|mut la| {
+            flat(b.with_local_mut(|mut lb| {
+                gate.pass()?;
+                let grid = grid_for(&comm, al.grid)?;
+                let (desc_at, _) = grid.desc_t(&al)?;
+                let (desc_bt, _) = grid.desc_t(&bl)?;
+                let descip = grid.pivot_desc(&al);
+                let at = la.as_mut_slice().as_mut_ptr();
+                let info = {
+                    let _serial = lifetime::enter()?;
+                    // SAFETY: this rank's part of aᵀ as `desc_at` describes
+                    // it, exclusively ours under the view; `ipiv` holds
+                    // LOCr(n) + nb ints; every rank calls it (each passed
+                    // the gate); the MPI call lock is held.
+                    unsafe { T::getrf(n, n, at, &desc_at, ipiv.as_mut_ptr()) }
+                };
+                outcome(&comm, "p?getrf", info, |i| {
+                    format!("the matrix is singular: U({i}, {i}) is exactly zero")
+                })?;
+                // Solve on the right, on bᵀ as it lies in memory (no copy,
+                // no transposed solve): A X = B is Xᵀ Aᵀ = Bᵀ, and getrf
+                // left Aᵀ = P L U, so Xᵀ = ((Bᵀ U⁻¹) L⁻¹) Pᵀ.
+                let bt = lb.as_mut_slice().as_mut_ptr();
+                let _serial = lifetime::enter()?;
+                // SAFETY: `at` is this rank's part of the factors of aᵀ as
+                // `desc_at` describes it (read only here, under our
+                // view), `bt` this rank's part of bᵀ as `desc_bt` describes
+                // it (exclusively ours under the view; its column blocks
+                // are aᵀ's, checked by `rhs_fits`; both arrays on the same
+                // ranks, checked by `same_ranks`), `ipiv` the pivots getrf
+                // wrote, laid out as `descip` says, `iwork` at least the
+                // workspace p?lapiv needs (`pivot_work`); every rank calls
+                // these (each passed the gate and getrf's vote); the MPI
+                // call lock is held.
+                unsafe {
+                    T::trsm_right(b'U', b'N', nrhs, n, at, &desc_at, bt, &desc_bt);
+                    T::trsm_right(b'L', b'U', nrhs, n, at, &desc_at, bt, &desc_bt);
+                    T::unpivot_columns(
+                        nrhs,
+                        n,
+                        bt,
+                        &desc_bt,
+                        ipiv.as_ptr(),
+                        &descip,
+                        iwork.as_mut_ptr(),
+                    );
+                }
+                Ok(())
+            }))
+        }))
     })
+}
+
+/// The result of a closure run inside a view, or the view's error.
+fn flat<R>(r: Result<Result<R>>) -> Result<R> {
+    r?
 }
 
 /// Workspace (ints) of `p?lapiv` transposing the pivots of the factors of
@@ -862,19 +939,30 @@ fn pivot_work(l: &Layout) -> usize {
 /// Only that triangle of `a` is read. Errors: see the [module docs](self);
 /// not positive definite: [`Error::Numerical`] on every rank.
 pub fn potrf<T: ScalapackElement>(a: &mut DistArray<T, MpiComm, 2>) -> Result<()> {
-    let al = layout_of(a)?;
-    square("potrf", &al)?;
-    let grid = grid_for(a.comm(), al.grid)?;
-    let (desc_at, _) = grid.desc_t(&al)?;
+    let comm = a.comm().clone();
+    let al = match layout_of(a).and_then(|al| square("potrf", &al).map(|_| al)) {
+        Ok(al) => al,
+        Err(e) => return gated(&comm, Err(e), |_| Ok(())),
+    };
     let n = al.shape[0] as c_int;
-    let info = a.with_local_mut(|mut la| {
-        let _serial = lifetime::enter()?;
-        // SAFETY: this rank's part as `desc_at` describes it, ours under
-        // the view; collective; the MPI call lock is held.
-        Ok(unsafe { T::potrf(b'L', n, la.as_mut_slice().as_mut_ptr(), &desc_at) })
-    })??;
-    outcome(a.comm(), "p?potrf", info, |i| {
-        format!("the matrix is not positive definite (its leading minor of order {i} is not)")
+    gated(&comm, Ok(()), |gate| {
+        flat(a.with_local_mut(|mut la| {
+            gate.pass()?;
+            let grid = grid_for(&comm, al.grid)?;
+            let (desc_at, _) = grid.desc_t(&al)?;
+            let info = {
+                let _serial = lifetime::enter()?;
+                // SAFETY: this rank's part as `desc_at` describes it, ours
+                // under the view; every rank calls it (each passed the
+                // gate); the MPI call lock is held.
+                unsafe { T::potrf(b'L', n, la.as_mut_slice().as_mut_ptr(), &desc_at) }
+            };
+            outcome(&comm, "p?potrf", info, |i| {
+                format!(
+                    "the matrix is not positive definite (its leading minor of order {i} is not)"
+                )
+            })
+        }))
     })
 }
 
@@ -886,24 +974,40 @@ pub fn potrs<T: ScalapackElement>(
     a: &DistArray<T, MpiComm, 2>,
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
-    let al = layout_of(a)?;
-    square("potrs", &al)?;
-    rhs_fits(&al, &layout_of(b)?)?;
-    let grid = grid_for(a.comm(), al.grid)?;
-    let (desc_at, _) = grid.desc_t(&al)?;
+    let comm = a.comm().clone();
+    let checked = (|| {
+        let al = layout_of(a)?;
+        square("potrs", &al)?;
+        let bl = layout_of(b)?;
+        rhs_fits(&al, &bl)?;
+        same_ranks(&comm, b.comm(), "the right-hand side")?;
+        Ok((al, bl))
+    })();
+    let (al, bl) = match &checked {
+        Ok(l) => *l,
+        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
+    };
     let n = al.shape[0] as c_int;
-    let info = a.try_with_local(|la| {
-        let at = la.as_slice().as_ptr();
-        // complex: the memory factors conj(A), so solve for conj(X) from
-        // conj(B) (conjugate transposes in and out)
-        with_rhs(&grid, &al, b, T::COMPLEX, |w, desc_w| {
-            // SAFETY: the factor (read only) and the work matrix as their
-            // descriptors say; collective; the MPI call lock is held.
-            unsafe { T::potrs(b'L', n, desc_w[3], at, &desc_at, w.as_mut_ptr(), desc_w) }
-        })
-    })?;
-    outcome(a.comm(), "p?potrs", info, |i| {
-        format!("p?potrs failed ({i})")
+    gated(&comm, Ok(()), |gate| {
+        flat(a.with_local(|la| {
+            flat(b.with_local_mut(|mut lb| {
+                gate.pass()?;
+                let grid = grid_for(&comm, al.grid)?;
+                let (desc_at, _) = grid.desc_t(&al)?;
+                let at = la.as_slice().as_ptr();
+                // complex: the memory factors conj(A), so solve for conj(X)
+                // from conj(B) (conjugate transposes in and out)
+                let bt = lb.as_mut_slice().as_mut_ptr();
+                let info = with_rhs(&grid, &al, &bl, bt, T::COMPLEX, |w, desc_w| {
+                    // SAFETY: the factor (read only, under our view) and
+                    // the work matrix as their descriptors say; every rank
+                    // calls it (each passed the gate); the MPI call lock is
+                    // held by `with_rhs`.
+                    unsafe { T::potrs(b'L', n, desc_w[3], at, &desc_at, w.as_mut_ptr(), desc_w) }
+                })?;
+                outcome(&comm, "p?potrs", info, |i| format!("p?potrs failed ({i})"))
+            }))
+        }))
     })
 }
 
@@ -912,7 +1016,12 @@ pub fn posv<T: ScalapackElement>(
     a: &mut DistArray<T, MpiComm, 2>,
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
-    rhs_fits(&layout_of(a)?, &layout_of(b)?)?;
+    // refuse the right-hand side before a is factored, on every rank
+    let comm = a.comm().clone();
+    let checked = layout_of(a)
+        .and_then(|al| layout_of(b).and_then(|bl| rhs_fits(&al, &bl)))
+        .and_then(|_| same_ranks(&comm, b.comm(), "the right-hand side"));
+    distarray::epoch::vote(&comm, checked)?;
     potrf(a)?;
     potrs(a, b)
 }
@@ -929,68 +1038,85 @@ pub fn gemm<T: ScalapackElement>(
     beta: T,
     c: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
-    let (al, bl, cl) = (layout_of(a)?, layout_of(b)?, layout_of(c)?);
-    let [m, k] = al.shape;
-    let n = bl.shape[1];
-    if bl.shape[0] != k || cl.shape != [m, n] {
-        return Err(Error::ShapeMismatch {
-            expected: vec![m, k, k, n, m, n],
-            found: vec![m, k, bl.shape[0], bl.shape[1], cl.shape[0], cl.shape[1]],
-        });
-    }
-    if al.grid != cl.grid || bl.grid != cl.grid {
-        return Err(Error::InvalidPartition(format!(
-            "gemm needs one process grid: A {:?}, B {:?}, C {:?}",
-            al.grid, bl.grid, cl.grid
-        )));
-    }
-    if al.blocks[0] != cl.blocks[0] || bl.blocks[1] != cl.blocks[1] || al.blocks[1] != bl.blocks[0]
-    {
-        return Err(Error::InvalidArgument(format!(
-            "gemm needs compatible blocks: A {:?}, B {:?}, C {:?}",
-            al.blocks, bl.blocks, cl.blocks
-        )));
-    }
-    let grid = grid_for(c.comm(), cl.grid)?;
-    let (da, db, dc) = (
-        grid.desc_t(&al)?.0,
-        grid.desc_t(&bl)?.0,
-        grid.desc_t(&cl)?.0,
-    );
+    let comm = c.comm().clone();
+    let checked = (|| {
+        let (al, bl, cl) = (layout_of(a)?, layout_of(b)?, layout_of(c)?);
+        let [m, k] = al.shape;
+        let n = bl.shape[1];
+        if bl.shape[0] != k || cl.shape != [m, n] {
+            return Err(Error::ShapeMismatch {
+                expected: vec![m, k, k, n, m, n],
+                found: vec![m, k, bl.shape[0], bl.shape[1], cl.shape[0], cl.shape[1]],
+            });
+        }
+        if al.grid != cl.grid || bl.grid != cl.grid {
+            return Err(Error::InvalidPartition(format!(
+                "gemm needs one process grid: A {:?}, B {:?}, C {:?}",
+                al.grid, bl.grid, cl.grid
+            )));
+        }
+        if al.blocks[0] != cl.blocks[0]
+            || bl.blocks[1] != cl.blocks[1]
+            || al.blocks[1] != bl.blocks[0]
+        {
+            return Err(Error::InvalidArgument(format!(
+                "gemm needs compatible blocks: A {:?}, B {:?}, C {:?}",
+                al.blocks, bl.blocks, cl.blocks
+            )));
+        }
+        same_ranks(&comm, a.comm(), "A")?;
+        same_ranks(&comm, b.comm(), "B")?;
+        Ok((al, bl, cl, [m, n, k]))
+    })();
+    let (al, bl, cl, [m, n, k]) = match &checked {
+        Ok(l) => *l,
+        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
+    };
     let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
     let same = std::ptr::eq(a, b);
-    a.try_with_local(|la| {
-        let pa = la.as_slice().as_ptr();
-        let run = |pb: *const T| {
-            c.with_local_mut(|mut lc| {
-                let _serial = lifetime::enter()?;
-                // SAFETY: Cᵀ = α Bᵀ Aᵀ + β Cᵀ on the memory of B, A and C as
-                // their descriptors say (A and B read only under their
-                // views, C ours under its exclusive view); collective; the
-                // MPI call lock is held.
-                unsafe {
-                    T::gemm(
-                        ni,
-                        mi,
-                        ki,
-                        alpha,
-                        pb,
-                        &db,
-                        pa,
-                        &da,
-                        beta,
-                        lc.as_mut_slice().as_mut_ptr(),
-                        &dc,
-                    )
-                };
-                Ok(())
-            })?
-        };
-        if same {
-            run(pa)
-        } else {
-            b.try_with_local(|lb| run(lb.as_slice().as_ptr()))
-        }
+    gated(&comm, Ok(()), |gate| {
+        flat(a.with_local(|la| {
+            let pa = la.as_slice().as_ptr();
+            let mut run = |pb: *const T| {
+                flat(c.with_local_mut(|mut lc| {
+                    gate.pass()?;
+                    let grid = grid_for(&comm, cl.grid)?;
+                    let (da, db, dc) = (
+                        grid.desc_t(&al)?.0,
+                        grid.desc_t(&bl)?.0,
+                        grid.desc_t(&cl)?.0,
+                    );
+                    let _serial = lifetime::enter()?;
+                    // SAFETY: Cᵀ = α Bᵀ Aᵀ + β Cᵀ on the memory of B, A and
+                    // C as their descriptors say (A and B read only under
+                    // their views, C ours under its exclusive view; the
+                    // three on the same ranks, checked by `same_ranks`);
+                    // every rank calls it (each passed the gate); the MPI
+                    // call lock is held.
+                    unsafe {
+                        T::gemm(
+                            ni,
+                            mi,
+                            ki,
+                            alpha,
+                            pb,
+                            &db,
+                            pa,
+                            &da,
+                            beta,
+                            lc.as_mut_slice().as_mut_ptr(),
+                            &dc,
+                        )
+                    };
+                    Ok(())
+                }))
+            };
+            if same {
+                run(pa)
+            } else {
+                flat(b.with_local(|lb| run(lb.as_slice().as_ptr())))
+            }
+        }))
     })?;
     // every rank's part of C is complete
     distarray::epoch::vote(c.comm(), Ok(()))
