@@ -174,6 +174,7 @@ macro_rules! dispatch_wide {
                 unsafe fn avx2<$($g: $b),*>($($arg: $ty),*) -> $ret $body
                 if !$crate::kernels::force_baseline()
                     && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("avx2")
                 {
                     if std::arch::is_x86_feature_detected!("avx512f") {
                         // SAFETY: the CPU supports AVX-512F, AVX2 and FMA
@@ -181,11 +182,9 @@ macro_rules! dispatch_wide {
                         // this `#[target_feature]` function.
                         return unsafe { avx512($($arg),*) };
                     }
-                    if std::arch::is_x86_feature_detected!("avx2") {
-                        // SAFETY: the CPU supports AVX2 and FMA (checked
-                        // here), as `avx2` requires.
-                        return unsafe { avx2($($arg),*) };
-                    }
+                    // SAFETY: the CPU supports AVX2 and FMA (checked here),
+                    // as `avx2` requires.
+                    return unsafe { avx2($($arg),*) };
                 }
             }
             #[allow(clippy::needless_return)]

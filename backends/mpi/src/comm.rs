@@ -134,7 +134,7 @@ impl Drop for MpiEnv {
                  (freeing them); drop arrays and windows before the MpiEnv guard"
             );
         }
-        let _serial = serial();
+        let _serial = lifetime::finalize_guard();
         lifetime::finalizing_with_lock_held();
         // Dropping the universe calls MPI_Finalize (which runs the
         // crate's finalisation callback first).

@@ -10,8 +10,9 @@
 //! (MPI standard, "Allowing User Functions at Process Termination"). The
 //! callback ([`on_finalize`]):
 //!
-//! 1. takes the call lock (so no MPI call of this crate is in flight on
-//!    another thread) and sets the finalising flag: every later operation
+//! 1. takes the call lock, or under `MPI_THREAD_MULTIPLE` the exclusive
+//!    hold on the calls in flight (so no MPI call of this crate is in
+//!    flight on another thread), and sets the finalising flag: every later operation
 //!    of a window or communicator handle returns [`Error::Backend`] without
 //!    calling MPI ([`enter`]);
 //! 2. waits until local views open on other threads have ended (window
@@ -26,7 +27,7 @@
 use std::cell::Cell;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use distarray::{Error, Result};
 use mpi::ffi;
@@ -38,6 +39,12 @@ use crate::raw::{check, shim};
 static SERIALIZE: AtomicBool = AtomicBool::new(true);
 /// The lock that serialises MPI calls when [`SERIALIZE`] is set.
 static MPI_CALLS: Mutex<()> = Mutex::new(());
+/// Under `MPI_THREAD_MULTIPLE`, where [`MPI_CALLS`] is not taken: held
+/// shared by every MPI call of this crate ([`serial`], [`enter`]) and
+/// exclusively by finalisation, so that `MPI_Finalize` cannot start while
+/// another thread is inside an MPI call of this crate (or using a handle,
+/// such as a cached datatype, that finalisation frees).
+static IN_FLIGHT: RwLock<()> = RwLock::new(());
 /// Set at the start of `MPI_Finalize` (by whoever calls it), before MPI
 /// releases anything: from then on no MPI call of this crate may start.
 static FINALIZING: AtomicBool = AtomicBool::new(false);
@@ -51,25 +58,48 @@ pub(crate) fn set_serialize(provided: mpi::Threading) {
     SERIALIZE.store(provided < mpi::Threading::Multiple, Ordering::Relaxed);
 }
 
-/// Holds the MPI call lock if MPI needs calls serialised (thread level
-/// `MPI_THREAD_SERIALIZED`), so that `MpiComm` / `MpiWindow` can be `Sync`;
-/// `None` (free) under `MPI_THREAD_MULTIPLE`. Use [`enter`] for calls that
-/// must not run after `MPI_Finalize`.
+/// What a thread holds while it calls MPI: the call lock (thread level
+/// `MPI_THREAD_SERIALIZED`), a shared hold on [`IN_FLIGHT`]
+/// (`MPI_THREAD_MULTIPLE`: calls run concurrently, but not beside
+/// finalisation), or, while MPI is being finalised, the exclusive one.
+#[must_use]
+pub(crate) struct CallGuard(#[allow(dead_code)] Hold);
+
+/// The lock a [`CallGuard`] holds (held, never read: its drop releases it).
+#[allow(dead_code)]
+enum Hold {
+    Serial(MutexGuard<'static, ()>),
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
+/// Serialises this thread's MPI calls with every other thread's (the call
+/// lock) if MPI provides only `MPI_THREAD_SERIALIZED`, so that `MpiComm` /
+/// `MpiWindow` can be `Sync`; under `MPI_THREAD_MULTIPLE` only keeps
+/// finalisation out until the guard drops. Use [`enter`] for calls that
+/// must not run after `MPI_Finalize`. Never taken twice by one thread.
 #[inline]
-pub(crate) fn serial() -> Option<MutexGuard<'static, ()>> {
+pub(crate) fn serial() -> CallGuard {
     if SERIALIZE.load(Ordering::Relaxed) {
-        Some(MPI_CALLS.lock().unwrap_or_else(|e| e.into_inner()))
+        CallGuard(Hold::Serial(
+            MPI_CALLS.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     } else {
-        None
+        CallGuard(Hold::Shared(
+            IN_FLIGHT.read().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 }
 
 /// [`serial`], then `Err` if MPI has been (or is being) finalised: every
 /// MPI call on a window or communicator handle starts with this, so
 /// handles that outlive `MPI_Finalize` return [`Error::Backend`] instead
-/// of calling MPI (or handing out freed window memory).
+/// of calling MPI (or handing out freed window memory). Finalisation sets
+/// the flag while it holds the call lock or [`IN_FLIGHT`] exclusively,
+/// so a guard obtained here keeps MPI alive until it drops, at any thread
+/// level.
 #[inline]
-pub(crate) fn enter() -> Result<Option<MutexGuard<'static, ()>>> {
+pub(crate) fn enter() -> Result<CallGuard> {
     let guard = serial();
     if FINALIZING.load(Ordering::Acquire) {
         return Err(finalized_error());
@@ -77,12 +107,25 @@ pub(crate) fn enter() -> Result<Option<MutexGuard<'static, ()>>> {
     Ok(guard)
 }
 
+/// What the `MpiEnv` guard holds while it calls `MPI_Finalize`: the call
+/// lock, or [`IN_FLIGHT`] exclusively (waiting for the calls in flight on
+/// other threads to end).
+pub(crate) fn finalize_guard() -> CallGuard {
+    if SERIALIZE.load(Ordering::Relaxed) {
+        serial()
+    } else {
+        CallGuard(Hold::Exclusive(
+            IN_FLIGHT.write().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+}
+
 fn finalized_error() -> Error {
     Error::Backend("MPI has already been finalised (the MpiEnv guard was dropped)".into())
 }
 
-/// Called by the `MpiEnv` guard, holding [`serial`], right before it calls
-/// `MPI_Finalize`.
+/// Called by the `MpiEnv` guard, holding [`finalize_guard`], right before
+/// it calls `MPI_Finalize`.
 pub(crate) fn finalizing_with_lock_held() {
     FINALIZE_HOLDS_LOCK.store(true, Ordering::SeqCst);
 }
@@ -93,7 +136,7 @@ extern "C" fn on_finalize() {
     let _serial = if FINALIZE_HOLDS_LOCK.load(Ordering::SeqCst) {
         None
     } else {
-        serial()
+        Some(finalize_guard())
     };
     FINALIZING.store(true, Ordering::SeqCst);
     wait_for_views();

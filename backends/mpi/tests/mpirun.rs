@@ -383,6 +383,14 @@ fn strided_blocks_reuse_their_datatype() {
     fault("datatype-cache", 2, Net::Shm);
 }
 
+/// Under `MPI_THREAD_MULTIPLE`: threads evicting each other's cached
+/// datatypes read right, and a thread reading while MPI is finalised gets
+/// errors, never a call beside `MPI_Finalize`.
+#[test]
+fn multiple_threads_share_windows_and_finalise() {
+    fault("multiple-threads", 2, Net::Shm);
+}
+
 /// Issue 21: two ranks starting non-blocking `Sum` handles on two arrays
 /// towards a third rank, in opposite orders, complete (the old design hung
 /// in `MPI_Win_lock`: each handle held an exclusive lock epoch from start to

@@ -48,10 +48,12 @@ fn main() {
         "crossing-handles" => crossing_handles(),
         "leaked-handle" => leaked_handle(),
         "datatype-cache" => datatype_cache(),
+        "multiple-threads" => multiple_threads(),
         other => {
             eprintln!(
                 "usage: mpi_faults after-finalize|universe-finalize|thread-level|app-funneled|\
-                 chunk-failure|window-failure|crossing-handles|leaked-handle|datatype-cache (got \
+                 chunk-failure|window-failure|crossing-handles|leaked-handle|datatype-cache|\
+                 multiple-threads (got \
                  {other:?})"
             );
             std::process::exit(2);
@@ -483,5 +485,80 @@ fn datatype_cache() {
         println!(
             "mpi_faults datatype-cache: ok (one shape: {one_shape} types, 28 shapes twice: {many})"
         );
+    }
+}
+
+/// Under `MPI_THREAD_MULTIPLE` (no call lock): two threads of each rank
+/// read strided blocks of many shapes from one array at once, so each
+/// evicts datatypes from the window's cache that the other may be about
+/// to use (a freed type used to be handed out: outside review); every
+/// value read is checked. Then a thread keeps reading while the main
+/// thread finalises MPI: its reads return errors from some point on, and
+/// none runs beside `MPI_Finalize`.
+fn multiple_threads() {
+    use distarray::Block;
+    let (env, comm) = MpiComm::init_with_threading(Threading::Multiple).expect("init");
+    let (me, p) = (comm.rank(), comm.size());
+    assert_eq!(p, 2, "multiple-threads runs on 2 ranks");
+    if env.threading() < Threading::Multiple {
+        if me == 0 {
+            println!("mpi_faults multiple-threads: ok (MPI provides no MPI_THREAD_MULTIPLE)");
+        }
+        return;
+    }
+    let (n0, n1) = (16, 40);
+    let a = DistArray::<f64, _, 2>::from_fn(comm.clone(), [n0, n1], |[i, j]| (i * n1 + j) as f64)
+        .expect("array");
+    let rows = if me == 0 { 9..13 } else { 2..6 };
+    // one shared epoch on the other rank's part, two threads issuing
+    // strided reads in it at once (28 shapes each, in opposite orders)
+    let other = 1 - me;
+    a.with_epoch(other, LockKind::Shared, |w| {
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                s.spawn(move || {
+                    for round in 0..20 {
+                        for w0 in 2..30 {
+                            let len = if t == 0 { w0 } else { 31 - w0 };
+                            // rows 2..6 of the other's part, columns 1..1 + len
+                            let runs: Vec<_> = (2..6).map(|r| (r * n1 + 1, len)).collect();
+                            let mut got = vec![0.0; 4 * len];
+                            w.get_runs(other, &runs, &mut got).expect("get_runs");
+                            for (k, v) in got.iter().enumerate() {
+                                let (i, j) = (other * 8 + 2 + k / len, 1 + k % len);
+                                assert_eq!(*v, (i * n1 + j) as f64, "thread {t}, round {round}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(())
+    })
+    .expect("epoch");
+    a.barrier().expect("barrier");
+    // a reader beside finalisation
+    let a = std::sync::Arc::new(a);
+    let reader = {
+        let (a, rows) = (a.clone(), rows.clone());
+        std::thread::spawn(move || {
+            let block = Block::new([rows, 3..9]);
+            let mut ok = 0usize;
+            loop {
+                match a.get_block(&block) {
+                    Ok(_) => ok += 1,
+                    Err(Error::Backend(m)) if m.contains("finalised") => return ok,
+                    Err(e) => panic!("read beside finalisation: {e:?}"),
+                }
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    comm.barrier().expect("barrier");
+    drop(comm);
+    drop(env); // MPI_Finalize, with the array still alive in the reader
+    let reads = reader.join().expect("reader");
+    if me == 0 {
+        println!("mpi_faults multiple-threads: ok ({reads} reads beside finalisation)");
     }
 }

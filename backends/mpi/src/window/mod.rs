@@ -486,13 +486,13 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
-            // kept by the window (we hold the MPI call lock, so it stays)
+            // kept by the window; our reference keeps it until issued
             let ty = self.types.vector(&g, self.datatype)?;
             self.get_one(
                 target,
                 &mut dst[g.piece],
                 g.offset,
-                (1, ty),
+                (1, ty.0),
                 reqs.as_deref_mut(),
             )?;
         }
@@ -517,13 +517,13 @@ impl<T: Element> MpiWindow<T> {
                 continue;
             }
             fault_injection::check_chunk(0)?;
-            // kept by the window (we hold the MPI call lock, so it stays)
+            // kept by the window; our reference keeps it until issued
             let ty = self.types.vector(&g, self.datatype)?;
             self.put_one(
                 target,
                 &src[g.piece],
                 g.offset,
-                (1, ty),
+                (1, ty.0),
                 op,
                 reqs.as_deref_mut(),
             )?;

@@ -4,7 +4,7 @@
 
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use distarray::checks::run_pieces;
 use distarray::Result;
@@ -97,7 +97,7 @@ pub fn datatypes_created() -> usize {
 /// types; the least recently used one is freed to make room.
 #[derive(Default)]
 pub(super) struct TypeCache {
-    types: Mutex<Vec<(Shape, RunsType)>>,
+    types: Mutex<Vec<(Shape, Arc<RunsType>)>>,
 }
 
 /// A vector type's shape: run count, run length, stride (elements).
@@ -107,31 +107,30 @@ impl TypeCache {
     /// Types kept per window.
     pub(super) const CAPACITY: usize = 16;
 
-    /// The committed type for `g` (built and kept on first use). Called,
-    /// and the type used, under the serialisation of MPI calls, which
-    /// keeps another thread from evicting (freeing) it meanwhile.
-    pub(super) fn vector(
-        &self,
-        g: &VectorRun,
-        base: ffi::MPI_Datatype,
-    ) -> Result<ffi::MPI_Datatype> {
+    /// The committed type for `g` (built and kept on first use). The
+    /// caller holds the returned reference until it has issued the
+    /// operation that uses the type, so another thread evicting it
+    /// meanwhile (`MPI_THREAD_MULTIPLE`) cannot free it under the caller;
+    /// called, and the reference dropped, inside an MPI call guard
+    /// (`raw::enter`), so never beside `MPI_Finalize`.
+    pub(super) fn vector(&self, g: &VectorRun, base: ffi::MPI_Datatype) -> Result<Arc<RunsType>> {
         let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
         let key = (g.count, g.len, g.stride);
         if let Some(i) = types.iter().position(|(k, _)| *k == key) {
             // most recently used last
             let entry = types.remove(i);
-            let ty = (entry.1).0;
+            let ty = entry.1.clone();
             types.push(entry);
             return Ok(ty);
         }
-        let ty = RunsType::vector(g, base)?;
-        let raw = ty.0;
+        let ty = Arc::new(RunsType::vector(g, base)?);
         if types.len() >= Self::CAPACITY {
-            // freed here; operations still using it complete normally
+            // freed here unless a caller still holds it; operations
+            // already issued with it complete normally
             types.remove(0);
         }
-        types.push((key, ty));
-        Ok(raw)
+        types.push((key, ty.clone()));
+        Ok(ty)
     }
 
     /// Frees every type (under the serialisation of MPI calls, before
@@ -186,9 +185,12 @@ pub(super) fn datatypes_enabled() -> bool {
 
 impl Drop for RunsType {
     fn drop(&mut self) {
-        // SAFETY: a valid datatype created by `for_runs`; operations still
-        // using it keep it alive inside MPI (MPI_Type_free semantics).
-        // Called under the caller's serialisation of MPI calls.
+        // SAFETY: a valid datatype created by `RunsType::vector`, freed
+        // only here (the last reference: the cache's and its callers' are
+        // counted); operations already issued with it keep it alive inside
+        // MPI (MPI_Type_free semantics). Dropped inside an MPI call guard
+        // (`raw::enter`), so MPI is not being finalised; after
+        // finalisation the cache forgets its types instead.
         let _ = unsafe { ffi::MPI_Type_free(&mut self.0) };
     }
 }
