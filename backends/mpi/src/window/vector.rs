@@ -77,6 +77,16 @@ pub(super) fn vector_runs(runs: &[(usize, usize)], max_len: usize) -> Vec<Vector
 /// operations still using it). Kept by the window's [`TypeCache`].
 pub(super) struct RunsType(pub(super) ffi::MPI_Datatype);
 
+// SAFETY: an MPI datatype handle is a process-wide value, not tied to the
+// thread that made it; it is used (and freed, on the last reference's
+// drop) only inside an MPI call guard (`raw::enter`), which serialises the
+// calls under MPI_THREAD_SERIALIZED and allows concurrent ones only where
+// MPI provides MPI_THREAD_MULTIPLE.
+unsafe impl Send for RunsType {}
+// SAFETY: shared references only read the handle (to pass it to MPI under
+// the guard above).
+unsafe impl Sync for RunsType {}
+
 /// How many vector types this process has committed ([`datatypes_created`]).
 static CREATED: AtomicUsize = AtomicUsize::new(0);
 
