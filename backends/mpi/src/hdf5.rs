@@ -306,28 +306,39 @@ impl Hdf5File {
             });
         self.agree(local, name)?;
         let shape = array.shape().to_vec();
-        let created = self.h5(|| {
-            file.new_dataset::<T>()
-                .shape(shape.clone())
-                .with_dcpl(|p| p.fill_time(FillTime::Never))
-                .create(name)
-        });
-        let dataset =
-            self.vote(created.map_err(|e| self.context(e, "cannot create dataset", name)))?;
-        let range = array.local_indices(self.comm.rank());
-        let spaces = range
-            .and_then(|r| self.h5(|| Spaces::new(&dataset, &r)))
-            .map_err(|e| self.context(e, "cannot select the part of dataset", name));
-        let spaces = self.vote(spaces)?;
-        let written = array
+        // Every rank takes its view before anything collective happens: a
+        // rank whose view is refused votes its error (below), the others
+        // learn it in their first vote, and no dataset is created.
+        let mut voted = false;
+        let r = array
             .with_local(|view| {
-                let data = view.as_slice();
-                self.h5(|| spaces.write(&dataset, data))
+                voted = true;
+                self.vote(Ok(()))?;
+                let created = self.h5(|| {
+                    file.new_dataset::<T>()
+                        .shape(shape.clone())
+                        .with_dcpl(|p| p.fill_time(FillTime::Never))
+                        .create(name)
+                });
+                let dataset =
+                    self.vote(created.map_err(|e| self.context(e, "cannot create dataset", name)))?;
+                let range = array.local_indices(self.comm.rank());
+                let spaces = range
+                    .and_then(|r| self.h5(|| Spaces::new(&dataset, &r)))
+                    .map_err(|e| self.context(e, "cannot select the part of dataset", name));
+                let spaces = self.vote(spaces)?;
+                let written = self
+                    .h5(|| spaces.write(&dataset, view.as_slice()))
+                    .map(|collective| self.record(collective))
+                    .map_err(|e| self.context(e, "cannot write dataset", name));
+                self.vote(written)
             })
-            .and_then(|r| r)
-            .map(|collective| self.record(collective))
-            .map_err(|e| self.context(e, "cannot write dataset", name));
-        self.vote(written)
+            .and_then(|r| r);
+        if !voted {
+            // this rank's view was refused
+            return self.vote(r.map_err(|e| self.context(e, "cannot write dataset", name)));
+        }
+        r
     }
 
     /// Collective: reads dataset `name` into a new array with the default
@@ -369,14 +380,26 @@ impl Hdf5File {
         self.agree(self.check_comm(array.comm()), name)?;
         let checked = self.prepare_read(name, array);
         let (dataset, spaces) = self.vote(checked)?;
+        // the transfer is collective: every rank must hold its view first
+        let (mut voted, mut gate_failed) = (false, false);
         let read = array
             .with_local_mut(|mut view| {
+                voted = true;
+                self.vote(Ok(())).inspect_err(|_| gate_failed = true)?;
                 let data = view.as_mut_slice();
                 self.h5(|| spaces.read(&dataset, data))
             })
             .and_then(|r| r)
             .map(|collective| self.record(collective))
             .map_err(|e| self.context(e, "cannot read dataset", name));
+        if !voted {
+            // this rank's view was refused: the others learn it in their
+            // vote above and return without entering the transfer
+            return self.vote(read);
+        }
+        if gate_failed {
+            return read;
+        }
         self.vote(read)
     }
 

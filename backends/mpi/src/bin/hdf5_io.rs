@@ -341,6 +341,23 @@ fn faults(comm: &MpiComm, dir: &Path) -> String {
         let f = Hdf5File::create(comm, &good).expect("create good.h5");
         ok("write", f.write("u", &a));
         ok("attr", f.write_attr("n", 7u64));
+        // a view refused on rank 0 only (it holds an exclusive one itself):
+        // an error on every rank, where the others used to wait in the
+        // collective transfer; no dataset "refused" is left behind (the
+        // names are checked below)
+        let r = if rank == 0 {
+            a.with_local_mut(|_| f.write("refused", &a))
+                .expect("outer view")
+        } else {
+            f.write("refused", &a)
+        };
+        expect_err(comm, "write with a view refused on rank 0", r, |_| true);
+        let r = if rank == 0 {
+            a.with_local(|_| f.read_into("u", &a)).expect("outer view")
+        } else {
+            f.read_into("u", &a)
+        };
+        expect_err(comm, "read_into with a view refused on rank 0", r, |_| true);
         ok("close", f.close());
     }
 
