@@ -714,6 +714,30 @@ fn gated<R>(
     r
 }
 
+/// This rank's argument checks: `Ok` passes them on to the [`Gate`] (the
+/// vote there), an error is voted now, so every rank returns one.
+fn checked_or_voted<L>(comm: &MpiComm, checked: Result<L>) -> Result<L> {
+    match checked {
+        Ok(l) => Ok(l),
+        Err(e) => gated(comm, Err(e), |_| Ok(())).map(|()| unreachable!("an error was voted")),
+    }
+}
+
+/// The layouts of the square matrix `a` (square blocks) and the
+/// right-hand sides `b` of a solve, checked against each other.
+fn solve_layouts<T: Element>(
+    what: &str,
+    a: &DistArray<T, MpiComm, 2>,
+    b: &DistArray<T, MpiComm, 2>,
+) -> Result<(Layout, Layout)> {
+    let al = layout_of(a)?;
+    square(what, &al)?;
+    let bl = layout_of(b)?;
+    rhs_fits(&al, &bl)?;
+    same_ranks(a.comm(), b.comm(), "the right-hand side")?;
+    Ok((al, bl))
+}
+
 /// `Err` unless `other` is the communicator of `a` or one with the same
 /// ranks in the same order (congruent): the BLACS grid is `a`'s, and every
 /// descriptor is built with this rank's position in it.
@@ -846,18 +870,7 @@ pub fn gesv<T: ScalapackElement>(
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
     let comm = a.comm().clone();
-    let checked = (|| {
-        let al = layout_of(a)?;
-        square("gesv", &al)?;
-        let bl = layout_of(b)?;
-        rhs_fits(&al, &bl)?;
-        same_ranks(&comm, b.comm(), "the right-hand side")?;
-        Ok((al, bl))
-    })();
-    let (al, bl) = match &checked {
-        Ok(l) => *l,
-        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
-    };
+    let (al, bl) = checked_or_voted(&comm, solve_layouts("gesv", a, b))?;
     let n = al.shape[0] as c_int;
     let nrhs = bl.shape[1] as c_int;
     // LOCr(M) + MB of aᵀ
@@ -940,10 +953,10 @@ fn pivot_work(l: &Layout) -> usize {
 /// not positive definite: [`Error::Numerical`] on every rank.
 pub fn potrf<T: ScalapackElement>(a: &mut DistArray<T, MpiComm, 2>) -> Result<()> {
     let comm = a.comm().clone();
-    let al = match layout_of(a).and_then(|al| square("potrf", &al).map(|_| al)) {
-        Ok(al) => al,
-        Err(e) => return gated(&comm, Err(e), |_| Ok(())),
-    };
+    let al = checked_or_voted(
+        &comm,
+        layout_of(a).and_then(|al| square("potrf", &al).map(|_| al)),
+    )?;
     let n = al.shape[0] as c_int;
     gated(&comm, Ok(()), |gate| {
         flat(a.with_local_mut(|mut la| {
@@ -975,18 +988,7 @@ pub fn potrs<T: ScalapackElement>(
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
     let comm = a.comm().clone();
-    let checked = (|| {
-        let al = layout_of(a)?;
-        square("potrs", &al)?;
-        let bl = layout_of(b)?;
-        rhs_fits(&al, &bl)?;
-        same_ranks(&comm, b.comm(), "the right-hand side")?;
-        Ok((al, bl))
-    })();
-    let (al, bl) = match &checked {
-        Ok(l) => *l,
-        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
-    };
+    let (al, bl) = checked_or_voted(&comm, solve_layouts("potrs", a, b))?;
     let n = al.shape[0] as c_int;
     gated(&comm, Ok(()), |gate| {
         flat(a.with_local(|la| {
@@ -1018,10 +1020,7 @@ pub fn posv<T: ScalapackElement>(
 ) -> Result<()> {
     // refuse the right-hand side before a is factored, on every rank
     let comm = a.comm().clone();
-    let checked = layout_of(a)
-        .and_then(|al| layout_of(b).and_then(|bl| rhs_fits(&al, &bl)))
-        .and_then(|_| same_ranks(&comm, b.comm(), "the right-hand side"));
-    distarray::epoch::vote(&comm, checked)?;
+    distarray::epoch::vote(&comm, solve_layouts("posv", a, b))?;
     potrf(a)?;
     potrs(a, b)
 }
@@ -1068,10 +1067,7 @@ pub fn gemm<T: ScalapackElement>(
         same_ranks(&comm, b.comm(), "B")?;
         Ok((al, bl, cl, [m, n, k]))
     })();
-    let (al, bl, cl, [m, n, k]) = match &checked {
-        Ok(l) => *l,
-        Err(_) => return gated(&comm, checked.map(|_| ()), |_| Ok(())),
-    };
+    let (al, bl, cl, [m, n, k]) = checked_or_voted(&comm, checked)?;
     let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
     let same = std::ptr::eq(a, b);
     gated(&comm, Ok(()), |gate| {
