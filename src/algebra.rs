@@ -250,7 +250,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// Collective: `self = src` element-wise for `src` partitioned like
     /// `self` (a local copy on every rank, no communication). For any other
     /// partition use [`DistArray::copy_from`].
-    pub fn assign(&mut self, src: &DistArray<T, C, N>) -> Result<()> {
+    pub fn assign(&self, src: &DistArray<T, C, N>) -> Result<()> {
         let local = check_alike("assign", self, "src", src).and_then(|_| {
             src.try_with_local(|ls| {
                 self.with_local_mut(|mut lt| lt.as_mut_slice().copy_from_slice(ls.as_slice()))
@@ -265,7 +265,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// pulls its own part of `self` from `src` straight into window memory,
     /// one `get` per contiguous run per source rank (the plan
     /// [`DistArray::redistribute`] uses).
-    pub fn copy_from(&mut self, src: &DistArray<T, C, N>) -> Result<()> {
+    pub fn copy_from(&self, src: &DistArray<T, C, N>) -> Result<()> {
         if self.partitioning() == src.partitioning() {
             return self.assign(src);
         }

@@ -407,7 +407,9 @@ impl<const N: usize> ContinuousPartitioning<N> {
         let g = self.grid_index(rank)?;
         if self.is_block_cyclic() {
             return Err(Error::InvalidPartition(format!(
-                "the array is block-cyclic (block sizes {:?}): rank {rank}'s part is not one box                  of the index space; this operation needs a contiguous partition (redistribute                  the array first)",
+                "the array is block-cyclic (block sizes {:?}): rank {rank}'s part is not one box \
+                 of the index space; this operation needs a contiguous partition (redistribute \
+                 the array first)",
                 self.cyclic
             )));
         }

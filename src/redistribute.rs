@@ -64,7 +64,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         });
         // `create` agrees on the arguments collectively: a bad partition on
         // any rank fails on every rank, none is left waiting.
-        let mut out = Self::create(self.comm().clone(), new)?;
+        let out = Self::create(self.comm().clone(), new)?;
         // each rank pulls its new part (the plan of `copy_from`)
         out.copy_from(self)?;
         Ok(out)

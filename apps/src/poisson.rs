@@ -421,7 +421,7 @@ pub mod bands {
     ) -> Result<Solved<C, 1>> {
         let t = Instant::now();
         let x = b.similar::<f64>()?;
-        let mut r = b.similar::<f64>()?;
+        let r = b.similar::<f64>()?;
         let p = b.similar::<f64>()?;
         let s = b.similar::<f64>()?;
         let mut w = b.similar::<f64>()?;

@@ -103,7 +103,7 @@ fn algebra_copy<C: OneSidedComm>(comm: &C) {
     // skewed parts over the last two dimensions: most of the data moves
     let mut cols = vec![0; p];
     cols[p - 1] = 3;
-    let mut dst = ok(
+    let dst = ok(
         comm,
         "with_part_sizes",
         DistArray::<i64, C, 3>::with_part_sizes(comm.clone(), [vec![5], distribute(4, 1), cols]),
@@ -117,7 +117,7 @@ fn algebra_copy<C: OneSidedComm>(comm: &C) {
         dst.with_local(|l| l.iter_global().all(|(i, v)| v == f(i)))
     ));
     // and back, onto an array partitioned like the source
-    let mut back = ok(comm, "similar", src.similar::<i64>());
+    let back = ok(comm, "similar", src.similar::<i64>());
     ok(comm, "copy_from back", back.copy_from(&dst));
     assert_eq!(read_all(comm, &back), expect);
     ok(comm, "barrier", comm.barrier());

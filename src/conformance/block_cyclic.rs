@@ -232,7 +232,7 @@ fn block_cyclic_copies<C: OneSidedComm>(comm: &C) {
         serial,
         "to contiguous"
     );
-    let mut b = ok(
+    let b = ok(
         comm,
         "block_cyclic",
         DistArray::<i64, C, 2>::block_cyclic(comm.clone(), shape, [p, 1], [1, 4]),
@@ -243,7 +243,7 @@ fn block_cyclic_copies<C: OneSidedComm>(comm: &C) {
         serial,
         "contiguous to cyclic"
     );
-    let mut c = ok(
+    let c = ok(
         comm,
         "block_cyclic",
         DistArray::<i64, C, 2>::block_cyclic(comm.clone(), shape, grid_2d(p), [2, 2]),
