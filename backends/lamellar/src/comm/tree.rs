@@ -182,7 +182,7 @@ impl Transport for TreeTransport<'_> {
 /// `ceil(data.len() / 8)` words; the slot's words lie in the region and the
 /// receiver reads the payload only after it sees `flag`; the flag word is
 /// accessed only atomically.
-unsafe fn write_slot(
+pub(super) unsafe fn write_slot(
     region: &SharedMemoryRegion<u64>,
     out: &OneSidedMemoryRegion<u64>,
     to: usize,
@@ -215,7 +215,11 @@ unsafe fn write_slot(
 ///
 /// The words `word .. word + ceil(len / 8)` lie in the region and no one
 /// writes them during the call.
-unsafe fn read_slot(region: &SharedMemoryRegion<u64>, word: usize, buf: &mut [u8]) -> Result<()> {
+pub(super) unsafe fn read_slot(
+    region: &SharedMemoryRegion<u64>,
+    word: usize,
+    buf: &mut [u8],
+) -> Result<()> {
     let words = buf.len().div_ceil(8);
     debug_assert!(word + words <= region.len());
     // SAFETY: only the address of this PE's part is taken.
