@@ -182,7 +182,7 @@ impl Transport for TreeTransport<'_> {
 /// `ceil(data.len() / 8)` words; the slot's words lie in the region and the
 /// receiver reads the payload only after it sees `flag`; the flag word is
 /// accessed only atomically.
-pub(super) unsafe fn write_slot(
+unsafe fn write_slot(
     region: &SharedMemoryRegion<u64>,
     out: &OneSidedMemoryRegion<u64>,
     to: usize,
