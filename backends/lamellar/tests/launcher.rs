@@ -117,7 +117,7 @@ fn leftovers(before: &BTreeSet<String>) -> Vec<String> {
 /// executor with that many workers instead of the launcher's default
 /// single-thread executor.
 fn conformance_with(pes: usize, threads: Option<usize>) {
-    conformance_env(pes, threads, &[], "active messages");
+    conformance_env(pes, threads, &[], "rdma mailboxes");
 }
 
 /// [`conformance_with`] with extra environment variables; `transport`:
@@ -181,41 +181,39 @@ fn conformance_4_pes() {
     conformance(4);
 }
 
-/// The suite with the neighbour messages over RDMA mailboxes (the network
-/// lamellae's transport) on `shmem`: every messages check runs on it.
-fn conformance_rdma(pes: usize) {
-    let env = [("DISTARRAY_LAMELLAR_MESSAGES", "rdma")];
-    conformance_env(pes, None, &env, "rdma mailboxes");
+/// The suite with the neighbour messages over Lamellar active messages
+/// (`DISTARRAY_LAMELLAR_MESSAGES=am`; the default transport is the RDMA
+/// mailboxes, run by the tests above).
+fn conformance_am(pes: usize) {
+    let env = [("DISTARRAY_LAMELLAR_MESSAGES", "am")];
+    conformance_env(pes, None, &env, "active messages");
 }
 
 #[test]
-fn conformance_rdma_mailboxes_1_pe() {
-    conformance_rdma(1);
+fn conformance_active_messages_1_pe() {
+    conformance_am(1);
 }
 
 #[test]
-fn conformance_rdma_mailboxes_2_pes() {
-    conformance_rdma(2);
+fn conformance_active_messages_2_pes() {
+    conformance_am(2);
 }
 
 #[test]
-fn conformance_rdma_mailboxes_3_pes() {
-    conformance_rdma(3);
+fn conformance_active_messages_3_pes() {
+    conformance_am(3);
 }
 
 #[test]
-fn conformance_rdma_mailboxes_4_pes() {
-    conformance_rdma(4);
+fn conformance_active_messages_4_pes() {
+    conformance_am(4);
 }
 
 /// RDMA mailboxes with 24-byte slots: nearly every message of the suite
 /// (halos, transposes, the matvec plans) travels in many chunks.
 #[test]
 fn conformance_rdma_mailboxes_tiny_slots_3_pes() {
-    let env = [
-        ("DISTARRAY_LAMELLAR_MESSAGES", "rdma"),
-        ("DISTARRAY_LAMELLAR_MAILBOX_BYTES", "20"),
-    ];
+    let env = [("DISTARRAY_LAMELLAR_MAILBOX_BYTES", "20")];
     conformance_env(3, None, &env, "rdma mailboxes");
 }
 

@@ -154,11 +154,12 @@ impl LamellarCommBuilder {
         if !ams || std::env::var("DISTARRAY_LAMELLAR_PACK").is_ok_and(|v| v == "0") {
             crate::window::set_packed(false);
         }
-        // Neighbour messages: active messages where they work, else RDMA
-        // mailboxes; DISTARRAY_LAMELLAR_MESSAGES=am|rdma|off forces one
-        // (off: no messages capability, halos take one-sided gets). The
-        // same value on every PE (the mailboxes are collective).
-        let transport = Transport::from_env(ams)?;
+        // Neighbour messages: RDMA mailboxes (faster than the active
+        // messages also on shmem, see the `messages` module);
+        // DISTARRAY_LAMELLAR_MESSAGES=am|rdma|off forces one (off: no
+        // messages capability, halos take one-sided gets). The same value
+        // on every PE (the mailboxes are collective).
+        let transport = Transport::from_env()?;
         let mail = match transport {
             Transport::Mailboxes => Some(Mailboxes::alloc(&world)?),
             _ => None,

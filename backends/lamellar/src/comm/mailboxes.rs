@@ -1,7 +1,6 @@
-//! Neighbour messages over RDMA mailboxes: the transport of
-//! [`NeighbourMessages`](distarray::NeighbourMessages) where Lamellar's
-//! active messages are not used (a network lamellae, see the builder), or
-//! where `DISTARRAY_LAMELLAR_MESSAGES=rdma` asks for it.
+//! Neighbour messages over RDMA mailboxes: the default transport of
+//! [`NeighbourMessages`](distarray::NeighbourMessages) on every lamellae
+//! (see the `messages` module for the choice).
 //!
 //! # Layout
 //!
@@ -52,9 +51,10 @@
 //! PEs, 4 MiB at 512, `8 KiB * P` beyond (a mailbox per pair: the price of
 //! fixed-size mailboxes allocated once; a job of thousands of PEs with a
 //! few neighbours each would want them per neighbour). On `shmem` every PE
-//! of the node maps every PE's part (`P` times that per node, in
-//! `/dev/shm`), which is one reason the active messages stay the default
-//! there. 32 KiB holds a face of 4096 `f64`s in one chunk.
+//! of the node maps every PE's part: `P` times that per node in
+//! `/dev/shm` (256 KiB at 2 PEs, 64 MiB at 32, 128 MiB at 64, 512 MiB at
+//! 256; `DISTARRAY_LAMELLAR_MAILBOX_BYTES` lowers it). 32 KiB
+//! holds a face of 4096 `f64`s in one chunk.
 //!
 //! Each chunk costs the sender one put, waited for (the flag may only
 //! follow a complete payload), and one remote atomic store of the flag,

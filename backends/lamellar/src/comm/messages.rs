@@ -3,13 +3,17 @@
 //!
 //! # Transports
 //!
-//! * Active messages (this module): the default on the `shmem` lamellae.
 //! * RDMA mailboxes (the `mailboxes` module: per-pair slots in registered
 //!   memory, written with puts and flagged with remote atomics, with flow
-//!   control): the default on a network lamellae, where Lamellar 0.8.1's
-//!   active messages fail (see the builder). On `shmem` the active
-//!   messages remain the default: see BENCHMARKS-lamellar.md for the two
-//!   measured side by side.
+//!   control): the default. On a network lamellae Lamellar 0.8.1's active
+//!   messages fail (see the builder); on `shmem` the mailboxes measured
+//!   much faster than the active messages (a ghost update of a 1000 x 1000
+//!   array on 2 PEs: 2-3 µs against 120-130 µs; the Poisson CG 0.21-0.22
+//!   against 0.24-0.30 ms per iteration; BENCHMARKS-lamellar.md).
+//! * Active messages (this module), with `DISTARRAY_LAMELLAR_MESSAGES=am`:
+//!   their `exchange_bytes_start` returns once the messages are sent (the
+//!   receives happen in `wait`), where the mailboxes run the whole
+//!   exchange at the start.
 //! * None: no messages capability (`messages()` is `None`; halos fall back
 //!   to one-sided gets).
 //!
@@ -134,9 +138,9 @@ pub(super) enum Transport {
 }
 
 impl Transport {
-    /// `DISTARRAY_LAMELLAR_MESSAGES` (`am`, `rdma`, `off`), else active
-    /// messages if they are on (`ams`), else RDMA mailboxes.
-    pub(super) fn from_env(ams: bool) -> Result<Self> {
+    /// `DISTARRAY_LAMELLAR_MESSAGES` (`am`, `rdma`, `off`), else RDMA
+    /// mailboxes.
+    pub(super) fn from_env() -> Result<Self> {
         match std::env::var("DISTARRAY_LAMELLAR_MESSAGES").as_deref() {
             Ok("am") => Ok(Transport::ActiveMessages),
             Ok("rdma") => Ok(Transport::Mailboxes),
@@ -144,7 +148,6 @@ impl Transport {
             Ok(other) => Err(Error::Backend(format!(
                 "DISTARRAY_LAMELLAR_MESSAGES={other:?}: expected am, rdma or off"
             ))),
-            Err(_) if ams => Ok(Transport::ActiveMessages),
             Err(_) => Ok(Transport::Mailboxes),
         }
     }

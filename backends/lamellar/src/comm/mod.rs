@@ -473,10 +473,9 @@ unsafe impl OneSidedComm for Comm {
         Ok(())
     }
 
-    /// Active messages into a mailbox per PE (the default on `shmem`), or
-    /// RDMA mailboxes (the default on a network lamellae); see the
-    /// `messages` module: per-pair sequence numbers, no collective. None
-    /// with `DISTARRAY_LAMELLAR_MESSAGES=off`.
+    /// RDMA mailboxes (the default), or active messages into a mailbox per
+    /// PE; see the `messages` module: per-pair sequence numbers, no
+    /// collective. None with `DISTARRAY_LAMELLAR_MESSAGES=off`.
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
         (self.inner.transport != messages::Transport::Off).then_some(self as _)
     }
