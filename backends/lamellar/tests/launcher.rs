@@ -336,6 +336,36 @@ fn leaked_array_does_not_hang_the_exit() {
     }
 }
 
+/// A PE that drops its communicator while its neighbour waits for a
+/// message from it: the neighbour's exchange returns `PeerFailed` and the
+/// job ends, with the RDMA mailboxes and with the active messages.
+#[test]
+fn departed_sender_is_peer_failed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for transport in ["rdma", "am"] {
+        let (out, elapsed) = launch_env(
+            &["-n", "2", "--", CONFORMANCE, "--depart"],
+            &[("DISTARRAY_LAMELLAR_MESSAGES", transport)],
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{transport}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stdout.contains("[PE 0] PE 0: PeerFailed from PE 1"),
+            "{transport}: {stdout}\n{stderr}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(30),
+            "{transport}: the job took {elapsed:?}"
+        );
+    }
+}
+
 #[test]
 fn launcher_rejects_bad_arguments() {
     let out = Command::new(RUN)

@@ -12,6 +12,9 @@
 //! wait in a barrier (used by the launcher's failure test). `--leak WHAT`
 //! leaks (`mem::forget`) a `window`, an `array` or a `locked-window` and
 //! returns from `main` (the launcher's leak tests: the job must end);
+//! `--depart` (2 PEs): PE 1 drops its communicator while PE 0 waits for
+//! a neighbour message from it, which must end in `Error::PeerFailed`
+//! (not a hang).
 //! `--leak array-teardown` tears the world down under a live array and
 //! checks that its operations return `Err`.
 
@@ -341,6 +344,34 @@ fn exchange_many_in_a_row(comm: &LamellarComm) {
     comm.barrier().unwrap();
 }
 
+/// PE 1 exchanges once with PE 0, then drops its communicator (the world
+/// goes down on its side) while PE 0 waits in a second exchange for a
+/// message PE 1 never sends (a broken contract): PE 0's receive returns
+/// `Error::PeerFailed` naming PE 1, with either transport.
+fn departed_sender(comm: LamellarComm) {
+    let me = comm.rank();
+    assert_eq!(comm.size(), 2, "--depart needs 2 PEs");
+    let m = comm.messages().expect("neighbour messages");
+    let other = 1 - me;
+    let mut buf = [0u8; 3];
+    m.exchange_bytes(&[(other, &[me as u8; 3][..])], &mut [(other, &mut buf[..])])
+        .unwrap();
+    assert_eq!(buf, [other as u8; 3], "PE {me}");
+    if me == 1 {
+        println!("PE 1 drops its communicator");
+        drop(comm);
+        return;
+    }
+    let mut big = vec![0u8; 100_000];
+    let r = m.exchange_bytes(&[], &mut [(1, &mut big[..])]);
+    match r {
+        Err(Error::PeerFailed { rank: 1, reason }) => {
+            println!("PE 0: PeerFailed from PE 1 ({reason})")
+        }
+        other => panic!("PE 0: expected PeerFailed from PE 1, got {other:?}"),
+    }
+}
+
 /// A 2-D block of another PE's part (many short rows: one run per row) is
 /// ONE remote data transfer for a get, a put and an accumulate, blocking
 /// or started (`remote_data_ops` counts every RDMA operation and packed
@@ -497,10 +528,12 @@ fn main() {
     let mut panic_on = None;
     let mut leaked = None;
     let mut timings = false;
+    let mut depart = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--timings" => timings = true,
+            "--depart" => depart = true,
             "--leak" => {
                 leaked = Some(
                     args.next()
@@ -534,6 +567,10 @@ fn main() {
     }
     if let Some(what) = leaked {
         leak(&comm, &what);
+        return;
+    }
+    if depart {
+        departed_sender(comm);
         return;
     }
     let start = std::time::Instant::now();
