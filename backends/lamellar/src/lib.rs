@@ -8,8 +8,10 @@
 //! barrier is a dissemination barrier over remote atomics; windows reuse
 //! the regions of dropped windows. Neighbour messages
 //! ([`distarray::NeighbourMessages`], e.g. a `Halo`'s ghost updates) are
-//! active messages into a mailbox per PE, matched by per-pair sequence
-//! numbers, with no collective. The source files `window.rs`, `target.rs`
+//! per-pair RDMA mailboxes (puts flagged with remote atomics, with flow
+//! control), matched by per-pair sequence numbers, with no collective
+//! (`DISTARRAY_LAMELLAR_MESSAGES=am` selects Lamellar active messages
+//! instead, `off` none). The source files `window.rs`, `target.rs`
 //! and `comm/` document the design, `BENCHMARKS-lamellar.md` the figures
 //! behind it (Lamellar's active messages and barrier cost milliseconds
 //! here, the remote atomics microseconds).

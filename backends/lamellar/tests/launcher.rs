@@ -19,9 +19,15 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs the launcher with `args`; kills it and panics after `limit`.
 fn launch(args: &[&str], limit: Duration) -> (Output, Duration) {
+    launch_env(args, &[], limit)
+}
+
+/// [`launch`] with extra environment variables (the PEs inherit them).
+fn launch_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
     let mut child = Command::new(RUN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,6 +117,12 @@ fn leftovers(before: &BTreeSet<String>) -> Vec<String> {
 /// executor with that many workers instead of the launcher's default
 /// single-thread executor.
 fn conformance_with(pes: usize, threads: Option<usize>) {
+    conformance_env(pes, threads, &[], "rdma mailboxes");
+}
+
+/// [`conformance_with`] with extra environment variables; `transport`:
+/// the neighbour messages' transport the job must report.
+fn conformance_env(pes: usize, threads: Option<usize>, env: &[(&str, &str)], transport: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = shm_files();
     let n = pes.to_string();
@@ -120,7 +132,7 @@ fn conformance_with(pes: usize, threads: Option<usize>) {
         args.extend(["--threads", t]);
     }
     args.extend(["--", CONFORMANCE]);
-    let (out, elapsed) = launch(&args, Duration::from_secs(240));
+    let (out, elapsed) = launch_env(&args, env, Duration::from_secs(240));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -133,7 +145,9 @@ fn conformance_with(pes: usize, threads: Option<usize>) {
         stdout.contains(&expect),
         "missing {expect:?} in\n{stdout}\n--- stderr\n{stderr}"
     );
-    eprintln!("conformance on {pes} PEs ({threads:?} worker threads): {elapsed:.2?}");
+    let expect = format!("[PE 0] neighbour messages: {transport}");
+    assert!(stdout.contains(&expect), "missing {expect:?} in\n{stdout}");
+    eprintln!("conformance on {pes} PEs ({threads:?} worker threads, {env:?}): {elapsed:.2?}");
     let left = leftovers(&before);
     assert!(left.is_empty(), "shm files left after the job: {left:?}");
 }
@@ -165,6 +179,49 @@ fn conformance_3_pes() {
 #[test]
 fn conformance_4_pes() {
     conformance(4);
+}
+
+/// The suite with the neighbour messages over Lamellar active messages
+/// (`DISTARRAY_LAMELLAR_MESSAGES=am`; the default transport is the RDMA
+/// mailboxes, run by the tests above).
+fn conformance_am(pes: usize) {
+    let env = [("DISTARRAY_LAMELLAR_MESSAGES", "am")];
+    conformance_env(pes, None, &env, "active messages");
+}
+
+#[test]
+fn conformance_active_messages_1_pe() {
+    conformance_am(1);
+}
+
+#[test]
+fn conformance_active_messages_2_pes() {
+    conformance_am(2);
+}
+
+#[test]
+fn conformance_active_messages_3_pes() {
+    conformance_am(3);
+}
+
+#[test]
+fn conformance_active_messages_4_pes() {
+    conformance_am(4);
+}
+
+/// RDMA mailboxes with 24-byte slots: nearly every message of the suite
+/// (halos, transposes, the matvec plans) travels in many chunks.
+#[test]
+fn conformance_rdma_mailboxes_tiny_slots_3_pes() {
+    let env = [("DISTARRAY_LAMELLAR_MAILBOX_BYTES", "20")];
+    conformance_env(3, None, &env, "rdma mailboxes");
+}
+
+/// No neighbour messages: the suite's messages checks take the one-sided
+/// paths (what the network lamellae did before the mailboxes).
+#[test]
+fn conformance_messages_off_2_pes() {
+    conformance_env(2, None, &[("DISTARRAY_LAMELLAR_MESSAGES", "off")], "off");
 }
 
 #[test]
@@ -276,6 +333,36 @@ fn leaked_array_does_not_hang_the_exit() {
         );
         let left = leftovers(&before);
         assert!(left.is_empty(), "--leak {what}: shm files left: {left:?}");
+    }
+}
+
+/// A PE that drops its communicator while its neighbour waits for a
+/// message from it: the neighbour's exchange returns `PeerFailed` and the
+/// job ends, with the RDMA mailboxes and with the active messages.
+#[test]
+fn departed_sender_is_peer_failed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for transport in ["rdma", "am"] {
+        let (out, elapsed) = launch_env(
+            &["-n", "2", "--", CONFORMANCE, "--depart"],
+            &[("DISTARRAY_LAMELLAR_MESSAGES", transport)],
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{transport}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stdout.contains("[PE 0] PE 0: PeerFailed from PE 1"),
+            "{transport}: {stdout}\n{stderr}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(30),
+            "{transport}: the job took {elapsed:?}"
+        );
     }
 }
 

@@ -12,6 +12,9 @@
 //! wait in a barrier (used by the launcher's failure test). `--leak WHAT`
 //! leaks (`mem::forget`) a `window`, an `array` or a `locked-window` and
 //! returns from `main` (the launcher's leak tests: the job must end);
+//! `--depart` (2 PEs): PE 1 drops its communicator while PE 0 waits for
+//! a neighbour message from it, which must end in `Error::PeerFailed`
+//! (not a hang).
 //! `--leak array-teardown` tears the world down under a live array and
 //! checks that its operations return `Err`.
 
@@ -169,7 +172,7 @@ fn mixed_lock_traffic(comm: &LamellarComm) {
 /// pair in step: the next exchanges between the same PEs match.
 fn exchange_length_mismatch(comm: &LamellarComm) {
     let (me, p) = (comm.rank(), comm.size());
-    // none on a network lamellae (Lamellar's active messages fail there)
+    // none with DISTARRAY_LAMELLAR_MESSAGES=off
     let Some(m) = comm.messages() else { return };
     let right = (me + 1) % p;
     let left = (me + p - 1) % p;
@@ -211,7 +214,7 @@ fn exchange_length_mismatch(comm: &LamellarComm) {
 /// PE run ahead of its receiver: every message reaches its own exchange.
 fn exchanges_in_flight(comm: &LamellarComm) {
     let (me, p) = (comm.rank(), comm.size());
-    // none on a network lamellae (Lamellar's active messages fail there)
+    // none with DISTARRAY_LAMELLAR_MESSAGES=off
     let Some(m) = comm.messages() else { return };
     let right = (me + 1) % p;
     let left = (me + p - 1) % p;
@@ -238,6 +241,135 @@ fn exchanges_in_flight(comm: &LamellarComm) {
         );
     }
     comm.barrier().unwrap();
+}
+
+/// The bytes PE `from` sends PE `to` as message `k` of the exchange
+/// checks below.
+fn payload(from: usize, to: usize, k: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 131 + from * 17 + to * 5 + k * 3 + i / 251) as u8)
+        .collect()
+}
+
+/// Messages of many slots' size (with the RDMA mailboxes: many chunks,
+/// two slots per pair) both ways at once, to both neighbours, in one
+/// exchange: an exchange that sent everything before receiving anything
+/// would wait forever for acks its neighbours never send. Lengths around
+/// the slot sizes, empty ones, and two messages to the same PE (on 2 PEs
+/// left and right are the same PE, on 1 PE itself): matched in list order.
+fn exchange_multi_chunk_both_ways(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let Some(m) = comm.messages() else { return };
+    let right = (me + 1) % p;
+    let left = (me + p - 1) % p;
+    let lens = [
+        200_003usize,
+        0,
+        32 << 10,
+        (32 << 10) + 1,
+        65_535,
+        1,
+        300_000,
+    ];
+    for (k, &len) in lens.iter().enumerate() {
+        let len2 = lens[(k + 3) % lens.len()];
+        let to_right = payload(me, right, k, len);
+        let to_left = payload(me, left, k + 100, len2);
+        let mut from_left = vec![0u8; len];
+        let mut from_right = vec![0u8; len2];
+        m.exchange_bytes(
+            &[(right, &to_right[..]), (left, &to_left[..])],
+            &mut [(left, &mut from_left[..]), (right, &mut from_right[..])],
+        )
+        .unwrap_or_else(|e| panic!("PE {me}, lengths {len}/{len2}: {e}"));
+        assert!(
+            from_left == payload(left, me, k, len),
+            "PE {me}: {len} bytes from the left differ"
+        );
+        assert!(
+            from_right == payload(right, me, k + 100, len2),
+            "PE {me}: {len2} bytes from the right differ"
+        );
+    }
+    comm.barrier().unwrap();
+}
+
+/// Many exchanges in a row in a one-way pattern (to the right only) with a
+/// slow receiver: PE 0 sleeps now and then, so its left neighbour runs
+/// ahead (with the RDMA mailboxes: until its slots are full, then it waits
+/// for PE 0's acks). Every message arrives in its own exchange, intact;
+/// then PE 0 alone sends multi-chunk messages to the last PE, which only
+/// receives, while the others exchange empty lists.
+fn exchange_many_in_a_row(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    let Some(m) = comm.messages() else { return };
+    let right = (me + 1) % p;
+    let left = (me + p - 1) % p;
+    for k in 0..300 {
+        if me == 0 && k % 50 < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let len = [8usize, 0, 70_000, 1][k % 4];
+        let out = payload(me, right, k, len);
+        let mut buf = vec![0u8; len];
+        m.exchange_bytes(&[(right, &out[..])], &mut [(left, &mut buf[..])])
+            .unwrap_or_else(|e| panic!("PE {me}, exchange {k}: {e}"));
+        assert!(
+            buf == payload(left, me, k, len),
+            "PE {me}: exchange {k} ({len} bytes) differs"
+        );
+    }
+    let last = p - 1;
+    for k in 0..20 {
+        let out = payload(0, last, k, 50_000 + k);
+        let mut buf = vec![0u8; 50_000 + k];
+        let sends: &[(usize, &[u8])] = if me == 0 { &[(last, &out[..])] } else { &[] };
+        let mut got: Vec<(usize, &mut [u8])> = if me == last {
+            vec![(0, &mut buf[..])]
+        } else {
+            vec![]
+        };
+        if me == last && k < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        m.exchange_bytes(sends, &mut got).unwrap();
+        if me == last {
+            assert!(buf == out, "PE {me}: one-way message {k} differs");
+        }
+    }
+    // empty lists everywhere, several times: nothing to wait for
+    for _ in 0..5 {
+        m.exchange_bytes(&[], &mut []).unwrap();
+    }
+    comm.barrier().unwrap();
+}
+
+/// PE 1 exchanges once with PE 0, then drops its communicator (the world
+/// goes down on its side) while PE 0 waits in a second exchange for a
+/// message PE 1 never sends (a broken contract): PE 0's receive returns
+/// `Error::PeerFailed` naming PE 1, with either transport.
+fn departed_sender(comm: LamellarComm) {
+    let me = comm.rank();
+    assert_eq!(comm.size(), 2, "--depart needs 2 PEs");
+    let m = comm.messages().expect("neighbour messages");
+    let other = 1 - me;
+    let mut buf = [0u8; 3];
+    m.exchange_bytes(&[(other, &[me as u8; 3][..])], &mut [(other, &mut buf[..])])
+        .unwrap();
+    assert_eq!(buf, [other as u8; 3], "PE {me}");
+    if me == 1 {
+        println!("PE 1 drops its communicator");
+        drop(comm);
+        return;
+    }
+    let mut big = vec![0u8; 100_000];
+    let r = m.exchange_bytes(&[], &mut [(1, &mut big[..])]);
+    match r {
+        Err(Error::PeerFailed { rank: 1, reason }) => {
+            println!("PE 0: PeerFailed from PE 1 ({reason})")
+        }
+        other => panic!("PE 0: expected PeerFailed from PE 1, got {other:?}"),
+    }
 }
 
 /// A 2-D block of another PE's part (many short rows: one run per row) is
@@ -396,10 +528,12 @@ fn main() {
     let mut panic_on = None;
     let mut leaked = None;
     let mut timings = false;
+    let mut depart = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--timings" => timings = true,
+            "--depart" => depart = true,
             "--leak" => {
                 leaked = Some(
                     args.next()
@@ -435,6 +569,10 @@ fn main() {
         leak(&comm, &what);
         return;
     }
+    if depart {
+        departed_sender(comm);
+        return;
+    }
     let start = std::time::Instant::now();
     let n = if timings {
         // The same as `run_all`, with the time of every check.
@@ -452,11 +590,19 @@ fn main() {
     } else {
         distarray::conformance::run_all(&comm)
     };
-    let extra: [Check; 7] = [
+    if comm.rank() == 0 {
+        println!("neighbour messages: {}", comm.message_transport());
+    }
+    let extra: [Check; 9] = [
         ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
         ("lamellar: window_churn", window_churn),
         ("lamellar: large_allgather", large_allgather),
         ("lamellar: mixed_lock_traffic", mixed_lock_traffic),
+        (
+            "lamellar: exchange_multi_chunk_both_ways",
+            exchange_multi_chunk_both_ways,
+        ),
+        ("lamellar: exchange_many_in_a_row", exchange_many_in_a_row),
         (
             "lamellar: exchange_length_mismatch",
             exchange_length_mismatch,

@@ -11,6 +11,8 @@ use lamellar::Backend;
 
 use super::allgather::SCRATCH_WORDS;
 use super::barrier::BAR_WORDS;
+use super::mailboxes::Mailboxes;
+use super::messages::Transport;
 use super::regions::RegionCache;
 use super::tree::{SLOT_WORDS, TREE_WORDS};
 use super::{CommInner, LamellarComm};
@@ -137,9 +139,9 @@ impl LamellarCommBuilder {
         // failed`, a panic in the runtime; see BENCHMARKS-lamellar.md,
         // "Across nodes"). So on a network lamellae (an explicit
         // LAMELLAR_BACKEND other than shmem / local) this backend uses no
-        // active messages: no neighbour messages (halos fall back to
-        // one-sided updates) and no packed transfers, unless
-        // DISTARRAY_LAMELLAR_AM=1 asks for them anyway.
+        // active messages: neighbour messages go through RDMA mailboxes
+        // and strided transfers are not packed, unless
+        // DISTARRAY_LAMELLAR_AM=1 asks for active messages anyway.
         let network = std::env::var("LAMELLAR_BACKEND")
             .is_ok_and(|v| !matches!(v.as_str(), "shmem" | "local"));
         let ams = match std::env::var("DISTARRAY_LAMELLAR_AM").as_deref() {
@@ -152,6 +154,16 @@ impl LamellarCommBuilder {
         if !ams || std::env::var("DISTARRAY_LAMELLAR_PACK").is_ok_and(|v| v == "0") {
             crate::window::set_packed(false);
         }
+        // Neighbour messages: RDMA mailboxes (faster than the active
+        // messages also on shmem, see the `messages` module);
+        // DISTARRAY_LAMELLAR_MESSAGES=am|rdma|off forces one (off: no
+        // messages capability, halos take one-sided gets). The same value
+        // on every PE (the mailboxes are collective).
+        let transport = Transport::from_env()?;
+        let mail = match transport {
+            Transport::Mailboxes => Some(Mailboxes::alloc(&world)?),
+            _ => None,
+        };
         world.barrier();
         Ok(LamellarComm::own(Arc::new(CommInner {
             rank: world.my_pe(),
@@ -171,7 +183,8 @@ impl LamellarCommBuilder {
             seqs: Mutex::new(super::messages::Sequences::new(world.num_pes())),
             gone,
             handles: Arc::default(),
-            ams,
+            transport,
+            mail,
             world,
         })))
     }

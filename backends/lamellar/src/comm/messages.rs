@@ -1,5 +1,29 @@
-//! Neighbour messages ([`NeighbourMessages`]) of a [`LamellarComm`] over
-//! Lamellar active messages.
+//! Neighbour messages ([`NeighbourMessages`]) of a [`LamellarComm`]: the
+//! choice of transport ([`Transport`]) and the active-message transport.
+//!
+//! # Transports
+//!
+//! * RDMA mailboxes (the `mailboxes` module: per-pair slots in registered
+//!   memory, written with puts and flagged with remote atomics, with flow
+//!   control): the default. On a network lamellae Lamellar 0.8.1's active
+//!   messages fail (see the builder); on `shmem` the mailboxes measured
+//!   much faster than the active messages (a ghost update of a 1000 x 1000
+//!   array on 2 PEs: 2-3 µs against 120-130 µs; the Poisson CG 0.21-0.22
+//!   against 0.24-0.30 ms per iteration; BENCHMARKS-lamellar.md).
+//! * Active messages (this module), with `DISTARRAY_LAMELLAR_MESSAGES=am`:
+//!   their `exchange_bytes_start` returns once the messages are sent (the
+//!   receives happen in `wait`), where the mailboxes run the whole
+//!   exchange at the start.
+//! * None: no messages capability (`messages()` is `None`; halos fall back
+//!   to one-sided gets).
+//!
+//! `DISTARRAY_LAMELLAR_MESSAGES=am|rdma|off` forces one (the same on every
+//! PE). Both transports match the messages between two PEs in call and
+//! list order and synchronise nothing but the pairs that message each
+//! other; both report a length mismatch at the receiver (the message
+//! consumed) and a departed sender as [`Error::PeerFailed`].
+//!
+//! # Active messages
 //!
 //! Every message travels as one active message ([`Deposit`]) carrying
 //! (sender, sequence number, bytes), which the target PE's runtime executes
@@ -101,7 +125,35 @@ impl LamellarAM for Deposit {
     }
 }
 
-/// Per-pair message numbers of one PE.
+/// The transport of a communicator's neighbour messages (see the module
+/// docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// Lamellar active messages into a per-process mailbox.
+    ActiveMessages,
+    /// RDMA mailboxes (`mailboxes`).
+    Mailboxes,
+    /// No neighbour messages.
+    Off,
+}
+
+impl Transport {
+    /// `DISTARRAY_LAMELLAR_MESSAGES` (`am`, `rdma`, `off`), else RDMA
+    /// mailboxes.
+    pub(super) fn from_env() -> Result<Self> {
+        match std::env::var("DISTARRAY_LAMELLAR_MESSAGES").as_deref() {
+            Ok("am") => Ok(Transport::ActiveMessages),
+            Ok("rdma") => Ok(Transport::Mailboxes),
+            Ok("off") => Ok(Transport::Off),
+            Ok(other) => Err(Error::Backend(format!(
+                "DISTARRAY_LAMELLAR_MESSAGES={other:?}: expected am, rdma or off"
+            ))),
+            Err(_) => Ok(Transport::Mailboxes),
+        }
+    }
+}
+
+/// Per-pair message numbers of one PE (active-message transport).
 #[derive(Debug, Default)]
 pub(super) struct Sequences {
     /// Messages sent so far to each PE.
@@ -214,7 +266,7 @@ impl Comm {
     }
 
     /// Whether PE `pe` has marked itself departed on this PE.
-    fn departed(&self, pe: usize) -> bool {
+    pub(super) fn departed(&self, pe: usize) -> bool {
         // SAFETY: `pe < size`, the length of every PE's part of the region;
         // its words are only accessed with remote atomics.
         unsafe { self.inner.gone.atomic_load(self.inner.rank, pe).block() != 0 }
@@ -240,20 +292,41 @@ impl Comm {
     }
 }
 
+impl Comm {
+    /// The error of an exchange on a communicator without messages.
+    fn no_messages() -> Error {
+        Error::Backend(
+            "neighbour messages are off on this Lamellar communicator \
+             (DISTARRAY_LAMELLAR_MESSAGES=off)"
+                .into(),
+        )
+    }
+}
+
 impl NeighbourMessages for Comm {
-    /// One active message per send (spawned at once, not awaited), then a
-    /// wait for each expected message in this PE's mailbox. No collective:
-    /// only neighbours wait for each other. Errors: a PE out of range (on
-    /// the caller, before anything is sent); a message whose length
-    /// differs from the receive buffer (at the receiver, after all
-    /// messages arrived; the pair stays in step); [`Error::PeerFailed`]
-    /// when a sender ended without sending.
+    /// Active messages: one per send (spawned at once, not awaited), then
+    /// a wait for each expected message in this PE's mailbox. RDMA
+    /// mailboxes: one loop advancing every send and receive (see
+    /// `mailboxes`). No collective: only neighbours wait for each other.
+    /// Errors: a PE out of range (on the caller, before anything is sent);
+    /// a message whose length differs from the receive buffer (at the
+    /// receiver, after all messages arrived; the pair stays in step);
+    /// [`Error::PeerFailed`] when a peer ended without sending (or
+    /// receiving).
     fn exchange_bytes(
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
         self.inner.handles.settle();
+        match self.inner.transport {
+            Transport::ActiveMessages => {}
+            Transport::Mailboxes => {
+                let mail = self.inner.mail.as_ref().expect("mailboxes allocated");
+                return self.mailbox_exchange(mail, sends, recvs);
+            }
+            Transport::Off => return Err(Self::no_messages()),
+        }
         let seqs = self.send_exchange(sends, recvs)?;
         self.receive_all(
             recvs
@@ -263,15 +336,29 @@ impl NeighbourMessages for Comm {
         )
     }
 
-    /// Sends at once (the active messages carry copies of the `sends`
-    /// buffers, which are free again when this returns); the receives
-    /// happen in the request's `wait` (or drop).
+    /// Active messages: sends at once (the active messages carry copies of
+    /// the `sends` buffers, which are free again when this returns); the
+    /// receives happen in the request's `wait` (or drop). RDMA mailboxes:
+    /// the whole exchange before returning (a multi-chunk message needs
+    /// its receiver's acks; a request that sent and received in its
+    /// `wait` is future work).
     unsafe fn exchange_bytes_start(
         &self,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn Request>> {
         self.inner.handles.settle();
+        match self.inner.transport {
+            Transport::ActiveMessages => {}
+            Transport::Mailboxes => {
+                // A rank out of range: `Err` here, before anything is
+                // sent; the errors of the exchange itself from the wait.
+                distarray::checks::check_exchange(sends, recvs, self.inner.size)?;
+                let result = self.exchange_bytes(sends, recvs);
+                return Ok(Box::new(Finished(Some(result))));
+            }
+            Transport::Off => return Err(Self::no_messages()),
+        }
         let seqs = self.send_exchange(sends, recvs)?;
         let recvs = recvs
             .iter_mut()
@@ -304,6 +391,17 @@ impl NeighbourMessages for LamellarComm {
     ) -> Result<Box<dyn Request>> {
         // SAFETY: the caller's guarantees, passed on.
         unsafe { self.strong()?.exchange_bytes_start(sends, recvs) }
+    }
+}
+
+/// An exchange that ran to its end in `exchange_bytes_start` (the RDMA
+/// mailboxes): its result, reported by `wait` (dropped unread otherwise,
+/// as a dropped request's error is).
+struct Finished(Option<Result<()>>);
+
+impl Request for Finished {
+    fn wait(mut self: Box<Self>) -> Result<()> {
+        self.0.take().unwrap_or(Ok(()))
     }
 }
 

@@ -34,8 +34,10 @@ mod allgather;
 mod tree;
 // Windows' regions and their reuse.
 mod regions;
-// Neighbour messages over active messages.
+// Neighbour messages: the dispatch and the active-message transport.
 mod messages;
+// Neighbour messages over RDMA mailboxes.
+mod mailboxes;
 
 pub use self::builder::LamellarCommBuilder;
 pub(crate) use self::regions::Regions;
@@ -98,8 +100,9 @@ static FIRST_DROPPED: AtomicBool = AtomicBool::new(false);
 struct UserHandle {
     rank: usize,
     size: usize,
-    /// The communicator's `ams`.
-    ams: bool,
+    /// The communicator has neighbour messages (its `transport` is not
+    /// `Off`).
+    messages: bool,
     handles: Arc<HandleSlot>,
     comm: WeakComm,
 }
@@ -184,9 +187,10 @@ pub(crate) struct CommInner {
     /// Word `q` of a PE's part: PE `q` has dropped its communicator (see
     /// `messages`).
     gone: SharedMemoryRegion<u64>,
-    /// Whether active messages may be used (not on a network lamellae,
-    /// see the builder): neighbour messages and packed transfers.
-    ams: bool,
+    /// The transport of the neighbour messages (see the builder).
+    transport: messages::Transport,
+    /// The RDMA mailboxes, with the `Mailboxes` transport.
+    mail: Option<mailboxes::Mailboxes>,
     // Declared last: dropped after the region above.
     world: LamellarWorld,
 }
@@ -261,7 +265,7 @@ impl LamellarComm {
         let user = UserHandle {
             rank: inner.rank,
             size: inner.size,
-            ams: inner.ams,
+            messages: inner.transport != messages::Transport::Off,
             handles: inner.handles.clone(),
             comm: WeakComm(Arc::downgrade(&inner)),
         };
@@ -318,6 +322,18 @@ impl LamellarComm {
     #[doc(hidden)]
     pub fn set_packed_transfers(&self, packed: bool) {
         crate::window::set_packed(packed);
+    }
+
+    /// The transport of this communicator's neighbour messages:
+    /// `"active messages"`, `"rdma mailboxes"` or `"off"` (see
+    /// `DISTARRAY_LAMELLAR_MESSAGES`). For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn message_transport(&self) -> &'static str {
+        match self.strong().map(|c| c.inner.transport) {
+            Ok(messages::Transport::ActiveMessages) => "active messages",
+            Ok(messages::Transport::Mailboxes) => "rdma mailboxes",
+            _ => "off",
+        }
     }
 
     /// Whether strided transfers are packed (see
@@ -402,7 +418,7 @@ unsafe impl OneSidedComm for LamellarComm {
     }
 
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
-        self.user.ams.then_some(self as _)
+        self.user.messages.then_some(self as _)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
@@ -457,11 +473,11 @@ unsafe impl OneSidedComm for Comm {
         Ok(())
     }
 
-    /// Active messages into a mailbox per PE (see the `messages` module:
-    /// per-pair sequence numbers, no collective); none on a network
-    /// lamellae (see the builder).
+    /// RDMA mailboxes (the default), or active messages into a mailbox per
+    /// PE; see the `messages` module: per-pair sequence numbers, no
+    /// collective. None with `DISTARRAY_LAMELLAR_MESSAGES=off`.
     fn messages(&self) -> Option<&dyn distarray::NeighbourMessages> {
-        self.inner.ams.then_some(self as _)
+        (self.inner.transport != messages::Transport::Off).then_some(self as _)
     }
 
     fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {

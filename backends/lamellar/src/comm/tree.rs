@@ -215,7 +215,11 @@ unsafe fn write_slot(
 ///
 /// The words `word .. word + ceil(len / 8)` lie in the region and no one
 /// writes them during the call.
-unsafe fn read_slot(region: &SharedMemoryRegion<u64>, word: usize, buf: &mut [u8]) -> Result<()> {
+pub(super) unsafe fn read_slot(
+    region: &SharedMemoryRegion<u64>,
+    word: usize,
+    buf: &mut [u8],
+) -> Result<()> {
     let words = buf.len().div_ceil(8);
     debug_assert!(word + words <= region.len());
     // SAFETY: only the address of this PE's part is taken.
