@@ -165,6 +165,54 @@ fn round_trips<C: OneSidedComm>(comm: &C) {
         read_zarr(comm.clone(), dir.join("u8.zarr")),
     );
     assert_eq!(b.to_vec().unwrap(), a.to_vec().unwrap());
+    // block-cyclic arrays (parts of many boxes, blocks not dividing the
+    // extents, ranks owning nothing at P > 3): written from one, read into
+    // another and into a contiguous one, and the other way round
+    let fc = |[i, j]: [usize; 2]| (i * 100 + j) as f64 - 0.5;
+    let g = super::array::grid_2d(p);
+    let a = ok(
+        comm,
+        "block_cyclic",
+        DistArray::<f64, C, 2>::block_cyclic(comm.clone(), [9, 7], g, [2, 3]),
+    );
+    ok(comm, "fill", a.with_local_mut(|mut l| l.fill_with(fc)));
+    let b = ok(
+        comm,
+        "element-cyclic",
+        DistArray::<f64, C, 2>::block_cyclic(comm.clone(), [9, 7], [p, 1], [1, 1]),
+    );
+    trip(comm, &dir.join("cyclic.zarr"), &a, &b, [4, 4], fc);
+    let c = ok(
+        comm,
+        "contiguous",
+        DistArray::<f64, C, 2>::with_part_sizes(comm.clone(), [lopsided(9, p), vec![7]]),
+    );
+    ok(
+        comm,
+        "read into contiguous",
+        read_zarr_into(&c, dir.join("cyclic.zarr")),
+    );
+    assert_eq!(
+        c.to_vec().unwrap(),
+        a.to_vec().unwrap(),
+        "block-cyclic file read contiguously"
+    );
+    ok(
+        comm,
+        "write contiguous",
+        write_zarr(&c, dir.join("contiguous.zarr")),
+    );
+    let d = ok(comm, "similar", a.similar::<f64>());
+    ok(
+        comm,
+        "read into block-cyclic",
+        read_zarr_into(&d, dir.join("contiguous.zarr")),
+    );
+    assert_eq!(
+        d.to_vec().unwrap(),
+        a.to_vec().unwrap(),
+        "contiguous file read block-cyclically"
+    );
     cleanup(comm, &dir);
 }
 

@@ -196,6 +196,12 @@ pub fn write_zarr_with<T: Element, C: OneSidedComm, const N: usize>(
     path: impl AsRef<Path>,
     opts: &ZarrOptions,
 ) -> Result<()> {
+    if array.partitioning().is_block_cyclic() {
+        // each part is many boxes: write a contiguous copy on the same
+        // process grid (one redistribution; the part's size again in memory)
+        let contiguous = array.redistribute_grid(array.partitioning().grid())?;
+        return write_zarr_with(&contiguous, path, opts);
+    }
     let comm = array.comm();
     let path = path.as_ref();
     let chunks = opts.resolve_chunks(array.shape(), std::mem::size_of::<T>());
@@ -455,6 +461,17 @@ pub(crate) fn read_into_impl<T: Element, C: OneSidedComm, const N: usize>(
     path: &Path,
     require_chunks: bool,
 ) -> Result<()> {
+    if array.partitioning().is_block_cyclic() {
+        // read into a contiguous array on the same process grid, then
+        // copy (one redistribution; the part's size again in memory)
+        let contiguous = DistArray::<T, C, N>::with_grid(
+            array.comm().clone(),
+            array.partitioning().grid(),
+            array.shape(),
+        )?;
+        read_into_impl(&contiguous, path, require_chunks)?;
+        return array.copy_from(&contiguous);
+    }
     let comm = array.comm();
     agree(comm, "the path of read_zarr_into", &path, Ok(()))?;
     let local = open_checked::<T>(path, Some(&array.shape()))

@@ -276,7 +276,9 @@ impl Hdf5File {
 
     /// Collective: writes `array` as a new dataset `name` of the array's
     /// global shape and element type; each rank writes its own part as one
-    /// hyperslab, all in one collective transfer.
+    /// hyperslab, all in one collective transfer. A block-cyclic array is
+    /// first redistributed into contiguous parts on its process grid (one
+    /// copy of the part in memory, one redistribution).
     ///
     /// Errors on every rank if the file is read-only, `name` already exists
     /// (datasets are never replaced), `array` lives on another communicator
@@ -286,6 +288,10 @@ impl Hdf5File {
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
+        if array.partitioning().is_block_cyclic() {
+            let contiguous = array.redistribute_grid(array.partitioning().grid())?;
+            return self.write(name, &contiguous);
+        }
         let file = self.file()?;
         let local = self
             .check_name(name)
@@ -367,7 +373,8 @@ impl Hdf5File {
 
     /// Collective: reads dataset `name` into `array`, whatever its
     /// partition (each rank reads its own part as one hyperslab, all in one
-    /// collective transfer). Written on 4 ranks with a 2 x 2 grid and read
+    /// collective transfer; a block-cyclic array through a contiguous copy
+    /// on its process grid). Written on 4 ranks with a 2 x 2 grid and read
     /// on 3 ranks split by rows, the values have the same bits.
     ///
     /// Errors on every rank if the dataset is missing, its element type is
@@ -377,6 +384,15 @@ impl Hdf5File {
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
+        if array.partitioning().is_block_cyclic() {
+            let contiguous = DistArray::<T, MpiComm, N>::with_grid(
+                array.comm().clone(),
+                array.partitioning().grid(),
+                array.shape(),
+            )?;
+            self.read_into(name, &contiguous)?;
+            return array.copy_from(&contiguous);
+        }
         self.agree(self.check_comm(array.comm()), name)?;
         let checked = self.prepare_read(name, array);
         let (dataset, spaces) = self.vote(checked)?;

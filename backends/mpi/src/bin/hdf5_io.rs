@@ -630,6 +630,18 @@ fn faults(comm: &MpiComm, dir: &Path) -> String {
         f.dataset_names().expect("names"),
         vec!["u".to_string(), "w".to_string()]
     );
+    // block-cyclic arrays (blocks not dividing the extents) written and read
+    // back, through contiguous copies on their grid
+    let bc = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), SHAPE2, grid2(p), [3, 2])
+        .expect("block-cyclic array");
+    ok("fill block-cyclic", bc.copy_from(&a));
+    ok("write block-cyclic", f.write("bc", &bc));
+    let back = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), SHAPE2, [p, 1], [1, 1])
+        .expect("element-cyclic array");
+    ok("read into element-cyclic", f.read_into("bc", &back));
+    assert_eq!(back.to_vec().expect("to_vec"), a.to_vec().expect("to_vec"));
+    ok("read u into block-cyclic", f.read_into("u", &bc));
+    assert_eq!(bc.to_vec().expect("to_vec"), a.to_vec().expect("to_vec"));
     ok("close", f.close());
 
     // an array of another communicator shape cannot be written: tested by
