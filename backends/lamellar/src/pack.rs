@@ -66,7 +66,9 @@
 //!   same elements) gives unspecified bytes (every bit pattern is a value
 //!   of a plain-data [`Element`]), as with MPI; such accesses lie outside
 //!   what Rust's memory model describes, and this module claims nothing
-//!   more for them.
+//!   more for them. (This PE's own threads' RDMA to another PE, on `shmem`
+//!   copies through this process's mapping of that PE's part, holds a lock
+//!   of the window's instead: `WindowCore::rdma` in `window.rs`.)
 //!
 //! The lock is held only around copies and combines: no Lamellar call, no
 //! wait and no other lock is taken while it is held (the table's mutex is

@@ -39,7 +39,10 @@
 //!   access this PE's threads make to its own part outside a local view
 //!   (the own-part copies here, and the packed transfers other PEs ask of
 //!   it) holds the part's [`PartLock`] (see [`crate::pack`], which also
-//!   says what it does not cover).
+//!   says what it does not cover), and every RDMA this PE's threads issue
+//!   to another PE holds the window's origin-side lock on that target
+//!   ([`WindowCore::rdma`]): on `shmem` such an RDMA is a copy made by the
+//!   calling thread through this process's mapping of the target's part.
 //!
 //! Dropping the checked window first releases, through
 //! [`RawWindow::release`], the locks this PE still holds (after completing
@@ -105,6 +108,14 @@ pub(crate) struct WindowCore<T: Element> {
     /// other PEs ask of this one (see [`crate::pack`]).
     part: PartLock,
     ctl: Ctl,
+    /// Per target PE: held by this PE's threads around their RDMA to that
+    /// PE's part (shared for a get, exclusive for a put). On `shmem` an
+    /// RDMA is a copy by the calling thread through this process's mapping
+    /// of the target's part, so two threads of this PE (sharing one lock on
+    /// the target, or in a fence epoch) would otherwise race on those
+    /// bytes. Never held across anything that waits for another lock of
+    /// this module or for this lock's holders.
+    rdma: Box<[PartLock]>,
     /// Bounce buffer of `chunk` elements for bulk get / put.
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
     /// Returned to the communicator's cache when the window drops.
@@ -246,6 +257,7 @@ impl<T: Element> LamellarWindow<T> {
             id: regions.id,
             part,
             ctl: Ctl::new(regions.ctl.clone()),
+            rdma: (0..lens.len()).map(|_| PartLock::default()).collect(),
             bounce: Mutex::new(None),
             regions: Mutex::new(Some(regions)),
             in_flight: Mutex::new(Vec::new()),
@@ -328,9 +340,11 @@ impl<T: Element> Live<'_, T> {
             }
         } else if dst.len() == 1 {
             self.comm.count_data_op();
+            let _rdma = self.core.rdma[target].read();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition; the region holds max(len) elements per PE);
-            // `block` returns once the value has arrived.
+            // `block` returns once the value has arrived. No other thread
+            // of this PE writes the element by RDMA meanwhile (`rdma`).
             dst[0] = unsafe { self.core.region.get(target, offset).block() };
         } else {
             // Through a registered bounce buffer, in cache-sized chunks:
@@ -346,15 +360,18 @@ impl<T: Element> Live<'_, T> {
                 self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
                 // part.len() <= offset + dst.len()`, the caller's
-                // precondition). The bounce region is this window's alone
-                // (behind its mutex) and `block` returns once the data has
-                // arrived.
+                // precondition); no other thread of this PE writes it by
+                // RDMA meanwhile (`rdma`). The bounce region is this
+                // window's alone (behind its mutex) and `block` returns
+                // once the data has arrived.
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
+                    let rdma = self.core.rdma[target].read();
                     self.core
                         .region
                         .get_into_buffer(target, offset + i * self.win.chunk, buf)
                         .block();
+                    drop(rdma);
                     part.copy_from_slice(sub.as_slice());
                 }
             }
@@ -380,8 +397,11 @@ impl<T: Element> Live<'_, T> {
             unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
             self.comm.count_data_op();
+            let _rdma = self.core.rdma[target].write();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `block` returns once the transfer is complete.
+            // No other thread of this PE reads or writes the element by
+            // RDMA meanwhile (`rdma`).
             unsafe { self.core.region.put(target, offset, src[0]).block() };
         } else {
             // Through the registered bounce buffer, in cache-sized chunks.
@@ -395,11 +415,14 @@ impl<T: Element> Live<'_, T> {
                 let sub = bounce.sub_region(0..part.len());
                 self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (the caller's
-                // precondition); the bounce region is this window's alone
-                // (behind its mutex), and `block` returns once the transfer
-                // is complete, before the region is written again.
+                // precondition); no other thread of this PE reads or writes
+                // it by RDMA meanwhile (`rdma`). The bounce region is this
+                // window's alone (behind its mutex), and `block` returns
+                // once the transfer is complete, before the region is
+                // written again.
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
+                    let _rdma = self.core.rdma[target].write();
                     self.core
                         .region
                         .put_buffer(target, offset + i * self.win.chunk, &sub)
@@ -616,11 +639,11 @@ impl<T: Element> Live<'_, T> {
 // (or, for leaked ones, `release` and the window's drop) completes them,
 // and `dst` is written only by the wait or drop of its request. Local views
 // get the pointer to this PE's part and its true length. Concurrent
-// accesses of several threads of this PE to its own part (which the
-// checked layer admits under one lock or in a fence epoch) do not race in
-// this process: own-part copies and the packed transfers other PEs ask of
-// this PE hold the part's lock (see `crate::pack` for what it does not
-// cover).
+// operations of several threads of this PE (which the checked layer
+// admits under one lock or in a fence epoch) do not race in this process:
+// own-part copies and the packed transfers other PEs ask of this PE hold
+// the part's lock, and this PE's RDMA to another PE holds `rdma` (see the
+// module documentation and `crate::pack` for what these do not cover).
 unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         let l = self.live()?;
@@ -723,12 +746,17 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         }
         let buf = l.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
         let mut tasks = Vec::new();
+        // On `shmem`, `spawn` makes the copy itself, under this lock; on
+        // other lamellae the transfer may go on after it (the NIC's or the
+        // provider's, not a thread of this PE's in Rust).
+        let rdma = l.core.rdma[target].read();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `sub` is a part of this request's own
             // registered buffer, which nothing reads before the future
-            // completed (in `finish`).
+            // completed (in `finish`). No other thread of this PE writes
+            // the runs by RDMA meanwhile (`rdma`).
             let task = unsafe {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
                 l.core.region.get_into_buffer(target, offset, lb).spawn()
@@ -736,6 +764,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             l.comm.count_data_op();
             tasks.push(task);
         }
+        drop(rdma);
         let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarGets {
             win: self,
@@ -787,16 +816,21 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         // any transfer; the slice dies at the end of the statement.
         unsafe { buf.as_mut_slice().copy_from_slice(src) };
         let mut tasks = Vec::new();
+        // As in `get_runs_start`.
+        let rdma = l.core.rdma[target].write();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition, in an exclusive lock epoch); `sub` is not
             // written again (the request only reads it) and lives in the
-            // window's transfers until the future completed.
+            // window's transfers until the future completed. No other
+            // thread of this PE reads or writes the runs by RDMA meanwhile
+            // (`rdma`).
             let task = unsafe { l.core.region.put_buffer(target, offset, &sub).spawn() };
             l.comm.count_data_op();
             tasks.push(task);
         }
+        drop(rdma);
         let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarPuts {
             win: self,
