@@ -20,23 +20,92 @@
 //! memory. Bounds are checked again at the target (a message out of
 //! bounds or for an unknown region is refused, never executed).
 //!
-//! Synchronisation is the window's: the origin holds its lock on the target
-//! (shared for a get, exclusive for a write; the accumulate guard for an
-//! accumulate) for the whole exchange and waits for the message's reply,
-//! so the target's memory is accessed under the same exclusion as an RDMA
-//! operation of the origin would be. No local view of the target's part
-//! can be alive meanwhile: a mutable view needs the target's own exclusive
-//! lock, which the origin's lock excludes, and an active message never
-//! writes under a shared lock.
+//! # Synchronisation
+//!
+//! The window's epochs do not make a message the only access to the
+//! elements it touches: the origin holds its lock on the target (shared
+//! for a get, exclusive for a write, plus the accumulate guard for an
+//! accumulate) for the whole exchange, but several threads of the origin
+//! share that one lock (the checked layer lets them issue operations
+//! concurrently under it), and in a fence epoch puts and accumulates take
+//! no lock at all. Two messages, or a message and this PE's own copy into
+//! or out of its part (`Live::load` / `Live::store` in `window.rs`), may
+//! then touch the same bytes; both run on threads of this process (the
+//! runtime's workers, or any thread of this PE driving the runtime), so
+//! unsynchronised that would be a data race, not just MPI's "undefined
+//! outcome". Every entry therefore carries the part's [`PartLock`], and
+//! every access to the part made by a thread of this process outside a
+//! local view holds it: shared to read (a gather, the own part's load),
+//! exclusive to write (a scatter, the own part's store and accumulate).
+//! A message holds it across all its runs. Hence, on this PE:
+//!
+//! * no two of these accesses race;
+//! * a packed put or accumulate is applied whole, and a packed get reads
+//!   its runs at one instant, with respect to the other messages and this
+//!   PE's own copies of its part (each of which holds the lock for one run
+//!   or, for an accumulate, one read-combine-write). Which of two
+//!   conflicting writes lands last is still unspecified, as in MPI;
+//!   accumulates to the same target stay element-wise atomic with respect
+//!   to each other through the accumulate guard.
+//!
+//! What the lock does not cover:
+//!
+//! * Local views ([`RawWindow::with_local`](distarray::RawWindow::with_local))
+//!   take no part lock: a view needs this PE's own lock on its part (never
+//!   a fence epoch), which excludes every other PE's writer (and a mutable
+//!   one every reader), and the checked layer keeps this PE's own
+//!   conflicting operations out while it lives. Taking the lock there could
+//!   deadlock: the view's closure may wait for a message that needs it.
+//! * RDMA of other PEs into or out of this part: on `shmem` a copy made by
+//!   another process through its own mapping of the segment; on a network
+//!   lamellae the NIC, or a provider that emulates RDMA in software (e.g.
+//!   libfabric's `tcp`) in its progress engine, which may run on a thread
+//!   of this process but in C, under no lock of ours. Only the epochs order
+//!   these against the accesses here. A conflicting pair in one fence epoch
+//!   (say a single-run RDMA put of PE 1 and a packed put of PE 2 to the
+//!   same elements) gives unspecified bytes (every bit pattern is a value
+//!   of a plain-data [`Element`]), as with MPI; such accesses lie outside
+//!   what Rust's memory model describes, and this module claims nothing
+//!   more for them. (This PE's own threads' RDMA to another PE, on `shmem`
+//!   copies through this process's mapping of that PE's part, holds a lock
+//!   of the window's instead: `WindowCore::rdma` in `window.rs`.)
+//!
+//! The lock is held only around copies and combines: no Lamellar call, no
+//! wait and no other lock is taken while it is held (the table's mutex is
+//! released before it is taken; the accumulate guard is taken before it),
+//! so a thread blocked on it waits only for a bounded copy, never for the
+//! runtime, and a message blocked on it cannot hold up its holder.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use distarray::{AccumulateOp, Element};
 use lamellar::active_messaging::prelude::*;
 
+/// Serialises the accesses of this process's threads to one part of a
+/// window region (see the module documentation): shared to read, exclusive
+/// to write. Shared by the region's entry in the table and every window
+/// over the region.
+#[derive(Clone, Default)]
+pub(crate) struct PartLock(Arc<RwLock<()>>);
+
+impl PartLock {
+    /// Held while reading the part. Never hold it across a Lamellar call,
+    /// a wait or another lock.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
+        // The lock guards no data of its own: a panic under it leaves
+        // nothing inconsistent to protect.
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while writing the part (as [`PartLock::read`]).
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ()> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// This PE's part of one window's data region.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Part {
     /// Address of the part.
     base: usize,
@@ -46,6 +115,8 @@ struct Part {
     elem: usize,
     /// Combines `src` (packed elements) into `dst` element-wise.
     combine: unsafe fn(AccumulateOp, *mut u8, &[u8]),
+    /// Held around every access to the part.
+    lock: PartLock,
 }
 
 /// This PE's window regions, by id (see the module documentation).
@@ -75,7 +146,8 @@ unsafe fn combine_as<T: Element>(op: AccumulateOp, dst: *mut u8, src: &[u8]) {
 }
 
 /// Makes this PE's part of the data region `id` (at `base`, `cap`
-/// elements of `T`) reachable by [`GatherRuns`] / [`ScatterRuns`].
+/// elements of `T`) reachable by [`GatherRuns`] / [`ScatterRuns`], with a
+/// new [`PartLock`] (see [`part_lock`]).
 pub(crate) fn register<T: Element>(id: u64, base: *mut T, cap: usize) {
     parts().get_or_insert_with(HashMap::new).insert(
         id,
@@ -84,8 +156,15 @@ pub(crate) fn register<T: Element>(id: u64, base: *mut T, cap: usize) {
             cap,
             elem: std::mem::size_of::<T>(),
             combine: combine_as::<T>,
+            lock: PartLock::default(),
         },
     );
+}
+
+/// The lock of this PE's part of the registered region `id`, which every
+/// window over the region takes around its own accesses to the part.
+pub(crate) fn part_lock(id: u64) -> Option<PartLock> {
+    Some(parts().as_ref()?.get(&id)?.lock.clone())
 }
 
 /// Removes the region `id` (its memory is about to be released).
@@ -95,12 +174,20 @@ pub(crate) fn unregister(id: u64) {
     }
 }
 
-/// The part `id`, if every run lies in it.
-fn part_for(id: u64, runs: &[(usize, usize)]) -> Option<Part> {
-    let p = *parts().as_ref()?.get(&id)?;
-    runs.iter()
-        .all(|&(o, l)| o.checked_add(l).is_some_and(|end| end <= p.cap))
-        .then_some(p)
+/// The part `id` and the total bytes of `runs`, if every run lies in it.
+fn part_for(id: u64, runs: &[(usize, usize)]) -> Option<(Part, usize)> {
+    // Cloned: the table's mutex is released before the part's lock is
+    // taken.
+    let p = parts().as_ref()?.get(&id)?.clone();
+    let mut total = 0usize;
+    for &(o, l) in runs {
+        if o.checked_add(l)? > p.cap {
+            return None;
+        }
+        // `l * elem` fits: the run lies in the part, which is in memory.
+        total = total.checked_add(l * p.elem)?;
+    }
+    Some((p, total))
 }
 
 /// Wire code of an optional accumulate op (`None`: a put).
@@ -131,15 +218,19 @@ fn op_of(code: u8) -> Option<Option<AccumulateOp>> {
 /// region `id` into one buffer; `None` for an unknown region or a run out
 /// of bounds.
 fn gather(id: u64, runs: &[(usize, usize)]) -> Option<Vec<u8>> {
-    let p = part_for(id, runs)?;
-    let total: usize = runs.iter().map(|r| r.1).sum();
-    let mut out = Vec::with_capacity(total * p.elem);
+    let (p, total) = part_for(id, runs)?;
+    let mut out = Vec::with_capacity(total);
+    let _read = p.lock.read();
     for &(o, l) in runs {
-        // SAFETY: `o + l <= cap` (checked above), so the bytes lie in this
-        // PE's part, which lives while the entry is registered (the
-        // table's lock is not needed past the check: the origin's epoch
-        // keeps the regions alive, see the module documentation); the
-        // origin's lock excludes every writer of these elements.
+        // SAFETY: `o + l <= cap` (checked by `part_for`), so the bytes lie
+        // in this PE's part, which lives while the entry is registered (the
+        // table's mutex is not needed past the check: the origin's epoch
+        // keeps the regions alive, see the module documentation). We hold
+        // the part's lock shared, so no thread of this process writes them
+        // meanwhile (every such write holds it exclusively), and no local
+        // view that could write them is alive (a mutable view needs this
+        // PE's exclusive lock on its part, which excludes the origin's
+        // epoch). The slice dies before the lock is released.
         let src =
             unsafe { std::slice::from_raw_parts((p.base + o * p.elem) as *const u8, l * p.elem) };
         out.extend_from_slice(src);
@@ -151,26 +242,30 @@ fn gather(id: u64, runs: &[(usize, usize)]) -> Option<Vec<u8>> {
 /// this PE's part of region `id`; `false` (nothing written) for an unknown
 /// region, a run out of bounds or a length mismatch.
 fn scatter(id: u64, runs: &[(usize, usize)], op: u8, bytes: &[u8]) -> bool {
-    let (Some(p), Some(op)) = (part_for(id, runs), op_of(op)) else {
+    let (Some((p, total)), Some(op)) = (part_for(id, runs), op_of(op)) else {
         return false;
     };
-    let total: usize = runs.iter().map(|r| r.1).sum();
-    if total * p.elem != bytes.len() {
+    if total != bytes.len() {
         return false;
     }
+    let _write = p.lock.write();
     let mut at = 0;
     for &(o, l) in runs {
         let n = l * p.elem;
+        // `at + n <= total == bytes.len()`: the sum did not overflow.
+        let src = &bytes[at..at + n];
         let dst = (p.base + o * p.elem) as *mut u8;
-        // SAFETY: `o + l <= cap`: the bytes lie in this PE's part, alive
-        // (see `gather`); the origin holds the exclusive lock (or, for an
-        // accumulate, the accumulate guard inside an epoch admitting
-        // writes), so nothing else accesses them; `bytes[at..at + n]` is a
-        // separate buffer.
+        // SAFETY: `o + l <= cap` (checked by `part_for`): the `n` bytes lie
+        // in this PE's part, alive (see `gather`). We hold the part's lock
+        // exclusively, so no thread of this process reads or writes them
+        // meanwhile (every such access holds the lock), and no local view
+        // of them is alive (a view needs this PE's lock on its part, which
+        // excludes the origin's write epoch; a fence epoch has no views).
+        // `src` is a separate buffer (the message's), exactly `n` bytes.
         unsafe {
             match op {
-                None => std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), dst, n),
-                Some(op) => (p.combine)(op, dst, &bytes[at..at + n]),
+                None => std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n),
+                Some(op) => (p.combine)(op, dst, src),
             }
         }
         at += n;
@@ -225,6 +320,7 @@ mod tests {
         let got = gather(9001, &[(1, 2), (4, 1)]).unwrap();
         assert_eq!(bytemuck::cast_slice::<u8, f64>(&got), &[2.0, 3.0, 5.0]);
         assert!(gather(9001, &[(5, 2)]).is_none(), "out of bounds");
+        assert!(gather(9001, &[(usize::MAX, 2)]).is_none(), "wrapping run");
         assert!(gather(9002, &[(0, 1)]).is_none(), "unknown region");
         let add = bytemuck::cast_slice::<f64, u8>(&[10.0, 20.0]).to_vec();
         assert!(scatter(
@@ -241,5 +337,69 @@ mod tests {
         unregister(9001);
         assert!(gather(9001, &[(0, 1)]).is_none());
         assert_eq!(mem, [11.0, 2.0, 10.0, 20.0, 5.0, 26.0]);
+    }
+
+    /// Several threads scatter whole messages of their own value into the
+    /// same overlapping runs (as the messages of several origin threads,
+    /// or of several PEs in a fence epoch, run concurrently on a target's
+    /// workers) while others gather them: every gather sees one writer's
+    /// message whole (the part's lock is held across all runs of a
+    /// message), never a mix, and so does the end state. Without the lock
+    /// this was a data race (a gather saw mixed values within a few
+    /// rounds here).
+    #[test]
+    fn concurrent_scatters_and_gathers_are_whole() {
+        const ID: u64 = 9101;
+        const RUN: usize = 1 << 14;
+        const WRITERS: u64 = 3;
+        const ROUNDS: usize = 100;
+        // two runs with a gap, the second one overlapping nothing else
+        let runs = [(0, RUN), (RUN + 7, RUN)];
+        let mut mem = vec![0u64; 2 * RUN + 7];
+        register::<u64>(ID, mem.as_mut_ptr(), mem.len());
+        let lock = part_lock(ID).expect("registered");
+        std::thread::scope(|s| {
+            for w in 1..=WRITERS {
+                s.spawn(move || {
+                    for r in 0..ROUNDS {
+                        let v = vec![w * 1000 + r as u64; 2 * RUN];
+                        let bytes = bytemuck::cast_slice::<u64, u8>(&v);
+                        assert!(scatter(ID, &runs, op_code(None), bytes));
+                        if r % 4 == 0 {
+                            // an accumulate in between: +0 keeps the value
+                            let zero = vec![0u8; bytes.len()];
+                            let op = op_code(Some(AccumulateOp::Sum));
+                            assert!(scatter(ID, &runs, op, &zero));
+                        }
+                    }
+                });
+            }
+            for _ in 0..2 {
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let got = gather(ID, &runs).unwrap();
+                        let got = bytemuck::cast_slice::<u8, u64>(&got);
+                        assert!(
+                            got.iter().all(|&x| x == got[0]),
+                            "a gather saw a mix of writers: {} then {}",
+                            got[0],
+                            got.iter().find(|&&x| x != got[0]).unwrap()
+                        );
+                    }
+                });
+            }
+        });
+        // the same lock serves the windows over the region
+        drop(lock.write());
+        unregister(ID);
+        assert!(part_lock(ID).is_none());
+        let v = mem[0];
+        assert!(
+            (1..=WRITERS).any(|w| v == w * 1000 + ROUNDS as u64 - 1),
+            "{v}"
+        );
+        assert!(mem[..RUN].iter().all(|&x| x == v));
+        assert!(mem[RUN..RUN + 7].iter().all(|&x| x == 0));
+        assert!(mem[RUN + 7..].iter().all(|&x| x == v));
     }
 }

@@ -11,10 +11,10 @@
 //!   layer bounds accesses by each PE's *true* length.
 //! * `get` / `write` (put): RDMA (`get` / `get_into_buffer` / `put` /
 //!   `put_buffer`), blocking at the origin; accesses to the calling PE's
-//!   own part are plain copies. Every operation is complete when it
-//!   returns, so `flush` and `unlock` have nothing left to wait for, and
-//!   the fence's runtime step is empty: the allgather of its vote (a
-//!   barrier) orders the epoch.
+//!   own part are plain copies under the part's lock (below). Every
+//!   operation is complete when it returns, so `flush` and `unlock` have
+//!   nothing left to wait for, and the fence's runtime step is empty: the
+//!   allgather of its vote (a barrier) orders the epoch.
 //! * `get_runs` / `write_runs` with more than one non-empty run to another
 //!   PE (a strided block: one run per row): ONE active message executed by
 //!   the target on its own memory, which gathers the runs into one buffer
@@ -33,6 +33,16 @@
 //!   (a remote test-and-set lock), read the elements, combine them with
 //!   [`Element::combine`] and write them back: element-wise atomic with
 //!   respect to every other accumulate on that target.
+//! * Threads of one process: the epochs do not keep two accesses by
+//!   threads of this process to the same bytes apart (several threads of a
+//!   PE share its lock on a target; a fence epoch takes no lock). So every
+//!   access this PE's threads make to its own part outside a local view
+//!   (the own-part copies here, and the packed transfers other PEs ask of
+//!   it) holds the part's [`PartLock`] (see [`crate::pack`], which also
+//!   says what it does not cover), and every RDMA this PE's threads issue
+//!   to another PE holds the window's origin-side lock on that target
+//!   ([`WindowCore::rdma`]): on `shmem` such an RDMA is a copy made by the
+//!   calling thread through this process's mapping of the target's part.
 //!
 //! Dropping the checked window first releases, through
 //! [`RawWindow::release`], the locks this PE still holds (after completing
@@ -53,7 +63,7 @@ use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 
 use crate::comm::{Comm, Regions, WeakComm};
-use crate::pack::{op_code, GatherRuns, ScatterRuns};
+use crate::pack::{op_code, GatherRuns, PartLock, ScatterRuns};
 use crate::target::Ctl;
 
 /// Bulk transfers move through a registered bounce buffer of this size per
@@ -94,7 +104,18 @@ pub(crate) struct WindowCore<T: Element> {
     region: SharedMemoryRegion<T>,
     /// The regions' id, the same on every PE (for packed transfers).
     id: u64,
+    /// The lock of this PE's part, shared with the packed transfers that
+    /// other PEs ask of this one (see [`crate::pack`]).
+    part: PartLock,
     ctl: Ctl,
+    /// Per target PE: held by this PE's threads around their RDMA to that
+    /// PE's part (shared for a get, exclusive for a put). On `shmem` an
+    /// RDMA is a copy by the calling thread through this process's mapping
+    /// of the target's part, so two threads of this PE (sharing one lock on
+    /// the target, or in a fence epoch) would otherwise race on those
+    /// bytes. Never held across anything that waits for another lock of
+    /// this module or for this lock's holders.
+    rdma: Box<[PartLock]>,
     /// Bounce buffer of `chunk` elements for bulk get / put.
     bounce: Mutex<Option<OneSidedMemoryRegion<T>>>,
     /// Returned to the communicator's cache when the window drops.
@@ -225,11 +246,18 @@ impl<T: Element> LamellarWindow<T> {
         // SAFETY: only the address is taken (no reference is created).
         let local = unsafe { region.as_mut_ptr() }
             .map_err(|e| Error::Backend(format!("window region has no local part: {e:?}")))?;
+        // The lock the packed transfers of other PEs take on this part.
+        // Regions are registered when allocated; were they not, no packed
+        // transfer could reach them and a lock of this window's own would
+        // do.
+        let part = crate::pack::part_lock(regions.id).unwrap_or_default();
         comm.creation_barrier();
         let core = Arc::new(WindowCore {
             region,
             id: regions.id,
+            part,
             ctl: Ctl::new(regions.ctl.clone()),
+            rdma: (0..lens.len()).map(|_| PartLock::default()).collect(),
             bounce: Mutex::new(None),
             regions: Mutex::new(Some(regions)),
             in_flight: Mutex::new(Vec::new()),
@@ -294,11 +322,15 @@ impl<T: Element> Live<'_, T> {
     unsafe fn load(&self, target: usize, offset: usize, dst: &mut [T]) {
         if dst.is_empty() {
         } else if target == self.win.rank {
+            let _read = self.core.part.read();
             // SAFETY: `offset + dst.len() <= local_len` (the caller's
-            // precondition) and the part holds that many initialised `T`s;
+            // precondition) and the part holds that many initialised `T`s.
+            // We hold the part's lock shared, so no thread of this process
+            // writes them meanwhile (own-part stores and accumulates, and
+            // the packed transfers of other PEs, hold it exclusively); no
+            // mutable local view is alive (the caller's precondition).
             // `dst` is a separate buffer (no reference into window memory
-            // escapes a local view, and none is alive: the caller's
-            // precondition).
+            // escapes a local view).
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     self.win.local_ptr().add(offset),
@@ -308,9 +340,11 @@ impl<T: Element> Live<'_, T> {
             }
         } else if dst.len() == 1 {
             self.comm.count_data_op();
+            let _rdma = self.core.rdma[target].read();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition; the region holds max(len) elements per PE);
-            // `block` returns once the value has arrived.
+            // `block` returns once the value has arrived. No other thread
+            // of this PE writes the element by RDMA meanwhile (`rdma`).
             dst[0] = unsafe { self.core.region.get(target, offset).block() };
         } else {
             // Through a registered bounce buffer, in cache-sized chunks:
@@ -326,15 +360,18 @@ impl<T: Element> Live<'_, T> {
                 self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (`offset + i * chunk +
                 // part.len() <= offset + dst.len()`, the caller's
-                // precondition). The bounce region is this window's alone
-                // (behind its mutex) and `block` returns once the data has
-                // arrived.
+                // precondition); no other thread of this PE writes it by
+                // RDMA meanwhile (`rdma`). The bounce region is this
+                // window's alone (behind its mutex) and `block` returns
+                // once the data has arrived.
                 unsafe {
                     let buf = LamellarBuffer::from_one_sided_memory_region(sub.clone());
+                    let rdma = self.core.rdma[target].read();
                     self.core
                         .region
                         .get_into_buffer(target, offset + i * self.win.chunk, buf)
                         .block();
+                    drop(rdma);
                     part.copy_from_slice(sub.as_slice());
                 }
             }
@@ -350,14 +387,21 @@ impl<T: Element> Live<'_, T> {
     unsafe fn store(&self, target: usize, offset: usize, src: &[T]) {
         if src.is_empty() {
         } else if target == self.win.rank {
+            let _write = self.core.part.write();
             // SAFETY: in bounds of the local part and no local view is
             // alive (the caller's preconditions), so no reference into the
-            // part exists; `copy` tolerates overlap.
+            // part exists; we hold the part's lock exclusively, so no other
+            // thread of this process reads or writes it meanwhile (own-part
+            // copies and the packed transfers of other PEs hold the lock);
+            // `copy` tolerates overlap.
             unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
         } else if src.len() == 1 {
             self.comm.count_data_op();
+            let _rdma = self.core.rdma[target].write();
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `block` returns once the transfer is complete.
+            // No other thread of this PE reads or writes the element by
+            // RDMA meanwhile (`rdma`).
             unsafe { self.core.region.put(target, offset, src[0]).block() };
         } else {
             // Through the registered bounce buffer, in cache-sized chunks.
@@ -371,11 +415,14 @@ impl<T: Element> Live<'_, T> {
                 let sub = bounce.sub_region(0..part.len());
                 self.comm.count_data_op();
                 // SAFETY: in bounds of `target`'s part (the caller's
-                // precondition); the bounce region is this window's alone
-                // (behind its mutex), and `block` returns once the transfer
-                // is complete, before the region is written again.
+                // precondition); no other thread of this PE reads or writes
+                // it by RDMA meanwhile (`rdma`). The bounce region is this
+                // window's alone (behind its mutex), and `block` returns
+                // once the transfer is complete, before the region is
+                // written again.
                 unsafe {
                     sub.as_mut_slice().copy_from_slice(part);
+                    let _rdma = self.core.rdma[target].write();
                     self.core
                         .region
                         .put_buffer(target, offset + i * self.win.chunk, &sub)
@@ -393,6 +440,29 @@ impl<T: Element> Live<'_, T> {
     /// As for [`Live::store`].
     unsafe fn combine(&self, target: usize, offset: usize, src: &[T], op: AccumulateOp) {
         if src.is_empty() {
+            return;
+        }
+        if target == self.win.rank {
+            // In place, under the accumulate guard (other PEs' accumulates
+            // are RDMA read-combine-writes under it) and then the part's
+            // lock (in this order, as the packed accumulates of other PEs:
+            // their origin holds the guard).
+            self.core
+                .ctl
+                .with_acc_guard(target, &|| self.comm.progress(), || {
+                    let _write = self.core.part.write();
+                    for (i, &s) in src.iter().enumerate() {
+                        // SAFETY: `offset + i < local_len` (the caller's
+                        // precondition); no local view is alive (the
+                        // caller's precondition) and we hold the part's
+                        // lock exclusively, so no other thread of this
+                        // process accesses the element meanwhile.
+                        unsafe {
+                            let d = self.win.local_ptr().add(offset + i);
+                            d.write(T::combine(op, d.read(), s));
+                        }
+                    }
+                });
             return;
         }
         if op == AccumulateOp::Replace && src.len() == 1 {
@@ -568,7 +638,12 @@ impl<T: Element> Live<'_, T> {
 // owns, never the caller's `src` after returning; a request's wait or drop
 // (or, for leaked ones, `release` and the window's drop) completes them,
 // and `dst` is written only by the wait or drop of its request. Local views
-// get the pointer to this PE's part and its true length.
+// get the pointer to this PE's part and its true length. Concurrent
+// operations of several threads of this PE (which the checked layer
+// admits under one lock or in a fence epoch) do not race in this process:
+// own-part copies and the packed transfers other PEs ask of this PE hold
+// the part's lock, and this PE's RDMA to another PE holds `rdma` (see the
+// module documentation and `crate::pack` for what these do not cover).
 unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
     unsafe fn lock(&self, target: usize, kind: LockKind) -> Result<()> {
         let l = self.live()?;
@@ -671,12 +746,17 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         }
         let buf = l.comm.world().alloc_one_sided_mem_region::<T>(dst.len());
         let mut tasks = Vec::new();
+        // On `shmem`, `spawn` makes the copy itself, under this lock; on
+        // other lamellae the transfer may go on after it (the NIC's or the
+        // provider's, not a thread of this PE's in Rust).
+        let rdma = l.core.rdma[target].read();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition); `sub` is a part of this request's own
             // registered buffer, which nothing reads before the future
-            // completed (in `finish`).
+            // completed (in `finish`). No other thread of this PE writes
+            // the runs by RDMA meanwhile (`rdma`).
             let task = unsafe {
                 let lb = LamellarBuffer::from_one_sided_memory_region(sub);
                 l.core.region.get_into_buffer(target, offset, lb).spawn()
@@ -684,6 +764,7 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
             l.comm.count_data_op();
             tasks.push(task);
         }
+        drop(rdma);
         let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarGets {
             win: self,
@@ -735,16 +816,21 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
         // any transfer; the slice dies at the end of the statement.
         unsafe { buf.as_mut_slice().copy_from_slice(src) };
         let mut tasks = Vec::new();
+        // As in `get_runs_start`.
+        let rdma = l.core.rdma[target].write();
         for (offset, piece) in run_pieces(runs).filter(|(_, p)| !p.is_empty()) {
             let sub = buf.sub_region(piece);
             // SAFETY: in bounds of `target`'s part (the caller's
             // precondition, in an exclusive lock epoch); `sub` is not
             // written again (the request only reads it) and lives in the
-            // window's transfers until the future completed.
+            // window's transfers until the future completed. No other
+            // thread of this PE reads or writes the runs by RDMA meanwhile
+            // (`rdma`).
             let task = unsafe { l.core.region.put_buffer(target, offset, &sub).spawn() };
             l.comm.count_data_op();
             tasks.push(task);
         }
+        drop(rdma);
         let slot = l.hold(Transfers::Rdma { buf, tasks });
         Ok(Box::new(LamellarPuts {
             win: self,
@@ -773,7 +859,10 @@ unsafe impl<T: Element> RawWindow<T> for LamellarWindow<T> {
 
     /// `f` on this PE's part. Every access to it is an RDMA or a copy
     /// that is complete when it returns, so there is nothing to
-    /// synchronise around it.
+    /// synchronise around it. The part's lock is not taken: the epochs keep
+    /// conflicting accesses out (the caller's lock on its own part excludes
+    /// other PEs' writers, and the checked layer this PE's own), and `f`
+    /// may wait for a packed transfer that needs the lock (see `pack.rs`).
     unsafe fn with_local<R>(
         &self,
         _mutable: bool,

@@ -6,7 +6,8 @@
 //!
 //! After the generic suite it runs checks of this backend's own machinery
 //! (window region reuse after early drops, the large-allgather path, mixed
-//! lock traffic). Rank 0 prints `conformance: all checks passed on P ranks`
+//! lock traffic, packed transfers, concurrent packed puts in a fence
+//! epoch). Rank 0 prints `conformance: all checks passed on P ranks`
 //! at the end.
 //! `--panic-on R` makes PE `R` panic once the world is up while the others
 //! wait in a barrier (used by the launcher's failure test). `--leak WHAT`
@@ -458,6 +459,76 @@ fn packed_block_transfers(comm: &LamellarComm) {
     comm.barrier().unwrap();
 }
 
+/// Every PE puts and gets the same two runs of PE 0 over and over in one
+/// fence epoch (the checked layer admits these conflicting accesses: like
+/// MPI it leaves the values undefined), and gets the same runs of its
+/// right neighbour; on PE 0 a second thread puts and gets them too. The
+/// other PEs' transfers are packed active messages, which PE 0 executes on
+/// its runtime's workers or on whichever of its threads waits in the
+/// runtime (here its main thread, getting from PE 1), next to its second
+/// thread's copies into and out of the same runs: before the part's lock,
+/// unsynchronised copies of the same bytes on two threads (a data race).
+/// Checked is what the lock guarantees, with packing on (without it the
+/// other PEs' writes are RDMA from other processes, which it does not
+/// cover): every run read, and every run at the end, holds one write's
+/// value throughout, at the end that of some writer's last round. (The
+/// spawned thread makes no blocking Lamellar call: Lamellar warns, with a
+/// backtrace, about every one off its main thread. Several threads of one
+/// origin are covered by `pack`'s unit test.)
+fn concurrent_packed_puts(comm: &LamellarComm) {
+    let (me, p) = (comm.rank(), comm.size());
+    const RUN: usize = 256;
+    const ROUNDS: usize = 30;
+    let runs = [(0, RUN), (2 * RUN, RUN)];
+    let tag = |pe: usize, t: usize, r: usize| ((2 * pe + t) * 1000 + r + 1) as u64;
+    let uniform = |run: &[u64]| run.iter().all(|&x| x == run[0]);
+    let packed = comm.packed_transfers();
+    let w = comm.create_window::<u64>(3 * RUN).unwrap();
+    let work = |t: usize, remote: bool| {
+        let mut got = vec![0u64; 2 * RUN];
+        for r in 0..ROUNDS {
+            w.put_runs(0, &runs, &vec![tag(me, t, r); 2 * RUN]).unwrap();
+            w.get_runs(0, &runs, &mut got).unwrap();
+            if packed {
+                for run in got.chunks(RUN) {
+                    assert!(uniform(run), "PE {me} thread {t}: a torn run {run:?}");
+                }
+            }
+            if remote {
+                w.get_runs((me + 1) % p, &runs, &mut got).unwrap();
+            }
+        }
+    };
+    w.fence().unwrap();
+    std::thread::scope(|s| {
+        if me == 0 {
+            s.spawn(|| work(1, false));
+        }
+        work(0, p > 1);
+    });
+    w.fence().unwrap();
+    let mut all = vec![0u64; 3 * RUN];
+    w.get(0, 0, &mut all).unwrap();
+    w.fence_end().unwrap();
+    assert!(
+        all[RUN..2 * RUN].iter().all(|&x| x == 0),
+        "PE {me}: the gap written"
+    );
+    if packed {
+        let last: Vec<u64> = (0..p)
+            .map(|q| tag(q, 0, ROUNDS - 1))
+            .chain([tag(0, 1, ROUNDS - 1)])
+            .collect();
+        for run in [&all[..RUN], &all[2 * RUN..]] {
+            assert!(
+                uniform(run) && last.contains(&run[0]),
+                "PE {me}: PE 0 ended with {run:?}"
+            );
+        }
+    }
+    comm.barrier().unwrap();
+}
+
 /// `--leak WHAT[@R]`: leaks (`mem::forget`) a window, an array or a
 /// window holding a lock (on every PE, or with `@R` on PE `R` only, the
 /// others drop theirs) and returns from `main`; the job must still end.
@@ -593,7 +664,7 @@ fn main() {
     if comm.rank() == 0 {
         println!("neighbour messages: {}", comm.message_transport());
     }
-    let extra: [Check; 9] = [
+    let extra: [Check; 10] = [
         ("lamellar: early_drop_and_reuse", early_drop_and_reuse),
         ("lamellar: window_churn", window_churn),
         ("lamellar: large_allgather", large_allgather),
@@ -609,6 +680,7 @@ fn main() {
         ),
         ("lamellar: exchanges_in_flight", exchanges_in_flight),
         ("lamellar: packed_block_transfers", packed_block_transfers),
+        ("lamellar: concurrent_packed_puts", concurrent_packed_puts),
     ];
     for (name, check) in extra {
         comm.barrier().unwrap();
