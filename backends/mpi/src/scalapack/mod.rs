@@ -38,9 +38,9 @@
 //! [`Error::InvalidPartition`]), a singular matrix or one that is not
 //! positive definite ([`Error::Numerical`]), a view of an array refused on
 //! some rank (for instance one that rank holds itself). No rank enters
-//! ScaLAPACK before every rank has checked its arguments and holds its
-//! views (one vote), so none waits in a BLACS collective for a rank that
-//! returned an error.
+//! ScaLAPACK before every rank has checked its arguments (one vote, before
+//! any view is taken) and holds its views (a second one), so none waits in
+//! a BLACS collective for a rank that returned an error.
 //!
 //! ```no_run
 //! use distarray::DistArray;
@@ -694,17 +694,23 @@ impl Gate<'_> {
     }
 }
 
-/// Runs `run` (which takes this rank's views and calls [`Gate::pass`]
-/// inside them before any ScaLAPACK call) after `checked`, this rank's
-/// argument checks; a rank that fails before passing the gate votes its
-/// error there, so every rank returns an error.
+/// Votes on `checked` (every rank's argument checks), then runs `run`,
+/// which takes this rank's views and calls [`Gate::pass`] inside them
+/// before any ScaLAPACK call; a rank whose views are refused votes its
+/// error in the gate's place, so every rank returns an error.
 fn gated<R>(
     comm: &MpiComm,
     checked: Result<()>,
     run: impl FnOnce(&mut Gate<'_>) -> Result<R>,
 ) -> Result<R> {
+    // every rank's checks, voted before anyone takes a view: the vote is
+    // also the barrier that keeps a rank from locking its own parts for
+    // the call while another rank may still read them one-sidedly from
+    // before it (that reader would wait for the lock, the holder for the
+    // reader in the gate: a deadlock seen with MPICH)
+    distarray::epoch::vote(comm, checked)?;
     let mut gate = Gate { comm, voted: false };
-    let r = checked.and_then(|_| run(&mut gate));
+    let r = run(&mut gate);
     if !gate.voted {
         let e = r.as_ref().err().cloned().unwrap_or_else(|| {
             Error::Backend("a ScaLAPACK call returned without passing its gate".into())
@@ -714,8 +720,9 @@ fn gated<R>(
     r
 }
 
-/// This rank's argument checks: `Ok` passes them on to the [`Gate`] (the
-/// vote there), an error is voted now, so every rank returns one.
+/// This rank's argument checks: `Ok` passes them on to [`gated`] (which
+/// votes them), an error is voted now (in the same vote), so every rank
+/// returns one.
 fn checked_or_voted<L>(comm: &MpiComm, checked: Result<L>) -> Result<L> {
     match checked {
         Ok(l) => Ok(l),
