@@ -721,12 +721,12 @@ fn gated<R>(
 }
 
 /// This rank's argument checks: `Ok` passes them on to [`gated`] (which
-/// votes them), an error is voted now (in the same vote), so every rank
-/// returns one.
+/// votes them), an error is voted now (the vote `gated` makes on the other
+/// ranks), so every rank returns one.
 fn checked_or_voted<L>(comm: &MpiComm, checked: Result<L>) -> Result<L> {
     match checked {
         Ok(l) => Ok(l),
-        Err(e) => gated(comm, Err(e), |_| Ok(())).map(|()| unreachable!("an error was voted")),
+        Err(e) => distarray::epoch::vote(comm, Err(e)),
     }
 }
 
