@@ -21,7 +21,13 @@
 //! [`LANES`](crate::kernels::LANES) consecutive values held in independent
 //! accumulators, one pass over the block per point: every load is
 //! contiguous and the compiler vectorises the block without changing the
-//! order of any value's additions.
+//! order of any value's additions. Rows that stream from memory (input and
+//! output of 16 MiB or more) are read with software prefetch. Rows in
+//! cache are bound by the loads: there `f64` stars ([`Stencil::star`], of
+//! radius up to 4, in any dimension) run an AVX-512 kernel where the CPU
+//! has it, which forms the row's own neighbours by shifting lanes between
+//! three vectors of the row instead of loading each again at an unaligned
+//! address — the same operations on every value, so the same bits.
 //!
 //! ```
 //! use distarray::stencil::{self, Stencil};
