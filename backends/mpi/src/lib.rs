@@ -71,7 +71,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(feature = "scalapack")]
+#[cfg(any(feature = "hdf5", feature = "scalapack"))]
 mod agree;
 pub mod comm;
 #[cfg(feature = "hdf5")]
