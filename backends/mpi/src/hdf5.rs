@@ -286,7 +286,8 @@ impl Hdf5File {
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
         if array.partitioning().is_block_cyclic() {
-            let contiguous = array.redistribute_grid(array.partitioning().grid())?;
+            let contiguous = array.contiguous_twin()?;
+            contiguous.copy_from(array)?;
             return self.write(name, &contiguous);
         }
         let file = self.file()?;
@@ -378,11 +379,7 @@ impl Hdf5File {
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
         if array.partitioning().is_block_cyclic() {
-            let contiguous = DistArray::<T, MpiComm, N>::with_grid(
-                array.comm().clone(),
-                array.partitioning().grid(),
-                array.shape(),
-            )?;
+            let contiguous = array.contiguous_twin()?;
             self.read_into(name, &contiguous)?;
             return array.copy_from(&contiguous);
         }
