@@ -44,6 +44,34 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         self.redistribute_result(p)
     }
 
+    /// Collective: a zero-filled array of this array's shape on the same
+    /// process grid with contiguous parts (dimension `d` split evenly into
+    /// `grid[d]` parts, as [`DistArray::with_grid`]), in which each rank's
+    /// part is one box. I/O that moves each rank's part as one piece (Zarr
+    /// chunks, HDF5 hyperslabs) handles a block-cyclic array through it:
+    /// [`copy_from`](DistArray::copy_from) the array before writing the
+    /// twin, read into the twin and copy it back (one redistribution
+    /// each way; the part's size again in memory).
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray};
+    /// threaded::run_ok(4, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::block_cyclic(comm, [7, 5], [2, 2], [2, 2])?;
+    ///     a.with_local_mut(|mut l| l.fill_with(|[i, j]| (10 * i + j) as f64))?;
+    ///     let twin = a.contiguous_twin()?;
+    ///     assert!(!twin.partitioning().is_block_cyclic());
+    ///     assert_eq!((twin.shape(), twin.partitioning().grid()), ([7, 5], [2, 2]));
+    ///     twin.copy_from(&a)?;
+    ///     assert_eq!(twin.to_vec()?, a.to_vec()?);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn contiguous_twin(&self) -> Result<Self> {
+        let p = ContinuousPartitioning::with_grid(self.shape(), self.partitioning().grid());
+        Self::create(self.comm().clone(), p)
+    }
+
     /// Collective: redistributes to the default partition (the first
     /// dimension split evenly).
     pub fn redistribute_default(&self) -> Result<Self> {

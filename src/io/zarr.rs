@@ -198,8 +198,9 @@ pub fn write_zarr_with<T: Element, C: OneSidedComm, const N: usize>(
 ) -> Result<()> {
     if array.partitioning().is_block_cyclic() {
         // each part is many boxes: write a contiguous copy on the same
-        // process grid (one redistribution; the part's size again in memory)
-        let contiguous = array.redistribute_grid(array.partitioning().grid())?;
+        // process grid
+        let contiguous = array.contiguous_twin()?;
+        contiguous.copy_from(array)?;
         return write_zarr_with(&contiguous, path, opts);
     }
     let comm = array.comm();
@@ -462,13 +463,8 @@ pub(crate) fn read_into_impl<T: Element, C: OneSidedComm, const N: usize>(
     require_chunks: bool,
 ) -> Result<()> {
     if array.partitioning().is_block_cyclic() {
-        // read into a contiguous array on the same process grid, then
-        // copy (one redistribution; the part's size again in memory)
-        let contiguous = DistArray::<T, C, N>::with_grid(
-            array.comm().clone(),
-            array.partitioning().grid(),
-            array.shape(),
-        )?;
+        // read into a contiguous array on the same process grid, then copy
+        let contiguous = array.contiguous_twin()?;
         read_into_impl(&contiguous, path, require_chunks)?;
         return array.copy_from(&contiguous);
     }

@@ -47,8 +47,9 @@
 //! Every method is **collective**: all ranks of the file's communicator
 //! call it, in the same order, with the same arguments (name, shape). Each
 //! step that can fail on one rank alone (a missing file, no permission, a
-//! path that differs between ranks, a dataset of another element type or
-//! shape, a name that already exists, a corrupted file) is checked and
+//! path, a name or an array's shape or element type that differs between
+//! ranks, a dataset of another element type or shape, a name that already
+//! exists, a corrupted file) is checked and
 //! **voted** ([`distarray::collective::vote`]) before the next collective
 //! HDF5 call, so bad input gives an `Err` on every rank — the failing
 //! rank's own error, [`Error::PeerFailed`] on the others — instead of a
@@ -75,7 +76,7 @@ use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use distarray::collective::{allreduce_vote, vote};
+use distarray::collective::vote;
 use distarray::{DistArray, Element, Error, OneSidedComm, Result};
 use hdf5_metno as h5;
 use hdf5_metno::dataset::FillTime;
@@ -87,6 +88,7 @@ use hdf5_metno_sys::h5d::{H5D_mpio_actual_io_mode_t, H5Dread, H5Dwrite};
 use hdf5_metno_sys::h5i::hid_t;
 use hdf5_metno_sys::h5p::{H5FD_mpio_xfer_t, H5Pcreate, H5Pset_dxpl_mpio};
 
+use crate::agree::{agree, fingerprint, gated};
 use crate::raw;
 use crate::MpiComm;
 
@@ -197,20 +199,14 @@ impl Hdf5File {
         //    different working directories would open different files)
         let abs = std::path::absolute(path)
             .map_err(|e| io(format!("cannot make the path absolute: {e}")));
-        let hash = abs.as_ref().map(|p| {
-            let h = fnv1a(p.as_os_str().as_encoded_bytes());
-            [h, h]
-        });
-        let [lo, hi] = allreduce_vote(comm, hash.map_err(Clone::clone), |a, b| {
-            [a[0].min(b[0]), a[1].max(b[1])]
-        })?;
-        if lo != hi {
-            return Err(Error::InvalidArgument(format!(
+        let key = abs.map(|p| ((), fingerprint(p.as_os_str().as_encoded_bytes())));
+        agree(comm, key, || {
+            Error::InvalidArgument(format!(
                 "Hdf5File: the path {} differs between ranks (every rank must name the same \
                  file, as the same absolute path)",
                 path.display()
-            )));
-        }
+            ))
+        })?;
         // 2. the file system agrees on every rank before HDF5 opens the file
         //    (MPI_File_open is collective: a rank that cannot open it must
         //    not leave the others inside it)
@@ -282,14 +278,16 @@ impl Hdf5File {
     ///
     /// Errors on every rank if the file is read-only, `name` already exists
     /// (datasets are never replaced), `array` lives on another communicator
-    /// layout (its rank and size must be the file's), or HDF5 fails.
+    /// layout (its rank and size must be the file's), the name or the
+    /// array's shape or element type differs between ranks, or HDF5 fails.
     pub fn write<T: Hdf5Element, const N: usize>(
         &self,
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
         if array.partitioning().is_block_cyclic() {
-            let contiguous = array.redistribute_grid(array.partitioning().grid())?;
+            let contiguous = array.contiguous_twin()?;
+            contiguous.copy_from(array)?;
             return self.write(name, &contiguous);
         }
         let file = self.file()?;
@@ -310,41 +308,37 @@ impl Hdf5File {
                 }
                 Ok(())
             });
-        self.agree(local, name)?;
+        self.agree(local, name, array)?;
         let shape = array.shape().to_vec();
         // Every rank takes its view before anything collective happens: a
-        // rank whose view is refused votes its error (below), the others
-        // learn it in their first vote, and no dataset is created.
-        let mut voted = false;
-        let r = array
-            .with_local(|view| {
-                voted = true;
-                self.vote(Ok(()))?;
-                let created = self.h5(|| {
-                    file.new_dataset::<T>()
-                        .shape(shape.clone())
-                        .with_dcpl(|p| p.fill_time(FillTime::Never))
-                        .create(name)
-                });
-                let dataset =
-                    self.vote(created.map_err(|e| self.context(e, "cannot create dataset", name)))?;
-                let range = array.local_indices(self.comm.rank());
-                let spaces = range
-                    .and_then(|r| self.h5(|| Spaces::new(&dataset, &r)))
-                    .map_err(|e| self.context(e, "cannot select the part of dataset", name));
-                let spaces = self.vote(spaces)?;
-                let written = self
-                    .h5(|| spaces.write(&dataset, view.as_slice()))
-                    .map(|collective| self.record(collective))
-                    .map_err(|e| self.context(e, "cannot write dataset", name));
-                self.vote(written)
-            })
-            .and_then(|r| r);
-        if !voted {
-            // this rank's view was refused
-            return self.vote(r.map_err(|e| self.context(e, "cannot write dataset", name)));
-        }
-        r
+        // rank whose view is refused votes its error in the gate's place,
+        // the others learn it at the gate, and no dataset is created.
+        gated(&self.comm, |gate| {
+            array
+                .with_local(|view| {
+                    gate.pass()?;
+                    let created = self.h5(|| {
+                        file.new_dataset::<T>()
+                            .shape(shape.clone())
+                            .with_dcpl(|p| p.fill_time(FillTime::Never))
+                            .create(name)
+                    });
+                    let dataset = self.vote(
+                        created.map_err(|e| self.context(e, "cannot create dataset", name)),
+                    )?;
+                    let range = array.local_indices(self.comm.rank());
+                    let spaces = range
+                        .and_then(|r| self.h5(|| Spaces::new(&dataset, &r)))
+                        .map_err(|e| self.context(e, "cannot select the part of dataset", name));
+                    let spaces = self.vote(spaces)?;
+                    let written = self
+                        .h5(|| spaces.write(&dataset, view.as_slice()))
+                        .map(|collective| self.record(collective))
+                        .map_err(|e| self.context(e, "cannot write dataset", name));
+                    self.vote(written)
+                })
+                .map_err(|e| self.context(e, "cannot write dataset", name))?
+        })
     }
 
     /// Collective: reads dataset `name` into a new array with the default
@@ -357,7 +351,7 @@ impl Hdf5File {
         &self,
         name: &str,
     ) -> Result<DistArray<T, MpiComm, N>> {
-        self.agree(Ok(()), name)?;
+        self.agree_name(Ok(()), name)?;
         let shape = self.vote(self.checked_dataset::<T>(name).and_then(|(_, shape)| {
             <[usize; N]>::try_from(shape.as_slice()).map_err(|_| {
                 self.io(format!(
@@ -385,38 +379,29 @@ impl Hdf5File {
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
         if array.partitioning().is_block_cyclic() {
-            let contiguous = DistArray::<T, MpiComm, N>::with_grid(
-                array.comm().clone(),
-                array.partitioning().grid(),
-                array.shape(),
-            )?;
+            let contiguous = array.contiguous_twin()?;
             self.read_into(name, &contiguous)?;
             return array.copy_from(&contiguous);
         }
-        self.agree(self.check_comm(array.comm()), name)?;
+        self.agree(self.check_comm(array.comm()), name, array)?;
         let checked = self.prepare_read(name, array);
         let (dataset, spaces) = self.vote(checked)?;
         // the transfer is collective: every rank must hold its view first
-        let (mut voted, mut gate_failed) = (false, false);
-        let read = array
-            .with_local_mut(|mut view| {
-                voted = true;
-                self.vote(Ok(())).inspect_err(|_| gate_failed = true)?;
-                let data = view.as_mut_slice();
-                self.h5(|| spaces.read(&dataset, data))
-            })
-            .and_then(|r| r)
-            .map(|collective| self.record(collective))
-            .map_err(|e| self.context(e, "cannot read dataset", name));
-        if !voted {
-            // this rank's view was refused: the others learn it in their
-            // vote above and return without entering the transfer
-            return self.vote(read);
-        }
-        if gate_failed {
-            return read;
-        }
-        self.vote(read)
+        // (a rank whose view is refused votes its error in the gate's
+        // place, and the others return without entering the transfer)
+        gated(&self.comm, |gate| {
+            array
+                .with_local_mut(|mut view| {
+                    gate.pass()?;
+                    let data = view.as_mut_slice();
+                    let read = self
+                        .h5(|| spaces.read(&dataset, data))
+                        .map(|collective| self.record(collective))
+                        .map_err(|e| self.context(e, "cannot read dataset", name));
+                    self.vote(read)
+                })
+                .map_err(|e| self.context(e, "cannot read dataset", name))?
+        })
     }
 
     /// Whether this rank's last [`write`](Hdf5File::write) or
@@ -489,21 +474,19 @@ impl Hdf5File {
         let file = self.file()?;
         let local = self.check_name(name).and_then(|()| {
             if self.writable {
-                let v = value.bits() ^ fnv1a(name.as_bytes()).rotate_left(17);
-                Ok([v, v])
+                Ok(((), fingerprint(&(name, value.bits()))))
             } else {
                 Err(self.io(format!(
                     "cannot write attribute {name:?}: the file is open read-only"
                 )))
             }
         });
-        let [lo, hi] = allreduce_vote(&self.comm, local, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
-        if lo != hi {
-            return Err(Error::InvalidArgument(format!(
+        agree(&self.comm, local, || {
+            Error::InvalidArgument(format!(
                 "Hdf5File::write_attr: attribute {name:?}: the name or the value differs between \
                  ranks"
-            )));
-        }
+            ))
+        })?;
         let written = self
             .h5(|| {
                 if file.attr_names()?.iter().any(|n| n == name) {
@@ -589,19 +572,32 @@ impl Hdf5File {
     }
 
     /// Collective: votes on `local` and checks that every rank passed the
-    /// same `name` (a hash of it), in one collective.
-    fn agree(&self, local: Result<()>, name: &str) -> Result<()> {
-        let h = fnv1a(name.as_bytes());
-        let [lo, hi] = allreduce_vote(&self.comm, local.map(|()| [h, h]), |a, b| {
-            [a[0].min(b[0]), a[1].max(b[1])]
-        })?;
-        if lo != hi {
-            return Err(Error::InvalidArgument(format!(
+    /// same `name` (a fingerprint of it), in one collective.
+    fn agree_name(&self, local: Result<()>, name: &str) -> Result<()> {
+        agree(&self.comm, local.map(|()| ((), fingerprint(name))), || {
+            Error::InvalidArgument(format!(
                 "Hdf5File: the name {name:?} differs between ranks (collective calls need the \
                  same arguments on every rank)"
-            )));
-        }
-        Ok(())
+            ))
+        })
+    }
+
+    /// Collective: votes on `local` and checks that every rank passed the
+    /// same `name` and an array of the same shape and element type (a
+    /// fingerprint of them), in one collective.
+    fn agree<T: Element, const N: usize>(
+        &self,
+        local: Result<()>,
+        name: &str,
+        array: &DistArray<T, MpiComm, N>,
+    ) -> Result<()> {
+        let key = fingerprint(&(name, T::KIND, array.shape()));
+        agree(&self.comm, local.map(|()| ((), key)), || {
+            Error::InvalidArgument(format!(
+                "Hdf5File: the name {name:?}, the array's shape or its element type differs \
+                 between ranks (collective calls need the same arguments on every rank)"
+            ))
+        })
     }
 
     fn record(&self, collective: bool) {
@@ -694,13 +690,6 @@ fn locked<R>(comm: &MpiComm, f: impl FnOnce() -> R) -> Result<R> {
 /// descriptor: HDF5 converts it), with `isize` / `usize` as 64-bit.
 fn same_type(found: &TypeDescriptor, want: &TypeDescriptor) -> bool {
     found == want
-}
-
-/// FNV-1a, 64 bit.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// The file and memory dataspaces of one rank's part, and a transfer

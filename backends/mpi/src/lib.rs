@@ -71,6 +71,8 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(any(feature = "hdf5", feature = "scalapack"))]
+mod agree;
 pub mod comm;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;

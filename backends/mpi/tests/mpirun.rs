@@ -610,6 +610,24 @@ fn scalapack_wrappers() {
     }
 }
 
+/// The ScaLAPACK wrappers when the ranks break the collective contract
+/// (`scalapack_check mismatch`: rank 0 passes another shape, block size,
+/// process grid, number of right-hand sides, element type or `alpha` than
+/// the others): an `InvalidArgument` on every rank, never an abort, a hang
+/// or a wrong answer, and the ranks stay in step (a good solve after each).
+#[cfg(feature = "scalapack")]
+#[test]
+fn scalapack_mismatched_arguments() {
+    for ranks in [2, 3, 4] {
+        let job = Job {
+            args: &["mismatch"],
+            timeout_secs: 120,
+            ..Job::new(env!("CARGO_BIN_EXE_scalapack_check"), ranks)
+        };
+        succeeds(&job, "scalapack_check mismatch: ok");
+    }
+}
+
 #[cfg(feature = "hdf5")]
 mod hdf5 {
     use super::*;

@@ -611,6 +611,32 @@ fn faults(comm: &MpiComm, dir: &Path) -> String {
             f.write(name, &a),
             invalid,
         ));
+        // arrays of another shape or element type on rank 0 than on the
+        // others: refused on every rank before HDF5 creates anything (the
+        // names are checked below)
+        let wider =
+            DistArray::<f64, _, 2>::with_grid(comm.clone(), grid2(p), [SHAPE2[0], SHAPE2[1] + 1])
+                .expect("array");
+        let r = f.write("s", if rank == 0 { &a } else { &wider });
+        done.push(expect_err(
+            comm,
+            "write with a shape that differs between ranks",
+            r,
+            invalid,
+        ));
+        let single =
+            DistArray::<f32, _, 2>::with_grid(comm.clone(), grid2(p), SHAPE2).expect("array");
+        let r = if rank == 0 {
+            f.write("t", &a)
+        } else {
+            f.write("t", &single)
+        };
+        done.push(expect_err(
+            comm,
+            "write with an element type that differs between ranks",
+            r,
+            invalid,
+        ));
         let value = rank as u64;
         done.push(expect_err(
             comm,

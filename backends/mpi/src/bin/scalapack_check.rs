@@ -9,6 +9,14 @@
 //! with the ranks in another order, a view refused on one rank — on every
 //! rank. Prints
 //! `scalapack_check: ok` on rank 0.
+//!
+//! `scalapack_check mismatch` (2 or more ranks) breaks the collective
+//! contract instead: rank 0 passes arrays of another shape, block size,
+//! process grid, number of right-hand sides or element type than the other
+//! ranks to `gesv`, `posv`, `potrf` and `gemm`; every rank must get an
+//! [`Error::InvalidArgument`] (not an abort, a hang or a wrong answer), and
+//! a correct call after each must succeed. Prints
+//! `scalapack_check mismatch: ok` on rank 0.
 
 use distarray::{Complex32, Complex64, DistArray, Error, OneSidedComm};
 use distarray_mpi::scalapack::{self, ScalapackElement};
@@ -312,8 +320,154 @@ fn errors(comm: &MpiComm) {
     }
 }
 
+/// `make` on an explicit process grid.
+fn make_on<T: Num>(
+    comm: &MpiComm,
+    shape: [usize; 2],
+    grid: [usize; 2],
+    blocks: [usize; 2],
+    f: impl Fn(usize, usize) -> T,
+) -> DistArray<T, MpiComm, 2> {
+    let a = DistArray::<T, _, 2>::block_cyclic(comm.clone(), shape, grid, blocks)
+        .expect("block_cyclic");
+    a.with_local_mut(|mut l| l.fill_with(|[i, j]| f(i, j)))
+        .expect("fill");
+    a.barrier().expect("barrier");
+    a
+}
+
+/// Asserts that `r` is the error every rank must get when the ranks passed
+/// arguments that differ (a broken collective contract).
+fn differs<R: std::fmt::Debug>(comm: &MpiComm, what: &str, r: distarray::Result<R>) {
+    match r {
+        Err(Error::InvalidArgument(m)) if m.contains("differ") => {
+            if comm.rank() == 0 {
+                eprintln!("scalapack_check mismatch: {what}: {m}");
+            }
+        }
+        other => panic!(
+            "rank {}: {what}: expected InvalidArgument (arguments differ between ranks), got \
+             {other:?}",
+            comm.rank()
+        ),
+    }
+}
+
+/// A correct LU solve after a refused call: the ranks are still in step.
+fn good_gesv(comm: &MpiComm, after: &str) {
+    let n = 11;
+    let (fa, fb) = (|i, j| general::<f64>(i, j, 11), |i, j| rhs::<f64>(i, j));
+    let mut a = make(comm, [n, n], [3, 3], fa);
+    let mut b = make(comm, [n, 2], [3, 1], fb);
+    scalapack::gesv(&mut a, &mut b).unwrap_or_else(|e| panic!("gesv after {after}: {e}"));
+    let r = residual(comm, &b, fa, fb);
+    assert!(r < 1e-10 * n as f64, "gesv after {after}: residual {r}");
+}
+
+/// Rank 0 passes other arguments than the other ranks (see the module
+/// docs): an `InvalidArgument` on every rank, then a good call works.
+fn mismatch(comm: &MpiComm) {
+    let p = comm.size();
+    assert!(p > 1, "the mismatch mode needs 2 or more ranks");
+    let first = comm.rank() == 0;
+    let fa = |n: usize| move |i, j| general::<f64>(i, j, n);
+    let fh = |n: usize| move |i, j| hpd::<f64>(i, j, n);
+    let fb = |i, j| rhs::<f64>(i, j);
+    let pick = |x: usize, y: usize| if first { x } else { y };
+
+    // gesv: n = 8 on rank 0, n = 9 elsewhere (every array is made by every
+    // rank; each rank passes its own pair)
+    let mut a = [8, 9].map(|n| make(comm, [n, n], [2, 2], fa(n)));
+    let mut b = [8, 9].map(|n| make(comm, [n, 1], [2, 1], fb));
+    let [a0, a1] = &mut a;
+    let [b0, b1] = &mut b;
+    let r = if first {
+        scalapack::gesv(a0, b0)
+    } else {
+        scalapack::gesv(a1, b1)
+    };
+    differs(comm, "gesv, n = 8 against n = 9", r);
+    good_gesv(comm, "gesv with different n");
+
+    // gesv: the same shapes in 2 x 2 blocks on rank 0, 3 x 3 elsewhere
+    let mut a = [2, 3].map(|nb| make(comm, [12, 12], [nb, nb], fa(12)));
+    let mut b = [2, 3].map(|nb| make(comm, [12, 2], [nb, 1], fb));
+    let k = pick(0, 1);
+    let r = scalapack::gesv(&mut a[k], &mut b[k]);
+    differs(comm, "gesv, 2 x 2 against 3 x 3 blocks", r);
+    good_gesv(comm, "gesv with different blocks");
+
+    // gesv: one right-hand side on rank 0, two elsewhere
+    let mut a = make(comm, [10, 10], [2, 2], fa(10));
+    let mut b = [1, 2].map(|nrhs| make(comm, [10, nrhs], [2, 1], fb));
+    let r = scalapack::gesv(&mut a, &mut b[pick(0, 1)]);
+    differs(comm, "gesv, 1 against 2 right-hand sides", r);
+    good_gesv(comm, "gesv with different nrhs");
+
+    // posv and potrf: n = 8 on rank 0, n = 9 elsewhere
+    let mut a = [8, 9].map(|n| make(comm, [n, n], [2, 2], fh(n)));
+    let mut b = [8, 9].map(|n| make(comm, [n, 2], [2, 1], fb));
+    let k = pick(0, 1);
+    let r = scalapack::posv(&mut a[k], &mut b[k]);
+    differs(comm, "posv, n = 8 against n = 9", r);
+    good_gesv(comm, "posv with different n");
+    let r = scalapack::potrf(&mut a[k]);
+    differs(comm, "potrf, n = 8 against n = 9", r);
+    good_gesv(comm, "potrf with different n");
+
+    // gemm: the same shapes and blocks on a 1 x p grid on rank 0, p x 1
+    // elsewhere
+    let grids = [[1, p], [p, 1]];
+    let x = grids.map(|g| make_on(comm, [6, 5], g, [2, 2], |i, j| (i + j) as f64));
+    let y = grids.map(|g| make_on(comm, [5, 4], g, [2, 2], |i, j| (i * j) as f64));
+    let mut z = grids.map(|g| make_on(comm, [6, 4], g, [2, 2], |_, _| 0.0));
+    let k = pick(0, 1);
+    let r = scalapack::gemm(1.0, &x[k], &y[k], 0.0, &mut z[k]);
+    differs(comm, "gemm, grid 1 x p against p x 1", r);
+    good_gesv(comm, "gemm on different grids");
+
+    // gemm: k = 5 on rank 0, k = 7 elsewhere
+    let x = [5, 7].map(|k| make(comm, [6, k], [2, 2], |i, j| (i + j) as f64));
+    let y = [5, 7].map(|k| make(comm, [k, 4], [2, 2], |i, j| (i * j) as f64));
+    let mut z = make(comm, [6, 4], [2, 2], |_, _| 0.0);
+    let k = pick(0, 1);
+    let r = scalapack::gemm(1.0, &x[k], &y[k], 0.0, &mut z);
+    differs(comm, "gemm, k = 5 against k = 7", r);
+    good_gesv(comm, "gemm with different k");
+
+    // gemm: f64 on rank 0, f32 elsewhere (the same layouts)
+    let x64 = make(comm, [6, 6], [2, 2], |i, j| (i + j) as f64);
+    let mut z64 = make(comm, [6, 6], [2, 2], |_, _| 0.0f64);
+    let x32 = make(comm, [6, 6], [2, 2], |i, j| (i + j) as f32);
+    let mut z32 = make(comm, [6, 6], [2, 2], |_, _| 0.0f32);
+    let r = if first {
+        scalapack::gemm(1.0, &x64, &x64, 0.0, &mut z64)
+    } else {
+        scalapack::gemm(1.0, &x32, &x32, 0.0, &mut z32)
+    };
+    differs(comm, "gemm, f64 against f32", r);
+    good_gesv(comm, "gemm with different element types");
+
+    // gemm: alpha = 1 on rank 0, 2 elsewhere
+    let x = make(comm, [6, 6], [2, 2], |i, j| (i + j) as f64);
+    let mut z = make(comm, [6, 6], [2, 2], |_, _| 0.0);
+    let r = scalapack::gemm(pick(1, 2) as f64, &x, &x, 0.0, &mut z);
+    differs(comm, "gemm, alpha = 1 against 2", r);
+    // and the same arrays work afterwards
+    scalapack::gemm(1.0, &x, &x, 0.0, &mut z).expect("gemm after the refused one");
+    good_gesv(comm, "gemm with different alpha");
+}
+
 fn main() {
     let (_env, comm) = MpiComm::init().expect("MpiComm::init");
+    if std::env::args().nth(1).as_deref() == Some("mismatch") {
+        mismatch(&comm);
+        comm.barrier().expect("barrier");
+        if comm.rank() == 0 {
+            println!("scalapack_check mismatch: ok ({} ranks)", comm.size());
+        }
+        return;
+    }
     solves::<f64>(&comm, "f64");
     solves::<f32>(&comm, "f32");
     solves::<Complex64>(&comm, "Complex64");

@@ -30,17 +30,23 @@
 //!   memory as it is; for complex types the solve conjugates the
 //!   right-hand sides on their way in and out.
 //!
-//! Every call is collective over the arrays' communicator. Errors (on every
+//! Every call is collective over the arrays' communicator, and every rank
+//! must pass the same arguments: arrays of the same global shapes, blocks
+//! and process grids, the same element type and scalars. Errors (on every
 //! rank): a partition that is not a 2-D block-cyclic layout, arrays on
 //! different process grids or with incompatible blocks, non-square blocks
 //! or matrices where the routine needs square ones, arrays on communicators
 //! with other ranks or another rank order ([`Error::InvalidArgument`] /
-//! [`Error::InvalidPartition`]), a singular matrix or one that is not
+//! [`Error::InvalidPartition`]), arguments that differ between ranks
+//! ([`Error::InvalidArgument`]), a singular matrix or one that is not
 //! positive definite ([`Error::Numerical`]), a view of an array refused on
 //! some rank (for instance one that rank holds itself). No rank enters
-//! ScaLAPACK before every rank has checked its arguments (one vote, before
-//! any view is taken) and holds its views (a second one), so none waits in
-//! a BLACS collective for a rank that returned an error.
+//! ScaLAPACK before every rank has checked its arguments and every rank
+//! learnt that all passed the same ones (one vote of the checks and of a
+//! fingerprint of the arguments, before any view is taken) and holds its
+//! views (a second one), so none waits in a BLACS collective for a rank
+//! that returned an error, and none enters one with descriptors that
+//! another rank's do not match.
 //!
 //! ```no_run
 //! use distarray::DistArray;
@@ -66,6 +72,7 @@ use distarray::{
     Complex32, Complex64, ContinuousPartitioning, DistArray, Element, Error, OneSidedComm, Result,
 };
 
+use crate::agree::{agree, fingerprint, gated};
 use crate::lifetime;
 use crate::MpiComm;
 
@@ -476,6 +483,15 @@ struct Layout {
     local: [usize; 2],
 }
 
+impl Layout {
+    /// What every rank must see alike (the ScaLAPACK descriptor without
+    /// the local leading dimension): the global shape, the blocks and the
+    /// process grid.
+    fn global(&self) -> [[usize; 2]; 3] {
+        [self.shape, self.blocks, self.grid]
+    }
+}
+
 /// The block size of dimension `d` if its distribution is block-cyclic in
 /// ScaLAPACK's sense (contiguous parts count if they are blocks of one
 /// size, the last ones short or empty).
@@ -675,59 +691,33 @@ impl Drop for Grid {
     }
 }
 
-/// The door to ScaLAPACK's collectives: a rank passes it (one vote) only
-/// once it holds every view its call needs, and every rank learns whether
-/// all did. A rank whose checks or views failed votes its error instead
-/// (in [`gated`]), so the others return it too rather than wait forever
-/// inside a BLACS or PBLAS collective for a rank that never comes.
-struct Gate<'a> {
-    comm: &'a MpiComm,
-    voted: bool,
-}
-
-impl Gate<'_> {
-    /// Collective: every rank holds its views; `Err` if one did not (then
-    /// nothing may call ScaLAPACK).
-    fn pass(&mut self) -> Result<()> {
-        self.voted = true;
-        distarray::epoch::vote(self.comm, Ok(()))
-    }
-}
-
-/// Votes on `checked` (every rank's argument checks), then runs `run`,
-/// which takes this rank's views and calls [`Gate::pass`] inside them
-/// before any ScaLAPACK call; a rank whose views are refused votes its
-/// error in the gate's place, so every rank returns an error.
-fn gated<R>(
+/// Collective (one vote, before any view is taken): this rank's argument
+/// checks `checked`, and that every rank passed the same arguments — the
+/// routine, the element type and `key` of the checked layouts (their
+/// [`Layout::global`]s, the scalars), compared by [`fingerprint`] in the
+/// same vote. Arguments that differ between ranks are an
+/// [`Error::InvalidArgument`] on every rank. Also the barrier that keeps a
+/// rank from locking its own parts for the call while another may still
+/// read them one-sidedly from before it (that reader would wait for the
+/// lock, the holder for the reader in the gate: a deadlock seen with
+/// MPICH).
+fn agreed<T: ScalapackElement, L, K: std::hash::Hash>(
     comm: &MpiComm,
-    checked: Result<()>,
-    run: impl FnOnce(&mut Gate<'_>) -> Result<R>,
-) -> Result<R> {
-    // every rank's checks, voted before anyone takes a view: the vote is
-    // also the barrier that keeps a rank from locking its own parts for
-    // the call while another rank may still read them one-sidedly from
-    // before it (that reader would wait for the lock, the holder for the
-    // reader in the gate: a deadlock seen with MPICH)
-    distarray::epoch::vote(comm, checked)?;
-    let mut gate = Gate { comm, voted: false };
-    let r = run(&mut gate);
-    if !gate.voted {
-        let e = r.as_ref().err().cloned().unwrap_or_else(|| {
-            Error::Backend("a ScaLAPACK call returned without passing its gate".into())
-        });
-        return Err(distarray::epoch::vote(comm, Err::<(), _>(e)).unwrap_err());
-    }
-    r
-}
-
-/// This rank's argument checks: `Ok` passes them on to [`gated`] (which
-/// votes them), an error is voted now (the vote `gated` makes on the other
-/// ranks), so every rank returns one.
-fn checked_or_voted<L>(comm: &MpiComm, checked: Result<L>) -> Result<L> {
-    match checked {
-        Ok(l) => Ok(l),
-        Err(e) => distarray::epoch::vote(comm, Err(e)),
-    }
+    routine: &str,
+    checked: Result<L>,
+    key: impl FnOnce(&L) -> K,
+) -> Result<L> {
+    let local = checked.map(|l| {
+        let h = fingerprint(&(routine, T::KIND, key(&l)));
+        (l, h)
+    });
+    agree(comm, local, || {
+        Error::InvalidArgument(format!(
+            "{routine}: the arguments differ between ranks (global shapes, block sizes, process \
+             grids, element type or scalars): every rank must pass the same ones to this \
+             collective call"
+        ))
+    })
 }
 
 /// The layouts of the square matrix `a` (square blocks) and the
@@ -835,7 +825,8 @@ fn rhs_fits(a: &Layout, b: &Layout) -> Result<()> {
 /// column-major `n x nrhs` work matrix distributed like `a`'s columns
 /// (rows over BLACS process rows in `a`'s blocks); `b`'s memory is `bᵀ`
 /// and is transposed in (conjugated with `conj`) and the solution back
-/// out. Collective; call it only after every rank passed the [`Gate`].
+/// out. Collective; call it only after every rank passed the gate
+/// ([`gated`]).
 fn with_rhs<T: ScalapackElement>(
     grid: &Grid,
     a: &Layout,
@@ -877,13 +868,15 @@ pub fn gesv<T: ScalapackElement>(
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
     let comm = a.comm().clone();
-    let (al, bl) = checked_or_voted(&comm, solve_layouts("gesv", a, b))?;
+    let (al, bl) = agreed::<T, _, _>(&comm, "gesv", solve_layouts("gesv", a, b), |(al, bl)| {
+        (al.global(), bl.global())
+    })?;
     let n = al.shape[0] as c_int;
     let nrhs = bl.shape[1] as c_int;
     // LOCr(M) + MB of aᵀ
     let mut ipiv = vec![0 as c_int; al.local[1] + al.blocks[1]];
     let mut iwork = vec![0 as c_int; pivot_work(&al)];
-    gated(&comm, Ok(()), |gate| {
+    gated(&comm, |gate| {
         flat(a.with_local_mut(|mut la| {
             flat(b.with_local_mut(|mut lb| {
                 gate.pass()?;
@@ -960,12 +953,14 @@ fn pivot_work(l: &Layout) -> usize {
 /// not positive definite: [`Error::Numerical`] on every rank.
 pub fn potrf<T: ScalapackElement>(a: &mut DistArray<T, MpiComm, 2>) -> Result<()> {
     let comm = a.comm().clone();
-    let al = checked_or_voted(
+    let al = agreed::<T, _, _>(
         &comm,
+        "potrf",
         layout_of(a).and_then(|al| square("potrf", &al).map(|_| al)),
+        Layout::global,
     )?;
     let n = al.shape[0] as c_int;
-    gated(&comm, Ok(()), |gate| {
+    gated(&comm, |gate| {
         flat(a.with_local_mut(|mut la| {
             gate.pass()?;
             let grid = grid_for(&comm, al.grid)?;
@@ -995,9 +990,11 @@ pub fn potrs<T: ScalapackElement>(
     b: &mut DistArray<T, MpiComm, 2>,
 ) -> Result<()> {
     let comm = a.comm().clone();
-    let (al, bl) = checked_or_voted(&comm, solve_layouts("potrs", a, b))?;
+    let (al, bl) = agreed::<T, _, _>(&comm, "potrs", solve_layouts("potrs", a, b), |(al, bl)| {
+        (al.global(), bl.global())
+    })?;
     let n = al.shape[0] as c_int;
-    gated(&comm, Ok(()), |gate| {
+    gated(&comm, |gate| {
         flat(a.with_local(|la| {
             flat(b.with_local_mut(|mut lb| {
                 gate.pass()?;
@@ -1027,7 +1024,9 @@ pub fn posv<T: ScalapackElement>(
 ) -> Result<()> {
     // refuse the right-hand side before a is factored, on every rank
     let comm = a.comm().clone();
-    distarray::epoch::vote(&comm, solve_layouts("posv", a, b))?;
+    agreed::<T, _, _>(&comm, "posv", solve_layouts("posv", a, b), |(al, bl)| {
+        (al.global(), bl.global())
+    })?;
     potrf(a)?;
     potrs(a, b)
 }
@@ -1074,10 +1073,16 @@ pub fn gemm<T: ScalapackElement>(
         same_ranks(&comm, b.comm(), "B")?;
         Ok((al, bl, cl, [m, n, k]))
     })();
-    let (al, bl, cl, [m, n, k]) = checked_or_voted(&comm, checked)?;
+    let (al, bl, cl, [m, n, k]) = agreed::<T, _, _>(&comm, "gemm", checked, |(al, bl, cl, _)| {
+        (
+            [al.global(), bl.global(), cl.global()],
+            bytemuck::bytes_of(&alpha),
+            bytemuck::bytes_of(&beta),
+        )
+    })?;
     let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
     let same = std::ptr::eq(a, b);
-    gated(&comm, Ok(()), |gate| {
+    gated(&comm, |gate| {
         flat(a.with_local(|la| {
             let pa = la.as_slice().as_ptr();
             let mut run = |pb: *const T| {
