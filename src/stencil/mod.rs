@@ -616,10 +616,10 @@ crate::kernels::dispatch_wide! {
     }
 }
 
-/// The first columns of one output row (a multiple of the vector width;
-/// returns how many) by the AVX-512 star kernel ([`star_row`]), when the
+/// One output row by the AVX-512 star kernel ([`star_row`]) when the
 /// values are `f64`, the points follow the star pattern (`star` is its
-/// radius) and the CPU has AVX-512F; else none (0).
+/// radius) and the CPU has AVX-512F: returns the row's length, or 0 (no
+/// value done) otherwise.
 #[inline]
 fn star_row_simd<T: Element>(
     input: &[T],
@@ -669,7 +669,8 @@ fn star_row_simd<T: Element>(
                         // SAFETY: AVX-512F is available, the starts follow
                         // the star pattern of radius `r` and every row
                         // lies inside `input` (all checked above).
-                        unsafe { star_row::row::<$k, $r>(input, s, w, out, accumulate) }
+                        unsafe { star_row::row::<$k, $r>(input, s, w, out, accumulate) };
+                        n
                     })*
                     _ => 0,
                 }

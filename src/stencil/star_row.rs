@@ -68,8 +68,19 @@ macro_rules! shifted {
     }};
 }
 
-/// `out[j] (+)= Σ_k w[k] · input[starts[k] + j]` for `j` in `0..J` where
-/// `J` is the largest multiple of 8 not above `out.len()`; returns `J`.
+/// A mask of the first `lanes` lanes (all eight from 8 up).
+#[inline(always)]
+fn first(lanes: usize) -> u8 {
+    if lanes >= L {
+        !0
+    } else {
+        ((1u16 << lanes) - 1) as u8
+    }
+}
+
+/// `out[j] (+)= Σ_k w[k] · input[starts[k] + j]` for every `j` in
+/// `0..out.len()`: whole vectors, then one masked vector for the last
+/// `out.len() % 8` values.
 ///
 /// # Safety
 ///
@@ -84,67 +95,99 @@ pub(super) unsafe fn row<const K: usize, const R: usize>(
     w: &[f64; K],
     out: &mut [f64],
     accumulate: bool,
-) -> usize {
+) {
     const { assert!(K > 2 * R && R >= 1 && R <= MAX_R) };
     let n = out.len();
-    if n < L {
-        return 0;
+    if n == 0 {
+        return;
     }
     let c = starts[0];
     let base = input.as_ptr();
+    let o = out.as_mut_ptr();
     let wv: [__m512d; K] = std::array::from_fn(|k| _mm512_set1_pd(w[k]));
-    // the centre row's vectors around column `j`: before, at, after
+    // The centre row is read as vectors at columns j - 8, j, j + 8; each
+    // holds the row's values inside `input[c - R .. c + n + R]` (the
+    // rows of the points `c - R` and `c + R`, inside `input`) and zeros
+    // outside it (masked off: not read, so addresses beyond the slice,
+    // formed with wrapping arithmetic, are never accessed).
+    //
     // SAFETY: the lanes 8 - R .. 8 of the vector ending at column 0 are
-    // `input[c - R .. c]`, inside `input` (the start `c - R` is an index
-    // of it); the masked-off lanes are not read, so the address below the
-    // slice (formed with wrapping arithmetic) is never accessed.
+    // `input[c - R .. c]` (see above).
     let mut prev =
         unsafe { _mm512_maskz_loadu_pd(!0u8 << (L - R), base.wrapping_add(c).wrapping_sub(L)) };
-    // SAFETY: `c + 8 <= c + n <= input.len()`.
-    let mut cur = unsafe { _mm512_loadu_pd(base.add(c)) };
+    // SAFETY: the lanes read are `input[c .. c + min(8, n + R)]` (see above).
+    let mut cur = unsafe { _mm512_maskz_loadu_pd(first(n + R), base.add(c)) };
+    // one vector of output values from column `j`, `lanes` of them stored
+    // (the loads of the points off the row masked alike)
+    macro_rules! vector {
+        ($j:expr, $lanes:expr) => {{
+            let (j, lanes): (usize, usize) = ($j, $lanes);
+            // a whole vector: plain loads and stores (a constant per call
+            // site: the branches fold)
+            let whole = lanes == L;
+            let mask = first(lanes);
+            // the next vector of the centre row, the lanes inside its
+            // rows (above)
+            let next = if j + 2 * L <= n + R {
+                // SAFETY: `c + j + 16 <= c + n + R <= input.len()`.
+                unsafe { _mm512_loadu_pd(base.add(c + j + L)) }
+            } else if j + L < n + R {
+                // SAFETY: the lanes read are `input[c + j + 8 .. c + n +
+                // R]`, inside `input` (above).
+                unsafe { _mm512_maskz_loadu_pd(first(n + R - j - L), base.add(c + j + L)) }
+            } else {
+                _mm512_setzero_pd()
+            };
+            let mut a = _mm512_mul_pd(wv[0], cur);
+            for k in 1..K - 2 * R {
+                // SAFETY: the lanes read are `starts[k] + j ..
+                // starts[k] + j + lanes`, with `j + lanes <= n` and
+                // `starts[k] + n <= input.len()`.
+                let v = unsafe {
+                    let p = base.add(starts[k] + j);
+                    if whole {
+                        _mm512_loadu_pd(p)
+                    } else {
+                        _mm512_maskz_loadu_pd(mask, p)
+                    }
+                };
+                a = _mm512_fmadd_pd(wv[k], v, a);
+            }
+            for i in 0..2 * R {
+                // the offset along the row: -R .. -1, then 1 .. R
+                let d = if i < R {
+                    i as isize - R as isize
+                } else {
+                    (i + 1 - R) as isize
+                };
+                let v = shifted!(prev, cur, next, d);
+                a = _mm512_fmadd_pd(wv[K - 2 * R + i], v, a);
+            }
+            // SAFETY: the lanes written (and read) are `out[j .. j +
+            // lanes]`, `j + lanes <= n = out.len()`.
+            unsafe {
+                let p = o.add(j);
+                match (whole, accumulate) {
+                    (true, true) => _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), a)),
+                    (true, false) => _mm512_storeu_pd(p, a),
+                    (false, true) => {
+                        let v = _mm512_add_pd(_mm512_maskz_loadu_pd(mask, p), a);
+                        _mm512_mask_storeu_pd(p, mask, v);
+                    }
+                    (false, false) => _mm512_mask_storeu_pd(p, mask, a),
+                }
+            }
+            next
+        }};
+    }
     let mut j = 0;
     while j + L <= n {
-        // the next vector: whole while `c + j + 16 <= c + n + R` (the end
-        // of the point `c + R`'s row, inside `input`), else only its
-        // lanes inside that row (at least the `R` the shifts read)
-        let next = if j + 2 * L <= n + R {
-            // SAFETY: `c + j + 16 <= c + R + n <= input.len()`.
-            unsafe { _mm512_loadu_pd(base.add(c + j + L)) }
-        } else {
-            let lanes = n + R - j - L;
-            // SAFETY: the lanes read are `c + j + 8 .. c + n + R`,
-            // inside `input`; the others are not accessed.
-            unsafe { _mm512_maskz_loadu_pd(((1u16 << lanes) - 1) as u8, base.add(c + j + L)) }
-        };
-        let mut a = _mm512_mul_pd(wv[0], cur);
-        for k in 1..K - 2 * R {
-            // SAFETY: `starts[k] + j + 8 <= starts[k] + n <= input.len()`.
-            let v = unsafe { _mm512_loadu_pd(base.add(starts[k] + j)) };
-            a = _mm512_fmadd_pd(wv[k], v, a);
-        }
-        for i in 0..2 * R {
-            // the offset along the row: -R .. -1, then 1 .. R
-            let d = if i < R {
-                i as isize - R as isize
-            } else {
-                (i + 1 - R) as isize
-            };
-            let v = shifted!(prev, cur, next, d);
-            a = _mm512_fmadd_pd(wv[K - 2 * R + i], v, a);
-        }
-        // SAFETY: `j + 8 <= n = out.len()`.
-        let o = unsafe { out.as_mut_ptr().add(j) };
-        // SAFETY: as above: eight values of `out` from `j`.
-        unsafe {
-            if accumulate {
-                _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), a));
-            } else {
-                _mm512_storeu_pd(o, a);
-            }
-        }
+        let next = vector!(j, L);
         prev = cur;
         cur = next;
         j += L;
     }
-    j
+    if j < n {
+        vector!(j, n - j);
+    }
 }
