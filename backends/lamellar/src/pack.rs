@@ -37,16 +37,18 @@
 //! every access to the part made by a thread of this process outside a
 //! local view holds it: shared to read (a gather, the own part's load),
 //! exclusive to write (a scatter, the own part's store and accumulate).
-//! A message holds it across all its runs. Hence, on this PE:
+//! A message holds it across all its runs, and so does a batch of runs of
+//! this PE to its own part (`get_runs` / `write_runs` on the own rank),
+//! taking it once rather than once per run. Hence, on this PE:
 //!
 //! * no two of these accesses race;
-//! * a packed put or accumulate is applied whole, and a packed get reads
-//!   its runs at one instant, with respect to the other messages and this
-//!   PE's own copies of its part (each of which holds the lock for one run
-//!   or, for an accumulate, one read-combine-write). Which of two
-//!   conflicting writes lands last is still unspecified, as in MPI;
-//!   accumulates to the same target stay element-wise atomic with respect
-//!   to each other through the accumulate guard.
+//! * a packed put or accumulate, and a batch of own-part writes, is
+//!   applied whole, and a packed get or a batch of own-part reads sees its
+//!   runs at one instant, with respect to the other messages and this
+//!   PE's own copies of its part. Which of two conflicting writes lands
+//!   last is still unspecified, as in MPI; accumulates to the same target
+//!   stay element-wise atomic with respect to each other through the
+//!   accumulate guard.
 //!
 //! What the lock does not cover:
 //!
@@ -89,17 +91,22 @@ use lamellar::active_messaging::prelude::*;
 #[derive(Clone, Default)]
 pub(crate) struct PartLock(Arc<RwLock<()>>);
 
+/// A shared hold of a [`PartLock`].
+pub(crate) type PartRead<'a> = RwLockReadGuard<'a, ()>;
+/// An exclusive hold of a [`PartLock`].
+pub(crate) type PartWrite<'a> = RwLockWriteGuard<'a, ()>;
+
 impl PartLock {
     /// Held while reading the part. Never hold it across a Lamellar call,
     /// a wait or another lock.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
+    pub(crate) fn read(&self) -> PartRead<'_> {
         // The lock guards no data of its own: a panic under it leaves
         // nothing inconsistent to protect.
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Held while writing the part (as [`PartLock::read`]).
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ()> {
+    pub(crate) fn write(&self) -> PartWrite<'_> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 }
