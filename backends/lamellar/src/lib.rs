@@ -62,6 +62,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod backoff;
 mod comm;
 mod pack;
 mod target;

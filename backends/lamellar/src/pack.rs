@@ -37,16 +37,18 @@
 //! every access to the part made by a thread of this process outside a
 //! local view holds it: shared to read (a gather, the own part's load),
 //! exclusive to write (a scatter, the own part's store and accumulate).
-//! A message holds it across all its runs. Hence, on this PE:
+//! A message holds it across all its runs, and so does a batch of runs of
+//! this PE to its own part (`get_runs` / `write_runs` on the own rank),
+//! taking it once rather than once per run. Hence, on this PE:
 //!
 //! * no two of these accesses race;
-//! * a packed put or accumulate is applied whole, and a packed get reads
-//!   its runs at one instant, with respect to the other messages and this
-//!   PE's own copies of its part (each of which holds the lock for one run
-//!   or, for an accumulate, one read-combine-write). Which of two
-//!   conflicting writes lands last is still unspecified, as in MPI;
-//!   accumulates to the same target stay element-wise atomic with respect
-//!   to each other through the accumulate guard.
+//! * a packed put or accumulate, and a batch of own-part writes, is
+//!   applied whole, and a packed get or a batch of own-part reads sees its
+//!   runs at one instant, with respect to the other messages and this
+//!   PE's own copies of its part. Which of two conflicting writes lands
+//!   last is still unspecified, as in MPI; accumulates to the same target
+//!   stay element-wise atomic with respect to each other through the
+//!   accumulate guard.
 //!
 //! What the lock does not cover:
 //!
@@ -89,17 +91,22 @@ use lamellar::active_messaging::prelude::*;
 #[derive(Clone, Default)]
 pub(crate) struct PartLock(Arc<RwLock<()>>);
 
+/// A shared hold of a [`PartLock`].
+pub(crate) type PartRead<'a> = RwLockReadGuard<'a, ()>;
+/// An exclusive hold of a [`PartLock`].
+pub(crate) type PartWrite<'a> = RwLockWriteGuard<'a, ()>;
+
 impl PartLock {
     /// Held while reading the part. Never hold it across a Lamellar call,
     /// a wait or another lock.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
+    pub(crate) fn read(&self) -> PartRead<'_> {
         // The lock guards no data of its own: a panic under it leaves
         // nothing inconsistent to protect.
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Held while writing the part (as [`PartLock::read`]).
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ()> {
+    pub(crate) fn write(&self) -> PartWrite<'_> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -311,6 +318,8 @@ impl LamellarAM for ScatterRuns {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
     #[test]
@@ -339,14 +348,15 @@ mod tests {
         assert_eq!(mem, [11.0, 2.0, 10.0, 20.0, 5.0, 26.0]);
     }
 
-    /// Several threads scatter whole messages of their own value into the
+    /// Several threads scatter whole messages of their own values into the
     /// same overlapping runs (as the messages of several origin threads,
     /// or of several PEs in a fence epoch, run concurrently on a target's
     /// workers) while others gather them: every gather sees one writer's
     /// message whole (the part's lock is held across all runs of a
-    /// message), never a mix, and so does the end state. Without the lock
-    /// this was a data race (a gather saw mixed values within a few
-    /// rounds here).
+    /// message), never a mix, and so does the end state. The readers
+    /// gather until the last writer is done, one of them the runs in the
+    /// reverse order: without the lock (a data race) it sees a mix whenever
+    /// it overlaps a write at all.
     #[test]
     fn concurrent_scatters_and_gathers_are_whole() {
         const ID: u64 = 9101;
@@ -358,33 +368,44 @@ mod tests {
         let mut mem = vec![0u64; 2 * RUN + 7];
         register::<u64>(ID, mem.as_mut_ptr(), mem.len());
         let lock = part_lock(ID).expect("registered");
+        let writing = &AtomicU64::new(WRITERS);
+        // writer `w`'s value in its rounds `k`, `k + 2`, ...
+        let value = |w: u64, k: usize| w * 1000 + k as u64;
         std::thread::scope(|s| {
             for w in 1..=WRITERS {
                 s.spawn(move || {
+                    // built once: the writers spend their time in scatters
+                    // (each changes every value: the previous write was
+                    // another writer's or this one's other value)
+                    let values = [0, 1].map(|k| vec![value(w, k); 2 * RUN]);
+                    let zero = vec![0u8; 2 * RUN * 8];
                     for r in 0..ROUNDS {
-                        let v = vec![w * 1000 + r as u64; 2 * RUN];
-                        let bytes = bytemuck::cast_slice::<u64, u8>(&v);
+                        let bytes = bytemuck::cast_slice::<u64, u8>(&values[r % 2]);
                         assert!(scatter(ID, &runs, op_code(None), bytes));
-                        if r % 4 == 0 {
+                        if r % 8 == 0 {
                             // an accumulate in between: +0 keeps the value
-                            let zero = vec![0u8; bytes.len()];
                             let op = op_code(Some(AccumulateOp::Sum));
                             assert!(scatter(ID, &runs, op, &zero));
                         }
                     }
+                    writing.fetch_sub(1, Ordering::SeqCst);
                 });
             }
-            for _ in 0..2 {
-                s.spawn(move || {
-                    for _ in 0..ROUNDS {
-                        let got = gather(ID, &runs).unwrap();
-                        let got = bytemuck::cast_slice::<u8, u64>(&got);
-                        assert!(
-                            got.iter().all(|&x| x == got[0]),
-                            "a gather saw a mix of writers: {} then {}",
-                            got[0],
-                            got.iter().find(|&&x| x != got[0]).unwrap()
-                        );
+            // one reader in the writers' order, one in the reverse order
+            // (which sees a mix whenever it overlaps a write at all)
+            for order in [runs, [runs[1], runs[0]]] {
+                s.spawn(move || loop {
+                    let done = writing.load(Ordering::SeqCst) == 0;
+                    let got = gather(ID, &order).unwrap();
+                    let got = bytemuck::cast_slice::<u8, u64>(&got);
+                    assert!(
+                        got.iter().all(|&x| x == got[0]),
+                        "a gather saw a mix of writers: {} then {}",
+                        got[0],
+                        got.iter().find(|&&x| x != got[0]).unwrap()
+                    );
+                    if done {
+                        break;
                     }
                 });
             }
@@ -395,7 +416,7 @@ mod tests {
         assert!(part_lock(ID).is_none());
         let v = mem[0];
         assert!(
-            (1..=WRITERS).any(|w| v == w * 1000 + ROUNDS as u64 - 1),
+            (1..=WRITERS).any(|w| v == value(w, (ROUNDS - 1) % 2)),
             "{v}"
         );
         assert!(mem[..RUN].iter().all(|&x| x == v));

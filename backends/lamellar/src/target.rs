@@ -22,9 +22,9 @@
 //! took 0.8–3 ms here, against about a microsecond for the remote atomics
 //! and RDMA used now (see BENCHMARKS-lamellar.md).
 
-use std::time::Duration;
-
 use lamellar::memregion::prelude::*;
+
+use crate::backoff::backoff_until;
 
 /// Words per PE in the control region.
 pub(crate) const CTL_WORDS: usize = 3;
@@ -123,30 +123,5 @@ impl Ctl {
         }
         let _release = Release(self, pe);
         f()
-    }
-}
-
-/// Calls `attempt` until it returns `true`, backing off between failures:
-/// a few immediate retries, then yields, then sleeps growing to 1 ms.
-/// Every 16th failure, and before every sleep, calls `progress`, which lets
-/// the Lamellar runtime of this PE run its pending tasks (with the
-/// `single_thread` executor nothing else would while this thread waits:
-/// e.g. the packed transfers other PEs ask of this one, see
-/// [`crate::pack`]).
-pub(crate) fn backoff_until(mut attempt: impl FnMut() -> bool, progress: &dyn Fn()) {
-    let mut failures = 0u32;
-    while !attempt() {
-        failures += 1;
-        if failures & 15 == 0 || failures > 16 {
-            progress();
-        }
-        if failures < 4 {
-            std::hint::spin_loop();
-        } else if failures < 16 {
-            std::thread::yield_now();
-        } else {
-            let us = (10u64 << (failures - 16).min(7)).min(1000);
-            std::thread::sleep(Duration::from_micros(us));
-        }
     }
 }

@@ -11,7 +11,8 @@
 //!   layer bounds accesses by each PE's *true* length.
 //! * `get` / `write` (put): RDMA (`get` / `get_into_buffer` / `put` /
 //!   `put_buffer`), blocking at the origin; accesses to the calling PE's
-//!   own part are plain copies under the part's lock (below). Every
+//!   own part are plain copies under the part's lock (below), taken once
+//!   per call (for a batch of runs too, never across a Lamellar call). Every
 //!   operation is complete when it returns, so `flush` and `unlock` have
 //!   nothing left to wait for, and the fence's runtime step is empty: the
 //!   allgather of its vote (a barrier) orders the epoch.
@@ -63,7 +64,7 @@ use lamellar::active_messaging::prelude::*;
 use lamellar::memregion::prelude::*;
 
 use crate::comm::{Comm, Regions, WeakComm};
-use crate::pack::{op_code, GatherRuns, PartLock, ScatterRuns};
+use crate::pack::{op_code, GatherRuns, PartLock, PartRead, PartWrite, ScatterRuns};
 use crate::target::Ctl;
 
 /// Bulk transfers move through a registered bounce buffer of this size per
@@ -322,22 +323,10 @@ impl<T: Element> Live<'_, T> {
     unsafe fn load(&self, target: usize, offset: usize, dst: &mut [T]) {
         if dst.is_empty() {
         } else if target == self.win.rank {
-            let _read = self.core.part.read();
-            // SAFETY: `offset + dst.len() <= local_len` (the caller's
-            // precondition) and the part holds that many initialised `T`s.
-            // We hold the part's lock shared, so no thread of this process
-            // writes them meanwhile (own-part stores and accumulates, and
-            // the packed transfers of other PEs, hold it exclusively); no
-            // mutable local view is alive (the caller's precondition).
-            // `dst` is a separate buffer (no reference into window memory
-            // escapes a local view).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.win.local_ptr().add(offset),
-                    dst.as_mut_ptr(),
-                    dst.len(),
-                );
-            }
+            let read = self.core.part.read();
+            // SAFETY: the caller's preconditions; the part's lock is held
+            // shared.
+            unsafe { self.copy_out(&read, offset, dst) };
         } else if dst.len() == 1 {
             self.comm.count_data_op();
             let _rdma = self.core.rdma[target].read();
@@ -387,14 +376,10 @@ impl<T: Element> Live<'_, T> {
     unsafe fn store(&self, target: usize, offset: usize, src: &[T]) {
         if src.is_empty() {
         } else if target == self.win.rank {
-            let _write = self.core.part.write();
-            // SAFETY: in bounds of the local part and no local view is
-            // alive (the caller's preconditions), so no reference into the
-            // part exists; we hold the part's lock exclusively, so no other
-            // thread of this process reads or writes it meanwhile (own-part
-            // copies and the packed transfers of other PEs hold the lock);
-            // `copy` tolerates overlap.
-            unsafe { std::ptr::copy(src.as_ptr(), self.win.local_ptr().add(offset), src.len()) };
+            let write = self.core.part.write();
+            // SAFETY: the caller's preconditions; the part's lock is held
+            // exclusively.
+            unsafe { self.copy_in(&write, offset, src, None) };
         } else if src.len() == 1 {
             self.comm.count_data_op();
             let _rdma = self.core.rdma[target].write();
@@ -443,26 +428,8 @@ impl<T: Element> Live<'_, T> {
             return;
         }
         if target == self.win.rank {
-            // In place, under the accumulate guard (other PEs' accumulates
-            // are RDMA read-combine-writes under it) and then the part's
-            // lock (in this order, as the packed accumulates of other PEs:
-            // their origin holds the guard).
-            self.core
-                .ctl
-                .with_acc_guard(target, &|| self.comm.progress(), || {
-                    let _write = self.core.part.write();
-                    for (i, &s) in src.iter().enumerate() {
-                        // SAFETY: `offset + i < local_len` (the caller's
-                        // precondition); no local view is alive (the
-                        // caller's precondition) and we hold the part's
-                        // lock exclusively, so no other thread of this
-                        // process accesses the element meanwhile.
-                        unsafe {
-                            let d = self.win.local_ptr().add(offset + i);
-                            d.write(T::combine(op, d.read(), s));
-                        }
-                    }
-                });
+            // SAFETY: the caller's preconditions, for the one run.
+            unsafe { self.combine_own(&[(offset, src.len())], src, op) };
             return;
         }
         if op == AccumulateOp::Replace && src.len() == 1 {
@@ -487,6 +454,93 @@ impl<T: Element> Live<'_, T> {
                 // SAFETY: as above.
                 unsafe { self.store(target, offset, &cur) };
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            });
+    }
+
+    /// Copies `dst.len()` elements of this PE's own part from `offset`
+    /// into `dst`. `_held`: the part's lock, held shared by the caller
+    /// (once for a whole batch of runs).
+    ///
+    /// # Safety
+    ///
+    /// `offset + dst.len() <= local_len`, no mutable local view is alive,
+    /// and `_held` is a guard of `self.core.part`.
+    unsafe fn copy_out(&self, _held: &PartRead<'_>, offset: usize, dst: &mut [T]) {
+        // SAFETY: in bounds of the part (the caller's precondition), which
+        // holds initialised `T`s. The caller holds the part's lock shared,
+        // so no thread of this process writes them meanwhile (own-part
+        // stores and accumulates, and the packed transfers of other PEs,
+        // hold it exclusively); no mutable local view is alive (the
+        // caller's precondition). `dst` is a separate buffer (no reference
+        // into window memory escapes a local view).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.win.local_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
+    /// Writes `src` (`op` = `None`) or combines it with `op` into this
+    /// PE's own part from `offset`. `_held`: the part's lock, held
+    /// exclusively by the caller (once for a whole batch of runs; for an
+    /// accumulate inside the accumulate guard).
+    ///
+    /// # Safety
+    ///
+    /// `offset + src.len() <= local_len`, no local view is alive, and
+    /// `_held` is a guard of `self.core.part`.
+    unsafe fn copy_in(
+        &self,
+        _held: &PartWrite<'_>,
+        offset: usize,
+        src: &[T],
+        op: Option<AccumulateOp>,
+    ) {
+        let dst = self.win.local_ptr();
+        match op {
+            // SAFETY: in bounds of the local part and no local view is
+            // alive (the caller's preconditions), so no reference into the
+            // part exists; the caller holds the part's lock exclusively,
+            // so no other thread of this process reads or writes it
+            // meanwhile (own-part copies and the packed transfers of other
+            // PEs hold the lock); `copy` tolerates overlap.
+            None => unsafe { std::ptr::copy(src.as_ptr(), dst.add(offset), src.len()) },
+            Some(op) => {
+                for (i, &s) in src.iter().enumerate() {
+                    // SAFETY: `offset + i < local_len`, and no other thread
+                    // of this process accesses the element meanwhile, as
+                    // above.
+                    unsafe {
+                        let d = dst.add(offset + i);
+                        d.write(T::combine(op, d.read(), s));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Combines consecutive pieces of `src` into the runs of this PE's own
+    /// part with `op`, in place: under the accumulate guard (other PEs'
+    /// accumulates are RDMA read-combine-writes under it), then the part's
+    /// lock (in this order, as the packed accumulates of other PEs: their
+    /// origin holds the guard), each taken once for all the runs.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Live::store`], for every run on this PE.
+    unsafe fn combine_own(&self, runs: &[(usize, usize)], src: &[T], op: AccumulateOp) {
+        let me = self.win.rank;
+        self.core
+            .ctl
+            .with_acc_guard(me, &|| self.comm.progress(), || {
+                let write = self.core.part.write();
+                for (offset, piece) in run_pieces(runs) {
+                    // SAFETY: the caller's preconditions, for each run; the
+                    // part's lock is held exclusively.
+                    unsafe { self.copy_in(&write, offset, &src[piece], Some(op)) };
+                }
             });
     }
 
@@ -548,6 +602,17 @@ impl<T: Element> Live<'_, T> {
         runs: &[(usize, usize)],
         dst: &mut [T],
     ) -> Result<()> {
+        if target == self.win.rank {
+            // The part's lock once for the whole batch (copies only, no
+            // Lamellar call under it).
+            let read = self.core.part.read();
+            for (offset, piece) in run_pieces(runs) {
+                // SAFETY: the caller's preconditions, for each run; the
+                // part's lock is held shared.
+                unsafe { self.copy_out(&read, offset, &mut dst[piece]) };
+            }
+            return Ok(());
+        }
         if !self.packs(target, runs) {
             for (offset, piece) in run_pieces(runs) {
                 // SAFETY: the caller's preconditions, for each run.
@@ -585,6 +650,23 @@ impl<T: Element> Live<'_, T> {
         src: &[T],
         op: Option<AccumulateOp>,
     ) -> Result<()> {
+        if target == self.win.rank {
+            match op {
+                None => {
+                    // The part's lock once for the whole batch (copies
+                    // only, no Lamellar call under it).
+                    let write = self.core.part.write();
+                    for (offset, piece) in run_pieces(runs) {
+                        // SAFETY: the caller's preconditions, for each
+                        // run; the part's lock is held exclusively.
+                        unsafe { self.copy_in(&write, offset, &src[piece], None) };
+                    }
+                }
+                // SAFETY: the caller's preconditions.
+                Some(op) => unsafe { self.combine_own(runs, src, op) },
+            }
+            return Ok(());
+        }
         if !self.packs(target, runs) {
             for (offset, piece) in run_pieces(runs) {
                 // SAFETY: the caller's preconditions, for each run.

@@ -470,11 +470,12 @@ fn packed_block_transfers(comm: &LamellarComm) {
 /// unsynchronised copies of the same bytes on two threads (a data race).
 /// Checked is what the lock guarantees, with packing on (without it the
 /// other PEs' writes are RDMA from other processes, which it does not
-/// cover): every run read, and every run at the end, holds one write's
-/// value throughout, at the end that of some writer's last round. (The
-/// spawned thread makes no blocking Lamellar call: Lamellar warns, with a
-/// backtrace, about every one off its main thread. Several threads of one
-/// origin are covered by `pack`'s unit test.)
+/// cover): a packed message and a batch of PE 0's own runs hold it across
+/// all their runs, so every get of both runs, and both runs at the end,
+/// hold one put's value throughout, at the end that of some writer's last
+/// round. (The spawned thread makes no blocking Lamellar call: Lamellar
+/// warns, with a backtrace, about every one off its main thread. Several
+/// threads of one origin are covered by `pack`'s unit test.)
 fn concurrent_packed_puts(comm: &LamellarComm) {
     let (me, p) = (comm.rank(), comm.size());
     const RUN: usize = 256;
@@ -490,9 +491,12 @@ fn concurrent_packed_puts(comm: &LamellarComm) {
             w.put_runs(0, &runs, &vec![tag(me, t, r); 2 * RUN]).unwrap();
             w.get_runs(0, &runs, &mut got).unwrap();
             if packed {
-                for run in got.chunks(RUN) {
-                    assert!(uniform(run), "PE {me} thread {t}: a torn run {run:?}");
-                }
+                assert!(
+                    uniform(&got),
+                    "PE {me} thread {t}: a torn get of the runs: {} and {:?}",
+                    got[0],
+                    got.iter().find(|&&x| x != got[0])
+                );
             }
             if remote {
                 w.get_runs((me + 1) % p, &runs, &mut got).unwrap();
@@ -519,12 +523,11 @@ fn concurrent_packed_puts(comm: &LamellarComm) {
             .map(|q| tag(q, 0, ROUNDS - 1))
             .chain([tag(0, 1, ROUNDS - 1)])
             .collect();
-        for run in [&all[..RUN], &all[2 * RUN..]] {
-            assert!(
-                uniform(run) && last.contains(&run[0]),
-                "PE {me}: PE 0 ended with {run:?}"
-            );
-        }
+        let runs = [&all[..RUN], &all[2 * RUN..]].concat();
+        assert!(
+            uniform(&runs) && last.contains(&runs[0]),
+            "PE {me}: PE 0 ended with {runs:?}"
+        );
     }
     comm.barrier().unwrap();
 }

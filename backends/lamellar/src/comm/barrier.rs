@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Comm;
-use crate::target::backoff_until;
+use crate::backoff::backoff_until;
 
 /// Words per PE of the barrier region: one flag per dissemination round.
 pub(super) const BAR_WORDS: usize = 64;

@@ -88,6 +88,7 @@ use lamellar::memregion::prelude::*;
 
 use super::tree::read_slot;
 use super::Comm;
+use crate::backoff::Backoff;
 
 /// Slots per (sender, receiver) pair.
 const SLOTS: usize = 2;
@@ -308,7 +309,8 @@ impl Comm {
         // Peers whose earlier message of this exchange is unfinished: their
         // later ones wait (per-pair order), rebuilt on every pass.
         let mut blocked: Vec<usize> = Vec::new();
-        let mut failures = 0u32;
+        let progress = || self.progress();
+        let mut backoff = Backoff::new(Backoff::MESSAGES, &progress);
         // A peer seen departed while this exchange waited for it.
         let mut gone: Option<usize> = None;
         loop {
@@ -341,7 +343,7 @@ impl Comm {
                 return first;
             }
             if moved {
-                failures = 0;
+                backoff.reset();
                 gone = None;
                 continue;
             }
@@ -356,24 +358,14 @@ impl Comm {
                     ),
                 });
             }
-            failures += 1;
-            if failures.is_multiple_of(16) {
+            backoff.wait_checking(|| {
                 let mut waiting = outs
                     .iter()
                     .filter(|o| !o.done)
                     .map(|o| o.to)
                     .chain(ins.iter().filter(|i| !i.done).map(|i| i.from));
                 gone = waiting.find(|&pe| self.departed(pe));
-                self.progress();
-            }
-            if failures < 4 {
-                std::hint::spin_loop();
-            } else if failures < 16 {
-                std::thread::yield_now();
-            } else {
-                let us = (2u64 << (failures - 16).min(5)).min(50);
-                std::thread::sleep(std::time::Duration::from_micros(us));
-            }
+            });
         }
     }
 

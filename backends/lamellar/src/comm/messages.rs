@@ -72,6 +72,7 @@ use distarray::{Error, Result};
 use lamellar::active_messaging::prelude::*;
 
 use super::{Comm, LamellarComm, WeakComm};
+use crate::backoff::Backoff;
 
 /// Messages that arrived at this PE and were not received yet, by
 /// (sender, sequence number).
@@ -223,35 +224,29 @@ impl Comm {
     /// copies it into `buf`. The message is consumed also when its length
     /// differs from `buf`'s (an error): later messages keep their order.
     fn receive(&self, from: usize, seq: u64, buf: &mut [u8]) -> Result<()> {
-        let mut spins = 0u32;
+        // The runtime is driven before every attempt (below), not only
+        // from the back-off's 16th failure on: with the `single_thread`
+        // executor the message's active message runs only then.
+        let mut backoff = Backoff::new(Backoff::MESSAGES, &|| {});
+        // `from` was seen departed: its active messages completed before
+        // it said so, so the next attempt is its last chance.
+        let mut gone = false;
         let msg = loop {
             if let Some(m) = Mailbox::take(from, seq) {
                 break m;
             }
-            if self.departed(from) {
-                // Its active messages completed before it said so.
-                match Mailbox::take(from, seq) {
-                    Some(m) => break m,
-                    None => {
-                        return Err(Error::PeerFailed {
-                            rank: from,
-                            reason: format!(
-                                "PE {from} ended without sending message {seq} of a neighbour \
-                                 exchange to PE {} (a different number of exchanges?)",
-                                self.inner.rank
-                            ),
-                        })
-                    }
-                }
+            if gone {
+                return Err(Error::PeerFailed {
+                    rank: from,
+                    reason: format!(
+                        "PE {from} ended without sending message {seq} of a neighbour exchange \
+                         to PE {} (a different number of exchanges?)",
+                        self.inner.rank
+                    ),
+                });
             }
+            backoff.wait_checking(|| gone = self.departed(from));
             self.progress();
-            spins += 1;
-            if spins > 64 {
-                let us = (spins as u64 - 64).min(50);
-                std::thread::sleep(std::time::Duration::from_micros(us));
-            } else if spins > 8 {
-                std::thread::yield_now();
-            }
         };
         if msg.len() != buf.len() {
             return Err(Error::InvalidArgument(format!(

@@ -11,7 +11,7 @@ use distarray::{Error, Result};
 use lamellar::memregion::prelude::*;
 
 use super::Comm;
-use crate::target::backoff_until;
+use crate::backoff::backoff_until;
 
 /// Payload words of one message slot of the tree collectives; larger
 /// allreduce payloads go through a temporary region with payload-sized
