@@ -777,9 +777,11 @@ mod hdf5 {
     }
 
     /// Missing, unreadable, truncated and corrupted files, paths and names
-    /// that differ between ranks, wrong element types, shapes and dimension
-    /// counts, existing names: an `Err` on every rank, no hang, and the
-    /// ranks stay in step (a good read afterwards).
+    /// that differ between ranks, arrays whose shape, element type or
+    /// partition differs between ranks (block-cyclic on rank 0 only, which
+    /// hung), wrong element types, shapes and dimension counts, existing
+    /// names: an `Err` on every rank, no hang, and the ranks stay in step
+    /// (a good read afterwards).
     #[test]
     fn hdf5_bad_input_errors_on_every_rank() {
         for ranks in [1, 3] {
