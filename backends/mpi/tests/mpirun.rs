@@ -613,8 +613,9 @@ fn scalapack_wrappers() {
 /// The ScaLAPACK wrappers when the ranks break the collective contract
 /// (`scalapack_check mismatch`: rank 0 passes another shape, block size,
 /// process grid, number of right-hand sides, element type or `alpha` than
-/// the others): an `InvalidArgument` on every rank, never an abort, a hang
-/// or a wrong answer, and the ranks stay in step (a good solve after each).
+/// the others, or another grid to `Grid::new`): an `InvalidArgument` on
+/// every rank, never an abort, a hang or a wrong answer, and the ranks stay
+/// in step (a good solve after each).
 #[cfg(feature = "scalapack")]
 #[test]
 fn scalapack_mismatched_arguments() {
