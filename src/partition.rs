@@ -31,6 +31,7 @@
 // loops read better than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
 
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -75,7 +76,13 @@ pub fn block_cyclic_extent(n: usize, nb: usize, c: usize, p: usize) -> usize {
 
 /// A partition of an N-dimensional index space into one box per rank; see
 /// the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Its [`Hash`] covers the shape, the grid, the block sizes and the
+/// boundaries of the contiguous dimensions (O(N + grid), whatever the
+/// block count: a block-cyclic dimension's boundaries follow from its
+/// extent and block size), so collective calls can compare a
+/// fingerprint of the partition across ranks cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContinuousPartitioning<const N: usize> {
     shape: [usize; N],
     grid: [usize; N],
@@ -87,6 +94,22 @@ pub struct ContinuousPartitioning<const N: usize> {
     /// `cyclic[d]`: the block size `nb` of a block-cyclic dimension (block
     /// `k` belongs to coordinate `k mod grid[d]`), 0 for a contiguous one.
     cyclic: [usize; N],
+}
+
+impl<const N: usize> Hash for ContinuousPartitioning<N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // equal partitions hash equally (every field hashed here is compared
+        // by `Eq`); a block-cyclic dimension's `bounds` are determined by
+        // `shape[d]` and `cyclic[d]`, so they are left out
+        self.shape.hash(state);
+        self.grid.hash(state);
+        self.cyclic.hash(state);
+        for (bounds, &nb) in self.bounds.iter().zip(&self.cyclic) {
+            if nb == 0 {
+                bounds.hash(state);
+            }
+        }
+    }
 }
 
 impl<const N: usize> ContinuousPartitioning<N> {
@@ -589,5 +612,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn hash_tells_layouts_apart_and_matches_equal_ones() {
+        use super::ContinuousPartitioning as P;
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let h = |p: &P<2>| {
+            let mut s = DefaultHasher::new();
+            p.hash(&mut s);
+            s.finish()
+        };
+        let rows = P::with_grid([8, 5], [2, 1]).unwrap();
+        let cyclic = P::block_cyclic([8, 5], [2, 1], [1, 5]).unwrap();
+        let all = [
+            rows.clone(),
+            P::with_grid([8, 5], [1, 2]).unwrap(),
+            P::from_part_sizes([vec![5, 3], vec![5]]).unwrap(),
+            cyclic.clone(),
+            P::block_cyclic([8, 5], [2, 1], [2, 5]).unwrap(),
+            P::with_grid([8, 6], [2, 1]).unwrap(),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                assert_eq!(a == b, h(a) == h(b), "partitions {i} and {j}");
+            }
+        }
+        // equal partitions made in other ways hash alike (here: a block
+        // size covering each part is the contiguous layout)
+        let same = P::block_cyclic([8, 5], [2, 1], [4, 5]).unwrap();
+        assert_eq!(same, rows);
+        assert_eq!(h(&same), h(&rows));
+        assert_eq!(h(&cyclic), h(&cyclic.clone()));
     }
 }

@@ -242,6 +242,7 @@ fn errors<C: OneSidedComm>(comm: &C) {
             write_zarr_with(&a, dir.join("o.zarr"), &opts),
             |e| matches!(e, Error::InvalidArgument(_) | Error::PeerFailed { .. }),
         );
+        mismatched_arrays(comm, &dir);
     }
     // a missing path
     expect_err(
@@ -355,6 +356,104 @@ fn errors<C: OneSidedComm>(comm: &C) {
     cleanup(comm, &dir);
 }
 
+/// Whether `e` is the error of a collective call whose arguments differ
+/// between ranks.
+fn invalid(e: &Error) -> bool {
+    matches!(e, Error::InvalidArgument(_) | Error::PeerFailed { .. })
+}
+
+/// A `[4 P, 5]` array dealt cyclically by rows (a part of many boxes on
+/// every rank count) and one of the same shape split into row blocks.
+fn cyclic_and_rows<C: OneSidedComm>(comm: &C) -> (DistArray<f64, C, 2>, DistArray<f64, C, 2>) {
+    let p = comm.size();
+    let shape = [4 * p, 5];
+    let f = |[i, j]: [usize; 2]| (i * 10 + j) as f64;
+    let cyclic = ok(
+        comm,
+        "block_cyclic",
+        DistArray::<f64, C, 2>::block_cyclic(comm.clone(), shape, [p, 1], [1, 1]),
+    );
+    assert!(cyclic.partitioning().is_block_cyclic());
+    ok(comm, "fill", cyclic.with_local_mut(|mut l| l.fill_with(f)));
+    let rows = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 2>::from_fn(comm.clone(), shape, f),
+    );
+    (cyclic, rows)
+}
+
+/// Ranks passing different arrays to one collective call (a broken
+/// contract): a block-cyclic array on rank 0 and a contiguous one of the
+/// same shape elsewhere (the ranks used to take different paths, one
+/// through a redistribution, and wait for each other in different
+/// collectives), two contiguous partitions, two element types. An `Err`
+/// on every rank, nothing written, and good calls work afterwards.
+fn mismatched_arrays<C: OneSidedComm>(comm: &C, dir: &Path) {
+    let rank = comm.rank();
+    let (cyclic, rows) = cyclic_and_rows(comm);
+    let shape = rows.shape();
+    let cols = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), [1, comm.size()], shape),
+    );
+    let single = ok(
+        comm,
+        "new",
+        DistArray::<f32, C, 2>::new(comm.clone(), shape),
+    );
+    let refused = [
+        dir.join("mixed-cyclic.zarr"),
+        dir.join("mixed-grid.zarr"),
+        dir.join("mixed-type.zarr"),
+    ];
+    let r = if rank == 0 {
+        write_zarr(&cyclic, &refused[0])
+    } else {
+        write_zarr(&rows, &refused[0])
+    };
+    expect_err(comm, "write: block-cyclic on rank 0 only", r, invalid);
+    let r = if rank == 0 {
+        write_zarr(&rows, &refused[1])
+    } else {
+        write_zarr(&cols, &refused[1])
+    };
+    expect_err(comm, "write: partitions differ", r, invalid);
+    let r = if rank == 0 {
+        write_zarr(&rows, &refused[2])
+    } else {
+        write_zarr(&single, &refused[2])
+    };
+    expect_err(comm, "write: element types differ", r, invalid);
+    ok(comm, "barrier", comm.barrier());
+    for path in &refused {
+        assert!(!path.exists(), "a refused write left {}", path.display());
+    }
+    // still in step: a good write, then the same mismatches on read
+    let good = dir.join("cyclic.zarr");
+    ok(comm, "write block-cyclic", write_zarr(&cyclic, &good));
+    let back = ok(comm, "similar", rows.similar::<f64>());
+    let r = if rank == 0 {
+        read_zarr_into(&cyclic, &good)
+    } else {
+        read_zarr_into(&back, &good)
+    };
+    expect_err(comm, "read: block-cyclic on rank 0 only", r, invalid);
+    let r = if rank == 0 {
+        read_zarr_into(&back, &good)
+    } else {
+        read_zarr_into(&cols, &good)
+    };
+    expect_err(comm, "read: partitions differ", r, invalid);
+    ok(comm, "read", read_zarr_into(&back, &good));
+    assert_eq!(
+        back.to_vec().unwrap(),
+        rows.to_vec().unwrap(),
+        "a good read after the refused ones"
+    );
+}
+
 fn checkpoints<C: OneSidedComm>(comm: &C) {
     let root = scratch(comm, "ckpt");
     let p = comm.size();
@@ -379,6 +478,18 @@ fn checkpoints<C: OneSidedComm>(comm: &C) {
     expect_err(comm, "same array twice", ck.write("u", &u), |e| {
         matches!(e, Error::InvalidArgument(_) | Error::PeerFailed { .. })
     });
+    // a block-cyclic array on rank 0 and a contiguous one elsewhere: refused
+    // on every rank, and the checkpoint goes on
+    let (cyclic, rows) = cyclic_and_rows(comm);
+    if p > 1 {
+        let r = if comm.rank() == 0 {
+            ck.write("c", &cyclic)
+        } else {
+            ck.write("c", &rows)
+        };
+        expect_err(comm, "block-cyclic on rank 0 only", r, invalid);
+    }
+    ok(comm, "write c", ck.write("c", &cyclic));
     ck.set_scalar("step", 1i64);
     ck.set_scalar("time", 0.1f64);
     ck.set_scalar("nan", f64::NAN);
@@ -433,7 +544,23 @@ fn checkpoints<C: OneSidedComm>(comm: &C) {
         ck.scalar_f64("step").is_err(),
         "a scalar of another type is an error"
     );
-    assert_eq!(ck.array_names(), vec!["n".to_string(), "u".to_string()]);
+    assert_eq!(
+        ck.array_names(),
+        vec!["c".to_string(), "n".to_string(), "u".to_string()]
+    );
+    // read on rank 0 into a block-cyclic array, elsewhere into a contiguous
+    // one: refused on every rank; then a good read
+    let back = ok(comm, "similar", rows.similar::<f64>());
+    if p > 1 {
+        let r = if comm.rank() == 0 {
+            ck.read_into("c", &cyclic)
+        } else {
+            ck.read_into("c", &back)
+        };
+        expect_err(comm, "read: block-cyclic on rank 0 only", r, invalid);
+    }
+    ok(comm, "read_into c", ck.read_into("c", &back));
+    assert_eq!(back.to_vec().unwrap(), rows.to_vec().unwrap());
     // read into another partition
     let v = ok(
         comm,

@@ -23,10 +23,11 @@
 //!   an interrupted checkpoint is recognised and refused, never read as
 //!   valid.
 //!
-//! Bad input — a missing path, a path or options that differ between
-//! ranks, no permission, a full disk, a wrong element type or shape, a
-//! corrupted chunk (every chunk carries a CRC32C checksum by default), a
-//! checkpoint that was never committed — gives an `Err` on every rank (the
+//! Bad input — a missing path, a path, options or an array (its element
+//! type or partition) that differ between ranks, no permission, a full
+//! disk, a wrong element type or shape, a corrupted chunk (every chunk
+//! carries a CRC32C checksum by default), a checkpoint that was never
+//! committed — gives an `Err` on every rank (the
 //! failing rank's own error, [`Error::PeerFailed`](crate::Error::PeerFailed)
 //! on the others), never a hang, and never overwrites data unless asked to.
 //!

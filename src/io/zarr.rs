@@ -187,32 +187,48 @@ pub fn write_zarr<T: Element, C: OneSidedComm, const N: usize>(
 }
 
 /// Collective: writes `array` as a Zarr v3 array at `path` (a directory).
-/// Every rank must pass the same path and options. Errors on every rank:
-/// options or path differing between ranks, a bad chunk shape, an existing
-/// array without [`ZarrOptions::overwrite`], or any file error (no
-/// permission, a full disk, ...).
+/// Every rank must pass the same path and options, and the same array.
+/// Errors on every rank: options, path, element type or partition of the
+/// array differing between ranks, a bad chunk shape, an existing array
+/// without [`ZarrOptions::overwrite`], or any file error (no permission, a
+/// full disk, ...).
 pub fn write_zarr_with<T: Element, C: OneSidedComm, const N: usize>(
     array: &DistArray<T, C, N>,
     path: impl AsRef<Path>,
     opts: &ZarrOptions,
 ) -> Result<()> {
+    let comm = array.comm();
+    let path = path.as_ref();
+    let chunks = opts.resolve_chunks(array.shape(), std::mem::size_of::<T>());
+    // the partition is agreed too: whether it is block-cyclic decides the
+    // path below (through a redistribution, collective, or not), and every
+    // rank writes chunks from its own part
+    agree(
+        comm,
+        "the path, options, element type or array partition of write_zarr",
+        &(path, opts, T::KIND, array.partitioning()),
+        chunks.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
+    let chunks = chunks?;
     if array.partitioning().is_block_cyclic() {
         // each part is many boxes: write a contiguous copy on the same
         // process grid
         let contiguous = array.contiguous_twin()?;
         contiguous.copy_from(array)?;
-        return write_zarr_with(&contiguous, path, opts);
+        return write_agreed(&contiguous, path, chunks, opts);
     }
+    write_agreed(array, path, chunks, opts)
+}
+
+/// Collective: [`write_zarr_with`] of a contiguous `array`, once every
+/// rank agreed on the arguments.
+fn write_agreed<T: Element, C: OneSidedComm, const N: usize>(
+    array: &DistArray<T, C, N>,
+    path: &Path,
+    chunks: [usize; N],
+    opts: &ZarrOptions,
+) -> Result<()> {
     let comm = array.comm();
-    let path = path.as_ref();
-    let chunks = opts.resolve_chunks(array.shape(), std::mem::size_of::<T>());
-    agree(
-        comm,
-        "the path or options of write_zarr",
-        &(path, opts, array.shape()),
-        chunks.as_ref().map(|_| ()).map_err(Clone::clone),
-    )?;
-    let chunks = chunks?;
     // rank 0 prepares the directory and the metadata
     let prepared = if comm.rank() == 0 {
         prepare_dir(path, opts.overwrite)
@@ -444,10 +460,12 @@ pub fn read_zarr<T: Element, C: OneSidedComm, const N: usize>(
 }
 
 /// Collective: reads the Zarr array at `path` into `array`, whatever its
-/// partition (every rank reads the chunks that meet its part). Errors on
-/// every rank: the path is missing or differs between ranks, the stored
-/// element type is not `T`, the stored shape is not `array.shape()`, a
-/// chunk is corrupted. On error `array`'s contents are unspecified.
+/// partition (every rank reads the chunks that meet its part). Every rank
+/// must pass the same path and the same array. Errors on every rank: the
+/// path, the element type or the array's partition differs between ranks,
+/// the path is missing, the stored element type is not `T`, the stored
+/// shape is not `array.shape()`, a chunk is corrupted. On error `array`'s
+/// contents are unspecified.
 pub fn read_zarr_into<T: Element, C: OneSidedComm, const N: usize>(
     array: &DistArray<T, C, N>,
     path: impl AsRef<Path>,
@@ -462,17 +480,34 @@ pub(crate) fn read_into_impl<T: Element, C: OneSidedComm, const N: usize>(
     path: &Path,
     require_chunks: bool,
 ) -> Result<()> {
+    let comm = array.comm();
+    // the partition is agreed too: whether it is block-cyclic decides the
+    // path below (through a redistribution, collective, or not)
+    agree(
+        comm,
+        "the path, element type or array partition of read_zarr_into",
+        &(path, T::KIND, array.partitioning()),
+        Ok(()),
+    )?;
     if array.partitioning().is_block_cyclic() {
         // read into a contiguous array on the same process grid, then copy
         let contiguous = array.contiguous_twin()?;
-        read_into_impl(&contiguous, path, require_chunks)?;
+        read_agreed(&contiguous, path, require_chunks)?;
         return array.copy_from(&contiguous);
     }
-    let comm = array.comm();
-    agree(comm, "the path of read_zarr_into", &path, Ok(()))?;
+    read_agreed(array, path, require_chunks)
+}
+
+/// Collective: [`read_into_impl`] into a contiguous `array`, once every
+/// rank agreed on the arguments.
+fn read_agreed<T: Element, C: OneSidedComm, const N: usize>(
+    array: &DistArray<T, C, N>,
+    path: &Path,
+    require_chunks: bool,
+) -> Result<()> {
     let local = open_checked::<T>(path, Some(&array.shape()))
         .and_then(|z| read_own_chunks(array, &z, path, require_chunks));
-    vote(comm, local)
+    vote(array.comm(), local)
 }
 
 /// Opens the array at `path` and checks its element type (and its shape,

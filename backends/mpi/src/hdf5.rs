@@ -45,11 +45,11 @@
 //! # Collective calls and errors
 //!
 //! Every method is **collective**: all ranks of the file's communicator
-//! call it, in the same order, with the same arguments (name, shape). Each
+//! call it, in the same order, with the same arguments (name, array). Each
 //! step that can fail on one rank alone (a missing file, no permission, a
-//! path, a name or an array's shape or element type that differs between
-//! ranks, a dataset of another element type or shape, a name that already
-//! exists, a corrupted file) is checked and
+//! path, a name or an array's shape, partition or element type that
+//! differs between ranks, a dataset of another element type or shape, a
+//! name that already exists, a corrupted file) is checked and
 //! **voted** ([`distarray::collective::vote`]) before the next collective
 //! HDF5 call, so bad input gives an `Err` on every rank — the failing
 //! rank's own error, [`Error::PeerFailed`] on the others — instead of a
@@ -279,17 +279,13 @@ impl Hdf5File {
     /// Errors on every rank if the file is read-only, `name` already exists
     /// (datasets are never replaced), `array` lives on another communicator
     /// layout (its rank and size must be the file's), the name or the
-    /// array's shape or element type differs between ranks, or HDF5 fails.
+    /// array's shape, partition or element type differs between ranks, or
+    /// HDF5 fails.
     pub fn write<T: Hdf5Element, const N: usize>(
         &self,
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
-        if array.partitioning().is_block_cyclic() {
-            let contiguous = array.contiguous_twin()?;
-            contiguous.copy_from(array)?;
-            return self.write(name, &contiguous);
-        }
         let file = self.file()?;
         let local = self
             .check_name(name)
@@ -308,7 +304,25 @@ impl Hdf5File {
                 }
                 Ok(())
             });
+        // the partition is part of the vote: whether it is block-cyclic
+        // decides the path (through a redistribution, collective, or not)
         self.agree(local, name, array)?;
+        if array.partitioning().is_block_cyclic() {
+            let contiguous = array.contiguous_twin()?;
+            contiguous.copy_from(array)?;
+            return self.write_agreed(file, name, &contiguous);
+        }
+        self.write_agreed(file, name, array)
+    }
+
+    /// Collective: [`Hdf5File::write`] of a contiguous `array`, once every
+    /// rank agreed on the arguments and passed its checks.
+    fn write_agreed<T: Hdf5Element, const N: usize>(
+        &self,
+        file: &h5::File,
+        name: &str,
+        array: &DistArray<T, MpiComm, N>,
+    ) -> Result<()> {
         let shape = array.shape().to_vec();
         // Every rank takes its view before anything collective happens: a
         // rank whose view is refused votes its error in the gate's place,
@@ -372,18 +386,31 @@ impl Hdf5File {
     /// on 3 ranks split by rows, the values have the same bits.
     ///
     /// Errors on every rank if the dataset is missing, its element type is
-    /// not `T`, or its shape is not the array's.
+    /// not `T`, its shape is not the array's, or the name or the array's
+    /// shape, partition or element type differs between ranks.
     pub fn read_into<T: Hdf5Element, const N: usize>(
         &self,
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
+        // the partition is part of the vote: whether it is block-cyclic
+        // decides the path (through a redistribution, collective, or not)
+        self.agree(self.check_comm(array.comm()), name, array)?;
         if array.partitioning().is_block_cyclic() {
             let contiguous = array.contiguous_twin()?;
-            self.read_into(name, &contiguous)?;
+            self.read_agreed(name, &contiguous)?;
             return array.copy_from(&contiguous);
         }
-        self.agree(self.check_comm(array.comm()), name, array)?;
+        self.read_agreed(name, array)
+    }
+
+    /// Collective: [`Hdf5File::read_into`] into a contiguous `array`, once
+    /// every rank agreed on the arguments.
+    fn read_agreed<T: Hdf5Element, const N: usize>(
+        &self,
+        name: &str,
+        array: &DistArray<T, MpiComm, N>,
+    ) -> Result<()> {
         let checked = self.prepare_read(name, array);
         let (dataset, spaces) = self.vote(checked)?;
         // the transfer is collective: every rank must hold its view first
@@ -583,19 +610,20 @@ impl Hdf5File {
     }
 
     /// Collective: votes on `local` and checks that every rank passed the
-    /// same `name` and an array of the same shape and element type (a
-    /// fingerprint of them), in one collective.
+    /// same `name` and an array of the same element type and partition
+    /// (shape, process grid, part sizes, block sizes: a fingerprint of
+    /// them), in one collective.
     fn agree<T: Element, const N: usize>(
         &self,
         local: Result<()>,
         name: &str,
         array: &DistArray<T, MpiComm, N>,
     ) -> Result<()> {
-        let key = fingerprint(&(name, T::KIND, array.shape()));
+        let key = fingerprint(&(name, T::KIND, array.partitioning()));
         agree(&self.comm, local.map(|()| ((), key)), || {
             Error::InvalidArgument(format!(
-                "Hdf5File: the name {name:?}, the array's shape or its element type differs \
-                 between ranks (collective calls need the same arguments on every rank)"
+                "Hdf5File: the name {name:?}, the array's shape, partition or element type \
+                 differs between ranks (collective calls need the same arguments on every rank)"
             ))
         })
     }

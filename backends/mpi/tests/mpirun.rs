@@ -613,8 +613,9 @@ fn scalapack_wrappers() {
 /// The ScaLAPACK wrappers when the ranks break the collective contract
 /// (`scalapack_check mismatch`: rank 0 passes another shape, block size,
 /// process grid, number of right-hand sides, element type or `alpha` than
-/// the others): an `InvalidArgument` on every rank, never an abort, a hang
-/// or a wrong answer, and the ranks stay in step (a good solve after each).
+/// the others, or another grid to `Grid::new`): an `InvalidArgument` on
+/// every rank, never an abort, a hang or a wrong answer, and the ranks stay
+/// in step (a good solve after each).
 #[cfg(feature = "scalapack")]
 #[test]
 fn scalapack_mismatched_arguments() {
@@ -777,9 +778,11 @@ mod hdf5 {
     }
 
     /// Missing, unreadable, truncated and corrupted files, paths and names
-    /// that differ between ranks, wrong element types, shapes and dimension
-    /// counts, existing names: an `Err` on every rank, no hang, and the
-    /// ranks stay in step (a good read afterwards).
+    /// that differ between ranks, arrays whose shape, element type or
+    /// partition differs between ranks (block-cyclic on rank 0 only, which
+    /// hung), wrong element types, shapes and dimension counts, existing
+    /// names: an `Err` on every rank, no hang, and the ranks stay in step
+    /// (a good read afterwards).
     #[test]
     fn hdf5_bad_input_errors_on_every_rank() {
         for ranks in [1, 3] {

@@ -19,7 +19,8 @@
 //!   permission, not an HDF5 file, truncated and corrupted files, wrong
 //!   element type, wrong shape or dimension count, existing dataset name,
 //!   read-only file, bad names, attributes of the wrong type or of
-//!   different values).
+//!   different values, arrays of different shapes, element types or
+//!   partitions on different ranks, block-cyclic on one rank only).
 //!
 //! Each mode prints `hdf5_io <mode>: ok (...)` on rank 0 when every
 //! assertion held; a failed assertion panics (the panic hook aborts the
@@ -668,6 +669,52 @@ fn faults(comm: &MpiComm, dir: &Path) -> String {
     assert_eq!(back.to_vec().expect("to_vec"), a.to_vec().expect("to_vec"));
     ok("read u into block-cyclic", f.read_into("u", &bc));
     assert_eq!(bc.to_vec().expect("to_vec"), a.to_vec().expect("to_vec"));
+    if p > 1 {
+        // a block-cyclic array on rank 0 and a contiguous one of the same
+        // shape elsewhere: rank 0 used to redistribute (collective) while
+        // the others voted, and the job hung or aborted; now refused on
+        // every rank before either path is taken, no dataset left
+        let r = f.write("mixed", if rank == 0 { &bc } else { &a });
+        done.push(expect_err(
+            comm,
+            "write with a block-cyclic array on rank 0 only",
+            r,
+            invalid,
+        ));
+        let r = f.read_into("u", if rank == 0 { &bc } else { &a });
+        done.push(expect_err(
+            comm,
+            "read_into with a block-cyclic array on rank 0 only",
+            r,
+            invalid,
+        ));
+        // two contiguous partitions of one shape: each rank's hyperslab
+        // came from its own partition (overlaps and holes in the dataset,
+        // parts of the array never read); now refused
+        let rows = DistArray::<f64, _, 2>::new(comm.clone(), SHAPE2).expect("array");
+        let cols = DistArray::<f64, _, 2>::with_grid(comm.clone(), [1, p], SHAPE2).expect("array");
+        let r = f.write("mixed", if rank == 0 { &rows } else { &cols });
+        done.push(expect_err(
+            comm,
+            "write with a partition that differs between ranks",
+            r,
+            invalid,
+        ));
+        let r = f.read_into("u", if rank == 0 { &rows } else { &cols });
+        done.push(expect_err(
+            comm,
+            "read_into with a partition that differs between ranks",
+            r,
+            invalid,
+        ));
+        // still in step
+        ok("read u into rows", f.read_into("u", &rows));
+        assert_eq!(rows.to_vec().expect("to_vec"), a.to_vec().expect("to_vec"));
+    }
+    assert_eq!(
+        f.dataset_names().expect("names"),
+        vec!["bc".to_string(), "u".to_string(), "w".to_string()]
+    );
     ok("close", f.close());
 
     // an array of another communicator shape cannot be written: tested by

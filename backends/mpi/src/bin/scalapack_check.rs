@@ -13,9 +13,10 @@
 //! `scalapack_check mismatch` (2 or more ranks) breaks the collective
 //! contract instead: rank 0 passes arrays of another shape, block size,
 //! process grid, number of right-hand sides or element type than the other
-//! ranks to `gesv`, `posv`, `potrf` and `gemm`; every rank must get an
-//! [`Error::InvalidArgument`] (not an abort, a hang or a wrong answer), and
-//! a correct call after each must succeed. Prints
+//! ranks to `gesv`, `posv`, `potrf` and `gemm`, and another process grid
+//! to `Grid::new`; every rank must get an [`Error::InvalidArgument`] (not
+//! an abort, a hang or a wrong answer), and a correct call after each must
+//! succeed. Prints
 //! `scalapack_check mismatch: ok` on rank 0.
 
 use distarray::{Complex32, Complex64, DistArray, Error, OneSidedComm};
@@ -456,6 +457,31 @@ fn mismatch(comm: &MpiComm) {
     // and the same arrays work afterwards
     scalapack::gemm(1.0, &x, &x, 0.0, &mut z).expect("gemm after the refused one");
     good_gesv(comm, "gemm with different alpha");
+
+    // Grid::new: a 1 x p grid on rank 0, p x 1 elsewhere
+    let r = scalapack::Grid::new(comm, if first { [1, p] } else { [p, 1] });
+    differs(comm, "Grid::new, 1 x p against p x 1", r.map(|_| ()));
+    good_gesv(comm, "Grid::new with different grids");
+    // Grid::new: a grid of p + 1 ranks on rank 0 (its own check fails),
+    // 1 x p elsewhere: rank 0's error, PeerFailed on the others
+    let r = scalapack::Grid::new(comm, if first { [1, p + 1] } else { [1, p] });
+    match r.map(|_| ()) {
+        Err(Error::InvalidPartition(m)) if first => {
+            eprintln!("scalapack_check mismatch: Grid::new, p + 1 ranks on rank 0: {m}");
+        }
+        Err(Error::PeerFailed { .. }) if !first => {}
+        other => panic!(
+            "rank {}: Grid::new with p + 1 ranks on rank 0: expected rank 0's \
+             InvalidPartition, PeerFailed elsewhere; got {other:?}",
+            comm.rank()
+        ),
+    }
+    // and a good grid afterwards, whose descriptors work
+    let g = scalapack::Grid::new(comm, grid(p)).expect("Grid::new after the refused ones");
+    let a = make(comm, [7, 7], [2, 2], fa(7));
+    g.descriptor(&a).expect("descriptor on the good grid");
+    drop(g);
+    good_gesv(comm, "Grid::new with a bad grid on rank 0");
 }
 
 fn main() {

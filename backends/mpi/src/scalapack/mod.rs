@@ -548,15 +548,29 @@ pub struct Grid {
 
 impl Grid {
     /// Collective: the BLACS grid for arrays on the `grid` (`[pr, pc]`)
-    /// process grid of `comm`. Error: `pr * pc` is not the number of
-    /// ranks.
+    /// process grid of `comm`; every rank must pass the same grid. Errors
+    /// on every rank (one vote before BLACS is called): `pr * pc` is not
+    /// the number of ranks on some rank ([`Error::InvalidPartition`] there,
+    /// [`Error::PeerFailed`] on the others), or the grid differs between
+    /// ranks ([`Error::InvalidArgument`] everywhere).
     pub fn new(comm: &MpiComm, grid: [usize; 2]) -> Result<Self> {
-        if grid[0] * grid[1] != comm.size() || grid.contains(&0) {
-            return Err(Error::InvalidPartition(format!(
-                "process grid {grid:?} does not have {} ranks",
-                comm.size()
-            )));
-        }
+        let local = Self::check(comm, grid).map(|()| ((), fingerprint(&("Grid::new", grid))));
+        agree(comm, local, || {
+            Error::InvalidArgument(format!(
+                "Grid::new: the process grid ({grid:?} on rank {}) differs between ranks: every \
+                 rank must pass the same grid to this collective call",
+                comm.rank()
+            ))
+        })?;
+        Self::init(comm, grid)
+    }
+
+    /// Collective: makes the BLACS grid. Every rank passes the same grid of
+    /// `comm.size()` ranks (agreed by the caller: [`Grid::new`]'s vote, or
+    /// the wrapper's argument vote, whose fingerprint holds the grid).
+    fn init(comm: &MpiComm, grid: [usize; 2]) -> Result<Self> {
+        // the same outcome on every rank: the same grid and size everywhere
+        Self::check(comm, grid)?;
         let _serial = lifetime::enter()?;
         let raw = comm.inner().raw();
         // SAFETY: `raw` is a valid communicator of this process; BLACS
@@ -575,6 +589,17 @@ impl Grid {
             )
         };
         Ok(Grid { ctxt, handle, grid })
+    }
+
+    /// This rank's check of a grid: `pr * pc` ranks, the size of `comm`.
+    fn check(comm: &MpiComm, grid: [usize; 2]) -> Result<()> {
+        match grid[0].checked_mul(grid[1]) {
+            Some(n) if n == comm.size() && !grid.contains(&0) => Ok(()),
+            _ => Err(Error::InvalidPartition(format!(
+                "process grid {grid:?} does not have {} ranks",
+                comm.size()
+            ))),
+        }
     }
 
     /// The ScaLAPACK descriptor (`DESC_` array of 9 ints) of `a`'s memory:
@@ -672,7 +697,8 @@ fn grid_for(comm: &MpiComm, grid: [usize; 2]) -> Result<std::sync::Arc<Grid>> {
     if let Some(g) = cache.iter().find(|g| g.grid == grid) {
         return Ok(g.clone());
     }
-    let g = std::sync::Arc::new(Grid::new(comm, grid)?);
+    // the grid is part of every wrapper's agreed arguments (Layout::global)
+    let g = std::sync::Arc::new(Grid::init(comm, grid)?);
     cache.push(g.clone());
     Ok(g)
 }
