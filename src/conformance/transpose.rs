@@ -368,6 +368,9 @@ fn transpose_errors<C: OneSidedComm>(comm: &C) {
             "transpose after the error",
             plan.transpose(&a, &mut b),
         );
+        // the plan's calls complete this rank's part only: synchronise
+        // before reading another rank's
+        ok(comm, "barrier", b.barrier());
         assert_eq!(ok(comm, "get", b.get([7, 2])), 23.0);
     }
     // still usable after the errors

@@ -104,6 +104,10 @@ impl TreeTransport<'_> {
                 .position(|m| m.from == from && m.phase == phase && m.seq == seq)
             {
                 let m = q.remove(i);
+                // no longer waiting, said before the mailbox is unlocked:
+                // a deadlock check that saw the mark with the message gone
+                // would take this rank for one still waiting for `from`
+                drop(_awaiting);
                 if m.data.len() != buf.len() {
                     // a broken contract: fail every collective from now on
                     // (the others may wait in this one)
