@@ -481,10 +481,11 @@ fn apply_then_map_passes<T: Element, const N: usize>(
              region {region:?}"
         )));
     }
-    let map_slab = |input: &mut [T], k: usize| {
-        for_rows_of(shape, &interior, k, |at, len| {
-            input[at..at + len].iter_mut().for_each(|v| *v = f(*v));
-        });
+    let mut slab_rows = Vec::new();
+    let mut map_slab = |input: &mut [T], k: usize| {
+        slab_rows.clear();
+        for_rows_of(shape, &interior, k, |at, _| slab_rows.push(at));
+        kernels::map_rows(input, &slab_rows, interior[N - 1].len(), &f);
     };
     let plan = match RowPlan::new(st, shape, &region, out_shape, out_start) {
         // rows streaming from memory: one pass, each slab mapped while in cache
