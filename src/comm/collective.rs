@@ -581,9 +581,56 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A 64-bit fingerprint of `args` (FNV-1a over their [`Hash`] stream):
+/// equal arguments give equal fingerprints on every rank of one program,
+/// independently of any per-process random state — what collective calls
+/// compare (as the `(min, max)` of one [`allreduce_vote`]) to check that
+/// every rank passed the same arguments.
+///
+/// ```
+/// use distarray::collective::fingerprint;
+/// assert_eq!(fingerprint(&("data.h5", [4usize, 6])), fingerprint(&("data.h5", [4usize, 6])));
+/// assert_ne!(fingerprint(&("data.h5", [4usize, 6])), fingerprint(&("data.h5", [6usize, 4])));
+/// ```
+pub fn fingerprint<A: std::hash::Hash + ?Sized>(args: &A) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    args.hash(&mut h);
+    h.0
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::truncate_utf8;
+    use super::{fingerprint, truncate_utf8, Fnv};
+
+    #[test]
+    fn fnv1a_matches_its_published_test_vector() {
+        use std::hash::Hasher;
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        h.write(b"a");
+        assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn fingerprints_tell_arguments_apart() {
+        assert_eq!(fingerprint(&("u", [3, 4])), fingerprint(&("u", [3, 4])));
+        assert_ne!(fingerprint(&("u", [3, 4])), fingerprint(&("u", [4, 3])));
+        assert_ne!(fingerprint(&("ab", "c")), fingerprint(&("a", "bc")));
+    }
 
     #[test]
     fn truncation_keeps_whole_characters() {

@@ -3,9 +3,9 @@
 //! a 64-bit hash of the arguments (one allreduce of the `(min, max)` hash,
 //! O(log P), whatever the path length) and reported on every rank.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 
-use crate::collective::{allreduce_vote, broadcast_vote};
+use crate::collective::{allreduce_vote, broadcast_vote, fingerprint};
 use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 
@@ -17,11 +17,8 @@ pub(crate) fn agree<C: OneSidedComm, A: Hash>(
     args: &A,
     local: Result<()>,
 ) -> Result<()> {
-    // FNV-1a over the std `Hash` stream: the same on every rank of one
-    // program (and independent of per-process random state).
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    args.hash(&mut h);
-    let mine = local.map(|_| [h.0, h.0]);
+    let key = fingerprint(args);
+    let mine = local.map(|_| [key, key]);
     let [lo, hi] = allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
     if lo != hi {
         return Err(Error::InvalidArgument(format!(
@@ -52,20 +49,4 @@ pub(crate) fn broadcast_string<C: OneSidedComm>(
     }
     comm.broadcast_bytes(root, &mut buf)?;
     String::from_utf8(buf).map_err(|e| Error::Backend(format!("broadcast string: {e}")))
-}
-
-/// 64-bit FNV-1a.
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }

@@ -15,39 +15,14 @@
 //!    every rank returns an error instead of waiting in the library for a
 //!    rank that never comes.
 
-use std::hash::{Hash, Hasher};
-
 use distarray::collective::allreduce_vote;
 use distarray::{Error, Result};
 
 use crate::MpiComm;
 
-/// A 64-bit fingerprint of `args` (FNV-1a over their [`Hash`] stream):
-/// equal arguments give equal fingerprints on every rank of one program,
-/// independently of any per-process random state.
-pub(crate) fn fingerprint<A: Hash + ?Sized>(args: &A) -> u64 {
-    let mut h = Fnv(FNV_OFFSET);
-    args.hash(&mut h);
-    h.0
-}
-
-/// FNV-1a's offset basis (64 bit).
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// 64-bit FNV-1a.
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
+/// A 64-bit fingerprint of arguments that must be equal on every rank
+/// (FNV-1a, the core crate's).
+pub(crate) use distarray::collective::fingerprint;
 
 /// Collective (one allreduce): votes on this rank's checks `local` — its
 /// value and the [`fingerprint`] of the arguments every rank must pass
@@ -107,24 +82,4 @@ pub(crate) fn gated<R>(comm: &MpiComm, run: impl FnOnce(&mut Gate<'_>) -> Result
         Error::Backend("a collective call returned without passing its gate".into())
     });
     Err(distarray::epoch::vote(comm, Err::<(), _>(e)).unwrap_err())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{fingerprint, Fnv, FNV_OFFSET};
-    use std::hash::Hasher;
-
-    #[test]
-    fn fnv1a_matches_its_published_test_vector() {
-        let mut h = Fnv(FNV_OFFSET);
-        h.write(b"a");
-        assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn fingerprints_tell_arguments_apart() {
-        assert_eq!(fingerprint(&("u", [3, 4])), fingerprint(&("u", [3, 4])));
-        assert_ne!(fingerprint(&("u", [3, 4])), fingerprint(&("u", [4, 3])));
-        assert_ne!(fingerprint(&("ab", "c")), fingerprint(&("a", "bc")));
-    }
 }
