@@ -594,6 +594,9 @@ crate::kernels::dispatch_wide! {
         // rows larger than the caches stream from memory: prefetch (in
         // cache the hints are pure overhead)
         let prefetch = streams(input, out);
+        // rows in cache are bound by the loads: a star's row neighbours by
+        // lane shifts where the type and the CPU allow it
+        let star = if prefetch { None } else { star.filter(|_| star_kernel_runs::<T>()) };
         for &(centre, o) in rows {
             for (s, &off) in starts.iter_mut().zip(offsets) {
                 *s = (centre as isize + off) as usize;
@@ -601,12 +604,8 @@ crate::kernels::dispatch_wide! {
             let out_row = &mut out[o..o + row];
             if prefetch {
                 row_body::<T, true>(input, starts, w, out_row, accumulate);
-            } else {
-                // in cache, the loads bound the kernel: a star's row
-                // neighbours by lane shifts where the CPU has AVX-512
-                let done = star_row_simd(input, starts, w, out_row, accumulate, star);
-                starts.iter_mut().for_each(|s| *s += done);
-                row_body::<T, false>(input, starts, w, &mut out_row[done..], accumulate);
+            } else if !star.is_some_and(|r| star_row_simd(input, starts, w, out_row, accumulate, r)) {
+                row_body::<T, false>(input, starts, w, out_row, accumulate);
             }
             if dot {
                 let d = kernels::dot(&input[centre..centre + row], out_row);
@@ -617,10 +616,19 @@ crate::kernels::dispatch_wide! {
     }
 }
 
-/// One output row by the AVX-512 star kernel ([`star_row`]) when the
-/// values are `f64`, the points follow the star pattern (`star` is its
-/// radius) and the CPU has AVX-512F: returns the row's length, or 0 (no
-/// value done) otherwise.
+/// Whether the AVX-512 star kernel ([`star_row`]) runs for values of type
+/// `T` here: `f64` on a CPU with AVX-512F.
+fn star_kernel_runs<T: Element>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>() && star_row::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One output row by the AVX-512 star kernel ([`star_row`]), for a
+/// stencil whose points follow the star pattern of radius `r`, where
+/// [`star_kernel_runs`]: `true` when it did the row, `false` (nothing
+/// done) when the row does not fit the kernel.
 #[inline]
 fn star_row_simd<T: Element>(
     input: &[T],
@@ -628,28 +636,26 @@ fn star_row_simd<T: Element>(
     w: &[T],
     out: &mut [T],
     accumulate: bool,
-    star: Option<usize>,
-) -> usize {
+    r: usize,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::any::TypeId;
-        let Some(r) = star else { return 0 };
-        if TypeId::of::<T>() != TypeId::of::<f64>() || !star_row::available() {
-            return 0;
-        }
-        // `T` is `f64` (checked just above): the casts only change the type
+        // `T` is `f64` (`star_kernel_runs`): the casts only change the
+        // type; a failed one leaves the row to the generic kernel
         let (Ok(input), Ok(w), Ok(out)) = (
             bytemuck::try_cast_slice::<T, f64>(input),
             bytemuck::try_cast_slice::<T, f64>(w),
             bytemuck::try_cast_slice_mut::<T, f64>(out),
         ) else {
-            return 0;
+            return false;
         };
         let n = out.len();
         let c = starts[0];
         // the kernel's contract, checked here (cheap, once per row): the
-        // star pattern around the centre, every row inside the input
-        let pattern = starts.len() > 2 * r
+        // star pattern around the centre, every row inside the input, and
+        // AVX-512F (`available` reads a cached flag)
+        let fits = star_row::available()
+            && starts.len() > 2 * r
             && c >= r
             && starts[starts.len() - 2 * r..]
                 .iter()
@@ -658,8 +664,8 @@ fn star_row_simd<T: Element>(
             && starts
                 .iter()
                 .all(|&s| s.checked_add(n).is_some_and(|e| e <= input.len()));
-        if !pattern {
-            return 0;
+        if !fits {
+            return false;
         }
         macro_rules! shapes {
             ($(($k:literal, $r:literal)),*) => {
@@ -671,9 +677,9 @@ fn star_row_simd<T: Element>(
                         // the star pattern of radius `r` and every row
                         // lies inside `input` (all checked above).
                         unsafe { star_row::row::<$k, $r>(input, s, w, out, accumulate) };
-                        n
+                        true
                     })*
-                    _ => 0,
+                    _ => false,
                 }
             };
         }
@@ -695,8 +701,8 @@ fn star_row_simd<T: Element>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (input, starts, w, out, accumulate, star);
-        0
+        let _ = (input, starts, w, out, accumulate, r);
+        false
     }
 }
 
