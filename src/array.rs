@@ -8,12 +8,12 @@
 //! [`DistArray::to_vec`] are one-sided: a rank calls them alone.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
+use crate::collective::{agree_fingerprints, fingerprint};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, WindowOf};
 use crate::epoch::{vote, Epoch};
 use crate::error::{Error, Result};
@@ -206,7 +206,19 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             }
             Ok(g)
         });
-        let grid_part = agree(&comm, grid_part.map(|g| (fingerprint(&g), g)))?;
+        let grid_part = agree_fingerprints(
+            &comm,
+            grid_part.map(|g| {
+                let key = fingerprint(&g);
+                (g, key)
+            }),
+            || {
+                Error::InvalidPartition(format!(
+                    "ranks disagree on the arguments of this collective call (seen from rank {})",
+                    comm.rank()
+                ))
+            },
+        )?;
         let shapes = comm.allgather(&local_shape.map(|x| x as u64))?;
         let mut sizes: [Vec<Option<usize>>; N] = std::array::from_fn(|d| vec![None; grid[d]]);
         for (rank, s) in shapes.iter().enumerate() {
@@ -618,41 +630,6 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         }
         Ok(out)
     }
-}
-
-/// A process-independent fingerprint of a value (same build, same value,
-/// same fingerprint on every rank).
-fn fingerprint<H: Hash>(value: &H) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
-}
-
-/// Collective agreement on constructor arguments: every rank contributes
-/// whether its arguments were valid and a fingerprint of what it will
-/// build. Every rank returns `Err` if any rank's arguments were invalid
-/// (its own error, or [`Error::PeerFailed`] with that rank's reason) or
-/// the fingerprints differ, so no rank goes on alone into a collective the
-/// others skipped.
-///
-/// One allreduce of three words (the vote, the smallest and the largest
-/// fingerprint), whatever `P`.
-fn agree<C: OneSidedComm, V>(comm: &C, local: Result<(u64, V)>) -> Result<V> {
-    let mine = match &local {
-        Ok((key, _)) => Ok([*key, *key]),
-        Err(e) => Err(e.clone()),
-    };
-    // the failing rank's own error, or PeerFailed with its reason
-    let keys =
-        crate::collective::allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
-    let (_, value) = local?;
-    if keys[0] != keys[1] {
-        return Err(Error::InvalidPartition(format!(
-            "ranks disagree on the arguments of this collective call (seen from rank {})",
-            comm.rank()
-        )));
-    }
-    Ok(value)
 }
 
 /// Elements up to which `Display` prints an array whole.

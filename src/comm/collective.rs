@@ -581,6 +581,42 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Collective (one [`allreduce_vote`] of three words, whatever `P`):
+/// every rank's own checks `local` — on success its value and the
+/// [`fingerprint`] of the arguments every rank must pass alike — and the
+/// comparison of those fingerprints. Returns the value if every rank's
+/// checks passed with one fingerprint; this rank's own error or
+/// [`Error::PeerFailed`] if some rank's failed; `differs()` on every rank
+/// if the fingerprints differ. So no rank goes on alone into a collective
+/// the others skipped, or with other arguments.
+///
+/// ```
+/// use distarray::{collective::{agree_fingerprints, fingerprint}, threaded, Error, OneSidedComm};
+/// let r = threaded::run(2, |comm| {
+///     let name = if comm.rank() == 0 { "u" } else { "v" };
+///     let differs = || Error::InvalidArgument("the name differs between ranks".into());
+///     Ok::<_, Error>(agree_fingerprints(&comm, Ok(((), fingerprint(name))), differs).is_err())
+/// })
+/// .unwrap();
+/// // an error on every rank
+/// assert!(r.iter().all(|refused| *refused.as_ref().unwrap()));
+/// ```
+pub fn agree_fingerprints<C: OneSidedComm, V>(
+    comm: &C,
+    local: Result<(V, u64)>,
+    differs: impl FnOnce() -> Error,
+) -> Result<V> {
+    let (value, key) = match local {
+        Ok((v, key)) => (Ok(v), Ok([key, key])),
+        Err(e) => (Err(e.clone()), Err(e)),
+    };
+    let [lo, hi] = allreduce_vote(comm, key, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
+    if lo != hi {
+        return Err(differs());
+    }
+    value
+}
+
 /// A 64-bit fingerprint of `args` (FNV-1a over their [`Hash`] stream):
 /// equal arguments give equal fingerprints on every rank of one program,
 /// independently of any per-process random state — what collective calls

@@ -5,7 +5,7 @@
 
 use std::hash::Hash;
 
-use crate::collective::{allreduce_vote, broadcast_vote, fingerprint};
+use crate::collective::{agree_fingerprints, broadcast_vote, fingerprint};
 use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 
@@ -17,16 +17,12 @@ pub(crate) fn agree<C: OneSidedComm, A: Hash>(
     args: &A,
     local: Result<()>,
 ) -> Result<()> {
-    let key = fingerprint(args);
-    let mine = local.map(|_| [key, key]);
-    let [lo, hi] = allreduce_vote(comm, mine, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
-    if lo != hi {
-        return Err(Error::InvalidArgument(format!(
+    agree_fingerprints(comm, local.map(|()| ((), fingerprint(args))), || {
+        Error::InvalidArgument(format!(
             "{what} differs between ranks (every rank must pass the same value to this \
              collective call)"
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// Collective: `root`'s string (or its error) on every rank. Two

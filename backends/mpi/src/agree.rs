@@ -15,36 +15,14 @@
 //!    every rank returns an error instead of waiting in the library for a
 //!    rank that never comes.
 
-use distarray::collective::allreduce_vote;
 use distarray::{Error, Result};
 
 use crate::MpiComm;
 
-/// A 64-bit fingerprint of arguments that must be equal on every rank
-/// (FNV-1a, the core crate's).
-pub(crate) use distarray::collective::fingerprint;
-
-/// Collective (one allreduce): votes on this rank's checks `local` — its
-/// value and the [`fingerprint`] of the arguments every rank must pass
-/// alike — and compares the fingerprints in the same collective. Returns
-/// the value if every rank's checks passed with one fingerprint; this
-/// rank's own error or [`Error::PeerFailed`] if some rank's failed;
-/// `differs()` on every rank if the fingerprints differ.
-pub(crate) fn agree<V>(
-    comm: &MpiComm,
-    local: Result<(V, u64)>,
-    differs: impl FnOnce() -> Error,
-) -> Result<V> {
-    let (value, key) = match local {
-        Ok((v, key)) => (Ok(v), Ok([key, key])),
-        Err(e) => (Err(e.clone()), Err(e)),
-    };
-    let [lo, hi] = allreduce_vote(comm, key, |a, b| [a[0].min(b[0]), a[1].max(b[1])])?;
-    if lo != hi {
-        return Err(differs());
-    }
-    value
-}
+/// The two pieces of the first vote (the core crate's): a fingerprint of
+/// the arguments, and the vote that agrees the checks and compares the
+/// fingerprints (`agree(comm, local, differs)`).
+pub(crate) use distarray::collective::{agree_fingerprints as agree, fingerprint};
 
 /// The door to a parallel library's collectives (see the [module
 /// docs](self)): a rank passes it (one vote) once it holds every view its
