@@ -94,7 +94,7 @@ impl TreeTransport<'_> {
         seq: u64,
         buf: &mut [u8],
     ) -> Result<()> {
-        let _awaiting =
+        let awaiting =
             (phase == Phase::Exchange).then(|| Awaiting::new(self.world, self.rank, from));
         let mb = &self.world.mailboxes[self.rank];
         let mut q = relock(&mb.queue);
@@ -107,7 +107,7 @@ impl TreeTransport<'_> {
                 // no longer waiting, said before the mailbox is unlocked:
                 // a deadlock check that saw the mark with the message gone
                 // would take this rank for one still waiting for `from`
-                drop(_awaiting);
+                drop(awaiting);
                 if m.data.len() != buf.len() {
                     // a broken contract: fail every collective from now on
                     // (the others may wait in this one)
