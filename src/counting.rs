@@ -166,11 +166,12 @@ impl<C: OneSidedComm> CountingComm<C> {
     }
 
     /// One neighbour exchange sending `sends`.
-    fn count_exchange(&self, sends: &[(usize, &[u8])]) {
+    /// Counts one exchange of `messages` messages carrying `bytes` bytes.
+    fn count_exchange(&self, messages: usize, bytes: usize) {
         let mut c = self.lock_counts();
         c.exchanges += 1;
-        c.messages += sends.len();
-        c.bytes += sends.iter().map(|(_, d)| d.len()).sum::<usize>();
+        c.messages += messages;
+        c.bytes += bytes;
     }
 
     fn collective(&self, bytes: usize) {
@@ -254,7 +255,7 @@ impl<C: OneSidedComm> NeighbourMessages for CountingComm<C> {
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
         let inner = crate::comm::messages_of(&self.inner)?;
-        self.count_exchange(sends);
+        self.count_exchange(sends.len(), sends.iter().map(|(_, d)| d.len()).sum());
         inner.exchange_bytes(sends, recvs)
     }
 
@@ -264,9 +265,24 @@ impl<C: OneSidedComm> NeighbourMessages for CountingComm<C> {
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn crate::comm::Request>> {
         let inner = crate::comm::messages_of(&self.inner)?;
-        self.count_exchange(sends);
+        self.count_exchange(sends.len(), sends.iter().map(|(_, d)| d.len()).sum());
         // SAFETY: forwarded with the caller's guarantees unchanged.
         unsafe { inner.exchange_bytes_start(sends, recvs) }
+    }
+
+    unsafe fn exchange_vectored_start(
+        &self,
+        sends: &[(usize, &[&[u8]])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn crate::comm::Request>> {
+        let inner = crate::comm::messages_of(&self.inner)?;
+        let bytes = sends
+            .iter()
+            .flat_map(|(_, pieces)| pieces.iter())
+            .map(|p| p.len());
+        self.count_exchange(sends.len(), bytes.sum());
+        // SAFETY: forwarded with the caller's guarantees unchanged.
+        unsafe { inner.exchange_vectored_start(sends, recvs) }
     }
 }
 

@@ -34,6 +34,17 @@
 //!   rank that fails still sends and nobody waits forever. Both parts are
 //!   held from before the tiles are packed until they are unpacked, so
 //!   nothing can fail on a rank after its messages are sent.
+//!
+//!   A tile that spans every column of its sender's part (all of them
+//!   when `A` is split by columns only, as in the PRK layout) is whole,
+//!   contiguous rows of that part: it is **sent from the part itself**,
+//!   untransposed, with no packing pass (one message gathered from the
+//!   rows and the status element:
+//!   [`NeighbourMessages::exchange_vectored_start`](crate::NeighbourMessages::exchange_vectored_start),
+//!   on MPI one `MPI_Isend` of an hindexed type), and the receiver
+//!   transposes it into its part as it unpacks. (Measured against a
+//!   hand-written C transpose that packs, n = 1000 on two ranks: see
+//!   BENCHMARKS.md, "Transpose".)
 //! * **One `get` per rank pair** elsewhere (no messages): every rank packs its
 //!   outgoing tiles into its part of a staging window, a vote, one `get`
 //!   per source rank, a vote.
@@ -47,7 +58,9 @@
 //!
 //! [`TransposePlan::transpose_add_map`] also updates `A` in the same pass
 //! (`B += Aᵀ; A = f(A)`): each element of `A` is read once, so the PRK
-//! kernel's `A += 1` costs no second sweep over `A`.
+//! kernel's `A += 1` costs no second sweep over `A` — except the rows sent
+//! from the part itself, which are mapped once their messages have left
+//! (a contiguous pass over them).
 //!
 //! Like the operations of [`crate::algebra`], a transpose reads `A`'s part
 //! on its owner and writes `B`'s part on its owner: one-sided writes into
@@ -105,6 +118,10 @@ struct Tile {
     cols: Range<usize>,
     /// Where the tile starts in the sender's staging part (one-sided path).
     offset: usize,
+    /// Sent as it lies in the sender's part, untransposed (message path,
+    /// tiles spanning all columns of the sender's part: their rows are
+    /// contiguous there); the receiver transposes it.
+    raw: bool,
 }
 
 impl Tile {
@@ -233,6 +250,7 @@ fn tiles_of(
                 rows: r,
                 cols: c,
                 offset: 0,
+                raw: false,
             }
         })
         .collect();
@@ -630,6 +648,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
                         rows: r,
                         cols: c,
                         offset: 0,
+                        raw: false,
                     }
                 })
                 .collect();
@@ -655,6 +674,16 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
                         .sum();
                 }
             }
+            if messages {
+                // whole rows of the sender's part travel from the part
+                // itself, without packing
+                for t in sends.iter_mut() {
+                    t.raw = t.cols == a_own[1];
+                }
+                for t in recvs.iter_mut() {
+                    t.raw = t.cols == a_part.part_range(t.rank)?[1];
+                }
+            }
             Ok((a_own, b_own, own_tile, sends, recvs, staging_len))
         });
         let (a_own, b_own, own_tile, sends, recvs, staging_len) = vote(comm, planned)?;
@@ -665,7 +694,12 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             .collect();
         let transport = if messages {
             Transport::Messages {
-                outbox: sends.iter().map(|t| vec![T::ZERO; t.len() + 1]).collect(),
+                // a raw tile's message is the part's rows, then this
+                // buffer's one status element
+                outbox: sends
+                    .iter()
+                    .map(|t| vec![T::ZERO; if t.raw { 1 } else { t.len() + 1 }])
+                    .collect(),
             }
         } else {
             Transport::Staging {
@@ -797,7 +831,9 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     /// Collective: `out = out + alpha · aᵀ` and `a = f(a)`, element-wise,
     /// in one pass over `a`'s part: each element is read once, its old
     /// value goes into the transpose and `f` of it is written back (the
-    /// PRK kernel's `B += Aᵀ; A += 1` without a second sweep over `A`).
+    /// PRK kernel's `B += Aᵀ; A += 1` without a second sweep over `A`;
+    /// rows sent whole from the part, see the [module docs](self), are
+    /// mapped after their messages have left).
     /// Partitions, communication and errors as for
     /// [`transpose_add`](Self::transpose_add); `a` is changed through its
     /// window's local epoch (like [`DistArray::map_local`]), so it is
@@ -857,7 +893,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             // every rank packed before anyone reads
             vote(&comm, packed)?;
             let moved = flat(with_source!(a, map, |src| {
-                out.with_local_mut(|mut lb| self.own(&mut src, lb.as_mut_slice(), op))
+                out.with_local_mut(|mut lb| self.own(&mut src, 0, lb.as_mut_slice(), op))
             }))
             .and_then(|_| self.fetch_staging())
             .and_then(|_| out.with_local_mut(|mut lb| self.unpack(lb.as_mut_slice(), op)));
@@ -872,25 +908,142 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         // waits forever
         let mut sent = false;
         let moved = checked.and_then(|_| {
-            flat(flat(with_source!(a, map, |src| out.with_local_mut(
-                |mut lb| {
-                    let lb = lb.as_mut_slice();
-                    self.pack_messages(&mut src);
-                    sent = true;
-                    // the own tile is transposed while the messages travel
-                    self.exchange(&comm, |plan| plan.own(&mut src, lb, op))?;
-                    self.check_statuses()?;
-                    self.unpack(lb, op);
-                    Ok(())
-                }
-            ))))
+            flat(flat(match map {
+                Some(g) => a.with_local_mut(|mut la| {
+                    out.with_local_mut(|mut lb| {
+                        self.send_mapped(
+                            &comm,
+                            la.as_mut_slice(),
+                            g,
+                            lb.as_mut_slice(),
+                            op,
+                            &mut sent,
+                        )
+                    })
+                }),
+                None => a.with_local(|la| {
+                    out.with_local_mut(|mut lb| {
+                        self.send_plain(&comm, la.as_slice(), lb.as_mut_slice(), op, &mut sent)
+                    })
+                }),
+            }))
         });
         if !sent {
             self.mark_failed();
-            // this rank's own error is the one to report
-            let _ = self.exchange(&comm, |_| ());
+            // this rank's own error is the one to report; the raw tiles'
+            // messages come from stand-ins of their length
+            let stand_ins: Vec<Vec<T>> = self
+                .sends
+                .iter()
+                .map(|t| vec![T::ZERO; if t.raw { t.len() } else { 0 }])
+                .collect();
+            let raw: Vec<&[T]> = stand_ins.iter().map(|v| &v[..]).collect();
+            let _ = self.exchange(&comm, &raw, |_| ());
         }
         moved
+    }
+
+    /// The message path with `a`'s part read as it is: packs the tiles
+    /// that are not raw, sends every tile, transposes the own tile while
+    /// they travel, then unpacks what came in. Sets `sent` once the
+    /// messages are on their way.
+    fn send_plain(
+        &mut self,
+        comm: &C,
+        part: &[T],
+        lb: &mut [T],
+        op: Op<T>,
+        sent: &mut bool,
+    ) -> Result<()> {
+        let mut src = Plain { part, base: 0 };
+        self.pack_messages(&mut src);
+        let raw = self.raw_rows(part);
+        *sent = true;
+        self.exchange(comm, &raw, |plan| plan.own(&mut src, 0, lb, op))?;
+        self.check_statuses()?;
+        self.unpack(lb, op);
+        Ok(())
+    }
+
+    /// [`send_plain`](Self::send_plain) with `a = g(a)` in the same pass:
+    /// packed tiles and the own tile are mapped as they are read; the raw
+    /// tiles' rows, which the messages read from the part, after the
+    /// exchange.
+    fn send_mapped<G: Fn(T) -> T>(
+        &mut self,
+        comm: &C,
+        part: &mut [T],
+        g: &G,
+        lb: &mut [T],
+        op: Op<T>,
+        sent: &mut bool,
+    ) -> Result<()> {
+        self.pack_messages(&mut Mapped { part, g, base: 0 });
+        let acols = self.a_own[1].len();
+        let a0 = self.a_own[0].start;
+        // the own tile's rows, apart from the raw tiles' rows (a raw tile
+        // spans whole rows of the part, so no other tile shares them)
+        let own_rows = match &self.own_tile {
+            Some(t) if t.len() > 0 => t.rows.start - a0..t.rows.end - a0,
+            _ => 0..0,
+        };
+        let raw_rows: Vec<std::ops::Range<usize>> = self
+            .sends
+            .iter()
+            .filter(|t| t.raw)
+            .map(|t| t.rows.start - a0..t.rows.end - a0)
+            .collect();
+        {
+            let (raw, own_part) = carve(part, acols, &raw_rows, own_rows.clone());
+            let mut src = Mapped {
+                part: own_part,
+                g,
+                base: 0,
+            };
+            let mut raw = raw.into_iter();
+            let per_send: Vec<&[T]> = self
+                .sends
+                .iter()
+                .map(|t| {
+                    if t.raw {
+                        raw.next().unwrap_or(&[])
+                    } else {
+                        &[]
+                    }
+                })
+                .collect();
+            *sent = true;
+            self.exchange(comm, &per_send, |plan| {
+                plan.own(&mut src, own_rows.start, lb, op)
+            })?;
+        }
+        // the raw rows are sent: now map them
+        let rows: Vec<usize> = raw_rows
+            .iter()
+            .flat_map(|r| r.clone())
+            .map(|r| r * acols)
+            .collect();
+        kernels::map_rows(part, &rows, acols, g);
+        self.check_statuses()?;
+        self.unpack(lb, op);
+        Ok(())
+    }
+
+    /// Each send's raw rows in `part` (empty for the tiles that are
+    /// packed).
+    fn raw_rows<'p>(&self, part: &'p [T]) -> Vec<&'p [T]> {
+        let acols = self.a_own[1].len();
+        let a0 = self.a_own[0].start;
+        self.sends
+            .iter()
+            .map(|t| {
+                if t.raw {
+                    &part[(t.rows.start - a0) * acols..(t.rows.end - a0) * acols]
+                } else {
+                    &[]
+                }
+            })
+            .collect()
     }
 
     /// Sets every outgoing message's status element to "failed".
@@ -902,15 +1055,17 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         }
     }
 
-    /// Packs every outgoing tile, transposed, into its message and marks
-    /// it packed.
+    /// Packs every outgoing tile that is not raw, transposed, into its
+    /// message, and marks every message packed.
     fn pack_messages(&mut self, src: &mut impl TileSource<T>) {
         let Transport::Messages { outbox } = &mut self.transport else {
             unreachable!("message path")
         };
         for (t, buf) in self.sends.iter().zip(outbox.iter_mut()) {
-            pack_tile(src, &self.a_own, t, buf);
-            buf[t.len()] = T::ZERO;
+            if !t.raw {
+                pack_tile(src, &self.a_own, t, buf);
+            }
+            *buf.last_mut().expect("status element") = T::ZERO;
         }
     }
 
@@ -943,12 +1098,18 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         Ok(())
     }
 
-    /// Sends every packed message and receives every incoming one, running
-    /// `meanwhile` (which must not touch the message buffers) while they
-    /// travel; returns what it returned. If the exchange fails, the backend
-    /// may not be done with the buffers: they are leaked and replaced, never
-    /// reused or freed under it.
-    fn exchange<R>(&mut self, comm: &C, meanwhile: impl FnOnce(&Self) -> R) -> Result<R> {
+    /// Sends every message (send `k`: `raw[k]`, empty for a packed tile,
+    /// then its outbox buffer) and receives every incoming one, running
+    /// `meanwhile` (which must not touch the message buffers nor the raw
+    /// rows) while they travel; returns what it returned. If the exchange
+    /// fails, the backend may not be done with the receive buffers: they are
+    /// leaked and replaced, never reused or freed under it.
+    fn exchange<R>(
+        &mut self,
+        comm: &C,
+        raw: &[&[T]],
+        meanwhile: impl FnOnce(&Self) -> R,
+    ) -> Result<R> {
         if self.sends.is_empty() && self.recvs.is_empty() {
             // nothing to move (one rank, or partitions that keep every
             // tile local): no exchange at all
@@ -957,11 +1118,21 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         let Transport::Messages { outbox } = &mut self.transport else {
             unreachable!("message path")
         };
-        let sends: Vec<(usize, &[u8])> = self
-            .sends
+        let pieces: Vec<[&[u8]; 2]> = raw
             .iter()
             .zip(outbox.iter())
-            .map(|(t, buf)| (t.rank, bytemuck::cast_slice::<T, u8>(buf)))
+            .map(|(rows, buf)| {
+                [
+                    bytemuck::cast_slice::<T, u8>(rows),
+                    bytemuck::cast_slice(buf),
+                ]
+            })
+            .collect();
+        let sends: Vec<(usize, &[&[u8]])> = self
+            .sends
+            .iter()
+            .zip(&pieces)
+            .map(|(t, p)| (t.rank, &p[..]))
             .collect();
         let mut recvs: Vec<(usize, &mut [u8])> = self
             .recvs
@@ -971,13 +1142,17 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             .collect();
         // SAFETY: the buffers are the heap storage of `outbox` and `inbox`,
         // owned by this plan, which `&mut self` keeps from being touched
-        // elsewhere; the pending exchange lives only in this function and
-        // is waited for (or, when unwinding, dropped, which waits) before
-        // it returns, and nothing reads or writes the buffers meanwhile
-        // (`meanwhile` is `own`, which touches the arrays' parts only).
+        // elsewhere, and the raw rows, borrowed (shared) for this whole
+        // call; the pending exchange lives only in this function and is
+        // waited for (or, when unwinding, dropped, which waits) before it
+        // returns, and nothing writes the send buffers nor touches the
+        // receive buffers meanwhile (`meanwhile` is `own`, which touches
+        // the own tile's rows of `a`'s part, apart from the raw rows, and
+        // `out`'s part).
         let started = crate::comm::messages_of(comm)
-            .and_then(|m| unsafe { m.exchange_bytes_start(&sends, &mut recvs) });
+            .and_then(|m| unsafe { m.exchange_vectored_start(&sends, &mut recvs) });
         drop((sends, recvs));
+        drop(pieces);
         let waited = started.and_then(|pending: Box<dyn Request>| {
             let r = meanwhile(self);
             pending.wait().map(|_| r)
@@ -1006,15 +1181,18 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         Ok(())
     }
 
-    /// The tile this rank keeps: transposed from its part of `a` (`src`)
-    /// straight into its part of `out` (`lb`).
-    fn own(&self, src: &mut impl TileSource<T>, lb: &mut [T], op: Op<T>) {
+    /// The tile this rank keeps: transposed from its part of `a` (`src`,
+    /// whose index 0 is the start of the part's row `first_row`) straight
+    /// into its part of `out` (`lb`).
+    fn own(&self, src: &mut impl TileSource<T>, first_row: usize, lb: &mut [T], op: Op<T>) {
         let Some(t) = &self.own_tile else {
             return;
         };
         let (a_own, b_own) = (&self.a_own, &self.b_own);
         let (acols, bcols) = (a_own[1].len(), b_own[1].len());
-        src.set_base((t.rows.start - a_own[0].start) * acols + (t.cols.start - a_own[1].start));
+        src.set_base(
+            (t.rows.start - a_own[0].start - first_row) * acols + (t.cols.start - a_own[1].start),
+        );
         let dst =
             &mut lb[(t.cols.start - b_own[0].start) * bcols + (t.rows.start - b_own[1].start)..];
         let (rows, cols) = (t.rows.len(), t.cols.len());
@@ -1028,7 +1206,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     }
 
     /// Copies (or adds) every received tile, row by row, into this rank's
-    /// part of `out` (`lb`).
+    /// part of `out` (`lb`); raw tiles are transposed on the way.
     fn unpack(&self, lb: &mut [T], op: Op<T>) {
         let b_own = &self.b_own;
         let bcols = b_own[1].len();
@@ -1037,7 +1215,22 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             let col0 = t.rows.start - b_own[1].start;
             let first = (t.cols.start - b_own[0].start) * bcols + col0;
             let src = &buf[..t.len()];
-            with_update!(op, |f| copy_rows(src, ni, &mut lb[first..], bcols, f));
+            if t.raw {
+                // the tile as it lay in the sender's part: transposed here
+                let (rows, cols) = (t.rows.len(), t.cols.len());
+                let mut src = Plain { part: src, base: 0 };
+                let dst = &mut lb[first..];
+                match op {
+                    Op::Replace => {
+                        transpose_blocked(&mut src, cols, dst, bcols, rows, cols, |d, v| *d = v)
+                    }
+                    _ => with_update!(op, |f| transpose_blocked_4x4(
+                        &mut src, cols, dst, bcols, rows, cols, f
+                    )),
+                }
+            } else {
+                with_update!(op, |f| copy_rows(src, ni, &mut lb[first..], bcols, f));
+            }
         }
     }
 }
@@ -1045,6 +1238,40 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
 /// The result of a closure run inside a view, or the view's error.
 fn flat<R>(r: Result<Result<R>>) -> Result<R> {
     r?
+}
+
+/// Splits `part` (rows of `width` elements) into the rows of each range of
+/// `shared`, in their order, and the rows `own`, for reading the first
+/// while writing the second. The ranges must not overlap one another nor
+/// `own`, nor pass the part's end (panics otherwise: the plan's tiles are
+/// disjoint boxes of the part).
+fn carve<'p, T>(
+    part: &'p mut [T],
+    width: usize,
+    shared: &[Range<usize>],
+    own: Range<usize>,
+) -> (Vec<&'p [T]>, &'p mut [T]) {
+    // (start row, end row, index in `shared` or None for `own`), by start
+    let mut cuts: Vec<(usize, usize, Option<usize>)> = shared
+        .iter()
+        .enumerate()
+        .map(|(k, r)| (r.start, r.end, Some(k)))
+        .chain(std::iter::once((own.start, own.end, None)))
+        .collect();
+    cuts.sort_unstable();
+    let mut out: Vec<&[T]> = vec![&[]; shared.len()];
+    let mut own_rows: &mut [T] = &mut [];
+    let (mut rest, mut at) = (part, 0);
+    for (start, end, k) in cuts {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut((start - at) * width);
+        let (rows, tail) = tail.split_at_mut((end - start) * width);
+        match k {
+            Some(k) => out[k] = rows,
+            None => own_rows = rows,
+        }
+        (rest, at) = (tail, end);
+    }
+    (out, own_rows)
 }
 
 /// `dst[r * ds + k] ∘= src[r * n + k]` for every row `r` of `src` (rows of

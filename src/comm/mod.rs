@@ -309,6 +309,60 @@ pub trait NeighbourMessages: Send + Sync {
         self.exchange_bytes(sends, recvs)?;
         Ok(Box::new(Completed))
     }
+
+    /// [`NeighbourMessages::exchange_bytes_start`] with each message
+    /// gathered from several pieces, sent one after the other as **one**
+    /// message (`sends[i].1` is the list of pieces): the receiver sees their
+    /// concatenation, and cannot tell it from a message sent whole. For
+    /// data that lives in two places, e.g. rows of an array's own storage
+    /// followed by a status element, without copying them together first.
+    /// MPI sends each message as one `MPI_Isend` of an `MPI_Type_create_hindexed`
+    /// type over the pieces; the default copies each message's pieces into
+    /// one buffer (kept in the returned handle until it completes) and calls
+    /// `exchange_bytes_start`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`NeighbourMessages::exchange_bytes_start`], for every piece.
+    unsafe fn exchange_vectored_start(
+        &self,
+        sends: &[(usize, &[&[u8]])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn Request>> {
+        let joined: Vec<Vec<u8>> = sends.iter().map(|(_, pieces)| pieces.concat()).collect();
+        let flat: Vec<(usize, &[u8])> = sends
+            .iter()
+            .zip(&joined)
+            .map(|((to, _), buf)| (*to, &buf[..]))
+            .collect();
+        // SAFETY: the receive buffers carry the caller's guarantees; the
+        // send buffers are `joined`'s heap storage, which the returned
+        // handle owns, unwritten, until the exchange has completed (its
+        // `inner` is waited for, or dropped, before `buffers` drop).
+        let inner = unsafe { self.exchange_bytes_start(&flat, recvs)? };
+        drop(flat);
+        Ok(Box::new(JoinedSends {
+            inner,
+            buffers: joined,
+        }))
+    }
+}
+
+/// The handle of the default [`NeighbourMessages::exchange_vectored_start`]:
+/// the exchange in flight and the buffers it sends from.
+struct JoinedSends {
+    /// Declared first: dropped (which waits) before `buffers`.
+    inner: Box<dyn Request>,
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Request for JoinedSends {
+    fn wait(self: Box<Self>) -> Result<()> {
+        let JoinedSends { inner, buffers } = *self;
+        let done = inner.wait();
+        drop(buffers);
+        done
+    }
 }
 
 /// The neighbour-message capability of `comm`, or [`Error::Backend`](crate::Error::Backend)

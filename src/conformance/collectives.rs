@@ -228,6 +228,25 @@ fn neighbour_exchange<C: OneSidedComm>(comm: &C) {
     if me == p - 1 {
         assert_eq!(got, [9]);
     }
+    // messages gathered from pieces arrive as their concatenation: three
+    // pieces (one empty) to the right, none (an empty message) to the left
+    let head = message(me, right, 7);
+    let tail = [0xA5u8, me as u8, 0x5A];
+    let pieces: [&[u8]; 3] = [&head, &[], &tail];
+    let sends = [(right, &pieces[..]), (left, &[][..])];
+    let mut from_left = vec![0u8; message(left, me, 7).len() + tail.len()];
+    let mut from_right = [0u8; 0];
+    {
+        let mut recvs = [(left, &mut from_left[..]), (right, &mut from_right[..])];
+        // SAFETY: every buffer outlives the handle, which is waited for at
+        // once, and none is touched before.
+        let started = unsafe { messages.exchange_vectored_start(&sends, &mut recvs) };
+        let done = started.and_then(|pending| pending.wait());
+        ok(comm, "exchange_vectored_start", done);
+    }
+    let mut want = message(left, me, 7);
+    want.extend([0xA5, left as u8, 0x5A]);
+    assert_eq!(from_left, want, "rank {me}: gathered message");
     // a rank out of range, named by every rank: refused before anything is
     // sent
     let r = messages.exchange_bytes(&[(p, &[1u8][..])], &mut []);

@@ -417,9 +417,10 @@ impl CommInner {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
+        let sends = whole(sends);
         // SAFETY: the buffers stay borrowed (unmoved, unaccessed) until the
         // handle has finished, right here.
-        let pending = unsafe { self.exchange_start(sends, recvs)? };
+        let pending = unsafe { self.exchange_start(&sends, recvs)? };
         pending.finish()
     }
 
@@ -433,14 +434,19 @@ impl CommInner {
     /// until the returned handle has finished or dropped.
     pub(crate) unsafe fn exchange_start(
         self: &Arc<Self>,
-        sends: &[(usize, &[u8])],
+        sends: &[(usize, &[&[u8]])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<MpiExchange> {
         use std::os::raw::c_int;
         let too_big =
             || Error::InvalidArgument("exchange message of more than 2^31 - 1 bytes".into());
-        distarray::checks::check_exchange(sends, recvs, self.size)?;
-        let lens = sends.iter().map(|(_, d)| d.len());
+        for &(r, _) in sends {
+            distarray::checks::check_rank(r, self.size)?;
+        }
+        distarray::checks::check_exchange(&[], recvs, self.size)?;
+        let lens = sends
+            .iter()
+            .map(|(_, pieces)| pieces.iter().map(|p| p.len()).sum());
         for len in lens.chain(recvs.iter().map(|(_, b)| b.len())) {
             c_int::try_from(len).map_err(|_| too_big())?;
         }
@@ -476,22 +482,42 @@ impl CommInner {
             raw::check(rc, "MPI_Irecv")?;
             pending.reqs.push(req);
         }
-        for &(to, data) in sends {
+        for &(to, pieces) in sends {
+            let pieces: Vec<&[u8]> = pieces.iter().copied().filter(|p| !p.is_empty()).collect();
+            // one piece (or none) goes as it is; more, as one element of a
+            // type listing them, relative to the first (freed once the send
+            // is posted: MPI keeps what a pending send needs)
+            let (first, count, mut gathered) = match pieces[..] {
+                [] => (std::ptr::null(), 0, None),
+                [one] => (one.as_ptr(), one.len() as c_int, None),
+                [head, ..] => (head.as_ptr(), 1, Some(gather_type(&pieces)?)),
+            };
+            // SAFETY: reading a predefined handle constant.
+            let datatype = gathered.unwrap_or(unsafe { ffi::RSMPI_UINT8_T });
             // SAFETY: as above, written by MPI_Isend.
             let mut req: ffi::MPI_Request = unsafe { std::mem::zeroed() };
-            // SAFETY: `data` stays valid and unwritten until the request
-            // completes (the caller's contract); `to < size` (checked).
+            // SAFETY: the pieces stay valid and unwritten until the request
+            // completes (the caller's contract); `count` elements of
+            // `datatype` from `first` cover exactly the pieces (a byte count
+            // checked to fit a c_int, or one element of the committed type
+            // whose displacements are the pieces' offsets from `first`);
+            // `to < size` (checked).
             let rc = unsafe {
                 ffi::MPI_Isend(
-                    data.as_ptr() as *const _,
-                    data.len() as c_int,
-                    ffi::RSMPI_UINT8_T,
+                    first as *const _,
+                    count,
+                    datatype,
                     to as c_int,
                     EXCHANGE_TAG,
                     self.exchange_raw,
                     &mut req,
                 )
             };
+            if let Some(dt) = gathered.as_mut() {
+                // SAFETY: a committed type; a pending send that uses it
+                // completes normally after the free (MPI 4.0, 5.1.12).
+                raw::check(unsafe { ffi::MPI_Type_free(dt) }, "MPI_Type_free")?;
+            }
             raw::check(rc, "MPI_Isend")?;
             pending.reqs.push(req);
         }
@@ -569,6 +595,41 @@ impl MpiExchange {
         }
         Ok(())
     }
+}
+
+/// A committed `MPI_Type_create_hindexed` of bytes over `pieces` (at least
+/// one, each shorter than 2^31 bytes), with displacements relative to the
+/// first piece's start: one element of it, sent from there, is the pieces
+/// one after the other. The caller frees it.
+fn gather_type(pieces: &[&[u8]]) -> Result<ffi::MPI_Datatype> {
+    use std::os::raw::c_int;
+    let base = pieces[0].as_ptr() as isize;
+    let lens: Vec<c_int> = pieces.iter().map(|p| p.len() as c_int).collect();
+    let displs: Vec<ffi::MPI_Aint> = pieces
+        .iter()
+        .map(|p| (p.as_ptr() as isize).wrapping_sub(base) as ffi::MPI_Aint)
+        .collect();
+    // SAFETY: out-pointer for the new datatype handle.
+    let mut dt: ffi::MPI_Datatype = unsafe { std::mem::zeroed() };
+    // SAFETY: `lens` and `displs` hold one entry per piece; the old type is
+    // the predefined byte type.
+    let rc = unsafe {
+        ffi::MPI_Type_create_hindexed(
+            pieces.len() as c_int,
+            lens.as_ptr(),
+            displs.as_ptr(),
+            ffi::RSMPI_UINT8_T,
+            &mut dt,
+        )
+    };
+    raw::check(rc, "MPI_Type_create_hindexed")?;
+    // SAFETY: `dt` is a valid, uncommitted datatype.
+    if let Err(e) = raw::check(unsafe { ffi::MPI_Type_commit(&mut dt) }, "MPI_Type_commit") {
+        // SAFETY: a valid type, used by nothing.
+        let _ = unsafe { ffi::MPI_Type_free(&mut dt) };
+        return Err(e);
+    }
+    Ok(dt)
 }
 
 impl distarray::Request for MpiExchange {
@@ -844,10 +905,31 @@ impl NeighbourMessages for MpiComm {
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<Box<dyn distarray::Request>> {
+        let sends = whole(sends);
+        // SAFETY: the caller's contract is this function's.
+        let pending = unsafe { self.inner.exchange_start(&sends, recvs)? };
+        Ok(Box::new(pending))
+    }
+
+    /// One `MPI_Isend` per message, of an `MPI_Type_create_hindexed` type
+    /// over its pieces (no copy); `wait` is the `MPI_Waitall`.
+    unsafe fn exchange_vectored_start(
+        &self,
+        sends: &[(usize, &[&[u8]])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<Box<dyn distarray::Request>> {
         // SAFETY: the caller's contract is this function's.
         let pending = unsafe { self.inner.exchange_start(sends, recvs)? };
         Ok(Box::new(pending))
     }
+}
+
+/// Messages sent whole, as lists of one piece each.
+fn whole<'a>(sends: &'a [(usize, &'a [u8])]) -> Vec<(usize, &'a [&'a [u8]])> {
+    sends
+        .iter()
+        .map(|(to, data)| (*to, std::slice::from_ref(data)))
+        .collect()
 }
 
 /// The thread level MPI provides, or `Err` below `MPI_THREAD_SERIALIZED`.
