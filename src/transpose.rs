@@ -1158,6 +1158,10 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
             pending.wait().map(|_| r)
         });
         if waited.is_err() {
+            // (the raw rows of `a`'s part cannot be leaked: a send only
+            // reads them, and `Request::wait` returns only once the backend
+            // no longer uses any buffer; this is for backends that break
+            // that promise on the receive side, where it would do harm)
             let fresh =
                 |b: &mut Vec<T>| std::mem::forget(std::mem::replace(b, vec![T::ZERO; b.len()]));
             self.inbox.iter_mut().for_each(fresh);
