@@ -334,13 +334,19 @@ fn transpose_errors<C: OneSidedComm>(comm: &C) {
     // a refused local view on rank 0 only (the caller holds its part of A):
     // rank 0 reports the view's error, every rank it sends a tile to an
     // error (`PeerFailed` with messages), nobody waits forever, and the
-    // plan works afterwards
-    if p > 1 {
+    // plan works afterwards; split by rows (tiles packed) and by columns
+    // (tiles sent from the part itself)
+    for grid in [[p, 1], [1, p]].into_iter().filter(|_| p > 1) {
         let me = comm.rank();
         let a = ok(
             comm,
             "a 8 x 8",
-            DistArray::<f64, C, 2>::from_fn(comm.clone(), [8, 8], |[i, j]| (8 * i + j) as f64),
+            DistArray::<f64, C, 2>::with_grid(comm.clone(), grid, [8, 8]),
+        );
+        ok(
+            comm,
+            "fill a 8 x 8",
+            a.with_local_mut(|mut l| l.fill_with(|[i, j]| (8 * i + j) as f64)),
         );
         let mut b = ok(comm, "b 8 x 8", a.similar::<f64>());
         let mut plan = ok(comm, "plan 8 x 8", TransposePlan::new(&a, &b));
@@ -354,7 +360,9 @@ fn transpose_errors<C: OneSidedComm>(comm: &C) {
             Err(Error::PeerFailed { rank: 0, .. }) if me != 0 => {}
             // the staging path votes: the view's error on every rank
             Err(_) if me == 0 || comm.messages().is_none() => {}
-            other => panic!("rank {me}: transpose with rank 0's view refused: {other:?}"),
+            other => {
+                panic!("rank {me}, grid {grid:?}: transpose with rank 0's view refused: {other:?}")
+            }
         }
         ok(comm, "barrier", a.barrier());
         ok(
