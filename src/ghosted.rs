@@ -167,8 +167,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         let part = Block::new(std::array::from_fn(|d| {
             own[d].start + width[d]..own[d].end + width[d]
         }));
+        let ext_shape = self.extended_shape();
         let ext = Block::new(std::array::from_fn(|d| {
-            own[d].start..own[d].end + 2 * width[d]
+            own[d].start..own[d].start + ext_shape[d]
         }));
         (part, ext)
     }

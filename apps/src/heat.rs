@@ -104,10 +104,10 @@ fn initial([i, j]: [usize; 2]) -> f64 {
     ((i * 7 + j * 13) % 17) as f64 / 17.0
 }
 
-/// One explicit step of the extended (ghosted) box `ext` into `out`.
-fn step(ext: &[f64], shape: [usize; 2], out: &mut [f64]) {
+/// One explicit step of the extended (ghosted) box `ext` (rows `w` values
+/// apart) into `out`.
+fn step(ext: &[f64], shape: [usize; 2], w: usize, out: &mut [f64]) {
     const R: f64 = 0.2;
-    let w = shape[1] + 2;
     for i in 0..shape[0] {
         for j in 0..shape[1] {
             let c = ext[(i + 1) * w + j + 1];
@@ -159,7 +159,9 @@ pub fn run<C: OneSidedComm>(comm: C, o: &Opts) -> Result<u64> {
     let mut ckpt_secs = 0.0;
     for k in first..o.steps {
         halo.refresh(cur)?;
-        nxt.with_local_mut(|mut l| step(halo.as_slice(), s, l.as_mut_slice()))?;
+        // the halo's rows: `pitch` values apart (the part, two ghosts, padding)
+        let pitch = halo.extended_shape()[1];
+        nxt.with_local_mut(|mut l| step(halo.as_slice(), s, pitch, l.as_mut_slice()))?;
         std::mem::swap(&mut cur, &mut nxt);
         let done = k + 1;
         if o.checkpoint_every > 0 && done % o.checkpoint_every == 0 {

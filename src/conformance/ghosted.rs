@@ -92,11 +92,13 @@ fn check_cells<C: OneSidedComm, const N: usize>(
             // the work ran after the faces were sent: the neighbours hold
             // round 0's values, this rank's part holds round 1's
         }
-        let ext = g.extended_shape();
-        let total: usize = if empty { 0 } else { ext.iter().product() };
+        // the part and its ghost layers (the rows of the extended box are
+        // padded past them)
+        let boxed: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
+        let total: usize = if empty { 0 } else { boxed.iter().product() };
         let view = g.view().into_dyn();
         for k in 0..total {
-            let rel = multi_index(&ext, k);
+            let rel = multi_index(&boxed, k);
             let gi: [isize; N] = std::array::from_fn(|d| {
                 own[d].start as isize - width[d] as isize + rel[d] as isize
             });

@@ -237,13 +237,32 @@ fn check_halo<C: OneSidedComm, const N: usize>(
         }
         let own = h.own_range();
         let ext = h.extended_shape();
+        // the part and its ghost layers; the extended box's rows are padded
+        // to whole 64-byte lines past them (in two or more dimensions)
+        let boxed: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
+        let line = 64 / std::mem::size_of::<i64>();
+        for d in 0..N {
+            if d + 1 < N || N == 1 {
+                assert_eq!(ext[d], boxed[d], "dimension {d} is not padded");
+            } else {
+                assert_eq!(
+                    ext[d],
+                    boxed[d].next_multiple_of(line),
+                    "rows of whole lines"
+                );
+            }
+        }
+        let past: [isize; N] = std::array::from_fn(|d| {
+            own[d].start as isize - width[d] as isize + boxed[d] as isize - (d + 1 < N) as isize
+        });
+        assert_eq!(h.get(past), None, "the padding is not a ghost cell");
         let total: usize = if own.iter().any(|r| r.is_empty()) {
             0
         } else {
-            ext.iter().product()
+            boxed.iter().product()
         };
         for k in 0..total {
-            let rel = multi_index(&ext, k);
+            let rel = multi_index(&boxed, k);
             let g: [isize; N] = std::array::from_fn(|d| {
                 own[d].start as isize - width[d] as isize + rel[d] as isize
             });

@@ -286,8 +286,11 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
         let wrap_len = local.iter().map(|l: &Piece<N>| l.len()).sum();
         let staging = DistArray::<T, C, 1>::with_part_sizes(comm.clone(), [staging_len])?;
         let own = part.part_range(me)?;
-        let ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
+        let mut ext_shape: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
+        ext_shape[N - 1] = super::aligned::padded_row::<T>(ext_shape[N - 1], N);
         let total: usize = ext_shape.iter().product();
+        // the part's first element: the ghost widths in, in every dimension
+        let first = crate::partition::linear_offset(&ext_shape, &width);
         let most = sources
             .iter()
             .map(|s| s.len)
@@ -308,7 +311,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
             width,
             own,
             ext_shape,
-            data: vec![T::default(); total],
+            data: super::aligned::AlignedBuf::new(total, first),
             local,
             sources,
             sends,
