@@ -16,7 +16,7 @@ pub(crate) const LINE: usize = 64;
 /// dimension (a 1-D box is one row: nothing to gain), else `len`.
 pub(crate) fn padded_row<T>(len: usize, dims: usize) -> usize {
     let size = std::mem::size_of::<T>();
-    if dims < 2 || size == 0 || size >= LINE || LINE % size != 0 {
+    if dims < 2 || size == 0 || size >= LINE || !LINE.is_multiple_of(size) {
         return len;
     }
     len.next_multiple_of(LINE / size)
@@ -46,7 +46,7 @@ impl<T: Copy + Default> AlignedBuf<T> {
         // (none when the allocation's offset within a line is not a
         // multiple of the element size)
         let lead = (0..spare)
-            .find(|&k| (buf.as_ptr() as usize + (k + first) * size) % LINE == 0)
+            .find(|&k| (buf.as_ptr() as usize + (k + first) * size).is_multiple_of(LINE))
             .unwrap_or(0);
         AlignedBuf { buf, lead, len }
     }
