@@ -920,23 +920,29 @@ mod tests {
                     / 7.0
             })
             .unwrap();
-            let input = values(shape.iter().product());
-            let region: [Range<usize>; N] = std::array::from_fn(|d| r..shape[d] - r);
-            let want = reference(&st, &input, shape, &region);
-            for accumulate in [false, true] {
-                let start = if accumulate { 0.75 } else { 0.0 };
-                let expect: Vec<f64> = want
-                    .iter()
-                    .map(|&v| if accumulate { start + v } else { v })
-                    .collect();
-                let mut out = vec![start; want.len()];
-                apply(&st, &input, shape, region.clone(), &mut out, accumulate).unwrap();
-                assert_eq!(out, expect, "radius {r}, shape {shape:?}");
-                let mut base = vec![start; want.len()];
-                kernels::on_baseline(|| {
-                    apply(&st, &input, shape, region.clone(), &mut base, accumulate).unwrap()
-                });
-                assert_eq!(base, expect, "baseline, radius {r}, shape {shape:?}");
+            // the input at every place in a 64-byte line (the kernel's
+            // vectors start on line boundaries: a masked first vector of
+            // every length)
+            let all = values(shape.iter().product::<usize>() + 7);
+            for skew in 0..8 {
+                let input = &all[skew..skew + shape.iter().product::<usize>()];
+                let region: [Range<usize>; N] = std::array::from_fn(|d| r..shape[d] - r);
+                let want = reference(&st, input, shape, &region);
+                for accumulate in [false, true] {
+                    let start = if accumulate { 0.75 } else { 0.0 };
+                    let expect: Vec<f64> = want
+                        .iter()
+                        .map(|&v| if accumulate { start + v } else { v })
+                        .collect();
+                    let mut out = vec![start; want.len()];
+                    apply(&st, input, shape, region.clone(), &mut out, accumulate).unwrap();
+                    assert_eq!(out, expect, "radius {r}, shape {shape:?}, skew {skew}");
+                    let mut base = vec![start; want.len()];
+                    kernels::on_baseline(|| {
+                        apply(&st, input, shape, region.clone(), &mut base, accumulate).unwrap()
+                    });
+                    assert_eq!(base, expect, "baseline, radius {r}, shape {shape:?}");
+                }
             }
         }
         for r in 1..=4 {

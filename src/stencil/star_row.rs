@@ -68,19 +68,26 @@ macro_rules! shifted {
     }};
 }
 
-/// A mask of the first `lanes` lanes (all eight from 8 up).
+/// The lanes `l` of a vector whose lane 0 is point `lo` (relative to the
+/// row's first output) for which `from <= lo + l < to`.
 #[inline(always)]
-fn first(lanes: usize) -> u8 {
-    if lanes >= L {
-        !0
+fn lanes(lo: isize, from: isize, to: isize) -> u8 {
+    let a = (from - lo).clamp(0, L as isize) as u32;
+    let b = (to - lo).clamp(0, L as isize) as u32;
+    if b <= a {
+        0
     } else {
-        ((1u16 << lanes) - 1) as u8
+        (((1u16 << b) - 1) & !((1u16 << a) - 1)) as u8
     }
 }
 
 /// `out[j] (+)= Σ_k w[k] · input[starts[k] + j]` for every `j` in
-/// `0..out.len()`: whole vectors, then one masked vector for the last
-/// `out.len() % 8` values.
+/// `0..out.len()`, in vectors of eight values that start on 64-byte
+/// boundaries of the input's centre row (loads that do not straddle cache
+/// lines; with rows a whole number of lines apart, as `Halo` stores them,
+/// every row's loads are aligned, and the output's too when it has the
+/// same place in its line): a masked vector where the row begins inside
+/// one, whole vectors, a masked vector at the end.
 ///
 /// # Safety
 ///
@@ -102,49 +109,59 @@ pub(super) unsafe fn row<const K: usize, const R: usize>(
         return;
     }
     let c = starts[0];
-    let base = input.as_ptr();
+    let (ni, ri) = (n as isize, R as isize);
+    let centre = input.as_ptr().wrapping_add(c);
     let o = out.as_mut_ptr();
     let wv: [__m512d; K] = std::array::from_fn(|k| _mm512_set1_pd(w[k]));
-    // The centre row is read as vectors at columns j - 8, j, j + 8; each
-    // holds the row's values inside `input[c - R .. c + n + R]` (the
-    // rows of the points `c - R` and `c + R`, inside `input`) and zeros
-    // outside it (masked off: not read, so addresses beyond the slice,
-    // formed with wrapping arithmetic, are never accessed).
-    //
-    // SAFETY: the lanes 8 - R .. 8 of the vector ending at column 0 are
-    // `input[c - R .. c]` (see above).
-    let mut prev =
-        unsafe { _mm512_maskz_loadu_pd(!0u8 << (L - R), base.wrapping_add(c).wrapping_sub(L)) };
-    // SAFETY: the lanes read are `input[c .. c + min(8, n + R)]` (see above).
-    let mut cur = unsafe { _mm512_maskz_loadu_pd(first(n + R), base.add(c)) };
-    // one vector of output values from column `j`, `lanes` of them stored
-    // (the loads of the points off the row masked alike)
-    macro_rules! vector {
-        ($j:expr, $lanes:expr) => {{
-            let (j, lanes): (usize, usize) = ($j, $lanes);
-            // a whole vector: plain loads and stores (a constant per call
-            // site: the branches fold)
-            let whole = lanes == L;
-            let mask = first(lanes);
-            // the next vector of the centre row, the lanes inside its
-            // rows (above)
-            let next = if j + 2 * L <= n + R {
-                // SAFETY: `c + j + 16 <= c + n + R <= input.len()`.
-                unsafe { _mm512_loadu_pd(base.add(c + j + L)) }
-            } else if j + L < n + R {
-                // SAFETY: the lanes read are `input[c + j + 8 .. c + n +
-                // R]`, inside `input` (above).
-                unsafe { _mm512_maskz_loadu_pd(first(n + R - j - L), base.add(c + j + L)) }
+    // The centre row's values the row reads: points -R .. n + R (relative
+    // to the first output), inside `input` (the pattern's starts c - R and
+    // c + R with `s + n <= len`). A vector whose lane 0 is point `lo` reads
+    // only its lanes inside that range (`lanes`): masked lanes are not
+    // accessed, so a vector may begin before `input` or end past it.
+    let load_centre = |lo: isize| -> __m512d {
+        let m = lanes(lo, -ri, ni + ri);
+        let p = centre.wrapping_offset(lo);
+        if m == !0 {
+            // SAFETY: every lane is a point in -R .. n + R (the mask is
+            // full): inside `input`, see above.
+            unsafe { _mm512_loadu_pd(p) }
+        } else {
+            // SAFETY: the lanes read are points in -R .. n + R, inside
+            // `input`; the others are not accessed.
+            unsafe { _mm512_maskz_loadu_pd(m, p) }
+        }
+    };
+    // the first vector starts at the 64-byte boundary at or before the
+    // centre (an f64 is 8 bytes: `s` lanes before it)
+    let s = (centre as usize / 8) % L;
+    let mut lo = -(s as isize);
+    let mut prev = load_centre(lo - L as isize);
+    let mut cur = load_centre(lo);
+    let l = L as isize;
+    // One vector: `fast` where its outputs are all points of 0 .. n and
+    // the next vector's centre values all points of -R .. n + R (no mask to
+    // compute: the middle of the row), masked otherwise.
+    macro_rules! step {
+        ($fast:expr) => {{
+            let fast: bool = $fast;
+            let next = if fast {
+                // SAFETY: points lo + 8 .. lo + 16, inside -R .. n + R
+                // (the caller's condition for `fast`): inside `input`.
+                unsafe { _mm512_loadu_pd(centre.wrapping_offset(lo + l)) }
             } else {
-                _mm512_setzero_pd()
+                load_centre(lo + l)
             };
+            // the outputs of this vector: points 0 .. n
+            let mask = if fast { !0 } else { lanes(lo, 0, ni) };
+            let whole = mask == !0;
             let mut a = _mm512_mul_pd(wv[0], cur);
             for k in 1..K - 2 * R {
-                // SAFETY: the lanes read are `starts[k] + j ..
-                // starts[k] + j + lanes`, with `j + lanes <= n` and
-                // `starts[k] + n <= input.len()`.
+                let p = input.as_ptr().wrapping_add(starts[k]).wrapping_offset(lo);
+                // SAFETY: the lanes read are points 0 .. n of row
+                // `starts[k]`, inside `input` (`starts[k] + n <= len`); with
+                // a full mask the vector is all such points; masked lanes
+                // are not accessed.
                 let v = unsafe {
-                    let p = base.add(starts[k] + j);
                     if whole {
                         _mm512_loadu_pd(p)
                     } else {
@@ -154,7 +171,6 @@ pub(super) unsafe fn row<const K: usize, const R: usize>(
                 a = _mm512_fmadd_pd(wv[k], v, a);
             }
             for i in 0..2 * R {
-                // the offset along the row: -R .. -1, then 1 .. R
                 let d = if i < R {
                     i as isize - R as isize
                 } else {
@@ -163,10 +179,10 @@ pub(super) unsafe fn row<const K: usize, const R: usize>(
                 let v = shifted!(prev, cur, next, d);
                 a = _mm512_fmadd_pd(wv[K - 2 * R + i], v, a);
             }
-            // SAFETY: the lanes written (and read) are `out[j .. j +
-            // lanes]`, `j + lanes <= n = out.len()`.
+            let p = o.wrapping_offset(lo);
+            // SAFETY: the lanes written (and read, to accumulate) are
+            // outputs 0 .. n, inside `out`; masked lanes are not accessed.
             unsafe {
-                let p = o.add(j);
                 match (whole, accumulate) {
                     (true, true) => _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), a)),
                     (true, false) => _mm512_storeu_pd(p, a),
@@ -177,17 +193,22 @@ pub(super) unsafe fn row<const K: usize, const R: usize>(
                     (false, false) => _mm512_mask_storeu_pd(p, mask, a),
                 }
             }
-            next
+            prev = cur;
+            cur = next;
+            lo += l;
         }};
     }
-    let mut j = 0;
-    while j + L <= n {
-        let next = vector!(j, L);
-        prev = cur;
-        cur = next;
-        j += L;
+    // the vector the row begins inside (when it does not begin on a line)
+    if lo < 0 {
+        step!(false);
     }
-    if j < n {
-        vector!(j, n - j);
+    // the middle: lo >= 0, and lo + 16 <= n + R, so that this vector's
+    // outputs (lo + 8 <= n + R - 8 < n, as R < 8) and the next vector's
+    // centre values are all in range
+    while lo + 2 * l <= ni + ri {
+        step!(true);
+    }
+    while lo < ni {
+        step!(false);
     }
 }
