@@ -3,8 +3,11 @@
 //! hand-written MPI stencil codes.
 //!
 //! A rank's values live in the interior of its extended box (the part grown
-//! by `width[d]` on both sides of every dimension `d`); the margins hold
-//! copies of the neighbours' values. [`Ghosted::update_ghosts`] moves only
+//! by `width[d]` on both sides of every dimension `d`, its rows padded to
+//! whole 64-byte lines and the part's first element on a line boundary,
+//! see [`Halo::extended_shape`], so that a stencil's vector loads do not
+//! straddle cache lines); the margins hold copies of the neighbours'
+//! values. [`Ghosted::update_ghosts`] moves only
 //! the ghost cells — one message per neighbour where the backend has
 //! neighbour messages (MPI, threaded), one `get` per neighbour otherwise
 //! (Lamellar) — and nothing is copied per step: a stencil reads part and
@@ -945,7 +948,25 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         self.halo.width()
     }
 
-    /// The shape of the extended box.
+    /// The shape of the extended box: the part and its ghost layers, the
+    /// last dimension (in two or more dimensions) padded to whole 64-byte
+    /// lines past the high ghost layer ([`Halo::extended_shape`]; the
+    /// padding is never written by an update).
+    ///
+    /// ```
+    /// use distarray::{threaded, DistArray, Ghosted};
+    /// threaded::run_ok(1, |comm| {
+    ///     let a = DistArray::<f64, _, 2>::new(comm, [10, 1000])?;
+    ///     let g = Ghosted::new_faces(&a, [2, 2], [false, false])?;
+    ///     // 1000 + 2 + 2 values, padded to 1008 (126 lines of 8 f64)
+    ///     assert_eq!(g.extended_shape(), [14, 1008]);
+    ///     // the part's first element on a line boundary
+    ///     let first = 2 * 1008 + 2;
+    ///     assert_eq!(g.as_slice()[first..].as_ptr() as usize % 64, 0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn extended_shape(&self) -> [usize; N] {
         self.halo.extended_shape()
     }
