@@ -56,6 +56,13 @@ fn check_cells<C: OneSidedComm, const N: usize>(
     };
     let own = g.own_range();
     let empty = own.iter().any(|r| r.is_empty());
+    let ext = g.extended_shape();
+    if !empty && ext[N - 1] > own[N - 1].len() + 2 * width[N - 1] {
+        // padded rows: the part's first element starts a cache line
+        let first = crate::partition::linear_offset(&ext, &width);
+        let at = g.as_slice()[first..].as_ptr() as usize;
+        assert_eq!(at % 64, 0, "rank {}: the part on a line", comm.rank());
+    }
     // the boundary value in every ghost cell, the part untouched
     let part: Vec<i64> = g.interior().iter().copied().collect();
     g.view_mut().fill(BOUNDARY);
@@ -143,6 +150,14 @@ fn ghosted_cells<C: OneSidedComm>(comm: &C) {
     check_cells(comm, &a, f2, [2, 1], [true, false], true);
     check_cells(comm, &a, f2, [1, 3], [false, true], true);
     check_cells(comm, &a, f2, [2, 2], [false, false], false);
+    // rows padded to whole lines (71 + 2 x 1 i64 -> 80), the part's first
+    // element on a line boundary
+    let wide = ok(
+        comm,
+        "wide",
+        DistArray::<i64, C, 2>::with_grid(comm.clone(), [p, 1], [2 * p + 1, 71]),
+    );
+    check_cells(comm, &wide, f2, [1, 1], [true, true], true);
     // 3-D split over the first dimension: with more ranks than planes
     // some parts are empty; widths reach past a neighbour's part
     let b = ok(

@@ -240,16 +240,12 @@ fn check_halo<C: OneSidedComm, const N: usize>(
         // the part and its ghost layers; the extended box's rows are padded
         // to whole 64-byte lines past them (in two or more dimensions)
         let boxed: [usize; N] = std::array::from_fn(|d| own[d].len() + 2 * width[d]);
-        let line = 64 / std::mem::size_of::<i64>();
         for d in 0..N {
-            if d + 1 < N || N == 1 {
+            if d + 1 < N {
                 assert_eq!(ext[d], boxed[d], "dimension {d} is not padded");
             } else {
-                assert_eq!(
-                    ext[d],
-                    boxed[d].next_multiple_of(line),
-                    "rows of whole lines"
-                );
+                let want = crate::halo::aligned::padded_row::<i64>(boxed[d], N);
+                assert_eq!(ext[d], want, "rows of whole lines where that is cheap");
             }
         }
         let past: [isize; N] = std::array::from_fn(|d| {
@@ -338,6 +334,22 @@ fn halo_nd<C: OneSidedComm>(comm: &C) {
     check_halo(comm, &a, f2, [1, 3], [false, true], true);
     check_halo(comm, &a, f2, [0, 2], [false, false], true);
     check_halo(comm, &a, f2, [1, 2], [true, true], false);
+    // rows long enough to be padded to whole lines (71 + 2 x 1 -> 80 i64,
+    // 71 + 2 x 2 -> 80 in 3-D), split over the first dimension only
+    let wide = ok(
+        comm,
+        "wide",
+        DistArray::<i64, C, 2>::with_grid(comm.clone(), [p, 1], [2 * p + 1, 71]),
+    );
+    check_halo(comm, &wide, f2, [1, 1], [true, true], true);
+    check_halo(comm, &wide, f2, [2, 1], [false, true], false);
+    let deep = ok(
+        comm,
+        "deep",
+        DistArray::<i64, C, 3>::with_grid(comm.clone(), [p, 1, 1], [p + 1, 2, 71]),
+    );
+    let f3 = |[i, j, k]: [usize; 3]| (i * 10_000 + j * 100 + k) as i64;
+    check_halo(comm, &deep, f3, [1, 1, 2], [false, true, true], true);
     // 3-D over the first dimension: with more ranks than rows some parts
     // are empty; widths larger than a part reach past the neighbour
     let b = ok(
@@ -345,7 +357,6 @@ fn halo_nd<C: OneSidedComm>(comm: &C) {
         "new",
         DistArray::<i64, C, 3>::new(comm.clone(), [4, 3, 5]),
     );
-    let f3 = |[i, j, k]: [usize; 3]| (i * 10_000 + j * 100 + k) as i64;
     check_halo(comm, &b, f3, [3, 1, 2], [true, true, false], true);
     check_halo(comm, &b, f3, [1, 1, 1], [false, false, true], true);
     check_halo(comm, &b, f3, [1, 1, 1], [true, true, true], false);

@@ -12,14 +12,22 @@ pub(crate) const LINE: usize = 64;
 
 /// The length of the last dimension of an extended box whose rows are
 /// `len` elements of `T`: rounded up to whole 64-byte lines when a line
-/// holds a whole number of elements and the box has more than one
-/// dimension (a 1-D box is one row: nothing to gain), else `len`.
+/// holds a whole number of elements, the box has more than one dimension
+/// (a 1-D box is one row: nothing to gain) and the padding costs at most
+/// an eighth of the row (rows of 8 lines or more always; a short row,
+/// such as the 3 components of a vector field, stays as it is), else
+/// `len`.
 pub(crate) fn padded_row<T>(len: usize, dims: usize) -> usize {
     let size = std::mem::size_of::<T>();
     if dims < 2 || size == 0 || size >= LINE || !LINE.is_multiple_of(size) {
         return len;
     }
-    len.next_multiple_of(LINE / size)
+    let padded = len.next_multiple_of(LINE / size);
+    if (padded - len) * 8 <= len {
+        padded
+    } else {
+        len
+    }
 }
 
 /// `len` values (`T::default()`) whose element `first` sits on a 64-byte
@@ -74,8 +82,13 @@ mod tests {
     fn rows_are_padded_to_whole_lines() {
         assert_eq!(padded_row::<f64>(1004, 2), 1008);
         assert_eq!(padded_row::<f64>(1008, 3), 1008);
-        assert_eq!(padded_row::<f32>(6, 2), 16);
-        assert_eq!(padded_row::<u8>(65, 2), 128);
+        assert_eq!(padded_row::<f64>(57, 2), 64);
+        assert_eq!(padded_row::<f32>(130, 2), 144);
+        // padding of more than an eighth of the row: none
+        assert_eq!(padded_row::<f64>(56, 2), 56);
+        assert_eq!(padded_row::<f32>(6, 2), 6);
+        assert_eq!(padded_row::<u8>(65, 2), 65);
+        assert_eq!(padded_row::<f64>(3, 2), 3);
         // one dimension: one row, no padding
         assert_eq!(padded_row::<f64>(1004, 1), 1004);
         // elements that do not divide a line: no padding

@@ -48,9 +48,9 @@
 //!     // the neighbour to the left (wrapping around at column 0)
 //!     let left = (cols.start + 8 - 1) % 8;
 //!     assert_eq!(h.get([rows.start as isize, cols.start as isize - 1]), Some((10 * rows.start + left) as i32));
-//!     // the part and a ghost layer on each side; each row padded to whole
-//!     // 64-byte lines (16 i32), so that every row starts line-aligned
-//!     assert_eq!(h.view().shape(), &[rows.len() + 2, 16]);
+//!     // the part and a ghost layer on each side (rows this short are not
+//!     // padded to whole lines: see `extended_shape`)
+//!     assert_eq!(h.view().shape(), &[rows.len() + 2, cols.len() + 2]);
 //!     Ok(())
 //! })
 //! .unwrap();
@@ -70,7 +70,7 @@ use crate::partition::{linear_offset, ContinuousPartitioning};
 // The plan: which boxes each rank sends and receives (`Halo::new`).
 mod plan;
 // The extended box's storage: whole-line rows, the part on a line boundary.
-mod aligned;
+pub(crate) mod aligned;
 // Neighbour messages (`NeighbourMessages::exchange_bytes_start`).
 mod messages;
 // One-sided gets from a staging window (`Halo::pack`, `Halo::fetch`).
@@ -465,13 +465,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     /// The shape of the extended box: the own part plus `width[d]` on
     /// both sides of every dimension `d`, and, in the last dimension of a
-    /// box of two or more dimensions, padding after the high ghost layer
-    /// up to a whole number of 64-byte lines per row (up to 7 `f64`, 15
-    /// `f32`; never written by an update, zero unless the program writes
-    /// it), so that every row of the box starts at the same place in a
-    /// cache line. The part's first element is on a 64-byte boundary
-    /// where the allocation allows it. [`as_slice`](Self::as_slice) is
-    /// row-major over this shape.
+    /// box of two or more dimensions whose rows are 8 cache lines or longer
+    /// (64 `f64`, 128 `f32`), padding after the high ghost layer up to a
+    /// whole number of 64-byte lines per row (up to 7 `f64`, 15 `f32`;
+    /// never written by an update, zero unless the program writes it), so
+    /// that every row of the box starts at the same place in a cache line.
+    /// The part's first element is on a 64-byte boundary where the
+    /// allocation allows it. [`as_slice`](Self::as_slice) is row-major
+    /// over this shape: take strides from it, not from the part's shape.
     pub fn extended_shape(&self) -> [usize; N] {
         self.ext_shape
     }
