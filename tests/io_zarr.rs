@@ -1,6 +1,7 @@
 //! Zarr I/O and checkpoints on the threaded backend: the conformance
 //! checks at P = 1..5, round trips across rank counts and partitions for
-//! every element type, and the I/O errors a user makes.
+//! every element type, zarr-python reading and writing files (also of
+//! block-cyclic arrays), and the I/O errors a user makes.
 
 use distarray::io::{
     read_zarr, read_zarr_into, write_zarr_with, Checkpoint, CheckpointWriter, ZarrOptions,
@@ -200,25 +201,32 @@ fn checkpoints_restart_on_another_rank_count() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// `python3` with `zarr` and `numpy`, or a panic that says how to get them.
-fn python_client(script: &str, mode: &str, dir: &Path) {
+/// Runs `python3 tests/python/<script> <mode> <dir>`, or panics saying how
+/// to get Python.
+fn python_command(script: &str, mode: &str, dir: &Path) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("python")
         .join(script);
-    let out = std::process::Command::new("python3")
+    std::process::Command::new("python3")
         .arg(&script)
         .arg(mode)
         .arg(dir)
         .output()
-        .expect("python3 runs (install Python 3 with `pip install zarr numpy h5py`; scripts/test-all.sh does)");
+        .expect("python3 runs (install Python 3 with `pip install zarr numpy h5py`; scripts/test-all.sh does)")
+}
+
+/// `python3` with `zarr` and `numpy` succeeds and returns its output, or a
+/// panic that says how to get them.
+fn python_client(script: &str, mode: &str, dir: &Path) -> String {
+    let out = python_command(script, mode, dir);
     assert!(
         out.status.success(),
-        "{} {mode} failed (needs `pip install zarr numpy`):\n{}\n{}",
-        script.display(),
+        "{script} {mode} failed (needs `pip install zarr numpy`):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Writes `a` as `dir/name.zarr` and its values as `dir/name.bin`; returns
@@ -363,6 +371,215 @@ fn distarray_reads_what_python_zarr_writes() {
         n += 1;
     }
     assert_eq!(n, 10, "every array Python wrote was checked");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Element `[i, j]` of the block-cyclic tests' arrays: `i * ncols + j`,
+/// exact in every element type used, so a misplaced element is found.
+trait IndexValue: Element + PartialEq + std::fmt::Debug {
+    const DTYPE: &'static str;
+    fn index_value(k: usize) -> Self;
+}
+impl IndexValue for f64 {
+    const DTYPE: &'static str = "float64";
+    fn index_value(k: usize) -> Self {
+        k as f64
+    }
+}
+impl IndexValue for i32 {
+    const DTYPE: &'static str = "int32";
+    fn index_value(k: usize) -> Self {
+        k as i32
+    }
+}
+impl IndexValue for u16 {
+    const DTYPE: &'static str = "uint16";
+    fn index_value(k: usize) -> Self {
+        k as u16
+    }
+}
+
+/// A 2-D block-cyclic array whose element `[i, j]` is `i * ncols + j`
+/// (asserted to be block-cyclic: a dimension whose blocks cover its extent
+/// in one cycle falls back to the contiguous layout).
+fn cyclic_index_array<T: IndexValue>(
+    comm: &threaded::ThreadedComm,
+    shape: [usize; 2],
+    grid: [usize; 2],
+    block: [usize; 2],
+) -> distarray::Result<DistArray<T, threaded::ThreadedComm, 2>> {
+    let a = DistArray::<T, _, 2>::block_cyclic(comm.clone(), shape, grid, block)?;
+    assert!(
+        a.partitioning().is_block_cyclic(),
+        "{shape:?} {grid:?} {block:?}"
+    );
+    a.with_local_mut(|mut l| l.fill_with(|[i, j]| T::index_value(i * shape[1] + j)))?;
+    Ok(a)
+}
+
+/// Checks every local element of `a` against `i * ncols + j`, and the
+/// whole array through `to_vec`.
+fn check_index_values<T: IndexValue>(
+    a: &DistArray<T, threaded::ThreadedComm, 2>,
+    what: &str,
+) -> distarray::Result<()> {
+    let cols = a.shape()[1];
+    let rank = a.comm().rank();
+    a.with_local(|l| {
+        for ([i, j], v) in l.iter_global() {
+            assert_eq!(
+                v,
+                T::index_value(i * cols + j),
+                "{what}: [{i}, {j}] on rank {rank}"
+            );
+        }
+    })?;
+    let all = a.to_vec()?;
+    let want: Vec<T> = (0..all.len()).map(T::index_value).collect();
+    assert_eq!(all, want, "{what}: to_vec");
+    Ok(())
+}
+
+fn manifest_entry<T: IndexValue>(name: &str, shape: [usize; 2], extra: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "dtype": "{}", "shape": {shape:?}{extra}}}"#,
+        T::DTYPE
+    )
+}
+
+/// zarr-python reads arrays written from block-cyclic arrays (4 ranks on a
+/// 2 x 2 grid and 3 ranks on a 1 x 3 grid, blocks that divide neither
+/// extent, chunks that match neither the blocks nor the parts, and a
+/// checkpoint) and finds element `[i, j]` equal to `i * ncols + j`
+/// everywhere; the files also read back into other block-cyclic layouts.
+/// An array with two elements swapped is refused by the Python check.
+#[test]
+fn python_zarr_reads_what_block_cyclic_arrays_write() {
+    let dir = scratch("py-cyclic-read");
+    let mut manifest = Vec::new();
+    // 4 ranks, 2 x 2 grid: f64 (chunks [5, 4]) and a checkpoint of i32
+    threaded::run_ok(4, |comm| {
+        let a = cyclic_index_array::<f64>(&comm, [13, 11], [2, 2], [3, 2])?;
+        write_zarr_with(
+            &a,
+            dir.join("f64_2x2.zarr"),
+            &ZarrOptions::default().chunk_shape([5, 4]),
+        )?;
+        let u = cyclic_index_array::<i32>(&comm, [10, 9], [2, 2], [4, 2])?;
+        let mut ck = CheckpointWriter::create(&comm, dir.join("ckpt"), "cyclic")?;
+        ck.write("u", &u)?;
+        ck.commit()
+    })
+    .unwrap();
+    manifest.push(manifest_entry::<f64>("f64_2x2", [13, 11], ""));
+    manifest.push(manifest_entry::<i32>(
+        "u",
+        [10, 9],
+        r#", "checkpoint": true"#,
+    ));
+    // 3 ranks, 1 x 3 grid: u16 (default chunks) and i32 (chunks [3, 7])
+    threaded::run_ok(3, |comm| {
+        let a = cyclic_index_array::<u16>(&comm, [7, 17], [1, 3], [2, 4])?;
+        write_zarr_with(&a, dir.join("u16_1x3.zarr"), &ZarrOptions::default())?;
+        let b = cyclic_index_array::<i32>(&comm, [12, 10], [1, 3], [5, 3])?;
+        write_zarr_with(
+            &b,
+            dir.join("i32_1x3.zarr"),
+            &ZarrOptions::default().chunk_shape([3, 7]),
+        )
+    })
+    .unwrap();
+    manifest.push(manifest_entry::<u16>("u16_1x3", [7, 17], ""));
+    manifest.push(manifest_entry::<i32>("i32_1x3", [12, 10], ""));
+    std::fs::write(
+        dir.join("manifest.json"),
+        format!("[{}]", manifest.join(", ")),
+    )
+    .unwrap();
+    let out = python_client("zarr_client.py", "check-cyclic", &dir);
+    assert!(out.contains("checked 4 block-cyclic arrays"), "{out}");
+    // distarray reads them back into other block-cyclic layouts
+    threaded::run_ok(4, |comm| {
+        let b = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), [13, 11], [4, 1], [2, 3])?;
+        read_zarr_into(&b, dir.join("f64_2x2.zarr"))?;
+        check_index_values(&b, "f64_2x2 read back on a 4 x 1 grid")?;
+        let v = DistArray::<i32, _, 2>::block_cyclic(comm.clone(), [10, 9], [1, 4], [3, 2])?;
+        Checkpoint::open(&comm, dir.join("ckpt"), "cyclic")?.read_into("u", &v)?;
+        check_index_values(&v, "checkpoint read back on a 1 x 4 grid")?;
+        let c = DistArray::<i32, _, 2>::block_cyclic(comm.clone(), [12, 10], [2, 2], [2, 4])?;
+        read_zarr_into(&c, dir.join("i32_1x3.zarr"))?;
+        check_index_values(&c, "i32_1x3 read back on a 2 x 2 grid")
+    })
+    .unwrap();
+
+    // the check can fail: two elements swapped are found
+    let bad = scratch("py-cyclic-swapped");
+    threaded::run_ok(4, |comm| {
+        let a = cyclic_index_array::<f64>(&comm, [13, 11], [2, 2], [3, 2])?;
+        a.barrier()?;
+        if comm.rank() == 0 {
+            let (x, y) = (a.get([3, 0])?, a.get([0, 3])?);
+            a.set([3, 0], y)?;
+            a.set([0, 3], x)?;
+        }
+        a.barrier()?;
+        write_zarr_with(
+            &a,
+            bad.join("f64_2x2.zarr"),
+            &ZarrOptions::default().chunk_shape([5, 4]),
+        )
+    })
+    .unwrap();
+    std::fs::write(
+        bad.join("manifest.json"),
+        format!("[{}]", manifest_entry::<f64>("f64_2x2", [13, 11], "")),
+    )
+    .unwrap();
+    let refused = python_command("zarr_client.py", "check-cyclic", &bad);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("misplaced"),
+        "zarr_client.py check-cyclic accepted swapped elements:\n{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&bad).unwrap();
+}
+
+/// zarr-python writes arrays (Zarr v3 with its default codecs and v2,
+/// chunks unaligned with every layout below) that distarray reads into
+/// block-cyclic arrays on 4 ranks (2 x 2 grid) and on 3 ranks (1 x 3 grid),
+/// blocks dividing neither extent: every element is `i * ncols + j`.
+#[test]
+fn distarray_reads_into_block_cyclic_arrays_what_python_zarr_writes() {
+    let dir = scratch("py-cyclic-write");
+    let manifest = [
+        manifest_entry::<f64>("f64_v3", [13, 11], r#", "chunks": [4, 5], "format": 3"#),
+        manifest_entry::<i32>("i32_v2", [9, 14], r#", "chunks": [2, 3], "format": 2"#),
+    ];
+    std::fs::write(
+        dir.join("manifest.json"),
+        format!("[{}]", manifest.join(", ")),
+    )
+    .unwrap();
+    let out = python_client("zarr_client.py", "write-cyclic", &dir);
+    assert!(
+        out.contains("wrote 2 arrays for block-cyclic reads"),
+        "{out}"
+    );
+    for (p, grid, blocks) in [(4, [2, 2], [[3, 2], [2, 4]]), (3, [1, 3], [[4, 2], [3, 3]])] {
+        threaded::run_ok(p, |comm| {
+            let what = |name: &str| format!("{name} on {p} ranks, grid {grid:?}");
+            let a = DistArray::<f64, _, 2>::block_cyclic(comm.clone(), [13, 11], grid, blocks[0])?;
+            assert!(a.partitioning().is_block_cyclic());
+            read_zarr_into(&a, dir.join("f64_v3.zarr"))?;
+            check_index_values(&a, &what("f64_v3"))?;
+            let b = DistArray::<i32, _, 2>::block_cyclic(comm.clone(), [9, 14], grid, blocks[1])?;
+            assert!(b.partitioning().is_block_cyclic());
+            read_zarr_into(&b, dir.join("i32_v2.zarr"))?;
+            check_index_values(&b, &what("i32_v2"))
+        })
+        .unwrap_or_else(|e| panic!("{p} ranks: {e}"));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,6 +2,8 @@
 
     python3 zarr_client.py check DIR   # read what distarray wrote
     python3 zarr_client.py write DIR   # write arrays for distarray to read
+    python3 zarr_client.py check-cyclic DIR  # read what block-cyclic arrays wrote
+    python3 zarr_client.py write-cyclic DIR  # write arrays read into block-cyclic ones
 
 `check` reads DIR/manifest.json (a list of {"name", "dtype", "shape"}),
 opens each DIR/NAME.zarr with zarr-python, and compares dtype, shape and
@@ -10,6 +12,14 @@ opens the checkpoint group DIR/ckpt/step-3 if present and checks its
 attributes. `write` makes arrays with numpy (seeded), stores them with
 zarr-python (default codecs, Zarr v3 and v2, unaligned chunks) and writes
 the expected raw bytes and a manifest for distarray to check.
+
+The `-cyclic` modes take their list of arrays from DIR/manifest.json,
+written by the Rust test (a list of {"name", "dtype", "shape"}, and for
+`write-cyclic` also "chunks" and "format"); every array is 2-D and element
+[i, j] is i * ncols + j in its dtype, so an element the block-cyclic
+layout put in the wrong place is found, and where. `check-cyclic` also
+checks the checkpoint group DIR/ckpt/cyclic if the manifest names it
+(the entry with "checkpoint": true).
 """
 import json
 import sys
@@ -80,5 +90,57 @@ def write(d):
     print(f"wrote {len(out)} arrays")
 
 
+def index_values(entry):
+    """Element [i, j] = i * ncols + j, in the entry's dtype."""
+    rows, cols = entry["shape"]
+    return np.arange(rows * cols, dtype=np.int64).reshape(rows, cols).astype(entry["dtype"])
+
+
+def assert_index_values(name, v, entry):
+    assert str(v.dtype) == entry["dtype"], (name, v.dtype, entry)
+    assert list(v.shape) == entry["shape"], (name, v.shape, entry)
+    want = index_values(entry)
+    wrong = [tuple(int(i) for i in w) for w in np.argwhere(v != want)]
+    assert not wrong, (
+        f"{name}: {len(wrong)} elements misplaced, first at {wrong[0]}: "
+        f"{v[wrong[0]]} instead of {want[wrong[0]]}"
+    )
+
+
+def check_cyclic(d):
+    manifest = json.load(open(f"{d}/manifest.json"))
+    for entry in manifest:
+        if entry.get("checkpoint"):
+            g = zarr.open_group(f"{d}/ckpt/cyclic", mode="r")
+            assert g.attrs["distarray_checkpoint"]["committed"] is True
+            v = g[entry["name"]][...]
+        else:
+            v = zarr.open_array(f"{d}/{entry['name']}.zarr", mode="r")[...]
+        assert_index_values(entry["name"], v, entry)
+    print(f"checked {len(manifest)} block-cyclic arrays")
+
+
+def write_cyclic(d):
+    manifest = json.load(open(f"{d}/manifest.json"))
+    for entry in manifest:
+        v = index_values(entry)
+        a = zarr.create_array(
+            store=f"{d}/{entry['name']}.zarr",
+            shape=v.shape,
+            chunks=tuple(entry["chunks"]),
+            dtype=v.dtype,
+            zarr_format=entry["format"],
+        )
+        a[...] = v
+        # read back through zarr-python: what distarray must find
+        assert_index_values(entry["name"], a[...], entry)
+    print(f"wrote {len(manifest)} arrays for block-cyclic reads")
+
+
 if __name__ == "__main__":
-    {"check": check, "write": write}[sys.argv[1]](sys.argv[2])
+    {
+        "check": check,
+        "write": write,
+        "check-cyclic": check_cyclic,
+        "write-cyclic": write_cyclic,
+    }[sys.argv[1]](sys.argv[2])

@@ -201,7 +201,8 @@ impl<T: Element> Transfers<T> {
 
 /// Whether batches of several runs to another PE move as one packed
 /// active message (the default) or as one RDMA operation per run
-/// (process-wide; see [`LamellarComm::set_packed_transfers`]).
+/// (process-wide; see
+/// [`LamellarComm::set_packed_transfers`](crate::LamellarComm::set_packed_transfers)).
 static PACKED: AtomicBool = AtomicBool::new(true);
 
 /// Sets [`PACKED`].

@@ -2,6 +2,8 @@
 
     python3 hdf5_clients.py check FILE SEED   # read what distarray wrote, compare exactly
     python3 hdf5_clients.py write FILE SEED   # write a file distarray reads and checks
+    python3 hdf5_clients.py check-cyclic FILE  # read what block-cyclic arrays wrote
+    python3 hdf5_clients.py write-cyclic FILE  # write a file read into block-cyclic arrays
 
 Values come from the same formula as `src/bin/hdf5_io.rs` (element k, the
 row-major global index, of a dataset written with SEED):
@@ -14,6 +16,10 @@ row-major global index, of a dataset written with SEED):
 
 `write` varies the storage on purpose: some datasets big-endian, some
 chunked, one gzip-compressed; distarray must read them all exactly.
+
+The `-cyclic` modes use the datasets of `hdf5_io cyclic-write` /
+`cyclic-read` (CYCLIC below: 2-D, element [i, j] = i * ncols + j), so an
+element a block-cyclic layout put in the wrong place is found, and where.
 """
 
 import sys
@@ -98,6 +104,47 @@ def write(path, seed):
     print(f"h5py write: {count} datasets")
 
 
+CYCLIC = {"cyclic_f64": ((13, 11), np.float64), "cyclic_i32": ((10, 9), np.int32),
+          "cyclic_u16": ((7, 17), np.uint16)}
+
+
+def index_values(shape, t):
+    """Element [i, j] = i * ncols + j."""
+    return np.arange(shape[0] * shape[1], dtype=np.int64).reshape(shape).astype(t)
+
+
+def check_cyclic(path):
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(CYCLIC), list(f.keys())
+        for name, (shape, t) in CYCLIC.items():
+            d = f[name]
+            assert d.shape == shape, (name, d.shape, shape)
+            assert d.dtype == np.dtype(t), (name, d.dtype, t)
+            got, want = d[...], index_values(shape, t)
+            wrong = [tuple(int(i) for i in w) for w in np.argwhere(got != want)]
+            assert not wrong, (
+                f"{name}: {len(wrong)} elements misplaced, first at {wrong[0]}: "
+                f"{got[wrong[0]]} instead of {want[wrong[0]]}"
+            )
+    print(f"h5py check-cyclic: {len(CYCLIC)} datasets equal")
+
+
+def write_cyclic(path):
+    with h5py.File(path, "w") as f:
+        for i, (name, (shape, t)) in enumerate(CYCLIC.items()):
+            v = index_values(shape, t)
+            if i == 0:
+                f.create_dataset(name, data=v, chunks=(4, 5))
+            elif i == 1:  # big-endian storage
+                f.create_dataset(name, data=v.astype(v.dtype.newbyteorder(">")))
+            else:
+                f.create_dataset(name, data=v)
+    print(f"h5py write-cyclic: {len(CYCLIC)} datasets")
+
+
 if __name__ == "__main__":
-    mode, path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    {"check": check, "write": write}[mode](path, seed)
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode in ("check-cyclic", "write-cyclic"):
+        {"check-cyclic": check_cyclic, "write-cyclic": write_cyclic}[mode](path)
+    else:
+        {"check": check, "write": write}[mode](path, int(sys.argv[3]))

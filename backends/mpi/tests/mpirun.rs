@@ -595,7 +595,8 @@ fn kill_9_of_one_rank_mid_checkpoint_keeps_the_previous_one() {
 /// Parallel HDF5 (feature `hdf5`): `src/bin/hdf5_io.rs` writes and reads
 /// every element type in 1 to 3 dimensions across rank counts and
 /// partitions, h5py reads what it wrote and writes files it reads
-/// (`tests/hdf5_clients.py`), and bad input gives an `Err` on every rank.
+/// (`tests/hdf5_clients.py`; block-cyclic arrays too), and bad input gives
+/// an `Err` on every rank.
 /// The ScaLAPACK wrappers (LU and Cholesky solves by their residual, gemm
 /// against matmul, the four element types, the error cases) on 1–4 ranks.
 #[cfg(feature = "scalapack")]
@@ -773,6 +774,62 @@ mod hdf5 {
             }
         } else {
             eprintln!("h5dump not installed (hdf5-tools): skipped the h5dump check");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Block-cyclic arrays (2-D, blocks dividing neither extent, element
+    /// `[i, j]` = `i * ncols + j`): h5py reads what they wrote on 4 ranks
+    /// (2 x 2 grid) and 3 ranks (1 x 3 grid) and finds every element in its
+    /// place, and refuses a file with two elements swapped; distarray reads
+    /// what h5py wrote (chunked, big-endian and contiguous datasets) into
+    /// block-cyclic arrays on 3 and 4 ranks (MPICH: 3) and checks every
+    /// element.
+    #[test]
+    fn hdf5_h5py_and_block_cyclic_arrays() {
+        let dir = scratch("cyclic");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hdf5_clients.py");
+        let writers: &[(usize, &str)] = if FAMILY == "mpich" {
+            &[(3, "[1, 3]")]
+        } else {
+            &[(4, "[2, 2]"), (3, "[1, 3]")]
+        };
+        for &(ranks, grid) in writers {
+            let ours = dir.join(format!("cyclic-{ranks}.h5"));
+            let ours = ours.to_str().expect("utf-8 path");
+            let out = hdf5_io(&["cyclic-write", ours], ranks);
+            assert!(
+                out.contains(&format!("3 block-cyclic datasets, grid {grid}")),
+                "{out}"
+            );
+            let out = clients(&["check-cyclic", ours]);
+            assert!(out.contains("h5py check-cyclic: 3 datasets equal"), "{out}");
+        }
+        // h5py must see misplaced elements
+        let swapped = dir.join("swapped.h5");
+        let swapped = swapped.to_str().expect("utf-8 path");
+        let out = hdf5_io(&["cyclic-write", swapped, "swap"], 2);
+        assert!(out.contains("(2 elements swapped)"), "{out}");
+        let wrong = python()
+            .args([script, "check-cyclic", swapped])
+            .output()
+            .expect("run python3");
+        assert!(
+            !wrong.status.success()
+                && String::from_utf8_lossy(&wrong.stderr)
+                    .contains("cyclic_f64: 2 elements misplaced, first at (0, 3)"),
+            "h5py accepted swapped elements:\n{}",
+            describe(&wrong)
+        );
+
+        let theirs = dir.join("h5py-cyclic.h5");
+        let theirs = theirs.to_str().expect("utf-8 path");
+        let out = clients(&["write-cyclic", theirs]);
+        assert!(out.contains("h5py write-cyclic: 3 datasets"), "{out}");
+        let readers: &[usize] = if FAMILY == "mpich" { &[3] } else { &[3, 4] };
+        for &ranks in readers {
+            let out = hdf5_io(&["cyclic-read", theirs], ranks);
+            assert!(out.contains("3 block-cyclic datasets checked"), "{out}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,7 +1,7 @@
-//! The allgather of a [`LamellarComm`]: every PE writes its contribution
-//! into its part of a persistent scratch region (or, when some PE's does
-//! not fit, of a temporary region), and every PE reads the others' parts
-//! between two barriers.
+//! The allgather of a [`LamellarComm`](crate::LamellarComm): every PE
+//! writes its contribution into its part of a persistent scratch region
+//! (or, when some PE's does not fit, of a temporary region), and every PE
+//! reads the others' parts between two barriers.
 
 use distarray::{Error, Result};
 use lamellar::memregion::prelude::*;

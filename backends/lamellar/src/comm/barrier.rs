@@ -1,6 +1,6 @@
-//! The barrier of a [`LamellarComm`]: a dissemination barrier over remote
-//! atomics, one flag word per round in each PE's part of the barrier
-//! region.
+//! The barrier of a [`LamellarComm`](crate::LamellarComm): a
+//! dissemination barrier over remote atomics, one flag word per round in
+//! each PE's part of the barrier region.
 
 use std::sync::atomic::Ordering;
 

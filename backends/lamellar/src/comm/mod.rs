@@ -149,7 +149,7 @@ pub(crate) struct CommInner {
     size: usize,
     /// This PE's slot for its one non-blocking block handle on the
     /// communicator: settled at the entry of every collective
-    /// ([`LamellarComm::coll_guard`]) and by the checked
+    /// ([`Comm::coll_guard`]) and by the checked
     /// [`distarray::Window`] before every lock and fence.
     handles: Arc<HandleSlot>,
     /// Serialises collectives issued from several threads of one PE.
@@ -370,7 +370,7 @@ impl Comm {
         WeakComm(Arc::downgrade(&self.inner))
     }
 
-    /// Keeps a new window's core until [`LamellarComm::release_window`] of
+    /// Keeps a new window's core until [`Comm::release_window`] of
     /// the returned key (the window's drop) or the communicator's drop.
     pub(crate) fn keep_window<T: Element>(&self, core: Arc<WindowCore<T>>) -> u64 {
         let key = self.inner.next_window.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! The transport of the tree collectives of a [`LamellarComm`]
-//! ([`collective::tree_allreduce`], [`collective::tree_broadcast`]):
+//! The transport of the tree collectives of a
+//! [`LamellarComm`](crate::LamellarComm) ([`collective::tree_allreduce`],
+//! [`collective::tree_broadcast`]):
 //! message slots in each PE's part of a tree region, written with remote
 //! puts and flagged with remote atomics; payloads larger than a slot go
 //! through a temporary region ([`BigTransport`]).

@@ -14,6 +14,16 @@
 //!   through `read`, and checks every element's **bits** against the
 //!   formula, and the attributes (the files may come from another rank
 //!   count, or from h5py: `tests/hdf5_clients.py` uses the same formula);
+//! * `cyclic-write FILE [swap]`: writes 2-D block-cyclic arrays (datasets
+//!   `cyclic_f64` `[13, 11]`, `cyclic_i32` `[10, 9]`, `cyclic_u16`
+//!   `[7, 17]`, element `[i, j]` = `i * ncols + j`) on the process grid of
+//!   [`grid2`], blocks dividing neither extent, reads them back into other
+//!   block-cyclic layouts and checks every element; with `swap`, elements
+//!   `[3, 0]` and `[0, 3]` of `cyclic_f64` are swapped before the write (a
+//!   file `tests/hdf5_clients.py check-cyclic` must refuse);
+//! * `cyclic-read FILE`: reads those datasets (written by h5py:
+//!   `hdf5_clients.py write-cyclic`) into block-cyclic arrays on the grid of
+//!   [`grid2`] and checks every element;
 //! * `faults DIR`: bad input gives an `Err` on every rank and the job goes
 //!   on (missing file, path or name different between ranks, no
 //!   permission, not an HDF5 file, truncated and corrupted files, wrong
@@ -117,7 +127,10 @@ fn main() {
     let (_env, comm) = MpiComm::init().expect("MpiComm::init");
     let arg = |i: usize| {
         args.get(i).cloned().unwrap_or_else(|| {
-            eprintln!("usage: hdf5_io write|read FILE SEED | hdf5_io faults DIR");
+            eprintln!(
+                "usage: hdf5_io write|read FILE SEED | hdf5_io cyclic-write FILE [swap] \
+                 | hdf5_io cyclic-read FILE | hdf5_io faults DIR"
+            );
             std::process::exit(2)
         })
     };
@@ -125,6 +138,8 @@ fn main() {
     let summary = match mode.as_str() {
         "write" => write_all(&comm, Path::new(&arg(2)), arg(3).parse().expect("SEED")),
         "read" => read_all(&comm, Path::new(&arg(2)), arg(3).parse().expect("SEED")),
+        "cyclic-write" => cyclic_write(&comm, Path::new(&arg(2)), args.get(3)),
+        "cyclic-read" => cyclic_read(&comm, Path::new(&arg(2))),
         "faults" => faults(&comm, Path::new(&arg(2))),
         other => {
             eprintln!("hdf5_io: unknown mode {other:?}");
@@ -281,6 +296,170 @@ fn read_all(comm: &MpiComm, path: &Path, seed: u64) -> String {
     };
     let n = run().unwrap_or_else(|e| fail("read", e));
     format!("{} datasets checked bit for bit, 2 partitions each", 3 * n)
+}
+
+// ---------------------------------------------------------------- block-cyclic
+
+/// Element `[i, j]` of the block-cyclic datasets: `i * ncols + j` (exact in
+/// every type used, and `hdf5_clients.py`'s `check-cyclic` formula).
+trait IndexValue: Hdf5Element + PartialEq + Debug {
+    fn index_value(k: usize) -> Self;
+}
+
+impl IndexValue for f64 {
+    fn index_value(k: usize) -> Self {
+        k as f64
+    }
+}
+
+impl IndexValue for i32 {
+    fn index_value(k: usize) -> Self {
+        k as i32
+    }
+}
+
+impl IndexValue for u16 {
+    fn index_value(k: usize) -> Self {
+        k as u16
+    }
+}
+
+/// The block-cyclic datasets: name, shape, block size (on the grid of
+/// [`grid2`] for 1 to 4 ranks, the blocks divide neither extent and every
+/// dimension split over more than one rank holds more than one cycle).
+const CYCLIC_F64: (&str, [usize; 2], [usize; 2]) = ("cyclic_f64", [13, 11], [3, 2]);
+const CYCLIC_I32: (&str, [usize; 2], [usize; 2]) = ("cyclic_i32", [10, 9], [4, 2]);
+const CYCLIC_U16: (&str, [usize; 2], [usize; 2]) = ("cyclic_u16", [7, 17], [2, 4]);
+
+/// A block-cyclic array on `grid` (asserted block-cyclic).
+fn cyclic<T: IndexValue>(
+    comm: &MpiComm,
+    shape: [usize; 2],
+    grid: [usize; 2],
+    block: [usize; 2],
+) -> DistArray<T, MpiComm, 2> {
+    let a = DistArray::<T, _, 2>::block_cyclic(comm.clone(), shape, grid, block)
+        .unwrap_or_else(|e| fail("block_cyclic", e));
+    assert!(
+        a.partitioning().is_block_cyclic(),
+        "{shape:?} on {grid:?} in blocks {block:?} is not block-cyclic"
+    );
+    a
+}
+
+/// Checks every local element of `a` against `i * ncols + j`, and the
+/// whole array through `to_vec`; returns the number of local elements.
+fn check_index_values<T: IndexValue>(a: &DistArray<T, MpiComm, 2>, what: &str) -> usize {
+    let cols = a.shape()[1];
+    let rank = a.comm().rank();
+    let n = a
+        .with_local(|l| {
+            for ([i, j], v) in l.iter_global() {
+                let want = T::index_value(i * cols + j);
+                assert!(
+                    v == want,
+                    "{what}: element [{i}, {j}] on rank {rank} is {v:?}, expected {want:?}"
+                );
+            }
+            l.as_slice().len()
+        })
+        .unwrap_or_else(|e| fail("with_local", e));
+    let all = a.to_vec().unwrap_or_else(|e| fail("to_vec", e));
+    let want: Vec<T> = (0..all.len()).map(T::index_value).collect();
+    assert!(all == want, "{what}: to_vec differs");
+    n
+}
+
+/// Writes dataset `spec` from a block-cyclic array on `grid2(p)` (with
+/// `swap`, elements `[3, 0]` and `[0, 3]` swapped), then reads it back into
+/// the transposed grid with the blocks swapped and checks it (unless
+/// swapped).
+fn cyclic_write_one<T: IndexValue>(
+    comm: &MpiComm,
+    file: &Hdf5File,
+    (name, shape, block): (&str, [usize; 2], [usize; 2]),
+    swap: bool,
+) -> Result<()> {
+    let grid = grid2(comm.size());
+    let a = cyclic::<T>(comm, shape, grid, block);
+    a.with_local_mut(|mut l| l.fill_with(|[i, j]| T::index_value(i * shape[1] + j)))?;
+    if swap {
+        a.barrier()?;
+        if comm.rank() == 0 {
+            let (x, y) = (a.get([3, 0])?, a.get([0, 3])?);
+            a.set([3, 0], y)?;
+            a.set([0, 3], x)?;
+        }
+        a.barrier()?;
+    } else {
+        check_index_values(&a, &format!("{name} before the write"));
+    }
+    file.write(name, &a)?;
+    collective(file, name);
+    if !swap {
+        let b = cyclic::<T>(comm, shape, [grid[1], grid[0]], [block[1], block[0]]);
+        file.read_into(name, &b)?;
+        check_index_values(
+            &b,
+            &format!("{name} read back on grid {:?}", b.partitioning().grid()),
+        );
+        check_index_values(
+            &file.read::<T, 2>(name)?,
+            &format!("{name} read back by rows"),
+        );
+    }
+    Ok(())
+}
+
+fn cyclic_write(comm: &MpiComm, path: &Path, mode: Option<&String>) -> String {
+    let swap = match mode.map(String::as_str) {
+        None => false,
+        Some("swap") => true,
+        Some(other) => {
+            eprintln!("hdf5_io cyclic-write: unknown option {other:?}");
+            std::process::exit(2)
+        }
+    };
+    let run = || -> Result<()> {
+        let file = Hdf5File::create(comm, path)?;
+        cyclic_write_one::<f64>(comm, &file, CYCLIC_F64, swap)?;
+        cyclic_write_one::<i32>(comm, &file, CYCLIC_I32, false)?;
+        cyclic_write_one::<u16>(comm, &file, CYCLIC_U16, false)?;
+        file.close()
+    };
+    run().unwrap_or_else(|e| fail("cyclic-write", e));
+    format!(
+        "3 block-cyclic datasets{}, grid {:?}",
+        if swap { " (2 elements swapped)" } else { "" },
+        grid2(comm.size())
+    )
+}
+
+fn cyclic_read_one<T: IndexValue>(
+    comm: &MpiComm,
+    file: &Hdf5File,
+    (name, shape, block): (&str, [usize; 2], [usize; 2]),
+) -> Result<usize> {
+    let a = cyclic::<T>(comm, shape, grid2(comm.size()), block);
+    file.read_into(name, &a)?;
+    Ok(check_index_values(&a, name))
+}
+
+fn cyclic_read(comm: &MpiComm, path: &Path) -> String {
+    let run = || -> Result<usize> {
+        let file = Hdf5File::open(comm, path)?;
+        let n = cyclic_read_one::<f64>(comm, &file, CYCLIC_F64)?
+            + cyclic_read_one::<i32>(comm, &file, CYCLIC_I32)?
+            + cyclic_read_one::<u16>(comm, &file, CYCLIC_U16)?;
+        file.close()?;
+        Ok(n)
+    };
+    let n = run().unwrap_or_else(|e| fail("cyclic-read", e));
+    format!(
+        "3 block-cyclic datasets checked, grid {:?}, {n} elements on rank {}",
+        grid2(comm.size()),
+        comm.rank()
+    )
 }
 
 // ---------------------------------------------------------------- faults
