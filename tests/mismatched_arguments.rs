@@ -22,7 +22,7 @@ fn each_alone<C: OneSidedComm + 'static>(p: usize, wrap: fn(threaded::ThreadedCo
         .map(|(name, _)| name)
         .filter(|name| name.starts_with("mismatched_"))
         .collect();
-    assert!(names.len() >= 13, "{names:?}");
+    assert!(names.len() >= 15, "{names:?}");
     let mut failed = Vec::new();
     for name in names {
         let (done, outcome) = mpsc::channel();

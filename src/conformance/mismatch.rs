@@ -1,7 +1,8 @@
 //! Ranks passing differently partitioned arrays to one collective call (a
 //! broken contract) where the partition chooses the path: `matvec`,
 //! `matvec_transpose` and their plans, `transpose_into`,
-//! `transpose_add_into`, `TransposePlan::new` and `permute_into`. The
+//! `transpose_add_into`, `TransposePlan::new`, `permute_into`,
+//! `copy_from` and `matmul`. The
 //! ranks used to choose their path (block-cyclic or a plan, and the
 //! plan's messages) from their own arguments and then wait for each other
 //! in different collectives, or finish with a wrong answer. Each check
@@ -14,6 +15,7 @@ use super::{expect_err, ok, Check};
 use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 use crate::linalg::{matvec, matvec_transpose, MatvecPlan};
+use crate::matmul::matmul;
 use crate::{DistArray, TransposePlan};
 
 /// The mismatch checks.
@@ -38,6 +40,8 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("mismatched_transpose_plan_new", transpose_plan_new::<C>),
         ("mismatched_permute_axes", permute_axes::<C>),
         ("mismatched_permute_outputs", permute_outputs::<C>),
+        ("mismatched_copy_from", copy_from_paths::<C>),
+        ("mismatched_matmul", matmul_outputs::<C>),
     ]
 }
 
@@ -407,4 +411,48 @@ fn permute_outputs<C: OneSidedComm>(comm: &C) {
         rows.permute_into(&mut out_cols, [1, 0]),
     );
     assert_eq!(ok(comm, "to_vec", out_cols.to_vec()), want);
+}
+
+/// `copy_from` between arrays partitioned alike on rank 0 (a local copy
+/// and one vote) and differently elsewhere (a vote, the pulls, a vote):
+/// the ranks used to wait for each other in different votes.
+fn copy_from_paths<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, _) = square(comm);
+    let target = ok(comm, "target", rows.similar::<f64>());
+    let want = ok(comm, "to_vec", rows.to_vec());
+    let r = target.copy_from(pick(comm, &rows, &cols));
+    if refused_unless_alone(comm, "copy_from: alike on rank 0 only", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+    }
+    // still in step: both paths
+    ok(comm, "copy_from", target.copy_from(&cols));
+    assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+    ok(comm, "copy_from", target.copy_from(&rows));
+    assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+}
+
+/// `matmul` with the output split by rows on rank 0 and by columns
+/// elsewhere: each rank used to fill its part of its own output.
+fn matmul_outputs<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, _) = square(comm);
+    let n = rows.shape()[0];
+    let want: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            (0..n).map(|l| value(i, l) * value(l, j)).sum()
+        })
+        .collect();
+    let mut c_rows = ok(comm, "c", rows.similar::<f64>());
+    let mut c_cols = ok(comm, "c", cols.similar::<f64>());
+    let r = if comm.rank() == 0 {
+        matmul(&rows, &cols, &mut c_rows)
+    } else {
+        matmul(&rows, &cols, &mut c_cols)
+    };
+    if refused_unless_alone(comm, "matmul: the outputs differ", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", c_rows.to_vec()), want);
+    }
+    // still in step
+    ok(comm, "matmul", matmul(&rows, &cols, &mut c_cols));
+    assert_eq!(ok(comm, "to_vec", c_cols.to_vec()), want);
 }
