@@ -33,6 +33,7 @@
 
 use crate::array::DistArray;
 use crate::block::{scatter_box, Block};
+use crate::collective::{agree_fingerprints, fingerprint};
 use crate::comm::{Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -265,14 +266,35 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// pulls its own part of `self` from `src` straight into window memory,
     /// one `get` per contiguous run per source rank (the plan
     /// [`DistArray::redistribute`] uses).
+    ///
+    /// Errors, on every rank: `src` has another shape
+    /// ([`Error::OperandShape`]), the partition of either array differs
+    /// between ranks ([`Error::InvalidArgument`]), a failure of any rank's
+    /// part.
     pub fn copy_from(&self, src: &DistArray<T, C, N>) -> Result<()> {
+        // The path (a local copy and one vote, or a vote, the pulls and a
+        // vote) follows from the two partitions: both paths open with a
+        // vote of the same kind that agrees them, so ranks that would take
+        // different paths meet in it and all refuse.
+        let key = fingerprint(&("copy_from", self.partitioning(), src.partitioning()));
+        let differs = || {
+            Error::InvalidArgument(
+                "copy_from: the partition of the arrays differs between ranks (every rank must \
+                 pass arrays partitioned alike to this collective call)"
+                    .into(),
+            )
+        };
         if self.partitioning() == src.partitioning() {
-            return self.assign(src);
+            // assign's local copy, then its vote
+            let local = src.try_with_local(|ls| {
+                self.with_local_mut(|mut lt| lt.as_mut_slice().copy_from_slice(ls.as_slice()))
+            });
+            return agree_fingerprints(self.comm(), local.map(|()| ((), key)), differs);
         }
         let shape = check_shape("copy_from", self, "src", src);
         // also the barrier that makes src complete everywhere before anyone
         // reads it
-        vote(self.comm(), shape)?;
+        agree_fingerprints(self.comm(), shape.map(|()| ((), key)), differs)?;
         let pieces = self.partitioning().part_pieces(self.comm().rank());
         let pulled = pieces.and_then(|pieces| {
             self.try_with_local_mut(|mut l| {

@@ -36,6 +36,7 @@ use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
 use crate::exact_sum::{self, ExactNorm, ExactParts};
 use crate::kernels;
+use crate::matvec_plan::{agree_operands, check_operands};
 pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
 
 /// Whether [`gemv_local`] calls CBLAS `?gemv` for `f64` / `f32` (this
@@ -204,16 +205,56 @@ mod blas {
 /// follows the column parts (see the crate docs, "Bitwise
 /// reproducibility"). Block-cyclic operands take another path (no plan:
 /// each rank multiplies its blocks by the whole of `x`, one allreduce of
-/// `y`'s length sums the ranks' results in rank order).
+/// `y`'s length sums the ranks' results in rank order). Either path opens
+/// with one vote that checks the operands and agrees them between the
+/// ranks.
+///
+/// Errors, on every rank (the failing rank's own error,
+/// [`Error::PeerFailed`] on the others): wrong lengths of `x` or `y`
+/// ([`Error::OperandShape`]); the element type or the partition of `a`,
+/// `x` or `y` differing between ranks, or one rank calling `matvec` and
+/// another [`matvec_transpose`] ([`Error::InvalidArgument`]); a failure of
+/// any rank's part.
 pub fn matvec<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
 ) -> Result<()> {
-    if any_block_cyclic(a, x, y) {
-        return crate::matvec_cyclic::matvec_any(a, x, y, false);
+    product(a, x, y, false)
+}
+
+/// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
+/// for any partitions, like [`matvec`] (a [`MatvecPlan::new_transpose`]
+/// applied once); the same errors.
+pub fn matvec_transpose<T: Element, C: OneSidedComm>(
+    a: &DistArray<T, C, 2>,
+    x: &DistArray<T, C, 1>,
+    y: &mut DistArray<T, C, 1>,
+) -> Result<()> {
+    product(a, x, y, true)
+}
+
+/// [`matvec`], or [`matvec_transpose`] with `transpose`.
+fn product<T: Element, C: OneSidedComm>(
+    a: &DistArray<T, C, 2>,
+    x: &DistArray<T, C, 1>,
+    y: &mut DistArray<T, C, 1>,
+    transpose: bool,
+) -> Result<()> {
+    // the path is chosen from this rank's operands, so the vote that opens
+    // either path agrees them first (their partitions, hence the path)
+    let cyclic = any_block_cyclic(a, x, y);
+    let local = check_operands(a, x, y, transpose).and_then(|()| {
+        if cyclic {
+            Ok(None)
+        } else {
+            MatvecPlan::layout(a, x, y, transpose).map(Some)
+        }
+    });
+    match agree_operands(a, x, y, transpose, local)? {
+        None => crate::matvec_cyclic::matvec_agreed(a, x, y, transpose),
+        Some(laid) => MatvecPlan::finish(laid)?.apply_agreed(a, x, y),
     }
-    MatvecPlan::new(a, x, y)?.apply(a, x, y)
 }
 
 /// Whether any operand of a product is block-cyclic (no matvec plan).
@@ -225,20 +266,6 @@ fn any_block_cyclic<T: Element, C: OneSidedComm>(
     a.partitioning().is_block_cyclic()
         || x.partitioning().is_block_cyclic()
         || y.partitioning().is_block_cyclic()
-}
-
-/// Collective: `y = Aᵀ x` (`A` is `m x n`, `x` has `m` elements, `y` `n`),
-/// for any partitions, like [`matvec`] (a [`MatvecPlan::new_transpose`]
-/// applied once).
-pub fn matvec_transpose<T: Element, C: OneSidedComm>(
-    a: &DistArray<T, C, 2>,
-    x: &DistArray<T, C, 1>,
-    y: &mut DistArray<T, C, 1>,
-) -> Result<()> {
-    if any_block_cyclic(a, x, y) {
-        return crate::matvec_cyclic::matvec_any(a, x, y, true);
-    }
-    MatvecPlan::new_transpose(a, x, y)?.apply(a, x, y)
 }
 
 fn check_same_partition<T: Element, U: Element, C: OneSidedComm, const N: usize>(

@@ -52,7 +52,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::block::Block;
-use crate::collective::vote;
+use crate::collective::{agree_fingerprints, fingerprint, vote};
 use crate::comm::{Element, ElementKind, OneSidedComm};
 use crate::error::{Error, Result};
 
@@ -61,7 +61,7 @@ use crate::error::{Error, Result};
 pub const PANEL: usize = 256;
 
 /// Whether an operand is used as stored or transposed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// As stored.
     N,
@@ -109,8 +109,11 @@ pub fn matmul<T: Element, C: OneSidedComm>(
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] on every rank if the shapes do not fit; errors
-/// of the reads, on every rank (voted).
+/// On every rank (the failing rank's own error, [`Error::PeerFailed`] on
+/// the others): [`Error::ShapeMismatch`] if the shapes do not fit;
+/// [`Error::InvalidArgument`] if `op_a`, `op_b` or the partition of `a`,
+/// `b` or `c` differ between ranks (agreed in the vote at the start);
+/// errors of the reads (voted).
 pub fn matmul_with<T: Element, C: OneSidedComm>(
     op_a: Op,
     a: &DistArray<T, C, 2>,
@@ -120,16 +123,34 @@ pub fn matmul_with<T: Element, C: OneSidedComm>(
 ) -> Result<()> {
     let [m, k] = op_a.shape(a.shape());
     let [kb, n] = op_b.shape(b.shape());
-    if k != kb || c.shape() != [m, n] {
-        // the shapes are global: every rank returns this error
-        return Err(Error::ShapeMismatch {
+    let shapes = if k != kb || c.shape() != [m, n] {
+        Err(Error::ShapeMismatch {
             expected: vec![m, kb, n],
             found: vec![m, k, c.shape()[0], c.shape()[1]],
-        });
-    }
+        })
+    } else {
+        Ok(())
+    };
     let comm = c.comm().clone();
-    // A and B complete: their writers' epochs end before anyone reads
-    vote(&comm, Ok(()))?;
+    // A and B complete: their writers' epochs end before anyone reads; and
+    // every rank checked the shapes and passed the same operations on
+    // arrays partitioned alike (a rank whose shapes fail, or whose arrays
+    // differ, must not leave the others in this collective alone)
+    let key = fingerprint(&(
+        op_a,
+        op_b,
+        a.partitioning(),
+        b.partitioning(),
+        c.partitioning(),
+    ));
+    agree_fingerprints(&comm, shapes.map(|()| ((), key)), || {
+        Error::InvalidArgument(
+            "matmul: the operations or the partition of a, b or c differ between ranks (every \
+             rank must pass the same operations and arrays partitioned alike to this collective \
+             call)"
+                .into(),
+        )
+    })?;
     let local = local_product(op_a, a, op_b, b, c);
     vote(&comm, local)
 }

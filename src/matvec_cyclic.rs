@@ -18,33 +18,20 @@ use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::Result;
 use crate::kernels;
-use crate::matvec_plan::check_operand;
 
 /// `y = A x`, or `y = Aᵀ x` with `transpose`, for any distributions (see
-/// the [module docs](self)).
-pub(crate) fn matvec_any<T: Element, C: OneSidedComm>(
+/// the [module docs](self)), once every rank agreed on the operands
+/// ([`agree_operands`](crate::matvec_plan::agree_operands), whose vote is
+/// also the barrier that makes `x` complete everywhere before anyone
+/// reads it).
+pub(crate) fn matvec_agreed<T: Element, C: OneSidedComm>(
     a: &DistArray<T, C, 2>,
     x: &DistArray<T, C, 1>,
     y: &mut DistArray<T, C, 1>,
     transpose: bool,
 ) -> Result<()> {
     let [m, n] = a.shape();
-    let (n_in, n_out) = if transpose { (m, n) } else { (n, m) };
-    let op = if transpose {
-        "matvec_transpose"
-    } else {
-        "matvec"
-    };
-    let shapes = check_operand(op, "x", n_in, x.len(), || {
-        format!("x needs {n_in} elements for a {m} x {n} matrix")
-    })
-    .and_then(|_| {
-        check_operand(op, "y", n_out, y.len(), || {
-            format!("y needs {n_out} elements for a {m} x {n} matrix")
-        })
-    });
-    // also the barrier that makes x complete everywhere before anyone reads it
-    vote(a.comm(), shapes)?;
+    let n_out = if transpose { n } else { m };
     let add = |s: T, v: T| T::combine(AccumulateOp::Sum, s, v);
     let me = a.comm().rank();
     let partial = x.to_vec().and_then(|xs| {

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::array::DistArray;
-use crate::collective::{allreduce_slice_vote, allreduce_vote};
+use crate::collective::{agree_fingerprints, allreduce_slice_vote, allreduce_vote, fingerprint};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, WindowOf};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -190,11 +190,94 @@ pub(crate) fn check_operand(
     Ok(())
 }
 
+/// The name of the product, for errors.
+fn operation(transpose: bool) -> &'static str {
+    if transpose {
+        "matvec_transpose"
+    } else {
+        "matvec"
+    }
+}
+
+/// This rank's checks of the operands of `y = A x` (`y = Aᵀ x` with
+/// `transpose`): the lengths of `x` and `y` against `A`'s shape
+/// ([`Error::OperandShape`]).
+pub(crate) fn check_operands<T: Element, C: OneSidedComm>(
+    a: &DistArray<T, C, 2>,
+    x: &DistArray<T, C, 1>,
+    y: &DistArray<T, C, 1>,
+    transpose: bool,
+) -> Result<()> {
+    let [m, n] = a.shape();
+    let (n_in, n_out) = if transpose { (m, n) } else { (n, m) };
+    let (along_x, along_y) = if transpose {
+        ("row", "column")
+    } else {
+        ("column", "row")
+    };
+    let op = operation(transpose);
+    check_operand(op, "x", n_in, x.len(), || {
+        format!("x needs one element per {along_x} of a, which is {m} x {n}")
+    })?;
+    check_operand(op, "y", n_out, y.len(), || {
+        format!("y needs one element per {along_y} of a, which is {m} x {n}")
+    })
+}
+
+/// Collective, one vote ([`agree_fingerprints`]): every rank's `local`
+/// result (its [`check_operands`], and whatever it prepared from them) and
+/// the agreement that every rank asked for the same product (`transpose`)
+/// of arrays of one element type with the same partitions. The path a
+/// product takes (block-cyclic or a plan, and the plan's collectives)
+/// follows from these, so after this vote every rank takes the same one.
+/// Also the barrier after which `x` is complete everywhere. Errors on
+/// every rank: a rank's own error ([`Error::PeerFailed`] on the others),
+/// or [`Error::InvalidArgument`] if the products or partitions differ
+/// between ranks.
+pub(crate) fn agree_operands<T: Element, C: OneSidedComm, V>(
+    a: &DistArray<T, C, 2>,
+    x: &DistArray<T, C, 1>,
+    y: &DistArray<T, C, 1>,
+    transpose: bool,
+    local: Result<V>,
+) -> Result<V> {
+    let op = operation(transpose);
+    let key = fingerprint(&(
+        op,
+        T::KIND,
+        a.partitioning(),
+        x.partitioning(),
+        y.partitioning(),
+    ));
+    agree_fingerprints(a.comm(), local.map(|v| (v, key)), || {
+        Error::InvalidArgument(format!(
+            "{op}: the operation, element type or partition of a, x or y differs between ranks \
+             (every rank must pass arrays partitioned alike to this collective call)"
+        ))
+    })
+}
+
+/// A [`MatvecPlan`] laid out on this rank ([`MatvecPlan::layout`]), its
+/// staging window not yet created: every rank's staging length if it
+/// needs one.
+pub(crate) struct Laid<T: Element, C: OneSidedComm> {
+    plan: MatvecPlan<T, C>,
+    staging_lens: Option<Vec<usize>>,
+}
+
 impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
     /// Collective: a plan for `y = A x` with the partitions of `a`, `x` and
     /// `y` (`A` is `m x n`, `x` has `n` elements, `y` `m`). Creates the
-    /// staging window when `A` is split by columns. Errors (on every rank):
-    /// wrong lengths.
+    /// staging window when `A` is split by columns. One vote (then the
+    /// staging window's creation, if any).
+    ///
+    /// Errors, on every rank (the failing rank's own error,
+    /// [`Error::PeerFailed`] on the others): wrong lengths
+    /// ([`Error::OperandShape`]); a block-cyclic operand
+    /// ([`Error::InvalidPartition`]: a plan needs one box per rank,
+    /// [`matvec`](crate::linalg::matvec) takes any partition); the element
+    /// type or the partition of `a`, `x` or `y`, or the product asked for,
+    /// differing between ranks ([`Error::InvalidArgument`]).
     pub fn new(
         a: &DistArray<T, C, 2>,
         x: &DistArray<T, C, 1>,
@@ -203,7 +286,8 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         Self::build(a, x, y, false)
     }
 
-    /// Collective: a plan for `y = Aᵀ x` (`x` has `m` elements, `y` `n`).
+    /// Collective: a plan for `y = Aᵀ x` (`x` has `m` elements, `y` `n`);
+    /// communication and errors as for [`MatvecPlan::new`].
     pub fn new_transpose(
         a: &DistArray<T, C, 2>,
         x: &DistArray<T, C, 1>,
@@ -218,20 +302,25 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         y: &DistArray<T, C, 1>,
         transpose: bool,
     ) -> Result<Self> {
+        let local =
+            check_operands(a, x, y, transpose).and_then(|()| Self::layout(a, x, y, transpose));
+        // before the staging window: a rank whose operands fail, or differ
+        // from the others', must not leave them in that collective alone
+        Self::finish(agree_operands(a, x, y, transpose, local)?)
+    }
+
+    /// This rank's side of a plan for operands whose lengths
+    /// [`check_operands`] passed (no communication), and every rank's
+    /// staging length if the plan needs a staging window
+    /// ([`MatvecPlan::finish`] creates it once the ranks agreed).
+    pub(crate) fn layout(
+        a: &DistArray<T, C, 2>,
+        x: &DistArray<T, C, 1>,
+        y: &DistArray<T, C, 1>,
+        transpose: bool,
+    ) -> Result<Laid<T, C>> {
         let [m, n] = a.shape();
-        let (n_in, n_out) = if transpose { (m, n) } else { (n, m) };
-        // shapes are global: every rank sees the same verdict
-        let (op, along_x, along_y) = if transpose {
-            ("matvec_transpose", "row", "column")
-        } else {
-            ("matvec", "column", "row")
-        };
-        check_operand(op, "x", n_in, x.len(), || {
-            format!("x needs one element per {along_x} of a, which is {m} x {n}")
-        })?;
-        check_operand(op, "y", n_out, y.len(), || {
-            format!("y needs one element per {along_y} of a, which is {m} x {n}")
-        })?;
+        let n_out = if transpose { n } else { m };
         let comm = a.comm().clone();
         let (me, p) = (comm.rank(), comm.size());
         let (a_part, x_part, y_part) = (
@@ -359,7 +448,7 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         } else {
             Vec::new()
         };
-        let staging = if reduction != Reduction::Staging {
+        let staging_lens = if reduction != Reduction::Staging {
             None
         } else {
             // Every rank's staging length, without a gather: the output
@@ -381,9 +470,9 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
                 })
                 .collect::<Result<Vec<usize>>>()?;
             debug_assert_eq!(lens[me], staging_len, "staging layout");
-            Some(comm.create_window_with_lens::<T>(&lens)?)
+            Some(lens)
         };
-        Ok(MatvecPlan {
+        let plan = MatvecPlan {
             comm,
             transpose,
             a_part,
@@ -397,7 +486,7 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
             slots,
             reduction,
             direct,
-            staging,
+            staging: None,
             bounds,
             halving: Default::default(),
             xs: vec![T::ZERO; input.len()],
@@ -413,7 +502,22 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
                     }
                 }
             ],
-        })
+        };
+        Ok(Laid { plan, staging_lens })
+    }
+
+    /// Collective if the plan needs a staging window (its creation):
+    /// the plan [`MatvecPlan::layout`] laid out, once every rank agreed
+    /// on the operands ([`agree_operands`]).
+    pub(crate) fn finish(laid: Laid<T, C>) -> Result<Self> {
+        let Laid {
+            mut plan,
+            staging_lens,
+        } = laid;
+        if let Some(lens) = staging_lens {
+            plan.staging = Some(plan.comm.create_window_with_lens::<T>(&lens)?);
+        }
+        Ok(plan)
     }
 
     /// `true` if the plan needs no staging (every rank's result lands in
@@ -519,6 +623,30 @@ impl<T: Element, C: OneSidedComm> MatvecPlan<T, C> {
         });
         // x is complete everywhere, nobody reads y or the staging any more
         vote(&self.comm, checked)?;
+        self.product_voted(a, x, y)
+    }
+
+    /// [`MatvecPlan::apply`] of a plan just made for these very arrays,
+    /// after the vote that agreed them ([`agree_operands`], which also
+    /// stands for the vote at the start of `apply`).
+    pub(crate) fn apply_agreed(
+        &mut self,
+        a: &DistArray<T, C, 2>,
+        x: &DistArray<T, C, 1>,
+        y: &mut DistArray<T, C, 1>,
+    ) -> Result<()> {
+        let done = self.product_voted(a, x, y);
+        vote(&self.comm, done)
+    }
+
+    /// The product after the vote at its start, up to (not including) the
+    /// final vote.
+    fn product_voted(
+        &mut self,
+        a: &DistArray<T, C, 2>,
+        x: &DistArray<T, C, 1>,
+        y: &mut DistArray<T, C, 1>,
+    ) -> Result<()> {
         let computed = self.fetch_and_multiply(a, x, y);
         if self.direct {
             return computed;

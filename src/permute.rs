@@ -35,6 +35,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::block::Block;
+use crate::collective::{agree_fingerprints, fingerprint};
 use crate::comm::{Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -83,7 +84,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     ///
     /// Errors, on every rank: `axes` is not a permutation of `0..N`
     /// ([`Error::InvalidArgument`]), `out` has the wrong shape
-    /// ([`Error::OperandShape`]), a failure of any rank's part.
+    /// ([`Error::OperandShape`]), `axes`, the element type or the
+    /// partition of either array differ between ranks
+    /// ([`Error::InvalidArgument`]), a failure of any rank's part.
     ///
     /// ```
     /// use distarray::{threaded, DistArray, Error};
@@ -102,7 +105,30 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     pub fn permute_into(&self, out: &mut DistArray<T, C, N>, axes: [usize; N]) -> Result<()> {
         // also the barrier that makes self complete everywhere before
         // anyone reads it
-        vote(self.comm(), check(self, out, axes))?;
+        let key = fingerprint(&(axes, T::KIND, self.partitioning(), out.partitioning()));
+        agree_fingerprints(
+            self.comm(),
+            check(self, out, axes).map(|()| ((), key)),
+            || {
+                Error::InvalidArgument(
+                "permute_into: the axes, element type or partition of the arrays differ between \
+                 ranks (every rank must pass the same axes and arrays partitioned alike to this \
+                 collective call)"
+                    .into(),
+            )
+            },
+        )?;
+        self.permute_agreed(out, axes)
+    }
+
+    /// Collective: [`permute_into`](Self::permute_into) once every rank
+    /// checked `out` and `axes` and agreed on them, in a vote that is also
+    /// the barrier after which `self` is complete everywhere.
+    pub(crate) fn permute_agreed(
+        &self,
+        out: &mut DistArray<T, C, N>,
+        axes: [usize; N],
+    ) -> Result<()> {
         let pieces = out.partitioning().part_pieces(out.comm().rank());
         let pulled = pieces.and_then(|pieces| {
             out.try_with_local_mut(|mut l| {

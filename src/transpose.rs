@@ -99,6 +99,7 @@ use std::ops::Range;
 
 use crate::array::DistArray;
 use crate::block::Block;
+use crate::collective::{agree_fingerprints, fingerprint};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, Request};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
@@ -230,6 +231,44 @@ fn check_pair<T: Element, C: OneSidedComm>(
         });
     }
     Ok(())
+}
+
+/// Collective, one vote ([`agree_fingerprints`]): every rank's `local`
+/// result (its checks of the pair, and what it prepared from them) and the
+/// agreement that every rank called the same `operation` on arrays of one
+/// element type with the same partitions — which decide the path (a plan
+/// or, block-cyclic, the general permutation) and the plan's messages.
+/// Also the barrier after which `a` is complete everywhere. Errors on
+/// every rank: a rank's own error ([`Error::PeerFailed`] on the others),
+/// or [`Error::InvalidArgument`] if the calls differ between ranks.
+fn agree_pair<T: Element, C: OneSidedComm, V>(
+    operation: &'static str,
+    a: &DistArray<T, C, 2>,
+    out: &DistArray<T, C, 2>,
+    local: Result<V>,
+) -> Result<V> {
+    let key = fingerprint(&(operation, T::KIND, a.partitioning(), out.partitioning()));
+    agree_fingerprints(a.comm(), local.map(|v| (v, key)), || {
+        Error::InvalidArgument(format!(
+            "{operation}: the operation, element type or partition of the arrays differs \
+             between ranks (every rank must pass arrays partitioned alike to this collective \
+             call)"
+        ))
+    })
+}
+
+/// A [`TransposePlan`] laid out on one rank, its buffers not yet
+/// allocated: the fields of the plan, and every rank's staging length
+/// (empty with neighbour messages).
+struct Laid {
+    a_part: ContinuousPartitioning<2>,
+    b_part: ContinuousPartitioning<2>,
+    a_own: [Range<usize>; 2],
+    b_own: [Range<usize>; 2],
+    own_tile: Option<Tile>,
+    sends: Vec<Tile>,
+    recvs: Vec<Tile>,
+    staging_len: Vec<usize>,
 }
 
 /// The tiles rank `r` sends (its part of `A` against `B`'s partition), in
@@ -592,7 +631,11 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
     ///
     /// Errors, on every rank: `out` has the wrong shape
     /// ([`Error::OperandShape`]), the arrays are on communicators of
-    /// different sizes ([`Error::InvalidArgument`]).
+    /// different sizes ([`Error::InvalidArgument`]), either array is
+    /// block-cyclic ([`Error::InvalidPartition`]: a plan needs one box per
+    /// rank), the element type or the partition of either array differs
+    /// between ranks ([`Error::InvalidArgument`]). One vote (then, without
+    /// neighbour messages, the staging window's creation).
     ///
     /// ```
     /// use distarray::{threaded, DistArray, Error, TransposePlan};
@@ -615,12 +658,25 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         a: &DistArray<T, C, 2>,
         out: &DistArray<T, C, 2>,
     ) -> Result<Self> {
+        let laid = agree_pair(operation, a, out, Self::layout(operation, a, out))?;
+        Self::finish(a.comm(), laid)
+    }
+
+    /// This rank's side of the plan (no communication): the checks of
+    /// [`check_pair`], its tiles, and every rank's staging length on
+    /// backends without messages. [`TransposePlan::finish`] allocates the
+    /// buffers once the ranks agreed ([`agree_pair`]).
+    fn layout(
+        operation: &'static str,
+        a: &DistArray<T, C, 2>,
+        out: &DistArray<T, C, 2>,
+    ) -> Result<Laid> {
         let comm = a.comm();
         let (me, p) = (comm.rank(), comm.size());
         let messages = comm.messages().is_some();
         let a_part = a.partitioning().clone();
         let b_part = out.partitioning().clone();
-        let planned = check_pair(operation, a, out).and_then(|_| {
+        check_pair(operation, a, out).and_then(|_| {
             let a_own = a_part.part_range(me)?;
             let b_own = b_part.part_range(me)?;
             let mut own_tile = None;
@@ -684,9 +740,34 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
                     t.raw = t.cols == a_part.part_range(t.rank)?[1];
                 }
             }
-            Ok((a_own, b_own, own_tile, sends, recvs, staging_len))
-        });
-        let (a_own, b_own, own_tile, sends, recvs, staging_len) = vote(comm, planned)?;
+            Ok(Laid {
+                a_part,
+                b_part,
+                a_own,
+                b_own,
+                own_tile,
+                sends,
+                recvs,
+                staging_len,
+            })
+        })
+    }
+
+    /// Collective on backends without messages (the staging window's
+    /// creation): the plan [`TransposePlan::layout`] laid out, its buffers
+    /// allocated, once every rank agreed on it ([`agree_pair`]).
+    fn finish(comm: &C, laid: Laid) -> Result<Self> {
+        let Laid {
+            a_part,
+            b_part,
+            a_own,
+            b_own,
+            own_tile,
+            sends,
+            recvs,
+            staging_len,
+        } = laid;
+        let messages = comm.messages().is_some();
         let status = usize::from(messages);
         let inbox = recvs
             .iter()
@@ -1330,7 +1411,12 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     ///
     /// Errors, on every rank: `out` has the wrong shape
     /// ([`Error::OperandShape`]), the arrays are on communicators of
-    /// different sizes, a failure of any rank's part.
+    /// different sizes ([`Error::InvalidArgument`]), the element type or
+    /// the partition of either array differs between ranks, or one rank
+    /// calls `transpose_into` and another
+    /// [`transpose_add_into`](Self::transpose_add_into)
+    /// ([`Error::InvalidArgument`]: the vote that opens the call agrees
+    /// them before the path is chosen), a failure of any rank's part.
     ///
     /// ```
     /// use distarray::{threaded, DistArray};
@@ -1348,14 +1434,34 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_into(&self, out: &mut DistArray<T, C, 2>) -> Result<()> {
-        if self.partitioning().is_block_cyclic() || out.partitioning().is_block_cyclic() {
+        let Some(laid) = self.agree_transpose("transpose_into", out)? else {
             // no message plan for block-cyclic layouts: the general
-            // permutation (one get_block per piece)
-            return self.permute_into(out, [1, 0]);
-        }
-        let done = TransposePlan::plan("transpose_into", self, out)?.transpose(self, out);
+            // permutation (one get_block per piece), checked and agreed
+            return self.permute_agreed(out, [1, 0]);
+        };
+        let done = TransposePlan::finish(self.comm(), laid)?.transpose(self, out);
         // one-shot: complete (and an error) on every rank
         vote(self.comm(), done)
+    }
+
+    /// Collective, one vote ([`agree_pair`], also the barrier after which
+    /// `self` is complete everywhere): the checks of `self` and `out` for
+    /// a one-shot transpose, and on every rank the same path — `None` for
+    /// the block-cyclic one (either array), else this rank's plan laid
+    /// out. The path follows from the partitions, which the vote agrees
+    /// before anyone takes it.
+    fn agree_transpose(
+        &self,
+        operation: &'static str,
+        out: &DistArray<T, C, 2>,
+    ) -> Result<Option<Laid>> {
+        let local = if self.partitioning().is_block_cyclic() || out.partitioning().is_block_cyclic()
+        {
+            check_pair(operation, self, out).map(|()| None)
+        } else {
+            TransposePlan::layout(operation, self, out).map(Some)
+        };
+        agree_pair(operation, self, out, local)
     }
 
     /// Collective: `out = out + alpha · selfᵀ` (integers wrap); the shapes,
@@ -1374,10 +1480,10 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
     /// .unwrap();
     /// ```
     pub fn transpose_add_into(&self, out: &mut DistArray<T, C, 2>, alpha: T) -> Result<()> {
-        if self.partitioning().is_block_cyclic() || out.partitioning().is_block_cyclic() {
+        let Some(laid) = self.agree_transpose("transpose_add_into", out)? else {
             // through a temporary partitioned like `out`
             let mut t = out.similar::<T>()?;
-            self.permute_into(&mut t, [1, 0])?;
+            self.permute_agreed(&mut t, [1, 0])?;
             let sum = |o: T, v: T| {
                 T::combine(
                     AccumulateOp::Sum,
@@ -1386,9 +1492,8 @@ impl<T: Element, C: OneSidedComm> DistArray<T, C, 2> {
                 )
             };
             return out.update_with(&t, sum);
-        }
-        let done =
-            TransposePlan::plan("transpose_add_into", self, out)?.transpose_add(self, out, alpha);
+        };
+        let done = TransposePlan::finish(self.comm(), laid)?.transpose_add(self, out, alpha);
         vote(self.comm(), done)
     }
 

@@ -31,6 +31,7 @@ mod handles;
 mod io;
 mod linalg;
 mod matmul;
+mod mismatch;
 mod permute;
 mod plans;
 mod reproducible;
@@ -66,6 +67,7 @@ pub fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
     v.extend(slice::checks::<C>());
     v.extend(transpose::checks::<C>());
     v.extend(permute::checks::<C>());
+    v.extend(mismatch::checks::<C>());
     #[cfg(feature = "zarr")]
     v.extend(io::checks::<C>());
     v

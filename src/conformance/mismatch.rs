@@ -1,0 +1,458 @@
+//! Ranks passing differently partitioned arrays to one collective call (a
+//! broken contract) where the partition chooses the path: `matvec`,
+//! `matvec_transpose` and their plans, `transpose_into`,
+//! `transpose_add_into`, `TransposePlan::new`, `permute_into`,
+//! `copy_from` and `matmul`. The
+//! ranks used to choose their path (block-cyclic or a plan, and the
+//! plan's messages) from their own arguments and then wait for each other
+//! in different collectives, or finish with a wrong answer. Each check
+//! wants [`Error::InvalidArgument`] on every rank, then a good call that
+//! shows the ranks are still in step. On one rank nothing can differ: the
+//! calls succeed with the right values. One check per case, so that a
+//! run of each alone tells which ones fail.
+
+use super::{expect_err, ok, Check};
+use crate::comm::OneSidedComm;
+use crate::error::{Error, Result};
+use crate::linalg::{matvec, matvec_transpose, MatvecPlan};
+use crate::matmul::matmul;
+use crate::{DistArray, TransposePlan};
+
+/// The mismatch checks.
+pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
+    vec![
+        ("mismatched_matvec_cyclic", matvec_cyclic::<C>),
+        (
+            "mismatched_matvec_transpose_cyclic",
+            matvec_transpose_cyclic::<C>,
+        ),
+        ("mismatched_matvec_plans", matvec_plans::<C>),
+        ("mismatched_matvec_operation", matvec_operation::<C>),
+        ("mismatched_matvec_plan_new", matvec_plan_new::<C>),
+        (
+            "mismatched_matvec_plan_new_transpose",
+            matvec_plan_new_transpose::<C>,
+        ),
+        ("mismatched_transpose_cyclic", transpose_cyclic::<C>),
+        ("mismatched_transpose_add_cyclic", transpose_add_cyclic::<C>),
+        ("mismatched_transpose_outputs", transpose_outputs::<C>),
+        ("mismatched_transpose_operation", transpose_operation::<C>),
+        ("mismatched_transpose_plan_new", transpose_plan_new::<C>),
+        ("mismatched_permute_axes", permute_axes::<C>),
+        ("mismatched_permute_outputs", permute_outputs::<C>),
+        ("mismatched_copy_from", copy_from_paths::<C>),
+        ("mismatched_matmul", matmul_outputs::<C>),
+    ]
+}
+
+fn value(i: usize, j: usize) -> f64 {
+    ((i * 7 + j * 3) % 11) as f64 - 5.0
+}
+
+/// Collective: the `m x n` matrix of [`value`] dealt element-cyclically by
+/// rows (a part of many boxes on every rank count), split into row blocks,
+/// and split into column blocks.
+fn three_layouts<C: OneSidedComm>(comm: &C, m: usize, n: usize) -> [DistArray<f64, C, 2>; 3] {
+    let p = comm.size();
+    let f = |[i, j]: [usize; 2]| value(i, j);
+    let cyclic = ok(
+        comm,
+        "block_cyclic",
+        DistArray::<f64, C, 2>::block_cyclic(comm.clone(), [m, n], [p, 1], [1, 1]),
+    );
+    assert!(cyclic.partitioning().is_block_cyclic());
+    ok(comm, "fill", cyclic.with_local_mut(|mut l| l.fill_with(f)));
+    let rows = ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 2>::from_fn(comm.clone(), [m, n], f),
+    );
+    let cols = ok(
+        comm,
+        "with_grid",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), [1, p], [m, n]),
+    );
+    ok(comm, "fill", cols.with_local_mut(|mut l| l.fill_with(f)));
+    [cyclic, rows, cols]
+}
+
+/// `on_0` on rank 0, `elsewhere` on the others.
+fn pick<'a, A>(comm: &impl OneSidedComm, on_0: &'a A, elsewhere: &'a A) -> &'a A {
+    if comm.rank() == 0 {
+        on_0
+    } else {
+        elsewhere
+    }
+}
+
+/// A call refused on every rank by the agreement of the arguments (not by
+/// a backend that saw a broken collective) on more than one rank; on one
+/// rank (nothing can differ) a call that succeeds.
+fn refused_unless_alone<T: std::fmt::Debug, C: OneSidedComm>(
+    comm: &C,
+    what: &str,
+    r: Result<T>,
+) -> Option<T> {
+    if comm.size() == 1 {
+        return Some(ok(comm, what, r));
+    }
+    expect_err(
+        comm,
+        what,
+        r,
+        |e| matches!(e, Error::InvalidArgument(m) if m.contains("between ranks")),
+    );
+    None
+}
+
+/// The operands of the products: `A` (`n x n`, `n = 4 P`, square so that
+/// `A x` and `Aᵀ x` have the same shapes) in three layouts, `x`, `y`, and
+/// the expected `A x` and `Aᵀ x`.
+struct Products<C: OneSidedComm> {
+    cyclic: DistArray<f64, C, 2>,
+    rows: DistArray<f64, C, 2>,
+    cols: DistArray<f64, C, 2>,
+    x: DistArray<f64, C, 1>,
+    y: DistArray<f64, C, 1>,
+    want: Vec<f64>,
+    want_t: Vec<f64>,
+}
+
+/// Collective: the [`Products`] fixture.
+fn products<C: OneSidedComm>(comm: &C) -> Products<C> {
+    let n = 4 * comm.size();
+    let [cyclic, rows, cols] = three_layouts(comm, n, n);
+    let xv = |j: usize| (j % 3) as f64 + 1.0;
+    let x = ok(
+        comm,
+        "x",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [n], |[j]| xv(j)),
+    );
+    let y = ok(comm, "y", DistArray::<f64, C, 1>::new(comm.clone(), [n]));
+    let want = (0..n)
+        .map(|i| (0..n).map(|j| value(i, j) * xv(j)).sum())
+        .collect();
+    let want_t = (0..n)
+        .map(|j| (0..n).map(|i| value(i, j) * xv(i)).sum())
+        .collect();
+    Products {
+        cyclic,
+        rows,
+        cols,
+        x,
+        y,
+        want,
+        want_t,
+    }
+}
+
+impl<C: OneSidedComm> Products<C> {
+    /// `y` is `want`.
+    fn expect(&self, comm: &C, want: &[f64]) {
+        assert_eq!(ok(comm, "to_vec", self.y.to_vec()), want);
+    }
+
+    /// Still in step: good products on both paths.
+    fn in_step(mut self, comm: &C) {
+        ok(
+            comm,
+            "matvec block-cyclic",
+            matvec(&self.cyclic, &self.x, &mut self.y),
+        );
+        self.expect(comm, &self.want);
+        ok(
+            comm,
+            "matvec columns",
+            matvec(&self.cols, &self.x, &mut self.y),
+        );
+        self.expect(comm, &self.want);
+    }
+}
+
+/// `A` block-cyclic on rank 0 only: the ranks used to take the
+/// block-cyclic path on rank 0 and a plan elsewhere.
+fn matvec_cyclic<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let r = matvec(pick(comm, &t.cyclic, &t.rows), &t.x, &mut t.y);
+    if refused_unless_alone(comm, "matvec: block-cyclic on rank 0 only", r).is_some() {
+        t.expect(comm, &t.want);
+    }
+    t.in_step(comm);
+}
+
+/// [`matvec_cyclic`] for the transpose.
+fn matvec_transpose_cyclic<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let r = matvec_transpose(pick(comm, &t.cyclic, &t.rows), &t.x, &mut t.y);
+    if refused_unless_alone(comm, "matvec_transpose: block-cyclic on rank 0 only", r).is_some() {
+        t.expect(comm, &t.want_t);
+    }
+    t.in_step(comm);
+}
+
+/// `A` split by rows on rank 0 and by columns elsewhere: two plans that
+/// combine their results differently.
+fn matvec_plans<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let r = matvec(pick(comm, &t.rows, &t.cols), &t.x, &mut t.y);
+    if refused_unless_alone(comm, "matvec: rows on rank 0, columns elsewhere", r).is_some() {
+        t.expect(comm, &t.want);
+    }
+    t.in_step(comm);
+}
+
+/// `matvec` on rank 0, `matvec_transpose` elsewhere.
+fn matvec_operation<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let r = if comm.rank() == 0 {
+        matvec(&t.cols, &t.x, &mut t.y)
+    } else {
+        matvec_transpose(&t.cols, &t.x, &mut t.y)
+    };
+    if refused_unless_alone(comm, "matvec on rank 0, matvec_transpose elsewhere", r).is_some() {
+        t.expect(comm, &t.want);
+    }
+    t.in_step(comm);
+}
+
+/// `MatvecPlan::new` with `A` split by rows on rank 0 and by columns
+/// elsewhere.
+fn matvec_plan_new<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let a = pick(comm, &t.rows, &t.cols);
+    let r = MatvecPlan::new(a, &t.x, &t.y);
+    if let Some(mut plan) = refused_unless_alone(comm, "MatvecPlan::new: rows and columns", r) {
+        ok(comm, "apply", plan.apply(a, &t.x, &mut t.y));
+        t.expect(comm, &t.want);
+    }
+    t.in_step(comm);
+}
+
+/// [`matvec_plan_new`] for the transpose.
+fn matvec_plan_new_transpose<C: OneSidedComm>(comm: &C) {
+    let mut t = products(comm);
+    let a = pick(comm, &t.rows, &t.cols);
+    let r = MatvecPlan::new_transpose(a, &t.x, &t.y);
+    if let Some(mut plan) =
+        refused_unless_alone(comm, "MatvecPlan::new_transpose: rows and columns", r)
+    {
+        ok(comm, "apply", plan.apply(a, &t.x, &mut t.y));
+        t.expect(comm, &t.want_t);
+    }
+    t.in_step(comm);
+}
+
+/// The arrays of the transposes: `A` (`4 P x 5`) in three layouts, the
+/// output split by rows and by columns, and the expected `Aᵀ`.
+struct Transposes<C: OneSidedComm> {
+    cyclic: DistArray<f64, C, 2>,
+    rows: DistArray<f64, C, 2>,
+    out_rows: DistArray<f64, C, 2>,
+    out_cols: DistArray<f64, C, 2>,
+    want: Vec<f64>,
+}
+
+/// Collective: the [`Transposes`] fixture.
+fn transposes<C: OneSidedComm>(comm: &C) -> Transposes<C> {
+    let p = comm.size();
+    let (m, n) = (4 * p, 5);
+    let [cyclic, rows, _] = three_layouts(comm, m, n);
+    let out_rows = ok(
+        comm,
+        "out",
+        DistArray::<f64, C, 2>::new(comm.clone(), [n, m]),
+    );
+    let out_cols = ok(
+        comm,
+        "out",
+        DistArray::<f64, C, 2>::with_grid(comm.clone(), [1, p], [n, m]),
+    );
+    let want = (0..n)
+        .flat_map(|j| (0..m).map(move |i| value(i, j)))
+        .collect();
+    Transposes {
+        cyclic,
+        rows,
+        out_rows,
+        out_cols,
+        want,
+    }
+}
+
+impl<C: OneSidedComm> Transposes<C> {
+    /// `out` is `want`.
+    fn expect(&self, comm: &C, out: &DistArray<f64, C, 2>) {
+        assert_eq!(ok(comm, "to_vec", out.to_vec()), self.want);
+    }
+
+    /// Still in step: good transposes on both paths.
+    fn in_step(mut self, comm: &C) {
+        ok(
+            comm,
+            "transpose_into block-cyclic",
+            self.cyclic.transpose_into(&mut self.out_cols),
+        );
+        self.expect(comm, &self.out_cols);
+        ok(
+            comm,
+            "transpose_into",
+            self.rows.transpose_into(&mut self.out_rows),
+        );
+        self.expect(comm, &self.out_rows);
+    }
+}
+
+/// The source block-cyclic on rank 0 only: the ranks used to take the
+/// general permutation on rank 0 and a message plan elsewhere.
+fn transpose_cyclic<C: OneSidedComm>(comm: &C) {
+    let mut t = transposes(comm);
+    let r = pick(comm, &t.cyclic, &t.rows).transpose_into(&mut t.out_rows);
+    if refused_unless_alone(comm, "transpose_into: block-cyclic on rank 0 only", r).is_some() {
+        t.expect(comm, &t.out_rows);
+    }
+    t.in_step(comm);
+}
+
+/// [`transpose_cyclic`] for `transpose_add_into`.
+fn transpose_add_cyclic<C: OneSidedComm>(comm: &C) {
+    let mut t = transposes(comm);
+    let r = pick(comm, &t.cyclic, &t.rows).transpose_add_into(&mut t.out_rows, 1.0);
+    if refused_unless_alone(comm, "transpose_add_into: block-cyclic on rank 0 only", r).is_some() {
+        t.expect(comm, &t.out_rows);
+    }
+    t.in_step(comm);
+}
+
+/// The output split by rows on rank 0 and by columns elsewhere: plans
+/// whose messages do not match.
+fn transpose_outputs<C: OneSidedComm>(comm: &C) {
+    let mut t = transposes(comm);
+    let r = if comm.rank() == 0 {
+        t.rows.transpose_into(&mut t.out_rows)
+    } else {
+        t.rows.transpose_into(&mut t.out_cols)
+    };
+    if refused_unless_alone(comm, "transpose_into: rows on rank 0, columns elsewhere", r).is_some()
+    {
+        t.expect(comm, &t.out_rows);
+    }
+    t.in_step(comm);
+}
+
+/// `transpose_into` on rank 0, `transpose_add_into` elsewhere (on
+/// block-cyclic arrays they make different collective calls).
+fn transpose_operation<C: OneSidedComm>(comm: &C) {
+    let mut t = transposes(comm);
+    let r = if comm.rank() == 0 {
+        t.cyclic.transpose_into(&mut t.out_rows)
+    } else {
+        t.cyclic.transpose_add_into(&mut t.out_rows, 1.0)
+    };
+    if refused_unless_alone(comm, "transpose_into against transpose_add_into", r).is_some() {
+        t.expect(comm, &t.out_rows);
+    }
+    t.in_step(comm);
+}
+
+/// `TransposePlan::new` with the output split by rows on rank 0 and by
+/// columns elsewhere.
+fn transpose_plan_new<C: OneSidedComm>(comm: &C) {
+    let mut t = transposes(comm);
+    let r = TransposePlan::new(&t.rows, pick(comm, &t.out_rows, &t.out_cols));
+    if let Some(mut plan) = refused_unless_alone(comm, "TransposePlan::new: rows and columns", r) {
+        ok(comm, "transpose", plan.transpose(&t.rows, &mut t.out_cols));
+        ok(comm, "barrier", comm.barrier());
+        t.expect(comm, &t.out_cols);
+    }
+    t.in_step(comm);
+}
+
+/// The square `A` (`2 P x 2 P`) split by rows and by columns, and the
+/// expected `Aᵀ`.
+fn square<C: OneSidedComm>(comm: &C) -> (DistArray<f64, C, 2>, DistArray<f64, C, 2>, Vec<f64>) {
+    let n = 2 * comm.size();
+    let [_, rows, cols] = three_layouts(comm, n, n);
+    let want = (0..n)
+        .flat_map(|j| (0..n).map(move |i| value(i, j)))
+        .collect();
+    (rows, cols, want)
+}
+
+/// `permute_into` with other axes on rank 0 than elsewhere.
+fn permute_axes<C: OneSidedComm>(comm: &C) {
+    let (rows, _, want) = square(comm);
+    let mut out = ok(comm, "out", rows.similar::<f64>());
+    let axes = if comm.rank() == 0 { [1, 0] } else { [0, 1] };
+    let r = rows.permute_into(&mut out, axes);
+    if refused_unless_alone(comm, "permute_into: the axes differ", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", out.to_vec()), want);
+    }
+    ok(comm, "permute_into", rows.permute_into(&mut out, [1, 0]));
+    assert_eq!(ok(comm, "to_vec", out.to_vec()), want);
+}
+
+/// `permute_into` with the output split by rows on rank 0 and by columns
+/// elsewhere.
+fn permute_outputs<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, want) = square(comm);
+    let mut out_rows = ok(comm, "out", rows.similar::<f64>());
+    let mut out_cols = ok(comm, "out", cols.similar::<f64>());
+    let r = if comm.rank() == 0 {
+        rows.permute_into(&mut out_rows, [1, 0])
+    } else {
+        rows.permute_into(&mut out_cols, [1, 0])
+    };
+    if refused_unless_alone(comm, "permute_into: the outputs differ", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", out_rows.to_vec()), want);
+    }
+    ok(
+        comm,
+        "permute_into",
+        rows.permute_into(&mut out_cols, [1, 0]),
+    );
+    assert_eq!(ok(comm, "to_vec", out_cols.to_vec()), want);
+}
+
+/// `copy_from` between arrays partitioned alike on rank 0 (a local copy
+/// and one vote) and differently elsewhere (a vote, the pulls, a vote):
+/// the ranks used to wait for each other in different votes.
+fn copy_from_paths<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, _) = square(comm);
+    let target = ok(comm, "target", rows.similar::<f64>());
+    let want = ok(comm, "to_vec", rows.to_vec());
+    let r = target.copy_from(pick(comm, &rows, &cols));
+    if refused_unless_alone(comm, "copy_from: alike on rank 0 only", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+    }
+    // still in step: both paths
+    ok(comm, "copy_from", target.copy_from(&cols));
+    assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+    ok(comm, "copy_from", target.copy_from(&rows));
+    assert_eq!(ok(comm, "to_vec", target.to_vec()), want);
+}
+
+/// `matmul` with the output split by rows on rank 0 and by columns
+/// elsewhere: each rank used to fill its part of its own output.
+fn matmul_outputs<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, _) = square(comm);
+    let n = rows.shape()[0];
+    let want: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            (0..n).map(|l| value(i, l) * value(l, j)).sum()
+        })
+        .collect();
+    let mut c_rows = ok(comm, "c", rows.similar::<f64>());
+    let mut c_cols = ok(comm, "c", cols.similar::<f64>());
+    let r = if comm.rank() == 0 {
+        matmul(&rows, &cols, &mut c_rows)
+    } else {
+        matmul(&rows, &cols, &mut c_cols)
+    };
+    if refused_unless_alone(comm, "matmul: the outputs differ", r).is_some() {
+        assert_eq!(ok(comm, "to_vec", c_rows.to_vec()), want);
+    }
+    // still in step
+    ok(comm, "matmul", matmul(&rows, &cols, &mut c_cols));
+    assert_eq!(ok(comm, "to_vec", c_cols.to_vec()), want);
+}
