@@ -315,35 +315,43 @@ pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
     x: &DistArray<T, C, N>,
     y: &DistArray<T, C, N>,
 ) -> Result<T> {
-    check_same_partition("dot", ("x", x), ("y", y))?;
+    // the check joins the allreduce's vote: a rank whose pair differs
+    // fails every rank, none waits in an allreduce the others left
+    let checked = check_same_partition("dot", ("x", x), ("y", y));
     if x.sums_exactly() || y.sums_exactly() {
-        return exact_dot(x, y);
+        return exact_dot(x, y, checked);
     }
-    let local = x.try_with_local(|lx| {
-        if std::ptr::eq(x, y) {
-            // one array: a second view of it would be a second lock on it
-            Ok(kernels::dot(lx.as_slice(), lx.as_slice()))
-        } else {
-            y.with_local(|ly| kernels::dot(lx.as_slice(), ly.as_slice()))
-        }
+    let local = checked.and_then(|_| {
+        x.try_with_local(|lx| {
+            if std::ptr::eq(x, y) {
+                // one array: a second view of it would be a second lock on it
+                Ok(kernels::dot(lx.as_slice(), lx.as_slice()))
+            } else {
+                y.with_local(|ly| kernels::dot(lx.as_slice(), ly.as_slice()))
+            }
+        })
     });
     sum_over_ranks(x.comm(), local)
 }
 
 /// Collective: [`dot`] with [`Summation::Exact`]: every rank's products
 /// summed into an [`ExactParts`], merged in one allreduce, rounded once.
+/// `checked`: this rank's argument checks, which join the allreduce.
 fn exact_dot<T: Element, C: OneSidedComm, const N: usize>(
     x: &DistArray<T, C, N>,
     y: &DistArray<T, C, N>,
+    checked: Result<()>,
 ) -> Result<T> {
-    let local = x.try_with_local(|lx| {
-        let mut acc = ExactParts::new();
-        if std::ptr::eq(x, y) {
-            acc.add_dot(lx.as_slice(), lx.as_slice());
-        } else {
-            y.with_local(|ly| acc.add_dot(lx.as_slice(), ly.as_slice()))?;
-        }
-        Ok(acc)
+    let local = checked.and_then(|_| {
+        x.try_with_local(|lx| {
+            let mut acc = ExactParts::new();
+            if std::ptr::eq(x, y) {
+                acc.add_dot(lx.as_slice(), lx.as_slice());
+            } else {
+                y.with_local(|ly| acc.add_dot(lx.as_slice(), ly.as_slice()))?;
+            }
+            Ok(acc)
+        })
     });
     Ok(exact_sum::allreduce_parts(x.comm(), local)?.round())
 }

@@ -2,7 +2,8 @@
 //! broken contract) where the partition chooses the path: `matvec`,
 //! `matvec_transpose` and their plans, `transpose_into`,
 //! `transpose_add_into`, `TransposePlan::new`, `permute_into`,
-//! `copy_from` and `matmul`. The
+//! `copy_from` and `matmul`; and `dot`, whose partition check returned
+//! before its allreduce on the ranks that failed it. The
 //! ranks used to choose their path (block-cyclic or a plan, and the
 //! plan's messages) from their own arguments and then wait for each other
 //! in different collectives, or finish with a wrong answer. Each check
@@ -42,6 +43,7 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("mismatched_permute_outputs", permute_outputs::<C>),
         ("mismatched_copy_from", copy_from_paths::<C>),
         ("mismatched_matmul", matmul_outputs::<C>),
+        ("mismatched_dot", dot_pairs::<C>),
     ]
 }
 
@@ -455,4 +457,25 @@ fn matmul_outputs<C: OneSidedComm>(comm: &C) {
     // still in step
     ok(comm, "matmul", matmul(&rows, &cols, &mut c_cols));
     assert_eq!(ok(comm, "to_vec", c_cols.to_vec()), want);
+}
+
+/// `linalg::dot` of a pair partitioned alike on rank 0 and unlike
+/// elsewhere: the ranks whose pair differs report the partition error, and
+/// rank 0 an error too (it used to wait in the allreduce the others had
+/// left).
+fn dot_pairs<C: OneSidedComm>(comm: &C) {
+    let (rows, cols, _) = square(comm);
+    let want = ok(comm, "dot", crate::linalg::dot(&rows, &rows));
+    let r = crate::linalg::dot(&rows, pick(comm, &rows, &cols));
+    match (comm.size(), comm.rank()) {
+        (1, _) => assert_eq!(ok(comm, "dot alone", r), want),
+        (_, 0) => assert!(r.is_err(), "rank 0: dot with others' pairs unlike: {r:?}"),
+        (_, me) => assert!(
+            matches!(r, Err(Error::InvalidPartition(_))),
+            "rank {me}: dot of a pair unlike: {r:?}"
+        ),
+    }
+    // still in step
+    assert_eq!(ok(comm, "dot", crate::linalg::dot(&rows, &rows)), want);
+    ok(comm, "dot", crate::linalg::dot(&cols, &cols));
 }
