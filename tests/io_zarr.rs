@@ -434,6 +434,9 @@ fn check_index_values<T: IndexValue>(
             );
         }
     })?;
+    // to_vec reads the other ranks' parts one-sidedly: every rank's
+    // writes (a local fill) must be complete first
+    a.barrier()?;
     let all = a.to_vec()?;
     let want: Vec<T> = (0..all.len()).map(T::index_value).collect();
     assert_eq!(all, want, "{what}: to_vec");

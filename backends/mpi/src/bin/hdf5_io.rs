@@ -364,6 +364,9 @@ fn check_index_values<T: IndexValue>(a: &DistArray<T, MpiComm, 2>, what: &str) -
             l.as_slice().len()
         })
         .unwrap_or_else(|e| fail("with_local", e));
+    // to_vec reads the other ranks' parts one-sidedly: every rank's
+    // writes (a local fill) must be complete first
+    a.barrier().unwrap_or_else(|e| fail("barrier", e));
     let all = a.to_vec().unwrap_or_else(|e| fail("to_vec", e));
     let want: Vec<T> = (0..all.len()).map(T::index_value).collect();
     assert!(all == want, "{what}: to_vec differs");
