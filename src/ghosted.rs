@@ -3,9 +3,10 @@
 //! hand-written MPI stencil codes.
 //!
 //! A rank's values live in the interior of its extended box (the part grown
-//! by `width[d]` on both sides of every dimension `d`; rows of 8 cache
-//! lines or more padded to whole 64-byte lines and the part's first
-//! element on a line boundary, see [`Halo::extended_shape`], so that a
+//! by `width[d]` on both sides of every dimension `d`; rows padded to
+//! whole 64-byte lines where that costs at most an eighth of the row, and
+//! the part's first element on a line boundary, see
+//! [`Halo::extended_shape`], so that a
 //! stencil's vector loads do not straddle cache lines); the margins hold
 //! copies of the neighbours' values. [`Ghosted::update_ghosts`] moves only
 //! the ghost cells — one message per neighbour where the backend has
@@ -949,8 +950,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     }
 
     /// The shape of the extended box: the part and its ghost layers, the
-    /// last dimension (in two or more dimensions, rows of 8 cache lines or
-    /// more) padded to whole 64-byte lines past the high ghost layer
+    /// last dimension (in two or more dimensions, where that costs at most
+    /// an eighth of the row) padded to whole 64-byte lines past the high
+    /// ghost layer
     /// ([`Halo::extended_shape`]; the padding is never written by an
     /// update). Take strides from it, not from the part's shape.
     ///

@@ -465,9 +465,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Halo<T, C, N> {
 
     /// The shape of the extended box: the own part plus `width[d]` on
     /// both sides of every dimension `d`, and, in the last dimension of a
-    /// box of two or more dimensions whose rows are 8 cache lines or longer
-    /// (64 `f64`, 128 `f32`), padding after the high ghost layer up to a
-    /// whole number of 64-byte lines per row (up to 7 `f64`, 15 `f32`;
+    /// box of two or more dimensions, where it costs at most an eighth of
+    /// the row (always for rows of 8 cache lines or more: 64 `f64`, 128
+    /// `f32`), padding after the high ghost layer up to a whole number of
+    /// 64-byte lines per row (up to 7 `f64`, 15 `f32`;
     /// never written by an update, zero unless the program writes it), so
     /// that every row of the box starts at the same place in a cache line.
     /// The part's first element is on a 64-byte boundary where the
