@@ -165,7 +165,6 @@ impl<C: OneSidedComm> CountingComm<C> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One neighbour exchange sending `sends`.
     /// Counts one exchange of `messages` messages carrying `bytes` bytes.
     fn count_exchange(&self, messages: usize, bytes: usize) {
         let mut c = self.lock_counts();

@@ -1098,13 +1098,11 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
                 plan.own(&mut src, own_rows.start, lb, op)
             })?;
         }
-        // the raw rows are sent: now map them
-        let rows: Vec<usize> = raw_rows
-            .iter()
-            .flat_map(|r| r.clone())
-            .map(|r| r * acols)
-            .collect();
-        kernels::map_rows(part, &rows, acols, g);
+        // the raw rows are sent: now map them (each tile's rows are one
+        // contiguous run of the part)
+        for r in &raw_rows {
+            kernels::map_rows(part, &[r.start * acols], r.len() * acols, g);
+        }
         self.check_statuses()?;
         self.unpack(lb, op);
         Ok(())
@@ -1280,14 +1278,7 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
         );
         let dst =
             &mut lb[(t.cols.start - b_own[0].start) * bcols + (t.rows.start - b_own[1].start)..];
-        let (rows, cols) = (t.rows.len(), t.cols.len());
-        // the kernel each kind of update ran fastest with here
-        match op {
-            Op::Replace => transpose_blocked(src, acols, dst, bcols, rows, cols, |d, v| *d = v),
-            _ => with_update!(op, |f| transpose_blocked_4x4(
-                src, acols, dst, bcols, rows, cols, f
-            )),
-        }
+        transpose_tile(src, acols, dst, bcols, t.rows.len(), t.cols.len(), op);
     }
 
     /// Copies (or adds) every received tile, row by row, into this rank's
@@ -1304,19 +1295,31 @@ impl<T: Element, C: OneSidedComm> TransposePlan<T, C> {
                 // the tile as it lay in the sender's part: transposed here
                 let (rows, cols) = (t.rows.len(), t.cols.len());
                 let mut src = Plain { part: src, base: 0 };
-                let dst = &mut lb[first..];
-                match op {
-                    Op::Replace => {
-                        transpose_blocked(&mut src, cols, dst, bcols, rows, cols, |d, v| *d = v)
-                    }
-                    _ => with_update!(op, |f| transpose_blocked_4x4(
-                        &mut src, cols, dst, bcols, rows, cols, f
-                    )),
-                }
+                transpose_tile(&mut src, cols, &mut lb[first..], bcols, rows, cols, op);
             } else {
                 with_update!(op, |f| copy_rows(src, ni, &mut lb[first..], bcols, f));
             }
         }
+    }
+}
+
+/// `dst[j * ds + i] = src[i * ss + j]` (or `+=`, `+= alpha ·`, by `op`)
+/// for `i < rows`, `j < cols`: a tile transposed with the kernel each kind
+/// of update ran fastest with here.
+fn transpose_tile<T: Element>(
+    src: &mut impl TileSource<T>,
+    ss: usize,
+    dst: &mut [T],
+    ds: usize,
+    rows: usize,
+    cols: usize,
+    op: Op<T>,
+) {
+    match op {
+        Op::Replace => transpose_blocked(src, ss, dst, ds, rows, cols, |d, v| *d = v),
+        _ => with_update!(op, |f| transpose_blocked_4x4(
+            src, ss, dst, ds, rows, cols, f
+        )),
     }
 }
 
