@@ -440,10 +440,10 @@ impl CommInner {
         use std::os::raw::c_int;
         let too_big =
             || Error::InvalidArgument("exchange message of more than 2^31 - 1 bytes".into());
-        for &(r, _) in sends {
+        let ranks = sends.iter().map(|(r, _)| *r);
+        for r in ranks.chain(recvs.iter().map(|(r, _)| *r)) {
             distarray::checks::check_rank(r, self.size)?;
         }
-        distarray::checks::check_exchange(&[], recvs, self.size)?;
         let lens = sends
             .iter()
             .map(|(_, pieces)| pieces.iter().map(|p| p.len()).sum());
@@ -483,14 +483,14 @@ impl CommInner {
             pending.reqs.push(req);
         }
         for &(to, pieces) in sends {
-            let pieces: Vec<&[u8]> = pieces.iter().copied().filter(|p| !p.is_empty()).collect();
-            // one piece (or none) goes as it is; more, as one element of a
-            // type listing them, relative to the first (freed once the send
-            // is posted: MPI keeps what a pending send needs)
-            let (first, count, mut gathered) = match pieces[..] {
-                [] => (std::ptr::null(), 0, None),
-                [one] => (one.as_ptr(), one.len() as c_int, None),
-                [head, ..] => (head.as_ptr(), 1, Some(gather_type(&pieces)?)),
+            // one non-empty piece (or none) goes as it is; more, as one
+            // element of a type listing them, relative to the first (freed
+            // once the send is posted: MPI keeps what a pending send needs)
+            let mut full = pieces.iter().filter(|p| !p.is_empty());
+            let (first, count, mut gathered) = match (full.next(), full.next()) {
+                (None, _) => (std::ptr::null(), 0, None),
+                (Some(one), None) => (one.as_ptr(), one.len() as c_int, None),
+                (Some(head), Some(_)) => (head.as_ptr(), 1, Some(gather_type(pieces)?)),
             };
             // SAFETY: reading a predefined handle constant.
             let datatype = gathered.unwrap_or(unsafe { ffi::RSMPI_UINT8_T });
@@ -597,12 +597,13 @@ impl MpiExchange {
     }
 }
 
-/// A committed `MPI_Type_create_hindexed` of bytes over `pieces` (at least
-/// one, each shorter than 2^31 bytes), with displacements relative to the
-/// first piece's start: one element of it, sent from there, is the pieces
-/// one after the other. The caller frees it.
+/// A committed `MPI_Type_create_hindexed` of bytes over the non-empty
+/// `pieces` (at least one, each shorter than 2^31 bytes), with
+/// displacements relative to the first one's start: one element of it,
+/// sent from there, is the pieces one after the other. The caller frees it.
 fn gather_type(pieces: &[&[u8]]) -> Result<ffi::MPI_Datatype> {
     use std::os::raw::c_int;
+    let pieces: Vec<&[u8]> = pieces.iter().copied().filter(|p| !p.is_empty()).collect();
     let base = pieces[0].as_ptr() as isize;
     let lens: Vec<c_int> = pieces.iter().map(|p| p.len() as c_int).collect();
     let displs: Vec<ffi::MPI_Aint> = pieces
