@@ -22,12 +22,17 @@
 //! accumulators, one pass over the block per point: every load is
 //! contiguous and the compiler vectorises the block without changing the
 //! order of any value's additions. Rows that stream from memory (input and
-//! output of 16 MiB or more) are read with software prefetch. Rows in
-//! cache are bound by the loads: there `f64` stars ([`Stencil::star`], of
-//! radius up to 4, in any dimension) run an AVX-512 kernel where the CPU
-//! has it, which forms the row's own neighbours by shifting lanes between
-//! three vectors of the row instead of loading each again at an unaligned
-//! address — the same operations on every value, so the same bits.
+//! output of 16 MiB or more) are read with software prefetch. `f64` stars
+//! ([`Stencil::star`], of radius up to 4) run an AVX-512 kernel where the
+//! CPU has it, which forms the row's own neighbours by shifting lanes
+//! between three vectors of the row instead of loading each again at an
+//! unaligned address, and computes four consecutive rows at once, taking
+//! their neighbours along the dimension before the row from the vectors it
+//! already holds (register blocking: each input vector is loaded about
+//! twice instead of once per point that reads it) — in cache for stars in
+//! two or more dimensions (single rows in one), and from memory for 2-D
+//! stars. The same operations on every value in the same order, so the
+//! same bits.
 //!
 //! ```
 //! use distarray::stencil::{self, Stencil};
@@ -603,10 +608,26 @@ crate::kernels::dispatch_wide! {
         // cache the hints are pure overhead)
         let prefetch = streams(input, out);
         // a star's rows by the AVX-512 star kernel where the type and the
-        // CPU allow it: in blocks of rows sharing their loads, and single
-        // rows in cache; streaming, only 2-D stars' blocks (see
-        // `star_rows_simd`: the generic kernel is faster for the rest)
-        let star = star.filter(|&r| star_kernel_runs::<T>() && (!prefetch || offsets.len() == 1 + 4 * r));
+        // CPU allow it: in blocks of rows sharing their loads where that
+        // measured faster (below), else single rows in cache (from memory
+        // the generic kernel is faster for single rows)
+        let k = offsets.len();
+        let blocks = star.is_some_and(|r| block_rows_pay(k, r, prefetch, dot));
+        // the star kernel's preconditions, checked once for all the rows:
+        // the pattern of the offsets, every row inside the buffers
+        #[cfg(target_arch = "x86_64")]
+        let star = star.filter(|&r| {
+            star_kernel_runs::<T>()
+                && (!prefetch || blocks)
+                && star_row::star_radius(offsets) == Some(r)
+                && rows_inside(input.len(), out.len(), offsets, rows, row)
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        let star: Option<usize> = None;
+        #[cfg(target_arch = "x86_64")]
+        let pitch = star.filter(|_| blocks).and_then(|r| shared_pitch(offsets, r));
+        #[cfg(not(target_arch = "x86_64"))]
+        let pitch = None;
         let mut i = 0;
         while i < rows.len() {
             let (centre, o) = rows[i];
@@ -614,7 +635,24 @@ crate::kernels::dispatch_wide! {
                 *s = (centre as isize + off) as usize;
             }
             let done = match star {
-                Some(r) => star_rows_simd(input, starts, w, out, &rows[i..], row, accumulate, r, prefetch),
+                // SAFETY: `starts` are this row's (above), the offsets
+                // follow the star pattern of radius `r`, every row lies
+                // inside `input` and `out`, and `pitch` is `shared_pitch`
+                // of the offsets (all checked above).
+                Some(r) => unsafe {
+                    star_rows_simd(
+                        input,
+                        starts,
+                        w,
+                        out,
+                        &rows[i..],
+                        row,
+                        accumulate,
+                        r,
+                        pitch,
+                        prefetch,
+                    )
+                },
                 None => 0,
             };
             let done = if done > 0 {
@@ -655,16 +693,106 @@ fn star_kernel_runs<T: Element>() -> bool {
 /// memory, 6 like 4, 8 slower (registers run out).
 const BLOCK_ROWS: usize = 4;
 
-/// Output rows by the AVX-512 star kernel ([`star_row`]), for a stencil
-/// whose points follow the star pattern of radius `r`, where
-/// [`star_kernel_runs`]: a block of [`BLOCK_ROWS`] rows when `rows` (the
-/// plan's rows from the current one, whose starts are `starts`) begins
-/// with that many consecutive rows of a star of two or more dimensions,
-/// else one row unless `streaming`. Returns how many rows it did: 0 when
-/// the rows do not fit the kernel (nothing done).
+/// Whether blocks of [`BLOCK_ROWS`] rows sharing their loads are faster
+/// than single rows for a star of `k` points and radius `r`: measured
+/// (one core, `f64`, against the single-row kernels, same runs) faster
+/// for 2-D stars of radius 1 to 4 in cache and from memory (radius 2 from
+/// memory 0.42 against 0.55 ns per point, radius 1 0.43 against 0.48) and
+/// for the 3-D star of radius 1 in cache (0.50 against 0.56); slower for
+/// 3-D stars of larger radius (their points off the plane are not shared
+/// and the registers run out: radius 4 at 60³ 2.7 against 1.9), for 3-D
+/// stars from memory, and with the dot product (`dot`: each row's dot
+/// then reads rows the block has pushed out of the first-level cache).
+fn block_rows_pay(k: usize, r: usize, streaming: bool, dot: bool) -> bool {
+    !dot && (k == 1 + 4 * r || (!streaming && r == 1 && k == 1 + 6 * r))
+}
+
+/// Whether every row `(centre, out)` of `rows` reads and writes inside its
+/// buffers for a stencil of `offsets` and rows of `n` values: `centre + o`
+/// in `0 ..= input_len - n` for every offset `o`, `out + n <= out_len`.
+/// (The star kernel's bounds, checked once for all the rows of a call.)
+fn rows_inside(
+    input_len: usize,
+    out_len: usize,
+    offsets: &[isize],
+    rows: &[(usize, usize)],
+    n: usize,
+) -> bool {
+    let (Some(&lo), Some(&hi)) = (offsets.iter().min(), offsets.iter().max()) else {
+        return false;
+    };
+    let last = input_len.checked_sub(n);
+    rows.iter().all(|&(c, o)| {
+        let Ok(c) = isize::try_from(c) else {
+            return false;
+        };
+        let first = c.checked_add(lo).and_then(|s| usize::try_from(s).ok());
+        let end = c.checked_add(hi).and_then(|s| usize::try_from(s).ok());
+        first.is_some()
+            && end.zip(last).is_some_and(|(e, l)| e <= l)
+            && o.checked_add(n).is_some_and(|e| e <= out_len)
+    })
+}
+
+/// The pitch of the dimension before the row when a star of radius `r`
+/// (points `offsets`, [`star_row::star_radius`]'s pattern) has two or more
+/// dimensions and its `2r` points before the row's own are `q·pitch` for
+/// `q = -r, ..., -1, 1, ..., r` in that order — the points that a block of
+/// rows shares.
+#[cfg(target_arch = "x86_64")]
+fn shared_pitch(offsets: &[isize], r: usize) -> Option<usize> {
+    let k = offsets.len();
+    if k <= 4 * r {
+        return None;
+    }
+    let ri = r as isize;
+    let span = offsets[k - 2 * r - 1];
+    if span <= 0 || span % ri != 0 {
+        return None;
+    }
+    let pitch = span / ri;
+    let pattern = (-ri..0).chain(1..=ri).map(|q| q.checked_mul(pitch));
+    offsets[k - 4 * r..k - 2 * r]
+        .iter()
+        .map(|&o| Some(o))
+        .eq(pattern)
+        .then_some(pitch as usize)
+}
+
+/// When the first [`BLOCK_ROWS`] of `rows` are consecutive along the
+/// dimension before the row: centres `pitch` apart in the input, outputs
+/// `out_pitch >= n` apart (rows that do not overlap). Returns `out_pitch`.
+fn consecutive_rows(rows: &[(usize, usize)], pitch: usize, n: usize) -> Option<usize> {
+    let &[(c0, o0), (_, o1), ..] = rows else {
+        return None;
+    };
+    let out_pitch = o1.checked_sub(o0).filter(|&p| p >= n)?;
+    let at = |base: usize, b: usize, step: usize| b.checked_mul(step)?.checked_add(base);
+    (rows.len() >= BLOCK_ROWS
+        && rows[..BLOCK_ROWS]
+            .iter()
+            .enumerate()
+            .all(|(b, &(c, o))| Some(c) == at(c0, b, pitch) && Some(o) == at(o0, b, out_pitch)))
+    .then_some(out_pitch)
+}
+
+/// Output rows by the AVX-512 star kernel ([`star_row`]) of radius `r`,
+/// where [`star_kernel_runs`]: a block of [`BLOCK_ROWS`] rows when `pitch`
+/// is given and `rows` (the plan's rows from the current one, whose starts
+/// are `starts`) begins with that many consecutive rows; else one row
+/// unless `streaming`. Returns how many rows it did: 0 when the rows do not
+/// fit the kernel (nothing done).
+///
+/// # Safety
+///
+/// `starts` are `rows[0].0 + offsets[k]` for the points' offsets
+/// `offsets`, which follow [`star_row::star_radius`]'s pattern of radius
+/// `r`; every row of `rows` lies inside `input` and `out`
+/// ([`rows_inside`] with those offsets and `n`); a `pitch` given is
+/// [`shared_pitch`] of the offsets.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn star_rows_simd<T: Element>(
+unsafe fn star_rows_simd<T: Element>(
     input: &[T],
     starts: &[usize],
     w: &[T],
@@ -673,6 +801,7 @@ fn star_rows_simd<T: Element>(
     n: usize,
     accumulate: bool,
     r: usize,
+    pitch: Option<usize>,
     streaming: bool,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -687,81 +816,49 @@ fn star_rows_simd<T: Element>(
             return 0;
         };
         let k = starts.len();
-        let c = starts[0];
         let o = rows[0].1;
-        // the kernel's contract, checked here (cheap, once per block): the
-        // star pattern around the centre, every row inside the input and
-        // the output, and AVX-512F (`available` reads a cached flag)
-        let fits = star_row::available()
-            && k > 2 * r
-            && c >= r
-            && starts[k - 2 * r..]
-                .iter()
-                .copied()
-                .eq((c - r..c).chain(c + 1..=c + r))
-            && o.checked_add(n).is_some_and(|e| e <= out.len());
-        if !fits {
-            return 0;
-        }
-        let inside = |extra: usize| {
-            starts.iter().all(|&s| {
-                s.checked_add(extra)
-                    .and_then(|s| s.checked_add(n))
-                    .is_some_and(|e| e <= input.len())
-            })
-        };
-        // streaming, blocks only for 2-D stars: a 3-D one's points off the
-        // plane are not shared, and its blocks measured slower than the
-        // generic kernel from memory (7-point, 161³: 3.2 against 2.9 ms)
-        let blocks = !streaming || k == 1 + 4 * r;
-        if let Some((pitch, out_pitch)) = block_pitches(starts, rows, r, n).filter(|_| blocks) {
-            let last = BLOCK_ROWS - 1;
-            if inside(last * pitch) && o + last * out_pitch + n <= out.len() {
-                let outs: [usize; BLOCK_ROWS] = std::array::from_fn(|b| o + b * out_pitch);
-                macro_rules! block {
-                    ($(($k:literal, $r:literal)),*) => {
-                        match (k, r) {
-                            $(($k, $r) => {
-                                let s: &[usize; $k] = starts.try_into().expect("length matched");
-                                let w: &[f64; $k] = w.try_into().expect("length matched");
-                                // SAFETY: AVX-512F is available; the starts
-                                // follow the star pattern of radius `r`, the
-                                // 2r before the row's are `c + q·pitch`
-                                // (`block_pitches`); every start plus
-                                // (B - 1)·pitch + n lies inside `input`; the
-                                // output rows lie inside `out`, `out_pitch >=
-                                // n` apart (all checked above).
-                                unsafe {
-                                    if streaming {
-                                        star_row::rows::<$k, $r, BLOCK_ROWS, true>(
-                                            input, s, pitch, w, out, &outs, n, accumulate,
-                                        )
-                                    } else {
-                                        star_row::rows::<$k, $r, BLOCK_ROWS, false>(
-                                            input, s, pitch, w, out, &outs, n, accumulate,
-                                        )
-                                    }
-                                };
-                                return BLOCK_ROWS;
-                            })*
-                            _ => {}
-                        }
-                    };
-                }
-                // stars of radius 1 to 4 in 2 and 3 dimensions (1 + 2rN points)
-                block!(
-                    (5, 1),
-                    (7, 1),
-                    (9, 2),
-                    (13, 2),
-                    (13, 3),
-                    (19, 3),
-                    (17, 4),
-                    (25, 4)
-                );
+        if let Some((pitch, out_pitch)) =
+            pitch.and_then(|p| Some((p, consecutive_rows(rows, p, n)?)))
+        {
+            let outs: [usize; BLOCK_ROWS] = std::array::from_fn(|b| o + b * out_pitch);
+            macro_rules! block {
+                ($(($k:literal, $r:literal)),*) => {
+                    match (k, r) {
+                        $(($k, $r) => {
+                            let s: &[usize; $k] = starts.try_into().expect("length matched");
+                            let w: &[f64; $k] = w.try_into().expect("length matched");
+                            // SAFETY: AVX-512F is available (`star_kernel_runs`);
+                            // the starts follow the star pattern of radius
+                            // `r` and the 2r before the row's are `c +
+                            // q·pitch` (the caller's contract); rows b <
+                            // BLOCK_ROWS are rows of `rows` (consecutive:
+                            // row b's starts are the first's plus b·pitch,
+                            // its output at `outs[b]`), which all lie inside
+                            // `input` and `out` (the caller's contract), and
+                            // `out_pitch >= n`: the output rows do not
+                            // overlap.
+                            unsafe {
+                                if streaming {
+                                    star_row::rows::<$k, $r, BLOCK_ROWS, true>(
+                                        input, s, pitch, w, out, &outs, n, accumulate,
+                                    )
+                                } else {
+                                    star_row::rows::<$k, $r, BLOCK_ROWS, false>(
+                                        input, s, pitch, w, out, &outs, n, accumulate,
+                                    )
+                                }
+                            };
+                            return BLOCK_ROWS;
+                        })*
+                        _ => {}
+                    }
+                };
             }
+            // the stars of `block_rows_pay`: radius 1 to 4 in 2-D, 1 in
+            // 3-D (1 + 2rN points)
+            block!((5, 1), (9, 2), (13, 3), (17, 4), (7, 1));
         }
-        if streaming || !inside(0) {
+        if streaming {
             return 0;
         }
         macro_rules! single {
@@ -770,10 +867,10 @@ fn star_rows_simd<T: Element>(
                     $(($k, $r) => {
                         let s: &[usize; $k] = starts.try_into().expect("length matched");
                         let w: &[f64; $k] = w.try_into().expect("length matched");
-                        // SAFETY: AVX-512F is available, the starts follow
-                        // the star pattern of radius `r`, every row lies
-                        // inside `input` and the output row inside `out`
-                        // (all checked above); one row shares nothing.
+                        // SAFETY: AVX-512F is available (`star_kernel_runs`),
+                        // the starts follow the star pattern of radius `r`
+                        // and the row lies inside `input` and `out` (the
+                        // caller's contract); one row shares nothing.
                         unsafe {
                             star_row::rows::<$k, $r, 1, false>(input, s, 0, w, out, &[o], n, accumulate)
                         };
@@ -801,52 +898,11 @@ fn star_rows_simd<T: Element>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (input, starts, w, out, rows, n, accumulate, r, streaming);
+        let _ = (
+            input, starts, w, out, rows, n, accumulate, r, pitch, streaming,
+        );
         0
     }
-}
-
-/// When the first [`BLOCK_ROWS`] of `rows` can share their loads in
-/// `star_row::rows`: the star (radius `r`, points `starts` around the
-/// first row's centre `starts[0]`) has two or more dimensions, its `2r`
-/// points before the row's own are `c + q·pitch` (`q = -r, ..., -1, 1, ...,
-/// r`), and the rows are consecutive along that dimension — centres
-/// `pitch` apart in the input, outputs `out_pitch >= n` apart (rows that
-/// do not overlap). Returns `(pitch, out_pitch)`.
-fn block_pitches(
-    starts: &[usize],
-    rows: &[(usize, usize)],
-    r: usize,
-    n: usize,
-) -> Option<(usize, usize)> {
-    let k = starts.len();
-    if k <= 4 * r || rows.len() < BLOCK_ROWS {
-        return None;
-    }
-    let c = starts[0];
-    let span = starts[k - 2 * r - 1].checked_sub(c)?;
-    if span == 0 || span % r != 0 {
-        return None;
-    }
-    let pitch = span / r;
-    let shared = &starts[k - 4 * r..k - 2 * r];
-    let pattern = (1..=r)
-        .rev()
-        .map(|q| c.checked_sub(q * pitch))
-        .chain((1..=r).map(|q| c.checked_add(q * pitch)));
-    if !shared.iter().map(|&s| Some(s)).eq(pattern) {
-        return None;
-    }
-    let (c0, o0) = rows[0];
-    let out_pitch = rows[1].1.checked_sub(o0)?;
-    if out_pitch < n {
-        return None;
-    }
-    let consecutive = rows[..BLOCK_ROWS].iter().enumerate().all(|(b, &(cb, ob))| {
-        Some(cb) == b.checked_mul(pitch).and_then(|x| x.checked_add(c0))
-            && Some(ob) == b.checked_mul(out_pitch).and_then(|x| x.checked_add(o0))
-    });
-    consecutive.then_some((pitch, out_pitch))
 }
 
 /// One output row: `out[j] (+)= Σ_k w[k] · input[starts[k] + j]`.
@@ -1174,25 +1230,38 @@ mod tests {
     /// Blocks of rows form only from consecutive rows of a star whose
     /// points before the row's own are the rows above and below in order.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn blocks_form_only_from_consecutive_rows_of_the_star_pattern() {
-        // a 2-D radius-1 star, pitch 10: centre, c - 10, c + 10, c - 1, c + 1
-        let starts = [55, 45, 65, 54, 56];
+        // 2-D stars of pitch 10: radius 1 (centre, -10, 10, -1, 1) and 2
+        assert_eq!(shared_pitch(&[0, -10, 10, -1, 1], 1), Some(10));
+        assert_eq!(
+            shared_pitch(&[0, -20, -10, 10, 20, -2, -1, 1, 2], 2),
+            Some(10)
+        );
+        // the rows above and below in another order, a 1-D star, a 3-D
+        // star (the plane's rows, pitch 10, come before the row's own)
+        assert_eq!(shared_pitch(&[0, 10, -10, -1, 1], 1), None);
+        assert_eq!(shared_pitch(&[0, -10, -20, 10, 20, -2, -1, 1, 2], 2), None);
+        assert_eq!(shared_pitch(&[0, -1, 1], 1), None);
+        assert_eq!(shared_pitch(&[0, -100, 100, -10, 10, -1, 1], 1), Some(10));
+        // rows of 8 outputs: centres 10 apart, outputs 8 apart
         let rows: Vec<(usize, usize)> = (0..5).map(|b| (55 + 10 * b, 3 + 8 * b)).collect();
-        assert_eq!(block_pitches(&starts, &rows, 1, 8), Some((10, 8)));
-        // too few rows, rows that overlap in the output, a gap between
-        // rows (the next plane of a 3-D region), the rows above and below
-        // in the other order, a 1-D star
-        assert_eq!(block_pitches(&starts, &rows[..3], 1, 8), None);
-        assert_eq!(block_pitches(&starts, &rows, 1, 9), None);
+        assert_eq!(consecutive_rows(&rows, 10, 8), Some(8));
+        // too few rows, rows that would overlap in the output, a gap
+        // between rows (the next plane of a 3-D region), another pitch
+        assert_eq!(consecutive_rows(&rows[..3], 10, 8), None);
+        assert_eq!(consecutive_rows(&rows, 10, 9), None);
         let mut gap = rows.clone();
         gap[3].0 += 10;
-        assert_eq!(block_pitches(&starts, &gap, 1, 8), None);
-        assert_eq!(block_pitches(&[55, 65, 45, 54, 56], &rows, 1, 8), None);
-        let radius2 = [55, 35, 45, 65, 75, 53, 54, 56, 57];
-        assert_eq!(block_pitches(&radius2, &rows, 2, 8), Some((10, 8)));
-        let swapped2 = [55, 45, 35, 65, 75, 53, 54, 56, 57];
-        assert_eq!(block_pitches(&swapped2, &rows, 2, 8), None);
-        assert_eq!(block_pitches(&[55, 54, 56], &rows, 1, 8), None);
+        assert_eq!(consecutive_rows(&gap, 10, 8), None);
+        assert_eq!(consecutive_rows(&rows, 11, 8), None);
+        // the rows' bounds, checked once: inside, one reading past the end,
+        // one reading before the start, an output past the end
+        let offsets = [0, -10, 10, -1, 1];
+        assert!(rows_inside(200, 100, &offsets, &rows, 8));
+        assert!(!rows_inside(100, 100, &offsets, &rows, 8));
+        assert!(!rows_inside(200, 100, &offsets, &[(5, 0)], 8));
+        assert!(!rows_inside(200, 42, &offsets, &rows, 8));
         // the same points as a star in another order: the same bits, by
         // single rows
         let shape = [12, 40];
