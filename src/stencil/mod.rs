@@ -503,8 +503,13 @@ fn apply_then_map_passes<T: Element, const N: usize>(
                 st, input, shape, region, out, out_shape, out_start, accumulate, false,
             )?;
             let mut rows = Vec::new();
-            for k in interior[0].clone() {
-                for_rows_of(shape, &interior, k, |at, _| rows.push(at));
+            if N == 1 {
+                // one dimension: the box is one row, mapped once
+                rows.push(interior[0].start);
+            } else {
+                for k in interior[0].clone() {
+                    for_rows_of(shape, &interior, k, |at, _| rows.push(at));
+                }
             }
             kernels::map_rows(input, &rows, interior[N - 1].len(), &f);
             return Ok(());
@@ -551,6 +556,7 @@ fn apply_then_map_passes<T: Element, const N: usize>(
 
 /// Calls `f(offset, len)` for every row (last dimension) of slab `k` (first
 /// dimension) of the box `b` in an array of `shape`, in row-major order.
+/// In one dimension slab `k` is the single value `k` (`f(k, 1)`).
 fn for_rows_of<const N: usize>(
     shape: [usize; N],
     b: &[Range<usize>; N],
@@ -562,7 +568,7 @@ fn for_rows_of<const N: usize>(
     }
     let len = b[N - 1].len();
     if N == 1 {
-        f(b[0].start, len);
+        f(k, 1);
         return;
     }
     let mut at: [usize; N] = std::array::from_fn(|d| b[d].start);
@@ -635,10 +641,11 @@ crate::kernels::dispatch_wide! {
                 *s = (centre as isize + off) as usize;
             }
             let done = match star {
-                // SAFETY: `starts` are this row's (above), the offsets
-                // follow the star pattern of radius `r`, every row lies
-                // inside `input` and `out`, and `pitch` is `shared_pitch`
-                // of the offsets (all checked above).
+                // SAFETY: `star_kernel_runs::<T>()` holds, `starts` are
+                // this row's (above), the offsets follow the star pattern
+                // of radius `r`, every row lies inside `input` and `out`,
+                // and `pitch` is `shared_pitch` of the offsets (all checked
+                // above).
                 Some(r) => unsafe {
                     star_rows_simd(
                         input,
@@ -785,7 +792,8 @@ fn consecutive_rows(rows: &[(usize, usize)], pitch: usize, n: usize) -> Option<u
 ///
 /// # Safety
 ///
-/// `starts` are `rows[0].0 + offsets[k]` for the points' offsets
+/// [`star_kernel_runs`]`::<T>()` holds (`T` is `f64`, the CPU has
+/// AVX-512F); `starts` are `rows[0].0 + offsets[k]` for the points' offsets
 /// `offsets`, which follow [`star_row::star_radius`]'s pattern of radius
 /// `r`; every row of `rows` lies inside `input` and `out`
 /// ([`rows_inside`] with those offsets and `n`); a `pitch` given is
@@ -1369,10 +1377,15 @@ mod tests {
             let got_out = want_out.clone();
             let mut want_in = input.clone();
             apply(st, &input, shape, region.clone(), &mut want_out, true).unwrap();
-            for k in interior[0].clone() {
-                for_rows_of(shape, &interior, k, |at, len| {
-                    want_in[at..at + len].iter_mut().for_each(|v| *v = f(*v))
-                });
+            // every point of the box to map, once (not through
+            // `for_rows_of`: the reference must not share the code under
+            // test)
+            let ishape = interior.clone().map(|r| r.len());
+            for k in 0..ishape.iter().product() {
+                let rel = multi_index(&ishape, k);
+                let at =
+                    linear_offset(&shape, &std::array::from_fn(|d| interior[d].start + rel[d]));
+                want_in[at] = f(want_in[at]);
             }
             for one_pass in [true, false] {
                 let mut got_in = input.clone();

@@ -1,10 +1,11 @@
-//! One output row of a **star** stencil with AVX-512, for `f64`: the
-//! centre row's neighbours `-R..=R` are formed from three vectors of that
-//! row by lane shifts (`valignq`) instead of being loaded again at
-//! unaligned addresses (each such 64-byte load spans two cache lines).
-//! Used for cache-resident inputs, where the kernel is bound by its loads;
-//! the same operations in the same order as the generic kernel, so the
-//! same bits (see the [module docs](super)).
+//! Output rows of a **star** stencil with AVX-512, for `f64`, one row or
+//! a block of rows at a time: the centre row's neighbours `-R..=R` are
+//! formed from three vectors of that row by lane shifts (`valignq`)
+//! instead of being loaded again at unaligned addresses (each such 64-byte
+//! load spans two cache lines), and a block's rows take their neighbours
+//! along the dimension before the row from the vectors the block already
+//! holds. The same operations in the same order as the generic kernel, so
+//! the same bits (see the [module docs](super)).
 
 use std::arch::x86_64::*;
 
@@ -34,7 +35,7 @@ const MAX_R: usize = 7;
 /// `f64` lanes per vector.
 const L: usize = 8;
 
-/// Whether this CPU runs [`row`].
+/// Whether this CPU runs [`rows`].
 /// (Unit tests can force the baseline paths, this one included.)
 pub(super) fn available() -> bool {
     !crate::kernels::force_baseline() && std::arch::is_x86_feature_detected!("avx512f")
@@ -117,10 +118,10 @@ const PREFETCH_BYTES: usize = 2048;
 /// The CPU has AVX-512F; `starts` and `w` follow the star pattern of
 /// [`star_radius`] with radius `R` (`starts[0]` the centre `c`, the last
 /// `2R` starts `c - R, ..., c - 1, c + 1, ..., c + R`); when `B > 1`, the
-/// `2R` starts before those are `c + q·pitch` for `q = -R, ..., -1, 1, ...,
-/// R` in that order; every start `s` has `s + (B - 1)·pitch + n <=
-/// input.len()`; every `outs[b] + n <= out.len()` and the output rows do not
-/// overlap (`outs[b] + n <= outs[b + 1]`).
+/// `2R` starts before those are `c + q·pitch` (exact, not wrapping) for
+/// `q = -R, ..., -1, 1, ..., R` in that order; every start `s` has `s + (B -
+/// 1)·pitch + n <= input.len()`; every `outs[b] + n <= out.len()` and the
+/// output rows do not overlap (`outs[b] + n <= outs[b + 1]`).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn rows<const K: usize, const R: usize, const B: usize, const PREFETCH: bool>(
@@ -145,7 +146,11 @@ pub(super) unsafe fn rows<const K: usize, const R: usize, const B: usize, const 
     let base = input.as_ptr();
     // the centre row of output row b
     let centre: [*const f64; B] = std::array::from_fn(|b| base.wrapping_add(c + b * pitch));
-    let o: [*mut f64; B] = std::array::from_fn(|b| out.as_mut_ptr().wrapping_add(outs[b]));
+    // one pointer from `out`, the rows' derived from it (a fresh
+    // `as_mut_ptr` per row would retag `out` and, under Stacked Borrows,
+    // invalidate the pointers taken before)
+    let out_base = out.as_mut_ptr();
+    let o: [*mut f64; B] = std::array::from_fn(|b| out_base.wrapping_add(outs[b]));
     // the rows that enter the window with this block (prefetched)
     let lead = starts.iter().copied().max().unwrap_or(c);
     let leads: [*const f64; B] = std::array::from_fn(|b| base.wrapping_add(lead + b * pitch));
@@ -257,6 +262,10 @@ pub(super) unsafe fn rows<const K: usize, const R: usize, const B: usize, const 
             let mut below = [_mm512_setzero_pd(); R];
             if B > 1 {
                 for i in 0..R {
+                    // above[i] starts at `starts[K - 4R + i]` (c - (R -
+                    // i)·pitch), below[i] at `starts[K - 3R + i] + (B -
+                    // 1)·pitch` (c + (i + 1)·pitch + (B - 1)·pitch): the
+                    // shared points' pattern of the contract
                     above[i] = load_row!(c - (R - i) * pitch, lo, mask);
                     below[i] = load_row!(c + (B + i) * pitch, lo, mask);
                 }
