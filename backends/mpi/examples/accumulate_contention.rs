@@ -63,16 +63,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 ///
 /// The caller holds a passive-target epoch on rank 0 of `win` (a lock or
 /// lock_all) and keeps `src` unchanged until the epoch is flushed or closed.
-unsafe fn acc(win: ffi::MPI_Win, src: &[f64]) {
-    // SAFETY: `src` holds `src.len()` f64 (rank 0's part holds as many, the
-    // window's displacement unit is one element); the epoch is the caller's.
+unsafe fn acc(win: ffi::MPI_Win, disp: ffi::MPI_Aint, src: &[f64]) {
+    // SAFETY: `src` holds `src.len()` f64 (rank 0's part holds as many from
+    // `disp`, its first element; the window's displacement unit is one
+    // element); the epoch is the caller's.
     unsafe {
         check(ffi::MPI_Accumulate(
             src.as_ptr().cast::<c_void>(),
             src.len() as c_int,
             f64::equivalent_datatype().as_raw(),
             0,
-            0,
+            disp,
             src.len() as c_int,
             f64::equivalent_datatype().as_raw(),
             SystemOperation::sum().as_raw(),
@@ -91,6 +92,8 @@ fn trial(
 ) -> distarray::Result<f64> {
     let ones = vec![1.0f64; blk.len()];
     let win = a.window().backend().raw();
+    // rank 0's first element in the raw window
+    let disp = a.window().backend().displacement(0, 0);
     comm.barrier()?;
     let t = Instant::now();
     match variant {
@@ -119,7 +122,7 @@ fn trial(
                 // reused.
                 unsafe {
                     check(ffi::MPI_Win_lock(kind, 0, 0, win));
-                    acc(win, &ones);
+                    acc(win, disp, &ones);
                     check(ffi::MPI_Win_unlock(0, win));
                 }
             }
@@ -130,7 +133,7 @@ fn trial(
             unsafe {
                 check(ffi::MPI_Win_lock_all(0, win));
                 for _ in 0..iters {
-                    acc(win, &ones);
+                    acc(win, disp, &ones);
                     check(ffi::MPI_Win_flush(0, win));
                 }
                 check(ffi::MPI_Win_unlock_all(win));

@@ -124,11 +124,12 @@ fn raw_elem_put(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, n: usize)
 }
 
 /// Raw lock + one MPI_Get of `buf.len()` f64 + unlock; seconds.
-fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
+fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, disp: ffi::MPI_Aint, buf: &mut [f64]) -> f64 {
     let dt = f64::equivalent_datatype().as_raw();
     let t = Instant::now();
     // SAFETY: valid window and rank; the target's part holds `buf.len()`
-    // elements from displacement 0; the unlock completes the get.
+    // elements from displacement `disp` (its first element); the unlock
+    // completes the get.
     unsafe {
         check(ffi::MPI_Win_lock(
             ffi::MPI_LOCK_SHARED as c_int,
@@ -141,7 +142,7 @@ fn raw_bulk_get(win: ffi::MPI_Win, target: c_int, buf: &mut [f64]) -> f64 {
             buf.len() as c_int,
             dt,
             target,
-            0,
+            disp,
             buf.len() as c_int,
             dt,
             win,
@@ -175,13 +176,15 @@ fn main() -> distarray::Result<()> {
     let a = DistArray::<f64, _, 1>::from_fn(comm.clone(), [per * p], |[i]| i as f64)?;
     let idx = per * target + 17; // owned by `target`, local offset 17
     let win = a.window().backend().raw();
+    // local offset 17 of `target`'s part in the raw window
+    let d17 = a.window().backend().displacement(target, 17);
     let mut elem = Vec::new();
     if me == 0 {
         // warm-up
         for _ in 0..10_000 {
             black_box(a.get([idx])?);
         }
-        raw_elem_get(win, target as c_int, 17, 10_000, false);
+        raw_elem_get(win, target as c_int, d17, 10_000, false);
         let (mut da, mut tr, mut fast, mut rw, mut rwf) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut set_da, mut set_fast, mut set_rw, mut checks) = (vec![], vec![], vec![], vec![]);
         for _ in 0..TRIALS {
@@ -209,15 +212,15 @@ fn main() -> distarray::Result<()> {
             }
             fast.push(t.elapsed().as_secs_f64() / elem_iters as f64);
 
-            rw.push(raw_elem_get(win, target as c_int, 17, elem_iters, false));
-            rwf.push(raw_elem_get(win, target as c_int, 17, elem_iters, true));
+            rw.push(raw_elem_get(win, target as c_int, d17, elem_iters, false));
+            rwf.push(raw_elem_get(win, target as c_int, d17, elem_iters, true));
 
             let t = Instant::now();
             for i in 0..elem_iters / 4 {
                 a.set(black_box([idx]), i as f64)?;
             }
             set_da.push(t.elapsed().as_secs_f64() / (elem_iters / 4) as f64);
-            set_rw.push(raw_elem_put(win, target as c_int, 17, elem_iters / 4));
+            set_rw.push(raw_elem_put(win, target as c_int, d17, elem_iters / 4));
             let t = Instant::now();
             for i in 0..elem_iters / 4 {
                 w.put_locked(target, LockKind::Exclusive, 17, &[i as f64])?;
@@ -302,9 +305,10 @@ fn main() -> distarray::Result<()> {
     let mut bulk = Vec::new();
     if me == 0 {
         let win = b.window().backend().raw();
+        let disp = b.window().backend().displacement(target, 0);
         let mut buf = vec![0.0f64; n];
         // warm-up (also faults the pages of `buf` in)
-        raw_bulk_get(win, target as c_int, &mut buf);
+        raw_bulk_get(win, target as c_int, disp, &mut buf);
         let (mut da, mut blk, mut rw) = (vec![], vec![], vec![]);
         let block = Block::full(b.shape()); // all of it lives on `target`
         for _ in 0..BULK_TRIALS {
@@ -313,7 +317,7 @@ fn main() -> distarray::Result<()> {
             da.push(t.elapsed().as_secs_f64());
             assert_eq!(buf[n - 1], (n - 1) as f64);
             buf[n - 1] = 0.0;
-            rw.push(raw_bulk_get(win, target as c_int, &mut buf));
+            rw.push(raw_bulk_get(win, target as c_int, disp, &mut buf));
             assert_eq!(buf[n - 1], (n - 1) as f64);
             buf[n - 1] = 0.0;
             let t = Instant::now();

@@ -52,6 +52,7 @@ fn main() -> distarray::Result<()> {
     let block = Block::new([rows.clone(), 0..w]);
     let raw = RawWindow {
         win: a.window().backend().raw(),
+        first: a.window().backend().displacement(1, 0),
     };
     let mut buf = vec![0.0f64; nrows * w];
     let (mut ours, mut vector, mut per_row) = (Vec::new(), Vec::new(), Vec::new());
@@ -91,6 +92,8 @@ fn main() -> distarray::Result<()> {
 /// would use its window).
 struct RawWindow {
     win: ffi::MPI_Win,
+    /// Rank 1's first element in the raw window.
+    first: ffi::MPI_Aint,
 }
 
 impl RawWindow {
@@ -112,7 +115,7 @@ impl RawWindow {
                 (rows * w) as c_int,
                 dt,
                 1,
-                0,
+                self.first,
                 1,
                 ty,
                 self.win,
@@ -136,7 +139,7 @@ impl RawWindow {
                     w as c_int,
                     dt,
                     1,
-                    (r * n) as ffi::MPI_Aint,
+                    self.first + (r * n) as ffi::MPI_Aint,
                     w as c_int,
                     dt,
                     self.win,

@@ -238,6 +238,17 @@ impl CommInner {
         Ok(())
     }
 
+    /// Collective: `MPI_Allgather` of one word per rank, for callers that
+    /// already hold [`CommInner::collective`] (but not [`serial`]). Like a
+    /// barrier, no rank returns before every rank has called it.
+    pub(crate) fn allgather_word_locked(&self, word: u64) -> Result<Vec<u64>> {
+        raw::ensure_live()?;
+        let mut all = vec![0u64; self.size];
+        let _serial = raw::enter()?;
+        self.comm().all_gather_into(&word, &mut all[..]);
+        Ok(all)
+    }
+
     /// Collective: `MPI_Allgather` of the byte counts, then
     /// `MPI_Allgatherv` of the bytes.
     pub(crate) fn allgather<T: Element>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {

@@ -1,6 +1,15 @@
 //! [`MpiWindow`]: the [`RawWindow`] primitives on an MPI window from
 //! `MPI_Win_allocate`.
 //!
+//! Each rank's part starts on a 64-byte line where its element size allows
+//! (Open MPI 4 places window memory 8 bytes past a line, which left every
+//! vector load and store of a local kernel straddling lines): the window
+//! allocates a line more and moves the part's start to the line; the ranks
+//! exchange these offsets when the window is created (in the collective
+//! that already ended creation), and every RMA call adds the target's
+//! ([`MpiWindow::displacement`], which applications calling MPI on
+//! [`MpiWindow::raw`] use too).
+//!
 //! This file only maps primitives to MPI calls: every operation reaches it
 //! after the checked [`distarray::Window`] approved it (rank, bounds,
 //! epoch, views), so misuse returns the same [`Error`] as on every other
@@ -91,10 +100,15 @@ use vector::{datatypes_enabled, vector_runs, TypeCache, VectorRun};
 pub struct MpiWindow<T: Element> {
     comm: Arc<CommInner>,
     win: ffi::MPI_Win,
-    /// Start of this rank's part (`local_len` elements), from
-    /// `MPI_Win_allocate`; dangling (never dereferenced) when the part is
-    /// empty.
+    /// Start of this rank's part (`local_len` elements), inside the memory
+    /// of `MPI_Win_allocate`, on a 64-byte line where the element size
+    /// allows (see [`line_pad`]); dangling (never dereferenced) when the
+    /// part is empty.
     base: NonNull<T>,
+    /// Every rank's part starts this many elements into its window memory:
+    /// the displacement of its first element (`pads[target] + offset` in
+    /// every RMA call).
+    pads: Vec<usize>,
     datatype: ffi::MPI_Datatype,
     /// Length of this rank's part, in elements.
     local_len: usize,
@@ -135,6 +149,20 @@ fn rank_c(target: usize) -> c_int {
     target as c_int
 }
 
+/// The line size that parts start on where the element size allows.
+const LINE: usize = 64;
+
+/// The elements to skip from `addr` (an allocation of `elem`-byte elements)
+/// to the next 64-byte line: 0 when `addr` is on a line, or when no whole
+/// number of elements reaches one (an element size that does not divide 64,
+/// or an address not a multiple of it).
+fn line_pad(addr: usize, elem: usize) -> usize {
+    if elem == 0 || !LINE.is_multiple_of(elem) || !addr.is_multiple_of(elem) {
+        return 0;
+    }
+    (LINE - addr % LINE) % LINE / elem
+}
+
 impl<T: Element> MpiWindow<T> {
     /// Collective: `MPI_Win_allocate` of `lens[rank]` elements on every
     /// rank, zero-filled, with `MPI_ERRORS_RETURN`, then a barrier (no rank
@@ -146,8 +174,10 @@ impl<T: Element> MpiWindow<T> {
         raw::ensure_live()?;
         let local_len = lens[comm.rank()];
         let elem = std::mem::size_of::<T>();
+        // a part of elements plus room to move its start onto a line
         let bytes = local_len
             .checked_mul(elem)
+            .and_then(|b| b.checked_add(if local_len > 0 { LINE } else { 0 }))
             .and_then(|b| ffi::MPI_Aint::try_from(b).ok())
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("window of {local_len} elements is too large"))
@@ -175,6 +205,7 @@ impl<T: Element> MpiWindow<T> {
             base: NonNull::dangling(),
             datatype: raw::datatype(T::KIND),
             local_len,
+            pads: Vec::new(),
             all_locked: AtomicBool::new(false),
             held: HeldLocks::new(size),
             types: TypeCache::default(),
@@ -190,32 +221,65 @@ impl<T: Element> MpiWindow<T> {
             // freed at MPI_Finalize if its handle is still alive then
             lifetime::register_window(w.win, w.held.clone());
         }
+        let mut pad = 0;
         if local_len > 0 {
-            w.base = NonNull::new(base).ok_or_else(|| {
+            let allocated = NonNull::new(base).ok_or_else(|| {
                 Error::Backend("MPI_Win_allocate returned a null base pointer".into())
             })?;
+            pad = line_pad(allocated.as_ptr() as usize, elem);
+            // SAFETY: `pad * elem < LINE` bytes, and the allocation holds
+            // `local_len * elem + LINE` bytes: the part stays inside it.
+            w.base = unsafe { allocated.add(pad) };
             let me = rank_c(w.comm.rank());
             let _serial = raw::enter()?;
             // SAFETY: valid window and own rank; an exclusive lock on our own
             // part while we zero it (nobody else can access the window yet).
             let rc = unsafe { ffi::MPI_Win_lock(ffi::MPI_LOCK_EXCLUSIVE as c_int, me, 0, w.win) };
             check(rc, "MPI_Win_lock")?;
-            // SAFETY: `base` points to `local_len * size_of::<T>()` bytes
-            // that MPI_Win_allocate allocated for this rank and that no one
-            // else accesses yet; all-zero bytes are a valid `T` (Pod).
+            // SAFETY: `w.base` points to `local_len * size_of::<T>()` bytes
+            // inside the memory MPI_Win_allocate allocated for this rank
+            // (above), which no one else accesses yet; all-zero bytes are a
+            // valid `T` (Pod).
             unsafe { std::ptr::write_bytes(w.base.as_ptr(), 0, local_len) };
             // SAFETY: we hold the lock taken above.
             check(unsafe { ffi::MPI_Win_unlock(me, w.win) }, "MPI_Win_unlock")?;
         }
-        w.comm.barrier_locked()?;
+        // every rank's pad, which also keeps every rank from accessing the
+        // window before all have zeroed their parts (as a barrier)
+        w.pads = w
+            .comm
+            .allgather_word_locked(pad as u64)?
+            .into_iter()
+            .map(|p| p as usize)
+            .collect();
         Ok(w)
     }
 
     /// The raw MPI window handle, for the application's own MPI calls. Do
-    /// not free it, and keep the epoch rules: calls that bypass this type
-    /// also bypass its checks.
+    /// not free it, keep the epoch rules (calls that bypass this type also
+    /// bypass its checks), and address elements through
+    /// [`Self::displacement`]: a part does not start at displacement 0.
     pub fn raw(&self) -> ffi::MPI_Win {
         self.win
+    }
+
+    /// The displacement, in the raw window ([`Self::raw`]; in elements, the
+    /// window's displacement unit), of element `offset` of `target`'s part:
+    /// each rank's part starts a few elements into its window memory, on a
+    /// 64-byte line where the element size allows (Open MPI places window
+    /// memory 8 bytes past a line). Application calls on the raw window
+    /// address elements through this.
+    ///
+    /// # Panics
+    ///
+    /// If `target` is not a rank of the window's communicator.
+    pub fn displacement(&self, target: usize, offset: usize) -> ffi::MPI_Aint {
+        self.disp(target, offset)
+    }
+
+    /// [`Self::displacement`] (ranks and offsets validated by the callers).
+    fn disp(&self, target: usize, offset: usize) -> ffi::MPI_Aint {
+        (self.pads[target] + offset) as ffi::MPI_Aint
     }
 
     fn me(&self) -> usize {
@@ -354,7 +418,7 @@ impl<T: Element> MpiWindow<T> {
     ) -> Result<()> {
         let (ptr, n) = (dst.as_mut_ptr().cast::<c_void>(), dst.len() as c_int);
         let (dt, win, from) = (self.datatype, self.win, rank_c(target));
-        let (disp, (tn, tdt)) = (offset as ffi::MPI_Aint, layout);
+        let (disp, (tn, tdt)) = (self.disp(target, offset), layout);
         // SAFETY (both calls): `dst` is a valid, exclusively borrowed buffer
         // of `n` elements of `dt`; `layout` covers `n` elements of `dt` in
         // `target`'s part (bounds checked by the caller); we are in an
@@ -432,7 +496,7 @@ impl<T: Element> MpiWindow<T> {
     ) -> Result<()> {
         let (ptr, n) = (src.as_ptr().cast::<c_void>(), src.len() as c_int);
         let (dt, win, to) = (self.datatype, self.win, rank_c(target));
-        let (disp, (tn, tdt)) = (offset as ffi::MPI_Aint, layout);
+        let (disp, (tn, tdt)) = (self.disp(target, offset), layout);
         let call = match (op.is_some(), reqs.is_some()) {
             (false, false) => "MPI_Put",
             (true, false) => "MPI_Accumulate",
@@ -824,5 +888,29 @@ impl<T: Element> Drop for MpiWindow<T> {
         if let Err(e) = check(rc, "MPI_Win_free") {
             eprintln!("distarray-mpi: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod line_pad_tests {
+    use super::line_pad;
+
+    /// Parts move to the next 64-byte line by whole elements where they
+    /// can (Open MPI's window memory starts 8 bytes past a line), and stay
+    /// where they are otherwise.
+    #[test]
+    fn parts_move_to_the_next_line_by_whole_elements() {
+        assert_eq!(line_pad(4096 + 8, 8), 7);
+        assert_eq!(line_pad(4096, 8), 0);
+        assert_eq!(line_pad(4096 + 8, 4), 14);
+        assert_eq!(line_pad(4096 + 8, 1), 56);
+        assert_eq!(line_pad(4096 + 56, 8), 1);
+        // 16-byte elements from 8 past a line never reach one; 24-byte
+        // elements do not divide a line; an address off the element size
+        assert_eq!(line_pad(4096 + 8, 16), 0);
+        assert_eq!(line_pad(4096 + 16, 16), 3);
+        assert_eq!(line_pad(4096 + 8, 24), 0);
+        assert_eq!(line_pad(4096 + 4, 8), 0);
+        assert_eq!(line_pad(4096 + 8, 0), 0);
     }
 }
