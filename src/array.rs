@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
-use crate::collective::{agree_fingerprints, fingerprint};
+use crate::collective::{agree_fingerprints, allreduce_vote_keyed, fingerprint, vote_keyed_as};
 use crate::comm::{AccumulateOp, Element, LockKind, OneSidedComm, WindowOf};
 use crate::epoch::{vote, Epoch};
 use crate::error::{Error, Result};
-use crate::exact_sum::Summation;
+use crate::exact_sum::{Modes, Summation};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 
 /// An N-dimensional array of `T` distributed over the ranks of `C`.
@@ -409,7 +409,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     }
 
     /// This array with floating-point reductions in `mode` (builder form of
-    /// [`set_summation`](Self::set_summation)).
+    /// [`set_summation`](Self::set_summation); local). Every rank must use
+    /// the same mode: a reduction of an array whose mode differs between
+    /// ranks is an [`Error::InvalidArgument`] on every rank
+    /// ([`Summation`]).
     ///
     /// ```
     /// use distarray::{threaded, DistArray, Summation};
@@ -431,11 +434,13 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
         self
     }
 
-    /// Sets how this array's floating-point reductions add (local; use the
-    /// same mode on every rank). [`Summation::Ordered`] by default;
-    /// [`Summation::Exact`] gives the same bits for any rank count,
-    /// partition and backend. Arrays made with [`similar`](Self::similar)
-    /// inherit it.
+    /// Sets how this array's floating-point reductions add (local; set the
+    /// same mode on every rank: the reductions that read it agree it
+    /// between the ranks, and a mode that differs is an
+    /// [`Error::InvalidArgument`] on every rank, see [`Summation`]).
+    /// [`Summation::Ordered`] by default; [`Summation::Exact`] gives the
+    /// same bits for any rank count, partition and backend. Arrays made
+    /// with [`similar`](Self::similar) inherit it.
     pub fn set_summation(&mut self, mode: Summation) {
         self.summation = mode;
     }
@@ -454,14 +459,26 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
 
     /// Collective: the exact sum of the elements (every rank's part into an
     /// [`ExactParts`](crate::exact_sum::ExactParts), merged in one
-    /// allreduce).
-    fn exact_sum(&self) -> Result<T> {
+    /// allreduce), after a vote of a `P` that agrees `key` (`differs()` on
+    /// every rank if it differs between ranks): the collective that the
+    /// ordered path reduces its `P` in.
+    fn exact_sum<P: bytemuck::Pod>(&self, key: u32, differs: impl FnOnce() -> Error) -> Result<T> {
         let local = self.with_local(|l| {
             let mut acc = crate::exact_sum::ExactParts::new();
             acc.add_slice(l.as_slice());
             acc
         });
-        Ok(crate::exact_sum::allreduce_parts(&self.comm, local)?.round::<T>())
+        let local = vote_keyed_as::<P, _, _>(&self.comm, local, key, differs)?;
+        Ok(crate::exact_sum::allreduce_parts(&self.comm, Ok(local))?.round::<T>())
+    }
+
+    /// The summation mode of this array, as the one operand of `operation`
+    /// (for the vote that agrees it between the ranks).
+    pub(crate) fn modes<'a>(&self, operation: &'a str) -> Modes<'a, 1> {
+        Modes {
+            operation,
+            operands: [("the array", self.summation)],
+        }
     }
 
     /// Collective: a zero-filled array of element type `U` and another shape
@@ -563,10 +580,25 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     ///
     /// [`Error::InvalidArgument`] on every rank for
     /// [`AccumulateOp::Replace`], and for `Min` / `Max` of an empty array
-    /// (no identity); `Sum` / `Prod` of an empty array are `0` / `1`.
+    /// (no identity); `Sum` / `Prod` of an empty array are `0` / `1`. Also
+    /// on every rank when `op` or the array's [`Summation`] mode (whatever
+    /// `op`) differs between ranks: both are agreed in the one collective's
+    /// vote (with `Sum` in [`Summation::Exact`], in a vote before the exact
+    /// allreduce).
     pub fn reduce_op(&self, op: AccumulateOp) -> Result<T> {
+        // the operation and the mode (which choose the path, the payload
+        // and how it combines) are agreed in the vote word
+        let key = self.modes("reduce_op").key() | (op as u32) << 1;
+        let differs = || {
+            Error::InvalidArgument(format!(
+                "reduce_op: the operation or the array's summation mode differs between ranks \
+                 (on this rank {op:?}, {:?}); pass the same operation and set the same \
+                 Summation on every rank",
+                self.summation
+            ))
+        };
         if op == AccumulateOp::Sum && self.sums_exactly() {
-            return self.exact_sum();
+            return self.exact_sum::<[T; 2]>(key, differs);
         }
         let local = self
             .with_local(|l| crate::kernels::reduce(l.as_slice(), op))
@@ -577,13 +609,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             None => [T::ZERO, T::ZERO],
         });
         let present = |p: &[T; 2]| p[1] == T::ONE;
-        let [value, found] = crate::collective::allreduce_vote(&self.comm, mine, |a, b| {
-            match (present(&a), present(&b)) {
-                (true, true) => [T::combine(op, a[0], b[0]), T::ONE],
-                (true, false) => a,
-                _ => b,
-            }
-        })?;
+        let combine = |a: [T; 2], b: [T; 2]| match (present(&a), present(&b)) {
+            (true, true) => [T::combine(op, a[0], b[0]), T::ONE],
+            (true, false) => a,
+            _ => b,
+        };
+        let [value, found] = allreduce_vote_keyed(&self.comm, mine, key, combine, differs)?;
         match (found == T::ONE, op) {
             (true, _) => Ok(value),
             (false, AccumulateOp::Sum) => Ok(T::ZERO),
@@ -601,14 +632,24 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// ([`with_summation`](Self::with_summation)) a floating-point or
     /// complex sum is the correctly rounded exact sum instead
     /// ([`crate::exact_sum`]): the same bits for any rank count, partition
-    /// and backend. One collective either way.
+    /// and backend. One collective (an allreduce carrying the success vote
+    /// and the mode); with [`Summation::Exact`] a vote of the same size
+    /// first, then the exact allreduce.
+    ///
+    /// # Errors
+    ///
+    /// On every rank: a failure of some rank's part, and an array whose
+    /// [`Summation`] mode differs between ranks
+    /// ([`Error::InvalidArgument`]).
     pub fn sum(&self) -> Result<T> {
+        // the mode, which chooses the path, is agreed in the vote word
+        let modes = self.modes("sum");
         if self.sums_exactly() {
-            return self.exact_sum();
+            return self.exact_sum::<T>(modes.key(), || modes.differ());
         }
         // wrapping for integers, like accumulate(Sum)
-        let add = |a: T, b: T| T::combine(AccumulateOp::Sum, a, b);
-        self.reduce(crate::kernels::sum, add)
+        let mine = self.with_local(|l| crate::kernels::sum(l.as_slice()));
+        crate::linalg::sum_agreed(&self.comm, mine, &modes)
     }
 
     /// One-sided: the whole array in global row-major order, read with one

@@ -64,8 +64,16 @@
 //! A distributed reduction ([`Summation::Exact`], used by
 //! [`DistArray::sum`](crate::DistArray::sum), `linalg::dot`, ...) fills one
 //! accumulator per rank from its part and merges them with [`allreduce`]:
-//! the one allreduce (with the success vote) the operation makes anyway,
-//! now carrying `8 + 280` bytes per real sum. Integer addition makes the
+//! an allreduce (with the success vote) carrying `8 + 280` bytes per real
+//! sum, where the ordered path's carries `8 + 8` for an `f64`. The ranks
+//! must agree on the mode before their paths part: the exact path opens
+//! with a vote of the ordered path's size (`8 + 8` bytes for an `f64`
+//! sum) that is the very collective the ordered path reduces its value in,
+//! and both carry the operands' modes in the vote word, so
+//! ranks whose modes differ all get
+//! [`Error::InvalidArgument`](crate::Error::InvalidArgument) there (one
+//! small collective more on the exact path; none on the ordered one).
+//! Integer addition makes the
 //! merged integer independent of the backend's reduction tree, so every
 //! rank, every rank count, every partition and every backend round the
 //! same integer to the same bits.
@@ -1121,8 +1129,19 @@ impl ExactNorm {
 /// ([`DistArray::with_summation`](crate::DistArray::with_summation)), read by
 /// `sum`, `reduce_op(Sum)`, `mean`, `map_sum`, and by `linalg::dot`,
 /// `norm2`, `axpy_dot` and `cg_update` (exact when any operand asks for
-/// it). Integer reductions are exact in both modes. Like every argument of
-/// a collective, it must be the same on every rank.
+/// it), and by `Ghosted`'s `apply_dot`, `update_ghosts_and_apply_dot` and
+/// `cg_update` (the mode of their plain-array operands). Integer
+/// reductions are exact in both modes.
+///
+/// Like every argument of a collective, an array's mode must be the same
+/// on every rank, and the library checks it: each of those reductions
+/// agrees its operands' modes between the ranks in its first collective
+/// (in the vote word that every rank's success rides in: no extra
+/// collective in the ordered mode, one small vote before the exact
+/// allreduce), and a mode that differs between ranks — on any operand,
+/// also an integer array's, also where both would sum exactly — is an
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) on every
+/// rank; the arrays and the communicator stay usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Summation {
     /// The fixed-order kernels ([`crate::kernels`]) and a rank-ordered
@@ -1136,6 +1155,50 @@ pub enum Summation {
     /// 1.3–1.8x the time of the ordered kernels from memory on one core
     /// (`BENCHMARKS.md`, "Exact sums").
     Exact,
+}
+
+/// The [`Summation`] modes of the operands of one reduction (`K` of them),
+/// which its first collective agrees between the ranks: the key of an
+/// [`allreduce_vote_keyed`](crate::collective::allreduce_vote_keyed) on the
+/// ordered path, of a
+/// [`vote_keyed_as`](crate::collective::vote_keyed_as) of the same
+/// payload before the exact path's allreduce. Ranks whose arrays'
+/// modes differ would take different paths, or the same path with an
+/// array whose mode differs: either way every rank gets
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+pub(crate) struct Modes<'a, const K: usize> {
+    /// The operation, for the error message.
+    pub(crate) operation: &'a str,
+    /// Each operand's name and mode.
+    pub(crate) operands: [(&'a str, Summation); K],
+}
+
+impl<const K: usize> Modes<'_, K> {
+    /// The vote key: one bit per operand in [`Summation::Exact`].
+    pub(crate) fn key(&self) -> u32 {
+        self.operands
+            .iter()
+            .enumerate()
+            .map(|(k, (_, m))| u32::from(*m == Summation::Exact) << k)
+            .sum()
+    }
+
+    /// The error of every rank when the modes differ between ranks.
+    pub(crate) fn differ(&self) -> crate::Error {
+        let names: Vec<&str> = self.operands.iter().map(|(n, _)| *n).collect();
+        let here: Vec<String> = self
+            .operands
+            .iter()
+            .map(|(n, m)| format!("{n} {m:?}"))
+            .collect();
+        crate::Error::InvalidArgument(format!(
+            "{}: the summation mode of {} differs between ranks (on this rank {}); \
+             set the same Summation on every rank",
+            self.operation,
+            names.join(", "),
+            here.join(", ")
+        ))
+    }
 }
 
 /// Collective: merges every rank's accumulators (exact integer addition:

@@ -62,7 +62,7 @@ use crate::block::{copy_box, Block};
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::epoch::vote;
 use crate::error::{Error, Result};
-use crate::exact_sum::{self, ExactParts};
+use crate::exact_sum::{self, ExactParts, Modes};
 use crate::halo::{Halo, Own};
 use crate::partition::{linear_offset, multi_index, ContinuousPartitioning};
 use crate::stencil::{self, Stencil};
@@ -406,7 +406,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     /// partition. When `out` has [`Summation::Exact`](crate::Summation::Exact)
     /// the dot product is the correctly rounded exact sum (as
     /// [`linalg::dot`](crate::linalg::dot)), taken in a second pass over
-    /// the part: the same bits on any rank count and partition.
+    /// the part: the same bits on any rank count and partition. `out`'s
+    /// mode is agreed between the ranks as in `linalg::dot`.
     ///
     /// ```
     /// use distarray::{stencil::Stencil, threaded, DistArray, Ghosted, Summation};
@@ -424,7 +425,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// # Errors
     ///
-    /// Those of [`apply`](Self::apply), on every rank.
+    /// Those of [`apply`](Self::apply), on every rank; and
+    /// [`Error::InvalidArgument`] on every rank when `out`'s
+    /// [`Summation`](crate::Summation) mode differs between ranks.
     pub fn apply_dot(&self, st: &Stencil<T, N>, out: &DistArray<T, C, N>) -> Result<T> {
         let exact = out.sums_exactly();
         let all = self.halo.partitioning().shape().map(|n| 0..n);
@@ -445,7 +448,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 })
             })
         });
-        self.reduce_dot(exact, local)
+        self.reduce_dot(exact, local, &out.modes("apply_dot"))
     }
 
     /// Local: [`apply_dot`](Self::apply_dot) without the sum over the
@@ -530,7 +533,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// Those of [`update_ghosts`](Self::update_ghosts) and
     /// [`apply`](Self::apply), on every rank (the update runs also when the
-    /// arguments are refused, so that no neighbour waits).
+    /// arguments are refused, so that no neighbour waits); and
+    /// [`Error::InvalidArgument`] on every rank when `out`'s
+    /// [`Summation`](crate::Summation) mode differs between ranks.
     pub fn update_ghosts_and_apply_dot(
         &mut self,
         st: &Stencil<T, N>,
@@ -602,24 +607,32 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
         let finished = update.finish_in_place();
         drop(update);
         let local = checked.and(finished).and(local);
-        self.reduce_dot(exact, local)
+        self.reduce_dot(exact, local, &out.modes("update_ghosts_and_apply_dot"))
     }
 
     /// Collective: the sum over the ranks of the local dot products (a vote
-    /// on `local`), or of the exact parts when `exact`.
-    fn reduce_dot(&self, exact: bool, local: Result<LocalDot<T>>) -> Result<T> {
+    /// on `local`), or of the exact parts when `exact`; the output's
+    /// summation `modes` agreed in the vote (the ordered path's one
+    /// collective; a vote before the exact parts' allreduce).
+    fn reduce_dot(
+        &self,
+        exact: bool,
+        local: Result<LocalDot<T>>,
+        modes: &Modes<'_, 1>,
+    ) -> Result<T> {
         if exact {
             let parts = local.map(|l| match l {
                 LocalDot::Exact(parts) => *parts,
                 LocalDot::Ordered(_) => ExactParts::new(), // never: refused then
             });
-            return Ok(exact_sum::allreduce_parts(self.comm(), parts)?.round());
+            let parts = crate::linalg::agree_exact::<T, _, _, 1>(self.comm(), parts, modes)?;
+            return Ok(exact_sum::allreduce_parts(self.comm(), Ok(parts))?.round());
         }
         let local = local.map(|l| match l {
             LocalDot::Ordered(d) => d,
             LocalDot::Exact(parts) => parts.round(),
         });
-        crate::linalg::sum_over_ranks(self.comm(), local)
+        crate::linalg::sum_agreed(self.comm(), local, modes)
     }
 
     /// Local: `u = alpha x + beta u` on this rank's part, row by row
@@ -688,7 +701,9 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
     ///
     /// # Errors
     ///
-    /// On every rank: an array partitioned unlike this one.
+    /// On every rank: an array partitioned unlike this one; the
+    /// [`Summation`](crate::Summation) mode of `q`, `x` or `r` differing
+    /// between ranks ([`Error::InvalidArgument`], after the update).
     pub fn cg_update(
         &self,
         alpha: T,
@@ -725,6 +740,14 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     })
                 })
             });
+        let modes = Modes {
+            operation: "Ghosted::cg_update",
+            operands: [
+                ("q", q.summation()),
+                ("x", x.summation()),
+                ("r", r.summation()),
+            ],
+        };
         if q.sums_exactly() || x.sums_exactly() || r.sums_exactly() {
             let parts = local.and_then(|_| {
                 r.with_local(|l| {
@@ -733,9 +756,10 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     acc
                 })
             });
-            return Ok(exact_sum::allreduce_parts(self.comm(), parts)?.round());
+            let parts = crate::linalg::agree_exact::<T, _, _, 3>(self.comm(), parts, &modes)?;
+            return Ok(exact_sum::allreduce_parts(self.comm(), Ok(parts))?.round());
         }
-        crate::linalg::sum_over_ranks(self.comm(), local)
+        crate::linalg::sum_agreed(self.comm(), local, &modes)
     }
 
     /// Local: runs `f` on every row (last dimension) of this rank's part,

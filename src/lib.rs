@@ -69,8 +69,10 @@
 //!   [`linalg::dot`] (real and complex), [`linalg::norm2`],
 //!   [`linalg::axpy_dot`] and [`linalg::cg_update`]. Each rank sums its
 //!   part exactly into an integer superaccumulator ([`exact_sum`]), the
-//!   accumulators are merged by exact integer addition in one allreduce,
-//!   and the total is rounded once: the correctly rounded exact sum
+//!   accumulators are merged by exact integer addition in one allreduce
+//!   (after a small vote that agrees the mode between the ranks: a mode
+//!   that differs between ranks is an [`Error::InvalidArgument`] on every
+//!   rank), and the total is rounded once: the correctly rounded exact sum
 //!   (error at most 0.5 ulp; `dot` sums the rounded products exactly,
 //!   `norm2` the rounded squares). A Krylov solver whose vectors are in
 //!   this mode (the Poisson example with `--exact`) has the same residual

@@ -5,7 +5,11 @@
 //! order: bitwise reproducible run to run) and combine per-rank results in
 //! rank order; on arrays in [`Summation::Exact`](crate::Summation::Exact)
 //! mode `dot`, `norm2`, `axpy_dot` and `cg_update` sum exactly instead
-//! ([`crate::exact_sum`]): the same bits on any number of ranks.
+//! ([`crate::exact_sum`]): the same bits on any number of ranks. These
+//! four agree their operands' modes between the ranks in their first
+//! collective (the vote word of the ordered path's one allreduce; a vote
+//! before the exact allreduce): a mode that differs between ranks is an
+//! [`Error::InvalidArgument`] on every rank.
 //!
 //! The local matrix-vector kernel is CBLAS `?gemv` for `f64` / `f32` when the
 //! `blas` feature is on (the final binary links a provider, e.g. with this
@@ -31,10 +35,10 @@
 //! ```
 
 use crate::array::DistArray;
-use crate::collective::allreduce_vote;
+use crate::collective::{allreduce_vote, allreduce_vote_keyed, vote_keyed_as};
 use crate::comm::{AccumulateOp, Element, OneSidedComm};
 use crate::error::{Error, Result};
-use crate::exact_sum::{self, ExactNorm, ExactParts};
+use crate::exact_sum::{self, ExactNorm, ExactParts, Modes};
 use crate::kernels;
 use crate::matvec_plan::{agree_operands, check_operands};
 pub use crate::matvec_plan::{MatvecPlan, Reduction, TREE_BYTES};
@@ -292,7 +296,8 @@ fn check_same_partition<T: Element, U: Element, C: OneSidedComm, const N: usize>
 /// the same collective: if any rank's `local` is an `Err`, every rank
 /// returns an `Err` (its own, or [`Error::PeerFailed`]). Integers wrap.
 /// One collective ([`allreduce_vote`]). This is how [`dot`] and the fused
-/// operations combine their per-rank results; solvers use it for dot
+/// operations combine their per-rank results (their vote also agrees the
+/// operands' [`Summation`](crate::Summation) modes); solvers use it for dot
 /// products they compute themselves with [`kernels`] (e.g.
 /// [`kernels::stencil5_dot`]).
 pub fn sum_over_ranks<T: Element, C: OneSidedComm>(comm: &C, local: Result<T>) -> Result<T> {
@@ -304,22 +309,36 @@ pub fn sum_over_ranks<T: Element, C: OneSidedComm>(comm: &C, local: Result<T>) -
 /// [`kernels::dot`] (fixed order), the partial sums combined in a fixed
 /// rank order, so every rank gets the same value, bitwise reproducible run
 /// to run. `x` and `y` must be partitioned alike. One collective (an
-/// allreduce carrying the success vote).
+/// allreduce carrying the success vote and the operands' modes).
 ///
 /// With [`Summation::Exact`](crate::Summation::Exact) on `x` or `y` (and a
 /// floating-point or complex `T`) the rounded products are summed exactly
 /// and rounded once ([`crate::exact_sum`]): the same bits for any rank
 /// count, partition and backend (complex: every real product rounded,
-/// `f32`: exact products, so an exactly rounded dot).
+/// `f32`: exact products, so an exactly rounded dot). Two collectives
+/// then: a vote of the ordered path's size agreeing the modes, and the
+/// exact allreduce.
+///
+/// # Errors
+///
+/// On every rank: `x` and `y` partitioned unlike on some rank
+/// ([`Error::InvalidPartition`] there, [`Error::PeerFailed`] elsewhere);
+/// the [`Summation`](crate::Summation) mode of `x` or of `y` differing
+/// between ranks ([`Error::InvalidArgument`]).
 pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
     x: &DistArray<T, C, N>,
     y: &DistArray<T, C, N>,
 ) -> Result<T> {
     // the check joins the allreduce's vote: a rank whose pair differs
-    // fails every rank, none waits in an allreduce the others left
+    // fails every rank, none waits in an allreduce the others left; the
+    // vote word carries the modes (which choose the path)
     let checked = check_same_partition("dot", ("x", x), ("y", y));
+    let modes = Modes {
+        operation: "dot",
+        operands: [("x", x.summation()), ("y", y.summation())],
+    };
     if x.sums_exactly() || y.sums_exactly() {
-        return exact_dot(x, y, checked);
+        return exact_dot(x, y, checked, &modes);
     }
     let local = checked.and_then(|_| {
         x.try_with_local(|lx| {
@@ -331,16 +350,49 @@ pub fn dot<T: Element, C: OneSidedComm, const N: usize>(
             }
         })
     });
-    sum_over_ranks(x.comm(), local)
+    sum_agreed(x.comm(), local, &modes)
+}
+
+/// Collective: [`sum_over_ranks`] whose vote also agrees the operands'
+/// summation `modes` (in the vote word: the same one collective of the
+/// same bytes). The ordered path of the reductions of `T`s; their exact
+/// path opens with [`agree_exact`], the same collective.
+pub(crate) fn sum_agreed<T: Element, C: OneSidedComm, const K: usize>(
+    comm: &C,
+    local: Result<T>,
+    modes: &Modes<'_, K>,
+) -> Result<T> {
+    allreduce_vote_keyed(
+        comm,
+        local,
+        modes.key(),
+        |a, b| T::combine(AccumulateOp::Sum, a, b),
+        || modes.differ(),
+    )
+}
+
+/// Collective: the exact path's agreement of `modes` (and vote on
+/// `local`), in the collective that [`sum_agreed`] makes on the ordered
+/// path (a vote of a `T`'s payload): ranks that chose different paths all
+/// refuse there. `local` if every rank succeeded in one mode. One small
+/// collective more than the exact allreduce that follows.
+pub(crate) fn agree_exact<T: Element, C: OneSidedComm, V, const K: usize>(
+    comm: &C,
+    local: Result<V>,
+    modes: &Modes<'_, K>,
+) -> Result<V> {
+    vote_keyed_as::<T, _, _>(comm, local, modes.key(), || modes.differ())
 }
 
 /// Collective: [`dot`] with [`Summation::Exact`]: every rank's products
 /// summed into an [`ExactParts`], merged in one allreduce, rounded once.
-/// `checked`: this rank's argument checks, which join the allreduce.
+/// `checked`: this rank's argument checks, which join the vote that agrees
+/// the `modes` first.
 fn exact_dot<T: Element, C: OneSidedComm, const N: usize>(
     x: &DistArray<T, C, N>,
     y: &DistArray<T, C, N>,
     checked: Result<()>,
+    modes: &Modes<'_, 2>,
 ) -> Result<T> {
     let local = checked.and_then(|_| {
         x.try_with_local(|lx| {
@@ -353,14 +405,17 @@ fn exact_dot<T: Element, C: OneSidedComm, const N: usize>(
             Ok(acc)
         })
     });
-    Ok(exact_sum::allreduce_parts(x.comm(), local)?.round())
+    let local = agree_exact::<T, _, _, 2>(x.comm(), local, modes)?;
+    Ok(exact_sum::allreduce_parts(x.comm(), Ok(local))?.round())
 }
 
 /// Collective: the exact `v · v` of a local part that an update kernel has
-/// just written (its own fixed-order dot ignored), merged over the ranks.
-fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize>(
+/// just written (its own fixed-order dot ignored), merged over the ranks
+/// once the operands' `modes` are agreed.
+fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize, const K: usize>(
     v: &DistArray<T, C, N>,
     updated: Result<()>,
+    modes: &Modes<'_, K>,
 ) -> Result<T> {
     let local = updated.and_then(|_| {
         v.with_local(|l| {
@@ -369,7 +424,8 @@ fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize>(
             acc
         })
     });
-    Ok(exact_sum::allreduce_parts(v.comm(), local)?.round())
+    let local = agree_exact::<T, _, _, K>(v.comm(), local, modes)?;
+    Ok(exact_sum::allreduce_parts(v.comm(), Ok(local))?.round())
 }
 
 /// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`, scaled so that it
@@ -382,18 +438,32 @@ fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize>(
 ///
 /// With [`Summation::Exact`](crate::Summation::Exact) the squares are
 /// summed exactly ([`ExactNorm`]: no overflow or underflow either), so the
-/// result has the same bits for any rank count, partition and backend.
+/// result has the same bits for any rank count, partition and backend (a
+/// vote agreeing the mode, then the exact allreduce). A mode that differs
+/// between ranks is an [`Error::InvalidArgument`] on every rank.
 pub fn norm2<T: Element, C: OneSidedComm, const N: usize>(x: &DistArray<T, C, N>) -> Result<f64> {
+    let modes = Modes {
+        operation: "norm2",
+        operands: [("x", x.summation())],
+    };
     if x.sums_exactly() {
         let local = x.with_local(|l| {
             let mut acc = ExactNorm::new();
             acc.add_elements(l.as_slice());
             acc
         });
-        return Ok(exact_sum::allreduce_norm(x.comm(), local)?.norm());
+        // the ordered path's collective: a vote of an f64
+        let local = agree_exact::<f64, _, _, 1>(x.comm(), local, &modes)?;
+        return Ok(exact_sum::allreduce_norm(x.comm(), Ok(local))?.norm());
     }
     let local = x.with_local(|l| kernels::norm2(l.as_slice()));
-    allreduce_vote(x.comm(), local, |a, b| kernels::norm2(&[a, b]))
+    allreduce_vote_keyed(
+        x.comm(),
+        local,
+        modes.key(),
+        |a, b| kernels::norm2(&[a, b]),
+        || modes.differ(),
+    )
 }
 
 /// Local (no communication): `y = alpha * x + beta * y` on every rank's
@@ -417,7 +487,9 @@ pub fn axpby<T: Element, C: OneSidedComm, const N: usize>(
 /// update. For a residual update that needs the residual's norm. Exact
 /// (as [`dot`]) when `x` or `y` has [`Summation::Exact`](crate::Summation::Exact):
 /// the update is the same, the dot product is then taken exactly in a
-/// second pass over `y`.
+/// second pass over `y`. The modes are agreed as in [`dot`]: one that
+/// differs between ranks is an [`Error::InvalidArgument`] on every rank,
+/// returned after the update (made alike on every rank).
 pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
     alpha: T,
     x: &DistArray<T, C, N>,
@@ -428,10 +500,14 @@ pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
             y.with_local_mut(|mut ly| kernels::axpy_dot(alpha, lx.as_slice(), ly.as_mut_slice()))
         })?
     });
+    let modes = Modes {
+        operation: "axpy_dot",
+        operands: [("x", x.summation()), ("y", y.summation())],
+    };
     if x.sums_exactly() || y.sums_exactly() {
-        return exact_self_dot(y, local.map(|_| ()));
+        return exact_self_dot(y, local.map(|_| ()), &modes);
     }
-    sum_over_ranks(x.comm(), local)
+    sum_agreed(x.comm(), local, &modes)
 }
 
 /// Collective: the conjugate-gradient update `x = x + alpha * p`,
@@ -441,7 +517,10 @@ pub fn axpy_dot<T: Element, C: OneSidedComm, const N: usize>(
 /// partitioned alike; `p` and `q` may be the same array. Exact (as
 /// [`dot`]) when any of the four has
 /// [`Summation::Exact`](crate::Summation::Exact): the update is the same,
-/// `r · r` is then taken exactly in a second pass over `r`.
+/// `r · r` is then taken exactly in a second pass over `r`. The four modes
+/// are agreed as in [`dot`]: one that differs between ranks is an
+/// [`Error::InvalidArgument`] on every rank, returned after the update
+/// (made alike on every rank).
 ///
 /// ```
 /// use distarray::{linalg, threaded, DistArray};
@@ -492,6 +571,15 @@ pub fn cg_update<T: Element, C: OneSidedComm, const N: usize>(
                 }
             })?
         });
+    let modes = Modes {
+        operation: "cg_update",
+        operands: [
+            ("p", p.summation()),
+            ("q", q.summation()),
+            ("x", x.summation()),
+            ("r", r.summation()),
+        ],
+    };
     if [
         p.sums_exactly(),
         q.sums_exactly(),
@@ -500,7 +588,7 @@ pub fn cg_update<T: Element, C: OneSidedComm, const N: usize>(
     ]
     .contains(&true)
     {
-        return exact_self_dot(r, local.map(|_| ()));
+        return exact_self_dot(r, local.map(|_| ()), &modes);
     }
-    sum_over_ranks(p.comm(), local)
+    sum_agreed(p.comm(), local, &modes)
 }

@@ -40,6 +40,7 @@
 use bytemuck::Pod;
 
 use crate::array::DistArray;
+use crate::collective::vote_keyed_as;
 use crate::comm::{Element, OneSidedComm, RealElement};
 use crate::epoch::vote;
 use crate::error::Result;
@@ -106,7 +107,12 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// summed exactly ([`crate::exact_sum`]) and rounded once: the same bits
     /// for any rank count, partition and backend, as long as `map` depends
     /// on the value only. Otherwise like [`map_reduce`](Self::map_reduce)
-    /// with `+` (row-major fold per rank, rank order). One collective.
+    /// with `+` (row-major fold per rank, rank order). Two collectives
+    /// either way: a vote that agrees the mode between the ranks, then the
+    /// per-rank sums' allgather (or the exact allreduce). A mode that
+    /// differs between ranks is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) on every
+    /// rank (so for [`mean`](Self::mean)).
     ///
     /// ```
     /// use distarray::{threaded, DistArray, Summation};
@@ -119,8 +125,16 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
     /// .unwrap();
     /// ```
     pub fn map_sum(&self, map: impl Fn(T) -> f64) -> Result<f64> {
+        // both paths open with a vote (of nothing) carrying the mode in its
+        // word: ranks whose modes differ all refuse there
+        let modes = self.modes("map_sum");
+        let (key, differs) = (modes.key(), || modes.differ());
         if self.summation() != crate::Summation::Exact {
-            return self.map_reduce(0.0f64, map, |a, b| a + b);
+            // map_reduce's fold: the vote, then the per-rank sums in rank order
+            let local = self.with_local(|l| l.as_slice().iter().fold(0.0, |acc, &v| acc + map(v)));
+            let mine = vote_keyed_as::<[u8; 0], _, _>(self.comm(), local, key, differs)?;
+            let all = gather_pod(self.comm(), &mine)?;
+            return Ok(all.into_iter().fold(0.0, |a, b| a + b));
         }
         let local = self.with_local(|l| {
             let mut acc = ExactSum::new();
@@ -133,7 +147,8 @@ impl<T: Element, C: OneSidedComm, const N: usize> DistArray<T, C, N> {
             }
             [acc]
         });
-        let [total] = crate::exact_sum::allreduce(self.comm(), local)?;
+        let local = vote_keyed_as::<[u8; 0], _, _>(self.comm(), local, key, differs)?;
+        let [total] = crate::exact_sum::allreduce(self.comm(), Ok(local))?;
         Ok(total.to_f64())
     }
 

@@ -79,6 +79,29 @@ fn reductions_are_one_collective_of_fixed_size(#[values(64, 256)] p: usize) {
     assert_eq!(total_messages, 4 * 2 * (p - 1));
 }
 
+/// Exact reductions: a vote of the ordered path's size (`8 + 8` bytes: the
+/// collective in which ranks whose modes differ meet the ordered path and
+/// refuse), then the exact allreduce (`8 + 280` bytes per exact sum: two
+/// for `dot` and `sum`, three for `norm2`), whatever P.
+#[rstest]
+fn exact_reductions_cost_a_vote_and_one_allreduce(#[values(64)] p: usize) {
+    let out = run(p, |comm| {
+        let x = DistArray::<f64, _, 1>::from_fn(comm.clone(), [3 * p], |[i]| i as f64)?
+            .with_summation(distarray::Summation::Exact);
+        let (_, d) = counted(&comm, || dot(&x, &x))?;
+        let (_, s) = counted(&comm, || x.sum())?;
+        let (_, n) = counted(&comm, || norm2(&x))?;
+        Ok([(d, 2), (s, 2), (n, 3)])
+    });
+    for per_op in &out {
+        for (c, sums) in per_op {
+            assert_eq!(c.collectives, 2, "{c:?}");
+            assert_eq!(c.allgathers, 0);
+            assert_eq!(c.collective_bytes, 16 + 8 + 280 * sums, "{c:?}");
+        }
+    }
+}
+
 /// Matrix-free CG on the 1-D Laplacian (the Poisson example's pattern):
 /// per iteration a barrier before the ghost exchange, two dot products.
 #[rstest]

@@ -151,8 +151,42 @@ pub fn tree_combine(parts: &[&[u8]], combine: Combiner<'_>) -> Vec<u8> {
 
 /// Bytes of the vote word that leads every voted payload.
 const VOTE: usize = 8;
-/// Vote word of a rank whose part succeeded.
+/// The lowest vote word of a rank whose part succeeded: such a rank's word
+/// is `OK_BASE | key`, the key of [`allreduce_vote_keyed`] ([`OK`] for
+/// the votes without one). A failing rank's word is its rank, below.
+const OK_BASE: u64 = 0xffff_ffff_0000_0000;
+/// Vote word of a rank whose part succeeded, in a vote without a key.
 const OK: u64 = u64::MAX;
+/// The combined vote word when every rank succeeded but not with one key:
+/// above every rank, below every success.
+const DIFFER: u64 = OK_BASE - 1;
+
+/// The vote word of a rank that succeeded with `key`.
+fn ok_word(key: u32) -> u64 {
+    OK_BASE | u64::from(key)
+}
+
+/// Whether a (combined) vote word says every rank succeeded with one key.
+fn all_ok(word: u64) -> bool {
+    word >= OK_BASE
+}
+
+/// The combination of two vote words: equal successes stay; successes
+/// with different keys give [`DIFFER`]; otherwise the lowest failing rank
+/// (a failure outranks differing keys). Associative and commutative (the
+/// meet of the order `ranks < DIFFER < each success`, the successes
+/// pairwise unordered), so any reduction tree gives the same word.
+fn combine_words(lo: u64, hi: u64) -> u64 {
+    if all_ok(lo) && all_ok(hi) {
+        if lo == hi {
+            lo
+        } else {
+            DIFFER
+        }
+    } else {
+        lo.min(hi)
+    }
+}
 
 /// Collective: reduces every rank's `local` value with `op` (associative;
 /// the order is the backend's fixed rank order, see
@@ -177,30 +211,113 @@ where
     C: OneSidedComm,
     T: bytemuck::Pod,
 {
+    // the keyed votes of the library agree other keys: a rank in one of
+    // them while another is here is in another call
+    keyed_allreduce(comm, local, u32::MAX, op)?.ok_or_else(|| {
+        Error::InvalidArgument(
+            "allreduce_vote: the ranks made different collective calls (the keys of their \
+             votes differ between ranks)"
+                .into(),
+        )
+    })
+}
+
+/// Collective: [`allreduce_vote`] that also agrees `key` between the ranks
+/// **in the same collective**, at no cost: the key rides in the vote word
+/// (the same `8 + size_of::<T>()` bytes, the same single allreduce). If
+/// every rank's `local` is `Ok` with one key, every rank returns the
+/// combined value; if every rank's is `Ok` but the keys differ, every rank
+/// returns `differs()` (and `op` never saw values of different keys); if
+/// some rank's `local` is an `Err`, the errors of [`allreduce_vote`] (a
+/// failure outranks differing keys).
+///
+/// A key names what the ranks must pass alike and what chooses their path
+/// (e.g. the [`Summation`](crate::Summation) modes of a reduction's
+/// operands): ranks that would go different ways meet in this collective
+/// and all refuse. A path whose own collective is another one agrees its
+/// key first with [`vote_keyed_as`], which is this collective.
+pub(crate) fn allreduce_vote_keyed<C, T>(
+    comm: &C,
+    local: Result<T>,
+    key: u32,
+    op: impl Fn(T, T) -> T,
+    differs: impl FnOnce() -> Error,
+) -> Result<T>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    keyed_allreduce(comm, local, key, op)?.ok_or_else(differs)
+}
+
+/// Collective: the vote of an [`allreduce_vote_keyed`] of a `T`, without
+/// a value: the same collective, with a payload of the same length, so
+/// that it meets that call on the ranks that make it. For an operation
+/// whose paths differ in their collectives (one reduces a `T` with
+/// [`allreduce_vote_keyed`], another needs a longer payload): the other
+/// path opens with this vote of the same `key`, so that ranks that chose
+/// different paths all refuse, and none waits in a collective the others
+/// skipped. Returns `local` if every rank succeeded with one key; errors as
+/// [`allreduce_vote_keyed`].
+pub(crate) fn vote_keyed_as<T, C, V>(
+    comm: &C,
+    local: Result<V>,
+    key: u32,
+    differs: impl FnOnce() -> Error,
+) -> Result<V>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
+    let flag = match &local {
+        Ok(_) => Ok(T::zeroed()),
+        Err(e) => Err(e.clone()),
+    };
+    allreduce_vote_keyed(comm, flag, key, |a, _| a, differs)?;
+    local
+}
+
+/// The allreduce of [`allreduce_vote_keyed`]: `Ok(None)` if every rank
+/// succeeded but the keys differ.
+fn keyed_allreduce<C, T>(
+    comm: &C,
+    local: Result<T>,
+    key: u32,
+    op: impl Fn(T, T) -> T,
+) -> Result<Option<T>>
+where
+    C: OneSidedComm,
+    T: bytemuck::Pod,
+{
     let size = std::mem::size_of::<T>();
     let mut buf = vec![0u8; VOTE + size];
     match &local {
         Ok(v) => {
-            buf[..VOTE].copy_from_slice(&OK.to_le_bytes());
+            buf[..VOTE].copy_from_slice(&ok_word(key).to_le_bytes());
             buf[VOTE..].copy_from_slice(bytemuck::bytes_of(v));
         }
         Err(_) => buf[..VOTE].copy_from_slice(&(comm.rank() as u64).to_le_bytes()),
     }
     let combine = |lo: &[u8], hi: &mut [u8]| {
-        let word = |b: &[u8]| u64::from_le_bytes(b[..VOTE].try_into().expect("vote word"));
-        let (flo, fhi) = (word(lo), word(hi));
-        if flo == OK && fhi == OK {
+        let flag = combine_words(word_of(lo), word_of(hi));
+        if all_ok(flag) {
+            // one key: the values are of one kind
             let a: T = bytemuck::pod_read_unaligned(&lo[VOTE..]);
             let b: T = bytemuck::pod_read_unaligned(&hi[VOTE..]);
             hi[VOTE..].copy_from_slice(bytemuck::bytes_of(&op(a, b)));
         } else {
-            hi[..VOTE].copy_from_slice(&flo.min(fhi).to_le_bytes());
+            hi[..VOTE].copy_from_slice(&flag.to_le_bytes());
         }
     };
     comm.allreduce_bytes(&mut buf, &combine)?;
-    failed_with_reason(comm, word_of(&buf), local.as_ref().err())?;
+    let flag = word_of(&buf);
+    if flag == DIFFER {
+        // every rank succeeded (a failure would outrank this)
+        return Ok(None);
+    }
+    failed_with_reason(comm, flag, local.as_ref().err())?;
     local?;
-    Ok(bytemuck::pod_read_unaligned(&buf[VOTE..]))
+    Ok(Some(bytemuck::pod_read_unaligned(&buf[VOTE..])))
 }
 
 /// Collective: the largest of every rank's `value` (a rank-local scalar:
@@ -293,9 +410,8 @@ where
         Err(_) => buf[..VOTE].copy_from_slice(&(comm.rank() as u64).to_le_bytes()),
     }
     let combine = |lo: &[u8], hi: &mut [u8]| {
-        let word = |b: &[u8]| u64::from_le_bytes(b[..VOTE].try_into().expect("vote word"));
-        let (flo, fhi) = (word(lo), word(hi));
-        if flo == OK && fhi == OK {
+        let flag = combine_words(word_of(lo), word_of(hi));
+        if all_ok(flag) {
             for (l, h) in lo[VOTE..]
                 .chunks_exact(size)
                 .zip(hi[VOTE..].chunks_exact_mut(size))
@@ -305,7 +421,7 @@ where
                 h.copy_from_slice(bytemuck::bytes_of(&op(a, b)));
             }
         } else {
-            hi[..VOTE].copy_from_slice(&flo.min(fhi).to_le_bytes());
+            hi[..VOTE].copy_from_slice(&flag.to_le_bytes());
         }
     };
     comm.allreduce_bytes(&mut buf, &combine)?;
@@ -377,7 +493,7 @@ fn word_of(buf: &[u8]) -> u64 {
 /// ([`failure_reason`], only on this path) and returns
 /// `own` (its own error) or [`Error::PeerFailed`] with that message.
 fn failed_with_reason<C: OneSidedComm>(comm: &C, flag: u64, own: Option<&Error>) -> Result<()> {
-    if flag == OK {
+    if all_ok(flag) {
         return Ok(());
     }
     let rank = flag as usize;
@@ -651,7 +767,84 @@ impl std::hash::Hasher for Fnv {
 
 #[cfg(test)]
 mod tests {
-    use super::{fingerprint, truncate_utf8, Fnv};
+    use super::{
+        allreduce_vote, allreduce_vote_keyed, combine_words, fingerprint, ok_word, truncate_utf8,
+        vote_keyed_as, Fnv, DIFFER, OK,
+    };
+    use crate::{threaded, Error, OneSidedComm};
+
+    #[test]
+    fn vote_words_combine_alike_in_any_bracketing() {
+        let words = [0, 1, 5, DIFFER, ok_word(0), ok_word(1), ok_word(7), OK];
+        for a in words {
+            for b in words {
+                assert_eq!(combine_words(a, b), combine_words(b, a));
+                for c in words {
+                    let left = combine_words(combine_words(a, b), c);
+                    assert_eq!(left, combine_words(a, combine_words(b, c)));
+                }
+            }
+        }
+        assert_eq!(combine_words(ok_word(2), ok_word(2)), ok_word(2));
+        assert_eq!(combine_words(ok_word(2), ok_word(3)), DIFFER);
+        assert_eq!(combine_words(DIFFER, 4), 4);
+    }
+
+    #[test]
+    fn keyed_votes_refuse_on_every_rank_when_keys_differ() {
+        let differs = || Error::InvalidArgument("keys differ".into());
+        for p in 1..=5 {
+            let out = threaded::run(p, |comm| {
+                let me = comm.rank();
+                // the last rank's key differs (none differs on one rank)
+                let key = u32::from(me + 1 == p && p > 1);
+                let one = allreduce_vote_keyed(&comm, Ok(1u64), key, |a, b| a + b, differs);
+                let same = allreduce_vote_keyed(&comm, Ok(1u64), 9, |a, b| a + b, differs);
+                // a failure outranks differing keys
+                let mine = if me == 0 {
+                    Err(Error::InvalidArgument("rank 0 failed".into()))
+                } else {
+                    Ok(1u64)
+                };
+                let failed = allreduce_vote_keyed(&comm, mine, key, |a, b| a + b, differs);
+                // the vote meets a keyed allreduce of the same payload
+                let mixed = if me == 0 {
+                    vote_keyed_as::<u64, _, _>(&comm, Ok(0u64), 1, differs)
+                } else {
+                    allreduce_vote_keyed(&comm, Ok(1u64), 2, |a, b| a + b, differs)
+                };
+                // an unkeyed vote against a keyed one: refused, no panic
+                let unkeyed = if me == 0 {
+                    allreduce_vote(&comm, Ok(1u64), |a, b| a + b)
+                } else {
+                    allreduce_vote_keyed(&comm, Ok(1u64), 0, |a, b| a + b, differs)
+                };
+                // still in step
+                let after = allreduce_vote(&comm, Ok(1u64), |a, b| a + b);
+                (one, same, failed, mixed, unkeyed, after)
+            })
+            .unwrap();
+            let invalid = |r: &crate::Result<u64>| matches!(r, Err(Error::InvalidArgument(_)));
+            for (me, (one, same, failed, mixed, unkeyed, after)) in out.iter().enumerate() {
+                if p == 1 {
+                    assert_eq!(one.as_ref().ok(), Some(&1));
+                    assert_eq!(mixed.as_ref().ok(), Some(&0));
+                    assert_eq!(unkeyed.as_ref().ok(), Some(&1));
+                } else {
+                    assert!(invalid(one), "P = {p}, rank {me}: {one:?}");
+                    assert!(invalid(mixed), "P = {p}, rank {me}: {mixed:?}");
+                    assert!(invalid(unkeyed), "P = {p}, rank {me}: {unkeyed:?}");
+                }
+                assert_eq!(same.as_ref().ok(), Some(&(p as u64)));
+                match (me, failed) {
+                    (0, Err(Error::InvalidArgument(m))) => assert_eq!(m, "rank 0 failed"),
+                    (_, Err(Error::PeerFailed { rank: 0, .. })) if me > 0 => {}
+                    _ => panic!("P = {p}, rank {me}: {failed:?}"),
+                }
+                assert_eq!(after.as_ref().ok(), Some(&(p as u64)));
+            }
+        }
+    }
 
     #[test]
     fn fnv1a_matches_its_published_test_vector() {

@@ -3,7 +3,11 @@
 //! `matvec_transpose` and their plans, `transpose_into`,
 //! `transpose_add_into`, `TransposePlan::new`, `permute_into`,
 //! `copy_from` and `matmul`; and `dot`, whose partition check returned
-//! before its allreduce on the ranks that failed it. The
+//! before its allreduce on the ranks that failed it. Also arrays whose
+//! [`Summation`] mode differs between ranks (`mismatched_summation_*`:
+//! every reduction that reads the mode; the ranks chose the exact or the
+//! ordered allreduce, of different lengths, from their own arrays), and
+//! `reduce_op` with another operation on rank 0. The
 //! ranks used to choose their path (block-cyclic or a plan, and the
 //! plan's messages) from their own arguments and then wait for each other
 //! in different collectives, or finish with a wrong answer. Each check
@@ -17,7 +21,8 @@ use crate::comm::OneSidedComm;
 use crate::error::{Error, Result};
 use crate::linalg::{matvec, matvec_transpose, MatvecPlan};
 use crate::matmul::matmul;
-use crate::{DistArray, TransposePlan};
+use crate::stencil::Stencil;
+use crate::{AccumulateOp, DistArray, Ghosted, Summation, TransposePlan};
 
 /// The mismatch checks.
 pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
@@ -44,6 +49,22 @@ pub(super) fn checks<C: OneSidedComm>() -> Vec<Check<C>> {
         ("mismatched_copy_from", copy_from_paths::<C>),
         ("mismatched_matmul", matmul_outputs::<C>),
         ("mismatched_dot", dot_pairs::<C>),
+        ("mismatched_summation_sum", summation_sum::<C>),
+        ("mismatched_summation_reduce_op", summation_reduce_op::<C>),
+        ("mismatched_reduce_op", reduce_ops::<C>),
+        ("mismatched_summation_map_sum", summation_map_sum::<C>),
+        ("mismatched_summation_dot", summation_dot::<C>),
+        ("mismatched_summation_norm2", summation_norm2::<C>),
+        ("mismatched_summation_axpy_dot", summation_axpy_dot::<C>),
+        ("mismatched_summation_cg_update", summation_cg_update::<C>),
+        (
+            "mismatched_summation_ghosted_dot",
+            summation_ghosted_dot::<C>,
+        ),
+        (
+            "mismatched_summation_ghosted_cg_update",
+            summation_ghosted_cg_update::<C>,
+        ),
     ]
 }
 
@@ -478,4 +499,306 @@ fn dot_pairs<C: OneSidedComm>(comm: &C) {
     // still in step
     assert_eq!(ok(comm, "dot", crate::linalg::dot(&rows, &rows)), want);
     ok(comm, "dot", crate::linalg::dot(&cols, &cols));
+}
+
+/// The mode on rank 0 ([`Summation::Exact`]; [`Summation::Ordered`]
+/// elsewhere): a mode that differs between ranks when there are several.
+fn exact_on_0(comm: &impl OneSidedComm) -> Summation {
+    if comm.rank() == 0 {
+        Summation::Exact
+    } else {
+        Summation::Ordered
+    }
+}
+
+/// Small integers: every sum, dot product and update of the summation
+/// checks is exact, so both modes give the same values.
+fn small(i: usize) -> f64 {
+    (i % 7) as f64 - 3.0
+}
+
+/// Collective: a vector of `5 P + 3` elements `f(i)` in mode `mode`.
+fn vector<C: OneSidedComm>(
+    comm: &C,
+    f: impl Fn(usize) -> f64,
+    mode: Summation,
+) -> DistArray<f64, C, 1> {
+    let n = 5 * comm.size() + 3;
+    ok(
+        comm,
+        "from_fn",
+        DistArray::<f64, C, 1>::from_fn(comm.clone(), [n], |[i]| f(i)),
+    )
+    .with_summation(mode)
+}
+
+/// A reduction refused on every rank because the summation modes differ
+/// (on one rank, nothing differs: it succeeds with `want`).
+fn refused_modes<T: std::fmt::Debug + PartialEq, C: OneSidedComm>(
+    comm: &C,
+    what: &str,
+    r: Result<T>,
+    want: T,
+) {
+    if comm.size() == 1 {
+        assert_eq!(ok(comm, what, r), want, "{what} alone");
+        return;
+    }
+    expect_err(
+        comm,
+        what,
+        r,
+        |e| matches!(e, Error::InvalidArgument(m) if m.contains("summation") && m.contains("between ranks")),
+    );
+}
+
+/// `sum` of a vector in [`Summation::Exact`] on rank 0 and
+/// [`Summation::Ordered`] elsewhere: the ranks entered the exact and the
+/// ordered allreduce (payloads of different lengths).
+fn summation_sum<C: OneSidedComm>(comm: &C) {
+    let mut x = vector(comm, small, exact_on_0(comm));
+    let want: f64 = (0..x.len()).map(small).sum();
+    refused_modes(comm, "sum: modes differ", x.sum(), want);
+    // still in step, in either mode
+    for mode in [Summation::Ordered, Summation::Exact] {
+        x.set_summation(mode);
+        assert_eq!(ok(comm, "sum", x.sum()), want, "{mode:?}");
+    }
+    // the mode is the array's: an integer array's too (its sums are exact
+    // in both modes, but the contract is the same)
+    let k = ok(
+        comm,
+        "from_fn",
+        DistArray::<i64, C, 1>::from_fn(comm.clone(), [7], |[i]| i as i64),
+    )
+    .with_summation(exact_on_0(comm));
+    refused_modes(comm, "integer sum: modes differ", k.sum(), 21);
+    assert_eq!(
+        ok(comm, "sum", k.with_summation(Summation::Exact).sum()),
+        21
+    );
+}
+
+/// `reduce_op(Sum)` (and `Max`, which the mode does not change) of a
+/// vector in [`Summation::Exact`] on rank 0 only.
+fn summation_reduce_op<C: OneSidedComm>(comm: &C) {
+    let mut x = vector(comm, small, exact_on_0(comm));
+    let want: f64 = (0..x.len()).map(small).sum();
+    let r = x.reduce_op(AccumulateOp::Sum);
+    refused_modes(comm, "reduce_op(Sum): modes differ", r, want);
+    let r = x.reduce_op(AccumulateOp::Max);
+    refused_modes(comm, "reduce_op(Max): modes differ", r, 3.0);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        x.set_summation(mode);
+        let s = ok(comm, "reduce_op(Sum)", x.reduce_op(AccumulateOp::Sum));
+        assert_eq!(s, want, "{mode:?}");
+        let m = ok(comm, "reduce_op(Max)", x.reduce_op(AccumulateOp::Max));
+        assert_eq!(m, 3.0, "{mode:?}");
+    }
+}
+
+/// `reduce_op(Sum)` on rank 0 and `reduce_op(Max)` elsewhere: one
+/// allreduce of the same length, combined with each rank's own operation
+/// (a wrong value, not an error).
+fn reduce_ops<C: OneSidedComm>(comm: &C) {
+    let x = vector(comm, small, Summation::Ordered);
+    let want: f64 = (0..x.len()).map(small).sum();
+    let op = if comm.rank() == 0 {
+        AccumulateOp::Sum
+    } else {
+        AccumulateOp::Max
+    };
+    let r = x.reduce_op(op);
+    if let Some(v) = refused_unless_alone(comm, "reduce_op: Sum on rank 0, Max elsewhere", r) {
+        assert_eq!(v, want);
+    }
+    assert_eq!(ok(comm, "reduce_op", x.reduce_op(AccumulateOp::Sum)), want);
+    assert_eq!(ok(comm, "reduce_op", x.reduce_op(AccumulateOp::Max)), 3.0);
+}
+
+/// `map_sum` and `mean` of a vector in [`Summation::Exact`] on rank 0
+/// only: the ranks entered the exact allreduce and the ordered path's
+/// vote and allgather.
+fn summation_map_sum<C: OneSidedComm>(comm: &C) {
+    let mut x = vector(comm, small, exact_on_0(comm));
+    let n = x.len();
+    let want: f64 = (0..n).map(|i| small(i) * small(i)).sum();
+    refused_modes(comm, "map_sum: modes differ", x.map_sum(|v| v * v), want);
+    let mean = (0..n).map(small).sum::<f64>() / n as f64;
+    refused_modes(comm, "mean: modes differ", x.mean(), Some(mean));
+    for mode in [Summation::Ordered, Summation::Exact] {
+        x.set_summation(mode);
+        assert_eq!(ok(comm, "map_sum", x.map_sum(|v| v * v)), want, "{mode:?}");
+        assert_eq!(ok(comm, "mean", x.mean()), Some(mean), "{mode:?}");
+    }
+}
+
+/// `linalg::dot` with `x` in [`Summation::Exact`] on rank 0 only, and
+/// with `x` exact on rank 0 but `y` exact elsewhere (both take the exact
+/// path, but the arrays' modes differ all the same).
+fn summation_dot<C: OneSidedComm>(comm: &C) {
+    let mut x = vector(comm, small, exact_on_0(comm));
+    let mut y = vector(comm, |i| small(i + 2), Summation::Ordered);
+    let want: f64 = (0..x.len()).map(|i| small(i) * small(i + 2)).sum();
+    let r = crate::linalg::dot(&x, &y);
+    refused_modes(comm, "dot: x's mode differs", r, want);
+    let r = crate::linalg::dot(&x, &x);
+    let xx: f64 = (0..x.len()).map(|i| small(i) * small(i)).sum();
+    refused_modes(comm, "dot(x, x): modes differ", r, xx);
+    if comm.rank() != 0 {
+        x.set_summation(Summation::Ordered);
+        y.set_summation(Summation::Exact);
+    }
+    let r = crate::linalg::dot(&x, &y);
+    refused_modes(comm, "dot: x exact on rank 0, y elsewhere", r, want);
+    for (mx, my) in [
+        (Summation::Ordered, Summation::Ordered),
+        (Summation::Exact, Summation::Ordered),
+        (Summation::Ordered, Summation::Exact),
+    ] {
+        x.set_summation(mx);
+        y.set_summation(my);
+        assert_eq!(ok(comm, "dot", crate::linalg::dot(&x, &y)), want);
+    }
+}
+
+/// `linalg::norm2` of a vector in [`Summation::Exact`] on rank 0 only.
+fn summation_norm2<C: OneSidedComm>(comm: &C) {
+    // every element 2: the norm is 2 sqrt(n) in either mode
+    let mut x = vector(comm, |_| 2.0, exact_on_0(comm));
+    let want = 2.0 * (x.len() as f64).sqrt();
+    refused_modes(comm, "norm2: modes differ", crate::linalg::norm2(&x), want);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        x.set_summation(mode);
+        let got = ok(comm, "norm2", crate::linalg::norm2(&x));
+        assert!(
+            (got - want).abs() <= 1e-15 * want,
+            "{mode:?}: {got} != {want}"
+        );
+    }
+}
+
+/// `linalg::axpy_dot` with `y` in [`Summation::Exact`] on rank 0 only.
+fn summation_axpy_dot<C: OneSidedComm>(comm: &C) {
+    let x = vector(comm, small, Summation::Ordered);
+    let mut y = vector(comm, |i| small(i + 2), exact_on_0(comm));
+    let n = x.len();
+    let after: Vec<f64> = (0..n).map(|i| small(i + 2) + 2.0 * small(i)).collect();
+    let want: f64 = after.iter().map(|v| v * v).sum();
+    let r = crate::linalg::axpy_dot(2.0, &x, &mut y);
+    refused_modes(comm, "axpy_dot: modes differ", r, want);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        y.set_summation(mode);
+        ok(
+            comm,
+            "fill",
+            y.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 2))),
+        );
+        ok(comm, "barrier", comm.barrier());
+        let got = ok(comm, "axpy_dot", crate::linalg::axpy_dot(2.0, &x, &mut y));
+        assert_eq!(got, want, "{mode:?}");
+        ok(comm, "barrier", comm.barrier());
+        assert_eq!(ok(comm, "to_vec", y.to_vec()), after, "{mode:?}");
+        // every rank has read before the next fill
+        ok(comm, "barrier", comm.barrier());
+    }
+}
+
+/// `linalg::cg_update` with `p` (not the array whose product it returns)
+/// in [`Summation::Exact`] on rank 0 only.
+fn summation_cg_update<C: OneSidedComm>(comm: &C) {
+    let mut p = vector(comm, small, exact_on_0(comm));
+    let q = vector(comm, |i| small(i + 1), Summation::Ordered);
+    let mut x = vector(comm, |_| 0.0, Summation::Ordered);
+    let mut r = vector(comm, |i| small(i + 3), Summation::Ordered);
+    let n = p.len();
+    let r_after: Vec<f64> = (0..n).map(|i| small(i + 3) - 2.0 * small(i + 1)).collect();
+    let x_after: Vec<f64> = (0..n).map(|i| 2.0 * small(i)).collect();
+    let want: f64 = r_after.iter().map(|v| v * v).sum();
+    let got = crate::linalg::cg_update(2.0, &p, &q, &mut x, &mut r);
+    refused_modes(comm, "cg_update: modes differ", got, want);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        p.set_summation(mode);
+        ok(comm, "fill", x.with_local_mut(|mut l| l.fill_with(|_| 0.0)));
+        ok(
+            comm,
+            "fill",
+            r.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 3))),
+        );
+        ok(comm, "barrier", comm.barrier());
+        let got = crate::linalg::cg_update(2.0, &p, &q, &mut x, &mut r);
+        assert_eq!(ok(comm, "cg_update", got), want, "{mode:?}");
+        ok(comm, "barrier", comm.barrier());
+        assert_eq!(ok(comm, "to_vec", x.to_vec()), x_after, "{mode:?}");
+        assert_eq!(ok(comm, "to_vec", r.to_vec()), r_after, "{mode:?}");
+        ok(comm, "barrier", comm.barrier());
+    }
+}
+
+/// `Ghosted::apply_dot` and `update_ghosts_and_apply_dot` with the output
+/// in [`Summation::Exact`] on rank 0 only (Ghosted's own reduction).
+fn summation_ghosted_dot<C: OneSidedComm>(comm: &C) {
+    let a = vector(comm, small, Summation::Ordered);
+    let mut u = ok(comm, "Ghosted::new", Ghosted::new(&a, [1], [false]));
+    ok(comm, "update_ghosts", u.update_ghosts());
+    let st = Stencil::<f64, 1>::neg_laplacian();
+    let mut out = ok(comm, "similar", a.similar::<f64>());
+    // u · (A u) of the 1-D Laplacian with zero outside: small integers
+    let n = a.len();
+    let at = |i: usize| small(i);
+    let want: f64 = (0..n)
+        .map(|i| {
+            let left = if i > 0 { at(i - 1) } else { 0.0 };
+            let right = if i + 1 < n { at(i + 1) } else { 0.0 };
+            at(i) * (2.0 * at(i) - left - right)
+        })
+        .sum();
+    out.set_summation(exact_on_0(comm));
+    refused_modes(
+        comm,
+        "apply_dot: modes differ",
+        u.apply_dot(&st, &out),
+        want,
+    );
+    let r = u.update_ghosts_and_apply_dot(&st, &out);
+    refused_modes(comm, "update_ghosts_and_apply_dot: modes differ", r, want);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        out.set_summation(mode);
+        assert_eq!(
+            ok(comm, "apply_dot", u.apply_dot(&st, &out)),
+            want,
+            "{mode:?}"
+        );
+        let r = u.update_ghosts_and_apply_dot(&st, &out);
+        assert_eq!(ok(comm, "update_ghosts_and_apply_dot", r), want, "{mode:?}");
+    }
+}
+
+/// `Ghosted::cg_update` with `q` in [`Summation::Exact`] on rank 0 only.
+fn summation_ghosted_cg_update<C: OneSidedComm>(comm: &C) {
+    let a = vector(comm, small, Summation::Ordered);
+    let p = ok(comm, "Ghosted::new", Ghosted::new(&a, [1], [false]));
+    let mut q = vector(comm, |i| small(i + 1), exact_on_0(comm));
+    let mut x = vector(comm, |_| 0.0, Summation::Ordered);
+    let mut r = vector(comm, |i| small(i + 3), Summation::Ordered);
+    let n = a.len();
+    let r_after: Vec<f64> = (0..n).map(|i| small(i + 3) - 2.0 * small(i + 1)).collect();
+    let want: f64 = r_after.iter().map(|v| v * v).sum();
+    let got = p.cg_update(2.0, &q, &mut x, &mut r);
+    refused_modes(comm, "Ghosted::cg_update: modes differ", got, want);
+    for mode in [Summation::Ordered, Summation::Exact] {
+        q.set_summation(mode);
+        ok(comm, "fill", x.with_local_mut(|mut l| l.fill_with(|_| 0.0)));
+        ok(
+            comm,
+            "fill",
+            r.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 3))),
+        );
+        ok(comm, "barrier", comm.barrier());
+        let got = p.cg_update(2.0, &q, &mut x, &mut r);
+        assert_eq!(ok(comm, "Ghosted::cg_update", got), want, "{mode:?}");
+        ok(comm, "barrier", comm.barrier());
+        assert_eq!(ok(comm, "to_vec", r.to_vec()), r_after, "{mode:?}");
+        ok(comm, "barrier", comm.barrier());
+    }
 }
