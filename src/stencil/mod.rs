@@ -825,71 +825,75 @@ unsafe fn star_rows_simd<T: Element>(
         };
         let k = starts.len();
         let o = rows[0].1;
-        if let Some((pitch, out_pitch)) =
-            pitch.and_then(|p| Some((p, consecutive_rows(rows, p, n)?)))
-        {
-            let outs: [usize; BLOCK_ROWS] = std::array::from_fn(|b| o + b * out_pitch);
-            macro_rules! block {
-                ($(($k:literal, $r:literal)),*) => {
-                    match (k, r) {
-                        $(($k, $r) => {
-                            let s: &[usize; $k] = starts.try_into().expect("length matched");
-                            let w: &[f64; $k] = w.try_into().expect("length matched");
-                            // SAFETY: AVX-512F is available (`star_kernel_runs`);
-                            // the starts follow the star pattern of radius
-                            // `r` and the 2r before the row's are `c +
-                            // q·pitch` (the caller's contract); rows b <
-                            // BLOCK_ROWS are rows of `rows` (consecutive:
-                            // row b's starts are the first's plus b·pitch,
-                            // its output at `outs[b]`), which all lie inside
-                            // `input` and `out` (the caller's contract), and
-                            // `out_pitch >= n`: the output rows do not
-                            // overlap.
-                            unsafe {
-                                if streaming {
-                                    star_row::rows::<$k, $r, BLOCK_ROWS, true>(
-                                        input, s, pitch, w, out, &outs, n, accumulate,
-                                    )
-                                } else {
-                                    star_row::rows::<$k, $r, BLOCK_ROWS, false>(
-                                        input, s, pitch, w, out, &outs, n, accumulate,
-                                    )
-                                }
-                            };
-                            return BLOCK_ROWS;
-                        })*
-                        _ => {}
-                    }
-                };
-            }
-            // the stars of `block_rows_pay`: radius 1 to 4 in 2-D, 1 in
-            // 3-D (1 + 2rN points)
-            block!((5, 1), (9, 2), (13, 3), (17, 4), (7, 1));
-        }
-        if streaming {
-            return 0;
-        }
-        macro_rules! single {
-            ($(($k:literal, $r:literal)),*) => {
+        // `star_row::rows::<K, R, B, PREFETCH>` for the (K, R) listed that
+        // matches (k, r), on the output rows `outs`; false if none does
+        macro_rules! kernel {
+            ($b:expr, $prefetch:literal, $pitch:expr, $outs:expr, $(($k:literal, $r:literal)),*) => {
                 match (k, r) {
                     $(($k, $r) => {
                         let s: &[usize; $k] = starts.try_into().expect("length matched");
                         let w: &[f64; $k] = w.try_into().expect("length matched");
-                        // SAFETY: AVX-512F is available (`star_kernel_runs`),
+                        // SAFETY: AVX-512F is available (`star_kernel_runs`);
                         // the starts follow the star pattern of radius `r`
-                        // and the row lies inside `input` and `out` (the
-                        // caller's contract); one row shares nothing.
+                        // (and, for a block, the 2r before the row's are
+                        // `c + q·pitch`: `shared_pitch`), the caller's
+                        // contract; a block's rows b are rows of `rows`
+                        // (`consecutive_rows`: row b's starts are the
+                        // first's plus b·pitch, its output at `outs[b]`,
+                        // `out_pitch >= n` apart: no overlap), and every
+                        // row of `rows` lies inside `input` and `out` (the
+                        // caller's contract).
                         unsafe {
-                            star_row::rows::<$k, $r, 1, false>(input, s, 0, w, out, &[o], n, accumulate)
+                            star_row::rows::<$k, $r, { $b }, $prefetch>(
+                                input, s, $pitch, w, out, $outs, n, accumulate,
+                            )
                         };
-                        1
+                        true
                     })*
-                    _ => 0,
+                    _ => false,
                 }
             };
         }
-        // stars of radius 1 to 4 in 1, 2 and 3 dimensions (1 + 2rN points)
-        single!(
+        if let Some((pitch, out_pitch)) =
+            pitch.and_then(|p| Some((p, consecutive_rows(rows, p, n)?)))
+        {
+            let outs: [usize; BLOCK_ROWS] = std::array::from_fn(|b| o + b * out_pitch);
+            // the stars of `block_rows_pay`: radius 1 to 4 in 2-D, 1 in
+            // 3-D (1 + 2rN points)
+            macro_rules! blocks {
+                ($prefetch:literal) => {
+                    kernel!(
+                        BLOCK_ROWS,
+                        $prefetch,
+                        pitch,
+                        &outs,
+                        (5, 1),
+                        (9, 2),
+                        (13, 3),
+                        (17, 4),
+                        (7, 1)
+                    )
+                };
+            }
+            let done = if streaming {
+                blocks!(true)
+            } else {
+                blocks!(false)
+            };
+            if done {
+                return BLOCK_ROWS;
+            }
+        }
+        if streaming {
+            return 0;
+        }
+        // one row (which shares nothing): stars of radius 1 to 4 in 1, 2
+        // and 3 dimensions (1 + 2rN points)
+        let done = kernel!(
+            1,
+            false,
+            0,
+            &[o],
             (3, 1),
             (5, 1),
             (7, 1),
@@ -902,7 +906,8 @@ unsafe fn star_rows_simd<T: Element>(
             (9, 4),
             (17, 4),
             (25, 4)
-        )
+        );
+        usize::from(done)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
