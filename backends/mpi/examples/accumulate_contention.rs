@@ -93,7 +93,7 @@ fn trial(
     let ones = vec![1.0f64; blk.len()];
     let win = a.window().backend().raw();
     // rank 0's first element in the raw window
-    let disp = a.window().backend().displacement(0, 0);
+    let disp = a.window().backend().displacement(0, 0)?;
     comm.barrier()?;
     let t = Instant::now();
     match variant {

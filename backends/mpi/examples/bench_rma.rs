@@ -177,7 +177,7 @@ fn main() -> distarray::Result<()> {
     let idx = per * target + 17; // owned by `target`, local offset 17
     let win = a.window().backend().raw();
     // local offset 17 of `target`'s part in the raw window
-    let d17 = a.window().backend().displacement(target, 17);
+    let d17 = a.window().backend().displacement(target, 17)?;
     let mut elem = Vec::new();
     if me == 0 {
         // warm-up
@@ -305,7 +305,7 @@ fn main() -> distarray::Result<()> {
     let mut bulk = Vec::new();
     if me == 0 {
         let win = b.window().backend().raw();
-        let disp = b.window().backend().displacement(target, 0);
+        let disp = b.window().backend().displacement(target, 0)?;
         let mut buf = vec![0.0f64; n];
         // warm-up (also faults the pages of `buf` in)
         raw_bulk_get(win, target as c_int, disp, &mut buf);

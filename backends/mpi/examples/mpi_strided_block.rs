@@ -52,7 +52,7 @@ fn main() -> distarray::Result<()> {
     let block = Block::new([rows.clone(), 0..w]);
     let raw = RawWindow {
         win: a.window().backend().raw(),
-        first: a.window().backend().displacement(1, 0),
+        first: a.window().backend().displacement(1, 0)?,
     };
     let mut buf = vec![0.0f64; nrows * w];
     let (mut ours, mut vector, mut per_row) = (Vec::new(), Vec::new(), Vec::new());

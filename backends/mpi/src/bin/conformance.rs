@@ -331,6 +331,18 @@ fn parts_on_lines(comm: &MpiComm) {
         let (me, p) = (comm.rank(), comm.size());
         let len = 5 + me;
         let w = comm.create_window::<T>(len).expect("create_window");
+        // the raw window's displacements: a part's end is one, past it or
+        // a rank out of range is an error
+        let raw = w.backend();
+        assert!(raw.displacement(me, len).is_ok());
+        assert!(matches!(
+            raw.displacement(me, len + 1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            raw.displacement(p, 0),
+            Err(Error::InvalidArgument(_))
+        ));
         w.lock(me, LockKind::Shared).expect("lock");
         w.with_local(|l| {
             assert_eq!(

@@ -109,6 +109,8 @@ pub struct MpiWindow<T: Element> {
     /// the displacement of its first element (`pads[target] + offset` in
     /// every RMA call).
     pads: Vec<usize>,
+    /// Every rank's part length, in elements.
+    part_lens: Vec<usize>,
     datatype: ffi::MPI_Datatype,
     /// Length of this rank's part, in elements.
     local_len: usize,
@@ -206,6 +208,7 @@ impl<T: Element> MpiWindow<T> {
             datatype: raw::datatype(T::KIND),
             local_len,
             pads: Vec::new(),
+            part_lens: lens.to_vec(),
             all_locked: AtomicBool::new(false),
             held: HeldLocks::new(size),
             types: TypeCache::default(),
@@ -270,11 +273,26 @@ impl<T: Element> MpiWindow<T> {
     /// memory 8 bytes past a line). Application calls on the raw window
     /// address elements through this.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `target` is not a rank of the window's communicator.
-    pub fn displacement(&self, target: usize, offset: usize) -> ffi::MPI_Aint {
-        self.disp(target, offset)
+    /// [`Error::InvalidArgument`] if `target` is not a rank of the window's
+    /// communicator or `offset` is past the end of its part (the part's
+    /// length is a valid offset: one past the last element).
+    pub fn displacement(&self, target: usize, offset: usize) -> Result<ffi::MPI_Aint> {
+        let len = self.comm.size();
+        let Some(&pad) = self.pads.get(target) else {
+            return Err(Error::InvalidArgument(format!(
+                "displacement: rank {target} out of range (the window has {len} ranks)"
+            )));
+        };
+        let part = self.part_lens.get(target).copied().unwrap_or(0);
+        if offset > part {
+            return Err(Error::InvalidArgument(format!(
+                "displacement: offset {offset} past the end of rank {target}'s part of {part} \
+                 elements"
+            )));
+        }
+        Ok((pad + offset) as ffi::MPI_Aint)
     }
 
     /// [`Self::displacement`] (ranks and offsets validated by the callers).
