@@ -372,7 +372,15 @@ fn thread_level_below_serialized_is_refused() {
 #[test]
 fn failed_chunk_completes_issued_chunks() {
     fault("chunk-failure", 2, Net::Shm);
-    fault("chunk-failure", 2, Net::Tcp);
+    // MPICH 4.0.2 over UCX's TCP transport: the assertions pass and both
+    // ranks reach MPI_Finalize, where they sometimes wait forever (one in
+    // the PMI barrier, the other progressing UCX): 5 runs in 80 on a loaded
+    // machine, the same with the build of the session before (5 in 80),
+    // once in CI. The same MPICH hang as `crossing_and_leaked_handles_do_not_hang`
+    // below; TCP is run on Open MPI.
+    if FAMILY != "mpich" {
+        fault("chunk-failure", 2, Net::Tcp);
+    }
 }
 
 /// Issue 22: strided blocks of one shape build one MPI vector type per
