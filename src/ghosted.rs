@@ -625,8 +625,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                 LocalDot::Exact(parts) => *parts,
                 LocalDot::Ordered(_) => ExactParts::new(), // never: refused then
             });
-            let parts = crate::linalg::agree_exact::<T, _, _, 1>(self.comm(), parts, modes)?;
-            return Ok(exact_sum::allreduce_parts(self.comm(), Ok(parts))?.round());
+            return crate::linalg::sum_exact_agreed(self.comm(), parts, modes);
         }
         let local = local.map(|l| match l {
             LocalDot::Ordered(d) => d,
@@ -756,8 +755,7 @@ impl<T: Element, C: OneSidedComm, const N: usize> Ghosted<T, C, N> {
                     acc
                 })
             });
-            let parts = crate::linalg::agree_exact::<T, _, _, 3>(self.comm(), parts, &modes)?;
-            return Ok(exact_sum::allreduce_parts(self.comm(), Ok(parts))?.round());
+            return crate::linalg::sum_exact_agreed(self.comm(), parts, &modes);
         }
         crate::linalg::sum_agreed(self.comm(), local, &modes)
     }

@@ -384,6 +384,18 @@ pub(crate) fn agree_exact<T: Element, C: OneSidedComm, V, const K: usize>(
     vote_keyed_as::<T, _, _>(comm, local, modes.key(), || modes.differ())
 }
 
+/// Collective: the exact path of a reduction of `T`s: [`agree_exact`] of
+/// the operands' `modes` (and of every rank's success), then every rank's
+/// `parts` merged in the exact allreduce and rounded once.
+pub(crate) fn sum_exact_agreed<T: Element, C: OneSidedComm, const K: usize>(
+    comm: &C,
+    parts: Result<ExactParts>,
+    modes: &Modes<'_, K>,
+) -> Result<T> {
+    let parts = agree_exact::<T, _, _, K>(comm, parts, modes)?;
+    Ok(exact_sum::allreduce_parts(comm, Ok(parts))?.round())
+}
+
 /// Collective: [`dot`] with [`Summation::Exact`]: every rank's products
 /// summed into an [`ExactParts`], merged in one allreduce, rounded once.
 /// `checked`: this rank's argument checks, which join the vote that agrees
@@ -405,8 +417,7 @@ fn exact_dot<T: Element, C: OneSidedComm, const N: usize>(
             Ok(acc)
         })
     });
-    let local = agree_exact::<T, _, _, 2>(x.comm(), local, modes)?;
-    Ok(exact_sum::allreduce_parts(x.comm(), Ok(local))?.round())
+    sum_exact_agreed(x.comm(), local, modes)
 }
 
 /// Collective: the exact `v · v` of a local part that an update kernel has
@@ -424,8 +435,7 @@ fn exact_self_dot<T: Element, C: OneSidedComm, const N: usize, const K: usize>(
             acc
         })
     });
-    let local = agree_exact::<T, _, _, K>(v.comm(), local, modes)?;
-    Ok(exact_sum::allreduce_parts(v.comm(), Ok(local))?.round())
+    sum_exact_agreed(v.comm(), local, modes)
 }
 
 /// Collective: the Euclidean norm `sqrt(sum |x[i]|²)`, as `f64`, scaled so that it
