@@ -151,8 +151,13 @@ pub(super) unsafe fn rows<const K: usize, const R: usize, const B: usize, const 
     // invalidate the pointers taken before)
     let out_base = out.as_mut_ptr();
     let o: [*mut f64; B] = std::array::from_fn(|b| out_base.wrapping_add(outs[b]));
-    // the rows that enter the window with this block (prefetched)
-    let lead = starts.iter().copied().max().unwrap_or(c);
+    // the rows that enter the window with this block (prefetched; not
+    // looked for without prefetch)
+    let lead = if PREFETCH {
+        starts.iter().copied().max().unwrap_or(c)
+    } else {
+        c
+    };
     let leads: [*const f64; B] = std::array::from_fn(|b| base.wrapping_add(lead + b * pitch));
     let wv: [__m512d; K] = std::array::from_fn(|k| _mm512_set1_pd(w[k]));
     // the first shared point, when the rows share loads (none for one row)
