@@ -166,10 +166,12 @@ fn line_pad(addr: usize, elem: usize) -> usize {
 }
 
 impl<T: Element> MpiWindow<T> {
-    /// Collective: `MPI_Win_allocate` of `lens[rank]` elements on every
-    /// rank, zero-filled, with `MPI_ERRORS_RETURN`, then a barrier (no rank
-    /// accesses the window before every rank has zeroed its part). `lens`
-    /// is the layout every rank agreed on (the caller's guarantee).
+    /// Collective: `MPI_Win_allocate` of `lens[rank]` elements (and a line
+    /// more, see [`line_pad`]) on every rank, zero-filled, with
+    /// `MPI_ERRORS_RETURN`, then an allgather of the parts' offsets in
+    /// their memory (no rank accesses the window before every rank has
+    /// zeroed its part). `lens` is the layout every rank agreed on (the
+    /// caller's guarantee).
     pub(crate) fn new(comm: Arc<CommInner>, lens: &[usize]) -> Result<Self> {
         let inner = comm.clone();
         let _collective = inner.collective();
@@ -279,20 +281,19 @@ impl<T: Element> MpiWindow<T> {
     /// communicator or `offset` is past the end of its part (the part's
     /// length is a valid offset: one past the last element).
     pub fn displacement(&self, target: usize, offset: usize) -> Result<ffi::MPI_Aint> {
-        let len = self.comm.size();
-        let Some(&pad) = self.pads.get(target) else {
+        let Some(&part) = self.part_lens.get(target) else {
             return Err(Error::InvalidArgument(format!(
-                "displacement: rank {target} out of range (the window has {len} ranks)"
+                "displacement: rank {target} out of range (the window has {} ranks)",
+                self.part_lens.len()
             )));
         };
-        let part = self.part_lens.get(target).copied().unwrap_or(0);
         if offset > part {
             return Err(Error::InvalidArgument(format!(
                 "displacement: offset {offset} past the end of rank {target}'s part of {part} \
                  elements"
             )));
         }
-        Ok((pad + offset) as ffi::MPI_Aint)
+        Ok(self.disp(target, offset))
     }
 
     /// [`Self::displacement`] (ranks and offsets validated by the callers).
