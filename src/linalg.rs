@@ -396,7 +396,7 @@ pub(crate) fn sum_exact_agreed<T: Element, C: OneSidedComm, const K: usize>(
     Ok(exact_sum::allreduce_parts(comm, Ok(parts))?.round())
 }
 
-/// Collective: [`dot`] with [`Summation::Exact`]: every rank's products
+/// Collective: [`dot`] with [`Summation::Exact`](crate::exact_sum::Summation::Exact): every rank's products
 /// summed into an [`ExactParts`], merged in one allreduce, rounded once.
 /// `checked`: this rank's argument checks, which join the vote that agrees
 /// the `modes` first.

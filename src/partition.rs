@@ -464,7 +464,7 @@ impl<const N: usize> ContinuousPartitioning<N> {
     }
 
     /// The part (grid coordinate) of dimension `d` containing `i`
-    /// (`i < shape[d]`), by binary search: O(log grid[d]).
+    /// (`i < shape[d]`), by binary search: O(log `grid[d]`).
     pub(crate) fn part_in_dim(&self, d: usize, i: usize) -> usize {
         let b = &self.bounds[d];
         // Last part whose start is <= i; empty parts before it are skipped
