@@ -532,6 +532,22 @@ fn vector<C: OneSidedComm>(
     .with_summation(mode)
 }
 
+/// Collective: `x` and `r` back to the values the `cg_update` checks start
+/// from (`x = 0`, `r[i] = small(i + 3)`), every rank's fill done.
+fn reset_cg_vectors<C: OneSidedComm>(
+    comm: &C,
+    x: &mut DistArray<f64, C, 1>,
+    r: &mut DistArray<f64, C, 1>,
+) {
+    ok(comm, "fill", x.with_local_mut(|mut l| l.fill_with(|_| 0.0)));
+    ok(
+        comm,
+        "fill",
+        r.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 3))),
+    );
+    ok(comm, "barrier", comm.barrier());
+}
+
 /// A reduction refused on every rank because the summation modes differ
 /// (on one rank, nothing differs: it succeeds with `want`).
 fn refused_modes<T: std::fmt::Debug + PartialEq, C: OneSidedComm>(
@@ -719,13 +735,7 @@ fn summation_cg_update<C: OneSidedComm>(comm: &C) {
     refused_modes(comm, "cg_update: modes differ", got, want);
     for mode in [Summation::Ordered, Summation::Exact] {
         p.set_summation(mode);
-        ok(comm, "fill", x.with_local_mut(|mut l| l.fill_with(|_| 0.0)));
-        ok(
-            comm,
-            "fill",
-            r.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 3))),
-        );
-        ok(comm, "barrier", comm.barrier());
+        reset_cg_vectors(comm, &mut x, &mut r);
         let got = crate::linalg::cg_update(2.0, &p, &q, &mut x, &mut r);
         assert_eq!(ok(comm, "cg_update", got), want, "{mode:?}");
         ok(comm, "barrier", comm.barrier());
@@ -788,13 +798,7 @@ fn summation_ghosted_cg_update<C: OneSidedComm>(comm: &C) {
     refused_modes(comm, "Ghosted::cg_update: modes differ", got, want);
     for mode in [Summation::Ordered, Summation::Exact] {
         q.set_summation(mode);
-        ok(comm, "fill", x.with_local_mut(|mut l| l.fill_with(|_| 0.0)));
-        ok(
-            comm,
-            "fill",
-            r.with_local_mut(|mut l| l.fill_with(|[i]| small(i + 3))),
-        );
-        ok(comm, "barrier", comm.barrier());
+        reset_cg_vectors(comm, &mut x, &mut r);
         let got = p.cg_update(2.0, &q, &mut x, &mut r);
         assert_eq!(ok(comm, "Ghosted::cg_update", got), want, "{mode:?}");
         ok(comm, "barrier", comm.barrier());
