@@ -556,21 +556,22 @@ fn apply_then_map_passes<T: Element, const N: usize>(
 
 /// Calls `f(offset, len)` for every row (last dimension) of slab `k` (first
 /// dimension) of the box `b` in an array of `shape`, in row-major order.
-/// In one dimension slab `k` is the single value `k` (`f(k, 1)`).
+/// Two or more dimensions: in one, the box is a single row and callers take
+/// it whole.
 fn for_rows_of<const N: usize>(
     shape: [usize; N],
     b: &[Range<usize>; N],
     k: usize,
     mut f: impl FnMut(usize, usize),
 ) {
+    assert!(
+        N > 1,
+        "for_rows_of: a slab of rows needs two or more dimensions"
+    );
     if b.iter().any(|r| r.is_empty()) {
         return;
     }
     let len = b[N - 1].len();
-    if N == 1 {
-        f(k, 1);
-        return;
-    }
     let mut at: [usize; N] = std::array::from_fn(|d| b[d].start);
     at[0] = k;
     loop {
